@@ -1,0 +1,50 @@
+"""What the tracker must be told about one PBX: which endpoints are trunks, what an
+extension looks like, where recordings are named.
+
+Direction is decided from this, never from the length of a number: a 4-digit caller ID
+from a carrier is still an outside caller, and a rep's 10-digit DID is still a rep.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class PbxProfile:
+    trunk_endpoints: tuple[str, ...] = ("trunk",)
+    """Endpoint names (the ``101`` of ``PJSIP/101-0000002a``) of carrier trunks; each
+    entry is matched in full as a regular expression."""
+    trunk_contexts: tuple[str, ...] = ("from-trunk", "from-pstn")
+    """Dialplan contexts that calls from carriers arrive in."""
+    extension_pattern: str = r"\d{2,6}"
+    """A rep's extension, matched in full against the endpoint name or caller ID."""
+    extension_map: dict[str, str] = field(default_factory=dict)
+    """Endpoint name -> extension, where handsets are not named by their extension."""
+    own_numbers: tuple[str, ...] = ()
+    """The PBX's own DIDs (as the carrier delivers them)."""
+    default_region: str = "US"
+    intl_prefixes: tuple[str, ...] = ("00", "011")
+    recording_vars: tuple[str, ...] = ("MIXMONITOR_FILENAME", "REC_FILE", "CALLFILENAME")
+    correlation_var: str = "CRM_CALL_ID"
+    """Channel variable our Originate sets, so the call record finds its click."""
+    finish_grace: float = 1.0
+    """Seconds to wait after a call's last hangup for its trailing Cdr and
+    OriginateResponse events before the record is emitted."""
+    _trunk_re: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _ext_re: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self,
+            "_trunk_re",
+            re.compile("|".join(f"(?:{p})" for p in self.trunk_endpoints) or r"(?!)"),
+        )
+        object.__setattr__(self, "_ext_re", re.compile(self.extension_pattern))
+
+    def is_trunk(self, endpoint: str, context: str) -> bool:
+        return bool(self._trunk_re.fullmatch(endpoint)) or context in self.trunk_contexts
+
+    def is_extension(self, text: str | None) -> bool:
+        return text is not None and bool(self._ext_re.fullmatch(text))
