@@ -25,52 +25,76 @@ class CaptureError(ValueError):
 _UNIQUEID_EPOCH = re.compile(r"(?:^|-)(\d{9,11})\.\d+$")
 
 
-class StreamClock:
-    """Wall time for traffic that carries no receive times (raw bytes, cacofonisk arrays).
+def anchor_time(msg: Message) -> float | None:
+    """The wall time Asterisk itself wrote into an event, if any (a floor of the truth).
 
-    Asterisk stamps some events itself: ``Timestamp`` (when ``timestampevents=yes``),
-    ``EventTV`` on security events, ``EventTime`` on CEL, and uniqueids are
-    ``<epoch>.<n>`` at channel creation.  Each is a floor of the true time, so the running
-    maximum of them is never ahead of the truth and at most a second behind it: good enough
-    for ring and talk seconds, and it never runs backwards.
+    ``Timestamp`` (``timestampevents=yes``) is exact; ``EventTV`` on security events has
+    milliseconds; CEL ``EventTime`` and the ``<epoch>.<n>`` of a new channel's uniqueid
+    are whole seconds.
     """
+    ts = msg.get("Timestamp")
+    if ts:
+        try:
+            return float(first(ts))
+        except ValueError:
+            pass
+    tv = msg.get("EventTV")
+    if tv:
+        parsed = _parse_time(first(tv))
+        if parsed is not None:
+            return parsed
+    event = msg.get("Event")
+    if event == "CEL":
+        return _parse_time(first(msg.get("EventTime")))
+    if event == "Newchannel":
+        match = _UNIQUEID_EPOCH.search(first(msg.get("Uniqueid")))
+        if match:
+            return float(match.group(1))
+    return None
 
-    __slots__ = ("now", "_step")
 
-    def __init__(self, start: float = 0.0, step: float = 0.0) -> None:
-        self.now = start
-        self._step = step
+def estimate_times(messages: list[Message], step: float = 0.0) -> list[float]:
+    """Times for traffic that carries no receive times (raw bytes, cacofonisk arrays).
 
-    def stamp(self, msg: Message) -> float:
-        anchor = self._anchor(msg)
-        if anchor is not None and anchor > self.now:
-            self.now = anchor
+    Anchors are floors of the true time, so an event lies between the anchor before it and
+    one second after the anchor following it.  Within a quiet gap, an event is placed at
+    the end it is closer to (counted in events): Asterisk sends its CEL and Cdr records in
+    the same burst as the call events they describe.  Times never run backwards; ``step``
+    spaces events when there are no anchors at all.
+    """
+    anchors = [anchor_time(m) for m in messages]
+    n = len(messages)
+    nxt: list[tuple[float, int] | None] = [None] * n
+    upcoming: tuple[float, int] | None = None
+    for i in range(n - 1, -1, -1):
+        if anchors[i] is not None:
+            upcoming = (anchors[i], i)  # type: ignore[assignment]
+        nxt[i] = upcoming
+    times: list[float] = []
+    now = 0.0
+    prev: tuple[float, int] | None = None
+    for i, msg in enumerate(messages):
+        anchor = anchors[i]
+        if anchor is not None and msg.get("Timestamp"):
+            guess: float | None = anchor
+        elif anchor is not None:
+            guess = anchor
         else:
-            self.now += self._step
-        return self.now
-
-    @staticmethod
-    def _anchor(msg: Message) -> float | None:
-        ts = msg.get("Timestamp")
-        if ts:
-            try:
-                return float(first(ts))
-            except ValueError:
-                pass
-        tv = msg.get("EventTV")
-        if tv:
-            parsed = _parse_time(first(tv))
-            if parsed is not None:
-                return parsed
-        if msg.get("Event") == "CEL":
-            parsed = _parse_time(first(msg.get("EventTime")))
-            if parsed is not None:
-                return parsed
-        if msg.get("Event") == "Newchannel":
-            match = _UNIQUEID_EPOCH.search(first(msg.get("Uniqueid")))
-            if match:
-                return float(match.group(1))
-        return None
+            ahead = nxt[i]
+            if prev is None:
+                guess = ahead[0] if ahead else None
+            elif ahead is None or ahead[0] - prev[0] < 1.0:
+                guess = prev[0]
+            else:
+                guess = ahead[0] if ahead[1] - i < i - prev[1] else prev[0]
+        if anchor is not None:
+            prev = (anchor, i)
+        if guess is not None and guess > now:
+            now = guess
+        else:
+            now += step
+        times.append(now)
+    return times
 
 
 def _parse_time(text: str) -> float | None:
@@ -84,7 +108,7 @@ def _parse_time(text: str) -> float | None:
             continue
         if moment.tzinfo is None:
             # Asterisk prints CEL times in the server's local zone; PBXes run on UTC.
-            moment = moment.replace(tzinfo=_dt.timezone.utc)
+            moment = moment.replace(tzinfo=_dt.UTC)
         return moment.timestamp()
     return None
 
@@ -125,12 +149,11 @@ def read_capture(path: str | Path) -> Iterator[tuple[Message, float]]:
 
 
 def _read_raw(data: bytes) -> Iterator[tuple[Message, float]]:
-    clock = StreamClock(step=0.0)
     reader = FrameReader()
-    for msg in reader.feed(data):
-        yield msg, clock.stamp(msg)
-    for msg in reader.close():
-        yield msg, clock.stamp(msg)
+    messages = reader.feed(data) + reader.close()
+    if not messages or not any(m.get("Event") or m.get("Response") for m in messages):
+        raise CaptureError("no AMI messages found in the stream")
+    return zip(messages, estimate_times(messages), strict=True)
 
 
 def _clean(obj: dict[str, object]) -> Message:
@@ -148,7 +171,6 @@ def _clean(obj: dict[str, object]) -> Message:
 
 
 def _read_jsonl(data: bytes, path: Path) -> Iterator[tuple[Message, float]]:
-    clock = StreamClock(step=0.0)
     lines = data.decode("utf-8", errors="replace").splitlines()
     parsed: list[tuple[Message, float | None]] = []
     for number, line in enumerate(lines, 1):
@@ -162,15 +184,10 @@ def _read_jsonl(data: bytes, path: Path) -> Iterator[tuple[Message, float]]:
             raise CaptureError(f"{path}:{number}: each line must be a JSON object")
         wall = obj.get("_t_wall")
         parsed.append((_clean(obj), float(wall) if isinstance(wall, int | float) else None))
-    for msg, wall in parsed:
-        ts = msg.get("Timestamp")
-        if ts:
-            yield msg, clock.stamp(msg)
-        elif wall is not None:
-            clock.now = max(clock.now, wall)
-            yield msg, wall
-        else:
-            yield msg, clock.stamp(msg)
+    if all(wall is not None for _, wall in parsed):
+        return ((msg, _exact(msg, wall)) for msg, wall in parsed)
+    messages = [msg for msg, _ in parsed]
+    return zip(messages, estimate_times(messages), strict=True)
 
 
 def _read_array(data: bytes, path: Path) -> Iterator[tuple[Message, float]]:
@@ -180,8 +197,16 @@ def _read_array(data: bytes, path: Path) -> Iterator[tuple[Message, float]]:
         raise CaptureError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise CaptureError(f"{path}: expected a JSON array of event objects")
-    # No times at all: a synthetic 10 ms per event keeps order and gives non-zero durations.
-    clock = StreamClock(step=0.01)
-    for obj in items:
-        msg = _clean(obj)
-        yield msg, clock.stamp(msg)
+    messages = [_clean(obj) for obj in items]
+    # No receive times: 10 ms per event keeps order and gives non-zero durations.
+    return zip(messages, estimate_times(messages, step=0.01), strict=True)
+
+
+def _exact(msg: Message, wall: float | None) -> float:
+    ts = msg.get("Timestamp")
+    if ts:
+        try:
+            return float(first(ts))
+        except ValueError:
+            pass
+    return wall if wall is not None else 0.0

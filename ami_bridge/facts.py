@@ -19,7 +19,7 @@ def iso_utc(ts: float | None) -> str | None:
     """ISO 8601 in UTC with milliseconds, the form the replay contract promises."""
     if ts is None:
         return None
-    moment = _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc)
+    moment = _dt.datetime.fromtimestamp(ts, tz=_dt.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -42,8 +42,9 @@ class CallRecord:
 
     ``caller`` is E.164 for an outside number and the bare extension for a rep
     (``caller_raw`` keeps what the PBX sent); ``callee`` is what was dialled, as dialled
-    (the DID for inbound calls), with ``callee_e164`` for matching.  ``complete`` is False when the bridge did not see the whole call (attached
-    mid-call, or the link was down when it ended) so the CRM can flag the figures.
+    (the DID for inbound calls), with ``callee_e164`` for matching.  ``complete`` is
+    False when the bridge did not see the whole call (attached mid-call, or the link was
+    down when it ended) so the CRM can flag the figures.
     """
 
     linkedid: str

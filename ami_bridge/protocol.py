@@ -60,11 +60,12 @@ class FrameReader:
     """Incremental splitter for a TCP byte stream into AMI frames.
 
     ``skip`` is asked with the event name and the raw text of each event frame; frames it
-    rejects are never parsed.  A frame over ``max_frame`` bytes is dropped with a warning and the reader
-    resynchronises at the next blank line, so memory stays bounded whatever the peer sends.
+    rejects are never parsed.  A frame over ``max_frame`` bytes is dropped with a warning
+    and the reader resynchronises at the next blank line, so memory stays bounded whatever
+    the peer sends.
     """
 
-    __slots__ = ("_buf", "_skip", "_max", "dropped", "frames")
+    __slots__ = ("_buf", "_max", "_skip", "dropped", "frames")
 
     def __init__(
         self,

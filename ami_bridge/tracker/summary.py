@@ -1,0 +1,241 @@
+"""Turn a tracked call into the facts the CRM reads: who called whom, how it ended.
+
+Separate from the event handling so the rules that decide outcomes and figures read in
+one place, and change in one place.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+from ..facts import CallProgress, CallRecord, Direction, Outcome
+from ..numbers import is_withheld, to_e164
+from ..protocol import Message, first
+from .model import EXTENSION, LOCAL, TRUNK, Call, Channel, split_channel_name
+
+if TYPE_CHECKING:
+    from .tracker import CallTracker
+
+# Hangup causes (Q.850) that mean "could not be reached", as opposed to "nobody answered".
+_FAILED_CAUSES = frozenset({1, 3, 27, 28, 34, 38, 41, 42, 47, 58, 88})
+_FAILED_DIAL = frozenset({"CHANUNAVAIL", "CONGESTION", "INVALIDARGS"})
+_BUSY_CAUSES = frozenset({17})
+_NO_ANSWER_CAUSES = frozenset({18, 19})
+
+
+class Parties(NamedTuple):
+    caller: str | None
+    caller_raw: str | None
+    caller_name: str | None
+    callee: str | None
+    did: str | None
+
+
+def label_of(ch: Channel, call: Call) -> str:
+    """How a party is named in a record: a rep by extension, an outside line by number."""
+    if ch.kind == EXTENSION and ch.extension:
+        return ch.extension
+    if ch.kind == TRUNK:
+        if ch.dialed:
+            return ch.dialled_number or ch.cid_num or ch.resource
+        return ch.first_cid_num or ch.cid_num or ch.resource
+    return ch.extension or ch.resource
+
+
+def direction_of(tracker: CallTracker, call: Call) -> Direction:
+    a = tracker.a_party(call)
+    if a is not None and a.kind == TRUNK:
+        return "inbound"
+    if any(c.kind == TRUNK and c is not a for c in call.channels.values()):
+        return "outbound"
+    target = call.originate_exten or tracker.callee_number(call)
+    if target and not tracker.profile.is_extension(target):
+        return "outbound"
+    return "internal"
+
+
+def _parties(tracker: CallTracker, call: Call, direction: Direction) -> Parties:
+    profile = tracker.profile
+    a = tracker.a_party(call)
+    if a is None:
+        return Parties(None, None, None, tracker.callee_number(call) or call.originate_exten, None)
+    if direction == "inbound":
+        raw = a.first_cid_num or a.cid_num
+        if is_withheld(raw):
+            caller = None
+        else:
+            caller = to_e164(raw, profile.default_region, profile.intl_prefixes) or raw
+        did = a.first_exten if a.first_exten not in ("", "s") else tracker.callee_number(call)
+        return Parties(caller, raw or None, a.first_cid_name or a.cid_name or None, did, did)
+    caller = a.extension or label_of(a, call)
+    callee = tracker.callee_number(call) or call.originate_exten or call.answered_label
+    return Parties(
+        caller, a.first_cid_num or None, a.first_cid_name or a.cid_name or None, callee, None
+    )
+
+
+def build_progress(tracker: CallTracker, call: Call, at: float) -> CallProgress:
+    direction = direction_of(tracker, call)
+    parties = _parties(tracker, call, direction)
+    ringing = sorted(
+        (ch for uid in call.ringing if (ch := tracker.channel(uid)) is not None and ch.extension),
+        key=lambda c: (c.ringing_at or 0.0, c.uniqueid),
+    )
+    return CallProgress(
+        linkedid=call.linkedid,
+        state="answered" if call.answered_at is not None else "ringing",
+        direction=direction,
+        caller=parties.caller,
+        caller_name=parties.caller_name,
+        callee=parties.callee,
+        did=parties.did,
+        ringing=tuple(dict.fromkeys(c.extension for c in ringing if c.extension)),
+        answered_by=call.answered_label,
+        at=at,
+        originate_id=call.originate_id,
+    )
+
+
+def _real_legs(call: Call) -> list[Channel]:
+    return [c for c in call.channels.values() if c.dialed and c.kind != LOCAL]
+
+
+def _outcome(tracker: CallTracker, call: Call, direction: Direction, a: Channel | None) -> Outcome:
+    if call.answered_at is not None:
+        return "answered"
+    legs = _real_legs(call)
+    statuses = [c.dial_status for c in legs if c.dial_status]
+    cause = a.cause if a is not None else None
+    busy = cause in _BUSY_CAUSES or (
+        cause not in _NO_ANSWER_CAUSES and bool(statuses) and all(s == "BUSY" for s in statuses)
+    )
+    if direction == "inbound":
+        if call.queue_abandoned:
+            return "abandoned"
+        if call.caller_hangup_at is not None and (call.caller_hangup_while_ringing or not legs):
+            return "abandoned"
+        return "busy" if busy else "missed"
+    if call.originate_failed and call.originate_reason is not None:
+        reason = call.originate_reason
+        if reason == 5:
+            return "busy"
+        if reason in (1, 3):
+            return "no_answer"
+        return "failed"
+    if busy:
+        return "busy"
+    if call.caller_hangup_at is not None:
+        return "no_answer"
+    if (statuses and all(s in _FAILED_DIAL for s in statuses)) or cause in _FAILED_CAUSES:
+        return "failed"
+    return "no_answer"
+
+
+def _hangup_by(call: Call, outcome: Outcome, a: Channel | None) -> str:
+    if call.answered_at is not None:
+        return call.hangup_by or "pbx"
+    if call.caller_hangup_at is not None:
+        return "caller"
+    if outcome in ("busy", "failed") and any(c.hangup_request_at for c in _real_legs(call)):
+        return "callee"
+    return "pbx"
+
+
+def _ring_seconds(call: Call, a: Channel | None, ended_at: float) -> float:
+    start = call.first_dial_at or call.originate_dial_at or call.started_at
+    if call.answered_at is not None:
+        return max(0.0, call.answered_at - start)
+    caller_end = ended_at
+    if a is not None:
+        caller_end = call.caller_hangup_at or a.hungup_at or ended_at
+    legs = _real_legs(call) or [c for c in call.channels.values() if c.dialed]
+    ends = [c.dial_end_at or c.hungup_at for c in legs]
+    end = caller_end
+    if legs and all(e is not None for e in ends):
+        end = min(caller_end, max(e for e in ends if e is not None))
+    return max(0.0, end - start)
+
+
+def build_record(tracker: CallTracker, call: Call) -> CallRecord | None:
+    a = tracker.a_party(call)
+    if a is None and not call.channels:
+        return None
+    direction = direction_of(tracker, call)
+    parties = _parties(tracker, call, direction)
+    outcome = _outcome(tracker, call, direction, a)
+    ends = [c.hungup_at for c in call.channels.values() if c.hungup_at is not None]
+    ended_at = max(ends) if ends else (call.done_at or call.last_event_at)
+    profile = tracker.profile
+    callee_e164 = None
+    if parties.callee and not profile.is_extension(parties.callee):
+        callee_e164 = to_e164(parties.callee, profile.default_region, profile.intl_prefixes)
+    answered_by = call.answered_label
+    final_agent = call.agents[-1] if call.agents else None
+    return CallRecord(
+        linkedid=call.linkedid,
+        direction=direction,
+        caller=parties.caller,
+        caller_raw=parties.caller_raw,
+        caller_name=parties.caller_name,
+        callee=parties.callee,
+        callee_e164=callee_e164,
+        did=parties.did,
+        rang=tuple(call.rang),
+        answered=call.answered_at is not None,
+        answered_by=answered_by,
+        final_agent=final_agent,
+        transfers=tuple(call.transfers),
+        outcome=outcome,
+        hangup_by=_hangup_by(call, outcome, a),  # type: ignore[arg-type]
+        started_at=call.started_at,
+        answered_at=call.answered_at,
+        ended_at=ended_at,
+        ring_seconds=_ring_seconds(call, a, ended_at),
+        talk_seconds=call.talk,
+        recordings=tuple(call.recordings),
+        originate_id=call.originate_id,
+        queue=call.queue,
+        hangup_cause=a.cause if a is not None else None,
+        complete=call.complete,
+        uniqueids=tuple(sorted(call.channels)),
+    )
+
+
+def synthetic_failed_originate(
+    tracker: CallTracker, msg: Message, action_id: str, reason: int | None, at: float
+) -> CallRecord:
+    """An Originate that failed before Asterisk made any channel still is a call attempt a
+    rep made; without this it would vanish from the records."""
+    profile = tracker.profile
+    dial = first(msg.get("Channel"))
+    _tech, resource, _base = split_channel_name(dial + "-x") if dial else ("", "", "")
+    caller = profile.extension_map.get(resource) or resource or None
+    exten = first(msg.get("Exten")) or None
+    direction: Direction = "internal" if exten and profile.is_extension(exten) else "outbound"
+    outcome: Outcome = "busy" if reason == 5 else "no_answer" if reason in (1, 3) else "failed"
+    return CallRecord(
+        linkedid=f"originate-{action_id}",
+        direction=direction,
+        caller=caller,
+        caller_raw=None,
+        caller_name=None,
+        callee=exten,
+        callee_e164=to_e164(exten, profile.default_region, profile.intl_prefixes)
+        if exten and direction == "outbound"
+        else None,
+        did=None,
+        rang=(),
+        answered=False,
+        answered_by=None,
+        final_agent=None,
+        transfers=(),
+        outcome=outcome,
+        hangup_by="pbx",
+        started_at=at,
+        answered_at=None,
+        ended_at=at,
+        ring_seconds=0.0,
+        talk_seconds=0.0,
+        recordings=(),
+        originate_id=action_id,
+    )
