@@ -104,7 +104,6 @@ class Call:
     connected_since: float | None = None
     talk: float = 0.0
     talk_end: float | None = None
-    rang: list[str] = field(default_factory=list)
     ringing: set[str] = field(default_factory=set)  # uniqueids ringing now
     hangup_by: str | None = None
     caller_hangup_at: float | None = None

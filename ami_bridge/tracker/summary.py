@@ -96,6 +96,20 @@ def build_progress(tracker: CallTracker, call: Call, at: float) -> CallProgress:
     )
 
 
+def rang_of(call: Call) -> tuple[str, ...]:
+    """Extensions whose phones rang, in the order they were dialled (a ring group's order),
+    not the order the phones happened to report ringing."""
+    rung = [
+        c
+        for c in call.channels.values()
+        if c.kind == EXTENSION
+        and c.extension
+        and (c.ringing_at is not None or (c.dialed and c.up_at))
+    ]
+    rung.sort(key=lambda c: (c.dial_begin_at or c.ringing_at or c.up_at or 0.0, c.uniqueid))
+    return tuple(dict.fromkeys(c.extension for c in rung if c.extension))
+
+
 def _real_legs(call: Call) -> list[Channel]:
     return [c for c in call.channels.values() if c.dialed and c.kind != LOCAL]
 
@@ -180,7 +194,7 @@ def build_record(tracker: CallTracker, call: Call) -> CallRecord | None:
         callee=parties.callee,
         callee_e164=callee_e164,
         did=parties.did,
-        rang=tuple(call.rang),
+        rang=rang_of(call),
         answered=call.answered_at is not None,
         answered_by=answered_by,
         final_agent=final_agent,

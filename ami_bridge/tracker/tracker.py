@@ -182,8 +182,8 @@ class CallTracker:
             if linkedid != ch.linkedid and linkedid not in _UNKNOWN:
                 self._relink(ch, linkedid, at)
             return ch
-        if not create or uid in self._finished:
-            return None
+        if not create or uid in self._finished or linkedid in self._finished:
+            return None  # a leftover of a call already recorded: never record it twice
         name = first(msg.get(prefix + "Channel"))
         if not name:
             return None
@@ -268,6 +268,8 @@ class CallTracker:
         """Asterisk moved the channel into an older call: the two calls are one now."""
         old = self._calls.get(self._alias.get(ch.linkedid, ch.linkedid))
         target_id = self._alias.get(linkedid, linkedid)
+        if target_id in self._finished:
+            return  # that call is recorded already; this one stays on its own
         ch.linkedid = linkedid
         if old is None or old.linkedid == target_id:
             return
@@ -281,9 +283,6 @@ class CallTracker:
         dst.alive += src.alive
         dst.started_at = min(dst.started_at, src.started_at)
         dst.complete = dst.complete and src.complete
-        for name in src.rang:
-            if name not in dst.rang:
-                dst.rang.append(name)
         dst.ringing |= src.ringing
         dst.transfers.extend(src.transfers)
         for rec in src.recordings:
@@ -408,7 +407,10 @@ class CallTracker:
             call.talk_end = at
 
     def _note_agents(self, call: Call, anchor: Channel, parties: list[Channel]) -> None:
+        """Remember the reps the anchor talked with, latest last: that is the final agent."""
         for party in sorted(parties, key=lambda c: uniqueid_order(c.uniqueid)):
+            if party.uniqueid == call.a_party and anchor.kind != TRUNK:
+                continue  # the caller is never their own agent, unless facing a customer
             ext = party.extension
             if party.kind != EXTENSION or ext is None or (call.agents and call.agents[-1] == ext):
                 continue
@@ -432,6 +434,8 @@ class CallTracker:
     def _on_newchannel(self, msg: Message, at: float, out: list[Fact]) -> None:
         uid = first(msg.get("Uniqueid"))
         if uid in _UNKNOWN or uid in self._channels or uid in self._finished:
+            return
+        if first(msg.get("Linkedid")) in self._finished:
             return
         name = first(msg.get("Channel"))
         if not name:
@@ -461,8 +465,6 @@ class CallTracker:
             self._ringing(ch, call, at, out)
         elif state == "Up" and ch.up_at is None:
             ch.up_at = at
-            if ch.dialed and ch.kind == EXTENSION and ch.extension not in call.rang:
-                call.rang.append(ch.extension)  # auto-answer: it never showed Ringing
             if ch.uniqueid in call.ringing:
                 call.ringing.discard(ch.uniqueid)
                 self._progress(call, at, out)
@@ -472,8 +474,6 @@ class CallTracker:
             ch.ringing_at = at
         if ch.kind != EXTENSION or ch.hungup_at is not None or ch.up_at is not None:
             return
-        if ch.extension and ch.extension not in call.rang:
-            call.rang.append(ch.extension)
         if call.answered_at is None and ch.uniqueid not in call.ringing:
             call.ringing.add(ch.uniqueid)
             self._progress(call, at, out)
