@@ -96,6 +96,11 @@ class FrameReader:
             if not part:
                 continue
             self.frames += 1
+            if part.startswith(BANNER_PREFIX):  # the greeting is one line, not a frame
+                line, _, part = part.partition("\n")
+                out.append({"Banner": line.strip()})
+                if not part.strip():
+                    continue
             if len(part) > self._max:
                 self.dropped += 1
                 log.warning("dropped an oversized AMI frame (%d bytes)", len(part))

@@ -69,8 +69,8 @@ def test_every_planned_call_comes_out_once_and_right(scenario: Path, source: str
         if want["answered"] and want["direction"] != "outbound":
             assert rec.final_agent == want["answered_by"]
         hb = want["hangup_by"]
-        expected_hb = hb if hb in ("caller", "pbx") else (
-            "caller" if hb == want["caller"] else "callee"
+        expected_hb = (
+            hb if hb in ("caller", "pbx") else ("caller" if hb == want["caller"] else "callee")
         )
         assert rec.hangup_by == expected_hb
         slack = 1.5 if source == "events.jsonl" else 3.5  # raw bytes carry no receive times

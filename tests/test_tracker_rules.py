@@ -1,0 +1,347 @@
+"""Tracker rules that the recordings do not all show: built from small, hand-written event
+sequences in the exact shape Asterisk 22 sends them."""
+
+from __future__ import annotations
+
+from ami_bridge.facts import CallProgress, CallRecord, OriginateResult
+from ami_bridge.profile import PbxProfile
+from ami_bridge.tracker import CallTracker
+
+PROFILE = PbxProfile(trunk_endpoints=("trunk",), finish_grace=1.0)
+
+
+def chan(event: str, name: str, uid: str, linkedid: str, **extra: str) -> dict:
+    return {"Event": event, "Channel": name, "Uniqueid": uid, "Linkedid": linkedid, **extra}
+
+
+def newchannel(name: str, uid: str, linkedid: str, cid: str, exten: str, ctx: str) -> dict:
+    return chan(
+        "Newchannel",
+        name,
+        uid,
+        linkedid,
+        CallerIDNum=cid,
+        Exten=exten,
+        Context=ctx,
+        ChannelStateDesc="Down",
+    )
+
+
+def dial_begin(
+    src: tuple[str, str] | None, dest: tuple[str, str], linkedid: str, **kw: str
+) -> dict:
+    ev = {
+        "Event": "DialBegin",
+        "DestChannel": dest[0],
+        "DestUniqueid": dest[1],
+        "DestLinkedid": linkedid,
+        **kw,
+    }
+    if src:
+        ev.update(Channel=src[0], Uniqueid=src[1], Linkedid=linkedid)
+    return ev
+
+
+def run(events: list[tuple[float, dict]], tracker: CallTracker | None = None) -> list:
+    tracker = tracker or CallTracker(PROFILE)
+    out: list = []
+    for at, ev in events:
+        out.extend(tracker.feed(ev, at))
+    out.extend(tracker.flush())
+    return out
+
+
+def records(facts: list) -> list[CallRecord]:
+    return [f for f in facts if isinstance(f, CallRecord)]
+
+
+TRUNK = ("PJSIP/trunk-00000001", "100.1")
+P101 = ("PJSIP/101-00000002", "100.2")
+P102 = ("PJSIP/102-00000003", "100.3")
+L = "100.1"
+
+
+def inbound_ringing() -> list[tuple[float, dict]]:
+    return [
+        (0.0, newchannel(*TRUNK, L, "+14155550100", "5551000", "from-trunk")),
+        (0.0, newchannel(*P101, L, "101", "s", "from-internal")),
+        (0.0, newchannel(*P102, L, "102", "s", "from-internal")),
+        (0.1, dial_begin(TRUNK, P101, L, Exten="5551000", DialString="101")),
+        (0.1, dial_begin(TRUNK, P102, L, Exten="5551000", DialString="102")),
+        (0.2, chan("Newstate", *P101, L, ChannelStateDesc="Ringing")),
+        (0.2, chan("Newstate", *P102, L, ChannelStateDesc="Ringing")),
+    ]
+
+
+def test_busy_target_gives_busy_not_missed() -> None:
+    events = [
+        (0.0, newchannel(*TRUNK, L, "+14155550100", "5551002", "from-trunk")),
+        (0.0, newchannel(*P102, L, "102", "s", "from-internal")),
+        (0.1, dial_begin(TRUNK, P102, L, Exten="5551002", DialString="102")),
+        (
+            0.2,
+            {
+                "Event": "DialEnd",
+                "DestChannel": P102[0],
+                "DestUniqueid": P102[1],
+                "DialStatus": "BUSY",
+                **chan("x", *TRUNK, L),
+            }
+            | {"Event": "DialEnd"},
+        ),
+        (0.2, chan("Hangup", *P102, L, Cause="17")),
+        (0.3, chan("Hangup", *TRUNK, L, Cause="17")),
+    ]
+    (rec,) = records(run(events))
+    assert (rec.direction, rec.outcome, rec.answered, rec.hangup_by) == (
+        "inbound",
+        "busy",
+        False,
+        "pbx",
+    )
+    assert rec.rang == ()
+
+
+def test_caller_hanging_up_while_phones_ring_is_abandoned() -> None:
+    events = inbound_ringing() + [
+        (5.0, chan("HangupRequest", *TRUNK, L, Cause="16")),
+        (5.0, chan("Hangup", *P101, L, Cause="16")),
+        (5.0, chan("Hangup", *P102, L, Cause="16")),
+        (5.0, chan("Hangup", *TRUNK, L, Cause="16")),
+    ]
+    (rec,) = records(run(events))
+    assert (rec.outcome, rec.hangup_by) == ("abandoned", "caller")
+    assert rec.ring_seconds == 4.9
+    assert rec.rang == ("101", "102")
+
+
+def test_screen_pops_follow_the_ringing_phones() -> None:
+    events = inbound_ringing() + [
+        (3.0, chan("Newstate", *P101, L, ChannelStateDesc="Up")),
+        (
+            3.0,
+            {
+                "Event": "DialEnd",
+                "DestChannel": P102[0],
+                "DestUniqueid": P102[1],
+                "DialStatus": "CANCEL",
+            },
+        ),
+        (3.0, chan("Hangup", *P102, L, Cause="26")),
+        (3.0, chan("BridgeEnter", *P101, L, BridgeUniqueid="b1")),
+        (3.0, chan("BridgeEnter", *TRUNK, L, BridgeUniqueid="b1")),
+        (9.0, chan("Hangup", *P101, L, Cause="16")),
+        (9.0, chan("Hangup", *TRUNK, L, Cause="16")),
+    ]
+    facts = run(events)
+    pops = [f for f in facts if isinstance(f, CallProgress)]
+    assert [(p.state, p.ringing, p.answered_by) for p in pops] == [
+        ("ringing", ("101",), None),
+        ("ringing", ("101", "102"), None),
+        ("ringing", ("102",), None),  # 101 picked up: its pop goes
+        ("ringing", (), None),  # 102 was cancelled (answered elsewhere)
+        ("answered", (), "101"),
+        ("ended", (), "101"),
+    ]
+    assert pops[0].caller == "+14155550100" and pops[0].did == "5551000"
+    assert pops[-1].state == "ended" and pops[-1].answered_by == "101"
+    (rec,) = records(facts)
+    assert rec.answered_by == "101" and rec.outcome == "answered"
+    assert rec.rang == ("101", "102")  # the loser rang too, but is not "missed"
+
+
+def test_failed_originate_is_linked_by_action_id_only() -> None:
+    """A failed Originate reports ``Uniqueid: <unknown>`` and the dial string as Channel."""
+    p103 = ("PJSIP/103-00000009", "200.9")
+    events = [
+        (0.0, newchannel(*p103, p103[1], "103", "s", "from-internal")),
+        (0.0, chan("VarSet", *p103, p103[1], Variable="CRM_CALL_ID", Value="c2c-0002")),
+        (
+            0.0,
+            {
+                "Event": "DialBegin",
+                "DestChannel": p103[0],
+                "DestUniqueid": p103[1],
+                "DestLinkedid": p103[1],
+                "DialString": "103",
+            },
+        ),
+        (0.1, chan("Newstate", *p103, p103[1], ChannelStateDesc="Ringing")),
+        (
+            30.0,
+            {
+                "Event": "DialEnd",
+                "DestChannel": p103[0],
+                "DestUniqueid": p103[1],
+                "DialStatus": "NOANSWER",
+            },
+        ),
+        (30.0, chan("Hangup", *p103, p103[1], Cause="0")),
+        (
+            30.0,
+            {
+                "Event": "OriginateResponse",
+                "ActionID": "c2c-0002",
+                "Response": "Failure",
+                "Channel": "PJSIP/103",
+                "Context": "from-internal",
+                "Exten": "4155550123",
+                "Reason": "3",
+                "Uniqueid": "<unknown>",
+                "CallerIDNum": "4155550123",
+            },
+        ),
+    ]
+    facts = run(events)
+    (result,) = [f for f in facts if isinstance(f, OriginateResult)]
+    assert not result.success and result.reason == 3 and result.uniqueid is None
+    assert result.reason_text == "your phone did not answer"
+    (rec,) = records(facts)
+    assert rec.originate_id == "c2c-0002"
+    assert (rec.direction, rec.caller, rec.callee, rec.outcome) == (
+        "outbound",
+        "103",
+        "4155550123",
+        "no_answer",
+    )
+    assert rec.rang == ("103",)
+
+
+def test_originate_that_never_made_a_channel_still_leaves_a_record() -> None:
+    facts = run(
+        [
+            (
+                1.0,
+                {
+                    "Event": "OriginateResponse",
+                    "ActionID": "c2c-0003",
+                    "Response": "Failure",
+                    "Channel": "PJSIP/104",
+                    "Exten": "4155550123",
+                    "Reason": "0",
+                    "Uniqueid": "<unknown>",
+                },
+            )
+        ]
+    )
+    (rec,) = records(facts)
+    assert (rec.linkedid, rec.caller, rec.outcome, rec.originate_id) == (
+        "originate-c2c-0003",
+        "104",
+        "failed",
+        "c2c-0003",
+    )
+
+
+def test_record_waits_for_trailing_cdr_then_is_released_by_time() -> None:
+    tracker = CallTracker(PROFILE)
+    facts: list = []
+    for at, ev in inbound_ringing() + [
+        (3.0, chan("Newstate", *P101, L, ChannelStateDesc="Up")),
+        (3.0, chan("BridgeEnter", *P101, L, BridgeUniqueid="b1")),
+        (3.0, chan("BridgeEnter", *TRUNK, L, BridgeUniqueid="b1")),
+        (9.0, chan("Hangup", *P102, L, Cause="26")),
+        (9.0, chan("Hangup", *P101, L, Cause="16")),
+        (9.0, chan("Hangup", *TRUNK, L, Cause="16")),
+    ]:
+        facts.extend(tracker.feed(ev, at))
+    assert not records(facts)  # held for the grace period
+    facts.extend(
+        tracker.feed(
+            {
+                "Event": "Cdr",
+                "UniqueID": TRUNK[1],
+                "Channel": TRUNK[0],
+                "UserField": ";rec-100.2.wav",
+            },
+            9.2,
+        )
+    )
+    assert not records(facts)
+    facts.extend(tracker.tick(10.5))
+    (rec,) = records(facts)
+    assert rec.recordings == ("rec-100.2.wav",)
+    assert rec.talk_seconds == 6.0 and rec.ring_seconds == 2.9
+    assert tracker.live_calls == 0
+    # the same Hangup replayed later must not resurrect the call
+    assert not records(tracker.feed(chan("Hangup", *TRUNK, L, Cause="16"), 20.0) + tracker.flush())
+
+
+def test_resync_closes_calls_that_ended_while_disconnected() -> None:
+    tracker = CallTracker(PROFILE)
+    for at, ev in inbound_ringing():
+        tracker.feed(ev, at)
+    other = ("PJSIP/103-00000010", "300.1")
+    tracker.feed(newchannel(*other, other[1], "103", "555", "from-internal"), 1.0)
+    assert tracker.live_calls == 2
+    tracker.begin_resync(60.0)
+    facts = tracker.feed(
+        {
+            "Event": "CoreShowChannel",
+            "Channel": other[0],
+            "Uniqueid": other[1],
+            "Linkedid": other[1],
+            "ChannelStateDesc": "Ring",
+            "Duration": "00:00:59",
+        },
+        60.0,
+    )
+    facts += tracker.feed({"Event": "CoreShowChannelsComplete", "ListItems": "1"}, 60.0)
+    facts += tracker.tick(62.0)
+    (rec,) = records(facts)
+    assert rec.linkedid == L and rec.complete is False
+    assert tracker.live_calls == 1  # the call the PBX still has goes on
+
+
+def test_resync_adopts_calls_already_in_progress() -> None:
+    tracker = CallTracker(PROFILE)
+    tracker.begin_resync(100.0)
+    for ch, state, bridge in ((TRUNK, "Up", "b9"), (P101, "Up", "b9")):
+        tracker.feed(
+            {
+                "Event": "CoreShowChannel",
+                "Channel": ch[0],
+                "Uniqueid": ch[1],
+                "Linkedid": L,
+                "ChannelStateDesc": state,
+                "BridgeId": bridge,
+                "CallerIDNum": "+14155550100" if ch is TRUNK else "101",
+                "Context": "from-trunk" if ch is TRUNK else "from-internal",
+                "Exten": "5551000",
+                "Duration": "00:00:20",
+            },
+            100.0,
+        )
+    tracker.feed({"Event": "CoreShowChannelsComplete"}, 100.0)
+    facts = tracker.feed(chan("Hangup", *P101, L, Cause="16"), 130.0)
+    facts += tracker.feed(chan("Hangup", *TRUNK, L, Cause="16"), 130.0)
+    facts += tracker.flush()
+    (rec,) = records(facts)
+    assert rec.answered and rec.answered_by == "101" and rec.direction == "inbound"
+    assert rec.started_at == 80.0 and rec.complete is False
+    assert rec.talk_seconds == 30.0
+
+
+def test_garbage_events_change_nothing_and_never_raise() -> None:
+    tracker = CallTracker(PROFILE)
+    junk = [
+        {},
+        {"Event": "Hangup"},
+        {"Event": "DialBegin", "DestUniqueid": "<unknown>"},
+        {"Event": "BridgeEnter", "Uniqueid": "x"},
+        {"Event": "Newstate", "Uniqueid": ""},
+        {"Event": "Cdr", "UniqueID": "nope"},
+        {"Event": "OriginateResponse"},
+        {"Event": "Hangup", "Channel": "PJSIP/1-1", "Uniqueid": "9.9", "Cause": "abc"},
+        {"Event": "AttendedTransfer", "Result": "Success"},
+        {"Event": "BlindTransfer"},
+        {"Event": "CoreShowChannelsComplete"},
+        {"Event": "BridgeMerge"},
+        {"Event": "VarSet", "Variable": ["a", "b"], "Value": "x"},
+    ]
+    facts = []
+    for i, ev in enumerate(junk):
+        facts.extend(tracker.feed(ev, float(i)))
+    facts.extend(tracker.flush(include_live=True))
+    assert all(isinstance(f, CallRecord | OriginateResult) for f in facts)
+    assert tracker.live_calls == 0
