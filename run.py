@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""The one entry point of the telephony CRM.
+
+python run.py                 serve (web UI + the PBX link from the settings)
+python run.py --demo          serve with the replay PBX and sample data
+python run.py replay FILE     print the calls a capture contains, one JSON per line
+python run.py migrate         apply database migrations
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="run.py", description="Telephony CRM for Asterisk")
+    ap.add_argument("--config", help="a TOML file with settings to override the defaults")
+    ap.add_argument("--demo", action="store_true", help="serve with the replay PBX and sample data")
+    sub = ap.add_subparsers(dest="command")
+    rp = sub.add_parser(
+        "replay", help="print the calls in a capture (raw AMI, JSON lines, JSON array)"
+    )
+    rp.add_argument("path")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    sv = sub.add_parser("serve", help="serve the web UI and run the PBX link (the default)")
+    sv.add_argument("--port", type=int)
+    sv.add_argument("--host")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from config.settings import SettingsError, load_settings, pbx_profile
+
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as exc:
+        print(f"run.py: settings: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "replay":
+        from ami_bridge.replay import main as replay_main
+
+        return replay_main(args.path, pbx_profile(settings))
+    if args.command == "migrate":
+        from web.server import migrate
+
+        return migrate(settings)
+    from web.server import serve
+
+    if args.command == "serve":
+        if args.port:
+            settings["server"]["port"] = args.port
+        if args.host:
+            settings["server"]["host"] = args.host
+    return serve(settings, demo=args.demo)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
