@@ -345,3 +345,54 @@ def test_garbage_events_change_nothing_and_never_raise() -> None:
     facts.extend(tracker.flush(include_live=True))
     assert all(isinstance(f, CallRecord | OriginateResult) for f in facts)
     assert tracker.live_calls == 0
+
+
+def test_chan_variable_headers_carry_recording_and_click_id() -> None:
+    """With ``channelvars`` set, every channel event carries ``ChanVariable: NAME=value``."""
+    p = ("PJSIP/101-00000002", "400.1")
+    events = [
+        (0.0, newchannel(*p, p[1], "101", "102", "from-internal")),
+        (
+            1.0,
+            chan(
+                "Newstate",
+                *p,
+                p[1],
+                ChannelStateDesc="Up",
+                ChanVariable=[
+                    "REC_FILE=/var/spool/asterisk/monitor/x-400.1.wav",
+                    "CRM_CALL_ID=c2c-9",
+                ],
+            ),
+        ),
+        (2.0, chan("Hangup", *p, p[1], Cause="16")),
+    ]
+    (rec,) = records(run(events))
+    assert rec.recordings == ("x-400.1.wav",)
+    assert rec.originate_id == "c2c-9"
+
+
+def test_late_failed_originate_response_does_not_duplicate_the_call() -> None:
+    p = ("PJSIP/103-00000009", "500.9")
+    tracker = CallTracker(PROFILE)
+    facts = []
+    for at, ev in [
+        (0.0, newchannel(*p, p[1], "103", "s", "from-internal")),
+        (0.0, chan("VarSet", *p, p[1], Variable="CRM_CALL_ID", Value="c2c-7")),
+        (30.0, chan("Hangup", *p, p[1], Cause="0")),
+        (
+            40.0,
+            {
+                "Event": "OriginateResponse",
+                "ActionID": "c2c-7",
+                "Response": "Failure",
+                "Channel": "PJSIP/103",
+                "Exten": "4155550123",
+                "Reason": "3",
+                "Uniqueid": "<unknown>",
+            },
+        ),
+    ]:
+        facts.extend(tracker.feed(ev, at))
+    facts.extend(tracker.flush())
+    assert [r.originate_id for r in records(facts)] == ["c2c-7"]

@@ -127,6 +127,8 @@ class CallTracker:
             handler = self._handlers.get(name)  # type: ignore[arg-type]
             if handler is not None:
                 handler(msg, at, out)
+                if "ChanVariable" in msg:
+                    self._chan_variables(msg, at)
         if self._pending:
             self._release(at, out)
         return out
@@ -809,6 +811,21 @@ class CallTracker:
         elif var in self.profile.recording_vars:
             call.add_recording(value)
 
+    def _chan_variables(self, msg: Message, at: float) -> None:
+        """``channelvars`` in manager.conf puts ``ChanVariable: NAME=value`` on every event
+        of a channel: the audit-friendly way to learn the recording's name."""
+        ch = self._channels.get(first(msg.get("Uniqueid")) or first(msg.get("UniqueID")))
+        call = self._call_of(ch) if ch is not None else None
+        if call is None:
+            return
+        items = msg["ChanVariable"]
+        for item in items if isinstance(items, list) else [items]:
+            name, _, value = item.partition("=")
+            if value and name == self.profile.correlation_var:
+                call.originate_id = call.originate_id or value
+            elif value and name in self.profile.recording_vars:
+                call.add_recording(value)
+
     def _on_cdr(self, msg: Message, at: float, out: list[Fact]) -> None:
         uid = first(msg.get("UniqueID")) or first(msg.get("Uniqueid"))
         ch = self._channels.get(uid)
@@ -822,14 +839,6 @@ class CallTracker:
         field = first(msg.get("UserField"))
         if field:
             call.add_recording(field)
-        for item in (
-            msg.get("ChanVariable", ())
-            if isinstance(msg.get("ChanVariable"), list)
-            else [first(msg.get("ChanVariable"))]
-        ):
-            name, _, value = item.partition("=")
-            if name in self.profile.recording_vars and value:
-                call.add_recording(value)
 
     def _on_originate_response(self, msg: Message, at: float, out: list[Fact]) -> None:
         action_id = first(msg.get("ActionID"))
@@ -857,7 +866,7 @@ class CallTracker:
             return
         call = self._originated_call(action_id, uid, dial)
         if call is None:
-            if not success:
+            if not success and "originate:" + action_id not in self._finished:
                 out.append(synthetic_failed_originate(self, msg, action_id, reason, at))
             return
         call.originate_id = call.originate_id or action_id
@@ -991,6 +1000,8 @@ class CallTracker:
                     del self._local_halves[ch.base]
             self._remember_finished(uid)
         self._remember_finished(call.linkedid)
+        if call.originate_id:
+            self._remember_finished("originate:" + call.originate_id)
         for old in [k for k, v in self._alias.items() if v == call.linkedid]:
             del self._alias[old]
 
