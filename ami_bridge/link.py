@@ -1,0 +1,662 @@
+"""The live AMI link: connect, log in, resync, stream events to the tracker, stay up.
+
+Built on panoramisk 1.4 (its ``AMIProtocol`` for sending actions and resolving their
+futures, its ``Manager`` as the action front end), with four of its habits replaced:
+
+* ``Manager.connect()`` returns before the Login is answered and reconnects on a fixed
+  timer even after a refused login.  Here one supervisor task connects, awaits the real
+  Login response, and backs off exponentially (with jitter, longer after a refused login).
+* Every event becoming a ``Message`` and going through ``fnmatch`` dispatch is too slow
+  for a busy PBX, and a sync callback that raises kills the connection.  Here
+  ``data_received`` splits frames with our ``FrameReader``, lets the tracker's ``wants``
+  drop most of them unparsed, and feeds the rest straight to the tracker, guarded;
+  only responses (and list events of our own actions) reach panoramisk.
+* Actions unanswered at a disconnect are queued and re-sent after the next login.  An
+  Originate re-sent would ring a rep twice, so here nothing is re-sent: pending actions
+  fail, and an Originate is reported failed with reason "PBX link down".
+* A half-open TCP link looks healthy forever.  A watchdog Pings and closes the link
+  when neither the Pong nor any other byte arrives before the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random
+import ssl as _ssl
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from panoramisk.actions import Action
+from panoramisk.ami_protocol import AMIProtocol
+from panoramisk.manager import Manager
+from panoramisk.message import Message as PanoramiskMessage
+
+from .facts import Fact, OriginateResult
+from .originate import (
+    LINK_DOWN,
+    OriginateRequest,
+    failure,
+    result_from_error,
+    result_from_event,
+)
+from .protocol import FrameReader, Message, first
+
+log = logging.getLogger(__name__)
+
+LinkState = Literal["connecting", "connected", "login_failed", "disconnected"]
+FactSink = Callable[[Fact], Awaitable[None] | None]
+StatusSink = Callable[["LinkStatus"], Awaitable[None] | None]
+
+
+class Tracker(Protocol):
+    """What the link needs of ``tracker.CallTracker``."""
+
+    def wants(self, name: str, frame_text: str) -> bool: ...
+    def feed(self, msg: Message, at: float) -> list[Fact]: ...
+    def tick(self, at: float) -> list[Fact]: ...
+    def begin_resync(self, at: float) -> None: ...
+    def flush(self) -> list[Fact]: ...
+
+
+@dataclass
+class LinkSettings:
+    """Where the PBX is and how patiently to talk to it.  The secret never shows in a repr."""
+
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "crm"
+    secret: str = field(default="", repr=False)
+    ssl: _ssl.SSLContext | None = field(default=None, repr=False)
+    events: str = "on"
+    connect_timeout: float = 5.0
+    login_timeout: float = 5.0
+    resync_timeout: float = 10.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    backoff_factor: float = 2.0
+    backoff_jitter: float = 0.2
+    login_retry_delay: float = 60.0
+    """Least wait after a refused login: retrying a wrong secret fast only fills the
+    PBX's security log (and may get the address banned)."""
+    ping_interval: float = 10.0
+    ping_timeout: float = 5.0
+    tick_interval: float = 1.0
+    stable_after: float = 10.0
+    """A connection that stayed up this long resets the backoff; a flapping one does not."""
+    originate_grace: float = 30.0
+    """Seconds, on top of the request's ring timeout, to wait for OriginateResponse."""
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStatus:
+    """What the admin page shows about the link.
+
+    ``events_total`` and ``events_per_s`` count every AMI message received, including
+    the ones the tracker skips unparsed: that is the load the PBX puts on the link.
+    ``reconnects`` counts connection attempts after the first.
+    """
+
+    state: LinkState
+    since: float
+    endpoint: str
+    last_event_at: float | None
+    events_total: int
+    events_per_s: float
+    last_error: str | None
+    reconnects: int
+
+
+class LinkDown(ConnectionError):
+    """The AMI connection is gone (or never came up) while an action waited for its answer."""
+
+
+class LoginFailed(Exception):
+    """The PBX refused our credentials."""
+
+
+class _Rate:
+    """Events per second over the last few whole seconds, counted per received chunk."""
+
+    def __init__(self, window: int = 5) -> None:
+        self._window = window
+        self._buckets: deque[list[int]] = deque()
+
+    def add(self, now: float, count: int) -> None:
+        sec = int(now)
+        buckets = self._buckets
+        if buckets and buckets[-1][0] == sec:
+            buckets[-1][1] += count
+        else:
+            buckets.append([sec, count])
+            while buckets and buckets[0][0] <= sec - self._window:
+                buckets.popleft()
+
+    def per_second(self, now: float) -> float:
+        floor = int(now) - self._window
+        return sum(c for s, c in self._buckets if s > floor) / self._window
+
+
+class _LoginAction(Action):
+    """A Login whose repr hides the secret (panoramisk logs actions with ``%r``)."""
+
+    def __repr__(self) -> str:
+        return f"<Action Login Username={self.get('Username')!r} Secret=********>"
+
+
+class _Manager(Manager):
+    """panoramisk's Manager as the action front end only: the link owns the connection."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The default schedules a reconnect on a fixed timer; the link's supervisor decides.
+        return None
+
+    def connect(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("AmiLink owns the connection; use AmiLink.start()")
+
+
+class _FastProtocol(AMIProtocol):
+    """AMIProtocol whose receive path feeds the tracker directly (see module docstring)."""
+
+    def __init__(self, link: AmiLink) -> None:
+        self.link = link
+        self.rx_chunks = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.reader = FrameReader(skip=self._skip)
+        self._wants = self.link._tracker.wants
+        self.link._wire(self)
+
+    def _skip(self, name: str, text: str) -> bool:
+        try:
+            if self._wants(name, text):
+                return False
+        except Exception:
+            log.exception("tracker.wants failed on %s; keeping the event", name)
+            return False
+        # Our own actions' list events (CoreShowChannel, OriginateResponse) must still
+        # resolve their futures even when the tracker has no use for them.
+        return not (self.responses and "ActionID:" in text)
+
+    def data_received(self, data: bytes) -> None:
+        self.rx_chunks += 1
+        try:
+            self.link._on_data(self, data)
+        except Exception:
+            # Never let an exception escape: asyncio would close the transport.
+            log.exception("AMI receive path failed on a %d-byte chunk", len(data))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close()
+        self.link._on_lost(self, exc)
+
+    def close(self, abort: bool = False) -> None:
+        """Fail what waits for an answer instead of queueing it for a re-send."""
+        pending = {id(a): a for a in self.responses.values()}.values()
+        self.responses.clear()
+        for action in pending:
+            if not action.future.done():
+                action.future.cancel()
+        if not self.closed:
+            self.closed = True
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+
+class AmiLink:
+    """One PBX's AMI connection, kept alive, feeding one tracker.
+
+    ``on_fact`` gets every fact the tracker returns, in order, one at a time (sync or
+    async; exceptions are logged and swallowed).  ``on_status`` is told of state changes.
+    """
+
+    def __init__(
+        self,
+        settings: LinkSettings,
+        tracker: Tracker,
+        on_fact: FactSink | None = None,
+        *,
+        on_status: StatusSink | None = None,
+    ) -> None:
+        self.settings = settings
+        self._tracker = tracker
+        self._on_fact = on_fact
+        self._on_status = on_status
+        self.manager = _Manager(host=settings.host, port=settings.port, events=settings.events)
+        self._proto: _FastProtocol | None = None
+        self._lost: asyncio.Future[Exception | None] | None = None
+        self._state: LinkState = "disconnected"
+        self._since = time.time()
+        self._changed = asyncio.Event()
+        self._last_error: str | None = None
+        self._last_event_at: float | None = None
+        self._events_total = 0
+        self._rate = _Rate()
+        self._reconnects = 0
+        self._facts: asyncio.Queue[Fact] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._originated: OrderedDict[str, None] = OrderedDict()
+        self._errors = _ErrorLog()
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return f"<AmiLink {s.username}@{s.host}:{s.port} {self._state}>"
+
+    # -- status
+
+    @property
+    def status(self) -> LinkStatus:
+        now = time.time()
+        return LinkStatus(
+            state=self._state,
+            since=self._since,
+            endpoint=f"{self.settings.host}:{self.settings.port}",
+            last_event_at=self._last_event_at,
+            events_total=self._events_total,
+            events_per_s=self._rate.per_second(now),
+            last_error=self._last_error,
+            reconnects=self._reconnects,
+        )
+
+    def _set_state(self, state: LinkState, error: str | None = None) -> None:
+        if error is not None:
+            self._last_error = error
+        if state == self._state and error is None:
+            return
+        self._state = state
+        self._since = time.time()
+        self._changed.set()
+        self._changed = asyncio.Event()
+        if self._on_status is not None:
+            self._call_sink(self._on_status, self.status, "status sink")
+
+    async def wait_state(self, *states: LinkState, timeout: float = 5.0) -> LinkStatus:
+        """Until the link is in one of ``states`` (TimeoutError otherwise)."""
+        async with asyncio.timeout(timeout):
+            while self._state not in states:
+                await self._changed.wait()
+        return self.status
+
+    # -- lifecycle
+
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        self._tasks = [
+            asyncio.create_task(self._supervise(), name="ami-link-supervisor"),
+            asyncio.create_task(self._ticker(), name="ami-link-ticker"),
+            asyncio.create_task(self._deliver(), name="ami-link-sink"),
+        ]
+
+    async def stop(self, *, flush: bool = False, drain_timeout: float = 5.0) -> None:
+        """Log off, stop reconnecting, deliver what is queued; ``flush`` also ends open calls."""
+        if not self._tasks:
+            return
+        supervisor, ticker, sink = self._tasks
+        if self._proto is not None and self._state == "connected":
+            with contextlib.suppress(Exception):
+                await self._request({"Action": "Logoff"}, timeout=0.5)
+        for task in (supervisor, ticker):
+            task.cancel()
+        await asyncio.gather(supervisor, ticker, return_exceptions=True)
+        self._teardown()
+        if flush:
+            self._emit(self._guarded(self._tracker.flush, "flush"))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._facts.join(), drain_timeout)
+        sink.cancel()
+        await asyncio.gather(sink, return_exceptions=True)
+        self._tasks = []
+        self._set_state("disconnected")
+
+    async def __aenter__(self) -> AmiLink:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- connection
+
+    def _backoff(self, attempt: int) -> float:
+        s = self.settings
+        base = min(s.backoff_max, s.backoff_initial * s.backoff_factor**attempt)
+        return max(0.0, base * (1 + random.uniform(-s.backoff_jitter, s.backoff_jitter)))
+
+    async def _supervise(self) -> None:
+        attempt = 0
+        first_attempt = True
+        while True:
+            if not first_attempt:
+                self._reconnects += 1
+            first_attempt = False
+            self._set_state("connecting")
+            refused = False
+            up_for = 0.0
+            try:
+                up_for = await self._connect_and_serve()
+            except LoginFailed as exc:
+                refused = True
+                self._set_state("login_failed", f"login refused by the PBX: {exc}")
+                log.error("AMI login as %r refused: %s", self.settings.username, exc)
+            except (OSError, TimeoutError, LinkDown) as exc:
+                self._last_error = _describe(exc)
+                log.warning("AMI link to %s: %s", self.status.endpoint, self._last_error)
+            except Exception as exc:
+                self._last_error = _describe(exc)
+                log.exception("AMI link failed unexpectedly")
+            finally:
+                self._teardown()
+            if up_for >= self.settings.stable_after:
+                attempt = 0
+            delay = self._backoff(attempt)
+            attempt += 1
+            if refused:
+                delay = max(delay, self.settings.login_retry_delay)
+            else:
+                self._set_state("disconnected")
+            await asyncio.sleep(delay)
+
+    async def _connect_and_serve(self) -> float:
+        """One connection's life; how long it was connected."""
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        self._lost = loop.create_future()
+        await asyncio.wait_for(
+            loop.create_connection(lambda: _FastProtocol(self), s.host, s.port, ssl=s.ssl),
+            s.connect_timeout,
+        )
+        await self._login()
+        await self._resync()
+        self._set_state("connected")
+        log.info("AMI link to %s up", self.status.endpoint)
+        up_since = time.monotonic()
+        await self._watchdog()
+        return time.monotonic() - up_since
+
+    def _wire(self, proto: _FastProtocol) -> None:
+        """What Manager.connection_made does, minus its Login and pinger."""
+        m = self.manager
+        m.protocol = proto
+        proto.factory = m
+        proto.log = log
+        proto.config = m.config
+        proto.encoding = m.encoding = "utf8"
+        m.responses = proto.responses
+        self._proto = proto
+
+    async def _login(self) -> None:
+        s = self.settings
+        action = _LoginAction({
+            "Action": "Login",
+            "Username": s.username,
+            "Secret": s.secret,
+            "Events": s.events,
+        })
+        try:
+            resp = await self._request(action, timeout=s.login_timeout)
+        except LinkDown:
+            raise LinkDown("the PBX closed the connection during login") from None
+        except TimeoutError:
+            raise TimeoutError(f"no Login response within {s.login_timeout:g} s") from None
+        if not resp.success:
+            raise LoginFailed(resp.get("Message") or "no reason given")
+        self.manager.authenticated = True
+
+    async def _resync(self) -> None:
+        """Tell the tracker what is alive now, so calls that ended while down get closed."""
+        self._guarded(lambda: self._tracker.begin_resync(time.time()) or [], "begin_resync")
+        try:
+            resp = await self._request(
+                {"Action": "CoreShowChannels"}, timeout=self.settings.resync_timeout
+            )
+        except TimeoutError:
+            raise TimeoutError("no answer to CoreShowChannels (resync)") from None
+        if not isinstance(resp, list) and not resp.success:
+            self._last_error = f"resync refused: {resp.get('Message')}"
+            log.warning("AMI CoreShowChannels refused: %s", resp.get("Message"))
+
+    async def _watchdog(self) -> None:
+        """Ping; a missing Pong with no other traffic means the link is half-open."""
+        s = self.settings
+        lost = self._lost
+        proto = self._proto
+        assert lost is not None and proto is not None
+        while not lost.done():
+            await asyncio.wait({lost}, timeout=s.ping_interval)
+            if lost.done():
+                break
+            seen = proto.rx_chunks
+            try:
+                await self._request({"Action": "Ping"}, timeout=s.ping_timeout)
+            except LinkDown:
+                break
+            except TimeoutError:
+                if proto.rx_chunks != seen:
+                    continue  # busy, not dead: bytes still arrive
+                msg = f"no reply to Ping within {s.ping_timeout:g} s: the link is half-open"
+                log.warning("AMI link to %s: %s; reconnecting", self.status.endpoint, msg)
+                proto.close(abort=True)
+                self._last_error = msg
+                return
+        exc = lost.result() if lost.done() else None
+        self._last_error = f"connection lost: {_describe(exc) if exc else 'closed by the PBX'}"
+        log.warning("AMI link to %s: %s", self.status.endpoint, self._last_error)
+
+    def _on_lost(self, proto: _FastProtocol, exc: Exception | None) -> None:
+        if proto is self._proto and self._lost is not None and not self._lost.done():
+            self._lost.set_result(exc)
+
+    def _teardown(self) -> None:
+        proto, self._proto = self._proto, None
+        if proto is not None:
+            proto.close(abort=True)
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
+        # Defence in depth: nothing queued by panoramisk may be re-sent after a reconnect.
+        while self.manager.awaiting_actions:
+            action = self.manager.awaiting_actions.popleft()
+            if not action.future.done():
+                action.future.cancel()
+        self.manager.authenticated = False
+
+    # -- actions
+
+    async def _request(self, action: Mapping[str, Any] | Action, timeout: float) -> Any:
+        """Send one action and await its complete answer, or LinkDown / TimeoutError."""
+        proto = self._proto
+        if proto is None or proto.closed or self._lost is None:
+            raise LinkDown(LINK_DOWN)
+        if not isinstance(action, Action):
+            action = Action(dict(action))
+        future = self.manager.send_action(action)
+        lost = self._lost
+        await asyncio.wait({future, lost}, timeout=timeout, return_when="FIRST_COMPLETED")
+        if future.done():
+            if future.cancelled():
+                raise LinkDown(LINK_DOWN)
+            return future.result()
+        if lost.done():
+            raise LinkDown(LINK_DOWN)
+        proto.responses.pop(action.id, None)
+        raise TimeoutError(f"no answer to {action.get('Action')} within {timeout:g} s")
+
+    async def send_action(self, fields: Mapping[str, Any], timeout: float = 10.0) -> Any:
+        """Any other AMI action (a panoramisk Message, or a list for list actions)."""
+        if str(fields.get("Action", "")).strip().lower() == "originate":
+            raise ValueError("use originate(), which guarantees a single send")
+        return await self._request(fields, timeout)
+
+    async def originate(
+        self, req: OriginateRequest, timeout: float | None = None
+    ) -> OriginateResult:
+        """Send a click-to-call Originate at most once and return what became of it.
+
+        A "PBX link down" failure is also put on the fact stream, because no event will
+        ever tell the tracker about it; a queued Originate whose link drops before its
+        OriginateResponse is reported the same way, even though the PBX may still place it.
+        """
+        if req.action_id in self._originated:
+            raise ValueError(f"originate {req.action_id!r} was already sent")
+        self._originated[req.action_id] = None
+        while len(self._originated) > 10000:
+            self._originated.popitem(last=False)
+        if self._state != "connected" or self._proto is None:
+            return self._link_down(req.action_id)
+        wait = timeout
+        if wait is None:
+            wait = req.timeout_ms / 1000 + self.settings.originate_grace
+        try:
+            resp = await self._request(req.to_fields(), timeout=wait)
+        except LinkDown:
+            return self._link_down(req.action_id)
+        except TimeoutError:
+            return failure(req.action_id, "no OriginateResponse from the PBX in time", time.time())
+        return _originate_result(req.action_id, resp)
+
+    def _link_down(self, action_id: str) -> OriginateResult:
+        result = failure(action_id, LINK_DOWN, time.time())
+        log.warning("originate %s failed: %s", action_id, LINK_DOWN)
+        self._emit([result])
+        return result
+
+    # -- receive path
+
+    def _on_data(self, proto: _FastProtocol, data: bytes) -> None:
+        reader = proto.reader
+        before = reader.frames
+        msgs = reader.feed(data)
+        now = time.time()
+        received = reader.frames - before
+        if received:
+            self._events_total += received
+            self._rate.add(now, received)
+        if not msgs:
+            return
+        feed = self._tracker.feed
+        responses = proto.responses
+        for msg in msgs:
+            try:
+                if "Event" not in msg:
+                    if "Response" in msg:
+                        self._resolve(proto, msg)
+                    continue
+                self._last_event_at = now
+                if responses and "ActionID" in msg and first(msg["ActionID"]) in responses:
+                    self._resolve(proto, msg)
+                ts = msg.get("Timestamp")
+                facts = feed(msg, _timestamp(ts, now) if ts else now)
+                if facts:
+                    self._emit(facts)
+                if msg["Event"] == "Shutdown":
+                    log.warning("the PBX is shutting down (%s)", first(msg.get("Shutdown")))
+                    proto.close()
+            except Exception:
+                self._errors.report(first(msg.get("Event")) or "response", msg)
+
+    def _resolve(self, proto: _FastProtocol, msg: Message) -> None:
+        """Hand a response (or one of our actions' list events) to panoramisk's futures."""
+        try:
+            proto.handle_message(PanoramiskMessage(msg))
+        except Exception:
+            log.exception("could not match AMI response %r", msg)
+
+    # -- facts
+
+    def _emit(self, facts: list[Fact]) -> None:
+        for fact in facts:
+            self._facts.put_nowait(fact)
+
+    def _guarded(self, fn: Callable[[], list[Fact]], what: str) -> list[Fact]:
+        try:
+            return fn() or []
+        except Exception:
+            log.exception("tracker.%s failed; skipped", what)
+            return []
+
+    async def _ticker(self) -> None:
+        """Let the tracker release finished calls even when the PBX is quiet (or down)."""
+        while True:
+            await asyncio.sleep(self.settings.tick_interval)
+            now = time.time()
+            self._emit(self._guarded(lambda now=now: self._tracker.tick(now), "tick"))
+
+    async def _deliver(self) -> None:
+        while True:
+            fact = await self._facts.get()
+            try:
+                if self._on_fact is not None:
+                    result = self._on_fact(fact)
+                    if inspect.isawaitable(result):
+                        await result
+            except Exception:
+                log.exception("fact sink failed on %r; skipped", fact)
+            finally:
+                self._facts.task_done()
+
+    def _call_sink(self, sink: StatusSink, status: LinkStatus, what: str) -> None:
+        try:
+            result = sink(status)
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(result)
+                task.add_done_callback(_log_task_error)
+        except Exception:
+            log.exception("%s failed", what)
+
+
+class _ErrorLog:
+    """Logs a failing handler with its event, but not 2000 times a second in a burst."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self._every = every
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def report(self, key: str, msg: Message) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -self._every) < self._every:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return
+        self._last[key] = now
+        skipped = self._suppressed.pop(key, 0)
+        more = f" ({skipped} more like it suppressed)" if skipped else ""
+        log.exception("handling AMI %s failed; skipped%s: %r", key, more, msg)
+
+
+def _originate_result(action_id: str, resp: Any) -> OriginateResult:
+    now = time.time()
+    messages = resp if isinstance(resp, list) else [resp]
+    for msg in messages:
+        if msg.get("Event") == "OriginateResponse":
+            return result_from_event(action_id, dict(msg.items()), now)
+    head = dict(messages[0].items()) if messages else {}
+    if first(head.get("Response")) in ("Error", "Failure", "Fail"):
+        return result_from_error(action_id, head, now)
+    return failure(action_id, "the PBX gave no OriginateResponse", now)
+
+
+def _timestamp(value: str | list[str], default: float) -> float:
+    try:
+        return float(first(value))
+    except ValueError:
+        return default
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _log_task_error(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("status sink failed", exc_info=task.exception())

@@ -1,0 +1,90 @@
+"""Missed calls become callback tasks, and answered calls close them.
+
+One open task per number: a caller who tries five times before anyone rings back is one
+task with ``missed_count`` 5, not five tasks.  Links between tasks and calls are stored,
+so ingesting the same call again (replay, resync) never counts it twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .models import MISSED_OUTCOMES, Call, CallbackTask
+from .policy import LeadPolicy
+from .store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackChange:
+    kind: Literal["opened", "joined", "closed"]
+    task: CallbackTask
+
+
+def _missed(call: Call) -> bool:
+    return call.direction == "inbound" and not call.answered and call.outcome in MISSED_OUTCOMES
+
+
+async def apply_call(
+    tx: Store, call: Call, policy: LeadPolicy, contact_owner_id: int | None
+) -> CallbackChange | None:
+    """Open, join or close the callback task this call affects (inside ``tx``)."""
+    if call.id is None or not call.remote_e164 or policy.is_own_number(call.remote_e164):
+        return None
+    if _missed(call):
+        return await _register_miss(tx, call, policy, contact_owner_id)
+    if call.answered and call.direction in ("inbound", "outbound"):
+        return await _close_by(tx, call)
+    return None
+
+
+async def _register_miss(
+    tx: Store, call: Call, policy: LeadPolicy, contact_owner_id: int | None
+) -> CallbackChange | None:
+    assert call.id is not None and call.remote_e164 is not None
+    if await tx.callback_for_call(call.id) is not None:
+        return None  # seen before
+    task = await tx.open_callback_for_number(call.remote_e164)
+    if task is not None and task.id is not None:
+        if await tx.link_callback_call(task.id, call.id):
+            task.missed_count += 1
+            if task.contact_id is None:
+                task.contact_id = call.contact_id
+            await tx.save_callback(task)
+        return CallbackChange("joined", task)
+    opened = call.ended_at
+    task = CallbackTask(
+        id=None,
+        number_e164=call.remote_e164,
+        contact_id=call.contact_id,
+        owner_id=contact_owner_id if contact_owner_id is not None else policy.default_owner_id,
+        opened_at=opened,
+        due_at=opened + policy.callback_sla_seconds,
+    )
+    # Calls can arrive out of order (resync): if the callback already happened, the
+    # task is born closed so the audit still shows the miss and how fast it was handled.
+    later = await tx.answered_call_after(call.remote_e164, opened)
+    if later is not None:
+        _close(task, later)
+    task = await tx.add_callback(task)
+    assert task.id is not None
+    await tx.link_callback_call(task.id, call.id)
+    return CallbackChange("closed" if later else "opened", task)
+
+
+def _close(task: CallbackTask, by: Call) -> None:
+    task.status = "closed"
+    task.closed_at = by.answered_at if by.answered_at is not None else by.started_at
+    task.closed_by_user_id = by.user_id
+    task.closed_by_call = by.id
+    task.time_to_callback = max(0.0, by.started_at - task.opened_at)
+
+
+async def _close_by(tx: Store, call: Call) -> CallbackChange | None:
+    assert call.remote_e164 is not None
+    task = await tx.open_callback_for_number(call.remote_e164)
+    if task is None or call.started_at < task.opened_at:
+        return None
+    _close(task, call)
+    await tx.save_callback(task)
+    return CallbackChange("closed", task)

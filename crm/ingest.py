@@ -1,0 +1,209 @@
+"""Call facts from the bridge into the CRM: one finished call -> one call row, matched to
+a contact, possibly a new lead, possibly a callback task opened or closed; live updates
+-> the event bus for screen pops.
+
+Everything for one finished call happens in one transaction keyed by its linkedid, so a
+replay or a resync after a reconnect updates the same row and never double-counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ami_bridge.facts import CallProgress, CallRecord, Fact, OriginateResult
+
+from . import leads
+from .callbacks import CallbackChange, apply_call
+from .events import Event, EventBus
+from .models import Call, Contact
+from .phones import normalize
+from .policy import LeadPolicy
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """What one CallRecord did; also the payload of the ``call_recorded`` event."""
+
+    call: Call
+    created: bool
+    lead_created: Contact | None = None
+    lead_reopened: bool = False
+    callback: CallbackChange | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCall:
+    """A CallProgress with the contact the screen pop should name."""
+
+    progress: CallProgress
+    contact_id: int | None
+    contact_name: str | None
+    match_reason: str
+
+
+def _extensions(*values: str | Iterable[str] | None) -> frozenset[str]:
+    out: set[str] = set()
+    for value in values:
+        if value is None:
+            continue
+        if isinstance(value, str):
+            out.add(value)
+        else:
+            out.update(value)
+    return frozenset(out)
+
+
+class Ingest:
+    def __init__(
+        self,
+        store: Store,
+        policy: LeadPolicy,
+        bus: EventBus | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.bus = bus or EventBus()
+        self.clock = clock
+        self._pops: OrderedDict[str, tuple[int | None, str | None, str]] = OrderedDict()
+
+    async def handle(self, fact: Fact) -> Ingested | LiveCall | None:
+        if isinstance(fact, CallRecord):
+            return await self.record(fact)
+        if isinstance(fact, CallProgress):
+            return await self.progress(fact)
+        if isinstance(fact, OriginateResult):
+            self.bus.publish(Event("originate_result", fact))
+            return None
+        raise TypeError(f"not a call fact: {type(fact).__name__}")
+
+    # -- finished calls --------------------------------------------------------------
+    async def record(self, rec: CallRecord) -> Ingested:
+        remote, reason = leads.remote_party(rec, self.policy)
+        now = self.clock()
+        lead: Contact | None = None
+        reopened = False
+        change: CallbackChange | None = None
+        async with self.store.transaction() as tx:
+            if remote:
+                await tx.lock_number(remote)
+            existing = await tx.get_call_by_linkedid(rec.linkedid)
+            if existing is not None and existing.match_reason == "erased":
+                return Ingested(existing, created=False)  # never bring erased data back
+            user = await tx.user_for_extension(ext) if (ext := self._rep_extension(rec)) else None
+            user_id = user.id if user is not None and user.active else None
+            contact: Contact | None = None
+            if existing is not None and existing.contact_id is not None:
+                contact = await tx.get_contact(existing.contact_id)
+                if contact is not None and not contact.erased:
+                    reason = existing.match_reason
+                else:
+                    contact = None
+            if contact is None and remote:
+                ids = await tx.contact_ids_by_e164(remote)
+                if ids:
+                    contact = await tx.get_contact(ids[0])
+                    reason = "unique" if len(ids) == 1 else f"most_recent_of_{len(ids)}"
+            if contact is not None and leads.should_reopen(contact, rec, self.policy):
+                assert contact.lead is not None
+                contact.lead.status = "new"
+                contact.lead.source = leads.lead_source(rec)
+                contact.lead.created_at = rec.started_at
+                contact.updated_at = now
+                await tx.update_contact(contact)
+                reopened = True
+            if contact is None and remote and leads.wants_lead(rec, self.policy):
+                owner = user_id if user_id is not None else self.policy.default_owner_id
+                contact = await tx.add_contact(leads.new_lead(remote, rec, self.policy, owner, now))
+                lead, reason = contact, "new_lead"
+            call = Call.from_record(
+                rec,
+                remote_e164=remote,
+                contact_id=contact.id if contact else None,
+                user_id=user_id,
+                match_reason=reason,
+            )
+            call = await tx.upsert_call(call, now)
+            if contact is not None and contact.id is not None:
+                await tx.touch_contact(contact.id, rec.started_at)
+                if contact.last_contact_at is None or contact.last_contact_at < rec.started_at:
+                    contact.last_contact_at = rec.started_at
+            change = await apply_call(tx, call, self.policy, contact.owner_id if contact else None)
+        result = Ingested(call, existing is None, lead, reopened, change)
+        self._publish_record(result)
+        return result
+
+    @staticmethod
+    def _rep_extension(rec: CallRecord) -> str | None:
+        """The rep the call belongs to: who ended up with an inbound call, who dialled
+        an outbound or internal one."""
+        if rec.direction == "inbound":
+            return rec.final_agent or rec.answered_by
+        return rec.caller
+
+    def _publish_record(self, result: Ingested) -> None:
+        call = result.call
+        users = {call.user_id}
+        if result.callback is not None:
+            users.add(result.callback.task.owner_id)
+        targets_ext = _extensions(call.rang, call.answered_by, call.final_agent)
+        if call.direction != "inbound":
+            targets_ext |= _extensions(call.caller)
+        self.bus.publish(
+            Event(
+                "call_recorded",
+                result,
+                extensions=targets_ext,
+                user_ids=frozenset(u for u in users if u is not None),
+            )
+        )
+        if result.callback is not None:
+            task = result.callback.task
+            self.bus.publish(
+                Event(
+                    f"callback_{result.callback.kind}",
+                    task,
+                    user_ids=frozenset({task.owner_id} if task.owner_id is not None else ()),
+                )
+            )
+
+    # -- live calls ------------------------------------------------------------------
+    async def progress(self, fact: CallProgress) -> LiveCall:
+        """Name the caller for the screen pop (one lookup per call, then cached)."""
+        pop = self._pops.get(fact.linkedid)
+        if pop is None:
+            pop = await self._lookup(fact)
+            self._pops[fact.linkedid] = pop
+            while len(self._pops) > 1000:
+                self._pops.popitem(last=False)
+        if fact.state == "ended":
+            self._pops.pop(fact.linkedid, None)
+        live = LiveCall(fact, *pop)
+        targets = _extensions(fact.ringing, fact.answered_by)
+        if fact.direction != "inbound":
+            targets |= _extensions(fact.caller)
+        if fact.direction == "internal":
+            targets |= _extensions(fact.callee)
+        self.bus.publish(Event("call_progress", live, extensions=targets))
+        return live
+
+    async def _lookup(self, fact: CallProgress) -> tuple[int | None, str | None, str]:
+        if fact.direction == "internal":
+            return None, None, "internal"
+        number = fact.caller if fact.direction == "inbound" else fact.callee
+        e164 = normalize(number, self.policy.default_region)
+        if e164 is None or self.policy.is_own_number(e164):
+            return None, None, "none"
+        ids = await self.store.contact_ids_by_e164(e164)
+        if not ids:
+            return None, None, "none"
+        contact = await self.store.get_contact(ids[0])
+        reason = "unique" if len(ids) == 1 else f"most_recent_of_{len(ids)}"
+        return ids[0], contact.name if contact else None, reason

@@ -1,0 +1,246 @@
+"""The CRM's domain objects: plain dataclasses that the store reads and writes.
+
+They carry no behaviour that needs I/O, so services, the web layer and tests can build
+them freely; the store is the only place that knows how they map to tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+from ami_bridge.facts import CallRecord, Direction, HangupBy, Outcome, Transfer
+
+Role = Literal["rep", "manager", "admin"]
+LeadStatus = Literal["new", "contacted", "qualified", "converted", "junk"]
+LeadSource = Literal["inbound_call", "missed_call", "outbound_call", "manual", "import"]
+CallbackStatus = Literal["open", "closed"]
+T = TypeVar("T")
+MatchReason = str
+"""How a call found its contact: ``unique``, ``most_recent_of_N`` (N contacts share the
+number), ``new_lead`` (the call created the lead), ``kept`` (an update of a call that was
+already linked), ``none`` (an outside number nobody has), ``internal``, ``withheld``,
+``own_number`` (the PBX's own DID or an extension), ``erased``."""
+
+ROLES: tuple[Role, ...] = ("rep", "manager", "admin")
+LEAD_STATUSES: tuple[LeadStatus, ...] = ("new", "contacted", "qualified", "converted", "junk")
+LEAD_SOURCES: tuple[LeadSource, ...] = (
+    "inbound_call",
+    "missed_call",
+    "outbound_call",
+    "manual",
+    "import",
+)
+MISSED_OUTCOMES: frozenset[str] = frozenset({"missed", "abandoned", "busy", "no_answer"})
+"""Inbound outcomes that leave a caller waiting for a callback."""
+
+
+@dataclass(slots=True)
+class Team:
+    """Groundwork for per-team figures; users may belong to one."""
+
+    id: int | None
+    name: str
+
+
+@dataclass(slots=True)
+class PbxLink:
+    """Groundwork for several PBXs per CRM; calls may carry the link they came from."""
+
+    id: int | None
+    name: str
+
+
+@dataclass(slots=True)
+class User:
+    id: int | None
+    username: str
+    display_name: str
+    role: Role = "rep"
+    extensions: list[str] = field(default_factory=list)
+    password_hash: str = ""
+    active: bool = True
+    team_id: int | None = None
+
+
+@dataclass(slots=True)
+class PhoneNumber:
+    """A number as typed (``raw``) and as matched (``e164``); ``e164`` is None when the
+    input could not be read as a dialable number but the user still wanted it kept."""
+
+    raw: str
+    e164: str | None
+    label: str = ""
+
+
+@dataclass(slots=True)
+class Lead:
+    """The lead state of a contact: present while the contact came from a call or a
+    campaign and has not been turned into a customer yet (then ``converted``)."""
+
+    status: LeadStatus = "new"
+    source: LeadSource = "manual"
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class Contact:
+    id: int | None
+    name: str
+    company: str = ""
+    email: str = ""
+    owner_id: int | None = None
+    tags: list[str] = field(default_factory=list)
+    custom: dict[str, Any] = field(default_factory=dict)
+    phones: list[PhoneNumber] = field(default_factory=list)
+    lead: Lead | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    last_contact_at: float | None = None
+    erased: bool = False
+
+
+@dataclass(slots=True)
+class Call:
+    """One finished call as the CRM keeps it: the bridge's facts plus what the CRM worked
+    out (the remote party's E.164, contact, rep, why that contact)."""
+
+    id: int | None
+    linkedid: str
+    direction: Direction
+    caller: str | None
+    caller_raw: str | None
+    caller_name: str | None
+    callee: str | None
+    callee_e164: str | None
+    did: str | None
+    rang: tuple[str, ...]
+    answered: bool
+    answered_by: str | None
+    final_agent: str | None
+    transfers: tuple[Transfer, ...]
+    outcome: Outcome
+    hangup_by: HangupBy | None
+    started_at: float
+    answered_at: float | None
+    ended_at: float
+    ring_seconds: float
+    talk_seconds: float
+    recordings: tuple[str, ...]
+    originate_id: str | None
+    queue: str | None = None
+    hangup_cause: int | None = None
+    complete: bool = True
+    uniqueids: tuple[str, ...] = ()
+    remote_e164: str | None = None
+    contact_id: int | None = None
+    user_id: int | None = None
+    match_reason: MatchReason = "none"
+    recording_ids: list[int] = field(default_factory=list)
+    pbx_link_id: int | None = None
+
+    @classmethod
+    def from_record(cls, rec: CallRecord, **extra: Any) -> Call:
+        return cls(
+            id=None,
+            linkedid=rec.linkedid,
+            direction=rec.direction,
+            caller=rec.caller,
+            caller_raw=rec.caller_raw,
+            caller_name=rec.caller_name,
+            callee=rec.callee,
+            callee_e164=rec.callee_e164,
+            did=rec.did,
+            rang=tuple(rec.rang),
+            answered=rec.answered,
+            answered_by=rec.answered_by,
+            final_agent=rec.final_agent,
+            transfers=tuple(rec.transfers),
+            outcome=rec.outcome,
+            hangup_by=rec.hangup_by,
+            started_at=rec.started_at,
+            answered_at=rec.answered_at,
+            ended_at=rec.ended_at,
+            ring_seconds=rec.ring_seconds,
+            talk_seconds=rec.talk_seconds,
+            recordings=tuple(rec.recordings),
+            originate_id=rec.originate_id,
+            queue=rec.queue,
+            hangup_cause=rec.hangup_cause,
+            complete=rec.complete,
+            uniqueids=tuple(rec.uniqueids),
+            **extra,
+        )
+
+
+@dataclass(slots=True)
+class Note:
+    id: int | None
+    call_id: int
+    author_id: int | None
+    topic: str = ""
+    result: str = ""
+    comment: str = ""
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class CallbackTask:
+    """A promise to ring someone back; one open task per number however often they tried."""
+
+    id: int | None
+    number_e164: str | None
+    contact_id: int | None
+    owner_id: int | None
+    opened_at: float
+    due_at: float
+    closed_at: float | None = None
+    closed_by_user_id: int | None = None
+    closed_by_call: int | None = None
+    time_to_callback: float | None = None
+    missed_count: int = 1
+    status: CallbackStatus = "open"
+
+
+@dataclass(slots=True)
+class AuditEntry:
+    id: int | None
+    at: float
+    actor: str
+    action: str
+    target: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CallFilter:
+    """What the calls list can be narrowed by; every field is optional."""
+
+    since: float | None = None
+    until: float | None = None
+    direction: Direction | None = None
+    outcome: Outcome | None = None
+    user_id: int | None = None
+    number_e164: str | None = None
+    contact_id: int | None = None
+
+
+@dataclass(slots=True)
+class MissedCallRow:
+    """One line of the managers' missed-calls audit: who was rung, who called back, how fast."""
+
+    call: Call
+    task_id: int | None
+    task_status: CallbackStatus | None
+    owner_id: int | None
+    closed_by_user_id: int | None
+    closed_at: float | None
+    time_to_callback: float | None
+
+
+@dataclass(slots=True)
+class Page(Generic[T]):
+    """A keyset page: ``next_cursor`` is opaque to callers and None on the last page."""
+
+    items: list[T]
+    next_cursor: str | None

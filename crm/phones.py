@@ -1,0 +1,48 @@
+"""Numbers typed into the CRM (forms, CSV, search) to E.164, and E.164 back to something
+people read.  Parsing is ami_bridge.numbers.to_e164 so the CRM and the bridge can never
+disagree on what a number is; only the default region is the CRM's own setting.
+"""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+from ami_bridge.numbers import is_withheld, to_e164
+
+__all__ = ["digits_only", "format_display", "is_withheld", "normalize"]
+
+_DIGITS = re.compile(r"\D")
+
+
+def normalize(raw: str | None, region: str = "US") -> str | None:
+    """E.164 for ``raw`` read in ``region`` (the configured default), else None."""
+    if raw is None:
+        return None
+    return to_e164(raw.strip(), region.upper())
+
+
+def digits_only(text: str) -> str:
+    return _DIGITS.sub("", text)
+
+
+def format_display(number: str | None, region: str = "US", style: str = "auto") -> str:
+    """How a number is shown: national form for numbers of the home region, international
+    for everyone else (``auto``), or forced with ``national``/``international``.
+    Anything that is not E.164 (an extension, a DID as dialled) is shown unchanged."""
+    if not number:
+        return ""
+    if not number.startswith("+"):
+        return number
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return number
+    if style == "national" or (
+        style == "auto" and phonenumbers.region_code_for_number(parsed) == region.upper()
+    ):
+        fmt = phonenumbers.PhoneNumberFormat.NATIONAL
+    else:
+        fmt = phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    return phonenumbers.format_number(parsed, fmt)

@@ -1,0 +1,463 @@
+"""The operations the web UI calls.  Each one validates its input, runs in one store
+transaction where it touches more than one row, and leaves an audit entry where a
+manager would later ask "who did that?".
+
+Bad input raises ``InvalidInput`` (a ValueError) with a message fit to show the user,
+and changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from . import passwords
+from .models import (
+    LEAD_STATUSES,
+    ROLES,
+    AuditEntry,
+    Call,
+    CallbackTask,
+    CallFilter,
+    Contact,
+    Lead,
+    LeadStatus,
+    MissedCallRow,
+    Note,
+    Page,
+    PhoneNumber,
+    Role,
+    User,
+)
+from .phones import digits_only, normalize
+from .policy import LeadPolicy
+from .store import CallCursor, Store
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_USERNAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
+_EXTENSION = re.compile(r"^\d{2,6}$")
+T = TypeVar("T")
+
+
+class InvalidInput(ValueError):
+    """User input the CRM refuses; the message says why."""
+
+
+class NotFound(LookupError):
+    pass
+
+
+def encode_cursor(cursor: CallCursor) -> str:
+    return f"{cursor[0]!r}~{cursor[1]}"
+
+
+def decode_cursor(text: str | None) -> CallCursor | None:
+    if not text:
+        return None
+    try:
+        started, ident = text.split("~", 1)
+        return float(started), int(ident)
+    except ValueError as exc:
+        raise InvalidInput("bad page cursor") from exc
+
+
+class CrmService:
+    def __init__(
+        self, store: Store, policy: LeadPolicy, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.clock = clock
+
+    # -- numbers ---------------------------------------------------------------------
+    def phone(self, raw: str | PhoneNumber, label: str = "") -> PhoneNumber:
+        """A number typed by a user, normalised; unreadable numbers are refused."""
+        if isinstance(raw, PhoneNumber):
+            raw, label = raw.raw, raw.label or label
+        e164 = normalize(raw, self.policy.default_region)
+        if e164 is None:
+            raise InvalidInput(f"not a phone number: {raw!r}")
+        return PhoneNumber(raw=raw.strip(), e164=e164, label=label)
+
+    # -- audit -----------------------------------------------------------------------
+    async def audit(
+        self,
+        actor: str,
+        action: str,
+        target: str = "",
+        detail: dict[str, Any] | None = None,
+        store: Store | None = None,
+    ) -> AuditEntry:
+        """Append to the audit log (``settings.changed``, ``recording.played``,
+        ``contact.exported``, ``contact.erased``, ``call.click_to_call``, ...)."""
+        entry = AuditEntry(None, self.clock(), actor, action, target, dict(detail or {}))
+        return await (store or self.store).append_audit(entry)
+
+    async def list_audit(
+        self,
+        action: str | None = None,
+        actor: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[AuditEntry]:
+        return await self.store.list_audit(action, actor, since, limit, before_id)
+
+    # -- users -----------------------------------------------------------------------
+    async def create_user(
+        self,
+        username: str,
+        display_name: str,
+        password: str,
+        role: Role = "rep",
+        extensions: Iterable[str] = (),
+        team_id: int | None = None,
+        actor: str = "system",
+    ) -> User:
+        if not _USERNAME.match(username or ""):
+            raise InvalidInput("username: 1-64 letters, digits, . _ @ -")
+        if role not in ROLES:
+            raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+        if len(password) < 8:
+            raise InvalidInput("password: at least 8 characters")
+        exts = self._extensions(extensions)
+        async with self.store.transaction() as tx:
+            if await tx.get_user_by_username(username):
+                raise InvalidInput(f"username {username!r} is taken")
+            for ext in exts:
+                if await tx.user_for_extension(ext):
+                    raise InvalidInput(f"extension {ext} belongs to another user")
+            user = User(
+                None,
+                username,
+                display_name or username,
+                role,
+                exts,
+                passwords.hash_password(password),
+                True,
+                team_id,
+            )
+            user = await tx.add_user(user, self.clock())
+            await self.audit(actor, "user.created", f"user:{user.id}", {"role": role}, tx)
+        return user
+
+    @staticmethod
+    def _extensions(extensions: Iterable[str]) -> list[str]:
+        exts = sorted({e.strip() for e in extensions if e.strip()})
+        for ext in exts:
+            if not _EXTENSION.match(ext):
+                raise InvalidInput(f"extension {ext!r}: 2-6 digits")
+        return exts
+
+    async def authenticate(self, username: str, password: str) -> User | None:
+        """The active user with these credentials, else None; upgrades old hashes."""
+        user = await self.store.get_user_by_username(username)
+        ok = passwords.verify_password(user.password_hash if user else None, password)
+        if user is None or not ok or not user.active:
+            return None
+        if passwords.needs_rehash(user.password_hash):
+            user.password_hash = passwords.hash_password(password)
+            await self.store.update_user(user)
+        return user
+
+    async def set_password(self, user_id: int, password: str, actor: str) -> None:
+        if len(password) < 8:
+            raise InvalidInput("password: at least 8 characters")
+        user = await self._user(user_id)
+        user.password_hash = passwords.hash_password(password)
+        async with self.store.transaction() as tx:
+            await tx.update_user(user)
+            await self.audit(actor, "user.password_changed", f"user:{user_id}", None, tx)
+
+    async def set_extensions(self, user_id: int, extensions: Iterable[str], actor: str) -> User:
+        exts = self._extensions(extensions)
+        async with self.store.transaction() as tx:
+            user = await tx.get_user(user_id)
+            if user is None:
+                raise NotFound(f"user {user_id}")
+            for ext in exts:
+                other = await tx.user_for_extension(ext)
+                if other and other.id != user_id:
+                    raise InvalidInput(f"extension {ext} belongs to {other.username}")
+            user.extensions = exts
+            await tx.update_user(user)
+            await self.audit(actor, "user.extensions", f"user:{user_id}", {"extensions": exts}, tx)
+        return user
+
+    async def deactivate_user(self, user_id: int, actor: str) -> User:
+        """The user can no longer log in and gets no new calls; history keeps the name."""
+        user = await self._user(user_id)
+        user.active = False
+        async with self.store.transaction() as tx:
+            await tx.update_user(user)
+            await self.audit(actor, "user.deactivated", f"user:{user_id}", None, tx)
+        return user
+
+    async def list_users(self, include_inactive: bool = False) -> list[User]:
+        return await self.store.list_users(include_inactive)
+
+    async def _user(self, user_id: int) -> User:
+        user = await self.store.get_user(user_id)
+        if user is None:
+            raise NotFound(f"user {user_id}")
+        return user
+
+    # -- contacts --------------------------------------------------------------------
+    def _check_email(self, email: str) -> str:
+        email = (email or "").strip()
+        if email and not _EMAIL.match(email):
+            raise InvalidInput(f"not an e-mail address: {email!r}")
+        return email
+
+    async def create_contact(
+        self,
+        name: str,
+        company: str = "",
+        email: str = "",
+        phones: Sequence[str | PhoneNumber] = (),
+        owner_id: int | None = None,
+        tags: Iterable[str] = (),
+        custom: dict[str, Any] | None = None,
+        lead_status: LeadStatus | None = None,
+        actor: str = "system",
+    ) -> Contact:
+        name = (name or "").strip()
+        if not name and not phones:
+            raise InvalidInput("a contact needs a name or a number")
+        if lead_status is not None and lead_status not in LEAD_STATUSES:
+            raise InvalidInput(f"lead status must be one of {', '.join(LEAD_STATUSES)}")
+        now = self.clock()
+        contact = Contact(
+            id=None,
+            name=name,
+            company=(company or "").strip(),
+            email=self._check_email(email),
+            owner_id=owner_id,
+            tags=sorted({t.strip() for t in tags if t.strip()}),
+            custom=dict(custom or {}),
+            phones=_dedupe([self.phone(p) for p in phones]),
+            lead=Lead(lead_status, "manual", now) if lead_status else None,
+            created_at=now,
+            updated_at=now,
+        )
+        return await self.store.add_contact(contact)
+
+    async def get_contact(self, contact_id: int) -> Contact:
+        contact = await self.store.get_contact(contact_id)
+        if contact is None or contact.erased:
+            raise NotFound(f"contact {contact_id}")
+        return contact
+
+    async def update_contact(
+        self, contact_id: int, actor: str = "system", **fields: Any
+    ) -> Contact:
+        """Change any of name, company, email, phones, owner_id, tags, custom."""
+        allowed = {"name", "company", "email", "phones", "owner_id", "tags", "custom"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise InvalidInput(f"cannot change {', '.join(sorted(unknown))}")
+        contact = await self.get_contact(contact_id)
+        if "email" in fields:
+            fields["email"] = self._check_email(fields["email"])
+        if "phones" in fields:
+            fields["phones"] = _dedupe([self.phone(p) for p in fields["phones"]])
+        if "tags" in fields:
+            fields["tags"] = sorted({t.strip() for t in fields["tags"] if t.strip()})
+        contact = replace(contact, **fields, updated_at=self.clock())
+        await self.store.update_contact(contact)
+        return contact
+
+    async def delete_contact(self, contact_id: int, actor: str) -> None:
+        async with self.store.transaction() as tx:
+            await tx.delete_contact(contact_id)
+            await self.audit(actor, "contact.deleted", f"contact:{contact_id}", None, tx)
+
+    async def search_contacts(
+        self,
+        query: str,
+        limit: int = 50,
+        after_id: int | None = None,
+        owner_id: int | None = None,
+    ) -> list[Contact]:
+        """By name, company or e-mail (substring, any case) or by any number in any
+        format (+1 415..., (415) 555-..., 00 44 ..., or a run of its digits)."""
+        query = (query or "").strip()
+        e164 = normalize(query, self.policy.default_region) if query else None
+        digits = digits_only(query)
+        mostly_digits = len(digits) >= 4 and len(digits) * 2 >= len(query.replace(" ", ""))
+        return await self.store.search_contacts(
+            text=query or None,
+            e164=e164,
+            digits=digits if mostly_digits else None,
+            owner_id=owner_id,
+            limit=limit,
+            after_id=after_id,
+        )
+
+    async def merge_contacts(self, keep_id: int, drop_id: int, actor: str) -> Contact:
+        """``drop_id``'s calls, callbacks and numbers move to ``keep_id``; blank fields of
+        the kept contact are filled from the other; tags are united."""
+        if keep_id == drop_id:
+            raise InvalidInput("cannot merge a contact into itself")
+        async with self.store.transaction() as tx:
+            keep, drop = await tx.get_contact(keep_id), await tx.get_contact(drop_id)
+            if keep is None or drop is None or keep.erased or drop.erased:
+                raise NotFound("contact to merge")
+            keep.name = keep.name or drop.name
+            keep.company = keep.company or drop.company
+            keep.email = keep.email or drop.email
+            keep.owner_id = keep.owner_id if keep.owner_id is not None else drop.owner_id
+            keep.tags = sorted(set(keep.tags) | set(drop.tags))
+            keep.custom = {**drop.custom, **keep.custom}
+            if keep.lead is not None and drop.lead is None:
+                keep.lead = None  # one side is already a customer: so is the person
+            times = [t for t in (keep.last_contact_at, drop.last_contact_at) if t is not None]
+            keep.last_contact_at = max(times) if times else None
+            keep.updated_at = self.clock()
+            await tx.update_contact(keep)
+            await tx.merge_contacts(keep_id, drop_id, keep.updated_at)
+            await self.audit(actor, "contact.merged", f"contact:{keep_id}", {"merged": drop_id}, tx)
+            merged = await tx.get_contact(keep_id)
+        assert merged is not None
+        return merged
+
+    async def set_lead_status(self, contact_id: int, status: LeadStatus, actor: str) -> Contact:
+        if status not in LEAD_STATUSES:
+            raise InvalidInput(f"lead status must be one of {', '.join(LEAD_STATUSES)}")
+        contact = await self.get_contact(contact_id)
+        if contact.lead is None:
+            raise InvalidInput("this contact is not a lead")
+        contact.lead.status = status
+        contact.updated_at = self.clock()
+        await self.store.update_contact(contact)
+        return contact
+
+    async def convert_lead(self, contact_id: int, actor: str) -> Contact:
+        contact = await self.set_lead_status(contact_id, "converted", actor)
+        await self.audit(actor, "lead.converted", f"contact:{contact_id}")
+        return contact
+
+    async def erase_contact(self, contact_id: int, actor: str) -> list[tuple[int, str]]:
+        """GDPR erasure: personal data goes, anonymous call statistics stay.  Returns
+        the (recording id, path) pairs whose files the recordings module must delete."""
+        async with self.store.transaction() as tx:
+            contact = await tx.get_contact(contact_id)
+            if contact is None or contact.erased:
+                raise NotFound(f"contact {contact_id}")
+            recordings = await tx.erase_contact(contact_id, self.clock())
+            await self.audit(
+                actor,
+                "contact.erased",
+                f"contact:{contact_id}",
+                {"recordings": len(recordings)},
+                tx,
+            )
+        return recordings
+
+    # -- calls -----------------------------------------------------------------------
+    async def get_call(self, call_id: int) -> Call:
+        call = await self.store.get_call(call_id)
+        if call is None:
+            raise NotFound(f"call {call_id}")
+        return call
+
+    async def list_calls(
+        self, flt: CallFilter | None = None, limit: int = 50, cursor: str | None = None
+    ) -> Page[Call]:
+        flt = flt or CallFilter()
+        if flt.number_e164 and not flt.number_e164.startswith("+"):
+            e164 = normalize(flt.number_e164, self.policy.default_region)
+            if e164 is None:
+                raise InvalidInput(f"not a phone number: {flt.number_e164!r}")
+            flt = replace(flt, number_e164=e164)
+        limit = max(1, min(limit, 500))
+        calls = await self.store.list_calls(flt, limit + 1, decode_cursor(cursor))
+        return _page(calls, limit, lambda c: (c.started_at, c.id or 0))
+
+    async def missed_calls_audit(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[MissedCallRow]:
+        limit = max(1, min(limit, 500))
+        rows = await self.store.missed_calls(since, until, limit + 1, decode_cursor(cursor))
+        return _page(rows, limit, lambda r: (r.call.started_at, r.call.id or 0))
+
+    async def add_note(
+        self,
+        call_id: int,
+        author_id: int | None,
+        topic: str = "",
+        result: str = "",
+        comment: str = "",
+    ) -> Note:
+        if not (topic.strip() or result.strip() or comment.strip()):
+            raise InvalidInput("an empty note")
+        await self.get_call(call_id)
+        note = Note(
+            None, call_id, author_id, topic.strip(), result.strip(), comment.strip(), self.clock()
+        )
+        return await self.store.add_note(note)
+
+    async def notes(self, call_id: int) -> list[Note]:
+        return await self.store.notes_for_call(call_id)
+
+    # -- callbacks -------------------------------------------------------------------
+    async def open_callbacks(self, user_id: int | None = None) -> list[CallbackTask]:
+        """Open tasks, oldest due first; ``None`` means everyone's (managers)."""
+        return await self.store.list_callbacks(owner_id=user_id, status="open")
+
+    async def reassign(self, from_user_id: int, to_user_id: int, actor: str) -> tuple[int, int]:
+        """Hand a rep's contacts and open callbacks to another user, all or nothing."""
+        if from_user_id == to_user_id:
+            raise InvalidInput("choose a different user")
+        async with self.store.transaction() as tx:
+            target = await tx.get_user(to_user_id)
+            if target is None or not target.active:
+                raise InvalidInput("the new owner must be an active user")
+            if await tx.get_user(from_user_id) is None:
+                raise NotFound(f"user {from_user_id}")
+            contacts, callbacks = await tx.reassign_owner(from_user_id, to_user_id)
+            await self.audit(
+                actor,
+                "user.reassigned",
+                f"user:{from_user_id}",
+                {"to": to_user_id, "contacts": contacts, "callbacks": callbacks},
+                tx,
+            )
+        return contacts, callbacks
+
+    # -- audited actions the web layer reports --------------------------------------
+    async def recording_played(self, actor: str, call_id: int, recording_id: int) -> None:
+        await self.audit(actor, "recording.played", f"call:{call_id}", {"recording": recording_id})
+
+    async def click_to_call(self, actor: str, number: str, originate_id: str) -> None:
+        await self.audit(
+            actor, "call.click_to_call", f"number:{number}", {"originate_id": originate_id}
+        )
+
+    async def settings_changed(self, actor: str, section: str, changes: dict[str, Any]) -> None:
+        await self.audit(actor, "settings.changed", section, changes)
+
+
+def _dedupe(phones: list[PhoneNumber]) -> list[PhoneNumber]:
+    seen: set[str] = set()
+    out: list[PhoneNumber] = []
+    for p in phones:
+        key = p.e164 or p.raw
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
+
+
+def _page(items: list[T], limit: int, key: Callable[[T], CallCursor]) -> Page[T]:
+    if len(items) > limit:
+        items = items[:limit]
+        return Page(items, encode_cursor(key(items[-1])))
+    return Page(items, None)

@@ -1,0 +1,191 @@
+"""The server engine: an asyncpg pool, for several web processes and bridges on one
+database.  Work on one phone number is serialised with transaction-scoped advisory locks
+so concurrent ingesters cannot create twin leads or twin callback tasks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from ..models import Contact
+from .migrations import migrations_for
+from .sql import Conn, Row, SqlStore
+
+_MIGRATE_LOCK = 0x43524D  # "CRM": one migrator at a time per database
+
+
+class _PgConn:
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.raw = conn
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self.raw.execute(sql, *args)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            await self.raw.executemany(sql, rows)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return list(await self.raw.fetch(sql, *args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        return await self.raw.fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self.raw.fetchval(sql, *args)
+
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """Take our own ``schema=`` query parameter out of the DSN (asyncpg would send it
+    to the server as a setting)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "schema"), None)
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema
+
+
+class PostgresStore(SqlStore):
+    dialect = "postgres"
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__()
+        self._pool = pool
+
+    @classmethod
+    async def open(
+        cls, url: str, migrate: bool = True, min_size: int = 1, max_size: int = 10
+    ) -> PostgresStore:
+        dsn, schema = split_url(url)
+        settings: dict[str, str] = {"application_name": "telephony-crm"}
+        if schema:
+            conn = await asyncpg.connect(dsn)
+            try:
+                exists = await conn.fetchval(
+                    "SELECT 1 FROM pg_namespace WHERE nspname = $1", schema
+                )
+                if not exists:
+                    # Identifiers cannot be bound; quote_ident does the escaping server-side.
+                    quoted = await conn.fetchval("SELECT quote_ident($1)", schema)
+                    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+            finally:
+                await conn.close()
+            settings["search_path"] = schema
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min_size, max_size=max_size, server_settings=settings
+        )
+        store = cls(pool)
+        if migrate:
+            await store.migrate()
+        return store
+
+    def _bound(self, conn: Conn) -> SqlStore:
+        bound = PostgresStore(self._pool)
+        bound._conn = conn
+        return bound
+
+    @asynccontextmanager
+    async def _acquire_cm(self) -> AsyncIterator[Conn]:
+        async with self._pool.acquire() as conn:
+            yield _PgConn(conn)
+
+    def _acquire(self) -> AbstractAsyncContextManager[Conn]:
+        return self._acquire_cm()
+
+    @asynccontextmanager
+    async def _begin_cm(self) -> AsyncIterator[Conn]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield _PgConn(conn)
+
+    def _begin(self) -> AbstractAsyncContextManager[Conn]:
+        return self._begin_cm()
+
+    def _ids_in(self, n: int) -> str:
+        return f"= ANY(${n}::bigint[])"
+
+    def _ids_param(self, ids: Sequence[int]) -> Any:
+        return list(ids)
+
+    def _texts_in(self, n: int) -> str:
+        return f"= ANY(${n}::text[])"
+
+    def _texts_param(self, texts: Sequence[str]) -> Any:
+        return list(texts)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def lock_number(self, e164: str) -> None:
+        async with self._use() as c:
+            await c.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", e164)
+
+    async def migrate(self) -> list[int]:
+        applied: list[int] = []
+        async with self._pool.acquire() as conn:
+            for mig in migrations_for(self.dialect):
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATE_LOCK)
+                    await conn.execute(
+                        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+                        "name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+                    )
+                    done = await conn.fetchval(
+                        "SELECT 1 FROM schema_version WHERE version = $1", mig.version
+                    )
+                    if done:
+                        continue
+                    await conn.execute(mig.sql)
+                    await conn.execute(
+                        "INSERT INTO schema_version (version, name, applied_at) "
+                        "VALUES ($1, $2, $3)",
+                        mig.version,
+                        mig.name,
+                        time.time(),
+                    )
+                    applied.append(mig.version)
+        return applied
+
+    async def bulk_load_contacts(self, contacts: Sequence[Contact]) -> int:
+        """COPY instead of INSERT: a million contacts load in seconds, not minutes."""
+        async with self._tx() as c:
+            assert isinstance(c, _PgConn)
+            raw = c.raw
+            await raw.execute("LOCK TABLE contacts IN EXCLUSIVE MODE")
+            first = int(await raw.fetchval("SELECT COALESCE(MAX(id), 0) FROM contacts")) + 1
+            for offset, contact in enumerate(contacts):
+                contact.id = first + offset
+            await raw.copy_records_to_table(
+                "contacts",
+                columns=[
+                    "id",
+                    "name",
+                    "company",
+                    "email",
+                    "owner_id",
+                    "tags",
+                    "custom",
+                    "lead_status",
+                    "lead_source",
+                    "lead_created_at",
+                    "created_at",
+                    "updated_at",
+                    "last_contact_at",
+                    "erased",
+                ],
+                records=[(ct.id, *self._contact_args(ct)) for ct in contacts],
+            )
+            await raw.copy_records_to_table(
+                "contact_phones",
+                columns=["contact_id", "raw", "e164", "label"],
+                records=[(ct.id, p.raw, p.e164, p.label) for ct in contacts for p in ct.phones],
+            )
+            await raw.execute(
+                "SELECT setval(pg_get_serial_sequence('contacts', 'id'), "
+                "(SELECT MAX(id) FROM contacts))"
+            )
+        return len(contacts)

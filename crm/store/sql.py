@@ -1,0 +1,972 @@
+"""The SQL both engines share, written once with ``$n`` placeholders.
+
+PostgreSQL takes ``$n`` as is; the SQLite engine rewrites it to ``?n`` (SQLite's numbered
+parameters), so values are always bound, never formatted into the text.  The few places
+where the dialects differ are small overridable methods (``_ids_in``, ``_icontains``,
+``bulk_load_contacts``, ``lock_number``).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol
+
+from ami_bridge.facts import Transfer
+
+from ..models import (
+    AuditEntry,
+    Call,
+    CallbackStatus,
+    CallbackTask,
+    CallFilter,
+    Contact,
+    Lead,
+    MissedCallRow,
+    Note,
+    PhoneNumber,
+    User,
+)
+from .interface import CallCursor, Store
+
+Row = Mapping[str, Any]
+
+
+class Conn(Protocol):
+    """The four things the shared SQL needs from a driver connection."""
+
+    async def execute(self, sql: str, *args: Any) -> None: ...
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
+    async def fetchval(self, sql: str, *args: Any) -> Any: ...
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _loads(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _transfers_json(transfers: Sequence[Transfer]) -> str:
+    return _dumps([{"kind": t.kind, "from": t.from_, "to": t.to, "at": t.at} for t in transfers])
+
+
+def _transfers(value: Any) -> tuple[Transfer, ...]:
+    return tuple(
+        Transfer(kind=t["kind"], from_=t.get("from"), to=t.get("to"), at=t["at"])
+        for t in _loads(value) or []
+    )
+
+
+CONTACT_COLS = (
+    "id, name, company, email, owner_id, tags, custom, lead_status, lead_source, "
+    "lead_created_at, created_at, updated_at, last_contact_at, erased"
+)
+CALL_COLS = (
+    "id, linkedid, direction, caller, caller_raw, caller_name, callee, callee_e164, did, "
+    "rang, answered, answered_by, final_agent, transfers, outcome, hangup_by, started_at, "
+    "answered_at, ended_at, ring_seconds, talk_seconds, recordings, originate_id, queue, "
+    "hangup_cause, complete, uniqueids, remote_e164, contact_id, user_id, match_reason, "
+    "pbx_link_id"
+)
+TASK_COLS = (
+    "id, number_e164, contact_id, owner_id, opened_at, due_at, closed_at, closed_by_user_id, "
+    "closed_by_call_id, time_to_callback, missed_count, status"
+)
+
+
+def _call_cols(prefix: str) -> str:
+    return ", ".join(f"{prefix}.{c.strip()}" for c in CALL_COLS.split(","))
+
+
+def _contact_row(row: Row, phones: list[PhoneNumber]) -> Contact:
+    lead = None
+    if row["lead_status"] is not None:
+        lead = Lead(
+            status=row["lead_status"],
+            source=row["lead_source"] or "manual",
+            created_at=row["lead_created_at"] or 0.0,
+        )
+    return Contact(
+        id=row["id"],
+        name=row["name"],
+        company=row["company"],
+        email=row["email"],
+        owner_id=row["owner_id"],
+        tags=list(_loads(row["tags"]) or []),
+        custom=dict(_loads(row["custom"]) or {}),
+        phones=phones,
+        lead=lead,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        last_contact_at=row["last_contact_at"],
+        erased=bool(row["erased"]),
+    )
+
+
+def _call_row(row: Row, recording_ids: list[int]) -> Call:
+    return Call(
+        id=row["id"],
+        linkedid=row["linkedid"],
+        direction=row["direction"],
+        caller=row["caller"],
+        caller_raw=row["caller_raw"],
+        caller_name=row["caller_name"],
+        callee=row["callee"],
+        callee_e164=row["callee_e164"],
+        did=row["did"],
+        rang=tuple(_loads(row["rang"]) or ()),
+        answered=bool(row["answered"]),
+        answered_by=row["answered_by"],
+        final_agent=row["final_agent"],
+        transfers=_transfers(row["transfers"]),
+        outcome=row["outcome"],
+        hangup_by=row["hangup_by"],
+        started_at=row["started_at"],
+        answered_at=row["answered_at"],
+        ended_at=row["ended_at"],
+        ring_seconds=row["ring_seconds"],
+        talk_seconds=row["talk_seconds"],
+        recordings=tuple(_loads(row["recordings"]) or ()),
+        originate_id=row["originate_id"],
+        queue=row["queue"],
+        hangup_cause=row["hangup_cause"],
+        complete=bool(row["complete"]),
+        uniqueids=tuple(_loads(row["uniqueids"]) or ()),
+        remote_e164=row["remote_e164"],
+        contact_id=row["contact_id"],
+        user_id=row["user_id"],
+        match_reason=row["match_reason"],
+        recording_ids=recording_ids,
+        pbx_link_id=row["pbx_link_id"],
+    )
+
+
+def _task_row(row: Row) -> CallbackTask:
+    return CallbackTask(
+        id=row["id"],
+        number_e164=row["number_e164"],
+        contact_id=row["contact_id"],
+        owner_id=row["owner_id"],
+        opened_at=row["opened_at"],
+        due_at=row["due_at"],
+        closed_at=row["closed_at"],
+        closed_by_user_id=row["closed_by_user_id"],
+        closed_by_call=row["closed_by_call_id"],
+        time_to_callback=row["time_to_callback"],
+        missed_count=row["missed_count"],
+        status=row["status"],
+    )
+
+
+def _audit_row(row: Row) -> AuditEntry:
+    return AuditEntry(
+        id=row["id"],
+        at=row["at"],
+        actor=row["actor"],
+        action=row["action"],
+        target=row["target"],
+        detail=dict(_loads(row["detail"]) or {}),
+    )
+
+
+class SqlStore(Store):
+    """Everything but connection handling.  ``_conn`` is set on stores handed out by
+    ``transaction()``; the root store borrows a connection per call."""
+
+    dialect = "sql"
+
+    def __init__(self) -> None:
+        self._conn: Conn | None = None
+
+    # -- engine hooks ----------------------------------------------------------------
+    @abstractmethod
+    def _acquire(self) -> AbstractAsyncContextManager[Conn]:
+        """A connection for one autocommit call."""
+
+    @abstractmethod
+    def _begin(self) -> AbstractAsyncContextManager[Conn]:
+        """A connection inside a fresh transaction, committed on clean exit."""
+
+    @abstractmethod
+    def _bound(self, conn: Conn) -> SqlStore:
+        """A store of the same engine that uses ``conn`` for every call."""
+
+    def _ids_in(self, n: int) -> str:
+        """SQL for ``<expr> IN (ids bound as parameter $n)``."""
+        return f"IN (SELECT value FROM json_each(${n}))"
+
+    def _ids_param(self, ids: Sequence[int]) -> Any:
+        return _dumps(list(ids))
+
+    def _texts_in(self, n: int) -> str:
+        return f"IN (SELECT value FROM json_each(${n}))"
+
+    def _texts_param(self, texts: Sequence[str]) -> Any:
+        return _dumps(list(texts))
+
+    def _icontains(self, column: str, n: int) -> str:
+        """Case-insensitive substring test of ``column`` against parameter $n (a
+        lower-cased pattern with % around it)."""
+        return f"lower({column}) LIKE ${n}"
+
+    @asynccontextmanager
+    async def _use(self) -> AsyncIterator[Conn]:
+        if self._conn is not None:
+            yield self._conn
+        else:
+            async with self._acquire() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[Conn]:
+        """Several statements that must stay together even when called on the root."""
+        if self._conn is not None:
+            yield self._conn
+        else:
+            async with self._begin() as conn:
+                yield conn
+
+    def transaction(self) -> AbstractAsyncContextManager[Store]:
+        return self._transaction()
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Store]:
+        if self._conn is not None:
+            yield self
+            return
+        async with self._begin() as conn:
+            yield self._bound(conn)
+
+    async def schema_version(self) -> int:
+        async with self._use() as c:
+            return int(await c.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+
+    async def lock_number(self, e164: str) -> None:
+        return None
+
+    # -- users -----------------------------------------------------------------------
+    async def _extensions(self, c: Conn, user_ids: Sequence[int]) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {uid: [] for uid in user_ids}
+        if not user_ids:
+            return out
+        rows = await c.fetch(
+            "SELECT user_id, extension FROM user_extensions "
+            f"WHERE user_id {self._ids_in(1)} ORDER BY extension",
+            self._ids_param(user_ids),
+        )
+        for r in rows:
+            out[r["user_id"]].append(r["extension"])
+        return out
+
+    async def _users(self, c: Conn, rows: list[Row]) -> list[User]:
+        exts = await self._extensions(c, [r["id"] for r in rows])
+        return [
+            User(
+                id=r["id"],
+                username=r["username"],
+                display_name=r["display_name"],
+                role=r["role"],
+                extensions=exts[r["id"]],
+                password_hash=r["password_hash"],
+                active=bool(r["active"]),
+                team_id=r["team_id"],
+            )
+            for r in rows
+        ]
+
+    _USER_COLS = "id, username, display_name, role, password_hash, active, team_id"
+
+    async def add_user(self, user: User, at: float) -> User:
+        async with self._tx() as c:
+            user.id = await c.fetchval(
+                "INSERT INTO users (username, display_name, role, password_hash, active, "
+                "team_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                user.username,
+                user.display_name,
+                user.role,
+                user.password_hash,
+                user.active,
+                user.team_id,
+                at,
+            )
+            await c.executemany(
+                "INSERT INTO user_extensions (extension, user_id) VALUES ($1, $2)",
+                [(ext, user.id) for ext in user.extensions],
+            )
+        return user
+
+    async def update_user(self, user: User) -> None:
+        async with self._tx() as c:
+            await c.execute(
+                "UPDATE users SET username = $2, display_name = $3, role = $4, "
+                "password_hash = $5, active = $6, team_id = $7 WHERE id = $1",
+                user.id,
+                user.username,
+                user.display_name,
+                user.role,
+                user.password_hash,
+                user.active,
+                user.team_id,
+            )
+            await c.execute("DELETE FROM user_extensions WHERE user_id = $1", user.id)
+            await c.executemany(
+                "INSERT INTO user_extensions (extension, user_id) VALUES ($1, $2)",
+                [(ext, user.id) for ext in user.extensions],
+            )
+
+    async def get_user(self, user_id: int) -> User | None:
+        async with self._use() as c:
+            rows = await c.fetch(f"SELECT {self._USER_COLS} FROM users WHERE id = $1", user_id)
+            users = await self._users(c, rows)
+        return users[0] if users else None
+
+    async def get_user_by_username(self, username: str) -> User | None:
+        async with self._use() as c:
+            rows = await c.fetch(
+                f"SELECT {self._USER_COLS} FROM users WHERE username = $1", username
+            )
+            users = await self._users(c, rows)
+        return users[0] if users else None
+
+    async def user_for_extension(self, extension: str) -> User | None:
+        async with self._use() as c:
+            rows = await c.fetch(
+                f"SELECT {', '.join('u.' + x.strip() for x in self._USER_COLS.split(','))} "
+                "FROM user_extensions e JOIN users u ON u.id = e.user_id "
+                "WHERE e.extension = $1",
+                extension,
+            )
+            users = await self._users(c, rows)
+        return users[0] if users else None
+
+    async def list_users(self, include_inactive: bool = False) -> list[User]:
+        async with self._use() as c:
+            rows = await c.fetch(
+                f"SELECT {self._USER_COLS} FROM users WHERE active OR $1 ORDER BY username",
+                include_inactive,
+            )
+            return await self._users(c, rows)
+
+    # -- contacts --------------------------------------------------------------------
+    async def _phones(self, c: Conn, contact_ids: Sequence[int]) -> dict[int, list[PhoneNumber]]:
+        out: dict[int, list[PhoneNumber]] = {cid: [] for cid in contact_ids}
+        if not contact_ids:
+            return out
+        rows = await c.fetch(
+            "SELECT contact_id, raw, e164, label FROM contact_phones "
+            f"WHERE contact_id {self._ids_in(1)} ORDER BY id",
+            self._ids_param(contact_ids),
+        )
+        for r in rows:
+            out[r["contact_id"]].append(PhoneNumber(r["raw"], r["e164"], r["label"]))
+        return out
+
+    async def _contacts(self, c: Conn, rows: list[Row]) -> list[Contact]:
+        phones = await self._phones(c, [r["id"] for r in rows])
+        return [_contact_row(r, phones[r["id"]]) for r in rows]
+
+    @staticmethod
+    def _contact_args(contact: Contact) -> tuple[Any, ...]:
+        lead = contact.lead
+        return (
+            contact.name,
+            contact.company,
+            contact.email,
+            contact.owner_id,
+            _dumps(contact.tags),
+            _dumps(contact.custom),
+            lead.status if lead else None,
+            lead.source if lead else None,
+            lead.created_at if lead else None,
+            contact.created_at,
+            contact.updated_at,
+            contact.last_contact_at,
+            contact.erased,
+        )
+
+    async def _insert_phones(self, c: Conn, contact_id: int, phones: list[PhoneNumber]) -> None:
+        await c.executemany(
+            "INSERT INTO contact_phones (contact_id, raw, e164, label) VALUES ($1, $2, $3, $4)",
+            [(contact_id, p.raw, p.e164, p.label) for p in phones],
+        )
+
+    async def add_contact(self, contact: Contact) -> Contact:
+        async with self._tx() as c:
+            contact.id = await c.fetchval(
+                "INSERT INTO contacts (name, company, email, owner_id, tags, custom, "
+                "lead_status, lead_source, lead_created_at, created_at, updated_at, "
+                "last_contact_at, erased) VALUES "
+                "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                *self._contact_args(contact),
+            )
+            assert contact.id is not None
+            await self._insert_phones(c, contact.id, contact.phones)
+        return contact
+
+    async def bulk_load_contacts(self, contacts: Sequence[Contact]) -> int:
+        async with self._tx() as c:
+            first = int(await c.fetchval("SELECT COALESCE(MAX(id), 0) FROM contacts")) + 1
+            for offset, contact in enumerate(contacts):
+                contact.id = first + offset
+            await c.executemany(
+                "INSERT INTO contacts (id, name, company, email, owner_id, tags, custom, "
+                "lead_status, lead_source, lead_created_at, created_at, updated_at, "
+                "last_contact_at, erased) VALUES "
+                "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                [(ct.id, *self._contact_args(ct)) for ct in contacts],
+            )
+            await c.executemany(
+                "INSERT INTO contact_phones (contact_id, raw, e164, label) VALUES ($1, $2, $3, $4)",
+                [(ct.id, p.raw, p.e164, p.label) for ct in contacts for p in ct.phones],
+            )
+        return len(contacts)
+
+    async def update_contact(self, contact: Contact) -> None:
+        async with self._tx() as c:
+            await c.execute(
+                "UPDATE contacts SET name = $2, company = $3, email = $4, owner_id = $5, "
+                "tags = $6, custom = $7, lead_status = $8, lead_source = $9, "
+                "lead_created_at = $10, created_at = $11, updated_at = $12, "
+                # maintained by touch_contact: a stale object must not move it backwards
+                "last_contact_at = CASE WHEN last_contact_at IS NULL OR last_contact_at < $13 "
+                "THEN $13 ELSE last_contact_at END, erased = $14 WHERE id = $1",
+                contact.id,
+                *self._contact_args(contact),
+            )
+            await c.execute("DELETE FROM contact_phones WHERE contact_id = $1", contact.id)
+            assert contact.id is not None
+            await self._insert_phones(c, contact.id, contact.phones)
+
+    async def get_contact(self, contact_id: int) -> Contact | None:
+        async with self._use() as c:
+            rows = await c.fetch(f"SELECT {CONTACT_COLS} FROM contacts WHERE id = $1", contact_id)
+            found = await self._contacts(c, rows)
+        return found[0] if found else None
+
+    async def delete_contact(self, contact_id: int) -> None:
+        async with self._use() as c:
+            await c.execute("DELETE FROM contacts WHERE id = $1", contact_id)
+
+    _BY_E164 = (
+        "FROM contacts c WHERE c.id IN "
+        "(SELECT p.contact_id FROM contact_phones p WHERE p.e164 = $1) AND NOT c.erased "
+        "ORDER BY c.last_contact_at DESC NULLS LAST, c.id DESC"
+    )
+
+    async def contact_ids_by_e164(self, e164: str) -> list[int]:
+        async with self._use() as c:
+            rows = await c.fetch(f"SELECT c.id {self._BY_E164}", e164)
+        return [r["id"] for r in rows]
+
+    async def contacts_by_e164(self, e164: str) -> list[Contact]:
+        async with self._use() as c:
+            rows = await c.fetch(f"SELECT {CONTACT_COLS} {self._BY_E164}", e164)
+            return await self._contacts(c, rows)
+
+    async def search_contacts(
+        self,
+        text: str | None = None,
+        e164: str | None = None,
+        digits: str | None = None,
+        owner_id: int | None = None,
+        limit: int = 50,
+        after_id: int | None = None,
+    ) -> list[Contact]:
+        args: list[Any] = [after_id or 0, limit]
+        alternatives: list[str] = []
+        if text:
+            args.append("%" + text.lower().replace("%", "").replace("_", "") + "%")
+            n = len(args)
+            alternatives.append(self._icontains("c.name", n))
+            alternatives.append(self._icontains("c.company", n))
+            alternatives.append(self._icontains("c.email", n))
+        if e164:
+            args.append(e164)
+            alternatives.append(
+                f"c.id IN (SELECT contact_id FROM contact_phones WHERE e164 = ${len(args)})"
+            )
+        if digits:
+            args.append("%" + digits + "%")
+            alternatives.append(
+                f"c.id IN (SELECT contact_id FROM contact_phones WHERE e164 LIKE ${len(args)})"
+            )
+        where = ["c.id > $1", "NOT c.erased"]
+        if alternatives:
+            where.append("(" + " OR ".join(alternatives) + ")")
+        if owner_id is not None:
+            args.append(owner_id)
+            where.append(f"c.owner_id = ${len(args)}")
+        async with self._use() as c:
+            rows = await c.fetch(
+                f"SELECT {CONTACT_COLS} FROM contacts c WHERE {' AND '.join(where)} "
+                "ORDER BY c.id LIMIT $2",
+                *args,
+            )
+            return await self._contacts(c, rows)
+
+    async def list_contacts(
+        self, after_id: int | None = None, limit: int = 500, owner_id: int | None = None
+    ) -> list[Contact]:
+        return await self.search_contacts(owner_id=owner_id, limit=limit, after_id=after_id)
+
+    async def count_contacts(self) -> int:
+        async with self._use() as c:
+            return int(await c.fetchval("SELECT COUNT(*) FROM contacts WHERE NOT erased"))
+
+    async def touch_contact(self, contact_id: int, at: float) -> None:
+        async with self._use() as c:
+            await c.execute(
+                "UPDATE contacts SET last_contact_at = $2 WHERE id = $1 "
+                "AND (last_contact_at IS NULL OR last_contact_at < $2)",
+                contact_id,
+                at,
+            )
+
+    async def merge_contacts(self, keep_id: int, drop_id: int, at: float) -> None:
+        async with self._tx() as c:
+            await c.execute(
+                "UPDATE calls SET contact_id = $1, updated_at = $3 WHERE contact_id = $2",
+                keep_id,
+                drop_id,
+                at,
+            )
+            await c.execute(
+                "UPDATE callback_tasks SET contact_id = $1 WHERE contact_id = $2", keep_id, drop_id
+            )
+            await c.execute(
+                "UPDATE contact_phones SET contact_id = $1 WHERE contact_id = $2 AND "
+                "(e164 IS NULL OR e164 NOT IN "
+                "(SELECT e164 FROM contact_phones WHERE contact_id = $1 AND e164 IS NOT NULL))",
+                keep_id,
+                drop_id,
+            )
+            await c.execute("DELETE FROM contacts WHERE id = $1", drop_id)
+
+    async def reassign_owner(self, from_user_id: int, to_user_id: int) -> tuple[int, int]:
+        async with self._tx() as c:
+            moved = await c.fetch(
+                "UPDATE contacts SET owner_id = $2 WHERE owner_id = $1 RETURNING id",
+                from_user_id,
+                to_user_id,
+            )
+            tasks = await c.fetch(
+                "UPDATE callback_tasks SET owner_id = $2 WHERE owner_id = $1 AND status = 'open' "
+                "RETURNING id",
+                from_user_id,
+                to_user_id,
+            )
+        return len(moved), len(tasks)
+
+    async def erase_contact(self, contact_id: int, at: float) -> list[tuple[int, str]]:
+        async with self._tx() as c:
+            numbers = [
+                r["e164"]
+                for r in await c.fetch(
+                    "SELECT DISTINCT e164 FROM contact_phones "
+                    "WHERE contact_id = $1 AND e164 IS NOT NULL",
+                    contact_id,
+                )
+            ]
+            # The person's calls: those linked to them, and unlinked calls from their numbers.
+            call_ids = {
+                r["id"]
+                for r in await c.fetch("SELECT id FROM calls WHERE contact_id = $1", contact_id)
+            }
+            for number in numbers:
+                rows = await c.fetch(
+                    "SELECT id FROM calls WHERE remote_e164 = $1 AND contact_id IS NULL", number
+                )
+                call_ids.update(r["id"] for r in rows)
+            ids = self._ids_param(sorted(call_ids))
+            recordings = [
+                (r["id"], r["path"])
+                for r in await c.fetch(
+                    f"SELECT id, path FROM call_recordings WHERE call_id {self._ids_in(1)} "
+                    "ORDER BY id",
+                    ids,
+                )
+            ]
+            await c.execute(f"DELETE FROM call_recordings WHERE call_id {self._ids_in(1)}", ids)
+            await c.execute(
+                "UPDATE notes SET topic = '', result = '', comment = '' "
+                f"WHERE call_id {self._ids_in(1)}",
+                ids,
+            )
+            await c.execute(
+                "UPDATE calls SET caller = NULL, caller_raw = NULL, caller_name = NULL, "
+                "remote_e164 = NULL, recordings = '[]', contact_id = NULL, "
+                "match_reason = 'erased', updated_at = $2 "
+                f"WHERE direction = 'inbound' AND id {self._ids_in(1)}",
+                ids,
+                at,
+            )
+            await c.execute(
+                "UPDATE calls SET callee = NULL, callee_e164 = NULL, remote_e164 = NULL, "
+                "recordings = '[]', contact_id = NULL, match_reason = 'erased', updated_at = $2 "
+                f"WHERE direction <> 'inbound' AND id {self._ids_in(1)}",
+                ids,
+                at,
+            )
+            await c.execute(
+                "UPDATE callback_tasks SET number_e164 = NULL, contact_id = NULL, "
+                "status = 'closed', closed_at = COALESCE(closed_at, $2) "
+                "WHERE contact_id = $1",
+                contact_id,
+                at,
+            )
+            for number in numbers:
+                await c.execute(
+                    "UPDATE callback_tasks SET number_e164 = NULL, status = 'closed', "
+                    "closed_at = COALESCE(closed_at, $2) WHERE number_e164 = $1",
+                    number,
+                    at,
+                )
+            await c.execute("DELETE FROM contact_phones WHERE contact_id = $1", contact_id)
+            await c.execute(
+                "UPDATE contacts SET name = '', company = '', email = '', tags = '[]', "
+                "custom = '{}', erased = $2, updated_at = $3 WHERE id = $1",
+                contact_id,
+                True,
+                at,
+            )
+        return recordings
+
+    # -- calls -----------------------------------------------------------------------
+    async def _recording_ids(self, c: Conn, call_ids: Sequence[int]) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = {cid: [] for cid in call_ids}
+        if not call_ids:
+            return out
+        rows = await c.fetch(
+            f"SELECT id, call_id FROM call_recordings WHERE call_id {self._ids_in(1)} ORDER BY id",
+            self._ids_param(call_ids),
+        )
+        for r in rows:
+            out[r["call_id"]].append(r["id"])
+        return out
+
+    async def _calls(self, c: Conn, rows: list[Row]) -> list[Call]:
+        recs = await self._recording_ids(c, [r["id"] for r in rows])
+        return [_call_row(r, recs[r["id"]]) for r in rows]
+
+    async def upsert_call(self, call: Call, at: float) -> Call:
+        values = (
+            call.linkedid,
+            call.direction,
+            call.caller,
+            call.caller_raw,
+            call.caller_name,
+            call.callee,
+            call.callee_e164,
+            call.did,
+            _dumps(list(call.rang)),
+            call.answered,
+            call.answered_by,
+            call.final_agent,
+            _transfers_json(call.transfers),
+            call.outcome,
+            call.hangup_by,
+            call.started_at,
+            call.answered_at,
+            call.ended_at,
+            call.ring_seconds,
+            call.talk_seconds,
+            _dumps(list(call.recordings)),
+            call.originate_id,
+            call.queue,
+            call.hangup_cause,
+            call.complete,
+            _dumps(list(call.uniqueids)),
+            call.remote_e164,
+            call.contact_id,
+            call.user_id,
+            call.match_reason,
+            call.pbx_link_id,
+            at,
+        )
+        cols = [*[x.strip() for x in CALL_COLS.split(",")][1:], "ingested_at", "updated_at"]
+        placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1)) + f", ${len(values)}"
+        updates = ", ".join(
+            f"{col} = excluded.{col}" for col in cols if col not in ("linkedid", "ingested_at")
+        )
+        async with self._tx() as c:
+            call.id = await c.fetchval(
+                f"INSERT INTO calls ({', '.join(cols)}) VALUES ({placeholders}) "
+                f"ON CONFLICT (linkedid) DO UPDATE SET {updates} RETURNING id",
+                *values,
+            )
+            await c.execute(
+                f"DELETE FROM call_recordings WHERE call_id = $1 AND NOT path {self._texts_in(2)}",
+                call.id,
+                self._texts_param(call.recordings),
+            )
+            await c.executemany(
+                "INSERT INTO call_recordings (call_id, path) VALUES ($1, $2) "
+                "ON CONFLICT (call_id, path) DO NOTHING",
+                [(call.id, path) for path in call.recordings],
+            )
+            call.recording_ids = (await self._recording_ids(c, [call.id]))[call.id]
+        return call
+
+    async def get_call(self, call_id: int) -> Call | None:
+        async with self._use() as c:
+            rows = await c.fetch(f"SELECT {CALL_COLS} FROM calls WHERE id = $1", call_id)
+            found = await self._calls(c, rows)
+        return found[0] if found else None
+
+    async def get_call_by_linkedid(self, linkedid: str) -> Call | None:
+        async with self._use() as c:
+            rows = await c.fetch(f"SELECT {CALL_COLS} FROM calls WHERE linkedid = $1", linkedid)
+            found = await self._calls(c, rows)
+        return found[0] if found else None
+
+    @staticmethod
+    def _call_filter(flt: CallFilter, args: list[Any], alias: str = "calls") -> list[str]:
+        where: list[str] = []
+        for column, value, op in (
+            ("started_at", flt.since, ">="),
+            ("started_at", flt.until, "<"),
+            ("direction", flt.direction, "="),
+            ("outcome", flt.outcome, "="),
+            ("user_id", flt.user_id, "="),
+            ("remote_e164", flt.number_e164, "="),
+            ("contact_id", flt.contact_id, "="),
+        ):
+            if value is not None:
+                args.append(value)
+                where.append(f"{alias}.{column} {op} ${len(args)}")
+        return where
+
+    async def list_calls(
+        self, flt: CallFilter, limit: int = 50, cursor: CallCursor | None = None
+    ) -> list[Call]:
+        args: list[Any] = [limit]
+        where = self._call_filter(flt, args)
+        if cursor is not None:
+            args.extend(cursor)
+            where.append(f"(calls.started_at, calls.id) < (${len(args) - 1}, ${len(args)})")
+        sql = f"SELECT {CALL_COLS} FROM calls"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC, id DESC LIMIT $1"
+        async with self._use() as c:
+            return await self._calls(c, await c.fetch(sql, *args))
+
+    async def count_calls(self) -> int:
+        async with self._use() as c:
+            return int(await c.fetchval("SELECT COUNT(*) FROM calls"))
+
+    async def answered_call_after(self, e164: str, after: float) -> Call | None:
+        async with self._use() as c:
+            rows = await c.fetch(
+                f"SELECT {CALL_COLS} FROM calls WHERE remote_e164 = $1 AND answered "
+                "AND started_at >= $2 ORDER BY started_at, id LIMIT 1",
+                e164,
+                after,
+            )
+            found = await self._calls(c, rows)
+        return found[0] if found else None
+
+    async def missed_calls(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        cursor: CallCursor | None = None,
+    ) -> list[MissedCallRow]:
+        args: list[Any] = [limit]
+        where = [
+            "calls.direction = 'inbound'",
+            "calls.outcome IN ('missed', 'abandoned', 'busy', 'no_answer')",
+            *self._call_filter(CallFilter(since=since, until=until), args),
+        ]
+        if cursor is not None:
+            args.extend(cursor)
+            where.append(f"(calls.started_at, calls.id) < (${len(args) - 1}, ${len(args)})")
+        sql = (
+            f"SELECT {_call_cols('calls')}, t.id AS task_id, t.status AS task_status, "
+            "t.owner_id AS task_owner_id, t.closed_by_user_id AS task_closed_by, "
+            "t.closed_at AS task_closed_at, t.time_to_callback AS task_ttc "
+            "FROM calls LEFT JOIN callback_calls cc ON cc.call_id = calls.id "
+            "LEFT JOIN callback_tasks t ON t.id = cc.task_id "
+            f"WHERE {' AND '.join(where)} "
+            "ORDER BY calls.started_at DESC, calls.id DESC LIMIT $1"
+        )
+        async with self._use() as c:
+            rows = await c.fetch(sql, *args)
+            calls = await self._calls(c, rows)
+        return [
+            MissedCallRow(
+                call=call,
+                task_id=r["task_id"],
+                task_status=r["task_status"],
+                owner_id=r["task_owner_id"],
+                closed_by_user_id=r["task_closed_by"],
+                closed_at=r["task_closed_at"],
+                time_to_callback=r["task_ttc"],
+            )
+            for call, r in zip(calls, rows, strict=True)
+        ]
+
+    # -- notes -----------------------------------------------------------------------
+    async def add_note(self, note: Note) -> Note:
+        async with self._use() as c:
+            note.id = await c.fetchval(
+                "INSERT INTO notes (call_id, author_id, topic, result, comment, created_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                note.call_id,
+                note.author_id,
+                note.topic,
+                note.result,
+                note.comment,
+                note.created_at,
+            )
+        return note
+
+    async def notes_for_call(self, call_id: int) -> list[Note]:
+        async with self._use() as c:
+            rows = await c.fetch(
+                "SELECT id, call_id, author_id, topic, result, comment, created_at FROM notes "
+                "WHERE call_id = $1 ORDER BY id",
+                call_id,
+            )
+        return [Note(**dict(r)) for r in rows]
+
+    # -- callbacks -------------------------------------------------------------------
+    @staticmethod
+    def _task_args(task: CallbackTask) -> tuple[Any, ...]:
+        return (
+            task.number_e164,
+            task.contact_id,
+            task.owner_id,
+            task.opened_at,
+            task.due_at,
+            task.closed_at,
+            task.closed_by_user_id,
+            task.closed_by_call,
+            task.time_to_callback,
+            task.missed_count,
+            task.status,
+        )
+
+    async def add_callback(self, task: CallbackTask) -> CallbackTask:
+        async with self._use() as c:
+            task.id = await c.fetchval(
+                "INSERT INTO callback_tasks (number_e164, contact_id, owner_id, opened_at, "
+                "due_at, closed_at, closed_by_user_id, closed_by_call_id, time_to_callback, "
+                "missed_count, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+                "RETURNING id",
+                *self._task_args(task),
+            )
+        return task
+
+    async def save_callback(self, task: CallbackTask) -> None:
+        async with self._use() as c:
+            await c.execute(
+                "UPDATE callback_tasks SET number_e164 = $2, contact_id = $3, owner_id = $4, "
+                "opened_at = $5, due_at = $6, closed_at = $7, closed_by_user_id = $8, "
+                "closed_by_call_id = $9, time_to_callback = $10, missed_count = $11, "
+                "status = $12 WHERE id = $1",
+                task.id,
+                *self._task_args(task),
+            )
+
+    async def _one_task(self, sql: str, *args: Any) -> CallbackTask | None:
+        async with self._use() as c:
+            row = await c.fetchrow(sql, *args)
+        return _task_row(row) if row else None
+
+    async def get_callback(self, task_id: int) -> CallbackTask | None:
+        return await self._one_task(
+            f"SELECT {TASK_COLS} FROM callback_tasks WHERE id = $1", task_id
+        )
+
+    async def open_callback_for_number(self, e164: str) -> CallbackTask | None:
+        return await self._one_task(
+            f"SELECT {TASK_COLS} FROM callback_tasks WHERE number_e164 = $1 AND status = 'open'",
+            e164,
+        )
+
+    async def link_callback_call(self, task_id: int, call_id: int) -> bool:
+        async with self._use() as c:
+            rows = await c.fetch(
+                "INSERT INTO callback_calls (task_id, call_id) VALUES ($1, $2) "
+                "ON CONFLICT (task_id, call_id) DO NOTHING RETURNING task_id",
+                task_id,
+                call_id,
+            )
+        return bool(rows)
+
+    async def callback_for_call(self, call_id: int) -> CallbackTask | None:
+        cols = ", ".join("t." + x.strip() for x in TASK_COLS.split(","))
+        return await self._one_task(
+            f"SELECT {cols} FROM callback_calls cc JOIN callback_tasks t ON t.id = cc.task_id "
+            "WHERE cc.call_id = $1 ORDER BY t.id DESC LIMIT 1",
+            call_id,
+        )
+
+    async def list_callbacks(
+        self,
+        owner_id: int | None = None,
+        status: CallbackStatus | None = "open",
+        limit: int = 200,
+    ) -> list[CallbackTask]:
+        args: list[Any] = [limit]
+        where: list[str] = []
+        if owner_id is not None:
+            args.append(owner_id)
+            where.append(f"owner_id = ${len(args)}")
+        if status is not None:
+            args.append(status)
+            where.append(f"status = ${len(args)}")
+        sql = f"SELECT {TASK_COLS} FROM callback_tasks"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY due_at, id LIMIT $1"
+        async with self._use() as c:
+            return [_task_row(r) for r in await c.fetch(sql, *args)]
+
+    # -- audit -----------------------------------------------------------------------
+    async def append_audit(self, entry: AuditEntry) -> AuditEntry:
+        async with self._use() as c:
+            entry.id = await c.fetchval(
+                "INSERT INTO audit_log (at, actor, action, target, detail) "
+                "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                entry.at,
+                entry.actor,
+                entry.action,
+                entry.target,
+                _dumps(entry.detail),
+            )
+        return entry
+
+    async def list_audit(
+        self,
+        action: str | None = None,
+        actor: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[AuditEntry]:
+        args: list[Any] = [limit]
+        where: list[str] = []
+        for column, value, op in (
+            ("action", action, "="),
+            ("actor", actor, "="),
+            ("at", since, ">="),
+            ("id", before_id, "<"),
+        ):
+            if value is not None:
+                args.append(value)
+                where.append(f"{column} {op} ${len(args)}")
+        sql = "SELECT id, at, actor, action, target, detail FROM audit_log"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT $1"
+        async with self._use() as c:
+            return [_audit_row(r) for r in await c.fetch(sql, *args)]

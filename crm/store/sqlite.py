@@ -1,0 +1,166 @@
+"""The embedded engine: one aiosqlite connection in WAL mode.
+
+SQLite allows one writer at a time, so the store serialises its own work through an
+asyncio lock (a transaction holds it until commit); other processes that open the same
+file wait up to the busy timeout rather than failing at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .migrations import migrations_for
+from .sql import Conn, Row, SqlStore
+
+BUSY_TIMEOUT_MS = 10_000
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+@lru_cache(maxsize=1024)
+def _q(sql: str) -> str:
+    """``$n`` -> ``?n``: SQLite's numbered parameters bind by the same positions."""
+    return _PLACEHOLDER.sub(r"?\1", sql)
+
+
+class _SqliteConn:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        await self._db.execute(_q(sql), args)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            await self._db.executemany(_q(sql), rows)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        async with self._db.execute(_q(sql), args) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        async with self._db.execute(_q(sql), args) as cur:
+            return await cur.fetchone()
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        row = await self.fetchrow(sql, *args)
+        return None if row is None else row[0]
+
+
+class SqliteStore(SqlStore):
+    dialect = "sqlite"
+
+    def __init__(self, db: aiosqlite.Connection, lock: asyncio.Lock) -> None:
+        super().__init__()
+        self._db = db
+        self._lock = lock
+        self._root_conn = _SqliteConn(db)
+
+    @classmethod
+    async def open(cls, path: str, migrate: bool = True) -> SqliteStore:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        db.row_factory = aiosqlite.Row
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA foreign_keys=ON",
+            f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+            "PRAGMA synchronous=NORMAL",
+        ):
+            await db.execute(pragma)
+        store = cls(db, asyncio.Lock())
+        if migrate:
+            await store.migrate()
+        return store
+
+    def _bound(self, conn: Conn) -> SqlStore:
+        bound = SqliteStore(self._db, self._lock)
+        bound._conn = conn
+        return bound
+
+    @asynccontextmanager
+    async def _acquire_cm(self) -> AsyncIterator[Conn]:
+        async with self._lock:
+            yield self._root_conn
+
+    def _acquire(self) -> AbstractAsyncContextManager[Conn]:
+        return self._acquire_cm()
+
+    @asynccontextmanager
+    async def _begin_cm(self) -> AsyncIterator[Conn]:
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._root_conn
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            else:
+                await self._db.execute("COMMIT")
+
+    def _begin(self) -> AbstractAsyncContextManager[Conn]:
+        return self._begin_cm()
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def migrate(self) -> list[int]:
+        """Apply every pending migration, each in its own transaction."""
+        applied: list[int] = []
+        async with self._lock:
+            await self._db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            for mig in migrations_for(self.dialect):
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    done = await self._root_conn.fetchval(
+                        "SELECT 1 FROM schema_version WHERE version = $1", mig.version
+                    )
+                    if done:
+                        await self._db.execute("COMMIT")
+                        continue
+                    # executescript would commit first; run the statements one by one.
+                    for statement in _statements(mig.sql):
+                        await self._db.execute(statement)
+                    await self._root_conn.execute(
+                        "INSERT INTO schema_version (version, name, applied_at) "
+                        "VALUES ($1, $2, $3)",
+                        mig.version,
+                        mig.name,
+                        time.time(),
+                    )
+                    await self._db.execute("COMMIT")
+                    applied.append(mig.version)
+                except BaseException:
+                    await self._db.execute("ROLLBACK")
+                    raise
+        return applied
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script on the ends of complete statements (trigger bodies included)."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
