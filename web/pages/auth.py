@@ -1,0 +1,90 @@
+"""Login and logout, the health check, and the static files."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from ..app import current_user, public, runtime, safe_next
+from ..render import render, visitor
+from ..security import SESSION_COOKIE
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+routes = web.RouteTableDef()
+
+
+@routes.get("/login")
+@public
+async def login_form(request: web.Request) -> web.StreamResponse:
+    if visitor(request).user is not None:
+        raise web.HTTPFound(safe_next(request.query.get("next")))
+    return render(request, "login.html", {"next": safe_next(request.query.get("next")),
+                                          "error": None, "username": ""})  # fmt: skip
+
+
+@routes.post("/login")
+@public
+async def login(request: web.Request) -> web.StreamResponse:
+    rt = runtime(request)
+    form = await request.post()
+    username = str(form.get("username", "")).strip()[:64]
+    password = str(form.get("password", ""))[:1024]
+    target = safe_next(str(form.get("next", "")))
+    address = request.remote or "?"
+    wait = rt.limiter.retry_after(username, address)
+    if wait > 0:
+        response = render(
+            request,
+            "login.html",
+            {"next": target, "username": username,
+             "error": f"Too many failed attempts. Try again in {int(wait) + 1} seconds."},
+            status=429,
+        )  # fmt: skip
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
+    user = await rt.service.authenticate(username, password) if username else None
+    if user is None or user.id is None:
+        rt.limiter.failed(username, address)
+        return render(
+            request,
+            "login.html",
+            {"next": target, "username": username, "error": "Wrong username or password."},
+            status=401,
+        )
+    rt.limiter.succeeded(username)
+    response = web.HTTPFound(target)
+    secure = bool(rt.settings.get("server", {}).get("secure_cookies"))
+    response.set_cookie(
+        SESSION_COOKIE,
+        rt.signer.issue(user.id, user.password_hash, time.time()),
+        httponly=True,
+        samesite="Lax",
+        secure=secure,
+        max_age=int(rt.signer.max_age),
+    )
+    raise response
+
+
+@routes.post("/logout")
+async def logout(request: web.Request) -> web.StreamResponse:
+    current_user(request)
+    response = web.HTTPFound("/login")
+    response.del_cookie(SESSION_COOKIE)
+    raise response
+
+
+@routes.get("/healthz")
+@public
+async def health(request: web.Request) -> web.StreamResponse:
+    rt = runtime(request)
+    status = rt.link_status
+    return web.json_response(
+        {"ok": True, "link": status.state if status is not None else "not configured"}
+    )
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)
+    app.router.add_static("/static", STATIC, name="static", append_version=True)

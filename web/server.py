@@ -1,0 +1,92 @@
+"""Process entry points behind ``run.py``: serve (with or without the demo) and migrate."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from config.settings import redacted
+
+from .app import create_app
+from .runtime import Runtime, open_runtime, sqlite_url_absolute
+
+log = logging.getLogger("crm")
+
+
+def migrate(settings: dict[str, Any]) -> int:
+    from crm.store import migrate as run_migrations
+
+    url = sqlite_url_absolute(settings["database"]["url"])
+    try:
+        version = asyncio.run(run_migrations(url))
+    except Exception as exc:  # shown to the admin, not a traceback
+        print(f"run.py migrate: {exc}", file=sys.stderr)
+        return 1
+    print(f"database schema at version {version}")
+    return 0
+
+
+async def start(settings: dict[str, Any], *, demo: bool) -> tuple[Runtime, web.AppRunner]:
+    rt = await open_runtime(settings, with_link=not demo)
+    info: dict[str, Any] = {}
+    if demo:
+        from .demo import DEMO_PASSWORD, USERS, start_demo
+
+        info = await start_demo(rt)
+        log.info("demo: replay PBX on 127.0.0.1:%s", info["pbx_port"])
+        names = ", ".join(u[0] for u in USERS)
+        print(f"demo logins: {names} — password {DEMO_PASSWORD}", flush=True)
+    for hook in _startup_hooks():
+        await hook(rt)
+    app = create_app(rt)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    server = settings.get("server", {})
+    host, port = str(server.get("host", "127.0.0.1")), int(server.get("port", 8080))
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    print(f"Switchboard CRM on http://{host}:{port}/", flush=True)
+    return rt, runner
+
+
+def _startup_hooks() -> list[Any]:
+    """Optional workers (recordings, click-to-call) that register themselves."""
+    hooks = []
+    with contextlib.suppress(ImportError):
+        from .workers import startup_hooks
+
+        hooks.extend(startup_hooks())
+    return hooks
+
+
+async def _main(settings: dict[str, Any], demo: bool) -> int:
+    rt, runner = await start(settings, demo=demo)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print("shutting down", flush=True)
+    await runner.cleanup()
+    await rt.close()
+    return 0
+
+
+def serve(settings: dict[str, Any], demo: bool = False) -> int:
+    logging.basicConfig(
+        level=str(settings.get("server", {}).get("log_level", "INFO")).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    log.debug("settings: %s", redacted(settings))
+    try:
+        return asyncio.run(_main(settings, demo))
+    except OSError as exc:
+        print(f"run.py: cannot start: {exc}", file=sys.stderr)
+        return 1

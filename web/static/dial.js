@@ -1,0 +1,1 @@
+// click-to-call wiring: owned by the click-to-call work.
