@@ -45,7 +45,7 @@ from .originate import (
     result_from_error,
     result_from_event,
 )
-from .protocol import FrameReader, Message, first
+from .protocol import FrameReader, Message, encode_action, first
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,16 @@ class LinkSettings:
     """A connection that stayed up this long resets the backoff; a flapping one does not."""
     originate_grace: float = 30.0
     """Seconds, on top of the request's ring timeout, to wait for OriginateResponse."""
+
+
+def backoff_delay(settings: LinkSettings, attempt: int, spread: float = 0.0) -> float:
+    """Seconds to wait before reconnect ``attempt`` (0 for the first retry): the initial
+    delay doubled per attempt up to the cap, then moved by up to ``backoff_jitter`` of
+    itself (``spread`` in [-1, 1]) so many bridges restarted together do not reconnect
+    in lockstep."""
+    s = settings
+    base = min(s.backoff_max, s.backoff_initial * s.backoff_factor ** min(attempt, 64))
+    return max(0.0, base * (1 + s.backoff_jitter * max(-1.0, min(1.0, spread))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,9 +337,7 @@ class AmiLink:
     # -- connection
 
     def _backoff(self, attempt: int) -> float:
-        s = self.settings
-        base = min(s.backoff_max, s.backoff_initial * s.backoff_factor**attempt)
-        return max(0.0, base * (1 + random.uniform(-s.backoff_jitter, s.backoff_jitter)))
+        return backoff_delay(self.settings, attempt, random.uniform(-1.0, 1.0))
 
     async def _supervise(self) -> None:
         attempt = 0
@@ -660,3 +668,158 @@ def _describe(exc: BaseException) -> str:
 def _log_task_error(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("status sink failed", exc_info=task.exception())
+
+
+# -- configuration and the admin's "test connection" button
+
+
+_CONFIG_FLOATS = (
+    "ping_interval",
+    "ping_timeout",
+    "backoff_initial",
+    "backoff_max",
+    "connect_timeout",
+    "login_timeout",
+)
+
+
+def settings_from_config(ami: Mapping[str, Any]) -> LinkSettings:
+    """``LinkSettings`` from the ``[ami]`` settings section (host, port, username, secret,
+    tls, ping_interval, ping_timeout, backoff_initial, backoff_max; optionally tls_ca, a
+    CA file for a self-signed PBX certificate, and tls_verify).  Missing keys keep their
+    defaults; a wrong value is a ValueError naming the key, never showing the secret."""
+    base = LinkSettings()
+    host = str(ami.get("host", base.host)).strip()
+    if not host:
+        raise ValueError("ami.host must not be empty")
+    port = ami.get("port", base.port)
+    if isinstance(port, bool) or not isinstance(port, int | str):
+        raise ValueError("ami.port must be a number from 1 to 65535")
+    try:
+        port = int(port)
+    except ValueError:
+        raise ValueError("ami.port must be a number from 1 to 65535") from None
+    if not 1 <= port <= 65535:
+        raise ValueError("ami.port must be a number from 1 to 65535")
+    username = str(ami.get("username", base.username))
+    secret = str(ami.get("secret", base.secret))
+    if any(c in username + secret for c in "\r\n") or not username.strip():
+        raise ValueError("ami.username and ami.secret must be one line each (username not empty)")
+    floats: dict[str, float] = {}
+    for key in _CONFIG_FLOATS:
+        if key not in ami:
+            continue
+        value = ami[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ValueError(f"ami.{key} must be a positive number of seconds")
+        floats[key] = float(value)
+    settings = LinkSettings(host=host, port=port, username=username, secret=secret, **floats)
+    if settings.backoff_max < settings.backoff_initial:
+        raise ValueError("ami.backoff_max must not be less than ami.backoff_initial")
+    tls = ami.get("tls", False)
+    if not isinstance(tls, bool):
+        raise ValueError("ami.tls must be true or false")
+    if tls:
+        settings.ssl = _tls_context(ami.get("tls_ca") or None, bool(ami.get("tls_verify", True)))
+    return settings
+
+
+def _tls_context(cafile: str | None, verify: bool) -> _ssl.SSLContext:
+    try:
+        ctx = _ssl.create_default_context(cafile=cafile)
+    except (OSError, _ssl.SSLError) as exc:
+        raise ValueError(f"ami.tls_ca: cannot read the CA file {cafile!r}: {exc}") from None
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = _ssl.CERT_NONE
+    return ctx
+
+
+async def probe_connection(settings: LinkSettings, timeout: float = 5.0) -> tuple[bool, str]:
+    """Connect, log in, ping and log off once: the admin's "test connection" button.
+
+    Returns whether it worked and one sentence for the admin.  It is a separate, short
+    session (plain asyncio streams), so it works whether or not the live link is up and
+    never disturbs it; the secret is in no message and no log line.
+    """
+    s = settings
+    endpoint = f"{s.host}:{s.port}"
+    stage = "connect"
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(s.host, s.port, ssl=s.ssl)
+            stage = "banner"
+            banner = await reader.readline()
+            if not banner:
+                return False, f"{endpoint} closed the connection without a word"
+            if not banner.startswith(b"Asterisk Call Manager/"):
+                return False, f"{endpoint} answered, but it is not an Asterisk manager interface"
+            frames = FrameReader()
+            stage = "login"
+            login = {"Action": "Login", "ActionID": "probe-1", "Username": s.username,
+                     "Secret": s.secret, "Events": "off"}
+            resp = await _probe_ask(reader, writer, frames, login)
+            if resp is None:
+                return False, f"{endpoint} closed the connection during login"
+            if first(resp.get("Response")) != "Success":
+                text = first(resp.get("Message"))
+                if not text or "authentication failed" in text.lower():
+                    return False, "Login refused: wrong user or secret"
+                return False, f"Login refused: {text}"
+            stage = "ping"
+            pong = await _probe_ask(
+                reader, writer, frames, {"Action": "Ping", "ActionID": "probe-2"}
+            )
+            if pong is None or first(pong.get("Response")) != "Success":
+                why = first(pong.get("Message")) if pong else "connection closed"
+                return False, f"Logged in to {endpoint} as {s.username}, but Ping failed: {why}"
+            stage = "logoff"
+            with contextlib.suppress(OSError):
+                await _probe_ask(reader, writer, frames, {"Action": "Logoff", "ActionID": "p3"})
+            return True, f"Connected to Asterisk at {endpoint} as {s.username}"
+    except TimeoutError:
+        if stage == "connect":
+            return False, f"No answer from {endpoint} (timed out)"
+        if stage == "banner":
+            return False, (
+                f"{endpoint} accepted the connection but sent no AMI greeting "
+                "(is TLS on at one end only?)"
+            )
+        if stage == "logoff":
+            return True, f"Connected to Asterisk at {endpoint} as {s.username}"
+        return False, f"{endpoint} did not answer the {stage.capitalize()} in {timeout:g} s"
+    except _ssl.SSLCertVerificationError as exc:
+        return False, f"TLS error with {endpoint}: certificate not trusted ({exc.verify_message})"
+    except _ssl.SSLError as exc:
+        return False, f"TLS error with {endpoint}: {exc.reason or exc}"
+    except ConnectionRefusedError:
+        return False, f"No answer from {endpoint} (connection refused)"
+    except OSError as exc:
+        if stage == "connect":
+            return False, f"No answer from {endpoint} ({exc.strerror or _describe(exc)})"
+        return False, f"The connection to {endpoint} failed: {exc.strerror or _describe(exc)}"
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+async def _probe_ask(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    frames: FrameReader,
+    action: Mapping[str, str],
+) -> Message | None:
+    """Send one action, return its response (events in between are skipped)."""
+    writer.write(encode_action(action))
+    await writer.drain()
+    action_id = action["ActionID"]
+    while True:
+        data = await reader.read(65536)
+        if not data:
+            return None
+        for msg in frames.feed(data):
+            if "Response" in msg and first(msg.get("ActionID")) in (action_id, ""):
+                return msg

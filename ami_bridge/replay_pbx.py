@@ -232,12 +232,18 @@ class OriginateScript:
     ActionID.  ``fill_from_action`` copies Channel/Context/Exten from the request into the
     OriginateResponse, the way Asterisk echoes the dial string on failure.
     ``respond=False`` models a PBX that swallows the action (no response at all).
+    The recorded ActionID is also replaced inside header values (``CRM_CALL_ID=c2c-0001``,
+    ``AccountCode: crm-c2c-0001``), because Asterisk echoes what the Originate asked for:
+    the correlation variable must carry the requesting client's id, not the recorded one.
+    ``gate``, when given, holds the events until it is set: a test's way to cut the link
+    between the Originate's "queued" response and the call it places.
     """
 
     events: list[Timed] = field(default_factory=list)
     source_action_id: str | None = None
     fill_from_action: bool = False
     respond: bool = True
+    gate: asyncio.Event | None = None
 
     @classmethod
     def from_capture(cls, path: str | Path, action_id: str) -> OriginateScript:
@@ -346,6 +352,16 @@ class _Session(asyncio.Protocol):
 
 def _drop_empty_actionid(fields: Message | dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in fields.items() if not (k == "ActionID" and v in ("", None))}
+
+
+def _replace_in_values(msg: Message, old: str, new: str) -> Message:
+    out: Message = {}
+    for key, value in msg.items():
+        if isinstance(value, list):
+            out[key] = [v.replace(old, new) for v in value]
+        else:
+            out[key] = value.replace(old, new) if old in value else value
+    return out
 
 
 def _masked(msg: Message) -> Message:
@@ -845,14 +861,20 @@ class ReplayPbx:
         start_cap = script.events[0][1] if script.events else 0.0
         base = self.now  # script times are another capture's: move them onto our timeline
         success = False
+        if script.gate is not None:
+            await script.gate.wait()
+            start_real = loop.time()
+        source_id = script.source_action_id or ""
         for msg, at in script.events:
             if self.speed > 0:
                 delay = start_real + (at - start_cap) / self.speed - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
             out = renamer.rename(msg) if renamer else dict(msg)
-            if "ActionID" in out and first(out["ActionID"]) == (script.source_action_id or ""):
+            if "ActionID" in out and first(out["ActionID"]) == source_id:
                 out["ActionID"] = action_id
+            elif source_id and action_id:
+                out = _replace_in_values(out, source_id, action_id)
             if out.get("Event") == "OriginateResponse":
                 if script.fill_from_action:
                     for key in ("Channel", "Context", "Exten"):

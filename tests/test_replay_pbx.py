@@ -289,22 +289,62 @@ async def test_drop_half_open_and_restart() -> None:
 
 
 async def test_timeline_keeps_recorded_spacing_scaled_by_speed() -> None:
+    """At speed 5 events 1 s apart in the capture are played 0.2 s apart: when the client
+    has the first, the PBX has not played the next one yet (order, not a stopwatch)."""
     capture = [
         ({"Event": "UserEvent", "Privilege": "user,all", "N": str(n)}, 1000.0 + n) for n in range(3)
     ]
-    async with ReplayPbx(capture, speed=10.0, paused=True) as pbx:
+    async with ReplayPbx(capture, speed=5.0, paused=True) as pbx:
         client = await AmiClient.connect(pbx)
         await client.login()
         await client.next()
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         pbx.resume()
-        arrivals = []
-        for _ in range(3):
-            await client.next()
-            arrivals.append(loop.time() - started)
-        # 1 s apart in the capture, 0.1 s apart at speed 10.
-        assert arrivals[0] < 0.08
-        assert 0.17 < arrivals[2] < 0.6
+        for n in range(3):
+            event = await client.next()
+            assert event["N"] == str(n)
+            assert pbx.played == n + 1  # the next one is not due yet
+        await pbx.wait_done(1)
         pbx.pause()
         assert pbx.played == 3
+
+
+async def test_speed_zero_plays_as_fast_as_possible() -> None:
+    capture = [
+        ({"Event": "UserEvent", "Privilege": "user,all", "N": str(n)}, 1000.0 + 60 * n)
+        for n in range(3)
+    ]
+    async with ReplayPbx(capture, speed=0, paused=True) as pbx:
+        client = await AmiClient.connect(pbx)
+        await client.login()
+        await client.next()
+        pbx.resume()
+        await pbx.wait_done(1)  # three minutes of capture, no waiting
+        assert [(await client.next())["N"] for _ in range(3)] == ["0", "1", "2"]
+
+
+async def test_originate_script_carries_the_callers_correlation_id_and_waits_for_its_gate() -> None:
+    gate = asyncio.Event()
+    script = OriginateScript.from_capture(CLICK, "c2c-0001")
+    script.gate = gate
+    async with ReplayPbx(None, speed=0) as pbx:
+        pbx.script_originate(script)
+        client = await AmiClient.connect(pbx)
+        await client.login()
+        await client.next()
+        await client.send(Action="Originate", ActionID="crm-77", Channel="PJSIP/103",
+                          Exten="4155550123", Context="from-internal", Async="true",
+                          Variable="CRM_CALL_ID=crm-77")
+        assert (await client.next())["Message"] == "Originate successfully queued"
+        with pytest.raises(TimeoutError):
+            await client.next(timeout=0.2)  # held at the gate: nothing played
+        assert pbx.played == 0
+        gate.set()
+        frames = await client.until("OriginateResponse")
+        frames += await client.until("Cdr")
+        correlation = [
+            f["Value"] for f in frames
+            if f.get("Event") == "VarSet" and f.get("Variable") == "CRM_CALL_ID"
+        ]
+        assert correlation and set(correlation) == {"crm-77"}
+        assert not any("c2c-0001" in str(v) for f in frames for v in f.values())
+        assert frames[-1]["AccountCode"] == "crm-crm-77"
