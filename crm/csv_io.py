@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from .access import Scope
 from .models import LEAD_STATUSES, Contact, Lead, PhoneNumber
 from .phones import normalize
 from .services import CrmService
@@ -330,14 +331,18 @@ async def export_contacts(
     actor: str,
     owner_id: int | None = None,
     batch: int = 1000,
+    scope: Scope | None = None,
 ) -> int:
-    """Write every live contact (or one owner's) to ``out``; returns how many."""
+    """Write every live contact (or one owner's, or those ``scope`` sees) to ``out``;
+    returns how many."""
     owners = {u.id: u.username for u in await service.store.list_users(include_inactive=True)}
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
     count, after = 0, None
     while True:
-        contacts = await service.store.list_contacts(after, batch, owner_id)
+        contacts = await service.store.list_contacts(
+            after, batch, owner_id, scope.ids() if scope else None
+        )
         for contact in contacts:
             writer.writerow([guard(cell) for cell in _cells(contact, owners)])
         count += len(contacts)

@@ -244,3 +244,112 @@ class Page(Generic[T]):
 
     items: list[T]
     next_cursor: str | None
+
+
+RecordingStatus = Literal["pending", "ready", "missing", "corrupt", "deleted"]
+RECORDING_STATUSES: tuple[RecordingStatus, ...] = (
+    "pending",
+    "ready",
+    "missing",
+    "corrupt",
+    "deleted",
+)
+
+
+@dataclass(slots=True)
+class RecordingRow:
+    """One file a call's MixMonitor wrote, as the recordings module tracks it: ``path`` is
+    the name the tracker reported, ``media_path`` the transcoded file once ``ready``."""
+
+    id: int
+    call_id: int
+    path: str
+    status: RecordingStatus = "pending"
+    duration_seconds: float | None = None
+    media_path: str | None = None
+    size_bytes: int | None = None
+    error: str | None = None
+    checked_at: float | None = None
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class ApiToken:
+    """An integration's credential as listed to its owner; the secret itself is never
+    stored, only its SHA-256."""
+
+    id: int
+    user_id: int
+    name: str
+    created_at: float
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+
+
+TimelineKind = Literal["call", "note", "callback"]
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineItem:
+    """One entry of a contact's history page; ``item`` is the Call, Note or CallbackTask."""
+
+    kind: TimelineKind
+    at: float
+    item: Call | Note | CallbackTask
+
+
+@dataclass(frozen=True, slots=True)
+class MissedByRep:
+    """A rep's side of the missed-calls story: missed inbound calls that rang their phone,
+    inbound calls they answered, callbacks they made and how fast on average."""
+
+    user_id: int
+    name: str
+    rung_missed: int
+    answered: int
+    callbacks_closed: int
+    avg_time_to_callback: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MissedByLine:
+    """Inbound figures of one line (the DID the caller dialled)."""
+
+    did: str | None
+    inbound: int
+    missed: int
+    missed_rate: float
+
+
+@dataclass(frozen=True, slots=True)
+class MissedSummary:
+    """The managers' headline figures for a period.  ``missed`` counts inbound calls that
+    ended missed, abandoned, busy or unanswered; time to callback and the SLA share are
+    over the callback tasks those calls opened or joined."""
+
+    since: float
+    until: float
+    total_inbound: int
+    missed: int
+    missed_rate: float
+    callbacks: int
+    """Distinct callback tasks behind the missed calls."""
+    returned: int
+    """Of those, closed by a later answered call."""
+    median_time_to_callback: float | None
+    returned_within_sla: float | None
+    """Share (0..1) of the tasks closed within the SLA; None when there were none."""
+    by_rep: list[MissedByRep] = field(default_factory=list)
+    by_line: list[MissedByLine] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RepFigures:
+    """Per-rep report row: calls the rep ended up with (answered), missed inbound calls
+    that rang them, and their talk time."""
+
+    user_id: int
+    name: str
+    answered: int
+    missed: int
+    talk_seconds: float

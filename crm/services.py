@@ -8,6 +8,7 @@ and changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -15,11 +16,18 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from . import passwords
+from .access import Scope, scope_of
+from .access import can_see_call as _can_see_call
+from .access import can_see_contact as _can_see_contact
+from .admin_settings import SettingsServices
+from .catalogue import RecordingServices
+from .errors import InvalidInput, NotFound
 from .models import (
     LEAD_STATUSES,
     ROLES,
     AuditEntry,
     Call,
+    CallbackStatus,
     CallbackTask,
     CallFilter,
     Contact,
@@ -30,24 +38,22 @@ from .models import (
     Page,
     PhoneNumber,
     Role,
+    Team,
+    TimelineItem,
     User,
 )
 from .phones import digits_only, normalize
 from .policy import LeadPolicy
+from .reports import ReportServices
 from .store import CallCursor, Store
+from .tokens import TokenServices
+
+__all__ = ["CrmService", "InvalidInput", "NotFound", "Scope"]
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _EXTENSION = re.compile(r"^\d{2,6}$")
 T = TypeVar("T")
-
-
-class InvalidInput(ValueError):
-    """User input the CRM refuses; the message says why."""
-
-
-class NotFound(LookupError):
-    pass
 
 
 def encode_cursor(cursor: CallCursor) -> str:
@@ -64,7 +70,7 @@ def decode_cursor(text: str | None) -> CallCursor | None:
         raise InvalidInput("bad page cursor") from exc
 
 
-class CrmService:
+class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServices):
     def __init__(
         self, store: Store, policy: LeadPolicy, clock: Callable[[], float] = time.time
     ) -> None:
@@ -124,6 +130,7 @@ class CrmService:
         if len(password) < 8:
             raise InvalidInput("password: at least 8 characters")
         exts = self._extensions(extensions)
+        password_hash = await asyncio.to_thread(passwords.hash_password, password)
         async with self.store.transaction() as tx:
             if await tx.get_user_by_username(username):
                 raise InvalidInput(f"username {username!r} is taken")
@@ -136,7 +143,7 @@ class CrmService:
                 display_name or username,
                 role,
                 exts,
-                passwords.hash_password(password),
+                password_hash,
                 True,
                 team_id,
             )
@@ -155,11 +162,14 @@ class CrmService:
     async def authenticate(self, username: str, password: str) -> User | None:
         """The active user with these credentials, else None; upgrades old hashes."""
         user = await self.store.get_user_by_username(username)
-        ok = passwords.verify_password(user.password_hash if user else None, password)
+        # argon2 costs tens of milliseconds of CPU by design: keep it off the event loop
+        ok = await asyncio.to_thread(
+            passwords.verify_password, user.password_hash if user else None, password
+        )
         if user is None or not ok or not user.active:
             return None
         if passwords.needs_rehash(user.password_hash):
-            user.password_hash = passwords.hash_password(password)
+            user.password_hash = await asyncio.to_thread(passwords.hash_password, password)
             await self.store.update_user(user)
         return user
 
@@ -167,7 +177,7 @@ class CrmService:
         if len(password) < 8:
             raise InvalidInput("password: at least 8 characters")
         user = await self._user(user_id)
-        user.password_hash = passwords.hash_password(password)
+        user.password_hash = await asyncio.to_thread(passwords.hash_password, password)
         async with self.store.transaction() as tx:
             await tx.update_user(user)
             await self.audit(actor, "user.password_changed", f"user:{user_id}", None, tx)
@@ -198,6 +208,54 @@ class CrmService:
 
     async def list_users(self, include_inactive: bool = False) -> list[User]:
         return await self.store.list_users(include_inactive)
+
+    async def scope_for(self, user: User) -> Scope:
+        """What ``user`` may see: a rep themself, a manager their team, an admin all."""
+        team: list[User] = []
+        if user.role == "manager" and user.team_id is not None:
+            team = [
+                u
+                for u in await self.store.list_users(include_inactive=True)
+                if u.team_id == user.team_id
+            ]
+        return scope_of(user, team)
+
+    async def can_see_call(self, scope: Scope | None, call: Call) -> bool:
+        """For a call's own page: the list rule, including the callback owner."""
+        if scope is None or scope.user_ids is None or scope.covers(call.user_id):
+            return True
+        task = await self.store.callback_for_call(call.id) if call.id is not None else None
+        return _can_see_call(scope, call, task)
+
+    @staticmethod
+    def can_see_contact(scope: Scope | None, contact: Contact) -> bool:
+        return _can_see_contact(scope, contact)
+
+    async def create_team(self, name: str, actor: str) -> Team:
+        name = (name or "").strip()
+        if not name or len(name) > 100:
+            raise InvalidInput("team name: 1-100 characters")
+        async with self.store.transaction() as tx:
+            if any(t.name.lower() == name.lower() for t in await tx.list_teams()):
+                raise InvalidInput(f"team {name!r} exists")
+            team = await tx.add_team(name)
+            await self.audit(actor, "team.created", f"team:{team.id}", {"name": name}, tx)
+        return team
+
+    async def list_teams(self) -> list[Team]:
+        return await self.store.list_teams()
+
+    async def set_team(self, user_id: int, team_id: int | None, actor: str) -> User:
+        async with self.store.transaction() as tx:
+            user = await tx.get_user(user_id)
+            if user is None:
+                raise NotFound(f"user {user_id}")
+            if team_id is not None and all(t.id != team_id for t in await tx.list_teams()):
+                raise NotFound(f"team {team_id}")
+            user.team_id = team_id
+            await tx.update_user(user)
+            await self.audit(actor, "user.team", f"user:{user_id}", {"team_id": team_id}, tx)
+        return user
 
     async def _user(self, user_id: int) -> User:
         user = await self.store.get_user(user_id)
@@ -281,9 +339,11 @@ class CrmService:
         limit: int = 50,
         after_id: int | None = None,
         owner_id: int | None = None,
+        scope: Scope | None = None,
     ) -> list[Contact]:
         """By name, company or e-mail (substring, any case) or by any number in any
-        format (+1 415..., (415) 555-..., 00 44 ..., or a run of its digits)."""
+        format (+1 415..., (415) 555-..., 00 44 ..., or a run of its digits); within
+        ``scope`` (owned by someone in it, or by nobody)."""
         query = (query or "").strip()
         e164 = normalize(query, self.policy.default_region) if query else None
         digits = digits_only(query)
@@ -295,6 +355,20 @@ class CrmService:
             owner_id=owner_id,
             limit=limit,
             after_id=after_id,
+            user_ids=scope.ids() if scope else None,
+        )
+
+    async def list_contacts(
+        self,
+        after_id: int | None = None,
+        limit: int = 50,
+        owner_id: int | None = None,
+        scope: Scope | None = None,
+    ) -> list[Contact]:
+        """Contacts by id (keyset: pass the last id as ``after_id``), within ``scope``."""
+        limit = max(1, min(limit, 1000))
+        return await self.store.list_contacts(
+            after_id, limit, owner_id, scope.ids() if scope else None
         )
 
     async def merge_contacts(self, keep_id: int, drop_id: int, actor: str) -> Contact:
@@ -365,7 +439,11 @@ class CrmService:
         return call
 
     async def list_calls(
-        self, flt: CallFilter | None = None, limit: int = 50, cursor: str | None = None
+        self,
+        flt: CallFilter | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        scope: Scope | None = None,
     ) -> Page[Call]:
         flt = flt or CallFilter()
         if flt.number_e164 and not flt.number_e164.startswith("+"):
@@ -374,7 +452,9 @@ class CrmService:
                 raise InvalidInput(f"not a phone number: {flt.number_e164!r}")
             flt = replace(flt, number_e164=e164)
         limit = max(1, min(limit, 500))
-        calls = await self.store.list_calls(flt, limit + 1, decode_cursor(cursor))
+        calls = await self.store.list_calls(
+            flt, limit + 1, decode_cursor(cursor), scope.ids() if scope else None
+        )
         return _page(calls, limit, lambda c: (c.started_at, c.id or 0))
 
     async def missed_calls_audit(
@@ -383,10 +463,54 @@ class CrmService:
         until: float | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        scope: Scope | None = None,
     ) -> Page[MissedCallRow]:
         limit = max(1, min(limit, 500))
-        rows = await self.store.missed_calls(since, until, limit + 1, decode_cursor(cursor))
+        rows = await self.store.missed_calls(
+            since, until, limit + 1, decode_cursor(cursor), scope.ids() if scope else None
+        )
         return _page(rows, limit, lambda r: (r.call.started_at, r.call.id or 0))
+
+    async def relink_call(self, call_id: int, contact_id: int, actor: str) -> Call:
+        """A user picks the right contact for a call (several contacts share a number,
+        or the match was wrong).  Stored with match reason ``manual``, which later
+        re-ingests of the same call keep."""
+        async with self.store.transaction() as tx:
+            call = await tx.get_call(call_id)
+            if call is None:
+                raise NotFound(f"call {call_id}")
+            if call.match_reason == "erased":
+                raise InvalidInput("this call's personal data was erased")
+            contact = await tx.get_contact(contact_id)
+            if contact is None or contact.erased:
+                raise NotFound(f"contact {contact_id}")
+            previous = call.contact_id
+            await tx.set_call_contact(call_id, contact_id, "manual", self.clock())
+            await tx.touch_contact(contact_id, call.started_at)
+            await self.audit(
+                actor,
+                "call.relinked",
+                f"call:{call_id}",
+                {"from": previous, "to": contact_id},
+                tx,
+            )
+            updated = await tx.get_call(call_id)
+        assert updated is not None
+        return updated
+
+    async def contact_timeline(self, contact_id: int, limit: int = 200) -> list[TimelineItem]:
+        """A contact's history for its page: calls, notes and callbacks, newest first."""
+        await self.get_contact(contact_id)
+        calls = await self.store.list_calls(CallFilter(contact_id=contact_id), limit)
+        notes = await self.store.notes_for_contact(contact_id, limit)
+        tasks = await self.store.callbacks_for_contact(contact_id, limit)
+        items = [
+            *(TimelineItem("call", c.started_at, c) for c in calls),
+            *(TimelineItem("note", n.created_at, n) for n in notes),
+            *(TimelineItem("callback", t.opened_at, t) for t in tasks),
+        ]
+        items.sort(key=lambda i: (i.at, i.item.id or 0), reverse=True)
+        return items[:limit]
 
     async def add_note(
         self,
@@ -408,9 +532,23 @@ class CrmService:
         return await self.store.notes_for_call(call_id)
 
     # -- callbacks -------------------------------------------------------------------
-    async def open_callbacks(self, user_id: int | None = None) -> list[CallbackTask]:
-        """Open tasks, oldest due first; ``None`` means everyone's (managers)."""
-        return await self.store.list_callbacks(owner_id=user_id, status="open")
+    async def open_callbacks(
+        self, user_id: int | None = None, scope: Scope | None = None
+    ) -> list[CallbackTask]:
+        """Open tasks, oldest due first; ``None`` means everyone's (managers), narrowed
+        to ``scope`` (tasks owned by someone in it, or by nobody)."""
+        return await self.list_callbacks(user_id, "open", scope=scope)
+
+    async def list_callbacks(
+        self,
+        owner_id: int | None = None,
+        status: CallbackStatus | None = "open",
+        limit: int = 200,
+        scope: Scope | None = None,
+    ) -> list[CallbackTask]:
+        return await self.store.list_callbacks(
+            owner_id, status, max(1, min(limit, 1000)), scope.ids() if scope else None
+        )
 
     async def reassign(self, from_user_id: int, to_user_id: int, actor: str) -> tuple[int, int]:
         """Hand a rep's contacts and open callbacks to another user, all or nothing."""

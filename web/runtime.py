@@ -142,5 +142,8 @@ def start_link(rt: Runtime) -> AmiLink:
     link = AmiLink(settings_from_config(rt.settings.get("ami", {})), tracker, deliver,
                    on_status=status)  # fmt: skip
     rt.link = link
+    c2c = rt.extras.get("clicktocall")
+    if c2c is not None:
+        c2c.link = link
     rt.spawn(link.start(), "ami-link-start")
     return link

@@ -15,6 +15,7 @@ from config.settings import redacted
 
 from .app import create_app
 from .runtime import Runtime, open_runtime, sqlite_url_absolute
+from .workers import run_hooks
 
 log = logging.getLogger("crm")
 
@@ -42,8 +43,7 @@ async def start(settings: dict[str, Any], *, demo: bool) -> tuple[Runtime, web.A
         log.info("demo: replay PBX on 127.0.0.1:%s", info["pbx_port"])
         names = ", ".join(u[0] for u in USERS)
         print(f"demo logins: {names} — password {DEMO_PASSWORD}", flush=True)
-    for hook in _startup_hooks():
-        await hook(rt)
+    await run_hooks(rt)
     app = create_app(rt)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -53,16 +53,6 @@ async def start(settings: dict[str, Any], *, demo: bool) -> tuple[Runtime, web.A
     await site.start()
     print(f"Switchboard CRM on http://{host}:{port}/", flush=True)
     return rt, runner
-
-
-def _startup_hooks() -> list[Any]:
-    """Optional workers (recordings, click-to-call) that register themselves."""
-    hooks = []
-    with contextlib.suppress(ImportError):
-        from .workers import startup_hooks
-
-        hooks.extend(startup_hooks())
-    return hooks
 
 
 async def _main(settings: dict[str, Any], demo: bool) -> int:

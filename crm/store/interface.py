@@ -11,8 +11,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from ..models import (
+    ApiToken,
     AuditEntry,
     Call,
     CallbackStatus,
@@ -20,9 +22,17 @@ from ..models import (
     CallFilter,
     Contact,
     MissedCallRow,
+    MissedSummary,
     Note,
+    RecordingRow,
+    RecordingStatus,
+    RepFigures,
+    Team,
     User,
 )
+
+UserIds = Sequence[int] | None
+"""A visibility filter (``Scope.ids()``): None means no restriction."""
 
 CallCursor = tuple[float, int]
 """(started_at, id) of the last call on the previous page, newest first."""
@@ -49,7 +59,13 @@ class Store(ABC):
         """Serialise work on one phone number until the transaction ends, so two
         processes ingesting calls from one unknown caller make one lead, one task."""
 
-    # -- users -----------------------------------------------------------------------
+    # -- teams and users -------------------------------------------------------------
+    @abstractmethod
+    async def add_team(self, name: str) -> Team: ...
+
+    @abstractmethod
+    async def list_teams(self) -> list[Team]: ...
+
     @abstractmethod
     async def add_user(self, user: User, at: float) -> User: ...
 
@@ -104,13 +120,19 @@ class Store(ABC):
         owner_id: int | None = None,
         limit: int = 50,
         after_id: int | None = None,
+        user_ids: UserIds = None,
     ) -> list[Contact]:
         """Contacts whose name/company contains ``text``, or having number ``e164``,
-        or a number containing ``digits``; ordered by id."""
+        or a number containing ``digits``; ordered by id.  With ``user_ids``, only
+        contacts owned by one of them or by nobody."""
 
     @abstractmethod
     async def list_contacts(
-        self, after_id: int | None = None, limit: int = 500, owner_id: int | None = None
+        self,
+        after_id: int | None = None,
+        limit: int = 500,
+        owner_id: int | None = None,
+        user_ids: UserIds = None,
     ) -> list[Contact]: ...
 
     @abstractmethod
@@ -147,9 +169,20 @@ class Store(ABC):
 
     @abstractmethod
     async def list_calls(
-        self, flt: CallFilter, limit: int = 50, cursor: CallCursor | None = None
+        self,
+        flt: CallFilter,
+        limit: int = 50,
+        cursor: CallCursor | None = None,
+        user_ids: UserIds = None,
     ) -> list[Call]:
-        """Newest first, keyset-paginated by (started_at, id)."""
+        """Newest first, keyset-paginated by (started_at, id).  With ``user_ids``, only
+        calls whose rep is one of them, or whose callback task is theirs or nobody's."""
+
+    @abstractmethod
+    async def set_call_contact(
+        self, call_id: int, contact_id: int | None, reason: str, at: float
+    ) -> bool:
+        """Link a call to another contact (a user's choice); False if no such call."""
 
     @abstractmethod
     async def count_calls(self) -> int: ...
@@ -165,6 +198,7 @@ class Store(ABC):
         until: float | None = None,
         limit: int = 50,
         cursor: CallCursor | None = None,
+        user_ids: UserIds = None,
     ) -> list[MissedCallRow]: ...
 
     # -- notes -----------------------------------------------------------------------
@@ -173,6 +207,10 @@ class Store(ABC):
 
     @abstractmethod
     async def notes_for_call(self, call_id: int) -> list[Note]: ...
+
+    @abstractmethod
+    async def notes_for_contact(self, contact_id: int, limit: int = 500) -> list[Note]:
+        """Notes on the contact's calls, newest first."""
 
     # -- callbacks -------------------------------------------------------------------
     @abstractmethod
@@ -200,8 +238,13 @@ class Store(ABC):
         owner_id: int | None = None,
         status: CallbackStatus | None = "open",
         limit: int = 200,
+        user_ids: UserIds = None,
     ) -> list[CallbackTask]:
-        """Oldest due first."""
+        """Oldest due first; with ``user_ids`` only theirs and unowned ones."""
+
+    @abstractmethod
+    async def callbacks_for_contact(self, contact_id: int, limit: int = 500) -> list[CallbackTask]:
+        """Newest opened first."""
 
     # -- audit -----------------------------------------------------------------------
     @abstractmethod
@@ -217,3 +260,84 @@ class Store(ABC):
         before_id: int | None = None,
     ) -> list[AuditEntry]:
         """Newest first."""
+
+    # -- reports (aggregated in SQL) -------------------------------------------------
+    @abstractmethod
+    async def missed_summary(
+        self, since: float, until: float, sla_seconds: float, user_ids: UserIds = None
+    ) -> MissedSummary: ...
+
+    @abstractmethod
+    async def calls_per_day(
+        self, since: float, until: float, user_ids: UserIds = None, utc_offset: float = 0.0
+    ) -> list[tuple[str, str, int]]:
+        """(day ``YYYY-MM-DD``, outcome, count), by day then outcome."""
+
+    @abstractmethod
+    async def per_rep(
+        self, since: float, until: float, user_ids: UserIds = None
+    ) -> list[RepFigures]: ...
+
+    @abstractmethod
+    async def busiest_hours(
+        self, since: float, until: float, user_ids: UserIds = None, utc_offset: float = 0.0
+    ) -> list[tuple[int, int]]:
+        """(hour 0-23, calls started in it) for the hours that had calls."""
+
+    # -- API tokens ------------------------------------------------------------------
+    @abstractmethod
+    async def add_api_token(
+        self, user_id: int, name: str, token_sha256: str, at: float
+    ) -> ApiToken: ...
+
+    @abstractmethod
+    async def user_for_token_hash(self, token_sha256: str, at: float) -> User | None:
+        """The owner of a live (not revoked) token; notes ``at`` as its last use."""
+
+    @abstractmethod
+    async def get_api_token(self, token_id: int) -> ApiToken | None: ...
+
+    @abstractmethod
+    async def list_api_tokens(self, user_id: int | None = None) -> list[ApiToken]: ...
+
+    @abstractmethod
+    async def revoke_api_token(self, token_id: int, at: float) -> bool:
+        """False when there is no such live token."""
+
+    # -- recordings catalogue --------------------------------------------------------
+    @abstractmethod
+    async def recordings_to_check(self, limit: int = 100) -> list[RecordingRow]:
+        """Pending files, and missing ones the worker has not given up on, oldest first."""
+
+    @abstractmethod
+    async def update_recording(
+        self,
+        rec_id: int,
+        *,
+        status: RecordingStatus,
+        duration_seconds: float | None,
+        media_path: str | None,
+        size_bytes: int | None,
+        error: str | None,
+        at: float,
+    ) -> bool: ...
+
+    @abstractmethod
+    async def get_recording(self, rec_id: int) -> RecordingRow | None: ...
+
+    @abstractmethod
+    async def recordings_for_call(self, call_id: int) -> list[RecordingRow]: ...
+
+    @abstractmethod
+    async def recordings_older_than(self, before: float, limit: int) -> list[RecordingRow]:
+        """Not yet deleted, created before ``before``, oldest first."""
+
+    @abstractmethod
+    async def mark_recording_deleted(self, rec_id: int, at: float) -> bool: ...
+
+    # -- settings --------------------------------------------------------------------
+    @abstractmethod
+    async def get_setting(self, section: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    async def put_setting(self, section: str, values: dict[str, Any], at: float) -> None: ...

@@ -117,6 +117,15 @@ class PostgresStore(SqlStore):
     def _texts_param(self, texts: Sequence[str]) -> Any:
         return list(texts)
 
+    def _day(self, epoch_sql: str) -> str:
+        return f"to_char(to_timestamp({epoch_sql}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+
+    def _hour(self, epoch_sql: str) -> str:
+        return f"CAST(EXTRACT(HOUR FROM to_timestamp({epoch_sql}) AT TIME ZONE 'UTC') AS INTEGER)"
+
+    def _json_values_join(self, column: str, alias: str) -> str:
+        return f"CROSS JOIN LATERAL jsonb_array_elements_text({column}) AS {alias}(value)"
+
     async def close(self) -> None:
         await self._pool.close()
 

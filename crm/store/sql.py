@@ -27,9 +27,13 @@ from ..models import (
     MissedCallRow,
     Note,
     PhoneNumber,
+    Team,
     User,
 )
-from .interface import CallCursor, Store
+from .interface import CallCursor, Store, UserIds
+from .sql_catalogue import CatalogueQueries
+from .sql_common import MISSED_SQL
+from .sql_reports import ReportQueries
 
 Row = Mapping[str, Any]
 
@@ -175,7 +179,7 @@ def _audit_row(row: Row) -> AuditEntry:
     )
 
 
-class SqlStore(Store):
+class SqlStore(ReportQueries, CatalogueQueries, Store):
     """Everything but connection handling.  ``_conn`` is set on stores handed out by
     ``transaction()``; the root store borrows a connection per call."""
 
@@ -215,6 +219,29 @@ class SqlStore(Store):
         lower-cased pattern with % around it)."""
         return f"lower({column}) LIKE ${n}"
 
+    def _day(self, epoch_sql: str) -> str:
+        """SQL for the UTC day ``YYYY-MM-DD`` of a POSIX-seconds expression."""
+        return f"strftime('%Y-%m-%d', {epoch_sql}, 'unixepoch')"
+
+    def _hour(self, epoch_sql: str) -> str:
+        """SQL for the UTC hour (integer 0-23) of a POSIX-seconds expression."""
+        return f"CAST(strftime('%H', {epoch_sql}, 'unixepoch') AS INTEGER)"
+
+    def _json_values_join(self, column: str, alias: str) -> str:
+        """A join yielding the elements of a JSON array column as ``alias.value``."""
+        return f"CROSS JOIN json_each({column}) AS {alias}"
+
+    def _visible_call(self, alias: str, n: int) -> str:
+        """The visibility rule of ``crm.access`` in SQL (ids bound as parameter $n): the
+        call's rep is in scope, or its callback task is owned by someone in scope or by
+        nobody (a missed call that nobody answered has no rep)."""
+        return (
+            f"({alias}.user_id {self._ids_in(n)} OR EXISTS (SELECT 1 FROM callback_calls vcc "
+            "JOIN callback_tasks vt ON vt.id = vcc.task_id "
+            f"WHERE vcc.call_id = {alias}.id AND (vt.owner_id IS NULL OR vt.owner_id "
+            f"{self._ids_in(n)})))"
+        )
+
     @asynccontextmanager
     async def _use(self) -> AsyncIterator[Conn]:
         if self._conn is not None:
@@ -250,7 +277,17 @@ class SqlStore(Store):
     async def lock_number(self, e164: str) -> None:
         return None
 
-    # -- users -----------------------------------------------------------------------
+    # -- teams and users -------------------------------------------------------------
+    async def add_team(self, name: str) -> Team:
+        async with self._use() as c:
+            team_id = await c.fetchval("INSERT INTO teams (name) VALUES ($1) RETURNING id", name)
+        return Team(team_id, name)
+
+    async def list_teams(self) -> list[Team]:
+        async with self._use() as c:
+            rows = await c.fetch("SELECT id, name FROM teams ORDER BY name")
+        return [Team(r["id"], r["name"]) for r in rows]
+
     async def _extensions(self, c: Conn, user_ids: Sequence[int]) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {uid: [] for uid in user_ids}
         if not user_ids:
@@ -477,6 +514,7 @@ class SqlStore(Store):
         owner_id: int | None = None,
         limit: int = 50,
         after_id: int | None = None,
+        user_ids: UserIds = None,
     ) -> list[Contact]:
         args: list[Any] = [after_id or 0, limit]
         alternatives: list[str] = []
@@ -502,6 +540,9 @@ class SqlStore(Store):
         if owner_id is not None:
             args.append(owner_id)
             where.append(f"c.owner_id = ${len(args)}")
+        if user_ids is not None:
+            args.append(self._ids_param(user_ids))
+            where.append(f"(c.owner_id IS NULL OR c.owner_id {self._ids_in(len(args))})")
         async with self._use() as c:
             rows = await c.fetch(
                 f"SELECT {CONTACT_COLS} FROM contacts c WHERE {' AND '.join(where)} "
@@ -511,9 +552,15 @@ class SqlStore(Store):
             return await self._contacts(c, rows)
 
     async def list_contacts(
-        self, after_id: int | None = None, limit: int = 500, owner_id: int | None = None
+        self,
+        after_id: int | None = None,
+        limit: int = 500,
+        owner_id: int | None = None,
+        user_ids: UserIds = None,
     ) -> list[Contact]:
-        return await self.search_contacts(owner_id=owner_id, limit=limit, after_id=after_id)
+        return await self.search_contacts(
+            owner_id=owner_id, limit=limit, after_id=after_id, user_ids=user_ids
+        )
 
     async def count_contacts(self) -> int:
         async with self._use() as c:
@@ -705,10 +752,11 @@ class SqlStore(Store):
                 call.id,
                 self._texts_param(call.recordings),
             )
+            # A file is as old as the call that finished it (retention counts from there).
             await c.executemany(
-                "INSERT INTO call_recordings (call_id, path) VALUES ($1, $2) "
+                "INSERT INTO call_recordings (call_id, path, created_at) VALUES ($1, $2, $3) "
                 "ON CONFLICT (call_id, path) DO NOTHING",
-                [(call.id, path) for path in call.recordings],
+                [(call.id, path, call.ended_at) for path in call.recordings],
             )
             call.recording_ids = (await self._recording_ids(c, [call.id]))[call.id]
         return call
@@ -743,10 +791,17 @@ class SqlStore(Store):
         return where
 
     async def list_calls(
-        self, flt: CallFilter, limit: int = 50, cursor: CallCursor | None = None
+        self,
+        flt: CallFilter,
+        limit: int = 50,
+        cursor: CallCursor | None = None,
+        user_ids: UserIds = None,
     ) -> list[Call]:
         args: list[Any] = [limit]
         where = self._call_filter(flt, args)
+        if user_ids is not None:
+            args.append(self._ids_param(user_ids))
+            where.append(self._visible_call("calls", len(args)))
         if cursor is not None:
             args.extend(cursor)
             where.append(f"(calls.started_at, calls.id) < (${len(args) - 1}, ${len(args)})")
@@ -756,6 +811,20 @@ class SqlStore(Store):
         sql += " ORDER BY started_at DESC, id DESC LIMIT $1"
         async with self._use() as c:
             return await self._calls(c, await c.fetch(sql, *args))
+
+    async def set_call_contact(
+        self, call_id: int, contact_id: int | None, reason: str, at: float
+    ) -> bool:
+        async with self._use() as c:
+            rows = await c.fetch(
+                "UPDATE calls SET contact_id = $2, match_reason = $3, updated_at = $4 "
+                "WHERE id = $1 RETURNING id",
+                call_id,
+                contact_id,
+                reason,
+                at,
+            )
+        return bool(rows)
 
     async def count_calls(self) -> int:
         async with self._use() as c:
@@ -778,13 +847,17 @@ class SqlStore(Store):
         until: float | None = None,
         limit: int = 50,
         cursor: CallCursor | None = None,
+        user_ids: UserIds = None,
     ) -> list[MissedCallRow]:
         args: list[Any] = [limit]
         where = [
             "calls.direction = 'inbound'",
-            "calls.outcome IN ('missed', 'abandoned', 'busy', 'no_answer')",
+            f"calls.outcome {MISSED_SQL}",
             *self._call_filter(CallFilter(since=since, until=until), args),
         ]
+        if user_ids is not None:
+            args.append(self._ids_param(user_ids))
+            where.append(self._visible_call("calls", len(args)))
         if cursor is not None:
             args.extend(cursor)
             where.append(f"(calls.started_at, calls.id) < (${len(args) - 1}, ${len(args)})")
@@ -834,6 +907,17 @@ class SqlStore(Store):
                 "SELECT id, call_id, author_id, topic, result, comment, created_at FROM notes "
                 "WHERE call_id = $1 ORDER BY id",
                 call_id,
+            )
+        return [Note(**dict(r)) for r in rows]
+
+    async def notes_for_contact(self, contact_id: int, limit: int = 500) -> list[Note]:
+        async with self._use() as c:
+            rows = await c.fetch(
+                "SELECT n.id, n.call_id, n.author_id, n.topic, n.result, n.comment, "
+                "n.created_at FROM notes n JOIN calls ON calls.id = n.call_id "
+                "WHERE calls.contact_id = $1 ORDER BY n.created_at DESC, n.id DESC LIMIT $2",
+                contact_id,
+                limit,
             )
         return [Note(**dict(r)) for r in rows]
 
@@ -915,9 +999,13 @@ class SqlStore(Store):
         owner_id: int | None = None,
         status: CallbackStatus | None = "open",
         limit: int = 200,
+        user_ids: UserIds = None,
     ) -> list[CallbackTask]:
         args: list[Any] = [limit]
         where: list[str] = []
+        if user_ids is not None:
+            args.append(self._ids_param(user_ids))
+            where.append(f"(owner_id IS NULL OR owner_id {self._ids_in(len(args))})")
         if owner_id is not None:
             args.append(owner_id)
             where.append(f"owner_id = ${len(args)}")
@@ -930,6 +1018,16 @@ class SqlStore(Store):
         sql += " ORDER BY due_at, id LIMIT $1"
         async with self._use() as c:
             return [_task_row(r) for r in await c.fetch(sql, *args)]
+
+    async def callbacks_for_contact(self, contact_id: int, limit: int = 500) -> list[CallbackTask]:
+        async with self._use() as c:
+            rows = await c.fetch(
+                f"SELECT {TASK_COLS} FROM callback_tasks WHERE contact_id = $1 "
+                "ORDER BY opened_at DESC, id DESC LIMIT $2",
+                contact_id,
+                limit,
+            )
+        return [_task_row(r) for r in rows]
 
     # -- audit -----------------------------------------------------------------------
     async def append_audit(self, entry: AuditEntry) -> AuditEntry:

@@ -1,0 +1,62 @@
+"""The recordings catalogue as the ``recordings/`` module sees it: which files still
+need checking, what was found (duration, transcoded copy, size, error), and which are
+old enough for retention.  The CRM keeps the facts; the recordings module touches files.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import InvalidInput
+from .models import RECORDING_STATUSES, RecordingRow, RecordingStatus
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+class RecordingServices:
+    store: Store
+
+    async def recordings_to_check(self, limit: int = 100) -> list[RecordingRow]:
+        """Pending files, and missing ones not given up on (they may still turn up),
+        oldest first."""
+        return await self.store.recordings_to_check(max(1, min(limit, 10_000)))
+
+    async def update_recording(
+        self,
+        rec_id: int,
+        *,
+        status: RecordingStatus,
+        duration_seconds: float | None = None,
+        media_path: str | None = None,
+        size_bytes: int | None = None,
+        error: str | None = None,
+        at: float,
+    ) -> bool:
+        """Record a check's result; None keeps what was known, except ``error`` which is
+        replaced.  False when the recording no longer exists (erased meanwhile)."""
+        if status not in RECORDING_STATUSES:
+            raise InvalidInput(f"recording status must be one of {', '.join(RECORDING_STATUSES)}")
+        return await self.store.update_recording(
+            rec_id,
+            status=status,
+            duration_seconds=duration_seconds,
+            media_path=media_path,
+            size_bytes=size_bytes,
+            error=error,
+            at=at,
+        )
+
+    async def get_recording(self, rec_id: int) -> RecordingRow | None:
+        return await self.store.get_recording(rec_id)
+
+    async def recordings_for_call(self, call_id: int) -> list[RecordingRow]:
+        return await self.store.recordings_for_call(call_id)
+
+    async def recordings_older_than(self, before: float, limit: int = 500) -> list[RecordingRow]:
+        """Retention candidates: not yet deleted, created before ``before``, oldest first."""
+        return await self.store.recordings_older_than(before, max(1, min(limit, 10_000)))
+
+    async def mark_recording_deleted(self, rec_id: int, at: float) -> bool:
+        """The file is gone (retention): the row stays so the call shows it existed."""
+        return await self.store.mark_recording_deleted(rec_id, at)

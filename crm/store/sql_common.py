@@ -1,0 +1,21 @@
+"""Helpers the shared SQL modules all use: JSON in text columns, and the outcomes that
+count as a missed call.  Kept apart so the query modules need not import each other."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+Row = Mapping[str, Any]
+
+MISSED_SQL = "IN ('missed', 'abandoned', 'busy', 'no_answer')"
+"""``models.MISSED_OUTCOMES`` as SQL."""
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value

@@ -1,0 +1,229 @@
+"""The managers' figures, aggregated by the database (both engines) so they stay fast at
+millions of calls: only grouped rows cross the wire, never the calls themselves.
+
+A mixin of ``SqlStore``: it uses the store's connection handling and dialect hooks
+(``_use``, ``_ids_in``, ``_ids_param``, ``_visible_call``, ``_day``, ``_hour``,
+``_json_values_join``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..models import MissedByLine, MissedByRep, MissedSummary, RepFigures
+from .sql_common import MISSED_SQL
+
+
+def _rate(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+class ReportQueries:
+    def _range_where(self, args: list[Any], user_ids: Any, since_n: int) -> str:
+        """started_at in [$since_n, $since_n+1), plus the visibility filter if any."""
+        where = f"calls.started_at >= ${since_n} AND calls.started_at < ${since_n + 1}"
+        if user_ids is not None:
+            args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
+            where += " AND " + self._visible_call("calls", len(args))  # type: ignore[attr-defined]
+        return where
+
+    async def _rung_missed(
+        self, c: Any, since: float, until: float, user_ids: Any
+    ) -> dict[int, int]:
+        """Missed inbound calls per user whose extension rang (current extension map)."""
+        args: list[Any] = [since, until]
+        where = (
+            "calls.direction = 'inbound' AND calls.outcome " + MISSED_SQL + " AND "
+            "calls.started_at >= $1 AND calls.started_at < $2"
+        )
+        if user_ids is not None:
+            args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
+            where += f" AND ue.user_id {self._ids_in(3)}"  # type: ignore[attr-defined]
+        rows = await c.fetch(
+            "SELECT ue.user_id AS user_id, COUNT(DISTINCT calls.id) AS n FROM calls "
+            f"{self._json_values_join('calls.rang', 'r')} "  # type: ignore[attr-defined]
+            "JOIN user_extensions ue ON ue.extension = r.value "
+            f"WHERE {where} GROUP BY ue.user_id",
+            *args,
+        )
+        return {r["user_id"]: int(r["n"]) for r in rows}
+
+    async def _user_names(self, c: Any) -> dict[int, str]:
+        rows = await c.fetch("SELECT id, display_name FROM users")
+        return {r["id"]: r["display_name"] for r in rows}
+
+    async def missed_summary(
+        self, since: float, until: float, sla_seconds: float, user_ids: Any = None
+    ) -> MissedSummary:
+        args: list[Any] = [since, until]
+        inbound = "calls.direction = 'inbound' AND " + self._range_where(args, user_ids, 1)
+        tasks_cte = (
+            "WITH tasks AS (SELECT DISTINCT t.id AS id, t.time_to_callback AS ttc "
+            "FROM calls JOIN callback_calls cc ON cc.call_id = calls.id "
+            "JOIN callback_tasks t ON t.id = cc.task_id "
+            f"WHERE {inbound} AND calls.outcome {MISSED_SQL}) "
+        )
+        n = len(args)
+        async with self._use() as c:  # type: ignore[attr-defined]
+            totals = await c.fetchrow(
+                "SELECT COUNT(*) AS total, "
+                f"COALESCE(SUM(CASE WHEN calls.outcome {MISSED_SQL} THEN 1 ELSE 0 END), 0) "
+                f"AS missed FROM calls WHERE {inbound}",
+                *args,
+            )
+            lines = await c.fetch(
+                "SELECT calls.did AS did, COUNT(*) AS total, "
+                f"SUM(CASE WHEN calls.outcome {MISSED_SQL} THEN 1 ELSE 0 END) AS missed "
+                f"FROM calls WHERE {inbound} GROUP BY calls.did ORDER BY calls.did",
+                *args,
+            )
+            tasks = await c.fetchrow(
+                f"{tasks_cte}SELECT COUNT(*) AS tasks, COUNT(ttc) AS returned, "
+                f"COALESCE(SUM(CASE WHEN ttc <= ${n + 1} THEN 1 ELSE 0 END), 0) AS in_sla "
+                "FROM tasks",
+                *args,
+                float(sla_seconds),
+            )
+            returned = int(tasks["returned"])
+            median: float | None = None
+            if returned:
+                # The median by ORDER BY/OFFSET works on both engines (SQLite has no
+                # percentile function); one or two rows come back.
+                middle = await c.fetch(
+                    f"{tasks_cte}SELECT ttc FROM tasks WHERE ttc IS NOT NULL "
+                    f"ORDER BY ttc LIMIT ${n + 1} OFFSET ${n + 2}",
+                    *args,
+                    1 if returned % 2 else 2,
+                    (returned - 1) // 2,
+                )
+                median = sum(float(r["ttc"]) for r in middle) / len(middle)
+            by_rep = await self._missed_by_rep(c, since, until, user_ids)
+        total, missed = int(totals["total"]), int(totals["missed"])
+        n_tasks = int(tasks["tasks"])
+        return MissedSummary(
+            since=since,
+            until=until,
+            total_inbound=total,
+            missed=missed,
+            missed_rate=_rate(missed, total),
+            callbacks=n_tasks,
+            returned=returned,
+            median_time_to_callback=median,
+            returned_within_sla=_rate(int(tasks["in_sla"]), n_tasks) if n_tasks else None,
+            by_rep=by_rep,
+            by_line=[
+                MissedByLine(
+                    did=r["did"],
+                    inbound=int(r["total"]),
+                    missed=int(r["missed"]),
+                    missed_rate=_rate(int(r["missed"]), int(r["total"])),
+                )
+                for r in lines
+            ],
+        )
+
+    async def _missed_by_rep(
+        self, c: Any, since: float, until: float, user_ids: Any
+    ) -> list[MissedByRep]:
+        rung = await self._rung_missed(c, since, until, user_ids)
+        args: list[Any] = [since, until]
+        mine = ""
+        if user_ids is not None:
+            args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
+            mine = f" AND {{col}} {self._ids_in(3)}"  # type: ignore[attr-defined]
+        answered = {
+            r["user_id"]: int(r["n"])
+            for r in await c.fetch(
+                "SELECT user_id, COUNT(*) AS n FROM calls WHERE calls.direction = 'inbound' "
+                "AND calls.answered AND calls.user_id IS NOT NULL "
+                "AND calls.started_at >= $1 AND calls.started_at < $2"
+                + mine.format(col="calls.user_id")
+                + " GROUP BY user_id",
+                *args,
+            )
+        }
+        closed = {
+            r["uid"]: (int(r["n"]), r["avg_ttc"])
+            for r in await c.fetch(
+                "SELECT closed_by_user_id AS uid, COUNT(*) AS n, AVG(time_to_callback) AS avg_ttc "
+                "FROM callback_tasks WHERE closed_by_user_id IS NOT NULL "
+                "AND time_to_callback IS NOT NULL AND closed_at >= $1 AND closed_at < $2"
+                + mine.format(col="closed_by_user_id")
+                + " GROUP BY closed_by_user_id",
+                *args,
+            )
+        }
+        names = await self._user_names(c)
+        rows = [
+            MissedByRep(
+                user_id=uid,
+                name=names.get(uid, f"user {uid}"),
+                rung_missed=rung.get(uid, 0),
+                answered=answered.get(uid, 0),
+                callbacks_closed=closed.get(uid, (0, None))[0],
+                avg_time_to_callback=(
+                    float(closed[uid][1]) if uid in closed and closed[uid][1] is not None else None
+                ),
+            )
+            for uid in set(rung) | set(answered) | set(closed)
+        ]
+        return sorted(rows, key=lambda r: (r.name.lower(), r.user_id))
+
+    async def calls_per_day(
+        self, since: float, until: float, user_ids: Any = None, utc_offset: float = 0.0
+    ) -> list[tuple[str, str, int]]:
+        args: list[Any] = [float(utc_offset), since, until]
+        where = self._range_where(args, user_ids, 2)
+        day = self._day("calls.started_at + $1")  # type: ignore[attr-defined]
+        async with self._use() as c:  # type: ignore[attr-defined]
+            rows = await c.fetch(
+                f"SELECT {day} AS day, calls.outcome AS outcome, COUNT(*) AS n FROM calls "
+                f"WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2",
+                *args,
+            )
+        return [(r["day"], r["outcome"], int(r["n"])) for r in rows]
+
+    async def per_rep(self, since: float, until: float, user_ids: Any = None) -> list[RepFigures]:
+        args: list[Any] = [since, until]
+        where = "calls.user_id IS NOT NULL AND calls.started_at >= $1 AND calls.started_at < $2"
+        if user_ids is not None:
+            args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
+            where += f" AND calls.user_id {self._ids_in(3)}"  # type: ignore[attr-defined]
+        async with self._use() as c:  # type: ignore[attr-defined]
+            handled = {
+                r["user_id"]: (int(r["answered"]), float(r["talk"]))
+                for r in await c.fetch(
+                    "SELECT calls.user_id AS user_id, "
+                    "SUM(CASE WHEN calls.answered THEN 1 ELSE 0 END) AS answered, "
+                    "COALESCE(SUM(calls.talk_seconds), 0) AS talk "
+                    f"FROM calls WHERE {where} GROUP BY calls.user_id",
+                    *args,
+                )
+            }
+            missed = await self._rung_missed(c, since, until, user_ids)
+            names = await self._user_names(c)
+        rows = [
+            RepFigures(
+                user_id=uid,
+                name=names.get(uid, f"user {uid}"),
+                answered=handled.get(uid, (0, 0.0))[0],
+                missed=missed.get(uid, 0),
+                talk_seconds=handled.get(uid, (0, 0.0))[1],
+            )
+            for uid in set(handled) | set(missed)
+        ]
+        return sorted(rows, key=lambda r: (r.name.lower(), r.user_id))
+
+    async def busiest_hours(
+        self, since: float, until: float, user_ids: Any = None, utc_offset: float = 0.0
+    ) -> list[tuple[int, int]]:
+        args: list[Any] = [float(utc_offset), since, until]
+        where = self._range_where(args, user_ids, 2)
+        hour = self._hour("calls.started_at + $1")  # type: ignore[attr-defined]
+        async with self._use() as c:  # type: ignore[attr-defined]
+            rows = await c.fetch(
+                f"SELECT {hour} AS hour, COUNT(*) AS n FROM calls WHERE {where} "
+                "GROUP BY 1 ORDER BY 1",
+                *args,
+            )
+        return [(int(r["hour"]), int(r["n"])) for r in rows]

@@ -1,0 +1,89 @@
+"""Background work started with the server: the recordings worker and retention, the
+click-to-call service, outgoing webhooks.  Each is optional and guarded, so one that
+cannot start is logged and the CRM still serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from .runtime import Runtime, resolve_path
+
+log = logging.getLogger(__name__)
+Hook = Callable[[Runtime], Awaitable[None]]
+DAY = 86400.0
+
+
+async def start_recordings(rt: Runtime) -> None:
+    from recordings.retention import purge
+    from recordings.worker import RecordingWorker
+
+    cfg = rt.settings.get("recordings", {})
+    directory = resolve_path(str(cfg.get("directory", "/var/spool/asterisk/monitor")))
+    media_dir = resolve_path(str(cfg.get("media_dir", "var/media")))
+    media_dir.mkdir(parents=True, exist_ok=True)
+    worker = RecordingWorker(
+        rt.service, directory, media_dir,
+        give_up_after=float(cfg.get("give_up_hours", 24)) * 3600.0,
+    )  # fmt: skip
+    rt.extras["recordings_worker"] = worker
+    rt.extras["media_dir"] = media_dir
+    rt.spawn(worker.run_forever(float(cfg.get("check_interval_seconds", 30))), "recordings")
+
+    async def retention() -> None:
+        while True:
+            days = int(rt.settings.get("recordings", {}).get("retention_days", 0) or 0)
+            if days > 0:
+                try:
+                    report = await purge(
+                        rt.service, media_dir, directory, days, time.time(),
+                        delete_originals=bool(cfg.get("delete_originals", False)),
+                    )  # fmt: skip
+                    if report.deleted:
+                        log.info("retention: deleted %d recording files", report.deleted)
+                except Exception:
+                    log.exception("recording retention failed; retrying tomorrow")
+            await asyncio.sleep(DAY)
+
+    rt.spawn(retention(), "recordings-retention")
+
+
+async def start_clicktocall(rt: Runtime) -> None:
+    from ami_bridge.dialrules import DialRules
+    from crm.clicktocall import ClickToCall
+
+    c2c = rt.settings.get("click_to_call", {})
+    rt.extras["clicktocall"] = ClickToCall(
+        rt.service,
+        rt.link,
+        DialRules.from_config(rt.settings.get("dialing", {})),
+        rt.bus,
+        blocked=tuple(c2c.get("blocked", ())),
+        per_user_per_minute=int(c2c.get("per_user_per_minute", 10)),
+        default_region=str(rt.settings.get("numbers", {}).get("default_region", "US")),
+    )
+
+
+async def start_webhooks(rt: Runtime) -> None:
+    from .webhooks import start_webhooks as start
+
+    await start(rt)
+
+
+def startup_hooks() -> list[tuple[str, Hook]]:
+    return [
+        ("click-to-call", start_clicktocall),
+        ("recordings", start_recordings),
+        ("webhooks", start_webhooks),
+    ]
+
+
+async def run_hooks(rt: Runtime) -> None:
+    for name, hook in startup_hooks():
+        try:
+            await hook(rt)
+        except Exception as exc:
+            log.error("%s not started: %s", name, exc)
