@@ -206,6 +206,28 @@ class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServi
             await self.audit(actor, "user.deactivated", f"user:{user_id}", None, tx)
         return user
 
+    async def reactivate_user(self, user_id: int, actor: str) -> User:
+        user = await self._user(user_id)
+        if not user.active:
+            user.active = True
+            async with self.store.transaction() as tx:
+                await tx.update_user(user)
+                await self.audit(actor, "user.reactivated", f"user:{user_id}", None, tx)
+        return user
+
+    async def set_role(self, user_id: int, role: Role, actor: str) -> User:
+        if role not in ROLES:
+            raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+        user = await self._user(user_id)
+        if user.role != role:
+            old, user.role = user.role, role
+            async with self.store.transaction() as tx:
+                await tx.update_user(user)
+                await self.audit(
+                    actor, "user.role", f"user:{user_id}", {"from": old, "to": role}, tx
+                )
+        return user
+
     async def list_users(self, include_inactive: bool = False) -> list[User]:
         return await self.store.list_users(include_inactive)
 

@@ -1,0 +1,305 @@
+"""Admin: the PBX link (settings, test, live status) and the run-time settings (number
+region, lead policy, callback SLA).  Users, extensions and the audit log are in
+``admin_users.py`` and ``admin_audit.py``.
+
+Settings saved here live in the store (``put_setting``) and override
+``config/default.toml`` at startup (``apply_stored_settings``), so every process agrees.
+The AMI secret is write-only: no page, JSON answer or log line carries it; an empty
+secret field keeps the stored one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import jinja2
+import phonenumbers
+from aiohttp import web
+
+from ami_bridge.link import LinkStatus, probe_connection, settings_from_config
+from crm.errors import InvalidInput
+from crm.policy import LeadPolicy
+
+from ..app import current_user, roles, runtime
+from ..render import ENV_KEY, dial_link, format_number, render
+from ..runtime import Runtime, lead_policy, start_link
+
+routes = web.RouteTableDef()
+AMI_FIELDS = ("host", "port", "username", "tls")
+CREATE_ON = {
+    "every_call": "every call from an unknown number",
+    "missed_only": "only missed calls from an unknown number",
+    "never": "never (add contacts by hand)",
+}
+PROBE_TIMEOUT = 5.0
+NOTICES = {
+    "pbx": "PBX link settings saved.",
+    "pbx-restarted": "PBX link settings saved; the link is reconnecting with them.",
+    "settings": "Settings saved.",
+}
+_HOST = re.compile(r"^[A-Za-z0-9.:_\-\[\]]{1,253}$")
+
+
+# -- applying settings ----------------------------------------------------------------
+async def _default_owner_id(rt: Runtime) -> int | None:
+    name = str(rt.settings.get("leads", {}).get("default_owner", "") or "")
+    if not name:
+        return None
+    user = await rt.store.get_user_by_username(name)
+    return user.id if user is not None and user.active else None
+
+
+async def apply_policy(rt: Runtime) -> LeadPolicy:
+    """Rebuild the lead policy from ``rt.settings`` and hand it to the service and the
+    ingest (the policy is frozen: both get the new object)."""
+    policy = lead_policy(rt.settings, await _default_owner_id(rt))
+    rt.service.policy = policy
+    rt.ingest.policy = policy
+    return policy
+
+
+def apply_region(env: jinja2.Environment, region: str) -> None:
+    """Point the templates' number filters at a new default region (no restart)."""
+    env.filters["number"] = lambda v: format_number(v, region)
+    env.filters["dial"] = lambda v: dial_link(v, region)
+    env.globals["region"] = region
+
+
+async def apply_stored_settings(rt: Runtime) -> None:
+    """At startup, before the link starts: the settings saved from the admin pages
+    (``ami``, ``numbers``, ``leads``) override the config file's, and the lead policy is
+    rebuilt from the result.  Call it before ``create_app`` so the templates' number
+    region is the stored one too."""
+    for section in ("ami", "numbers", "leads"):
+        stored = await rt.service.get_setting(section)
+        if stored:
+            rt.settings.setdefault(section, {}).update(stored)
+    await apply_policy(rt)
+
+
+async def restart_link(rt: Runtime) -> bool:
+    """Reconnect the running link with the current ``[ami]`` settings.  A process that
+    runs no link (a web-only process, tests) keeps running none: False."""
+    if rt.link is None:
+        return False
+    await rt.link.stop()
+    start_link(rt)
+    return True
+
+
+# -- the PBX page ---------------------------------------------------------------------
+def link_status_json(status: LinkStatus | None) -> dict[str, Any]:
+    if status is None:
+        return {"state": "not running"}
+    return dataclasses.asdict(status)
+
+
+def _shown_ami(rt: Runtime, form: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the form shows: the current values (or what the admin just typed), never
+    the secret; ``has_secret`` tells whether one is set."""
+    ami = rt.settings.get("ami", {})
+    shown = {k: ami.get(k, "") for k in AMI_FIELDS}
+    shown["tls"] = bool(ami.get("tls", False))
+    if form is not None:
+        shown.update({k: form[k] for k in AMI_FIELDS if k in form})
+    shown["has_secret"] = bool(ami.get("secret"))
+    return shown
+
+
+async def _pbx_page(
+    request: web.Request,
+    form: dict[str, Any] | None = None,
+    error: str | None = None,
+    probe: tuple[bool, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    rt = runtime(request)
+    ctx = {
+        "section": "pbx",
+        "ami": _shown_ami(rt, form),
+        "link": rt.link_status,
+        "link_running": rt.link is not None,
+        "error": error,
+        "probe": probe,
+        "notice": NOTICES.get(request.query.get("done", "")),
+    }
+    return render(request, "admin.html", ctx, status=status)
+
+
+@routes.get("/admin")
+@roles("admin")
+async def admin_home(request: web.Request) -> web.StreamResponse:
+    return await _pbx_page(request)
+
+
+@routes.get("/admin/link-status")
+@roles("admin")
+async def link_status(request: web.Request) -> web.StreamResponse:
+    """The live link status for admin.js (refreshes the numbers between SSE events)."""
+    return web.json_response(link_status_json(runtime(request).link_status))
+
+
+async def _ami_form(request: web.Request) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(typed values for redisplay, values to store, the merged ``[ami]`` section).
+    Raises InvalidInput with a message for the admin."""
+    rt = runtime(request)
+    form = await request.post()
+    typed = {
+        "host": str(form.get("host", "")).strip(),
+        "port": str(form.get("port", "")).strip(),
+        "username": str(form.get("username", "")).strip(),
+        "tls": form.get("tls") in ("on", "1", "true"),
+    }
+    if not _HOST.match(typed["host"]):
+        raise InvalidInput("host: a host name or an IP address")
+    try:
+        port = int(typed["port"])
+    except ValueError:
+        raise InvalidInput("port: a number from 1 to 65535") from None
+    values: dict[str, Any] = {
+        "host": typed["host"],
+        "port": port,
+        "username": typed["username"],
+        "tls": typed["tls"],
+    }
+    secret = str(form.get("secret", ""))
+    if secret:
+        values["secret"] = secret
+    merged = {**rt.settings.get("ami", {}), **values}
+    try:
+        settings_from_config(merged)
+    except ValueError as exc:
+        raise InvalidInput(str(exc).removeprefix("ami.")) from None
+    return typed, values, merged
+
+
+@routes.post("/admin/pbx")
+@roles("admin")
+async def save_pbx(request: web.Request) -> web.StreamResponse:
+    rt = runtime(request)
+    user = current_user(request)
+    try:
+        typed, values, merged = await _ami_form(request)
+    except InvalidInput as exc:
+        form = await request.post()
+        typed = {k: str(form.get(k, "")) for k in AMI_FIELDS}
+        typed["tls"] = form.get("tls") in ("on", "1", "true")
+        return await _pbx_page(request, typed, str(exc), status=400)
+    await rt.service.put_setting("ami", values, user.username)
+    rt.settings["ami"] = merged
+    restarted = await restart_link(rt)
+    raise web.HTTPSeeOther(f"/admin?done={'pbx-restarted' if restarted else 'pbx'}")
+
+
+@routes.post("/admin/pbx/test")
+@roles("admin")
+async def test_pbx(request: web.Request) -> web.StreamResponse:
+    """Try the values in the form (an empty secret: the stored one) without saving."""
+    try:
+        typed, _values, merged = await _ami_form(request)
+    except InvalidInput as exc:
+        form = await request.post()
+        typed = {k: str(form.get(k, "")) for k in AMI_FIELDS}
+        typed["tls"] = form.get("tls") in ("on", "1", "true")
+        return await _pbx_page(request, typed, str(exc), status=400)
+    result = await probe_connection(settings_from_config(merged), PROBE_TIMEOUT)
+    return await _pbx_page(request, typed, probe=result)
+
+
+# -- numbers, leads, callback SLA ------------------------------------------------------
+def _settings_ctx(rt: Runtime, users: list[Any], form: dict[str, Any] | None) -> dict[str, Any]:
+    leads = rt.settings.get("leads", {})
+    shown = {
+        "default_region": rt.settings.get("numbers", {}).get("default_region", "US"),
+        "create_on": leads.get("create_on", "every_call"),
+        "repeat_window_hours": leads.get("repeat_window_hours", 72.0),
+        "default_owner": leads.get("default_owner", "") or "",
+        "callback_sla_minutes": leads.get("callback_sla_minutes", 60.0),
+    }
+    shown.update(form or {})
+    return {
+        "section": "settings",
+        "values": shown,
+        "regions": sorted(phonenumbers.SUPPORTED_REGIONS),
+        "create_on": CREATE_ON,
+        "owners": [u for u in users if u.active],
+        "example": phonenumbers.format_number(
+            phonenumbers.example_number(str(shown["default_region"]))
+            or phonenumbers.example_number("US"),
+            phonenumbers.PhoneNumberFormat.NATIONAL,
+        )
+        if str(shown["default_region"]) in phonenumbers.SUPPORTED_REGIONS
+        else "",
+    }
+
+
+@routes.get("/admin/settings")
+@roles("admin")
+async def settings_page(request: web.Request) -> web.StreamResponse:
+    rt = runtime(request)
+    ctx = _settings_ctx(rt, await rt.service.list_users(), None)
+    ctx.update(error=None, notice=NOTICES.get(request.query.get("done", "")))
+    return render(request, "admin_settings.html", ctx)
+
+
+def _number(text: str, what: str, low: float, high: float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidInput(f"{what}: a number") from None
+    if not low < value <= high:
+        raise InvalidInput(f"{what}: more than {low:g} and at most {high:g}")
+    return value
+
+
+@routes.post("/admin/settings")
+@roles("admin")
+async def save_settings(request: web.Request) -> web.StreamResponse:
+    rt = runtime(request)
+    user = current_user(request)
+    form = await request.post()
+    typed = {
+        k: str(form.get(k, "")).strip()
+        for k in (
+            "default_region",
+            "create_on",
+            "repeat_window_hours",
+            "default_owner",
+            "callback_sla_minutes",
+        )
+    }
+    users = await rt.service.list_users()
+    try:
+        region = typed["default_region"].upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise InvalidInput(f"default region: {region!r} is not an ISO region code")
+        if typed["create_on"] not in CREATE_ON:
+            raise InvalidInput("create leads on: choose one of the options")
+        window = _number(typed["repeat_window_hours"], "repeat window (hours)", 0, 24 * 365)
+        sla = _number(typed["callback_sla_minutes"], "callback SLA (minutes)", 0, 60 * 24 * 30)
+        owner = typed["default_owner"]
+        if owner and owner not in {u.username for u in users if u.active}:
+            raise InvalidInput("default owner: choose an active user")
+    except InvalidInput as exc:
+        ctx = _settings_ctx(rt, users, typed)
+        ctx.update(error=str(exc), notice=None)
+        return render(request, "admin_settings.html", ctx, status=400)
+    leads = {
+        "create_on": typed["create_on"],
+        "repeat_window_hours": window,
+        "default_owner": owner,
+        "callback_sla_minutes": sla,
+    }
+    await rt.service.put_setting("numbers", {"default_region": region}, user.username)
+    await rt.service.put_setting("leads", leads, user.username)
+    rt.settings.setdefault("numbers", {})["default_region"] = region
+    rt.settings.setdefault("leads", {}).update(leads)
+    await apply_policy(rt)
+    apply_region(request.app[ENV_KEY], region)
+    raise web.HTTPSeeOther("/admin/settings?done=settings")
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)

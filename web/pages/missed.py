@@ -1,0 +1,316 @@
+"""The managers' missed-calls audit: every unanswered inbound call, who was rung, how
+long it rang, what became of it, and who called back how fast; with the period's figures
+on top and a CSV export of exactly what the filters show.
+
+Managers see their team (``scope_for``), admins everyone, reps nothing (403).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from aiohttp import web
+
+from crm.errors import InvalidInput, NotFound
+from crm.models import Contact, MissedCallRow, Page, User
+from crm.services import Scope, encode_cursor
+
+from ..app import current_user, roles, runtime
+from ..render import format_time, render
+from ..runtime import Runtime
+from .reports import Period, period_of
+
+routes = web.RouteTableDef()
+OUTCOMES = ("missed", "abandoned", "busy", "no_answer")
+CALLBACK_STATES = ("open", "closed", "none")
+PAGE_SIZE = 50
+BATCH = 500
+PAGE_SCAN_BUDGET = 20_000
+"""Rows one page request may read while looking for matches before it hands back a
+cursor ("more") with fewer rows: keeps a narrow filter over a long period bounded."""
+EXPORT_MAX = 100_000
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True, slots=True)
+class MissedFilter:
+    """The audit's filters beyond the period; empty means "any"."""
+
+    rep_id: int | None = None
+    line: str = ""
+    outcome: str = ""
+    callback: str = ""
+
+    def matches(self, row: MissedCallRow, rep_exts: frozenset[str]) -> bool:
+        call = row.call
+        if self.outcome and call.outcome != self.outcome:
+            return False
+        if self.line and (call.did or "") != self.line:
+            return False
+        if self.callback:
+            status = row.task_status or "none"
+            if status != self.callback:
+                return False
+        if self.rep_id is not None:
+            ids = (call.user_id, row.owner_id, row.closed_by_user_id)
+            if self.rep_id not in ids and not rep_exts.intersection(call.rang):
+                return False
+        return True
+
+    def query(self) -> dict[str, str]:
+        out = {"rep": str(self.rep_id) if self.rep_id is not None else ""}
+        out.update(line=self.line, outcome=self.outcome, callback=self.callback)
+        return {k: v for k, v in out.items() if v}
+
+
+def filter_of(request: web.Request) -> MissedFilter:
+    q = request.query
+    rep = q.get("rep", "").strip()
+    try:
+        rep_id = int(rep) if rep else None
+    except ValueError:
+        raise InvalidInput("rep: choose one from the list") from None
+    outcome = q.get("outcome", "").strip()
+    if outcome and outcome not in OUTCOMES:
+        raise InvalidInput(f"outcome must be one of {', '.join(OUTCOMES)}")
+    callback = q.get("callback", "").strip()
+    if callback and callback not in CALLBACK_STATES:
+        raise InvalidInput(f"callback status must be one of {', '.join(CALLBACK_STATES)}")
+    return MissedFilter(rep_id, q.get("line", "").strip()[:40], outcome, callback)
+
+
+async def scan(
+    rt: Runtime,
+    period: Period,
+    flt: MissedFilter,
+    scope: Scope,
+    limit: int,
+    cursor: str | None,
+    budget: int,
+    rep_exts: frozenset[str],
+) -> Page[MissedCallRow]:
+    """A keyset page of the rows that pass ``flt``.  The store pages by (started_at, id)
+    over the scope; the rep/line/outcome/callback filters are applied here, batch by
+    batch, so the cursor stays a plain store cursor."""
+    out: list[MissedCallRow] = []
+    scanned = 0
+    while True:
+        page = await rt.service.missed_calls_audit(period.since, period.until, BATCH, cursor, scope)
+        for row in page.items:
+            scanned += 1
+            if flt.matches(row, rep_exts):
+                if len(out) == limit:
+                    last = out[-1].call
+                    return Page(out, encode_cursor((last.started_at, last.id or 0)))
+                out.append(row)
+        if page.next_cursor is None:
+            return Page(out, None)
+        cursor = page.next_cursor
+        if scanned >= budget:
+            return Page(out, cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class MissedView:
+    """One audit row as the page and the CSV show it."""
+
+    row: MissedCallRow
+    contact: Contact | None
+    rung: list[str]
+    owner: str
+    called_back_by: str
+    within_sla: bool | None
+
+
+class People:
+    """Names for user ids and extensions, read once per request."""
+
+    def __init__(self, users: list[User]) -> None:
+        self.by_id = {u.id: u for u in users}
+        self.by_ext = {e: u for u in users for e in u.extensions}
+
+    def name(self, user_id: int | None) -> str:
+        user = self.by_id.get(user_id) if user_id is not None else None
+        return user.display_name if user else ""
+
+    def rung(self, ext: str) -> str:
+        user = self.by_ext.get(ext)
+        return f"{user.display_name} ({ext})" if user else ext
+
+    def extensions(self, user_id: int | None) -> frozenset[str]:
+        user = self.by_id.get(user_id) if user_id is not None else None
+        return frozenset(user.extensions) if user else frozenset()
+
+
+async def _views(rt: Runtime, rows: list[MissedCallRow], people: People) -> list[MissedView]:
+    contacts: dict[int, Contact | None] = {}
+    sla = rt.service.policy.callback_sla_seconds
+    out = []
+    for r in rows:
+        cid = r.call.contact_id
+        if cid is not None and cid not in contacts:
+            try:
+                contacts[cid] = await rt.service.get_contact(cid)
+            except NotFound:
+                contacts[cid] = None
+        ttc = r.time_to_callback
+        out.append(
+            MissedView(
+                row=r,
+                contact=contacts.get(cid) if cid is not None else None,
+                rung=[people.rung(e) for e in r.call.rang],
+                owner=people.name(r.owner_id),
+                called_back_by=people.name(r.closed_by_user_id),
+                within_sla=None if ttc is None else ttc <= sla,
+            )
+        )
+    return out
+
+
+def _reps_in_scope(people: People, scope: Scope) -> list[User]:
+    users = [u for u in people.by_id.values() if scope.covers(u.id)]
+    return sorted(users, key=lambda u: (u.role != "rep", u.display_name.lower()))
+
+
+async def _context(
+    request: web.Request,
+) -> tuple[Runtime, User, Period, MissedFilter, Scope, People, list[str]]:
+    rt = runtime(request)
+    user = current_user(request)
+    period, error = period_of(request)
+    errors = [error] if error else []
+    try:
+        flt = filter_of(request)
+    except InvalidInput as exc:
+        flt, errors = MissedFilter(), [*errors, str(exc)]
+    scope = await rt.service.scope_for(user)
+    people = People(await rt.service.list_users(include_inactive=True))
+    return rt, user, period, flt, scope, people, errors
+
+
+@routes.get("/missed")
+@roles("manager", "admin")
+async def missed(request: web.Request) -> web.StreamResponse:
+    rt, _user, period, flt, scope, people, errors = await _context(request)
+    summary = await rt.service.missed_summary(period.since, period.until, scope)
+    cursor = request.query.get("after") or None
+    try:
+        page = await scan(
+            rt,
+            period,
+            flt,
+            scope,
+            PAGE_SIZE,
+            cursor,
+            PAGE_SCAN_BUDGET,
+            people.extensions(flt.rep_id),
+        )
+    except InvalidInput as exc:
+        errors.append(str(exc))
+        page = await scan(
+            rt, period, flt, scope, PAGE_SIZE, None, PAGE_SCAN_BUDGET, people.extensions(flt.rep_id)
+        )
+    query = {"from": period.first.isoformat(), "to": period.last.isoformat(), **flt.query()}
+    lines = sorted({r.did for r in summary.by_line if r.did})
+    if flt.line and flt.line not in lines:
+        lines.append(flt.line)
+    ctx: dict[str, Any] = {
+        "period": period,
+        "flt": flt,
+        "errors": errors,
+        "summary": summary,
+        "sla_minutes": rt.service.policy.callback_sla_minutes,
+        "rows": await _views(rt, page.items, people),
+        "next_cursor": page.next_cursor,
+        "first_page": cursor is None,
+        "query": query,
+        "reps": _reps_in_scope(people, scope),
+        "lines": lines,
+        "outcomes": OUTCOMES,
+        "callback_states": CALLBACK_STATES,
+    }
+    return render(request, "missed.html", ctx)
+
+
+def neutralise(value: Any) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (OWASP: leading ')."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+CSV_HEADER = (
+    "started",
+    "caller",
+    "contact",
+    "line",
+    "rang",
+    "ring_seconds",
+    "outcome",
+    "callback_status",
+    "callback_owner",
+    "called_back_by",
+    "time_to_callback_seconds",
+    "within_sla",
+)
+
+
+def csv_rows(views: list[MissedView], when: Callable[[float], str]) -> list[list[str]]:
+    out = []
+    for v in views:
+        c = v.row.call
+        ttc = v.row.time_to_callback
+        cells = [
+            when(c.started_at),
+            c.caller or "withheld",
+            v.contact.name if v.contact else "",
+            c.did or "",
+            "; ".join(v.rung),
+            f"{c.ring_seconds:.0f}",
+            c.outcome,
+            v.row.task_status or "none",
+            v.owner,
+            v.called_back_by,
+            "" if ttc is None else f"{ttc:.0f}",
+            "" if v.within_sla is None else ("yes" if v.within_sla else "no"),
+        ]
+        out.append([neutralise(x) for x in cells])
+    return out
+
+
+@routes.get("/missed.csv")
+@roles("manager", "admin")
+async def missed_csv(request: web.Request) -> web.StreamResponse:
+    rt, user, period, flt, scope, people, errors = await _context(request)
+    if errors:
+        raise web.HTTPBadRequest(text="; ".join(errors))
+    page = await scan(
+        rt, period, flt, scope, EXPORT_MAX, None, EXPORT_MAX * 50, people.extensions(flt.rep_id)
+    )
+    tz = str(rt.settings.get("server", {}).get("display_tz", "UTC"))
+    views = await _views(rt, page.items, people)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(CSV_HEADER)
+    writer.writerows(csv_rows(views, lambda t: format_time(t, tz, "%Y-%m-%d %H:%M:%S")))
+    detail = {
+        "rows": len(views),
+        "from": period.first.isoformat(),
+        "to": period.last.isoformat(),
+        **asdict(flt),
+    }
+    await rt.service.audit(user.username, "missed_calls.exported", "missed calls", detail)
+    name = f"missed-calls-{period.first.isoformat()}-to-{period.last.isoformat()}.csv"
+    return web.Response(
+        text=buf.getvalue(),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)
