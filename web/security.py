@@ -88,6 +88,11 @@ class Signer:
         expected = self._mac(body + "." + self._fingerprint(password_hash))
         return hmac.compare_digest(mac, expected)
 
+    def derive(self, purpose: bytes) -> bytes:
+        """A key for another use (recording links...), so the session key itself never
+        signs anything else."""
+        return hmac.new(self._key, b"derive:" + purpose, hashlib.sha256).digest()
+
     def csrf_token(self, nonce: str) -> str:
         return self._mac("csrf:" + nonce)
 

@@ -23,7 +23,9 @@ async def start_recordings(rt: Runtime) -> None:
 
     cfg = rt.settings.get("recordings", {})
     directory = resolve_path(str(cfg.get("directory", "/var/spool/asterisk/monitor")))
-    media_dir = resolve_path(str(cfg.get("media_dir", "var/media")))
+    from .recordings_view import media_dir as configured_media_dir
+
+    media_dir = configured_media_dir(rt)
     media_dir.mkdir(parents=True, exist_ok=True)
     worker = RecordingWorker(
         rt.service, directory, media_dir,
@@ -52,25 +54,16 @@ async def start_recordings(rt: Runtime) -> None:
 
 
 async def start_clicktocall(rt: Runtime) -> None:
-    from ami_bridge.dialrules import DialRules
-    from crm.clicktocall import ClickToCall
+    from .pages.dial import clicktocall_of
 
-    c2c = rt.settings.get("click_to_call", {})
-    rt.extras["clicktocall"] = ClickToCall(
-        rt.service,
-        rt.link,
-        DialRules.from_config(rt.settings.get("dialing", {})),
-        rt.bus,
-        blocked=tuple(c2c.get("blocked", ())),
-        per_user_per_minute=int(c2c.get("per_user_per_minute", 10)),
-        default_region=str(rt.settings.get("numbers", {}).get("default_region", "US")),
-    )
+    if clicktocall_of(rt) is None:
+        raise ValueError("bad [dial] settings (see the log)")
 
 
 async def start_webhooks(rt: Runtime) -> None:
     from .webhooks import start_webhooks as start
 
-    await start(rt)
+    rt.spawn(start(rt), "webhooks")
 
 
 def startup_hooks() -> list[tuple[str, Hook]]:
