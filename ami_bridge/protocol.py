@@ -8,6 +8,7 @@ its event name before any header is parsed.  That is where the bridge's speed co
 
 from __future__ import annotations
 
+import codecs
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
@@ -60,36 +61,70 @@ class FrameReader:
     """Incremental splitter for a TCP byte stream into AMI frames.
 
     ``skip`` is asked with the event name and the raw text of each event frame; frames it
-    rejects are never parsed.  A frame over ``max_frame`` bytes is dropped with a warning
-    and the reader resynchronises at the next blank line, so memory stays bounded whatever
-    the peer sends.
+    rejects are never parsed.  A frame over ``max_frame`` characters is dropped with a
+    warning and the reader discards everything up to the next blank line, so memory stays
+    bounded whatever the peer sends, and the tail of a dropped frame never comes out as
+    a frame of its own (it could look like a ``Response`` and answer someone's action).
+
+    Bytes are decoded incrementally: a UTF-8 character split across two reads (a caller
+    name, say) is decoded whole.  An unterminated frame is kept as a list of pieces and
+    joined only once its terminator arrives, so a peer trickling one byte per read costs
+    linear, not quadratic, time.
     """
 
-    __slots__ = ("_buf", "_max", "_skip", "dropped", "frames")
+    __slots__ = ("_decoder", "_discarding", "_max", "_parts", "_size", "_skip", "_tail",
+                 "dropped", "frames")
 
     def __init__(
         self,
         skip: Callable[[str, str], bool] | None = None,
         max_frame: int = MAX_FRAME_BYTES,
     ) -> None:
-        self._buf = ""
+        self._parts: list[str] = []
+        self._size = 0
+        self._tail = ""  # the last characters seen, for a terminator split across reads
+        self._discarding = False
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._skip = skip
         self._max = max_frame
         self.dropped = 0
         self.frames = 0
 
+    @property
+    def buffered(self) -> int:
+        """Characters held for a frame whose end has not arrived yet."""
+        return self._size
+
     def feed(self, data: bytes) -> list[Message]:
-        text = self._buf + data.decode("utf-8", errors="replace")
+        chunk = self._decoder.decode(data)
+        if not chunk:
+            return []
+        # A terminator may straddle the previous read and this one.
+        probe = self._tail + chunk
+        if "\n\n" not in probe and "\n\r\n" not in probe:
+            self._hold(chunk)
+            return []
+        if self._discarding:
+            text = probe  # what is before the terminator is dropped below anyway
+        elif self._parts:
+            text = "".join(self._parts) + chunk
+        else:
+            text = chunk
+        self._parts, self._size, self._tail = [], 0, ""
         if "\r\n\r\n" in text:
             sep = "\r\n\r\n"
         elif "\n\n" in text:
             sep = "\n\n"
-        else:
-            self._buf = self._trim(text)
-            return []
+        else:  # "\n\r\n": a CR-LF frame whose last line ended in a bare LF
+            sep = "\n\r\n"
         parts = text.split(sep)
         rest = parts.pop()
-        self._buf = self._trim(rest)
+        if self._discarding:
+            # The first piece is the tail of a frame already dropped as oversized.
+            self._discarding = False
+            parts = parts[1:]
+        if rest:
+            self._hold(rest)
         out: list[Message] = []
         skip = self._skip
         for part in parts:
@@ -112,17 +147,27 @@ class FrameReader:
             out.append(parse_frame(part.lstrip("\r\n")))
         return out
 
-    def _trim(self, rest: str) -> str:
-        if len(rest) > self._max:
+    def _hold(self, piece: str) -> None:
+        """Keep an unterminated piece, or drop the frame once it grows past the limit."""
+        self._tail = piece[-3:] if len(piece) >= 3 else (self._tail + piece)[-3:]
+        if self._discarding:
+            return
+        self._parts.append(piece)
+        self._size += len(piece)
+        if self._size > self._max:
             self.dropped += 1
-            log.warning("discarded %d bytes of an unterminated AMI frame", len(rest))
-            return ""
-        return rest
+            log.warning("discarded %d bytes of an unterminated AMI frame", self._size)
+            self._parts, self._size = [], 0
+            self._discarding = True
 
     def close(self) -> list[Message]:
         """The last frame of a stream that ended without its blank line."""
-        rest, self._buf = self._buf.strip("\r\n"), ""
-        return [parse_frame(rest)] if rest else []
+        rest = ("".join(self._parts) + self._decoder.decode(b"", final=True)).strip("\r\n")
+        self._parts, self._size, self._tail = [], 0, ""
+        discarding, self._discarding = self._discarding, False
+        if not rest or discarding:
+            return []
+        return [parse_frame(rest)]
 
 
 def iter_messages(data: bytes, skip: Callable[[str, str], bool] | None = None) -> Iterator[Message]:

@@ -179,6 +179,16 @@ def build_record(tracker: CallTracker, call: Call) -> CallRecord | None:
     outcome = _outcome(tracker, call, direction, a)
     ends = [c.hungup_at for c in call.channels.values() if c.hungup_at is not None]
     ended_at = max(ends) if ends else (call.done_at or call.last_event_at)
+    # Times come off the wire (or a clock that stepped): whatever they were, a record's
+    # own times stay in order and its talk fits inside the call.  Closing a call still
+    # in progress (a flush) must not end it before a channel that stayed up answered.
+    started_at = call.started_at
+    answered_at = call.answered_at
+    if answered_at is not None and answered_at < started_at:
+        answered_at = started_at
+    ended_at = max(ended_at, started_at, answered_at or started_at)
+    if not call.complete and call.done_at is not None:
+        ended_at = max(ended_at, min(call.done_at, call.last_event_at))
     profile = tracker.profile
     callee_e164 = None
     if parties.callee and not profile.is_extension(parties.callee):
@@ -201,11 +211,11 @@ def build_record(tracker: CallTracker, call: Call) -> CallRecord | None:
         transfers=tuple(call.transfers),
         outcome=outcome,
         hangup_by=_hangup_by(call, outcome, a),  # type: ignore[arg-type]
-        started_at=call.started_at,
-        answered_at=call.answered_at,
+        started_at=started_at,
+        answered_at=answered_at,
         ended_at=ended_at,
-        ring_seconds=_ring_seconds(call, a, ended_at),
-        talk_seconds=call.talk,
+        ring_seconds=min(_ring_seconds(call, a, ended_at), ended_at - started_at),
+        talk_seconds=min(call.talk, ended_at - started_at),
         recordings=tuple(call.recordings),
         originate_id=call.originate_id,
         queue=call.queue,

@@ -66,6 +66,8 @@ _WANTED = frozenset(
 )
 _UNKNOWN = ("", "<unknown>")
 _FINISHED_MEMORY = 20000
+# Beyond this an event time is NaN or infinite: a garbage Timestamp header, not a moment.
+_TIME_LIMIT = 1e300
 
 
 class CallTracker:
@@ -82,6 +84,7 @@ class CallTracker:
         self._pending: deque[Call] = deque()  # ended, waiting out the grace
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._resync_seen: set[str] | None = None
+        self._last_at = 0.0  # the last usable time, standing in for one that is not
         self._var_markers = tuple(
             f"Variable: {v}\r" for v in (*self.profile.recording_vars, self.profile.correlation_var)
         ) + tuple(
@@ -122,9 +125,15 @@ class CallTracker:
 
     def feed(self, msg: Message, at: float) -> list[Fact]:
         out: list[Fact] = []
+        if -_TIME_LIMIT < at < _TIME_LIMIT:
+            self._last_at = at
+        else:
+            at = self._last_at
         name = msg.get("Event")
         if name is not None:
-            handler = self._handlers.get(name)  # type: ignore[arg-type]
+            if isinstance(name, list):  # the header came twice: Asterisk sends it first
+                name = first(name)
+            handler = self._handlers.get(name)
             if handler is not None:
                 handler(msg, at, out)
                 if "ChanVariable" in msg:
@@ -136,6 +145,8 @@ class CallTracker:
     def tick(self, at: float) -> list[Fact]:
         """Release calls whose grace has passed; the live link calls this about once a second."""
         out: list[Fact] = []
+        if not -_TIME_LIMIT < at < _TIME_LIMIT:
+            at = self._last_at
         self._release(at, out)
         return out
 
@@ -154,8 +165,16 @@ class CallTracker:
         return out
 
     def begin_resync(self, at: float) -> None:
-        """The link reconnected and is about to list the PBX's channels (CoreShowChannels)."""
+        """The link reconnected and is about to list the PBX's channels (CoreShowChannels).
+
+        Every call still open lived through the outage: whatever happened to it meanwhile
+        (a ring, a transfer, the answer) reached us only as the listing's snapshot, so its
+        record says it is not complete, and the CRM can flag its figures.
+        """
         self._resync_seen = set()
+        for call in self._calls.values():
+            if call.done_at is None:
+                call.complete = False
 
     @property
     def live_calls(self) -> int:
@@ -404,7 +423,7 @@ class CallTracker:
             if call.connected_since is None:
                 call.connected_since = at
         elif call.connected_since is not None:
-            call.talk += at - call.connected_since
+            call.talk += max(0.0, at - call.connected_since)
             call.connected_since = None
             call.talk_end = at
 
@@ -543,9 +562,7 @@ class CallTracker:
 
     def _close_channel(self, ch: Channel, at: float, out: list[Fact]) -> None:
         if ch.bridge is not None:
-            members = self._bridges.get(ch.bridge)
-            if members is not None:
-                members.discard(ch.uniqueid)
+            self._leave_bridge(ch.uniqueid, ch.bridge)
             ch.bridge = None
         call = self._call_of(ch)
         if call is None:
@@ -561,10 +578,10 @@ class CallTracker:
             call.alive = 0
             call.done_at = at
             if call.connected_since is not None:
-                call.talk += at - call.connected_since
+                call.talk += max(0.0, at - call.connected_since)
                 call.connected_since = None
                 call.talk_end = at
-            self._pending.append(call)
+            self._hold(call, at)
 
     def _on_dial_begin(self, msg: Message, at: float, out: list[Fact]) -> None:
         dest = self._channel(msg, at, prefix="Dest")
@@ -657,13 +674,25 @@ class CallTracker:
 
     def _join_bridge(self, ch: Channel, bridge: str, at: float, out: list[Fact]) -> None:
         if ch.bridge is not None and ch.bridge != bridge:
-            self._bridges.get(ch.bridge, set()).discard(ch.uniqueid)
+            self._leave_bridge(ch.uniqueid, ch.bridge)
         ch.bridge = bridge
         members = self._bridges.setdefault(bridge, set())
         members.add(ch.uniqueid)
         for call in self._calls_touching(members):
             call.last_event_at = at
             self._update_links(call, at, out)
+
+    def _leave_bridge(self, uid: str, bridge: str) -> set[str]:
+        """Take a channel out of a bridge; the members left.  An emptied bridge is
+        forgotten here, not only on BridgeDestroy: that event may never come (a dropped
+        link), and a long-running bridge must not keep every bridge it ever saw."""
+        members = self._bridges.get(bridge)
+        if members is None:
+            return set()
+        members.discard(uid)
+        if not members:
+            del self._bridges[bridge]
+        return members
 
     def _calls_touching(self, uids: set[str]) -> list[Call]:
         calls: list[Call] = []
@@ -693,12 +722,10 @@ class CallTracker:
         bridge = first(msg.get("BridgeUniqueid"))
         if ch is None:
             return
-        members = self._bridges.get(bridge)
-        if members is not None:
-            members.discard(ch.uniqueid)
+        members = self._leave_bridge(ch.uniqueid, bridge)
         if ch.bridge == bridge:
             ch.bridge = None
-        affected = set(members or ()) | {ch.uniqueid}
+        affected = members | {ch.uniqueid}
         for call in self._calls_touching(affected):
             call.last_event_at = at
             self._update_links(call, at, out)
@@ -948,6 +975,18 @@ class CallTracker:
 
     # ------------------------------------------------------------------ finishing
 
+    def _hold(self, call: Call, at: float) -> None:
+        """Queue an ended call for release after the grace, kept in order of its end, so
+        one call stamped far in the future (a bad Timestamp) does not hold up the rest."""
+        pending = self._pending
+        i = len(pending)
+        while i and (pending[i - 1].done_at or 0.0) > at:
+            i -= 1
+        if i == len(pending):
+            pending.append(call)
+        else:
+            pending.insert(i, call)
+
     def _release(self, at: float, out: list[Fact]) -> None:
         grace = self.profile.finish_grace
         pending = self._pending
@@ -988,11 +1027,7 @@ class CallTracker:
             if self._by_name.get(ch.name) == uid:
                 del self._by_name[ch.name]
             if ch.bridge is not None:
-                members = self._bridges.get(ch.bridge)
-                if members is not None:
-                    members.discard(uid)
-                    if not members:
-                        del self._bridges[ch.bridge]
+                self._leave_bridge(uid, ch.bridge)
             halves = self._local_halves.get(ch.base)
             if halves is not None and uid in halves:
                 halves.remove(uid)
@@ -1004,6 +1039,9 @@ class CallTracker:
             self._remember_finished("originate:" + call.originate_id)
         for old in [k for k, v in self._alias.items() if v == call.linkedid]:
             del self._alias[old]
+            # A merged-away linkedid names the same call: a late event carrying it must
+            # not open a second one.
+            self._remember_finished(old)
 
     def _remember_finished(self, uid: str) -> None:
         self._finished[uid] = None
