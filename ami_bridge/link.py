@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import math
 import random
 import ssl as _ssl
 import time
@@ -651,11 +652,19 @@ def _originate_result(action_id: str, resp: Any) -> OriginateResult:
     return failure(action_id, "the PBX gave no OriginateResponse", now)
 
 
+TIMESTAMP_TRUST = 3600.0
+"""A ``Timestamp`` header further than this from the receive time is a wrong PBX clock
+(or garbage): the receive time is used instead, so one bad clock cannot skew a call."""
+
+
 def _timestamp(value: str | list[str], default: float) -> float:
     try:
-        return float(first(value))
+        at = float(first(value))
     except ValueError:
         return default
+    if not math.isfinite(at) or abs(at - default) > TIMESTAMP_TRUST:
+        return default
+    return at
 
 
 def _describe(exc: BaseException) -> str:

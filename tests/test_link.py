@@ -344,13 +344,21 @@ def test_originate_request_validation() -> None:
             OriginateRequest(**kwargs)  # type: ignore[arg-type]
 
 
-async def test_event_timestamp_header_wins_over_receipt_time() -> None:
+async def test_event_timestamp_header_wins_over_receipt_time_unless_absurd() -> None:
     tracker = RecordingTracker()
     async with ReplayPbx(None, speed=0) as pbx, AmiLink(settings(pbx), tracker) as link:
         await link.wait_state("connected")
-        pbx.inject({"Event": "UserEvent", "Privilege": "user,all", "Timestamp": "1700000000.5"})
+        stamp = f"{time.time() - 2.5:.6f}"
+        pbx.inject({"Event": "UserEvent", "Privilege": "user,all", "Timestamp": stamp})
         await until(lambda: tracker.names()[-1] == "UserEvent")
-        assert tracker.fed[-1][1] == 1700000000.5
+        assert tracker.fed[-1][1] == float(stamp)
+        # a PBX clock a day off (or garbage) is not trusted: the receive time is used
+        for bad in ("1700000000.5", "nan", "inf"):
+            before = time.time()
+            pbx.inject({"Event": "UserEvent", "Privilege": "user,all", "Timestamp": bad,
+                        "UserEvent": bad})  # fmt: skip
+            await until(lambda b=bad: tracker.fed[-1][0].get("UserEvent") == b)
+            assert before - 1 <= tracker.fed[-1][1] <= time.time() + 1
 
 
 class _NullTransport:
