@@ -1,0 +1,775 @@
+"""Live updates for the browser: screen pops and live lists over SSE.
+
+One subscription to the CRM's event bus per web process feeds a ``LiveHub``; the hub
+keeps the board of calls in progress (who was rung, who answered), looks the caller up
+once per call for the screen pop (company, owner, last call, open callback; cached), and
+fans every event out to the SSE connections it concerns:
+
+* a rep gets a call while their extension rings, after they answered it, or when they
+  placed it; the pop closes when somebody else answers or the call ends (the bus itself
+  targets only the extensions ringing *now*, so the hub remembers who was rung);
+* a manager also sees the live calls of their team's extensions, an admin every call;
+* finished calls and callbacks go to whoever may see them (``crm.access``);
+* click-to-call progress goes to the rep who clicked.
+
+The ingest never waits for a browser: the hub's own queue is large and drops the oldest
+event when full, and each connection has a small bounded queue of its own (oldest
+dropped, counted) that the SSE handler drains.  Payloads are plain JSON: epoch seconds
+plus ISO strings, never internal objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from aiohttp import web
+
+from ami_bridge.facts import CallProgress, iso_utc
+from crm.access import Scope, can_see_call, can_see_callback, can_see_contact
+from crm.events import Event, Subscription
+from crm.models import Call, CallbackTask, CallFilter, Contact, User
+from crm.phones import normalize
+
+from .render import format_number
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 15.0
+CLIENT_QUEUE = 200
+INFO_BUDGET = 0.12
+"""Seconds the first event of a call may wait for the caller lookup; a slower lookup
+sends the pop without the details and an update when they arrive."""
+INFO_TTL = 20.0
+USERS_TTL = 30.0
+STALE_CALL_SECONDS = 6 * 3600.0
+
+
+# -- plain JSON ----------------------------------------------------------------------
+def jsonable(value: Any) -> Any:
+    """Dataclasses, tuples, sets and dicts as JSON-ready values (epoch floats stay
+    numbers); anything else that JSON cannot hold becomes its ``str``."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        to_json = getattr(value, "to_json", None)
+        if callable(to_json):
+            return jsonable(to_json())
+        return {
+            f.name.rstrip("_"): jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
+        }
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [jsonable(v) for v in value]
+        return sorted(items, key=str) if isinstance(value, set | frozenset) else items
+    return str(value)
+
+
+def remote_number(direction: str, caller: str | None, callee: str | None) -> str | None:
+    """The outside party of a call (inbound: who called; otherwise who was dialled)."""
+    return caller if direction == "inbound" else callee
+
+
+def call_json(call: Call) -> dict[str, Any]:
+    """A finished call as the live lists need it."""
+    number = call.remote_e164 or remote_number(call.direction, call.caller, call.callee)
+    return {
+        "id": call.id,
+        "url": f"/calls/{call.id}",
+        "linkedid": call.linkedid,
+        "direction": call.direction,
+        "number": number,
+        "caller": call.caller,
+        "callee": call.callee,
+        "did": call.did,
+        "outcome": call.outcome,
+        "answered": call.answered,
+        "answered_by": call.answered_by,
+        "rang": list(call.rang),
+        "user_id": call.user_id,
+        "contact_id": call.contact_id,
+        "started_at": call.started_at,
+        "started_iso": iso_utc(call.started_at),
+        "ended_at": call.ended_at,
+        "talk_seconds": call.talk_seconds,
+        "ring_seconds": call.ring_seconds,
+    }
+
+
+def task_json(task: CallbackTask, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    return {
+        "id": task.id,
+        "number": task.number_e164,
+        "contact_id": task.contact_id,
+        "owner_id": task.owner_id,
+        "status": task.status,
+        "opened_at": task.opened_at,
+        "due_at": task.due_at,
+        "due_iso": iso_utc(task.due_at),
+        "overdue": task.status == "open" and task.due_at < now,
+        "missed_count": task.missed_count,
+        "closed_at": task.closed_at,
+    }
+
+
+def _bare_contact(contact_id: int | None, name: str | None) -> dict[str, Any] | None:
+    """The contact as the ingest named it, before (or without) the details."""
+    if contact_id is None:
+        return None
+    return {
+        "id": contact_id,
+        "name": name or "",
+        "url": f"/contacts/{contact_id}",
+        "company": "",
+        "owner_id": None,
+        "owner": None,
+        "is_lead": False,
+        "lead_status": None,
+    }
+
+
+# -- who is watching -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Viewer:
+    """One logged-in user as the hub sees them."""
+
+    user_id: int
+    role: str
+    extensions: frozenset[str]
+    scope: Scope
+    watch: frozenset[str] | None
+    """Extensions whose live calls are listed for this user; None: every call."""
+
+    @property
+    def supervisor(self) -> bool:
+        return self.role in ("manager", "admin")
+
+
+class Client:
+    """One SSE connection: a bounded queue of ready-to-send JSON lines."""
+
+    def __init__(self, viewer: Viewer, maxsize: int = CLIENT_QUEUE) -> None:
+        self.viewer = viewer
+        self.maxsize = maxsize
+        self.dropped = 0
+        self.closed = False
+        self.calls: set[str] = set()
+        """Linkedids this connection was told about (so it hears how they end)."""
+        self._queue: deque[str] = deque()
+        self._ready = asyncio.Event()
+
+    def put(self, kind: str, data: Any) -> None:
+        if self.closed:
+            return
+        if len(self._queue) >= self.maxsize:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(json.dumps({"kind": kind, "data": data}, separators=(",", ":")))
+        self._ready.set()
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def wait(self, timeout: float) -> list[str]:
+        """The queued messages (maybe none after ``timeout`` seconds)."""
+        if not self._queue and not self.closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), timeout)
+        self._ready.clear()
+        out = list(self._queue)
+        self._queue.clear()
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+
+
+# -- the board of calls in progress --------------------------------------------------
+@dataclass
+class LiveState:
+    linkedid: str
+    progress: CallProgress
+    contact_id: int | None
+    contact_name: str | None
+    match_reason: str
+    started_at: float
+    rung: set[str] = field(default_factory=set)
+    answered_at: float | None = None
+    seen: float = field(default_factory=time.monotonic)
+    info: dict[str, Any] | None = None
+    info_task: asyncio.Task[dict[str, Any]] | None = None
+    version: int = 0
+    cache: dict[Any, Any] = field(default_factory=dict)
+    """Rendered JSON and rows of the current ``version`` (shared by every viewer)."""
+
+    def changed(self) -> None:
+        self.version += 1
+        self.cache.clear()
+
+    @property
+    def audience(self) -> frozenset[str]:
+        """Every extension this call concerns: rung, ringing, answering, calling."""
+        p = self.progress
+        out = set(self.rung) | set(p.ringing)
+        if p.answered_by:
+            out.add(p.answered_by)
+        if p.direction != "inbound" and p.caller:
+            out.add(p.caller)
+        if p.direction == "internal" and p.callee:
+            out.add(p.callee)
+        return frozenset(out)
+
+
+def view_of(viewer: Viewer, st: LiveState) -> tuple[str | None, str | None, bool]:
+    """(``me``, ``pop``, ``listed``) of a live call for one viewer.
+
+    ``me``: how the call involves the viewer's own phone (``caller``, ``answered``,
+    ``ringing``, ``rung``); ``pop``: ``ringing`` or ``on_call`` while the screen pop should
+    show; ``listed``: whether the call belongs in the viewer's live list."""
+    p = st.progress
+    mine = viewer.extensions
+    if p.state == "ended":
+        return None, None, False
+    me: str | None = None
+    pop: str | None = None
+    if p.direction != "inbound" and p.caller in mine:
+        me = "caller"  # they placed it (or their click-to-call rings them first): no pop
+    elif p.answered_by and p.answered_by in mine:
+        me, pop = "answered", "on_call"
+    elif p.answered_by:
+        me = None  # answered elsewhere
+    elif mine & set(p.ringing):
+        me, pop = "ringing", "ringing"
+    elif mine & st.rung:
+        me, pop = "rung", "ringing"  # stopped ringing, nobody answered yet: keep the pop
+    if me is not None:
+        return me, pop, True
+    audience = st.audience
+    if viewer.watch is None:
+        listed = True
+    elif viewer.role == "manager":
+        listed = bool(viewer.watch & audience) or not audience
+    else:
+        listed = False
+    return None, None, listed
+
+
+class LiveHub:
+    def __init__(
+        self,
+        rt: Runtime,
+        env: jinja2.Environment | None = None,
+        *,
+        info_budget: float = INFO_BUDGET,
+        heartbeat: float | None = None,
+    ) -> None:
+        self.rt = rt
+        self.env = env
+        self.info_budget = info_budget
+        server = rt.settings.get("server", {})
+        self.heartbeat = float(
+            heartbeat if heartbeat is not None else server.get("sse_heartbeat", HEARTBEAT_SECONDS)
+        )
+        self.region = str(rt.settings.get("numbers", {}).get("default_region", "US"))
+        self.calls: OrderedDict[str, LiveState] = OrderedDict()
+        self.clients: set[Client] = set()
+        self._sub: Subscription | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._users_at = -1e9
+        self._by_id: dict[int, User] = {}
+        self._by_ext: dict[str, User] = {}
+        self._info_cache: OrderedDict[tuple[int | None, str | None], tuple[float, dict[str, Any]]]
+        self._info_cache = OrderedDict()
+        self._contacts: OrderedDict[int, tuple[float, Contact | None]] = OrderedDict()
+        self._late: set[asyncio.Task[None]] = set()
+        self.handled = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        self._sub = self.rt.bus.subscribe(maxsize=10_000)
+        self._seed_from_ingest()
+        self._task = asyncio.create_task(self._run(), name="live-hub")
+
+    async def close(self) -> None:
+        for client in list(self.clients):
+            client.close()
+        self.clients.clear()
+        if self._sub is not None:
+            self._sub.close()
+            self._sub = None
+        tasks = [t for t in (self._task, *self._late) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._task = None
+
+    async def _run(self) -> None:
+        assert self._sub is not None
+        sub = self._sub
+        while True:
+            event = await sub.get()
+            try:
+                await self.handle(event)
+            except Exception:
+                log.exception("live: could not handle %s", event.kind)
+
+    def _seed_from_ingest(self) -> None:
+        """Calls already in progress, if the ingest keeps them (``live_calls``)."""
+        source = getattr(self.rt.ingest, "live_calls", None)
+        if source is None:
+            return
+        try:
+            items = source() if callable(source) else source
+            if isinstance(items, dict):
+                items = items.values()
+            for item in list(items or ()):
+                self._update_state(item)
+        except Exception:
+            log.exception("live: could not read the ingest's live calls")
+
+    # -- connections -------------------------------------------------------------------
+    async def viewer_for(self, user: User) -> Viewer:
+        assert user.id is not None
+        scope = await self.rt.service.scope_for(user)
+        if scope.unrestricted:
+            watch: frozenset[str] | None = None
+        else:
+            await self._refresh_users()
+            ids = scope.user_ids or frozenset()
+            watch = frozenset(
+                ext for uid in ids if (u := self._by_id.get(uid)) for ext in u.extensions
+            ) | frozenset(user.extensions)
+        return Viewer(user.id, user.role, frozenset(user.extensions), scope, watch)
+
+    def connect(self, viewer: Viewer) -> Client:
+        """A new SSE connection; it gets the calls in progress that concern it at once
+        (so a pop survives moving to another page) and the PBX link state."""
+        client = Client(viewer)
+        self.clients.add(client)
+        self._sweep()
+        for st in list(self.calls.values()):
+            self._send_call(client, st)
+        status = self.rt.link_status
+        if status is not None:
+            client.put("link_status", self._link_json(status, viewer))
+        return client
+
+    def disconnect(self, client: Client) -> None:
+        client.close()
+        self.clients.discard(client)
+
+    def live_calls_for(self, viewer: Viewer) -> list[dict[str, Any]]:
+        """The live list a page renders on load (newest first)."""
+        self._sweep()
+        out = []
+        for st in reversed(self.calls.values()):
+            me, pop, listed = view_of(viewer, st)
+            if listed:
+                can_open = self._can_open(viewer, st)
+                out.append({**self._shared(st), "me": me, "pop": pop, "can_open": can_open})
+        return out
+
+    # -- events ------------------------------------------------------------------------
+    async def handle(self, event: Event) -> None:
+        """Take one bus event and send it where it belongs (public for tests)."""
+        self.handled += 1
+        kind = event.kind
+        if kind == "call_progress":
+            await self._on_progress(event.payload)
+        elif kind == "call_recorded":
+            await self._on_recorded(event.payload)
+        elif kind.startswith("callback_"):
+            await self._on_callback(kind, event.payload)
+        elif kind == "click_progress":
+            for client in list(self.clients):
+                if client.viewer.user_id in event.user_ids:
+                    client.put(kind, jsonable(event.payload))
+        elif kind == "link_status":
+            for client in list(self.clients):
+                client.put(kind, self._link_json(event.payload, client.viewer))
+        elif kind == "originate_result":
+            return  # the rep hears about their click through click_progress
+        else:
+            data = jsonable(event.payload)
+            for client in list(self.clients):
+                v = client.viewer
+                if event.targeted:
+                    if v.extensions & event.extensions or v.user_id in event.user_ids:
+                        client.put(kind, data)
+                elif v.supervisor:
+                    client.put(kind, data)
+
+    def _update_state(self, payload: Any) -> LiveState | None:
+        progress = getattr(payload, "progress", payload)
+        if not isinstance(progress, CallProgress):
+            return None
+        st = self.calls.get(progress.linkedid)
+        if st is None:
+            st = LiveState(
+                progress.linkedid,
+                progress,
+                getattr(payload, "contact_id", None),
+                getattr(payload, "contact_name", None),
+                getattr(payload, "match_reason", "none"),
+                started_at=progress.at,
+            )
+            self.calls[progress.linkedid] = st
+        else:
+            st.progress = progress
+            if getattr(payload, "contact_id", None) is not None:
+                st.contact_id = payload.contact_id
+                st.contact_name = payload.contact_name
+                st.match_reason = payload.match_reason
+            self.calls.move_to_end(progress.linkedid)
+        st.rung.update(progress.ringing)
+        if progress.state == "answered" and st.answered_at is None:
+            st.answered_at = progress.at
+        st.seen = time.monotonic()
+        st.changed()
+        return st
+
+    async def _on_progress(self, payload: Any) -> None:
+        st = self._update_state(payload)
+        if st is None:
+            return
+        await self._refresh_users()
+        if st.progress.state != "ended" and st.info is None:
+            await self._await_info(st)
+        self._broadcast(st)
+        if st.progress.state == "ended":
+            self._forget(st.linkedid)
+
+    def _broadcast(self, st: LiveState) -> None:
+        for client in list(self.clients):
+            self._send_call(client, st)
+
+    def _send_call(self, client: Client, st: LiveState) -> None:
+        me, pop, listed = view_of(client.viewer, st)
+        told = st.linkedid in client.calls
+        if not (listed or told):
+            return
+        can_open = self._can_open(client.viewer, st)
+        data = {**self._shared(st), "me": me, "pop": pop, "listed": listed}
+        data["can_open"] = can_open
+        data["row_html"] = self._live_row(st, can_open)
+        client.put("call_progress", data)
+        if listed:
+            client.calls.add(st.linkedid)
+        else:
+            client.calls.discard(st.linkedid)
+
+    def _forget(self, linkedid: str) -> None:
+        st = self.calls.pop(linkedid, None)
+        if st is not None and st.info_task is not None and not st.info_task.done():
+            st.info_task.cancel()
+        for client in self.clients:
+            client.calls.discard(linkedid)
+
+    def _sweep(self) -> None:
+        """Drop calls whose end we never heard of (a link outage without resync)."""
+        limit = time.monotonic() - STALE_CALL_SECONDS
+        for linkedid in [k for k, st in self.calls.items() if st.seen < limit]:
+            self._forget(linkedid)
+
+    async def _on_recorded(self, payload: Any) -> None:
+        call = getattr(payload, "call", payload)
+        if not isinstance(call, Call):
+            return
+        st = self.calls.get(call.linkedid)
+        if st is not None:  # the end was not announced: close pops and rows now
+            st.progress = dataclasses.replace(st.progress, state="ended", ringing=())
+            st.changed()
+            self._broadcast(st)
+            self._forget(call.linkedid)
+        self._drop_info(call.contact_id, call.remote_e164)
+        await self._refresh_users()
+        change = getattr(payload, "callback", None)
+        task = change.task if change is not None and change.kind in ("opened", "joined") else None
+        contact = await self._contact(call.contact_id)
+        lead = getattr(payload, "lead_created", None)
+        base = {
+            "call": call_json(call),
+            "created": bool(getattr(payload, "created", True)),
+            "lead_created": (
+                {"id": lead.id, "name": lead.name, "url": f"/contacts/{lead.id}"} if lead else None
+            ),
+            "callback": (
+                {"kind": change.kind, "task": task_json(change.task)}
+                if change is not None
+                else None
+            ),
+        }
+        rows: dict[bool, str] = {}
+        for client in list(self.clients):
+            scope = client.viewer.scope
+            if not can_see_call(scope, call, task):
+                continue
+            can_open = contact is not None and can_see_contact(scope, contact)
+            if can_open not in rows:
+                rows[can_open] = self._render(
+                    "_call_row.html",
+                    call=call,
+                    contact=contact,
+                    can_open_contact=can_open,
+                    rep=self._by_id.get(call.user_id) if call.user_id else None,
+                )
+            client.put("call_recorded", {**base, "row_html": rows[can_open]})
+
+    async def _on_callback(self, kind: str, task: Any) -> None:
+        if not isinstance(task, CallbackTask):
+            return
+        self._drop_info(task.contact_id, task.number_e164)
+        await self._refresh_users()
+        contact = await self._contact(task.contact_id)
+        data = {"kind": kind.removeprefix("callback_"), "task": task_json(task)}
+        rows: dict[bool, str] = {}
+        for client in list(self.clients):
+            scope = client.viewer.scope
+            if not can_see_callback(scope, task):
+                continue
+            can_open = contact is not None and can_see_contact(scope, contact)
+            if task.status == "open" and can_open not in rows:
+                rows[can_open] = self._render(
+                    "_callback_row.html",
+                    task=task,
+                    contact=contact,
+                    can_open_contact=can_open,
+                    owner=self._by_id.get(task.owner_id) if task.owner_id else None,
+                    now=time.time(),
+                )
+            client.put(kind, {**data, "row_html": rows.get(can_open)})
+
+    # -- what a pop says ---------------------------------------------------------------
+    def _shared(self, st: LiveState) -> dict[str, Any]:
+        cached = st.cache.get("json")
+        if cached is None:
+            cached = st.cache["json"] = self._build_shared(st)
+        return cached
+
+    def _live_row(self, st: LiveState, can_open: bool) -> str:
+        key = ("row", can_open)
+        html = st.cache.get(key)
+        if html is None:
+            live = {**self._shared(st), "can_open": can_open}
+            html = st.cache[key] = self._render("_live_row.html", live=live)
+        return html
+
+    def _build_shared(self, st: LiveState) -> dict[str, Any]:
+        p = st.progress
+        number = remote_number(p.direction, p.caller, p.callee)
+        if p.direction == "internal":
+            number = p.caller
+        caller_user = self._by_ext.get(p.caller or "") if p.caller else None
+        answered_user = self._by_ext.get(p.answered_by or "") if p.answered_by else None
+        info = st.info or {}
+        data: dict[str, Any] = {
+            "linkedid": st.linkedid,
+            "state": p.state,
+            "direction": p.direction,
+            "number": number,
+            "number_display": format_number(number, self.region),
+            "caller": p.caller,
+            "caller_name": p.caller_name,
+            "caller_user": caller_user.display_name if caller_user else None,
+            "callee": p.callee,
+            "did": p.did,
+            "ringing": list(p.ringing),
+            "rung": sorted(st.rung),
+            "answered_by": p.answered_by,
+            "answered_by_name": answered_user.display_name if answered_user else None,
+            "at": p.at,
+            "at_iso": iso_utc(p.at),
+            "started_at": st.started_at,
+            "started_iso": iso_utc(st.started_at),
+            "answered_at": st.answered_at,
+            "originate_id": p.originate_id,
+            "match_reason": st.match_reason,
+            "contact": info.get("contact") or _bare_contact(st.contact_id, st.contact_name),
+            "last_call": info.get("last_call"),
+            "open_callback": info.get("open_callback"),
+            "details": st.info is not None,
+        }
+        return data
+
+    @staticmethod
+    def _can_open(viewer: Viewer, st: LiveState) -> bool:
+        """Whether the viewer may open the caller's contact card (the pop and the row
+        link to it only then)."""
+        if st.contact_id is None:
+            return False
+        if viewer.scope.unrestricted:
+            return True
+        contact = (st.info or {}).get("contact")
+        if not contact:
+            return False
+        owner = contact.get("owner_id")
+        return owner is None or viewer.scope.covers(owner)
+
+    async def _await_info(self, st: LiveState) -> None:
+        """Wait up to ``info_budget`` for the caller's details, once per call; a slower
+        lookup finishes in the background and sends an update."""
+        if st.info_task is not None:
+            return
+        st.info_task = asyncio.ensure_future(self._lookup(st))
+        done, _ = await asyncio.wait({st.info_task}, timeout=self.info_budget)
+        if done:
+            st.info = self._result(st.info_task)
+            st.changed()
+            return
+        task = asyncio.ensure_future(self._late_info(st))
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
+
+    @staticmethod
+    def _result(task: asyncio.Task[dict[str, Any]]) -> dict[str, Any]:
+        if task.cancelled() or task.exception() is not None:
+            if not task.cancelled():
+                log.warning("live: caller lookup failed: %s", task.exception())
+            return {}
+        return task.result()
+
+    async def _late_info(self, st: LiveState) -> None:
+        assert st.info_task is not None
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait({st.info_task})
+        st.info = self._result(st.info_task)
+        st.changed()
+        if self.calls.get(st.linkedid) is st:
+            self._broadcast(st)
+
+    def _number_e164(self, st: LiveState) -> str | None:
+        p = st.progress
+        if p.direction == "internal":
+            return None
+        return normalize(remote_number(p.direction, p.caller, p.callee), self.region)
+
+    async def _lookup(self, st: LiveState) -> dict[str, Any]:
+        e164 = self._number_e164(st)
+        key = (st.contact_id, e164)
+        cached = self._info_cache.get(key)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        info = await self._fetch_info(st.contact_id, e164)
+        self._info_cache[key] = (now + INFO_TTL, info)
+        while len(self._info_cache) > 2000:
+            self._info_cache.popitem(last=False)
+        return info
+
+    async def _fetch_info(self, contact_id: int | None, e164: str | None) -> dict[str, Any]:
+        store = self.rt.store
+        info: dict[str, Any] = {}
+        contact = await self._contact(contact_id, fresh=True)
+        if contact is not None:
+            owner = self._by_id.get(contact.owner_id) if contact.owner_id else None
+            info["contact"] = {
+                "id": contact.id,
+                "name": contact.name,
+                "url": f"/contacts/{contact.id}",
+                "company": contact.company,
+                "owner_id": contact.owner_id,
+                "owner": owner.display_name if owner else None,
+                "is_lead": contact.lead is not None and contact.lead.status != "converted",
+                "lead_status": contact.lead.status if contact.lead else None,
+            }
+            calls = await store.list_calls(CallFilter(contact_id=contact.id), 1)
+        elif e164:
+            calls = await store.list_calls(CallFilter(number_e164=e164), 1)
+        else:
+            calls = []
+        if calls:
+            last = calls[0]
+            rep = self._by_id.get(last.user_id) if last.user_id else None
+            info["last_call"] = {
+                "id": last.id,
+                "url": f"/calls/{last.id}",
+                "at": last.started_at,
+                "at_iso": iso_utc(last.started_at),
+                "direction": last.direction,
+                "outcome": last.outcome,
+                "rep": rep.display_name if rep else None,
+            }
+        if e164:
+            task = await store.open_callback_for_number(e164)
+            if task is not None:
+                owner = self._by_id.get(task.owner_id) if task.owner_id else None
+                info["open_callback"] = {
+                    **task_json(task),
+                    "owner": owner.display_name if owner else None,
+                }
+        return info
+
+    def _drop_info(self, contact_id: int | None, e164: str | None) -> None:
+        for key in [k for k in self._info_cache if k[0] == contact_id or k[1] == e164]:
+            if key[0] is not None or key[1] is not None:
+                self._info_cache.pop(key, None)
+        if contact_id is not None:
+            self._contacts.pop(contact_id, None)
+
+    async def _contact(self, contact_id: int | None, fresh: bool = False) -> Contact | None:
+        if contact_id is None:
+            return None
+        now = time.monotonic()
+        cached = self._contacts.get(contact_id)
+        if cached is not None and cached[0] > now and not fresh:
+            return cached[1]
+        contact = await self.rt.store.get_contact(contact_id)
+        if contact is not None and contact.erased:
+            contact = None
+        self._contacts[contact_id] = (now + INFO_TTL, contact)
+        while len(self._contacts) > 2000:
+            self._contacts.popitem(last=False)
+        return contact
+
+    async def _refresh_users(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._users_at < USERS_TTL:
+            return
+        self._users_at = now
+        users = await self.rt.store.list_users(include_inactive=True)
+        self._by_id = {u.id: u for u in users if u.id is not None}
+        self._by_ext = {ext: u for u in users for ext in u.extensions}
+
+    def users_changed(self) -> None:
+        """Re-read users (names, extensions) before the next event."""
+        self._users_at = -1e9
+
+    def _link_json(self, status: Any, viewer: Viewer) -> dict[str, Any]:
+        state = getattr(status, "state", None)
+        if viewer.role == "admin":
+            return {**jsonable(status), "state": state}
+        return {"state": state}
+
+    def _render(self, name: str, **ctx: Any) -> str:
+        if self.env is None:
+            return ""
+        try:
+            return self.env.get_template(name).render(ctx)
+        except jinja2.TemplateError:
+            log.exception("live: could not render %s", name)
+            return ""
+
+
+LIVE_HUB: web.AppKey[LiveHub] = web.AppKey("live_hub", LiveHub)
+
+
+def hub_of(app: web.Application) -> LiveHub | None:
+    return app.get(LIVE_HUB)

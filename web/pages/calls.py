@@ -1,0 +1,369 @@
+"""Calls: the filtered, keyset-paginated list and a call's own page (timeline, notes,
+recording, the contact it belongs to).
+
+A rep sees the calls they handled (and missed calls whose callback is theirs or
+nobody's), a manager their team's, an admin all; anything else is a 404.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ami_bridge.facts import Direction, Outcome
+from crm.errors import InvalidInput, NotFound
+from crm.models import Call, CallFilter, Contact
+from crm.phones import normalize
+
+from ..render import format_duration, render
+from .rep_common import (
+    RepView,
+    contacts_by_id,
+    form_str,
+    int_param,
+    next_day,
+    not_found,
+    pager,
+    parse_day,
+    rep_view,
+    url_with,
+)
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+PAGE_SIZE = 50
+FILTERS = ("since", "until", "direction", "outcome", "rep", "number", "contact")
+DIRECTIONS: tuple[Direction, ...] = ("inbound", "outbound", "internal")
+OUTCOMES: tuple[Outcome, ...] = ("answered", "missed", "abandoned", "busy", "no_answer", "failed")
+NOTE_RESULTS = (
+    "Interested",
+    "Not interested",
+    "Call back later",
+    "Meeting booked",
+    "Sale",
+    "Support request",
+    "Wrong number",
+    "Voicemail / no answer",
+)
+NOTE_TOPICS = ("New enquiry", "Follow-up", "Quote", "Order", "Complaint", "Billing", "Other")
+TOPIC_MAX, COMMENT_MAX = 120, 4000
+HANGUP_WORDS = {
+    "caller": "the caller hung up",
+    "callee": "the callee hung up",
+    "pbx": "the PBX ended the call",
+}
+
+
+# -- the list --------------------------------------------------------------------------
+@routes.get("/calls")
+async def calls_list(request: web.Request) -> web.StreamResponse:
+    view = await rep_view(request)
+    q = request.query
+    values = {k: q.get(k, "").strip() for k in FILTERS}
+    errors: list[str] = []
+    flt = CallFilter()
+    contact: Contact | None = None
+    try:
+        flt.since = parse_day(values["since"], view.tz, "From")
+        until = parse_day(values["until"], view.tz, "To")
+        flt.until = next_day(until, view.tz) if until is not None else None
+        if flt.since is not None and flt.until is not None and flt.until <= flt.since:
+            raise InvalidInput("the 'To' date is before the 'From' date")
+    except InvalidInput as exc:
+        errors.append(str(exc))
+    if values["direction"]:
+        if values["direction"] in DIRECTIONS:
+            flt.direction = values["direction"]  # type: ignore[assignment]
+        else:
+            errors.append("direction: inbound, outbound or internal")
+    if values["outcome"]:
+        if values["outcome"] in OUTCOMES:
+            flt.outcome = values["outcome"]  # type: ignore[assignment]
+        else:
+            errors.append(f"outcome: one of {', '.join(OUTCOMES)}")
+    try:
+        rep = int_param(values["rep"])
+        if rep is not None and not (rep in view.users and view.scope.covers(rep)):
+            raise InvalidInput("rep: choose one from the list")
+        flt.user_id = rep
+        contact_id = int_param(values["contact"])
+        if contact_id is not None:
+            contact = (await contacts_by_id(view.rt, [contact_id])).get(contact_id)
+            if not view.can_open(contact):
+                raise InvalidInput("contact: no such contact")
+            flt.contact_id = contact_id
+    except InvalidInput as exc:
+        errors.append(str(exc))
+    if values["number"]:
+        e164 = normalize(values["number"], view.rt.service.policy.default_region)
+        if e164 is None:
+            errors.append(f"number: cannot read {values['number']!r} as a phone number")
+        flt.number_e164 = e164
+    calls: list[Call] = []
+    next_cursor = None
+    if not errors:
+        try:
+            page = await view.rt.service.list_calls(
+                flt, PAGE_SIZE, q.get("cursor") or None, scope=view.scope
+            )
+            calls, next_cursor = page.items, page.next_cursor
+        except InvalidInput as exc:
+            errors.append(str(exc))
+    contacts = await contacts_by_id(view.rt, [c.contact_id for c in calls])
+    filtered = any(values.values())
+    return render(
+        request,
+        "calls.html",
+        {
+            "view": view,
+            "calls": calls,
+            "contacts": contacts,
+            "values": values,
+            "errors": errors,
+            "filter_contact": contact,
+            "without_contact": url_with(
+                "/calls", {k: v for k, v in values.items() if k != "contact"}
+            ),
+            "filtered": filtered,
+            "first_page": not q.get("cursor"),
+            "pager": pager(request, next_cursor, FILTERS),
+            "directions": DIRECTIONS,
+            "outcomes": OUTCOMES,
+            "reps": view.visible_users() if view.supervisor else [],
+        },
+        status=400 if errors else 200,
+    )
+
+
+# -- one call --------------------------------------------------------------------------
+async def _visible_call(view: RepView, call_id: int) -> Call:
+    try:
+        call = await view.rt.service.get_call(call_id)
+    except NotFound:
+        raise not_found("call") from None
+    if not await view.rt.service.can_see_call(view.scope, call):
+        raise not_found("call")
+    return call
+
+
+@dataclass
+class Step:
+    """One line of a call's timeline: ``title``, then ``number`` as a click-to-call
+    button when there is one, then ``tail``."""
+
+    at: float | None
+    title: str
+    detail: str = ""
+    kind: str = "info"
+    number: str | None = None
+    tail: str = ""
+
+
+def _who(view: RepView, ext: str | None) -> str:
+    if not ext:
+        return "?"
+    user = view.by_ext(ext)
+    return f"ext {ext} ({user.display_name})" if user else f"ext {ext}"
+
+
+def call_timeline(view: RepView, call: Call, remote: str | None) -> list[Step]:
+    """The call's story from its stored fields, in order.  ``remote`` is the outside
+    party's number (None when unknown)."""
+    steps: list[Step] = []
+    party = "" if remote else " an unknown number"
+    if call.direction == "inbound":
+        line = f" on line {call.did}" if call.did else ""
+        steps.append(
+            Step(
+                call.started_at,
+                f"Call from{party}",
+                call.caller_name or "",
+                number=remote,
+                tail=line,
+            )
+        )
+    elif call.direction == "outbound":
+        steps.append(
+            Step(call.started_at, f"{_who(view, call.caller)} dialled{party}", number=remote)
+        )
+    else:
+        steps.append(
+            Step(call.started_at, f"{_who(view, call.caller)} called {_who(view, call.callee)}")
+        )
+    if call.queue:
+        steps.append(Step(None, f"Queued in {call.queue}", kind="queue"))
+    for ext in call.rang:
+        steps.append(Step(None, f"Rang {_who(view, ext)}", kind="rang"))
+    if call.answered and call.answered_at is not None:
+        by = call.answered_by
+        ring = f"after {format_duration(call.ring_seconds)} ringing" if call.ring_seconds else ""
+        if (call.direction == "outbound" and view.by_ext(by) is None) or not by:
+            steps.append(
+                Step(
+                    call.answered_at,
+                    f"Answered{' by' if remote else ''}",
+                    ring,
+                    "answered",
+                    number=remote,
+                )
+            )
+        else:
+            steps.append(Step(call.answered_at, f"Answered by {_who(view, by)}", ring, "answered"))
+    for t in call.transfers:
+        steps.append(
+            Step(
+                t.at,
+                f"{t.kind.capitalize()} transfer",
+                f"from {_who(view, t.from_)} to {_who(view, t.to)}",
+                "transfer",
+            )
+        )
+    if not call.answered:
+        words = call.outcome.replace("_", " ")
+        steps.append(Step(call.ended_at, f"Not answered ({words})", "", "missed"))
+    detail = HANGUP_WORDS.get(call.hangup_by or "", "")
+    if call.hangup_cause is not None:
+        detail = f"{detail} (cause {call.hangup_cause})" if detail else f"cause {call.hangup_cause}"
+    talk = f" · talked {format_duration(call.talk_seconds)}" if call.answered else ""
+    steps.append(Step(call.ended_at, f"Ended{talk}", detail, "ended"))
+    timed = sorted((s for s in steps if s.at is not None), key=lambda s: s.at or 0.0)
+    # steps without a time of their own (rang, queued) follow the start
+    return [timed[0], *(s for s in steps if s.at is None), *timed[1:]]
+
+
+async def _player_items(request: web.Request, call: Call) -> list[Any] | None:
+    """The recordings player's items when the recordings view is installed, else None."""
+    try:
+        module = importlib.import_module("web.recordings_view")
+    except ImportError:
+        return None
+    func = getattr(module, "player_items", None)
+    if func is None:
+        return None
+    try:
+        return list(await func(request, call))
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("recordings player for call %s", call.id)
+        return None
+
+
+async def _call_context(request: web.Request, view: RepView, call: Call) -> dict[str, Any]:
+    rt = view.rt
+    remote = call.remote_e164 or (call.caller if call.direction == "inbound" else call.callee)
+    contacts = await contacts_by_id(rt, [call.contact_id])
+    contact = contacts.get(call.contact_id) if call.contact_id else None
+    candidates: list[Contact] = []
+    if call.remote_e164 and call.match_reason != "erased":
+        candidates = [
+            c
+            for c in await rt.store.contacts_by_e164(call.remote_e164)
+            if view.can_open(c) and c.id != call.contact_id
+        ]
+    notes = await rt.service.notes(call.id or 0)
+    player = await _player_items(request, call)
+    recordings = [] if player is not None else await rt.service.recordings_for_call(call.id or 0)
+    task = await rt.store.callback_for_call(call.id or 0) if call.id else None
+    return {
+        "view": view,
+        "call": call,
+        "remote": remote,
+        "contact": contact,
+        "can_open_contact": view.can_open(contact),
+        "contact_owner": view.users.get(contact.owner_id) if contact and contact.owner_id else None,
+        "candidates": candidates,
+        "notes": notes,
+        "timeline": call_timeline(view, call, remote),
+        "player_items": player,
+        "recordings": recordings,
+        "recording_names": [os.path.basename(r) for r in call.recordings],
+        "task": task,
+        "rep": view.users.get(call.user_id) if call.user_id else None,
+        "results": NOTE_RESULTS,
+        "topics": NOTE_TOPICS,
+        "form": {"topic": "", "result": "", "comment": ""},
+        "errors": {},
+        "message": _message(request),
+    }
+
+
+def _message(request: web.Request) -> str:
+    if "noted" in request.query:
+        return "Note saved."
+    if "relinked" in request.query:
+        return "The call now belongs to the contact you chose."
+    return ""
+
+
+@routes.get(r"/calls/{call_id:\d+}")
+async def call_page(request: web.Request) -> web.StreamResponse:
+    view = await rep_view(request)
+    call = await _visible_call(view, int(request.match_info["call_id"]))
+    return render(request, "call.html", await _call_context(request, view, call))
+
+
+def validate_note(form: Any) -> tuple[dict[str, str], dict[str, str]]:
+    """The note's fields and the errors, by field (``_`` for the whole form)."""
+    raw = {k: form.get(k, "") for k in ("topic", "result", "comment")}
+    values = {k: (v if isinstance(v, str) else "").strip() for k, v in raw.items()}
+    errors: dict[str, str] = {}
+    if len(values["topic"]) > TOPIC_MAX:
+        errors["topic"] = f"Keep the topic under {TOPIC_MAX} characters."
+    if values["result"] and values["result"] not in NOTE_RESULTS:
+        errors["result"] = "Choose a result from the list."
+    if len(values["comment"]) > COMMENT_MAX:
+        errors["comment"] = f"Keep the comment under {COMMENT_MAX} characters."
+    if not any(values.values()):
+        errors["_"] = "Write a topic, a result or a comment: the note is empty."
+    return values, errors
+
+
+@routes.post(r"/calls/{call_id:\d+}/notes")
+async def add_note(request: web.Request) -> web.StreamResponse:
+    view = await rep_view(request)
+    call = await _visible_call(view, int(request.match_info["call_id"]))
+    values, errors = validate_note(await request.post())
+    if not errors:
+        try:
+            await view.rt.service.add_note(call.id or 0, view.user_id, **values)
+        except InvalidInput as exc:
+            errors["_"] = str(exc)
+    if errors:
+        ctx = await _call_context(request, view, call)
+        ctx.update(form=values, errors=errors)
+        return render(request, "call.html", ctx, status=400)
+    raise web.HTTPSeeOther(f"/calls/{call.id}?noted=1#notes")
+
+
+@routes.post(r"/calls/{call_id:\d+}/contact")
+async def relink(request: web.Request) -> web.StreamResponse:
+    view = await rep_view(request)
+    call = await _visible_call(view, int(request.match_info["call_id"]))
+    form = await request.post()
+    ctx = await _call_context(request, view, call)
+    error = ""
+    try:
+        contact_id = int_param(form_str(form, "contact_id"))
+    except InvalidInput:
+        contact_id = None
+    if contact_id is None or all(c.id != contact_id for c in ctx["candidates"]):
+        error = "Choose one of the contacts that have this call's number."
+    else:
+        try:
+            await view.rt.service.relink_call(call.id or 0, contact_id, view.user.username)
+        except (InvalidInput, NotFound) as exc:
+            error = str(exc)
+    if error:
+        ctx["errors"] = {"relink": error}
+        return render(request, "call.html", ctx, status=400)
+    raise web.HTTPSeeOther(f"/calls/{call.id}?relinked=1")
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)

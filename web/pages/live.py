@@ -1,0 +1,82 @@
+"""``GET /events``: the logged-in user's Server-Sent Events stream (screen pops, live
+lists, callbacks, click-to-call progress, the PBX link's state).
+
+Each message is one ``data:`` line holding ``{"kind": ..., "data": ...}``; a comment line
+every ``server.sse_heartbeat`` seconds (15 by default) keeps proxies from closing the
+connection.  The fan-out logic lives in ``web.live``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from ..app import RUNTIME, current_user
+from ..live import LIVE_HUB, LiveHub
+from ..render import ENV_KEY
+
+routes = web.RouteTableDef()
+POLL = 1.0
+"""Seconds between checks that the browser is still there."""
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+@routes.get("/events")
+async def events(request: web.Request) -> web.StreamResponse:
+    user = current_user(request)
+    hub = request.app[LIVE_HUB]
+    viewer = await hub.viewer_for(user)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    client = hub.connect(viewer)
+    loop = asyncio.get_running_loop()
+    beat = loop.time() + hub.heartbeat
+    try:
+        await response.write(b"retry: 3000\n: connected\n\n")
+        while not client.closed:
+            messages = await client.wait(min(POLL, hub.heartbeat))
+            if messages:
+                await response.write("".join(f"data: {m}\n\n" for m in messages).encode())
+                beat = loop.time() + hub.heartbeat
+            elif loop.time() >= beat:
+                await response.write(b": ping\n\n")
+                beat = loop.time() + hub.heartbeat
+            if _gone(request):
+                break
+    except (ConnectionResetError, RuntimeError):
+        pass  # the browser went away mid-write
+    finally:
+        hub.disconnect(client)
+    return response
+
+
+async def _start_hub(app: web.Application) -> None:
+    await app[LIVE_HUB].start()
+
+
+async def _stop_hub(app: web.Application) -> None:
+    hub = app[LIVE_HUB]
+    if hub.rt.extras.get("live_hub") is hub:
+        del hub.rt.extras["live_hub"]
+    await hub.close()
+
+
+def setup(app: web.Application) -> None:
+    rt = app[RUNTIME]
+    hub = LiveHub(rt, app.get(ENV_KEY))
+    app[LIVE_HUB] = hub
+    rt.extras.setdefault("live_hub", hub)
+    app.on_startup.append(_start_hub)
+    app.on_shutdown.append(_stop_hub)
+    app.router.add_routes(routes)
