@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +25,9 @@ class Event:
     payload: Any
     extensions: frozenset[str] = frozenset()
     user_ids: frozenset[int] = frozenset()
+    origin: str | None = None
+    """None for an event raised in this process; the sending process's id for one that
+    arrived from another process (``crm.fanout``), so it is never sent back out."""
 
     @property
     def targeted(self) -> bool:
@@ -81,10 +87,24 @@ class Subscription:
             yield await self._queue.get()
 
 
+Tap = Callable[[Event], None]
+
+
 class EventBus:
     def __init__(self, default_maxsize: int = 100) -> None:
         self._subs: set[Subscription] = set()
+        self._taps: list[Tap] = []
         self.default_maxsize = default_maxsize
+
+    def add_tap(self, tap: Tap) -> None:
+        """Also hand every published event to ``tap`` (synchronously, before the
+        subscribers): how ``crm.fanout`` sends events to other processes.  A tap must not
+        block; its exceptions are swallowed so a broken tap never stops local delivery."""
+        self._taps.append(tap)
+
+    def remove_tap(self, tap: Tap) -> None:
+        with contextlib.suppress(ValueError):
+            self._taps.remove(tap)
 
     def subscribe(
         self,
@@ -111,6 +131,11 @@ class EventBus:
 
     def publish(self, event: Event) -> int:
         """Hand ``event`` to every interested subscriber now; returns how many got it."""
+        for tap in self._taps:
+            try:
+                tap(event)
+            except Exception:
+                log.exception("event bus tap failed on %s", event.kind)
         delivered = 0
         for sub in list(self._subs):
             if sub.wants(event):

@@ -12,12 +12,13 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ami_bridge.facts import CallProgress, CallRecord, Fact, OriginateResult
 
 from . import leads
 from .callbacks import CallbackChange, apply_call
+from .eventjson import jsonable
 from .events import Event, EventBus
 from .models import Call, Contact
 from .phones import normalize
@@ -48,6 +49,15 @@ class LiveCall:
     match_reason: str
 
 
+@dataclass(slots=True)
+class LiveTrace:
+    """What the ingest remembers of a call in progress beyond its latest progress."""
+
+    started_at: float
+    rung: set[str] = field(default_factory=set)
+    answered_at: float | None = None
+
+
 def _extensions(*values: str | Iterable[str] | None) -> frozenset[str]:
     out: set[str] = set()
     for value in values:
@@ -67,12 +77,21 @@ class Ingest:
         policy: LeadPolicy,
         bus: EventBus | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        pbx_link_id: int | None = None,
+        keep_live: bool = False,
     ) -> None:
         self.store = store
         self.policy = policy
         self.bus = bus or EventBus()
         self.clock = clock
+        self.pbx_link_id = pbx_link_id
+        """The link whose facts this ingest takes: stamped on every call it writes."""
+        self.keep_live = keep_live
+        """Persist the state of calls in progress (``live_calls``) so that the process
+        taking the link over after this one dies can finish them (``crm.recovery``)."""
         self._pops: OrderedDict[str, tuple[int | None, str | None, str]] = OrderedDict()
+        self._seen: OrderedDict[str, LiveTrace] = OrderedDict()
 
     async def handle(self, fact: Fact) -> Ingested | LiveCall | None:
         if isinstance(fact, CallRecord):
@@ -129,8 +148,11 @@ class Ingest:
                 contact_id=contact.id if contact else None,
                 user_id=user_id,
                 match_reason=reason,
+                pbx_link_id=self.pbx_link_id,
             )
             call = await tx.upsert_call(call, now)
+            if self.keep_live:
+                await tx.delete_live_call(rec.linkedid)
             if contact is not None and contact.id is not None:
                 await tx.touch_contact(contact.id, rec.started_at)
                 if contact.last_contact_at is None or contact.last_contact_at < rec.started_at:
@@ -192,7 +214,33 @@ class Ingest:
         if fact.direction == "internal":
             targets |= _extensions(fact.callee)
         self.bus.publish(Event("call_progress", live, extensions=targets))
+        if self.keep_live:
+            await self._keep(fact)
         return live
+
+    async def _keep(self, fact: CallProgress) -> None:
+        """Persist what is known of the call so far (after the pop went out: a slow
+        database must not delay the screen pop)."""
+        trace = self._seen.get(fact.linkedid)
+        if trace is None:
+            trace = self._seen[fact.linkedid] = LiveTrace(started_at=fact.at)
+            while len(self._seen) > 5000:
+                self._seen.popitem(last=False)
+        trace.rung.update(fact.ringing)
+        if fact.answered_by and trace.answered_at is None:
+            trace.answered_at = fact.at
+        snapshot = {
+            "progress": jsonable(fact),
+            "started_at": trace.started_at,
+            "rung": sorted(trace.rung),
+            "answered_at": trace.answered_at,
+        }
+        try:
+            await self.store.save_live_call(fact.linkedid, self.pbx_link_id, snapshot, fact.at)
+        except Exception:
+            log.exception("could not keep the state of call %s", fact.linkedid)
+        if fact.state == "ended":
+            self._seen.pop(fact.linkedid, None)
 
     async def _lookup(self, fact: CallProgress) -> tuple[int | None, str | None, str]:
         if fact.direction == "internal":

@@ -45,10 +45,22 @@ class Team:
 
 @dataclass(slots=True)
 class PbxLink:
-    """Groundwork for several PBXs per CRM; calls may carry the link they came from."""
+    """One PBX (an office, a tenant) the CRM listens to; its calls carry its id, and it
+    serves one team (``team_id``), whose managers see its calls."""
 
     id: int | None
     name: str
+    team_id: int | None = None
+
+
+@dataclass(slots=True)
+class LiveCallRow:
+    """The last known state of a call in progress on a link (``crm.recovery``)."""
+
+    linkedid: str
+    pbx_link_id: int | None
+    snapshot: dict[str, Any]
+    updated_at: float
 
 
 @dataclass(slots=True)

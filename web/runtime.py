@@ -22,6 +22,7 @@ from ami_bridge.replay_pbx import ReplayPbx
 from ami_bridge.tracker import CallTracker
 from config.settings import pbx_profile
 from crm.events import Event, EventBus
+from crm.holding import HoldingSink
 from crm.ingest import Ingest
 from crm.policy import LeadPolicy
 from crm.services import CrmService
@@ -122,19 +123,69 @@ async def open_runtime(settings: dict[str, Any], *, with_link: bool = True) -> R
     service = CrmService(store, policy)
     ingest = Ingest(store, policy, bus)
     rt = Runtime(settings, store, service, bus, ingest, Signer(key))
+    if store.dialect == "postgres":
+        await start_fanout(rt, url)
     if with_link:
-        start_link(rt)
+        start_links(rt, url if store.dialect == "postgres" else None)
     return rt
 
 
-def start_link(rt: Runtime) -> AmiLink:
-    """(Re)start the PBX link with the current ``[ami]`` settings."""
+async def start_fanout(rt: Runtime, url: str) -> None:
+    """Several processes on one PostgreSQL: every bus event reaches every process."""
+    from crm.fanout import Fanout
+    from crm.store.pg_notify import PgChannel
+
+    fanout = Fanout(rt.bus, PgChannel(url))
+    await fanout.start()
+    rt.extras["fanout"] = fanout
+    rt.on_close(fanout.close)
+
+
+def holding_sink(rt: Runtime) -> HoldingSink:
+    """The one sink every link of this process delivers to: a finished call that the store
+    refuses (locked, unreachable) is held and retried, never dropped; the admin sees it."""
+    sink = rt.extras.get("holding")
+    if sink is None:
+        sink = HoldingSink(
+            rt.ingest.handle, on_change=lambda st: rt.bus.publish(Event("store_status", st))
+        )
+        rt.extras["holding"] = sink
+        rt.on_close(sink.close)
+    return sink  # type: ignore[no-any-return]
+
+
+def start_links(rt: Runtime, database_url: str | None) -> None:
+    """The PBX links: one ``[ami]`` link on SQLite runs as it always did
+    (``start_link``); on PostgreSQL, or with ``[[pbx_links]]``, the link manager runs
+    them (one consumer per link across processes)."""
+    from .linkmanager import LinkManager, link_configs
+
+    if database_url is None and not rt.settings.get("pbx_links"):
+        start_link(rt)
+        return
+    retry = float(rt.settings.get("server", {}).get("link_retry_seconds", 1.0))
+    manager = LinkManager(rt, link_configs(rt.settings), database_url=database_url, retry=retry)
+    rt.extras["link_manager"] = manager
+    rt.on_close(manager.close)
+    manager.start()
+
+
+def start_link(rt: Runtime) -> AmiLink | None:
+    """(Re)start the PBX link with the current ``[ami]`` settings (through the link
+    manager when one runs the links: then the link may start in another process)."""
     from ami_bridge.link import settings_from_config
+
+    manager = rt.extras.get("link_manager")
+    if manager is not None:
+        rt.spawn(manager.restart(), "link-manager-restart")
+        return rt.link
 
     tracker = CallTracker(pbx_profile(rt.settings))
 
+    sink = holding_sink(rt)
+
     async def deliver(fact: Fact) -> None:
-        await rt.ingest.handle(fact)
+        await sink(fact)
 
     def status(st: LinkStatus) -> None:
         rt.bus.publish(Event("link_status", st))

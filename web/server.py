@@ -14,7 +14,7 @@ from aiohttp import web
 from config.settings import redacted
 
 from .app import create_app
-from .runtime import Runtime, open_runtime, sqlite_url_absolute
+from .runtime import Runtime, open_runtime, sqlite_url_absolute, start_links
 from .workers import run_hooks
 
 log = logging.getLogger("crm")
@@ -34,7 +34,10 @@ def migrate(settings: dict[str, Any]) -> int:
 
 
 async def start(settings: dict[str, Any], *, demo: bool) -> tuple[Runtime, web.AppRunner]:
-    rt = await open_runtime(settings, with_link=not demo)
+    from .pages.admin import apply_stored_settings
+
+    rt = await open_runtime(settings, with_link=False)
+    await apply_stored_settings(rt)  # the admin's saved settings win over the file
     info: dict[str, Any] = {}
     if demo:
         from .demo import DEMO_PASSWORD, USERS, start_demo
@@ -43,6 +46,9 @@ async def start(settings: dict[str, Any], *, demo: bool) -> tuple[Runtime, web.A
         log.info("demo: replay PBX on 127.0.0.1:%s", info["pbx_port"])
         names = ", ".join(u[0] for u in USERS)
         print(f"demo logins: {names} — password {DEMO_PASSWORD}", flush=True)
+    else:
+        url = sqlite_url_absolute(settings["database"]["url"])
+        start_links(rt, url if rt.store.dialect == "postgres" else None)
     await run_hooks(rt)
     app = create_app(rt)
     runner = web.AppRunner(app, access_log=None)
@@ -74,6 +80,10 @@ def serve(settings: dict[str, Any], demo: bool = False) -> int:
         level=str(settings.get("server", {}).get("log_level", "INFO")).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # aiosqlite logs every statement with its values at DEBUG: secrets and hashes included
+    level = logging.getLogger().getEffectiveLevel()
+    for noisy in ("aiosqlite", "asyncpg"):
+        logging.getLogger(noisy).setLevel(max(level, logging.INFO))
     log.debug("settings: %s", redacted(settings))
     try:
         return asyncio.run(_main(settings, demo))

@@ -21,9 +21,11 @@ from ..models import (
     CallbackTask,
     CallFilter,
     Contact,
+    LiveCallRow,
     MissedCallRow,
     MissedSummary,
     Note,
+    PbxLink,
     RecordingRow,
     RecordingStatus,
     RepFigures,
@@ -136,6 +138,23 @@ class Store(ABC):
     ) -> list[Contact]: ...
 
     @abstractmethod
+    async def list_leads(
+        self,
+        statuses: Sequence[str],
+        source: str | None = None,
+        text: str | None = None,
+        e164: str | None = None,
+        digits: str | None = None,
+        owner_id: int | None = None,
+        limit: int = 50,
+        after_id: int | None = None,
+        user_ids: UserIds = None,
+    ) -> list[Contact]:
+        """Contacts whose lead status is one of ``statuses`` (and source ``source``),
+        ordered by id after ``after_id``; ``text``/``e164``/``digits``/``owner_id``/
+        ``user_ids`` as in ``search_contacts``."""
+
+    @abstractmethod
     async def count_contacts(self) -> int: ...
 
     @abstractmethod
@@ -199,7 +218,16 @@ class Store(ABC):
         limit: int = 50,
         cursor: CallCursor | None = None,
         user_ids: UserIds = None,
-    ) -> list[MissedCallRow]: ...
+        *,
+        rep_id: int | None = None,
+        line: str | None = None,
+        outcome: str | None = None,
+        callback: str | None = None,
+    ) -> list[MissedCallRow]:
+        """Unanswered inbound calls, newest first, keyset-paginated like ``list_calls``,
+        each with its callback task.  Narrowed by ``rep_id`` (their extension rang, or
+        the call, its callback task or the callback is theirs), ``line`` (the DID),
+        ``outcome``, and ``callback``: ``open``, ``closed`` or ``none`` (no task)."""
 
     # -- notes -----------------------------------------------------------------------
     @abstractmethod
@@ -341,3 +369,30 @@ class Store(ABC):
 
     @abstractmethod
     async def put_setting(self, section: str, values: dict[str, Any], at: float) -> None: ...
+
+    # -- PBX links and calls in progress (scale-out) --------------------------------
+    @abstractmethod
+    async def ensure_pbx_link(self, name: str, team: str | None = None) -> PbxLink:
+        """The link ``name`` (created if new), serving ``team`` (created if new)."""
+
+    @abstractmethod
+    async def list_pbx_links(self) -> list[PbxLink]: ...
+
+    @abstractmethod
+    async def save_live_call(
+        self, linkedid: str, pbx_link_id: int | None, snapshot: dict[str, Any], at: float
+    ) -> bool:
+        """Keep the latest state of a call in progress (not once its record exists)."""
+
+    @abstractmethod
+    async def delete_live_call(self, linkedid: str) -> None: ...
+
+    @abstractmethod
+    async def live_calls_for_link(self, pbx_link_id: int | None) -> list[LiveCallRow]: ...
+
+    @abstractmethod
+    async def list_live_calls(
+        self, since: float | None = None, limit: int = 500
+    ) -> list[LiveCallRow]:
+        """Calls in progress on every link (``live_calls``, kept when the ingest runs
+        with ``keep_live``), latest update first, updated at/after ``since``."""

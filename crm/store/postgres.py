@@ -4,6 +4,7 @@ so concurrent ingesters cannot create twin leads or twin callback tasks."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -72,7 +73,9 @@ class PostgresStore(SqlStore):
                 if not exists:
                     # Identifiers cannot be bound; quote_ident does the escaping server-side.
                     quoted = await conn.fetchval("SELECT quote_ident($1)", schema)
-                    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+                    # Several processes starting at once race here; the loser is fine.
+                    with contextlib.suppress(asyncpg.UniqueViolationError):
+                        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
             finally:
                 await conn.close()
             settings["search_path"] = schema
@@ -116,6 +119,9 @@ class PostgresStore(SqlStore):
 
     def _texts_param(self, texts: Sequence[str]) -> Any:
         return list(texts)
+
+    def _index_hint(self, index: str) -> str:
+        return ""
 
     def _day(self, epoch_sql: str) -> str:
         return f"to_char(to_timestamp({epoch_sql}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"

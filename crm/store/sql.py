@@ -32,7 +32,9 @@ from ..models import (
 )
 from .interface import CallCursor, Store, UserIds
 from .sql_catalogue import CatalogueQueries
-from .sql_common import MISSED_SQL
+from .sql_common import CONTACT_COLS, MISSED_SQL
+from .sql_filters import FilterQueries
+from .sql_links import LinkQueries
 from .sql_reports import ReportQueries
 
 Row = Mapping[str, Any]
@@ -67,10 +69,6 @@ def _transfers(value: Any) -> tuple[Transfer, ...]:
     )
 
 
-CONTACT_COLS = (
-    "id, name, company, email, owner_id, tags, custom, lead_status, lead_source, "
-    "lead_created_at, created_at, updated_at, last_contact_at, erased"
-)
 CALL_COLS = (
     "id, linkedid, direction, caller, caller_raw, caller_name, callee, callee_e164, did, "
     "rang, answered, answered_by, final_agent, transfers, outcome, hangup_by, started_at, "
@@ -179,7 +177,7 @@ def _audit_row(row: Row) -> AuditEntry:
     )
 
 
-class SqlStore(ReportQueries, CatalogueQueries, Store):
+class SqlStore(ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, Store):
     """Everything but connection handling.  ``_conn`` is set on stores handed out by
     ``transaction()``; the root store borrows a connection per call."""
 
@@ -218,6 +216,13 @@ class SqlStore(ReportQueries, CatalogueQueries, Store):
         """Case-insensitive substring test of ``column`` against parameter $n (a
         lower-cased pattern with % around it)."""
         return f"lower({column}) LIKE ${n}"
+
+    def _index_hint(self, index: str) -> str:
+        """Pin the index a keyset walk must use (SQLite's ``INDEXED BY``).  Without
+        statistics SQLite prefers ``calls_outcome``'s four ranges and sorts every missed
+        call of the period before taking a page; PostgreSQL plans from its statistics
+        and gets no hint.  ``index`` is always one of our own names, never user input."""
+        return f"INDEXED BY {index}"
 
     def _day(self, epoch_sql: str) -> str:
         """SQL for the UTC day ``YYYY-MM-DD`` of a POSIX-seconds expression."""
@@ -506,17 +511,17 @@ class SqlStore(ReportQueries, CatalogueQueries, Store):
             rows = await c.fetch(f"SELECT {CONTACT_COLS} {self._BY_E164}", e164)
             return await self._contacts(c, rows)
 
-    async def search_contacts(
+    def _contact_filters(
         self,
-        text: str | None = None,
-        e164: str | None = None,
-        digits: str | None = None,
-        owner_id: int | None = None,
-        limit: int = 50,
-        after_id: int | None = None,
-        user_ids: UserIds = None,
-    ) -> list[Contact]:
-        args: list[Any] = [after_id or 0, limit]
+        args: list[Any],
+        text: str | None,
+        e164: str | None,
+        digits: str | None,
+        owner_id: int | None,
+        user_ids: UserIds,
+    ) -> list[str]:
+        """The search and visibility terms of the contact lists (alias ``c``), binding
+        their values onto ``args``: shared by ``search_contacts`` and ``list_leads``."""
         alternatives: list[str] = []
         if text:
             args.append("%" + text.lower().replace("%", "").replace("_", "") + "%")
@@ -534,7 +539,7 @@ class SqlStore(ReportQueries, CatalogueQueries, Store):
             alternatives.append(
                 f"c.id IN (SELECT contact_id FROM contact_phones WHERE e164 LIKE ${len(args)})"
             )
-        where = ["c.id > $1", "NOT c.erased"]
+        where = ["NOT c.erased"]
         if alternatives:
             where.append("(" + " OR ".join(alternatives) + ")")
         if owner_id is not None:
@@ -543,6 +548,20 @@ class SqlStore(ReportQueries, CatalogueQueries, Store):
         if user_ids is not None:
             args.append(self._ids_param(user_ids))
             where.append(f"(c.owner_id IS NULL OR c.owner_id {self._ids_in(len(args))})")
+        return where
+
+    async def search_contacts(
+        self,
+        text: str | None = None,
+        e164: str | None = None,
+        digits: str | None = None,
+        owner_id: int | None = None,
+        limit: int = 50,
+        after_id: int | None = None,
+        user_ids: UserIds = None,
+    ) -> list[Contact]:
+        args: list[Any] = [after_id or 0, limit]
+        where = ["c.id > $1", *self._contact_filters(args, text, e164, digits, owner_id, user_ids)]
         async with self._use() as c:
             rows = await c.fetch(
                 f"SELECT {CONTACT_COLS} FROM contacts c WHERE {' AND '.join(where)} "
@@ -848,24 +867,53 @@ class SqlStore(ReportQueries, CatalogueQueries, Store):
         limit: int = 50,
         cursor: CallCursor | None = None,
         user_ids: UserIds = None,
+        *,
+        rep_id: int | None = None,
+        line: str | None = None,
+        outcome: str | None = None,
+        callback: str | None = None,
     ) -> list[MissedCallRow]:
         args: list[Any] = [limit]
         where = [
             "calls.direction = 'inbound'",
             f"calls.outcome {MISSED_SQL}",
-            *self._call_filter(CallFilter(since=since, until=until), args),
+            *self._call_filter(CallFilter(since=since, until=until, outcome=outcome), args),
         ]
+        if line:
+            args.append(line)
+            where.append(f"calls.did = ${len(args)}")
+        if callback:
+            # COALESCE keeps the LEFT JOIN a left join (no task = "none"), so the planner
+            # still walks the calls index newest first instead of the tasks table.
+            args.append(callback)
+            where.append(f"COALESCE(t.status, 'none') = ${len(args)}")
+        if rep_id is not None:
+            args.append(rep_id)
+            n = len(args)
+            where.append(
+                f"(calls.user_id = ${n} OR t.owner_id = ${n} OR t.closed_by_user_id = ${n} "
+                f"OR EXISTS (SELECT 1 FROM user_extensions ue "
+                f"{self._json_values_join('calls.rang', 'rr')} "
+                f"WHERE ue.user_id = ${n} AND ue.extension = rr.value))"
+            )
         if user_ids is not None:
             args.append(self._ids_param(user_ids))
             where.append(self._visible_call("calls", len(args)))
         if cursor is not None:
             args.extend(cursor)
             where.append(f"(calls.started_at, calls.id) < (${len(args) - 1}, ${len(args)})")
+        if line:
+            index = "calls_missed_did"
+        elif outcome:
+            index = "calls_outcome"
+        else:
+            index = "calls_missed"
         sql = (
             f"SELECT {_call_cols('calls')}, t.id AS task_id, t.status AS task_status, "
             "t.owner_id AS task_owner_id, t.closed_by_user_id AS task_closed_by, "
             "t.closed_at AS task_closed_at, t.time_to_callback AS task_ttc "
-            "FROM calls LEFT JOIN callback_calls cc ON cc.call_id = calls.id "
+            f"FROM calls {self._index_hint(index)} "
+            "LEFT JOIN callback_calls cc ON cc.call_id = calls.id "
             "LEFT JOIN callback_tasks t ON t.id = cc.task_id "
             f"WHERE {' AND '.join(where)} "
             "ORDER BY calls.started_at DESC, calls.id DESC LIMIT $1"

@@ -12,6 +12,12 @@ Row = Mapping[str, Any]
 MISSED_SQL = "IN ('missed', 'abandoned', 'busy', 'no_answer')"
 """``models.MISSED_OUTCOMES`` as SQL."""
 
+CONTACT_COLS = (
+    "id, name, company, email, owner_id, tags, custom, lead_status, lead_source, "
+    "lead_created_at, created_at, updated_at, last_contact_at, erased"
+)
+"""The columns ``sql._contact_row`` reads, in the order the INSERTs write them."""
+
 
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,124 @@
+"""Events raised in one web process reach the subscribers of every other process.
+
+With several processes on one PostgreSQL, the process holding a PBX link publishes its
+screen pops on its own bus only; the browser of a rep may be connected to another one.
+``Fanout`` taps the local bus, sends every local event (as JSON, ``crm.eventjson``) over
+a channel (``crm.store.pg_notify``: LISTEN/NOTIFY), and republishes the events other
+processes sent on the local bus, marked with their origin so they are never sent again.
+
+Publishing stays synchronous and never waits for the database: the tap encodes the event
+and queues it (bounded: when the sender falls far behind, the oldest are dropped and
+counted), a single task sends them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .eventjson import event_from_json, event_to_json
+from .events import Event, EventBus
+
+log = logging.getLogger(__name__)
+
+
+class Channel(Protocol):
+    async def send(self, text: str) -> None: ...
+
+    async def listen(self, on_message: Callable[[str], Any]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Fanout:
+    def __init__(
+        self, bus: EventBus, channel: Channel, *, origin: str | None = None, maxsize: int = 10_000
+    ) -> None:
+        self.bus = bus
+        self.channel = channel
+        self.origin = origin or uuid.uuid4().hex
+        self.maxsize = maxsize
+        self.sent = 0
+        self.received = 0
+        self.dropped = 0
+        self.failed = 0
+        self._outbox: deque[str] = deque()
+        self._ready = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        self.bus.add_tap(self._tap)
+        self._tasks = [
+            asyncio.create_task(self._send_loop(), name="fanout-send"),
+            asyncio.create_task(self.channel.listen(self._on_message), name="fanout-listen"),
+        ]
+
+    async def close(self) -> None:
+        self.bus.remove_tap(self._tap)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        await self.channel.close()
+
+    # -- out ---------------------------------------------------------------------------
+    def _tap(self, event: Event) -> None:
+        if event.origin is not None:
+            return  # it came from another process: that one already told everybody
+        data = event_to_json(event)
+        data["origin"] = self.origin
+        if len(self._outbox) >= self.maxsize:
+            self._outbox.popleft()
+            self.dropped += 1
+        self._outbox.append(json.dumps(data, separators=(",", ":")))
+        self._ready.set()
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._outbox:
+                text = self._outbox.popleft()
+                try:
+                    await self.channel.send(text)
+                    self.sent += 1
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.failed += 1
+                    log.warning("fan-out: an event could not be sent: %s", exc)
+                    await asyncio.sleep(0.5)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Until everything queued was sent (tests, shutdown)."""
+        async with asyncio.timeout(timeout):
+            while self._outbox:
+                await asyncio.sleep(0.01)
+
+    # -- in ----------------------------------------------------------------------------
+    def _on_message(self, text: str) -> None:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            log.warning("fan-out: a message that is not JSON was skipped")
+            return
+        origin = data.get("origin")
+        if not isinstance(origin, str) or origin == self.origin:
+            return
+        try:
+            event = event_from_json(data, origin=origin)
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("fan-out: a malformed event was skipped: %s", exc)
+            return
+        self.received += 1
+        self.bus.publish(event)

@@ -1,0 +1,87 @@
+"""Cross-process fan-out over LISTEN/NOTIFY, two buses standing in for two processes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from ami_bridge.facts import CallProgress
+from crm.events import Event, EventBus
+from crm.fanout import Fanout
+from crm.ingest import LiveCall
+from crm.store import open_store
+from crm.store.pg_notify import PgChannel
+from crm.store.postgres import split_url
+
+
+def _progress(linkedid: str, name: str = "Ann") -> LiveCall:
+    p = CallProgress(linkedid, "ringing", "inbound", "+14155550201", name, "5551000", "5551000",
+                     ("101",), None, 100.0)  # fmt: skip
+    return LiveCall(p, None, None, "none")
+
+
+async def _pair(url: str) -> tuple[EventBus, Fanout, EventBus, Fanout]:
+    store = await open_store(url)  # migrated schema (event_spill)
+    await store.close()
+    buses, fanouts = [], []
+    for _ in range(2):
+        bus = EventBus()
+        fan = Fanout(bus, PgChannel(url))
+        await fan.start()
+        buses.append(bus)
+        fanouts.append(fan)
+    for fan in fanouts:
+        await asyncio.wait_for(fan.channel.listening.wait(), 10)  # type: ignore[attr-defined]
+    return buses[0], fanouts[0], buses[1], fanouts[1]
+
+
+async def test_events_reach_the_other_process_once_and_are_not_echoed(pg_url: str) -> None:
+    bus_a, fan_a, bus_b, fan_b = await _pair(pg_url)
+    try:
+        sub_a = bus_a.subscribe(maxsize=1000)
+        sub_b = bus_b.subscribe(extensions=["101"], maxsize=1000)
+        big = "x" * 20_000  # far over the NOTIFY limit: goes through event_spill
+        sent = [Event("call_progress", _progress(f"1.{i}"), frozenset({"101"})) for i in range(50)]
+        sent.append(Event("call_progress", _progress("1.big", big), frozenset({"101"})))
+        for event in sent:
+            bus_a.publish(event)
+        got = [await asyncio.wait_for(sub_b.get(), 10) for _ in sent]
+        assert [e.payload for e in got] == [e.payload for e in sent]  # in order, rebuilt
+        assert all(e.origin == fan_a.origin for e in got)
+        await fan_a.drain()
+        await fan_b.drain()
+        await asyncio.sleep(0.3)
+        assert sub_a.pending() == len(sent)  # its own events, none came back
+        assert fan_b.sent == 0 and fan_a.received == 0  # B never re-sent what it got
+        assert fan_a.channel.spilled == 1  # type: ignore[attr-defined]
+    finally:
+        await fan_a.close()
+        await fan_b.close()
+
+
+async def test_listener_reconnects_after_its_connection_is_killed(pg_url: str) -> None:
+    bus_a, fan_a, bus_b, fan_b = await _pair(pg_url)
+    try:
+        sub_b = bus_b.subscribe(maxsize=1000)
+        dsn, _ = split_url(pg_url)
+        admin = await asyncpg.connect(dsn)
+        try:
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'crm-fanout-listen' AND query LIKE 'LISTEN%'"
+            )
+        finally:
+            await admin.close()
+        channel_b: PgChannel = fan_b.channel  # type: ignore[assignment]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 15
+        while channel_b.reconnects == 0 or not channel_b.listening.is_set():
+            assert loop.time() < deadline, "listener did not come back"
+            await asyncio.sleep(0.05)
+        bus_a.publish(Event("call_progress", _progress("2.1"), frozenset({"101"})))
+        got = await asyncio.wait_for(sub_b.get(), 10)
+        assert got.payload == _progress("2.1")
+    finally:
+        await fan_a.close()
+        await fan_b.close()

@@ -1,0 +1,301 @@
+"""Several PBX links, each consumed by exactly one process at a time.
+
+Settings name the links: ``[[pbx_links]]`` entries (``name``, ``team`` and the ``[ami]``
+keys), or, without any, the ``[ami]`` section as one link called ``default``.
+
+On PostgreSQL every web process runs a ``LinkManager``; for each link it tries a
+session-level advisory lock (``crm.store.pg_locks``) about once a second.  The holder
+runs the AMI link, its tracker and an ingest that stamps the link's id on its calls and
+keeps the calls in progress in ``live_calls``.  When the holder dies, PostgreSQL drops
+its lock, another process gets it, connects, and the PBX's channel list (the link's
+resync) tells it which calls are still up: those the tracker finishes, the rest of the
+kept calls are written as incomplete records (``crm.recovery``).  If the lock's own
+connection drops, the holder stops the link at once: someone else may hold it now.
+
+On SQLite (one process) every link simply runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from ami_bridge.facts import Fact
+from ami_bridge.link import AmiLink, LinkStatus, settings_from_config
+from ami_bridge.protocol import Message, first
+from ami_bridge.tracker import CallTracker
+from config.settings import pbx_profile
+from crm.events import Event
+from crm.holding import HoldingSink
+from crm.ingest import Ingest
+from crm.models import PbxLink
+from crm.policy import LeadPolicy
+from crm.recovery import finish_orphans
+from crm.store import Store
+
+if TYPE_CHECKING:
+    from ami_bridge.link import Tracker
+
+    from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+LINK_KEYS = ("name", "team", "default_owner")
+RETRY_SECONDS = 1.0
+
+
+class LinkConfigError(ValueError):
+    """``[[pbx_links]]`` is wrong; the message says which entry and why."""
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    name: str
+    team: str | None
+    ami: dict[str, Any] = field(hash=False)
+    default_owner: str | None = None
+    """Username owning this link's unanswered calls' leads and callbacks; empty: the
+    first manager of the link's team."""
+
+
+def link_configs(settings: dict[str, Any]) -> list[LinkConfig]:
+    """The configured links; the ``[ami]`` values are the defaults of every entry."""
+    base = dict(settings.get("ami", {}))
+    entries = settings.get("pbx_links") or []
+    if not entries:
+        return [LinkConfig("default", None, base)]
+    out: list[LinkConfig] = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not str(entry.get("name", "")).strip():
+            raise LinkConfigError(f"pbx_links[{i}]: every link needs a name")
+        name = str(entry["name"]).strip()
+        if any(c.name == name for c in out):
+            raise LinkConfigError(f"pbx_links[{i}]: the name {name!r} is used twice")
+        ami = {**base, **{k: v for k, v in entry.items() if k not in LINK_KEYS}}
+        team = str(entry.get("team") or "").strip() or None
+        owner = str(entry.get("default_owner") or "").strip() or None
+        out.append(LinkConfig(name, team, ami, owner))
+    return out
+
+
+async def team_owner(store: Store, row: PbxLink, username: str | None) -> int | None:
+    """Who owns a link's unowned work (leads and callbacks of calls nobody answered):
+    the configured user, else the first active manager of the link's team.  Owned by
+    someone of the team, that work stays inside the team's scope (``crm.access``): a
+    manager of another team never sees it."""
+    if username:
+        user = await store.get_user_by_username(username)
+        if user is not None and user.active:
+            return user.id
+        log.warning("link %s: default_owner %r is no active user", row.name, username)
+    if row.team_id is None:
+        return None
+    managers = [u for u in await store.list_users()
+                if u.role == "manager" and u.team_id == row.team_id and u.active]  # fmt: skip
+    return min((u.id for u in managers if u.id is not None), default=None)
+
+
+def link_policy(root: LeadPolicy, owner_id: int | None) -> LeadPolicy:
+    return root if owner_id is None else replace(root, default_owner_id=owner_id)
+
+
+class ListingWatch:
+    """The tracker, plus a note of which calls the PBX listed on (re)connecting.
+
+    Delegates everything to the pure tracker; only watches the CoreShowChannel events
+    go by, so the link manager knows which kept calls are still up after a takeover."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.inner = tracker
+        self.listed: set[str] = set()
+        self.listings = 0
+        self.listed_once = asyncio.Event()
+        self._current: set[str] | None = None
+
+    def wants(self, name: str, frame_text: str) -> bool:
+        return self.inner.wants(name, frame_text)
+
+    def feed(self, msg: Message, at: float) -> list[Fact]:
+        name = first(msg.get("Event")) if msg.get("Event") is not None else None
+        if name == "CoreShowChannel":
+            if self._current is None:
+                self._current = set()
+            linkedid = msg.get("Linkedid")
+            if linkedid:
+                self._current.add(first(linkedid))
+        elif name == "CoreShowChannelsComplete":
+            self.listed = self._current or set()
+            self._current = None
+            self.listings += 1
+            self.listed_once.set()
+        return self.inner.feed(msg, at)
+
+    def tick(self, at: float) -> list[Fact]:
+        return self.inner.tick(at)
+
+    def begin_resync(self, at: float) -> None:
+        self._current = set()
+        self.inner.begin_resync(at)
+
+    def flush(self) -> list[Fact]:
+        return self.inner.flush()
+
+
+@dataclass
+class RunningLink:
+    config: LinkConfig
+    row: PbxLink
+    link: AmiLink
+    ingest: Ingest
+    watch: ListingWatch
+    recovered: list[str] = field(default_factory=list)
+
+
+class LinkManager:
+    def __init__(
+        self,
+        rt: Runtime,
+        configs: list[LinkConfig],
+        *,
+        database_url: str | None = None,
+        retry: float = RETRY_SECONDS,
+    ) -> None:
+        self.rt = rt
+        self.configs = configs
+        self.database_url = database_url
+        """A PostgreSQL URL: take a lock per link.  None: run every link (SQLite)."""
+        self.retry = retry
+        self.running: dict[str, RunningLink] = {}
+        self.statuses: dict[str, LinkStatus] = {}
+        self.takeovers = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        for cfg in self.configs:
+            self._tasks.append(asyncio.create_task(self._run(cfg), name=f"link-{cfg.name}"))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+
+    async def restart(self) -> None:
+        """Stop every link and start again from the current settings (admin page)."""
+        await self.close()
+        self.configs = link_configs(self.rt.settings)
+        self.start()
+
+    # -- one link ----------------------------------------------------------------------
+    async def _run(self, cfg: LinkConfig) -> None:
+        row = await self._link_row(cfg)
+        if self.database_url is None:
+            await self._serve(cfg, row, None)
+            return
+        from crm.store.pg_locks import SessionLock
+
+        lock = SessionLock(self.database_url, f"crm-link:{cfg.name}")
+        waiting_logged = False
+        try:
+            while True:
+                if await lock.try_acquire():
+                    log.info("link %s: this process is its consumer now", cfg.name)
+                    waiting_logged = False
+                    try:
+                        await self._serve(cfg, row, lock.lost)
+                    finally:
+                        await lock.release()
+                elif not waiting_logged:
+                    log.info("link %s: another process consumes it; standing by", cfg.name)
+                    waiting_logged = True
+                await asyncio.sleep(self.retry)
+        finally:
+            await lock.close()
+
+    async def _link_row(self, cfg: LinkConfig) -> PbxLink:
+        delay = 0.5
+        while True:
+            try:
+                return await self.rt.store.ensure_pbx_link(cfg.name, cfg.team)
+            except Exception as exc:  # the database may be restarting: keep trying
+                log.warning("link %s: cannot register it yet: %s", cfg.name, exc)
+                await asyncio.sleep(delay)
+                delay = min(10.0, delay * 2)
+
+    async def _serve(self, cfg: LinkConfig, row: PbxLink, lost: asyncio.Event | None) -> None:
+        rt = self.rt
+        root = rt.ingest
+        ingest = Ingest(rt.store, root.policy, rt.bus, root.clock,
+                        pbx_link_id=row.id, keep_live=True)  # fmt: skip
+        watch = ListingWatch(CallTracker(pbx_profile(rt.settings)))
+
+        owner_id = await team_owner(rt.store, row, cfg.default_owner)
+
+        async def handle(fact: Fact) -> None:
+            # The admin page may have replaced the root policy: follow it.
+            ingest.policy = link_policy(root.policy, owner_id)
+            await ingest.handle(fact)
+
+        # A finished call the store refuses for a while (restarting) is held and
+        # retried, as on the single-link path (``web.runtime.holding_sink``).
+        sink = HoldingSink(handle, on_change=lambda st: rt.bus.publish(Event("store_status", st)))
+
+        async def deliver(fact: Fact) -> None:
+            await sink(fact)
+
+        def status(st: LinkStatus) -> None:
+            self.statuses[cfg.name] = st
+            rt.bus.publish(Event("link_status", st))
+
+        link = AmiLink(settings_from_config(cfg.ami), watch, deliver, on_status=status)
+        running = RunningLink(cfg, row, link, ingest, watch)
+        self.running[cfg.name] = running
+        self._attach(link)
+        self.takeovers += 1
+        recovery = asyncio.create_task(self._recover(running), name=f"recover-{cfg.name}")
+        try:
+            await link.start()
+            if lost is None:
+                await asyncio.Future()  # until cancelled
+            else:
+                await lost.wait()
+                log.error("link %s: lost the lock; stopping the link", cfg.name)
+        finally:
+            recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await recovery
+            await link.stop(flush=False, drain_timeout=2.0)
+            with contextlib.suppress(Exception):
+                await sink.close()
+            self.running.pop(cfg.name, None)
+            self._detach(link)
+
+    async def _recover(self, running: RunningLink) -> None:
+        """After the first channel listing: finish the calls nobody else will."""
+        await running.watch.listed_once.wait()
+        await asyncio.sleep(0)  # let the link queue the listing's facts first
+        try:
+            running.recovered = await finish_orphans(running.ingest, running.watch.listed)
+        except Exception:
+            log.exception("link %s: could not finish the calls left behind",
+                          running.config.name)  # fmt: skip
+
+    def _attach(self, link: AmiLink) -> None:
+        """The first link this process runs is ``rt.link`` (status page, click-to-call)."""
+        if self.rt.link is None:
+            self.rt.link = link
+            c2c = self.rt.extras.get("clicktocall")
+            if c2c is not None:
+                c2c.link = link
+
+    def _detach(self, link: AmiLink) -> None:
+        if self.rt.link is link:
+            self.rt.link = next((r.link for r in self.running.values()), None)
+            c2c = self.rt.extras.get("clicktocall")
+            if c2c is not None:
+                c2c.link = self.rt.link
