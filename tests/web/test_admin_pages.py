@@ -4,6 +4,7 @@ and saved settings reach the running policy and the next startup."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from html import unescape
@@ -360,3 +361,39 @@ async def test_csrf_token_on_admin_forms(client: TestClient, people: People) -> 
         assert forms, path
         for form in forms:
             assert f'name="_csrf" value="{token}"' in form, path
+
+
+async def test_admin_sees_calls_held_while_the_database_refuses_them(
+    client: TestClient, rt: Runtime, people: People
+) -> None:
+    """A store that refuses writes: the finished call is held, the admin page and the
+    health check say so, and it is written once the store accepts again."""
+    from web.runtime import holding_sink
+
+    refusing = True
+    real = rt.ingest.handle
+
+    async def flaky(fact: object) -> object:
+        if refusing:
+            raise OSError("database is locked")
+        return await real(fact)  # type: ignore[arg-type]
+
+    rt.ingest.handle = flaky  # type: ignore[method-assign]
+    sink = holding_sink(rt)
+    record = inbound("+14155550142", answered_by=None)
+    await sink(record)
+    assert sink.status.held == 1
+    await login(client, "admin")
+    page = await (await client.get("/admin")).text()
+    assert "1 finished call waiting to be written" in page
+    assert "database is locked" in page
+    health = await (await client.get("/healthz")).json()
+    assert health["ok"] is False and health["calls_waiting_for_database"] == 1
+    refusing = False
+    sink.retry_now()
+    for _ in range(100):
+        if sink.status.held == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert await rt.store.get_call_by_linkedid(record.linkedid) is not None
+    assert "All finished calls written." in await (await client.get("/admin")).text()

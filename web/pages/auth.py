@@ -80,8 +80,14 @@ async def logout(request: web.Request) -> web.StreamResponse:
 async def health(request: web.Request) -> web.StreamResponse:
     rt = runtime(request)
     status = rt.link_status
+    sink = rt.extras.get("holding")
+    held = sink.status.held if sink is not None else 0
     return web.json_response(
-        {"ok": True, "link": status.state if status is not None else "not configured"}
+        {
+            "ok": held == 0,
+            "link": status.state if status is not None else "not configured",
+            "calls_waiting_for_database": held,
+        }
     )
 
 
