@@ -28,6 +28,7 @@ from ami_bridge.facts import CallRecord
 from ami_bridge.protocol import Message
 from ami_bridge.replay import replay_facts
 from ami_bridge.replay_pbx import IdAllocator
+from crm.store.pg_locks import KEY_SQL
 from crm.store.postgres import split_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -208,15 +209,21 @@ class Cluster:
 
 
 async def link_holder(pg_url: str, link: str) -> int | None:
-    """The pid of the process holding ``link``'s advisory lock (from the lock
-    connection's application_name), or None."""
-    dsn, _ = split_url(pg_url)
-    conn = await asyncpg.connect(dsn)
+    """The pid of the process holding ``link``'s advisory lock in this test's schema (the
+    key, as ``crm.store.pg_locks`` computes it, tells it apart from other runs sharing the
+    database), from the lock connection's application_name; None when nobody holds it."""
+    dsn, schema = split_url(pg_url)
+    settings = {"search_path": schema} if schema else None
+    conn = await asyncpg.connect(dsn, server_settings=settings)
     try:
         name = await conn.fetchval(
-            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE $1",
-            f"crm-lock:crm-link:{link}:%",
+            f"WITH k AS (SELECT {KEY_SQL} AS key) "
+            "SELECT a.application_name FROM k, pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+            "AND l.classid = ((k.key >> 32) & 4294967295)::oid "
+            "AND l.objid = (k.key & 4294967295)::oid",
+            f"crm-link:{link}",
         )
     finally:
         await conn.close()
