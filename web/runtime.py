@@ -63,7 +63,8 @@ def sqlite_url_absolute(url: str) -> str:
 
 @dataclass
 class Runtime:
-    settings: dict[str, Any]
+    settings: dict[str, Any] = field(repr=False)
+    """Holds the AMI secret: never in a repr, a log line or a page."""
     store: Store
     service: CrmService
     bus: EventBus

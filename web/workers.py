@@ -37,12 +37,13 @@ async def start_recordings(rt: Runtime) -> None:
 
     async def retention() -> None:
         while True:
-            days = int(rt.settings.get("recordings", {}).get("retention_days", 0) or 0)
+            current = rt.settings.get("recordings", {})  # the admin may change it any day
+            days = int(current.get("retention_days", 0) or 0)
             if days > 0:
                 try:
                     report = await purge(
                         rt.service, media_dir, directory, days, time.time(),
-                        delete_originals=bool(cfg.get("delete_originals", False)),
+                        delete_originals=bool(current.get("delete_originals", False)),
                     )  # fmt: skip
                     if report.deleted:
                         log.info("retention: deleted %d recording files", report.deleted)

@@ -8,6 +8,7 @@ file wait up to the busy timeout rather than failing at once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
 import time
@@ -23,6 +24,11 @@ from .migrations import migrations_for
 from .sql import Conn, Row, SqlStore
 
 BUSY_TIMEOUT_MS = 10_000
+
+# aiosqlite logs every statement with its parameters at DEBUG: user data, password hashes
+# and the stored AMI secret would reach any log configured at DEBUG.  Its INFO and above
+# (errors) still pass.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 

@@ -94,6 +94,8 @@ async def json_body(request: web.Request, schema: str) -> dict[str, Any]:
         body = await request.json(loads=json.loads)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "the body is not valid JSON") from None
+    except RecursionError:
+        raise ApiError(400, "the body is nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(422, "the body must be a JSON object", "body")
     check(body, SCHEMAS[schema])

@@ -69,10 +69,10 @@ def apply_region(env: jinja2.Environment, region: str) -> None:
 
 async def apply_stored_settings(rt: Runtime) -> None:
     """At startup, before the link starts: the settings saved from the admin pages
-    (``ami``, ``numbers``, ``leads``) override the config file's, and the lead policy is
-    rebuilt from the result.  Call it before ``create_app`` so the templates' number
+    (``ami``, ``numbers``, ``leads``, ``recordings``) override the config file's, and the
+    lead policy is rebuilt from the result.  Call it before ``create_app`` so the templates' number
     region is the stored one too."""
-    for section in ("ami", "numbers", "leads"):
+    for section in ("ami", "numbers", "leads", "recordings"):
         stored = await rt.service.get_setting(section)
         if stored:
             rt.settings.setdefault(section, {}).update(stored)

@@ -39,6 +39,8 @@ async def events(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
+    if request.method == "HEAD":  # aiohttp routes HEAD here too: headers only, no stream
+        return response
     client = hub.connect(viewer)
     loop = asyncio.get_running_loop()
     beat = loop.time() + hub.heartbeat
