@@ -23,7 +23,9 @@ from .admin_settings import SettingsServices
 from .catalogue import RecordingServices
 from .errors import InvalidInput, NotFound
 from .models import (
+    LEAD_SOURCES,
     LEAD_STATUSES,
+    MISSED_OUTCOMES,
     ROLES,
     AuditEntry,
     Call,
@@ -54,6 +56,8 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _EXTENSION = re.compile(r"^\d{2,6}$")
 T = TypeVar("T")
+OPEN_LEAD_STATUSES: tuple[LeadStatus, ...] = ("new", "contacted", "qualified")
+"""A lead still being worked: neither converted nor junk."""
 
 
 def encode_cursor(cursor: CallCursor) -> str:
@@ -393,6 +397,73 @@ class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServi
             after_id, limit, owner_id, scope.ids() if scope else None
         )
 
+    def _search_terms(self, query: str) -> tuple[str | None, str | None, str | None]:
+        """(text, e164, digits) of a search box, read as ``search_contacts`` reads it."""
+        query = (query or "").strip()
+        e164 = normalize(query, self.policy.default_region) if query else None
+        digits = digits_only(query)
+        mostly_digits = len(digits) >= 4 and len(digits) * 2 >= len(query.replace(" ", ""))
+        return query or None, e164, digits if mostly_digits else None
+
+    async def list_leads(
+        self,
+        scope: Scope | None = None,
+        statuses: str | Iterable[str] | None = None,
+        source: str | None = None,
+        query: str = "",
+        limit: int = 50,
+        cursor: str | None = None,
+        owner_id: int | None = None,
+    ) -> Page[Contact]:
+        """Leads by id, filtered by the database (not by reading contacts in batches):
+        ``statuses`` one or several of ``LEAD_STATUSES``, or ``open`` (not converted nor
+        junk), None for every lead; ``source`` one of ``LEAD_SOURCES``; ``query`` as in
+        ``search_contacts``; within ``scope``.  ``cursor`` is the previous page's
+        ``next_cursor`` (the last contact id)."""
+        if statuses is None:
+            wanted: set[str] = set(LEAD_STATUSES)
+        else:
+            names = [statuses] if isinstance(statuses, str) else list(statuses)
+            wanted = set()
+            for name in names:
+                if name == "open":
+                    wanted.update(OPEN_LEAD_STATUSES)
+                elif name in LEAD_STATUSES:
+                    wanted.add(name)
+                else:
+                    raise InvalidInput(
+                        f"lead status must be open or one of {', '.join(LEAD_STATUSES)}"
+                    )
+            if not wanted:
+                raise InvalidInput("choose at least one lead status")
+        if source is not None and source not in LEAD_SOURCES:
+            raise InvalidInput(f"lead source must be one of {', '.join(LEAD_SOURCES)}")
+        after_id: int | None = None
+        if cursor:
+            try:
+                after_id = int(cursor)
+            except ValueError:
+                after_id = -1
+            if after_id < 0:
+                raise InvalidInput("bad page cursor")
+        limit = max(1, min(limit, 1000))
+        text, e164, digits = self._search_terms(query)
+        found = await self.store.list_leads(
+            [s for s in LEAD_STATUSES if s in wanted],
+            source,
+            text,
+            e164,
+            digits,
+            owner_id,
+            limit + 1,
+            after_id,
+            scope.ids() if scope else None,
+        )
+        if len(found) > limit:
+            found = found[:limit]
+            return Page(found, str(found[-1].id))
+        return Page(found, None)
+
     async def merge_contacts(self, keep_id: int, drop_id: int, actor: str) -> Contact:
         """``drop_id``'s calls, callbacks and numbers move to ``keep_id``; blank fields of
         the kept contact are filled from the other; tags are united."""
@@ -486,10 +557,30 @@ class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServi
         limit: int = 50,
         cursor: str | None = None,
         scope: Scope | None = None,
+        *,
+        rep_id: int | None = None,
+        line: str | None = None,
+        outcome: str | None = None,
+        callback: str | None = None,
     ) -> Page[MissedCallRow]:
+        """The audit's rows, every filter applied by the store (see ``Store.missed_calls``:
+        ``rep_id`` rung, answered, owns or closed the callback; ``line`` the DID;
+        ``outcome``; ``callback`` ``open``/``closed``/``none``)."""
+        if outcome and outcome not in MISSED_OUTCOMES:
+            raise InvalidInput(f"outcome must be one of {', '.join(sorted(MISSED_OUTCOMES))}")
+        if callback and callback not in ("open", "closed", "none"):
+            raise InvalidInput("callback status must be one of open, closed, none")
         limit = max(1, min(limit, 500))
         rows = await self.store.missed_calls(
-            since, until, limit + 1, decode_cursor(cursor), scope.ids() if scope else None
+            since,
+            until,
+            limit + 1,
+            decode_cursor(cursor),
+            scope.ids() if scope else None,
+            rep_id=rep_id,
+            line=line or None,
+            outcome=outcome or None,
+            callback=callback or None,
         )
         return _page(rows, limit, lambda r: (r.call.started_at, r.call.id or 0))
 

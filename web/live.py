@@ -35,8 +35,10 @@ from aiohttp import web
 
 from ami_bridge.facts import CallProgress, iso_utc
 from crm.access import Scope, can_see_call, can_see_callback, can_see_contact
+from crm.eventjson import from_jsonable
 from crm.events import Event, Subscription
-from crm.models import Call, CallbackTask, CallFilter, Contact, User
+from crm.models import Call, CallbackTask, CallFilter, Contact, LiveCallRow, User
+from crm.originate_relay import RELAY_KINDS
 from crm.phones import normalize
 
 from .render import format_number
@@ -54,6 +56,11 @@ sends the pop without the details and an update when they arrive."""
 INFO_TTL = 20.0
 USERS_TTL = 30.0
 STALE_CALL_SECONDS = 6 * 3600.0
+SEED_LIMIT = 500
+"""Calls in progress read from the store per seeding (a PBX has far fewer up at once)."""
+ENDED_MEMORY = 2000
+"""Linkedids of calls that ended recently: a seed must not bring one back from a
+``live_calls`` row that its ingest has not deleted yet."""
 
 
 # -- plain JSON ----------------------------------------------------------------------
@@ -215,6 +222,9 @@ class LiveState:
     version: int = 0
     cache: dict[Any, Any] = field(default_factory=dict)
     """Rendered JSON and rows of the current ``version`` (shared by every viewer)."""
+    from_store: bool = False
+    """Known only from the store's ``live_calls`` (no bus event seen yet): dropped when
+    a later seed no longer finds it there."""
 
     def changed(self) -> None:
         self.version += 1
@@ -296,6 +306,7 @@ class LiveHub:
         self._info_cache = OrderedDict()
         self._contacts: OrderedDict[int, tuple[float, Contact | None]] = OrderedDict()
         self._late: set[asyncio.Task[None]] = set()
+        self._ended: OrderedDict[str, None] = OrderedDict()
         self.handled = 0
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -304,6 +315,7 @@ class LiveHub:
             return
         self._sub = self.rt.bus.subscribe(maxsize=10_000)
         self._seed_from_ingest()
+        await self.seed_from_store()
         self._task = asyncio.create_task(self._run(), name="live-hub")
 
     async def close(self) -> None:
@@ -344,6 +356,77 @@ class LiveHub:
                 self._update_state(item)
         except Exception:
             log.exception("live: could not read the ingest's live calls")
+
+    async def seed_from_store(self) -> None:
+        """Calls in progress the store knows of (``live_calls``, written by every ingest
+        that runs with ``keep_live``, in this process or another), so a hub started
+        mid-call, or a page loaded mid-call, lists them; their later events arrive over
+        the bus as usual.  Who sees which is decided per viewer (``view_of``), as for
+        calls heard on the bus.  A call known only from an earlier seed that is gone from
+        the store now has ended without this hub hearing of it, and is dropped."""
+        store = self.rt.store
+        try:
+            rows = await store.list_live_calls(time.time() - STALE_CALL_SECONDS, SEED_LIMIT)
+        except Exception:
+            log.exception("live: could not read the calls in progress from the store")
+            return
+        present = {row.linkedid for row in rows}
+        for linkedid in [k for k, st in self.calls.items() if st.from_store]:
+            if linkedid not in present:
+                self._forget(linkedid)
+        fresh = [r for r in reversed(rows) if r.linkedid not in self.calls]
+        fresh = [r for r in fresh if r.linkedid not in self._ended]
+        if not fresh:
+            return
+        await self._refresh_users()
+        for row in fresh:
+            try:
+                await self._seed_row(row)
+            except Exception:
+                log.exception("live: could not read the kept state of call %s", row.linkedid)
+                self._ended[row.linkedid] = None  # not again on every page load
+
+    async def _seed_row(self, row: LiveCallRow) -> None:
+        snap = row.snapshot
+        progress = from_jsonable(CallProgress, snap["progress"])
+        if progress.state == "ended" or row.linkedid in self.calls:
+            return
+        contact_id, contact_name, reason = await self._match(progress)
+        if row.linkedid in self.calls or row.linkedid in self._ended:
+            return  # its bus event overtook the lookup
+        st = LiveState(
+            row.linkedid,
+            progress,
+            contact_id,
+            contact_name,
+            reason,
+            started_at=float(snap.get("started_at") or progress.at),
+            from_store=True,
+        )
+        st.rung.update(snap.get("rung") or ())
+        st.rung.update(progress.ringing)
+        answered_at = snap.get("answered_at")
+        st.answered_at = float(answered_at) if answered_at is not None else None
+        self.calls[row.linkedid] = st
+        # oldest first, as the bus would have added them
+        for linkedid in [k for k, o in self.calls.items() if o.started_at > st.started_at]:
+            self.calls.move_to_end(linkedid)
+
+    async def _match(self, progress: CallProgress) -> tuple[int | None, str | None, str]:
+        """The contact a seeded call's pop names: the ingest's rule (``Ingest._lookup``)
+        for a call whose first event this hub never saw."""
+        if progress.direction == "internal":
+            return None, None, "internal"
+        e164 = normalize(remote_number(progress.direction, progress.caller, progress.callee),
+                         self.region)  # fmt: skip
+        if e164 is None or self.rt.service.policy.is_own_number(e164):
+            return None, None, "none"
+        ids = await self.rt.store.contact_ids_by_e164(e164)
+        if not ids:
+            return None, None, "none"
+        contact = await self._contact(ids[0])
+        reason = "unique" if len(ids) == 1 else f"most_recent_of_{len(ids)}"
+        return ids[0], contact.name if contact else None, reason
 
     # -- connections -------------------------------------------------------------------
     async def viewer_for(self, user: User) -> Viewer:
@@ -407,6 +490,8 @@ class LiveHub:
                 client.put(kind, self._link_json(event.payload, client.viewer))
         elif kind == "originate_result":
             return  # the rep hears about their click through click_progress
+        elif kind in RELAY_KINDS:
+            return  # work between processes (originate_request...), never for a browser
         else:
             data = jsonable(event.payload)
             for client in list(self.clients):
@@ -443,6 +528,7 @@ class LiveHub:
         if progress.state == "answered" and st.answered_at is None:
             st.answered_at = progress.at
         st.seen = time.monotonic()
+        st.from_store = False
         st.changed()
         return st
 
@@ -477,6 +563,10 @@ class LiveHub:
             client.calls.discard(st.linkedid)
 
     def _forget(self, linkedid: str) -> None:
+        self._ended[linkedid] = None
+        self._ended.move_to_end(linkedid)
+        while len(self._ended) > ENDED_MEMORY:
+            self._ended.popitem(last=False)
         st = self.calls.pop(linkedid, None)
         if st is not None and st.info_task is not None and not st.info_task.done():
             st.info_task.cancel()

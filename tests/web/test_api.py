@@ -204,6 +204,34 @@ async def test_leads_list_and_convert(rt: Runtime, apis: Team) -> None:
     assert status == 422 and "not a lead" in body["error"]["message"]
 
 
+async def test_leads_pages_come_from_the_store_within_scope(
+    rt: Runtime, apis: Team, people: People
+) -> None:
+    s = rt.service
+    made = []
+    for i in range(7):
+        owner = people.alice.id if i % 2 else people.bob.id
+        lead = "new" if i % 3 else None  # customers in between are skipped
+        made.append(await s.create_contact(f"P{i}", owner_id=owner, lead_status=lead))
+    leads = [c for c in made if c.lead is not None]
+    seen: list[int] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        status, page = await apis.admin.get("/leads", params=params)
+        assert status == 200 and len(page["items"]) <= 2
+        seen += [c["id"] for c in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [c.id for c in leads]
+    _, mine = await apis.alice.get("/leads", params={"status": "new"})
+    hers = [c.id for c in leads if c.owner_id == people.alice.id]
+    assert [c["id"] for c in mine["items"]] == hers
+    status, body = await apis.alice.get("/leads", params={"cursor": "nope"})
+    assert status == 400 and body["error"]["field"] == "cursor"
+
+
 async def test_callbacks_of_missed_calls(rt: Runtime, apis: Team) -> None:
     await ingest(rt, factories.inbound("+14155550188", answered_by=None))
     status, page = await apis.alice.get("/callbacks")

@@ -210,3 +210,18 @@ async def test_reports_period_errors_are_plain(client: TestClient, people: Peopl
     assert "from: a date like" in html
     html = await (await client.get("/reports?from=2026-11-20&to=2026-11-01")).text()
     assert "must end on or after" in html
+
+
+async def test_csv_export_applies_the_same_filters_as_the_page(
+    client: TestClient, rt: Runtime, people: People
+) -> None:
+    await traffic(rt)
+    await login(client, "admin")
+    for flt in (f"rep={people.bob.id}", "callback=closed", "outcome=abandoned", "line=5552000"):
+        page = rows_of(await (await client.get(f"/missed?{PERIOD}&{flt}")).text())
+        resp = await client.get(f"/missed.csv?{PERIOD}&{flt}")
+        assert resp.status == 200
+        table = list(csv.DictReader(io.StringIO(await resp.text())))
+        assert len(table) == len(page) and page, flt
+        for line, row in zip(table, page, strict=True):
+            assert line["outcome"] in row, flt

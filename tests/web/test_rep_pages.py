@@ -15,6 +15,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from yarl import URL
 
+from ami_bridge.facts import CallProgress
+from crm.eventjson import jsonable
+from crm.events import Event
 from crm.models import Call, Contact
 from tests.crm.factories import inbound, outbound
 from web.pages import calls as calls_page
@@ -111,6 +114,77 @@ async def test_home_for_manager_shows_the_team_only(client: TestClient, world: W
     await login(client, "admin")
     html = await (await client.get("/")).text()
     assert f'data-call="{world.bob_call.id}"' in html
+
+
+async def _keep_live(rt: Runtime, linkedid: str, **fields: Any) -> None:
+    """A call in progress as an ingest with ``keep_live`` (this process or another one)
+    leaves it in the store's ``live_calls``."""
+    progress = CallProgress(linkedid=linkedid, at=time.time() - 20, **{
+        "state": "ringing", "direction": "inbound", "caller": "+14155550199",
+        "caller_name": None, "callee": "5551000", "did": "5551000", "ringing": ("101",),
+        "answered_by": None, **fields,
+    })  # fmt: skip
+    snapshot = {
+        "progress": jsonable(progress),
+        "started_at": progress.at - 10,
+        "rung": sorted({*progress.ringing, *filter(None, [progress.answered_by])}),
+        "answered_at": progress.at if progress.answered_by else None,
+    }
+    assert await rt.store.save_live_call(linkedid, None, snapshot, progress.at)
+
+
+async def test_home_lists_calls_in_progress_from_the_store(
+    client: TestClient, rt: Runtime, world: World
+) -> None:
+    """A page loaded mid-call shows it although this process never saw its events."""
+    await _keep_live(rt, "mid.1")  # ringing alice's phone, from alice's customer
+    await _keep_live(rt, "mid.2", caller="+14155550204", ringing=(), answered_by="102",
+                     state="answered")  # fmt: skip
+    await login(client, "alice")
+    html = await (await client.get("/")).text()
+    assert rows(html, "data-linkedid") == ["mid.1"]  # rung her phone; not bob's call
+    live = html[html.index('id="live-calls"') :]
+    assert "Grace Hopper" in live.split("</table>", 1)[0]  # the caller, named from the store
+    await login(client, "bob")
+    assert rows(await (await client.get("/")).text(), "data-linkedid") == ["mid.2"]
+    await login(client, "maria")  # alice's team, not bob's
+    assert rows(await (await client.get("/")).text(), "data-linkedid") == ["mid.1"]
+    await login(client, "admin")
+    assert sorted(rows(await (await client.get("/")).text(), "data-linkedid")) == [
+        "mid.1",
+        "mid.2",
+    ]
+    # the call ended while this process heard nothing: gone from the store, gone here
+    await rt.store.delete_live_call("mid.1")
+    assert rows(await (await client.get("/")).text(), "data-linkedid") == ["mid.2"]
+    await rt.store.delete_live_call("mid.2")
+    await login(client, "alice")
+    assert rows(await (await client.get("/")).text(), "data-linkedid") == []
+
+
+async def test_hub_started_mid_call_seeds_from_the_store(rt: Runtime, world: World) -> None:
+    from web.live import LiveHub
+
+    await _keep_live(rt, "up.1")
+    await _keep_live(rt, "over.1", state="ended", ringing=())  # ended: never listed
+    hub = LiveHub(rt)
+    await hub.start()
+    try:
+        assert list(hub.calls) == ["up.1"]
+        viewer = await hub.viewer_for(world.people.alice)
+        [item] = hub.live_calls_for(viewer)
+        assert item["linkedid"] == "up.1" and item["me"] == "ringing"
+        assert item["contact"]["id"] == world.grace.id
+        assert hub.live_calls_for(await hub.viewer_for(world.people.bob)) == []
+        # its end arrives on the bus as usual; a stale store row cannot bring it back
+        ended = CallProgress("up.1", "ended", "inbound", "+14155550199", None, "5551000",
+                             "5551000", (), None, time.time())  # fmt: skip
+        await hub.handle(Event("call_progress", ended))
+        assert "up.1" not in hub.calls
+        await hub.seed_from_store()
+        assert "up.1" not in hub.calls
+    finally:
+        await hub.close()
 
 
 # -- calls -----------------------------------------------------------------------------
@@ -498,7 +572,6 @@ async def test_leads_page_walks_past_many_customers(
     from web.pages import contacts as contacts_page
 
     monkeypatch.setattr(contacts_page, "PAGE_SIZE", 2)
-    monkeypatch.setattr(contacts_page, "LEAD_BATCH", 3)
     for i in range(10):
         await rt.service.create_contact(
             f"Lead {i}" if i % 3 == 0 else f"Customer {i}",

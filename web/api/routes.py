@@ -183,28 +183,18 @@ async def delete_contact(request: web.Request) -> web.StreamResponse:
 @routes.get(f"{P}/leads")
 @api
 async def leads(request: web.Request) -> web.StreamResponse:
-    """Contacts that carry a lead status, by id.  The store has no lead index yet, so this
-    walks the visible contacts in batches; a page never reads more than a bounded number."""
-    rt = runtime(request)
+    """Contacts that carry a lead status (all of them, or ``status``), by id; the store
+    filters and pages them (``CrmService.list_leads``), so a page costs one page."""
     limit = limit_param(request)
     status = choice_param(request, "status", LEAD_STATUSES)
     after = _cursor_id(request)
-    sc = await scope(request)
-    out: list[Contact] = []
-    scanned, batch = 0, 500
-    while len(out) <= limit and scanned < 50_000:
-        chunk = await rt.service.list_contacts(after, batch, scope=sc)
-        for c in chunk:
-            if c.lead is not None and (status is None or c.lead.status == status):
-                out.append(c)
-        scanned += len(chunk)
-        if len(chunk) < batch:
-            break
-        after = chunk[-1].id
-    more = len(out) > limit
-    out = out[:limit]
-    cursor = str(out[-1].id) if more and out else None
-    return _page([contact_json(c) for c in out], cursor)
+    page = await runtime(request).service.list_leads(
+        await scope(request),
+        status,
+        limit=limit,
+        cursor=str(after) if after is not None else None,
+    )
+    return _page([contact_json(c) for c in page.items], page.next_cursor)
 
 
 @routes.post(P + "/leads/{id}/convert")

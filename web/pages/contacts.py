@@ -16,21 +16,18 @@ from aiohttp import web
 from crm.access import can_see_call, can_see_callback
 from crm.errors import InvalidInput, NotFound
 from crm.models import LEAD_STATUSES, Call, CallbackTask, Contact, Note, PhoneNumber
+from crm.services import OPEN_LEAD_STATUSES
 
 from ..render import render
 from .rep_common import RepView, form_str, int_param, not_found, pager, rep_view
 
 routes = web.RouteTableDef()
 PAGE_SIZE = 50
-LEAD_BATCH = 200
-LEAD_SCAN_MAX = 4000
-"""Contacts looked at per leads page at most (the list filters them by lead status)."""
 LEAD_FILTERS = {
-    "open": ("new", "contacted", "qualified"),
+    "open": OPEN_LEAD_STATUSES,
     **{s: (s,) for s in LEAD_STATUSES},
     "all": LEAD_STATUSES,
 }
-OPEN_LEAD = ("new", "contacted", "qualified")
 
 
 # -- lists -----------------------------------------------------------------------------
@@ -65,42 +62,34 @@ async def contacts_list(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/leads")
 async def leads_list(request: web.Request) -> web.StreamResponse:
+    """The leads of one status (or the open ones, or all), filtered and paged by the
+    store (``CrmService.list_leads``): a page reads one page of rows at any size."""
     view = await rep_view(request)
     query = request.query.get("q", "").strip()[:200]
     status = request.query.get("status", "open")
     if status not in LEAD_FILTERS:
         status = "open"
-    wanted = LEAD_FILTERS[status]
-    items: list[Contact] = []
-    cursor = _after(request)
-    scanned, exhausted = 0, False
-    while len(items) <= PAGE_SIZE and scanned < LEAD_SCAN_MAX:
-        batch = await view.rt.service.search_contacts(query, LEAD_BATCH, cursor, scope=view.scope)
-        scanned += len(batch)
-        for contact in batch:
-            cursor = contact.id
-            if contact.lead is not None and contact.lead.status in wanted:
-                items.append(contact)
-                if len(items) > PAGE_SIZE:
-                    break
-        if len(batch) < LEAD_BATCH and len(items) <= PAGE_SIZE:
-            exhausted = True
-            break
-    if len(items) > PAGE_SIZE:
-        items = items[:PAGE_SIZE]
-        next_cursor: str | None = str(items[-1].id)
-    else:
-        next_cursor = None if exhausted or cursor is None else str(cursor)
+    after = _after(request)
+    try:
+        page = await view.rt.service.list_leads(
+            view.scope,
+            LEAD_FILTERS[status],
+            query=query,
+            limit=PAGE_SIZE,
+            cursor=str(after) if after is not None else None,
+        )
+    except InvalidInput:
+        raise web.HTTPBadRequest(text="bad page cursor") from None
     return render(
         request,
         "leads.html",
         {
             "view": view,
-            "contacts": items,
+            "contacts": page.items,
             "q": query,
             "status": status,
             "statuses": list(LEAD_FILTERS),
-            "pager": pager(request, next_cursor, ("q", "status")),
+            "pager": pager(request, page.next_cursor, ("q", "status")),
             "leads": True,
         },
     )

@@ -4,6 +4,8 @@ parts update over SSE (``web.live``)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from crm.models import CallFilter
@@ -21,7 +23,12 @@ async def home(request: web.Request) -> web.StreamResponse:
     view = await rep_view(request)
     service = view.rt.service
     hub = request.app.get(LIVE_HUB)
-    live = hub.live_calls_for(await hub.viewer_for(view.user)) if hub is not None else []
+    live: list[dict[str, Any]] = []
+    if hub is not None:
+        # calls up before this process heard of them (it started mid-call, or another
+        # process runs the PBX link) come from the store's live_calls
+        await hub.seed_from_store()
+        live = hub.live_calls_for(await hub.viewer_for(view.user))
     callbacks = await service.open_callbacks(None, scope=view.scope)
     since = view.today_start()
     today = await service.list_calls(CallFilter(since=since), TODAY_LIMIT, scope=view.scope)

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from crm.errors import InvalidInput, NotFound
 from crm.models import Contact, MissedCallRow, Page, User
-from crm.services import Scope, encode_cursor
+from crm.services import Scope
 
 from ..app import current_user, roles, runtime
 from ..render import format_time, render
@@ -29,37 +29,20 @@ OUTCOMES = ("missed", "abandoned", "busy", "no_answer")
 CALLBACK_STATES = ("open", "closed", "none")
 PAGE_SIZE = 50
 BATCH = 500
-PAGE_SCAN_BUDGET = 20_000
-"""Rows one page request may read while looking for matches before it hands back a
-cursor ("more") with fewer rows: keeps a narrow filter over a long period bounded."""
 EXPORT_MAX = 100_000
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True, slots=True)
 class MissedFilter:
-    """The audit's filters beyond the period; empty means "any"."""
+    """The audit's filters beyond the period; empty means "any".  The store applies them
+    (``CrmService.missed_calls_audit``): rep = rung, answered, owns or closed the
+    callback; line = the DID; callback = ``open``, ``closed`` or ``none`` (no task)."""
 
     rep_id: int | None = None
     line: str = ""
     outcome: str = ""
     callback: str = ""
-
-    def matches(self, row: MissedCallRow, rep_exts: frozenset[str]) -> bool:
-        call = row.call
-        if self.outcome and call.outcome != self.outcome:
-            return False
-        if self.line and (call.did or "") != self.line:
-            return False
-        if self.callback:
-            status = row.task_status or "none"
-            if status != self.callback:
-                return False
-        if self.rep_id is not None:
-            ids = (call.user_id, row.owner_id, row.closed_by_user_id)
-            if self.rep_id not in ids and not rep_exts.intersection(call.rang):
-                return False
-        return True
 
     def query(self) -> dict[str, str]:
         out = {"rep": str(self.rep_id) if self.rep_id is not None else ""}
@@ -83,34 +66,33 @@ def filter_of(request: web.Request) -> MissedFilter:
     return MissedFilter(rep_id, q.get("line", "").strip()[:40], outcome, callback)
 
 
-async def scan(
+async def fetch(
     rt: Runtime,
     period: Period,
     flt: MissedFilter,
     scope: Scope,
     limit: int,
     cursor: str | None,
-    budget: int,
-    rep_exts: frozenset[str],
 ) -> Page[MissedCallRow]:
-    """A keyset page of the rows that pass ``flt``.  The store pages by (started_at, id)
-    over the scope; the rep/line/outcome/callback filters are applied here, batch by
-    batch, so the cursor stays a plain store cursor."""
+    """A keyset page of up to ``limit`` rows passing ``flt``, read from the store in
+    pieces of at most ``BATCH`` (the service's page limit); every filter runs in SQL, so
+    each piece is full and the cursor is the store's own."""
     out: list[MissedCallRow] = []
-    scanned = 0
     while True:
-        page = await rt.service.missed_calls_audit(period.since, period.until, BATCH, cursor, scope)
-        for row in page.items:
-            scanned += 1
-            if flt.matches(row, rep_exts):
-                if len(out) == limit:
-                    last = out[-1].call
-                    return Page(out, encode_cursor((last.started_at, last.id or 0)))
-                out.append(row)
-        if page.next_cursor is None:
-            return Page(out, None)
+        page = await rt.service.missed_calls_audit(
+            period.since,
+            period.until,
+            min(BATCH, limit - len(out)),
+            cursor,
+            scope,
+            rep_id=flt.rep_id,
+            line=flt.line or None,
+            outcome=flt.outcome or None,
+            callback=flt.callback or None,
+        )
+        out.extend(page.items)
         cursor = page.next_cursor
-        if scanned >= budget:
+        if cursor is None or len(out) >= limit:
             return Page(out, cursor)
 
 
@@ -140,10 +122,6 @@ class People:
     def rung(self, ext: str) -> str:
         user = self.by_ext.get(ext)
         return f"{user.display_name} ({ext})" if user else ext
-
-    def extensions(self, user_id: int | None) -> frozenset[str]:
-        user = self.by_id.get(user_id) if user_id is not None else None
-        return frozenset(user.extensions) if user else frozenset()
 
 
 async def _views(rt: Runtime, rows: list[MissedCallRow], people: People) -> list[MissedView]:
@@ -199,21 +177,10 @@ async def missed(request: web.Request) -> web.StreamResponse:
     summary = await rt.service.missed_summary(period.since, period.until, scope)
     cursor = request.query.get("after") or None
     try:
-        page = await scan(
-            rt,
-            period,
-            flt,
-            scope,
-            PAGE_SIZE,
-            cursor,
-            PAGE_SCAN_BUDGET,
-            people.extensions(flt.rep_id),
-        )
+        page = await fetch(rt, period, flt, scope, PAGE_SIZE, cursor)
     except InvalidInput as exc:
         errors.append(str(exc))
-        page = await scan(
-            rt, period, flt, scope, PAGE_SIZE, None, PAGE_SCAN_BUDGET, people.extensions(flt.rep_id)
-        )
+        page = await fetch(rt, period, flt, scope, PAGE_SIZE, None)
     query = {"from": period.first.isoformat(), "to": period.last.isoformat(), **flt.query()}
     lines = sorted({r.did for r in summary.by_line if r.did})
     if flt.line and flt.line not in lines:
@@ -287,9 +254,7 @@ async def missed_csv(request: web.Request) -> web.StreamResponse:
     rt, user, period, flt, scope, people, errors = await _context(request)
     if errors:
         raise web.HTTPBadRequest(text="; ".join(errors))
-    page = await scan(
-        rt, period, flt, scope, EXPORT_MAX, None, EXPORT_MAX * 50, people.extensions(flt.rep_id)
-    )
+    page = await fetch(rt, period, flt, scope, EXPORT_MAX, None)
     tz = str(rt.settings.get("server", {}).get("display_tz", "UTC"))
     views = await _views(rt, page.items, people)
     buf = io.StringIO()
