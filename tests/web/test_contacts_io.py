@@ -106,6 +106,8 @@ async def test_gdpr_erase_removes_the_person_and_their_recordings(
     resp = await client.post(url, data={"_csrf": csrf, "confirm": "erase"},
                              allow_redirects=False)  # fmt: skip
     assert resp.status == 302
+    notice = await (await client.get(resp.headers["Location"])).text()
+    assert "The contact was erased" in notice and " 0 recording files" not in notice
     assert not media.exists() and not original.exists()
     contact = await rt.store.get_contact(recorded.call.contact_id)
     assert contact is None or (contact.erased and not contact.phones and contact.name == "")
