@@ -18,6 +18,12 @@ the PBX may still have placed a call whose answer we lost, so later evidence of 
 The Originate is never sent twice: a double click (same rep and number within a few
 seconds, or the same ``request_key``) returns the first click's result, and the link
 itself never re-sends an action after a reconnect.
+
+With several web processes on one PostgreSQL, a ``router`` picks the link for the rep's
+extension: this process's own when it consumes that link, else a ``RelayedLink`` that
+hands the Originate to the process that does (``crm.originate_relay``).  Everything else
+(checks, dedupe, rate limit, audit, progress) happens here, in the process the rep's
+browser talks to, exactly as for a local link.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -97,6 +103,13 @@ class OriginateLink(Protocol):
     ) -> OriginateResult: ...
 
 
+Router = Callable[[User, str], Awaitable[OriginateLink | None]]
+"""The link to send a rep's click through (their extension given), or None: none."""
+READY_STATES = ("connected", "relayed")
+"""Link states a click is sent in; "relayed": another process consumes the link and
+answers for its state (``crm.originate_relay.RelayedLink``)."""
+
+
 class Auditor(Protocol):
     """What click-to-call needs of ``CrmService``."""
 
@@ -129,8 +142,10 @@ class ClickToCall:
     """Click-to-call for one PBX link (its ``rules``).
 
     ``link`` may be None (no PBX configured) or down: the click then fails at once with
-    "PBX link down".  ``blocked`` holds numbers (any form the default region reads) or
-    E.164 prefixes ending in ``*`` (``+1900*``).
+    "PBX link down".  With a ``router`` (several processes, or several PBX links), the
+    router's choice for the rep's extension is used instead of ``link``.  ``blocked``
+    holds numbers (any form the default region reads) or E.164 prefixes ending in ``*``
+    (``+1900*``).
     """
 
     def __init__(
@@ -147,11 +162,13 @@ class ClickToCall:
         dedupe_seconds: float = 5.0,
         request_key_seconds: float = 600.0,
         correlation_var: str = "CRM_CALL_ID",
+        router: Router | None = None,
     ) -> None:
         if per_user_per_minute < 1:
             raise ValueError("per_user_per_minute must be at least 1")
         self.service = service
         self.link = link
+        self.router = router
         self.rules = rules
         self.bus = bus
         self.clock = clock
@@ -237,7 +254,8 @@ class ClickToCall:
             click.ready.set_exception(exc)
             click.ready.exception()  # retrieved: a double click that never came is fine
             raise
-        self._dispatch(click, channel)
+        link = await self._route(user, ext)
+        self._dispatch(click, channel, link)
         click.ready.set_result(None)
         # One step of the task puts the action on the wire (AmiLink.originate has no
         # await before it), so the rep's answer comes back with the Originate sent.
@@ -342,11 +360,21 @@ class ClickToCall:
             self._clicks.popitem(last=False)
 
     # -- sending -----------------------------------------------------------------------
-    def _dispatch(self, click: _Click, channel: str) -> None:
+    async def _route(self, user: User, extension: str) -> OriginateLink | None:
+        """The link for this click: the router's choice, else ``link``.  A router that
+        fails (database down) makes the click fail as "PBX link down", never a 500."""
+        if self.router is None:
+            return self.link
+        try:
+            return await self.router(user, extension)
+        except Exception:
+            log.exception("click-to-call: no link could be chosen for extension %s", extension)
+            return None
+
+    def _dispatch(self, click: _Click, channel: str, link: OriginateLink | None) -> None:
         """Publish the first state and put the Originate on the wire (or fail it)."""
         self._publish(click)
-        link = self.link
-        if link is None or getattr(link.status, "state", None) != "connected":
+        if link is None or getattr(link.status, "state", None) not in READY_STATES:
             self._fail(click, LINK_DOWN, soft=True)
             return
         self._ensure_follower()

@@ -50,6 +50,10 @@ class Fanout:
         self.failed = 0
         self._outbox: deque[str] = deque()
         self._ready = asyncio.Event()
+        self._queued = 0
+        """Messages ever queued; ``_handled`` of them were sent, failed or dropped."""
+        self._handled = 0
+        self._flushes: list[tuple[int, asyncio.Future[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -69,6 +73,10 @@ class Fanout:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        for _, waiter in self._flushes:  # nothing more will be sent: nobody waits forever
+            if not waiter.done():
+                waiter.set_result(None)
+        self._flushes.clear()
         await self.channel.close()
 
     # -- out ---------------------------------------------------------------------------
@@ -80,7 +88,9 @@ class Fanout:
         if len(self._outbox) >= self.maxsize:
             self._outbox.popleft()
             self.dropped += 1
+            self._handled_one()
         self._outbox.append(json.dumps(data, separators=(",", ":")))
+        self._queued += 1
         self._ready.set()
 
     async def _send_loop(self) -> None:
@@ -97,7 +107,28 @@ class Fanout:
                 except Exception as exc:
                     self.failed += 1
                     log.warning("fan-out: an event could not be sent: %s", exc)
+                    self._handled_one()
                     await asyncio.sleep(0.5)
+                else:
+                    self._handled_one()
+
+    def _handled_one(self) -> None:
+        self._handled += 1
+        while self._flushes and self._flushes[0][0] <= self._handled:
+            _, waiter = self._flushes.pop(0)
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def flush(self) -> None:
+        """Until every event published so far has been handed to the channel (or given up
+        on): a process that must not act before others know of an event (the consumer
+        accepting a forwarded Originate, ``crm.originate_relay``) awaits this.  Returns at
+        once when the fan-out is not running."""
+        if not self._tasks or self._handled >= self._queued:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flushes.append((self._queued, waiter))
+        await waiter
 
     async def drain(self, timeout: float = 5.0) -> None:
         """Until everything queued was sent (tests, shutdown)."""

@@ -12,6 +12,13 @@ resync) tells it which calls are still up: those the tracker finishes, the rest 
 kept calls are written as incomplete records (``crm.recovery``).  If the lock's own
 connection drops, the holder stops the link at once: someone else may hold it now.
 
+Click-to-call follows the links: ``link_for`` picks the link of a rep (their team's, else
+the one their calls came through, else the only one) and answers with this process's
+``AmiLink`` when it consumes that link, else with a ``RelayedLink`` that forwards the
+Originate to the consumer; the manager's ``OriginateDesk`` is the consumer's side
+(``crm.originate_relay``).  Taking a link announces it (``link_consumer``), so a process
+waiting for an answer from the previous consumer knows it will not come.
+
 On SQLite (one process) every link simply runs.
 """
 
@@ -31,7 +38,8 @@ from config.settings import pbx_profile
 from crm.events import Event
 from crm.holding import HoldingSink
 from crm.ingest import Ingest
-from crm.models import PbxLink
+from crm.models import CallFilter, PbxLink, User
+from crm.originate_relay import OriginateDesk, RelayedLink, consumer_event
 from crm.policy import LeadPolicy
 from crm.recovery import finish_orphans
 from crm.store import Store
@@ -172,8 +180,19 @@ class LinkManager:
         self.statuses: dict[str, LinkStatus] = {}
         self.takeovers = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self.desk: OriginateDesk | None = None
+        if database_url is not None:
+            fanout = rt.extras.get("fanout")
+            confirm = fanout.flush if fanout is not None else None
+            self.desk = OriginateDesk(rt.bus, self._consumed, confirm=confirm)
+
+    def _consumed(self, name: str) -> AmiLink | None:
+        running = self.running.get(name)
+        return running.link if running is not None else None
 
     def start(self) -> None:
+        if self.desk is not None:
+            self.desk.start()
         for cfg in self.configs:
             self._tasks.append(asyncio.create_task(self._run(cfg), name=f"link-{cfg.name}"))
 
@@ -184,6 +203,8 @@ class LinkManager:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        if self.desk is not None:
+            await self.desk.close()
 
     async def restart(self) -> None:
         """Stop every link and start again from the current settings (admin page)."""
@@ -257,9 +278,12 @@ class LinkManager:
         self.running[cfg.name] = running
         self._attach(link)
         self.takeovers += 1
+        rt.bus.publish(consumer_event(cfg.name))
         recovery = asyncio.create_task(self._recover(running), name=f"recover-{cfg.name}")
         try:
             await link.start()
+            if self.desk is not None:
+                self.desk.link_started(cfg.name)
             if lost is None:
                 await asyncio.Future()  # until cancelled
             else:
@@ -284,6 +308,38 @@ class LinkManager:
         except Exception:
             log.exception("link %s: could not finish the calls left behind",
                           running.config.name)  # fmt: skip
+
+    # -- click-to-call -----------------------------------------------------------------
+    async def link_name_for(self, user: User) -> str | None:
+        """The link a rep dials through: the one serving their team; else the one their
+        latest call came through (their extension is on that PBX); else the first link
+        (with one link, that one)."""
+        names = [c.name for c in self.configs]
+        if len(names) <= 1:
+            return names[0] if names else None
+        rows = [r for r in await self.rt.store.list_pbx_links() if r.name in names]
+        if user.team_id is not None:
+            for row in rows:
+                if row.team_id == user.team_id:
+                    return row.name
+        if user.id is not None:
+            for call in await self.rt.store.list_calls(CallFilter(user_id=user.id), limit=1):
+                for row in rows:
+                    if call.pbx_link_id is not None and row.id == call.pbx_link_id:
+                        return row.name
+        return names[0]
+
+    async def link_for(self, user: User, extension: str) -> AmiLink | RelayedLink | None:
+        """Click-to-call's router: this process's link for the rep when it consumes it,
+        else (PostgreSQL) a relay to the process that does; None when the rep's link is
+        unknown or (SQLite) not running."""
+        name = await self.link_name_for(user)
+        if name is None:
+            return None
+        local = self._consumed(name)
+        if local is not None or self.desk is None:
+            return local
+        return RelayedLink(self.rt.bus, name)
 
     def _attach(self, link: AmiLink) -> None:
         """The first link this process runs is ``rt.link`` (status page, click-to-call)."""

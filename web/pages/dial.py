@@ -4,7 +4,9 @@ them: it asks before dialling, because a GET must never place a call).
 
 The orchestration (checks, double-click protection, the Originate, progress events) is
 ``crm.clicktocall.ClickToCall``; this module builds it from the ``[dial]`` settings and
-answers HTTP.  Progress reaches the page as ``click_progress`` events on ``/events``.
+answers HTTP.  On PostgreSQL the click may be served by any process: the link manager
+routes the Originate to the process consuming the rep's PBX link.  Progress reaches the
+page as ``click_progress`` events on ``/events``.
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ def build_clicktocall(rt: Runtime) -> ClickToCall:
         "home_region": region,
         "extension_pattern": str(pbx.get("extension_pattern", r"\d{2,6}")),
     })  # fmt: skip
+    manager = rt.extras.get("link_manager")
+    # Several processes (PostgreSQL): the link manager knows which process consumes the
+    # rep's link and relays the Originate there.  One process: the local link, directly.
+    router = manager.link_for if manager is not None and manager.desk is not None else None
     return ClickToCall(
         rt.service,
         RuntimeLink(rt),
@@ -71,6 +77,7 @@ def build_clicktocall(rt: Runtime) -> ClickToCall:
         per_user_per_minute=int(dial.get("per_user_per_minute", 10)),
         default_region=region,
         correlation_var=str(pbx.get("correlation_var", "CRM_CALL_ID")),
+        router=router,
     )
 
 
