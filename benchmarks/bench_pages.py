@@ -1,0 +1,424 @@
+"""Page timings at scale: a store with a million contacts and five million calls, the app
+on loopback in its own process, C concurrent logged-in clients hammering one page at a
+time for D seconds; p50/p99 per page.
+
+    .venv/bin/python -m benchmarks.bench_pages [--contacts 1000000] [--calls 5000000]
+        [--clients 16] [--seconds 10] [--engine sqlite|postgresql] [--reuse]
+        [--db /tmp/crm-bench-pages.db] [--explain]
+
+The data (``crm.store.bulk``) is 90 days of calls over 40 reps in 4 teams, most of them
+with the caller's own rep, missed calls with their callback tasks.  Loading the full size
+takes a while; ``--reuse`` keeps the database (SQLite file under /tmp, or the PostgreSQL
+database ``bench_pages``) and reuses it when it already holds the asked-for counts.
+
+The server runs in a child process so the clients' CPU is not the server's.  Each page is
+measured as the user who would open it (a manager sees their team of 10, the admin all,
+a rep their own).  ``--explain`` then replays one request per page in-process with the
+SQL traced, and prints each statement's time and SQLite's EXPLAIN QUERY PLAN for the
+slowest page, to say *why* it is slow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing as mp
+import random
+import re
+import sqlite3
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+
+from config.settings import load_settings  # noqa: E402
+from crm.services import encode_cursor  # noqa: E402
+from crm.store import open_store  # noqa: E402
+from crm.store.bulk import BulkSpec, Rep, load_postgres, load_sqlite, owner_index  # noqa: E402
+
+PASSWORD = "bench-password-1"
+TEAMS, REPS_PER_TEAM = 4, 10
+PG_ADMIN_URL = "postgresql://127.0.0.1:5432/test"
+PG_URL = "postgresql://127.0.0.1:5432/bench_pages"
+CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
+
+
+def settings_for(url: str, work: Path) -> dict[str, Any]:
+    settings = load_settings(env={})
+    settings["database"]["url"] = url
+    settings["server"]["key_file"] = str(work / "bench-pages.key")
+    settings["recordings"]["directory"] = str(work / "monitor")
+    return settings
+
+
+# -- the data ----------------------------------------------------------------------------
+async def _counts(url: str) -> tuple[int, int]:
+    store = await open_store(url)
+    try:
+        if store.dialect == "postgres":
+            import asyncpg
+
+            con = await asyncpg.connect(url)
+            try:
+                c = await con.fetchval("SELECT count(*) FROM contacts")
+                k = await con.fetchval("SELECT count(*) FROM calls")
+            finally:
+                await con.close()
+            return int(c), int(k)
+    finally:
+        await store.close()
+    con = sqlite3.connect(url.removeprefix("sqlite:///"))
+    try:
+        c = con.execute("SELECT count(*) FROM contacts").fetchone()[0]
+        k = con.execute("SELECT count(*) FROM calls").fetchone()[0]
+    finally:
+        con.close()
+    return int(c), int(k)
+
+
+async def _pg_fresh(reuse: bool) -> None:
+    import asyncpg
+
+    con = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        exists = await con.fetchval("SELECT 1 FROM pg_database WHERE datname = 'bench_pages'")
+        if exists and not reuse:
+            await con.execute("DROP DATABASE bench_pages WITH (FORCE)")
+            exists = None
+        if not exists:
+            await con.execute("CREATE DATABASE bench_pages")
+    finally:
+        await con.close()
+
+
+async def prepare(args: argparse.Namespace, work: Path) -> str:
+    """The store URL, loaded (or reused) to the asked-for size."""
+    if args.engine == "postgresql":
+        await _pg_fresh(args.reuse)
+        url = PG_URL
+    else:
+        path = Path(args.db)
+        if not args.reuse:
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+        url = f"sqlite:///{path}"
+    from web.runtime import open_runtime
+
+    rt = await open_runtime(settings_for(url, work), with_link=False)
+    try:
+        users = await rt.service.list_users()
+        if not users:
+            await rt.service.create_user("admin", "Bench Admin", PASSWORD, "admin")
+            for t in range(1, TEAMS + 1):
+                team = await rt.service.create_team(f"Team {t}", "bench")
+                m = await rt.service.create_user(f"m{t}", f"Manager {t}", PASSWORD, "manager")
+                assert m.id is not None
+                await rt.service.set_team(m.id, team.id, "bench")
+                for r in range(REPS_PER_TEAM):
+                    n = (t - 1) * REPS_PER_TEAM + r + 1
+                    u = await rt.service.create_user(f"r{n:02d}", f"Rep {n}", PASSWORD, "rep",
+                                                     [str(200 + n)])  # fmt: skip
+                    assert u.id is not None
+                    await rt.service.set_team(u.id, team.id, "bench")
+    finally:
+        await rt.close()
+    have = await _counts(url)
+    if have == (args.contacts, args.calls):
+        print(f"reusing {url}: {have[0]:,} contacts, {have[1]:,} calls")
+        return url
+    if have != (0, 0):
+        raise SystemExit(f"{url} holds {have[0]:,} contacts and {have[1]:,} calls; "
+                         "run without --reuse to rebuild it")  # fmt: skip
+    spec = BulkSpec(args.contacts, args.calls, await _reps(url))
+    started = time.perf_counter()
+
+    def progress(what: str, n: int) -> None:
+        print(f"  {time.perf_counter() - started:7.1f} s  {what}: {n:,}", flush=True)
+
+    print(f"loading {args.contacts:,} contacts and {args.calls:,} calls into {url} ...")
+    if args.engine == "postgresql":
+        counts = await load_postgres(url, spec, progress)
+    else:
+        counts = await asyncio.to_thread(load_sqlite, url.removeprefix("sqlite:///"), spec,
+                                         progress)  # fmt: skip
+    print(f"loaded in {time.perf_counter() - started:.0f} s: {counts}")
+    return url
+
+
+async def _reps(url: str) -> list[Rep]:
+    store = await open_store(url)
+    try:
+        users = await store.list_users(include_inactive=False)
+    finally:
+        await store.close()
+    reps = sorted((u for u in users if u.role == "rep"), key=lambda u: u.username)
+    return [Rep(u.id, u.extensions[0]) for u in reps if u.id is not None]
+
+
+# -- the server --------------------------------------------------------------------------
+def _serve(url: str, work: str, conn: Connection) -> None:
+    async def main() -> None:
+        from aiohttp import web
+
+        from web.app import create_app
+        from web.runtime import open_runtime
+
+        rt = await open_runtime(settings_for(url, Path(work)), with_link=False)
+        runner = web.AppRunner(create_app(rt), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        conn.send(runner.addresses[0][1])
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        await runner.cleanup()
+        await rt.close()
+
+    asyncio.run(main())
+
+
+# -- the clients -------------------------------------------------------------------------
+@dataclass
+class Page:
+    name: str
+    user: str
+    path: Callable[[random.Random], str]
+
+
+@dataclass
+class Timing:
+    page: str
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    seconds: float = 0.0
+    alone: float = 0.0
+    """The first request, with no other client: the page's own cost."""
+
+    def pct(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+
+    def line(self) -> str:
+        n = len(self.latencies)
+        mean = statistics.fmean(self.latencies) * 1000 if n else float("nan")
+        return (f"{self.page:44s} {self.alone * 1000:8.1f} {n / self.seconds:8.1f} "
+                f"{self.pct(50):8.1f} {self.pct(99):8.1f} {mean:8.1f} {self.errors:6d}")
+
+
+def pages(contacts: int, now: float, team1: Sequence[int]) -> list[Page]:
+    """The pages measured; ``team1`` is the user ids of m1's reps."""
+    reps = TEAMS * REPS_PER_TEAM
+    deep = encode_cursor((now - 60 * 86400, 2**62))
+
+    def own_contact(rng: random.Random) -> str:
+        # r02 is rep index 1: contacts i with owner_index(i) == 1
+        while True:
+            i = rng.randrange(1, contacts + 1)
+            if owner_index(i, reps) == 1:
+                return f"/contacts/{i}"
+
+    return [
+        Page("calls, first page (manager, team)", "m1", lambda r: "/calls"),
+        Page("calls, first page (admin, all)", "admin", lambda r: "/calls"),
+        Page("calls, filtered missed inbound (manager)", "m1",
+             lambda r: "/calls?direction=inbound&outcome=missed"),
+        Page("calls, filtered one rep (manager)", "m1",
+             lambda r: f"/calls?rep={r.choice(team1)}"),
+        Page("calls, deep keyset page -60 d (manager)", "m1",
+             lambda r: f"/calls?cursor={deep}"),
+        Page("calls, own (rep)", "r02", lambda r: "/calls"),
+        Page("contact card (admin, random)", "admin",
+             lambda r: f"/contacts/{r.randrange(1, contacts + 1)}"),
+        Page("contact card (rep, own customer)", "r02", own_contact),
+        Page("missed-calls audit (manager)", "m1", lambda r: "/missed"),
+        Page("missed-calls audit (admin)", "admin", lambda r: "/missed"),
+        Page("reports (manager)", "m1", lambda r: "/reports"),
+        Page("reports (admin)", "admin", lambda r: "/reports"),
+    ]  # fmt: skip
+
+
+async def login(session: aiohttp.ClientSession, base: str, username: str) -> None:
+    html = await (await session.get(f"{base}/login")).text()
+    m = CSRF_RE.search(html)
+    assert m, "no CSRF token on /login"
+    resp = await session.post(f"{base}/login", data={"username": username, "password": PASSWORD,
+                                                      "_csrf": m.group(1), "next": "/"},
+                              allow_redirects=False)  # fmt: skip
+    assert resp.status == 302, f"login as {username}: {resp.status}"
+
+
+async def measure(base: str, page: Page, clients: int, seconds: float,
+                  timeout: float) -> Timing:  # fmt: skip
+    """``clients`` sessions requesting the page back to back for ``seconds``; a request
+    that takes longer than ``timeout`` counts as an error (a user would have given up)."""
+    timing = Timing(page.name)
+    sessions = []
+    limit = aiohttp.ClientTimeout(total=timeout)
+    for _ in range(clients):
+        s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=limit)
+        await login(s, base, page.user)
+        sessions.append(s)
+    try:
+        t0 = time.perf_counter()
+        first = await sessions[0].get(base + page.path(random.Random(0)))
+        if first.status != 200:
+            raise SystemExit(f"{page.name}: {first.status} {(await first.text())[:300]}")
+        await first.read()
+        timing.alone = time.perf_counter() - t0
+        deadline = time.perf_counter() + seconds
+
+        async def worker(i: int, s: aiohttp.ClientSession) -> None:
+            rng = random.Random(i)
+            while time.perf_counter() < deadline:
+                t0 = time.perf_counter()
+                try:
+                    async with s.get(base + page.path(rng)) as resp:
+                        await resp.read()
+                        ok = resp.status == 200
+                except TimeoutError:
+                    ok = False
+                if ok:
+                    timing.latencies.append(time.perf_counter() - t0)
+                else:
+                    timing.errors += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(i, s) for i, s in enumerate(sessions)))
+        timing.seconds = time.perf_counter() - t0
+    finally:
+        for s in sessions:
+            await s.close()
+    return timing
+
+
+# -- why: the SQL of one request per page --------------------------------------------------
+async def explain(url: str, work: Path, chosen: Sequence[Page]) -> None:
+    """One request per page in-process with SQLite's trace callback on the store's
+    connection: each statement re-run on its own for its time, the slowest explained."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from web.app import create_app
+    from web.runtime import open_runtime
+
+    rt = await open_runtime(settings_for(url, work), with_link=False)
+    statements: list[str] = []
+    raw = getattr(getattr(rt.store, "_db", None), "_conn", None)
+    if raw is None:
+        print("(--explain: the store's sqlite3 connection is not reachable)")
+        await rt.close()
+        return
+    await rt.store._db._execute(raw.set_trace_callback, statements.append)  # type: ignore
+    server = TestServer(create_app(rt))
+    try:
+        async with TestClient(server) as c:
+            db = sqlite3.connect(url.removeprefix("sqlite:///"))
+            for page in chosen:
+                c.session.cookie_jar.clear()
+                html = await (await c.get("/login")).text()
+                m = CSRF_RE.search(html)
+                assert m
+                await c.post("/login", data={"username": page.user, "password": PASSWORD,
+                                             "_csrf": m.group(1)}, allow_redirects=False)
+                statements.clear()
+                path = page.path(random.Random(1))
+                t0 = time.perf_counter()
+                resp = await c.get(path)
+                await resp.read()
+                total = (time.perf_counter() - t0) * 1000
+                print(f"\n{page.name}: GET {path} -> {resp.status} in {total:.1f} ms, "
+                      f"{len(statements)} statements")  # fmt: skip
+                timed = []
+                for sql in statements:
+                    if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
+                        continue
+                    t1 = time.perf_counter()
+                    db.execute(sql).fetchall()
+                    timed.append(((time.perf_counter() - t1) * 1000, sql))
+                timed.sort(reverse=True)
+                for ms, sql in timed[:3]:
+                    print(f"  {ms:8.1f} ms  {' '.join(sql.split())[:220]}")
+                if timed and timed[0][0] > 5:
+                    plan = db.execute("EXPLAIN QUERY PLAN " + timed[0][1]).fetchall()
+                    for row in plan:
+                        print(f"             plan: {row[-1]}")
+            db.close()
+    finally:
+        await server.close()
+        await rt.close()
+
+
+def _report(results: list[Timing], clients: int) -> None:
+    heads = ("alone ms", "req/s", "p50 ms", "p99 ms", "mean ms")
+    print(f"\n{'page':44s} " + " ".join(f"{h:>8s}" for h in heads)
+          + f" {'errors':>6s}   ({clients} concurrent clients)")
+    for r in results:
+        print(r.line())
+    def cost(r: Timing) -> tuple[int, float]:
+        # a page whose requests timed out is slower than any page that answered
+        return (r.errors, r.alone if r.errors else r.pct(99))
+
+    slowest = max(results, key=cost)
+    print(f"\nslowest page: {slowest.page}, alone {slowest.alone * 1000:.0f} ms, "
+          f"p99 {slowest.pct(99):.0f} ms, {slowest.errors} requests failed or timed out")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--contacts", type=int, default=1_000_000)
+    ap.add_argument("--calls", type=int, default=5_000_000)
+    ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--db", default="/tmp/crm-bench-pages.db", help="the SQLite file")
+    ap.add_argument("--reuse", action="store_true", help="keep and reuse the loaded store")
+    ap.add_argument("--timeout", type=float, default=60.0,
+                    help="seconds after which a request counts as failed")
+    ap.add_argument("--only", default="", help="measure only pages whose name contains this")
+    ap.add_argument("--explain", action="store_true", help="SQL time and plan per page")
+    args = ap.parse_args(argv)
+    work = Path("/tmp/crm-bench-pages")
+    work.mkdir(parents=True, exist_ok=True)
+    url = asyncio.run(prepare(args, work))
+    team1 = [r.user_id for r in asyncio.run(_reps(url))[:REPS_PER_TEAM]]
+    chosen = [p for p in pages(args.contacts, time.time(), team1) if args.only in p.name]
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_serve, args=(url, str(work), child), daemon=True)
+    proc.start()
+    try:
+        port = parent.recv()
+        base = f"http://127.0.0.1:{port}"
+
+        async def run_all() -> list[Timing]:
+            out = []
+            for page in chosen:
+                out.append(await measure(base, page, args.clients, args.seconds,
+                                         args.timeout))
+                print(out[-1].line(), flush=True)
+            return out
+
+        results = asyncio.run(run_all())
+    finally:
+        with contextlib.suppress(Exception):
+            parent.send("stop")
+        proc.join(30)
+    _report(results, args.clients)
+    if args.explain and args.engine == "sqlite":
+        asyncio.run(explain(url, work, chosen))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

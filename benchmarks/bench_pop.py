@@ -1,0 +1,286 @@
+"""Screen-pop latency under load: the load benchmark's pipeline (replay PBX -> link ->
+tracker -> ingest -> store, ``benchmarks.bench_load``) with the web application on top and
+N logged-in reps connected to ``/events``, as in the CRM process.
+
+    .venv/bin/python -m benchmarks.bench_pop [--engine sqlite|postgresql] [--clients 50]
+        [--speed 10] [--copies 10] [--loops 2] [--stagger 0.2]
+
+Latency is measured from the replay PBX writing the ``DialBegin`` that makes a rep's
+phone ring (stamped in the PBX's process) to an SSE client reading the ``call_progress``
+message that pops the call (stamped in the clients' process).  PBX, server and clients run
+in three processes, so no one's CPU is counted as another's wait; the stamps are
+``time.monotonic()``, one clock for every process on the machine.
+
+Printed: pops expected and delivered (each ringing rep's every tab should get each call),
+latency p50/p99/max, and the pipeline's own figures (calls written, write p50/p99), so a
+slow pop can be told from a slow store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from ami_bridge.protocol import Message  # noqa: E402
+from ami_bridge.replay_pbx import ReplayPbx  # noqa: E402
+from benchmarks.bench_load import BURST, _database, build_pipeline, overlapped  # noqa: E402
+
+PASSWORD = "bench-password-1"
+CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
+_EXT = re.compile(r"^[A-Z]+/(\d+)-")
+
+
+def _first(value: Any) -> str:
+    return value[0] if isinstance(value, list) else str(value or "")
+
+
+class StampingPbx(ReplayPbx):
+    """The replay PBX, noting when it wrote each call's first ``DialBegin`` to an
+    extension, per (linkedid, extension)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rang_at: dict[tuple[str, str], float] = {}
+
+    def _emit(self, msg: Message, at: float) -> None:
+        super()._emit(msg, at)
+        if _first(msg.get("Event")) == "DialBegin":
+            m = _EXT.match(_first(msg.get("DestChannel")))
+            key = (_first(msg.get("Linkedid")), m.group(1) if m else "")
+            if m and key not in self.rang_at:
+                self.rang_at[key] = time.monotonic()
+
+
+def _pbx_child(conn: Connection, copies: int, stagger: float, speed: float, loops: int) -> None:
+    async def main() -> None:
+        items = overlapped(BURST, copies, stagger)
+        pbx = StampingPbx(items, speed=speed, loops=loops, paused=True, loop_gap=1.0)
+        async with pbx:
+            conn.send(("port", pbx.port))
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, conn.recv)  # "go"
+            pbx.resume()
+            while not pbx._done.is_set():
+                await asyncio.sleep(0.05)
+            await pbx.drain()
+            conn.send(("done", pbx.played, pbx.rang_at))
+            await loop.run_in_executor(None, conn.recv)  # "stop"
+
+    asyncio.run(main())
+
+
+# -- the SSE clients (own process) -----------------------------------------------------
+def _clients_child(conn: Connection, base: str, users: list[str]) -> None:
+    """One SSE connection per entry of ``users`` (a username may repeat: several tabs)."""
+    import aiohttp
+
+    async def main() -> None:
+        receipts: list[tuple[int, str, str, float]] = []  # client, user, linkedid, at
+        stop = asyncio.Event()
+        ready = 0
+
+        async def client(i: int, username: str) -> None:
+            nonlocal ready
+            jar = aiohttp.CookieJar(unsafe=True)
+            timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+            async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as s:
+                html = await (await s.get(f"{base}/login")).text()
+                m = CSRF_RE.search(html)
+                assert m, "no CSRF token"
+                r = await s.post(f"{base}/login", allow_redirects=False, data={
+                    "username": username, "password": PASSWORD, "_csrf": m.group(1)})
+                assert r.status == 302, f"login {username}: {r.status}"
+                async with s.get(f"{base}/events") as resp:
+                    assert resp.status == 200, resp.status
+                    ready += 1
+                    seen: set[str] = set()
+                    buf = b""
+                    while not stop.is_set():
+                        try:
+                            chunk = await asyncio.wait_for(resp.content.readany(), 0.5)
+                        except TimeoutError:
+                            continue
+                        if not chunk:
+                            break
+                        now = time.monotonic()
+                        buf += chunk
+                        *frames, buf = buf.split(b"\n\n")
+                        for frame in frames:
+                            for line in frame.split(b"\n"):
+                                if not line.startswith(b"data: "):
+                                    continue
+                                msg = json.loads(line[6:])
+                                data = msg.get("data") or {}
+                                lid = data.get("linkedid") if isinstance(data, dict) else None
+                                if msg.get("kind") == "call_progress" and lid and lid not in seen:
+                                    seen.add(lid)
+                                    receipts.append((i, username, lid, now))
+
+        tasks = [asyncio.create_task(client(i, u)) for i, u in enumerate(users)]
+        while ready < len(users):
+            await asyncio.sleep(0.05)
+            for t in tasks:
+                if t.done() and t.exception():
+                    raise t.exception()  # type: ignore[misc]
+        conn.send(("ready", len(users)))
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "stop"
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        conn.send(("receipts", receipts))
+
+    asyncio.run(main())
+
+
+# -- the server: the load benchmark's pipeline with the web app on it ---------------------
+async def _serve(pipe: Any, work: Path, reps: dict[str, str]) -> tuple[Any, Any, int]:
+    from aiohttp import web
+
+    from config.settings import load_settings
+    from crm.services import CrmService
+    from web.app import create_app
+    from web.runtime import Runtime
+    from web.security import Signer, load_secret_key
+
+    settings = load_settings(env={})
+    settings["server"]["key_file"] = str(work / "key")
+    settings["recordings"]["directory"] = str(work / "monitor")
+    service = CrmService(pipe.store, pipe.ingest.policy)
+    for username, ext in reps.items():
+        await service.create_user(username, username.title(), PASSWORD, "rep", [ext])
+    key = load_secret_key("", work / "key")
+    rt = Runtime(settings, pipe.store, service, pipe.bus, pipe.ingest, Signer(key))
+    runner = web.AppRunner(create_app(rt), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return rt, runner, runner.addresses[0][1]
+
+
+def _pct(values: Sequence[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
+              stagger: float) -> dict[str, Any]:  # fmt: skip
+    ctx = mp.get_context("spawn")
+    pbx_conn, pbx_child = ctx.Pipe()
+    pbx = ctx.Process(target=_pbx_child, args=(pbx_child, copies, stagger, speed, loops),
+                      daemon=True)  # fmt: skip
+    pbx.start()
+    cl_proc = None
+    cl_conn = None
+    try:
+        _, port = pbx_conn.recv()
+        expected_calls = 20 * copies * loops
+        reps = {"alice": "101", "bob": "102"}
+        users = [list(reps)[i % len(reps)] for i in range(clients)]
+        async with _database(engine) as url:
+            pipe = await build_pipeline(url, "127.0.0.1", port)
+            with tempfile.TemporaryDirectory(prefix="bench-pop-") as tmp:
+                rt, runner, web_port = await _serve(pipe, Path(tmp), reps)
+                await pipe.link.start()
+                await pipe.link.wait_state("connected", timeout=10)
+                cl_conn, cl_child = ctx.Pipe()
+                cl_proc = ctx.Process(target=_clients_child, daemon=True,
+                                      args=(cl_child, f"http://127.0.0.1:{web_port}", users))
+                cl_proc.start()
+                while not cl_conn.poll():
+                    await asyncio.sleep(0.05)
+                cl_conn.recv()  # ready
+                t0 = time.perf_counter()
+                pbx_conn.send("go")
+                done: tuple[Any, ...] | None = None
+                deadline = t0 + 120 + 40 * loops / max(speed, 0.1)
+                while time.perf_counter() < deadline:
+                    await asyncio.sleep(0.05)
+                    if done is None and pbx_conn.poll():
+                        done = pbx_conn.recv()
+                    if done is not None and pipe.counters.written >= expected_calls:
+                        break
+                await asyncio.sleep(1.0)  # the last pops in flight
+                elapsed = time.perf_counter() - t0
+                cl_conn.send("stop")
+                while not cl_conn.poll():
+                    await asyncio.sleep(0.05)
+                _, receipts = cl_conn.recv()
+                hub = rt.extras.get("live_hub")
+                dropped = sum(getattr(c, "dropped", 0) for c in getattr(hub, "clients", ()))
+                counters = pipe.counters
+                await runner.cleanup()
+                await pipe.close()
+        pbx_conn.send("stop")
+    finally:
+        for proc in (pbx, cl_proc):
+            if proc is not None:
+                proc.join(10)
+                if proc.is_alive():
+                    proc.kill()
+    rang_at: dict[tuple[str, str], float] = done[2] if done else {}
+    tabs = {u: users.count(u) for u in set(users)}
+    latencies = []
+    for _client, user, lid, at in receipts:
+        t = rang_at.get((lid, reps[user]))
+        if t is not None:
+            latencies.append((at - t) * 1000)
+    expected_pops = sum(tabs[u] for u in tabs for (lid, ext) in rang_at if ext == reps[u])
+    write_ms = sorted(counters.write_ms) or [0.0]
+    return {
+        "engine": engine, "speed": speed, "clients": clients, "seconds": elapsed,
+        "calls_expected": expected_calls, "calls_written": counters.written,
+        "pops_expected": expected_pops, "pops_received": len(latencies),
+        "pop_p50_ms": _pct(latencies, 50), "pop_p99_ms": _pct(latencies, 99),
+        "pop_max_ms": max(latencies, default=float("nan")), "dropped_by_hub": dropped,
+        "write_p50_ms": _pct(write_ms, 50), "write_p99_ms": _pct(write_ms, 99),
+    }  # fmt: skip
+
+
+def _fmt(r: dict[str, Any]) -> str:
+    return (
+        f"{r['engine']:10} {r['speed']:>4g}x {r['clients']:>4} SSE clients  pop p50/p99/max "
+        f"{r['pop_p50_ms']:.1f}/{r['pop_p99_ms']:.1f}/{r['pop_max_ms']:.1f} ms  "
+        f"pops {r['pops_received']}/{r['pops_expected']}  calls "
+        f"{r['calls_written']}/{r['calls_expected']}  write p50/p99 "
+        f"{r['write_p50_ms']:.1f}/{r['write_p99_ms']:.1f} ms  in {r['seconds']:.1f} s"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--engine", choices=("sqlite", "postgresql", "both"), default="sqlite")
+    ap.add_argument("--clients", default="10,50,200", help="SSE clients, comma-separated runs")
+    ap.add_argument("--speed", type=float, default=10.0)
+    ap.add_argument("--copies", type=int, default=10, help="overlapped burst copies (x20 calls)")
+    ap.add_argument("--loops", type=int, default=2)
+    ap.add_argument("--stagger", type=float, default=0.2)
+    args = ap.parse_args(argv)
+    engines = ("sqlite", "postgresql") if args.engine == "both" else (args.engine,)
+    for engine in engines:
+        for n in (int(x) for x in args.clients.split(",")):
+            with contextlib.suppress(KeyboardInterrupt):
+                print(_fmt(asyncio.run(run(engine, n, args.speed, args.copies, args.loops,
+                                           args.stagger))), flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
