@@ -202,6 +202,22 @@ def _closed_task(spec: BulkSpec, task: _Open, at: float, closer: Rep) -> tuple[A
             at - task.opened_at, task.missed, "closed")  # fmt: skip
 
 
+# Who each call rang (``call_rang``, as ``upsert_call`` writes it), from the loaded calls.
+_RANG_SQLITE = (
+    "INSERT OR IGNORE INTO call_rang (call_id, extension, started_at, missed) "
+    "SELECT calls.id, CAST(r.value AS TEXT), calls.started_at, calls.direction = 'inbound' "
+    "AND calls.outcome IN ('missed', 'abandoned', 'busy', 'no_answer') "
+    "FROM calls CROSS JOIN json_each(calls.rang) AS r WHERE r.value IS NOT NULL ORDER BY calls.id"
+)
+_RANG_POSTGRES = (
+    "INSERT INTO call_rang (call_id, extension, started_at, missed) "
+    "SELECT calls.id, r.value, calls.started_at, calls.direction = 'inbound' "
+    "AND calls.outcome IN ('missed', 'abandoned', 'busy', 'no_answer') "
+    "FROM calls CROSS JOIN LATERAL jsonb_array_elements_text(calls.rang) AS r(value) "
+    "WHERE r.value IS NOT NULL ON CONFLICT DO NOTHING"
+)
+
+
 # -- SQLite ----------------------------------------------------------------------------
 def load_sqlite(path: str, spec: BulkSpec, progress: Any = None) -> dict[str, int]:
     """Append ``spec``'s rows to the (migrated, empty of contacts and calls) database at
@@ -211,7 +227,8 @@ def load_sqlite(path: str, spec: BulkSpec, progress: Any = None) -> dict[str, in
     con.execute("PRAGMA synchronous=OFF")
     con.execute("PRAGMA cache_size=-400000")
     con.execute("PRAGMA temp_store=MEMORY")
-    tables = ("contacts", "contact_phones", "calls", "callback_tasks", "callback_calls")
+    tables = ("contacts", "contact_phones", "calls", "callback_tasks", "callback_calls",
+              "call_rang")  # fmt: skip
     indexes = con.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
         f"AND tbl_name IN ({','.join('?' * len(tables))})", tables
@@ -258,6 +275,7 @@ def load_sqlite(path: str, spec: BulkSpec, progress: Any = None) -> dict[str, in
         for kind, buf in buffers.items():
             counts[names[kind]] += len(buf)
             flush(*target[kind], buf)
+        con.execute(_RANG_SQLITE)
         if progress:
             progress("indexes", len(indexes))
         for _name, sql in indexes:
@@ -328,6 +346,7 @@ async def load_postgres(url: str, spec: BulkSpec, progress: Any = None) -> dict[
                 await copy(*target[kind], buffers[kind])
             counts["links"] = len(pending_links)
             await copy("callback_calls", LINK_COLUMNS, pending_links)
+            await con.execute(_RANG_POSTGRES)
             await con.execute(
                 "UPDATE contacts SET last_contact_at = m.last FROM (SELECT contact_id, "
                 "max(started_at) AS last FROM calls WHERE contact_id IS NOT NULL "

@@ -126,6 +126,9 @@ class PostgresStore(SqlStore):
     def _day(self, epoch_sql: str) -> str:
         return f"to_char(to_timestamp({epoch_sql}) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
 
+    def _floor_div(self, epoch_sql: str, seconds: int) -> str:
+        return f"CAST(FLOOR(({epoch_sql}) / {int(seconds)}) AS BIGINT)"
+
     def _hour(self, epoch_sql: str) -> str:
         return f"CAST(EXTRACT(HOUR FROM to_timestamp({epoch_sql}) AT TIME ZONE 'UTC') AS INTEGER)"
 

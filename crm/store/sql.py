@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
 from ami_bridge.facts import Transfer
 
 from ..models import (
+    MISSED_OUTCOMES,
     AuditEntry,
     Call,
     CallbackStatus,
@@ -227,6 +228,12 @@ class SqlStore(ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, Stor
     def _day(self, epoch_sql: str) -> str:
         """SQL for the UTC day ``YYYY-MM-DD`` of a POSIX-seconds expression."""
         return f"strftime('%Y-%m-%d', {epoch_sql}, 'unixepoch')"
+
+    def _floor_div(self, epoch_sql: str, seconds: int) -> str:
+        """SQL for the integer ``floor(epoch / seconds)`` (day or hour number since the
+        epoch): plain arithmetic, far cheaper per row than formatting a date.  Call
+        times are after 1970, where truncation is the floor."""
+        return f"CAST(({epoch_sql}) / {int(seconds)} AS INTEGER)"
 
     def _hour(self, epoch_sql: str) -> str:
         """SQL for the UTC hour (integer 0-23) of a POSIX-seconds expression."""
@@ -491,6 +498,18 @@ class SqlStore(ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, Stor
             found = await self._contacts(c, rows)
         return found[0] if found else None
 
+    async def contacts_by_ids(self, contact_ids: Iterable[int]) -> dict[int, Contact]:
+        ids = list(dict.fromkeys(contact_ids))
+        if not ids:
+            return {}
+        async with self._use() as c:
+            rows = await c.fetch(
+                f"SELECT {CONTACT_COLS} FROM contacts WHERE id {self._ids_in(1)}",
+                self._ids_param(ids),
+            )
+            found = await self._contacts(c, rows)
+        return {ct.id: ct for ct in found if ct.id is not None}
+
     async def delete_contact(self, contact_id: int) -> None:
         async with self._use() as c:
             await c.execute("DELETE FROM contacts WHERE id = $1", contact_id)
@@ -720,6 +739,20 @@ class SqlStore(ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, Stor
         recs = await self._recording_ids(c, [r["id"] for r in rows])
         return [_call_row(r, recs[r["id"]]) for r in rows]
 
+    async def _write_rang(self, c: Conn, call: Call) -> None:
+        """Replace the call's ``call_rang`` rows (who it rang, for the reports)."""
+        await c.execute("DELETE FROM call_rang WHERE call_id = $1", call.id)
+        missed = call.direction == "inbound" and call.outcome in MISSED_OUTCOMES
+        await c.executemany(
+            "INSERT INTO call_rang (call_id, extension, started_at, missed) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (call_id, extension) DO NOTHING",
+            [
+                (call.id, ext, call.started_at, missed)
+                for ext in dict.fromkeys(call.rang)
+                if ext is not None
+            ],
+        )
+
     async def upsert_call(self, call: Call, at: float) -> Call:
         values = (
             call.linkedid,
@@ -778,6 +811,7 @@ class SqlStore(ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, Stor
                 [(call.id, path, call.ended_at) for path in call.recordings],
             )
             call.recording_ids = (await self._recording_ids(c, [call.id]))[call.id]
+            await self._write_rang(c, call)
         return call
 
     async def get_call(self, call_id: int) -> Call | None:
@@ -892,9 +926,9 @@ class SqlStore(ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, Stor
             n = len(args)
             where.append(
                 f"(calls.user_id = ${n} OR t.owner_id = ${n} OR t.closed_by_user_id = ${n} "
-                f"OR EXISTS (SELECT 1 FROM user_extensions ue "
-                f"{self._json_values_join('calls.rang', 'rr')} "
-                f"WHERE ue.user_id = ${n} AND ue.extension = rr.value))"
+                "OR EXISTS (SELECT 1 FROM call_rang rr "
+                "JOIN user_extensions ue ON ue.extension = rr.extension "
+                f"WHERE rr.call_id = calls.id AND ue.user_id = ${n}))"
             )
         if user_ids is not None:
             args.append(self._ids_param(user_ids))

@@ -2,16 +2,24 @@
 millions of calls: only grouped rows cross the wire, never the calls themselves.
 
 A mixin of ``SqlStore``: it uses the store's connection handling and dialect hooks
-(``_use``, ``_ids_in``, ``_ids_param``, ``_visible_call``, ``_day``, ``_hour``,
-``_json_values_join``).
+(``_use``, ``_ids_in``, ``_ids_param``, ``_visible_call``, ``_floor_div``, ``_index_hint``), and the
+``call_rang`` table ``upsert_call`` keeps (who each call rang).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from ..models import MissedByLine, MissedByRep, MissedSummary, RepFigures
 from .sql_common import MISSED_SQL
+
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def _day_text(day_number: int) -> str:
+    """``YYYY-MM-DD`` of a UTC day number (days since 1970-01-01)."""
+    return (_EPOCH + dt.timedelta(days=day_number)).isoformat()
 
 
 def _rate(part: int, whole: int) -> float:
@@ -31,22 +39,38 @@ class ReportQueries:
         self, c: Any, since: float, until: float, user_ids: Any
     ) -> dict[int, int]:
         """Missed inbound calls per user whose extension rang (current extension map)."""
+        # call_rang's partial index on missed rows: one range per extension and period,
+        # counted in index order (no DISTINCT over the period).  A call counts once per
+        # user, so users with several extensions get a COUNT(DISTINCT) of their own.
         args: list[Any] = [since, until]
-        where = (
-            "calls.direction = 'inbound' AND calls.outcome " + MISSED_SQL + " AND "
-            "calls.started_at >= $1 AND calls.started_at < $2"
-        )
+        where = "cr.missed AND cr.started_at >= $1 AND cr.started_at < $2"
         if user_ids is not None:
             args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
             where += f" AND ue.user_id {self._ids_in(3)}"  # type: ignore[attr-defined]
         rows = await c.fetch(
-            "SELECT ue.user_id AS user_id, COUNT(DISTINCT calls.id) AS n FROM calls "
-            f"{self._json_values_join('calls.rang', 'r')} "  # type: ignore[attr-defined]
-            "JOIN user_extensions ue ON ue.extension = r.value "
-            f"WHERE {where} GROUP BY ue.user_id",
+            "SELECT ue.extension AS extension, ue.user_id AS user_id, COUNT(*) AS n "
+            "FROM user_extensions ue JOIN call_rang cr ON cr.extension = ue.extension "
+            f"WHERE {where} GROUP BY ue.extension, ue.user_id",
             *args,
         )
-        return {r["user_id"]: int(r["n"]) for r in rows}
+        out: dict[int, int] = {}
+        exts: dict[int, int] = {}
+        for r in rows:
+            out[r["user_id"]] = out.get(r["user_id"], 0) + int(r["n"])
+            exts[r["user_id"]] = exts.get(r["user_id"], 0) + 1
+        several = [uid for uid, k in exts.items() if k > 1]
+        if several:
+            for r in await c.fetch(
+                "SELECT ue.user_id AS user_id, COUNT(DISTINCT cr.call_id) AS n "
+                "FROM user_extensions ue JOIN call_rang cr ON cr.extension = ue.extension "
+                "WHERE cr.missed AND cr.started_at >= $1 AND cr.started_at < $2 "
+                f"AND ue.user_id {self._ids_in(3)} GROUP BY ue.user_id",  # type: ignore[attr-defined]
+                since,
+                until,
+                self._ids_param(several),  # type: ignore[attr-defined]
+            ):
+                out[r["user_id"]] = int(r["n"])
+        return out
 
     async def _user_names(self, c: Any) -> dict[int, str]:
         rows = await c.fetch("SELECT id, display_name FROM users")
@@ -65,12 +89,6 @@ class ReportQueries:
         )
         n = len(args)
         async with self._use() as c:  # type: ignore[attr-defined]
-            totals = await c.fetchrow(
-                "SELECT COUNT(*) AS total, "
-                f"COALESCE(SUM(CASE WHEN calls.outcome {MISSED_SQL} THEN 1 ELSE 0 END), 0) "
-                f"AS missed FROM calls WHERE {inbound}",
-                *args,
-            )
             lines = await c.fetch(
                 "SELECT calls.did AS did, COUNT(*) AS total, "
                 f"SUM(CASE WHEN calls.outcome {MISSED_SQL} THEN 1 ELSE 0 END) AS missed "
@@ -98,7 +116,10 @@ class ReportQueries:
                 )
                 median = sum(float(r["ttc"]) for r in middle) / len(middle)
             by_rep = await self._missed_by_rep(c, since, until, user_ids)
-        total, missed = int(totals["total"]), int(totals["missed"])
+        # Every inbound call is in exactly one line group (NULL did included): the totals
+        # are the lines' sums, so the period is read once.
+        total = sum(int(r["total"]) for r in lines)
+        missed = sum(int(r["missed"]) for r in lines)
         n_tasks = int(tasks["tasks"])
         return MissedSummary(
             since=since,
@@ -174,14 +195,16 @@ class ReportQueries:
     ) -> list[tuple[str, str, int]]:
         args: list[Any] = [float(utc_offset), since, until]
         where = self._range_where(args, user_ids, 2)
-        day = self._day("calls.started_at + $1")  # type: ignore[attr-defined]
+        # Grouped by day number, formatted here: the same UTC days as ``_day`` without
+        # formatting a date for each of the period's calls.
+        day = self._floor_div("calls.started_at + $1", 86400)  # type: ignore[attr-defined]
         async with self._use() as c:  # type: ignore[attr-defined]
             rows = await c.fetch(
                 f"SELECT {day} AS day, calls.outcome AS outcome, COUNT(*) AS n FROM calls "
                 f"WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2",
                 *args,
             )
-        return [(r["day"], r["outcome"], int(r["n"])) for r in rows]
+        return [(_day_text(int(r["day"])), r["outcome"], int(r["n"])) for r in rows]
 
     async def per_rep(self, since: float, until: float, user_ids: Any = None) -> list[RepFigures]:
         args: list[Any] = [since, until]
@@ -196,7 +219,8 @@ class ReportQueries:
                     "SELECT calls.user_id AS user_id, "
                     "SUM(CASE WHEN calls.answered THEN 1 ELSE 0 END) AS answered, "
                     "COALESCE(SUM(calls.talk_seconds), 0) AS talk "
-                    f"FROM calls WHERE {where} GROUP BY calls.user_id",
+                    f"FROM calls {self._index_hint('calls_report')} "  # type: ignore[attr-defined]
+                    f"WHERE {where} GROUP BY calls.user_id",
                     *args,
                 )
             }
@@ -219,11 +243,16 @@ class ReportQueries:
     ) -> list[tuple[int, int]]:
         args: list[Any] = [float(utc_offset), since, until]
         where = self._range_where(args, user_ids, 2)
-        hour = self._hour("calls.started_at + $1")  # type: ignore[attr-defined]
+        # Hours since the epoch, folded to the hour of the day here (UTC days are whole
+        # hours), rather than formatting a time for each of the period's calls.
+        hour = self._floor_div("calls.started_at + $1", 3600)  # type: ignore[attr-defined]
         async with self._use() as c:  # type: ignore[attr-defined]
             rows = await c.fetch(
-                f"SELECT {hour} AS hour, COUNT(*) AS n FROM calls WHERE {where} "
-                "GROUP BY 1 ORDER BY 1",
+                f"SELECT {hour} AS hour, COUNT(*) AS n FROM calls WHERE {where} GROUP BY 1",
                 *args,
             )
-        return [(int(r["hour"]), int(r["n"])) for r in rows]
+        counts: dict[int, int] = {}
+        for r in rows:
+            h = int(r["hour"]) % 24
+            counts[h] = counts.get(h, 0) + int(r["n"])
+        return sorted(counts.items())
