@@ -5,6 +5,9 @@ python run.py                 serve (web UI + the PBX link from the settings)
 python run.py --demo          serve with the replay PBX and sample data
 python run.py replay FILE     print the calls a capture contains, one JSON per line
 python run.py migrate         apply database migrations
+python run.py create-user NAME --role rep --extension 101   (password from CRM_PASSWORD or a prompt)
+python run.py create-token USERNAME NAME                    (prints an API token once)
+python run.py import-contacts FILE.csv                      (all rows or none, with a report)
 """
 
 from __future__ import annotations
@@ -28,6 +31,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("path")
     sub.add_parser("migrate", help="apply database migrations and exit")
+    cu = sub.add_parser("create-user", help="create a user (password: CRM_PASSWORD or a prompt)")
+    cu.add_argument("username")
+    cu.add_argument("--name", help="display name")
+    cu.add_argument("--role", choices=("rep", "manager", "admin"), default="rep")
+    cu.add_argument("--extension", action="append", help="an extension (repeat for several)")
+    ct = sub.add_parser("create-token", help="create an API token for a user and print it")
+    ct.add_argument("username")
+    ct.add_argument("name", help="what the token is for")
+    ic = sub.add_parser("import-contacts", help="import contacts from a CSV file")
+    ic.add_argument("file")
     sv = sub.add_parser("serve", help="serve the web UI and run the PBX link (the default)")
     sv.add_argument("--port", type=int)
     sv.add_argument("--host")
@@ -47,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         from ami_bridge.replay import main as replay_main
 
         return replay_main(args.path, pbx_profile(settings))
+    if args.command in ("create-user", "create-token", "import-contacts"):
+        from web.commands import run_command
+
+        return run_command(settings, args)
     if args.command == "migrate":
         from web.server import migrate
 

@@ -103,6 +103,9 @@ DECISIONS: dict[str, Decision] = {
     "GET /admin/recordings": Decision(ADMINS),
     "POST /admin/recordings": Decision(ADMINS),
     "POST /admin/recordings/purge": Decision(ADMINS),
+    "GET /admin/tokens": Decision(ADMINS),
+    "POST /admin/tokens": Decision(ADMINS),
+    "POST /admin/tokens/{token_id}/revoke": Decision(ADMINS),
     "GET /api/v1/openapi.json": Decision(PUBLIC),
     "GET /api/v1/me": Decision(USERS),
     "GET /api/v1/contacts": Decision(USERS, lists=True),
@@ -125,6 +128,7 @@ FORM = {
     "host": "127.0.0.1", "port": "5038", "secret": "x", "default_region": "US",
     "create_on": "every_call", "repeat_window_hours": "1", "callback_sla_minutes": "1",
     "to": "1", "next": "/", "confirm": "erase", "retention_days": "1",
+    "user_id": "1",
 }  # fmt: skip
 """One form that fills what every state-changing page reads, so the request would do
 something if it were let through."""
@@ -158,7 +162,7 @@ def url_for(app: web.Application, rt: Runtime, w: World, t: Target, who: str) ->
     rec = w.recording.id
     assert rec is not None and w.alice_contact.id is not None
     ids = {"{call_id}": w.alice_call.id, "{contact_id}": w.alice_contact.id, "{rec_id}": rec,
-           "{user_id}": w.people.alice.id, "{what}": "team"}  # fmt: skip
+           "{user_id}": w.people.alice.id, "{what}": "team", "{token_id}": 1}  # fmt: skip
     if path.startswith("/leads/") or "/leads/{id}" in path:
         ids["{contact_id}"] = ids["{id}"] = w.alice_lead.id
     elif path.startswith("/api/v1/calls/"):

@@ -9,6 +9,7 @@ import logging
 import re
 from html import unescape
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -397,3 +398,28 @@ async def test_admin_sees_calls_held_while_the_database_refuses_them(
         await asyncio.sleep(0.05)
     assert await rt.store.get_call_by_linkedid(record.linkedid) is not None
     assert "All finished calls written." in await (await client.get("/admin")).text()
+
+
+async def test_admin_creates_shows_once_and_revokes_an_api_token(
+    client: TestClient, rt: Runtime, people: People
+) -> None:
+    csrf = await login(client, "admin")
+    form = {"_csrf": csrf, "user_id": str(people.alice.id), "name": "sync"}
+    resp = await client.post("/admin/tokens", data=form)
+    page = await resp.text()
+    assert resp.status == 200 and "shown only once" in page
+    token = re.search(r"<code>(\S+)</code>", page.split('id="new-token"')[1]).group(1)  # type: ignore[union-attr]
+    bearer = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as integration:  # no session cookie: the token alone
+        api = await integration.get(client.make_url("/api/v1/me"), headers=bearer)
+        assert (await api.json())["username"] == "alice"
+    listing = await (await client.get("/admin/tokens")).text()
+    assert "sync" in listing and token not in listing
+    [row] = await rt.service.list_api_tokens()
+    out = await client.post(f"/admin/tokens/{row.id}/revoke", data={"_csrf": csrf})
+    assert "Token revoked" in await out.text()
+    async with aiohttp.ClientSession() as integration:
+        again = await integration.get(client.make_url("/api/v1/me"), headers=bearer)
+        assert again.status == 401
+    bad = await client.post("/admin/tokens", data={"_csrf": csrf, "user_id": "x", "name": "n"})
+    assert bad.status == 400

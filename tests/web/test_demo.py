@@ -73,3 +73,29 @@ def test_run_py_migrate(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "schema at version" in proc.stdout
     assert db.exists()
+
+
+def test_admin_commands_create_user_token_and_import(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    env = {"CRM__DATABASE__URL": f"sqlite:///{db}", "PATH": "/usr/bin:/bin",
+           "CRM__SERVER__KEY_FILE": str(tmp_path / "k"), "CRM_PASSWORD": "long-enough-1"}  # fmt: skip
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(ROOT / "run.py"), *args],
+                              capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+
+    made = run("create-user", "alice", "--role", "rep", "--extension", "101")
+    assert made.returncode == 0, made.stderr
+    assert "user alice (rep) created" in made.stdout
+    again = run("create-user", "alice")
+    assert again.returncode == 2 and "taken" in again.stderr and "Traceback" not in again.stderr
+    token = run("create-token", "alice", "sync")
+    assert token.returncode == 0 and token.stdout.strip().startswith("crm_")
+    assert run("create-token", "nobody", "x").returncode == 2
+    good = tmp_path / "ok.csv"
+    good.write_text("name,phones\nAda,+14155550101\n")
+    assert "imported 1 rows: 1 new" in run("import-contacts", str(good)).stdout
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,phones\nBob,555\n")
+    refused = run("import-contacts", str(bad))
+    assert refused.returncode == 1 and "line 2" in refused.stderr

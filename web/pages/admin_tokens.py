@@ -1,0 +1,71 @@
+"""Admin: API tokens for integrations.  A token acts as the user it belongs to (their role
+and scope), is shown once when created (only its SHA-256 is stored), and can be revoked."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from crm.errors import InvalidInput, NotFound
+
+from ..app import current_user, roles, runtime
+from ..render import render
+
+routes = web.RouteTableDef()
+
+
+async def _page(
+    request: web.Request, *, new_token: str | None = None, error: str | None = None,
+    status: int = 200,
+) -> web.Response:  # fmt: skip
+    rt = runtime(request)
+    users = await rt.service.list_users()
+    names = {u.id: u.display_name for u in users}
+    tokens = await rt.service.list_api_tokens()
+    ctx = {
+        "section": "tokens",
+        "users": users,
+        "names": names,
+        "tokens": tokens,
+        "new_token": new_token,
+        "error": error,
+        "revoked": request.query.get("done") == "revoked",
+    }
+    return render(request, "admin_tokens.html", ctx, status=status)
+
+
+@routes.get("/admin/tokens")
+@roles("admin")
+async def tokens(request: web.Request) -> web.StreamResponse:
+    return await _page(request)
+
+
+@routes.post("/admin/tokens")
+@roles("admin")
+async def create_token(request: web.Request) -> web.StreamResponse:
+    rt = runtime(request)
+    form = await request.post()
+    try:
+        user_id = int(str(form.get("user_id", "")))
+    except ValueError:
+        return await _page(request, error="Choose the user the token acts as.", status=400)
+    try:
+        token = await rt.service.create_api_token(
+            user_id, str(form.get("name", "")), current_user(request).username
+        )
+    except (InvalidInput, NotFound) as exc:
+        return await _page(request, error=str(exc), status=400)
+    return await _page(request, new_token=token)
+
+
+@routes.post(r"/admin/tokens/{token_id:\d+}/revoke")
+@roles("admin")
+async def revoke_token(request: web.Request) -> web.StreamResponse:
+    rt = runtime(request)
+    await rt.service.revoke_api_token(
+        int(request.match_info["token_id"]), current_user(request).username
+    )
+    raise web.HTTPFound("/admin/tokens?done=revoked")
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)
