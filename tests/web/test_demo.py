@@ -77,8 +77,12 @@ def test_run_py_migrate(tmp_path: Path) -> None:
 
 def test_admin_commands_create_user_token_and_import(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
-    env = {"CRM__DATABASE__URL": f"sqlite:///{db}", "PATH": "/usr/bin:/bin",
-           "CRM__SERVER__KEY_FILE": str(tmp_path / "k"), "CRM_PASSWORD": "long-enough-1"}  # fmt: skip
+    env = {
+        "CRM__DATABASE__URL": f"sqlite:///{db}",
+        "PATH": "/usr/bin:/bin",
+        "CRM__SERVER__KEY_FILE": str(tmp_path / "k"),
+        "CRM_PASSWORD": "long-enough-1",
+    }
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, str(ROOT / "run.py"), *args],
