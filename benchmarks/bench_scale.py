@@ -35,19 +35,17 @@ from crm.store import open_store
 from crm.store.postgres import split_url
 from tests.crm.pg import session_database
 from tests.scale.cluster import (
+    EAST,
     PASSWORD,
+    REPS,
+    WEST,
     Cluster,
-    Office,
     SseClient,
     expected_calls,
     link_holder,
     office_timeline,
     shared_allocator,
 )
-
-EAST = Office("east", "East", {"101": "101", "102": "102"}, "41555502")
-WEST = Office("west", "West", {"101": "201", "102": "202"}, "41555503")
-REPS = {"east": [("alice", "101"), ("bob", "102")], "west": [("carol", "201"), ("dave", "202")]}
 
 
 class WiredPbx(ReplayPbx):

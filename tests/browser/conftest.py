@@ -18,7 +18,7 @@ import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
 from ami_bridge.replay_pbx import ReplayPbx
-from tests.web.conftest import PASSWORD, People, web_settings
+from tests.web.conftest import PASSWORD, People, make_people, web_settings
 from web.app import create_app
 from web.runtime import Runtime, open_runtime, start_link
 
@@ -48,17 +48,6 @@ async def browser() -> AsyncIterator[Browser]:
             await b.close()
 
 
-async def _people(rt: Runtime) -> People:
-    s = rt.service
-    return People(
-        admin=await s.create_user("admin", "Ada Admin", PASSWORD, "admin"),
-        manager=await s.create_user("maria", "Maria Manager", PASSWORD, "manager"),
-        alice=await s.create_user("alice", "Alice Rep", PASSWORD, "rep", ["101"]),
-        bob=await s.create_user("bob", "Bob Rep", PASSWORD, "rep", ["102"]),
-        other_manager=await s.create_user("otto", "Otto Manager", PASSWORD, "manager"),
-    )
-
-
 async def _serve(aiohttp_server: Any, rt: Runtime) -> str:
     server = await aiohttp_server(create_app(rt))
     return str(server.make_url("/")).rstrip("/")
@@ -68,7 +57,7 @@ async def _serve(aiohttp_server: Any, rt: Runtime) -> str:
 async def site(aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[Site]:
     rt = await open_runtime(web_settings(tmp_path), with_link=False)
     try:
-        people = await _people(rt)
+        people = await make_people(rt)
         yield Site(await _serve(aiohttp_server, rt), rt, people)
     finally:
         await rt.close()
@@ -90,7 +79,7 @@ def pbx_site_factory(capture: Path) -> Any:
         rt = await open_runtime(settings, with_link=False)
         rt.pbx = pbx
         try:
-            people = await _people(rt)
+            people = await make_people(rt)
             link = start_link(rt)
             await link.wait_state("connected")
             yield Site(await _serve(aiohttp_server, rt), rt, people, pbx)

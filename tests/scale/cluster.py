@@ -52,6 +52,13 @@ class Office:
     """Replaces ``41555502`` in callers' numbers, so each office has its own callers."""
 
 
+EAST = Office("east", "East", {"101": "101", "102": "102"}, "41555502")
+WEST = Office("west", "West", {"101": "201", "102": "202"}, "41555503")
+"""The two offices the scale tests and benchmark run: west renumbers the capture's phones
+and callers so each PBX has its own."""
+REPS = {"east": [("alice", "101"), ("bob", "102")], "west": [("carol", "201"), ("dave", "202")]}
+
+
 def _rewrite(value: str, office: Office) -> str:
     for old, new in office.extensions.items():
         if old != new:

@@ -17,10 +17,8 @@ from crm.services import CrmService
 from crm.store import Store, open_store
 from web.linkmanager import link_configs, link_policy, team_owner
 
-from .cluster import Office, expected_calls, office_timeline, shared_allocator
+from .cluster import EAST, WEST, expected_calls, office_timeline, shared_allocator
 
-EAST = Office("east", "East", {"101": "101", "102": "102"}, "41555502")
-WEST = Office("west", "West", {"101": "201", "102": "202"}, "41555503")
 POLICY = LeadPolicy(own_numbers=("5551000", "5551002", "5552000"))
 PW = "team-scope-pass-1"
 

@@ -26,9 +26,11 @@ from crm.store import open_store
 from crm.store.postgres import split_url
 
 from .cluster import (
+    EAST,
     PASSWORD,
+    REPS,
+    WEST,
     Cluster,
-    Office,
     SseClient,
     expected_calls,
     link_holder,
@@ -36,9 +38,6 @@ from .cluster import (
     shared_allocator,
 )
 
-EAST = Office("east", "East", {"101": "101", "102": "102"}, "41555502")
-WEST = Office("west", "West", {"101": "201", "102": "202"}, "41555503")
-REPS = {"east": [("alice", "101"), ("bob", "102")], "west": [("carol", "201"), ("dave", "202")]}
 COPIES = 3
 SPEED = 5.0
 MARGIN = 1.0

@@ -69,9 +69,9 @@ async def _clients(rt: Runtime) -> tuple[TestServer, dict[str, TestClient], dict
 async def test_the_ami_secret_appears_nowhere(pbx_rt: Runtime, tmp_path: Path,
                                               caplog: pytest.LogCaptureFixture) -> None:
     rt = pbx_rt
-    from tests.browser.conftest import _people
+    from tests.web.conftest import make_people
 
-    world = await build_world(rt, await _people(rt), tmp_path / "media")
+    world = await build_world(rt, await make_people(rt), tmp_path / "media")
     server, made, csrf = await _clients(rt)
     try:
         admin = made["admin"]

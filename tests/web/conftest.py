@@ -52,15 +52,21 @@ async def rt(tmp_path: Path) -> AsyncIterator[Runtime]:
         await runtime.close()
 
 
+async def make_people(rt: Runtime) -> People:
+    """One user per role, and a manager of another team, for web and browser tests."""
+    s = rt.service
+    return People(
+        admin=await s.create_user("admin", "Ada Admin", PASSWORD, "admin"),
+        manager=await s.create_user("maria", "Maria Manager", PASSWORD, "manager"),
+        alice=await s.create_user("alice", "Alice Rep", PASSWORD, "rep", ["101"]),
+        bob=await s.create_user("bob", "Bob Rep", PASSWORD, "rep", ["102"]),
+        other_manager=await s.create_user("otto", "Otto Manager", PASSWORD, "manager"),
+    )
+
+
 @pytest.fixture
 async def people(rt: Runtime) -> People:
-    s = rt.service
-    admin = await s.create_user("admin", "Ada Admin", PASSWORD, "admin")
-    manager = await s.create_user("maria", "Maria Manager", PASSWORD, "manager")
-    alice = await s.create_user("alice", "Alice Rep", PASSWORD, "rep", ["101"])
-    bob = await s.create_user("bob", "Bob Rep", PASSWORD, "rep", ["102"])
-    other = await s.create_user("otto", "Otto Manager", PASSWORD, "manager")
-    return People(admin, manager, alice, bob, other)
+    return await make_people(rt)
 
 
 @pytest.fixture
