@@ -96,7 +96,8 @@ async def leads_list(request: web.Request) -> web.StreamResponse:
 
 
 # -- one contact -----------------------------------------------------------------------
-async def _visible_contact(view: RepView, contact_id: int) -> Contact:
+async def visible_contact(view: RepView, contact_id: int) -> Contact:
+    """The contact, if this viewer may open it; 404 otherwise (no hint it exists)."""
     try:
         contact = await view.rt.service.get_contact(contact_id)
     except NotFound:
@@ -175,7 +176,7 @@ async def _card(
 @routes.get(r"/contacts/{contact_id:\d+}")
 async def contact_card(request: web.Request) -> web.StreamResponse:
     view = await rep_view(request)
-    contact = await _visible_contact(view, int(request.match_info["contact_id"]))
+    contact = await visible_contact(view, int(request.match_info["contact_id"]))
     return render(request, "contact.html", await _card(request, view, contact))
 
 
@@ -287,14 +288,14 @@ async def create_contact(request: web.Request) -> web.StreamResponse:
 @routes.get(r"/contacts/{contact_id:\d+}/edit")
 async def edit_contact_form(request: web.Request) -> web.StreamResponse:
     view = await rep_view(request)
-    contact = await _visible_contact(view, int(request.match_info["contact_id"]))
+    contact = await visible_contact(view, int(request.match_info["contact_id"]))
     return render(request, "contact_form.html", _form_ctx(view, _form_values(contact), contact))
 
 
 @routes.post(r"/contacts/{contact_id:\d+}/edit")
 async def edit_contact(request: web.Request) -> web.StreamResponse:
     view = await rep_view(request)
-    contact = await _visible_contact(view, int(request.match_info["contact_id"]))
+    contact = await visible_contact(view, int(request.match_info["contact_id"]))
     values = _read_form(await request.post())
     try:
         await view.rt.service.update_contact(
@@ -318,7 +319,7 @@ async def edit_contact(request: web.Request) -> web.StreamResponse:
 @routes.get(r"/contacts/{contact_id:\d+}/merge")
 async def merge_form(request: web.Request) -> web.StreamResponse:
     view = await rep_view(request)
-    keep = await _visible_contact(view, int(request.match_info["contact_id"]))
+    keep = await visible_contact(view, int(request.match_info["contact_id"]))
     query = request.query.get("q", "").strip()[:200]
     other: Contact | None = None
     error = ""
@@ -330,7 +331,7 @@ async def merge_form(request: web.Request) -> web.StreamResponse:
         if other_id == keep.id:
             error = "Choose a different contact: a card cannot be merged into itself."
         else:
-            other = await _visible_contact(view, other_id)
+            other = await visible_contact(view, other_id)
     results: list[Contact] = []
     if query:
         found = await view.rt.service.search_contacts(query, 20, scope=view.scope)
@@ -359,7 +360,7 @@ async def merge_form(request: web.Request) -> web.StreamResponse:
 @routes.post(r"/contacts/{contact_id:\d+}/merge")
 async def merge(request: web.Request) -> web.StreamResponse:
     view = await rep_view(request)
-    keep = await _visible_contact(view, int(request.match_info["contact_id"]))
+    keep = await visible_contact(view, int(request.match_info["contact_id"]))
     form = await request.post()
     try:
         other_id = int_param(form_str(form, "other_id"))
@@ -367,7 +368,7 @@ async def merge(request: web.Request) -> web.StreamResponse:
         other_id = None
     if other_id is None or other_id == keep.id:
         raise web.HTTPBadRequest(text="Choose another contact to merge into this one.")
-    other = await _visible_contact(view, other_id)
+    other = await visible_contact(view, other_id)
     try:
         await view.rt.service.merge_contacts(keep.id or 0, other.id or 0, view.user.username)
     except (InvalidInput, NotFound) as exc:
@@ -378,7 +379,7 @@ async def merge(request: web.Request) -> web.StreamResponse:
 @routes.post(r"/contacts/{contact_id:\d+}/convert")
 async def convert(request: web.Request) -> web.StreamResponse:
     view = await rep_view(request)
-    contact = await _visible_contact(view, int(request.match_info["contact_id"]))
+    contact = await visible_contact(view, int(request.match_info["contact_id"]))
     try:
         await view.rt.service.convert_lead(contact.id or 0, view.user.username)
     except InvalidInput as exc:
@@ -390,7 +391,7 @@ async def convert(request: web.Request) -> web.StreamResponse:
 @routes.post(r"/contacts/{contact_id:\d+}/lead-status")
 async def lead_status(request: web.Request) -> web.StreamResponse:
     view = await rep_view(request)
-    contact = await _visible_contact(view, int(request.match_info["contact_id"]))
+    contact = await visible_contact(view, int(request.match_info["contact_id"]))
     status = form_str(await request.post(), "status", 20)
     try:
         if status == "converted":

@@ -13,7 +13,6 @@ import logging
 from aiohttp import web
 
 from crm.csv_io import ImportFileError, export_contacts, import_contacts
-from crm.errors import NotFound
 from crm.models import Contact
 from recordings.retention import erase_recordings
 
@@ -21,6 +20,8 @@ from ..app import current_user, roles, runtime
 from ..recordings_view import media_dir
 from ..render import render
 from ..runtime import resolve_path
+from .contacts import visible_contact
+from .rep_common import rep_view
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -70,15 +71,8 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
 
 
 async def _visible_contact(request: web.Request) -> Contact:
-    rt = runtime(request)
-    scope = await rt.service.scope_for(current_user(request))
-    try:
-        contact = await rt.service.get_contact(int(request.match_info["contact_id"]))
-    except NotFound:
-        raise web.HTTPNotFound() from None
-    if contact.erased or not rt.service.can_see_contact(scope, contact):
-        raise web.HTTPNotFound()
-    return contact
+    view = await rep_view(request)
+    return await visible_contact(view, int(request.match_info["contact_id"]))
 
 
 @routes.get(r"/contacts/{contact_id:\d+}/erase")
