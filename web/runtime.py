@@ -22,7 +22,7 @@ from ami_bridge.replay_pbx import ReplayPbx
 from ami_bridge.tracker import CallTracker
 from config.settings import pbx_profile
 from crm.events import Event, EventBus
-from crm.holding import HoldingSink
+from crm.holding import HoldingSink, HoldingStatus
 from crm.ingest import Ingest
 from crm.policy import LeadPolicy
 from crm.services import CrmService
@@ -81,6 +81,12 @@ class Runtime:
     @property
     def link_status(self) -> LinkStatus | None:
         return self.link.status if self.link is not None else None
+
+    @property
+    def holding_status(self) -> HoldingStatus | None:
+        """Finished calls waiting for the database (None: no link delivers here)."""
+        sink = self.extras.get("holding")
+        return sink.status if sink is not None else None
 
     def spawn(self, coro: Awaitable[Any], name: str) -> None:
         self._tasks.append(asyncio.ensure_future(coro))

@@ -108,12 +108,6 @@ def _shown_ami(rt: Runtime, form: dict[str, Any] | None = None) -> dict[str, Any
     return shown
 
 
-def _store_status(rt: Runtime) -> Any:
-    """How the call writes are going: finished calls held while the database refused them."""
-    sink = rt.extras.get("holding")
-    return sink.status if sink is not None else None
-
-
 async def _pbx_page(
     request: web.Request,
     form: dict[str, Any] | None = None,
@@ -127,7 +121,7 @@ async def _pbx_page(
         "ami": _shown_ami(rt, form),
         "link": rt.link_status,
         "link_running": rt.link is not None,
-        "store": _store_status(rt),
+        "store": rt.holding_status,
         "error": error,
         "probe": probe,
         "notice": NOTICES.get(request.query.get("done", "")),

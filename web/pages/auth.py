@@ -80,8 +80,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
 async def health(request: web.Request) -> web.StreamResponse:
     rt = runtime(request)
     status = rt.link_status
-    sink = rt.extras.get("holding")
-    held = sink.status.held if sink is not None else 0
+    holding = rt.holding_status
+    held = holding.held if holding is not None else 0
     return web.json_response(
         {
             "ok": held == 0,
