@@ -73,6 +73,8 @@ class CallRecord:
     hangup_cause: int | None = None
     complete: bool = True
     uniqueids: tuple[str, ...] = field(default=())
+    declined: tuple[str, ...] = field(default=())
+    """Extensions (also in ``rang``) whose phones declined the call (SIP 403/603)."""
 
     def to_json(self) -> dict[str, Any]:
         """The replay contract's JSON object (times as ISO 8601 UTC strings)."""
@@ -81,6 +83,7 @@ class CallRecord:
         data["rang"] = list(self.rang)
         data["recordings"] = list(self.recordings)
         data["uniqueids"] = list(self.uniqueids)
+        data["declined"] = list(self.declined)
         for key in ("started_at", "answered_at", "ended_at"):
             data[key] = iso_utc(getattr(self, key))
         data["ring_seconds"] = round(self.ring_seconds, 3)

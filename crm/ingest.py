@@ -116,7 +116,11 @@ class Ingest:
             existing = await tx.get_call_by_linkedid(rec.linkedid)
             if existing is not None and existing.match_reason == "erased":
                 return Ingested(existing, created=False)  # never bring erased data back
-            user = await tx.user_for_extension(ext) if (ext := self._rep_extension(rec)) else None
+            user = None
+            for ext in self._rep_extensions(rec):
+                user = await tx.user_for_extension(ext)
+                if user is not None:
+                    break
             user_id = user.id if user is not None and user.active else None
             contact: Contact | None = None
             if existing is not None and existing.contact_id is not None:
@@ -163,12 +167,13 @@ class Ingest:
         return result
 
     @staticmethod
-    def _rep_extension(rec: CallRecord) -> str | None:
-        """The rep the call belongs to: who ended up with an inbound call, who dialled
-        an outbound or internal one."""
+    def _rep_extensions(rec: CallRecord) -> list[str]:
+        """Who the call belongs to, best first: who ended up with an inbound call (or who
+        answered it, when a transfer sent it out to an outside number), who dialled an
+        outbound or internal one."""
         if rec.direction == "inbound":
-            return rec.final_agent or rec.answered_by
-        return rec.caller
+            return [e for e in dict.fromkeys((rec.final_agent, rec.answered_by)) if e]
+        return [rec.caller] if rec.caller else []
 
     def _publish_record(self, result: Ingested) -> None:
         call = result.call

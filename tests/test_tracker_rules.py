@@ -202,7 +202,7 @@ def test_failed_originate_is_linked_by_action_id_only() -> None:
         "outbound",
         "103",
         "4155550123",
-        "no_answer",
+        "failed",  # the rep's phone never answered: the customer was never dialled
     )
     assert rec.rang == ("103",)
 
