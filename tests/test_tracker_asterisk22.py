@@ -174,3 +174,12 @@ def test_attended_transfer_excludes_the_callers_hold_from_talk() -> None:
     assert held > 5
     assert rec.talk_seconds == pytest.approx(rec.ended_at - rec.answered_at - held, abs=0.2)
     assert rec.transfers[0].to == "103" and rec.final_agent == "103"
+
+
+def test_a_did_that_is_no_real_number_has_no_e164() -> None:
+    """5551000 read in region US parses as +15551000, a number nobody has: the DID stays as
+    dialled and callee_e164 is null, so nothing is ever matched on it."""
+    (rec,) = replay_file(
+        next(s for s in SCENARIOS if s.name.endswith("inbound-answered")) / "events.jsonl", PROFILE
+    )
+    assert (rec.did, rec.callee, rec.callee_e164) == ("5551000", "5551000", None)

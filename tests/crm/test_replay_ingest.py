@@ -94,6 +94,14 @@ async def test_captures_match_contacts_and_make_the_right_leads(
     [c15] = [c for c in calls.values() if c.remote_e164 == "+14155550177"]
     assert (c15.final_agent, c15.user_id) == ("+14155550188", users["102"].id)
 
+    # 18: the reps whose phones declined are stored among those rung, marked declined
+    [c18a] = [c for c in calls.values() if c.remote_e164 == "+14155550144"]
+    [c18b] = [c for c in calls.values() if c.remote_e164 == "+14155550145"]
+    assert (c18a.rang, c18a.declined, c18a.outcome) == (("102",), ("102",), "missed")
+    assert (c18b.rang, c18b.declined, c18b.answered_by) == (("101", "102"), ("101",), "102")
+    stored = await store.get_call(c18b.id)
+    assert stored is not None and stored.declined == ("101",)
+
     # 09: internal -> no contact, no lead
     [c09] = [c for c in calls.values() if c.direction == "internal"]
     assert c09.contact_id is None and c09.match_reason == "internal"
