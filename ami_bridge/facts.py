@@ -125,4 +125,26 @@ class OriginateResult:
     at: float
 
 
-Fact = CallRecord | CallProgress | OriginateResult
+@dataclass(frozen=True, slots=True)
+class PbxIncompatible:
+    """The PBX is too old for this bridge: Asterisk before 13 (AMI 1.x) has no Linkedid
+    and reports calls with ``Dial``/``Bridge``/``Masquerade`` events, which would make
+    several wrong records per call.  The bridge says so once and records nothing more.
+
+    ``found`` names what was seen (``AMI 1.3``, ``Dial events``); ``needed`` the version
+    that works.
+    """
+
+    found: str
+    needed: str
+    at: float
+
+    @property
+    def message(self) -> str:
+        return (
+            f"The PBX is too old: it runs Asterisk before 13 ({self.found}). "
+            f"This CRM needs {self.needed}; no calls are recorded from this PBX."
+        )
+
+
+Fact = CallRecord | CallProgress | OriginateResult | PbxIncompatible

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ami_bridge.facts import CallProgress, CallRecord, Fact, OriginateResult
+from ami_bridge.facts import CallProgress, CallRecord, Fact, OriginateResult, PbxIncompatible
 
 from . import leads
 from .callbacks import CallbackChange, apply_call
@@ -100,6 +100,11 @@ class Ingest:
             return await self.progress(fact)
         if isinstance(fact, OriginateResult):
             self.bus.publish(Event("originate_result", fact))
+            return None
+        if isinstance(fact, PbxIncompatible):
+            # Nothing to store: the link's status carries it to the admin page and
+            # /healthz; listeners hear it once.
+            self.bus.publish(Event("pbx_incompatible", fact))
             return None
         raise TypeError(f"not a call fact: {type(fact).__name__}")
 

@@ -24,7 +24,7 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
-from ..facts import CallProgress, Fact, OriginateResult, Transfer
+from ..facts import CallProgress, Fact, OriginateResult, PbxIncompatible, Transfer
 from ..profile import PbxProfile
 from ..protocol import Message, first
 from .model import EXTENSION, LOCAL, OTHER, TRUNK, Call, Channel, split_channel_name, uniqueid_order
@@ -39,6 +39,12 @@ from .summary import (
 
 log = logging.getLogger(__name__)
 
+# Events only Asterisk before 12 sends (the old bridging); 12+ never does.
+_OLD_ASTERISK_EVENTS = frozenset({"Dial", "Bridge", "Masquerade", "Link", "Unlink"})
+NEEDED_ASTERISK = "Asterisk 13 or newer (AMI 2.5+)"
+# New channels without a Linkedid (always there from Asterisk 12 on) that show an old
+# Asterisk: two, so that one mangled event cannot stop a link from recording.
+_NO_LINKEDID_PROOF = 2
 # Events the tracker reads; everything else is skipped before its headers are parsed.
 _WANTED = frozenset(
     {
@@ -65,6 +71,7 @@ _WANTED = frozenset(
         "VarSet",
         "MusicOnHoldStart",
         "MusicOnHoldStop",
+        *_OLD_ASTERISK_EVENTS,
     }
 )
 _UNKNOWN = ("", "<unknown>")
@@ -88,6 +95,10 @@ class CallTracker:
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._resync_seen: set[str] | None = None
         self._last_at = 0.0  # the last usable time, standing in for one that is not
+        self._no_linkedid = 0
+        self.incompatible: PbxIncompatible | None = None
+        """Set once the PBX shows it is older than Asterisk 13: from then on nothing is
+        recorded (its events would make wrong records), and the admin is told why."""
         self._var_markers = tuple(
             f"Variable: {v}\r" for v in (*self.profile.recording_vars, self.profile.correlation_var)
         ) + tuple(
@@ -124,6 +135,8 @@ class CallTracker:
 
     def wants(self, name: str, frame: str) -> bool:
         """Whether an event is worth parsing; VarSet only for the variables we read."""
+        if self.incompatible is not None:
+            return False  # nothing is recorded from a PBX this old
         if name == "VarSet":
             return any(marker in frame for marker in self._var_markers)
         return name in _WANTED
@@ -134,6 +147,11 @@ class CallTracker:
             self._last_at = at
         else:
             at = self._last_at
+        if self.incompatible is not None:
+            return out
+        found = self._too_old(msg)
+        if found is not None:
+            return self._refuse(found, at)
         name = msg.get("Event")
         if name is not None:
             if isinstance(name, list):  # the header came twice: Asterisk sends it first
@@ -146,6 +164,50 @@ class CallTracker:
         if self._pending:
             self._release(at, out)
         return out
+
+    def greeting(self, banner: str, at: float) -> list[Fact]:
+        """The banner the PBX greets with on connect (the link's, or a capture's first
+        line): AMI 1.x is an Asterisk this tracker refuses."""
+        if self.incompatible is not None:
+            return []
+        found = self._too_old({"Banner": banner})
+        return self._refuse(found, at) if found is not None else []
+
+    def _too_old(self, msg: Message) -> str | None:
+        """What in this message shows an Asterisk older than 13, if anything.
+
+        The banner carries the AMI version, not Asterisk's (Asterisk 22 says 11.0.0):
+        AMI 1.x is Asterisk 11 and older.  Without a banner (a capture, a reconnect) the
+        events tell: Asterisk 11 sends Dial/Bridge/Masquerade and no Linkedid.
+        """
+        banner = msg.get("Banner")
+        if banner is not None:
+            version = first(banner).rsplit("/", 1)[-1].strip()
+            major = version.split(".", 1)[0]
+            if major.isdigit() and int(major) < 2:
+                return f"AMI {version}"
+            return None
+        name = first(msg.get("Event"))
+        if name in _OLD_ASTERISK_EVENTS and (name != "Dial" or "SubEvent" in msg):
+            return f"it sends {name} events"
+        if name == "Newchannel" and "Linkedid" not in msg and first(msg.get("Uniqueid")):
+            self._no_linkedid += 1
+            if self._no_linkedid >= _NO_LINKEDID_PROOF:
+                return "its channels carry no Linkedid"
+        return None
+
+    def _refuse(self, found: str, at: float) -> list[Fact]:
+        """Stop: drop every call in progress (they would be recorded wrong)."""
+        self.incompatible = PbxIncompatible(found=found, needed=NEEDED_ASTERISK, at=at)
+        log.error("%s", self.incompatible.message)
+        self._channels.clear()
+        self._by_name.clear()
+        self._calls.clear()
+        self._alias.clear()
+        self._bridges.clear()
+        self._local_halves.clear()
+        self._pending.clear()
+        return [self.incompatible]
 
     def tick(self, at: float) -> list[Fact]:
         """Release calls whose grace has passed; the live link calls this about once a second."""
