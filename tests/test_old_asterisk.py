@@ -196,3 +196,14 @@ def test_one_mangled_event_does_not_stop_the_recording() -> None:
     second = {"Event": "Newchannel", "Channel": "PJSIP/102-2", "Uniqueid": "1.2"}
     (refusal,) = tracker.feed(second, 3.0)
     assert isinstance(refusal, PbxIncompatible) and "no Linkedid" in refusal.found
+
+
+def test_the_link_managers_tracker_wrapper_passes_the_greeting_on() -> None:
+    """Several links run the tracker inside ``ListingWatch``: the banner must reach it."""
+    from web.linkmanager import ListingWatch
+
+    watch = ListingWatch(CallTracker())
+    (refusal,) = watch.greeting("Asterisk Call Manager/1.1", 5.0)
+    assert isinstance(refusal, PbxIncompatible) and refusal.found == "AMI 1.1"
+    assert watch.greeting("Asterisk Call Manager/1.1", 6.0) == []  # said once
+    assert ListingWatch(CallTracker()).greeting("Asterisk Call Manager/11.0.0", 1.0) == []

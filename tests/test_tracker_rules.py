@@ -451,3 +451,26 @@ def test_a_blind_transfer_out_names_the_outside_number_in_e164() -> None:
     ]
     assert rec.answered_by == "101" and rec.final_agent == "+442079460958"
     assert rec.talk_seconds == pytest.approx(3.0 + 3.0)
+
+
+def test_a_caller_who_hangs_up_while_on_hold_hung_up() -> None:
+    """On hold is not talk, but the call is still connected: the caller ending it there
+    is ``hangup_by`` caller, and the talk stops where the music began."""
+    events = [
+        *inbound_ringing(),
+        (2.0, chan("Newstate", *P101, L, ChannelStateDesc="Up")),
+        (2.0, chan("Hangup", *P102, L, Cause="26")),
+        (2.0, chan("BridgeEnter", *P101, L, BridgeUniqueid="b1")),
+        (2.0, chan("BridgeEnter", *TRUNK, L, BridgeUniqueid="b1")),
+        (6.0, chan("Hold", *P101, L)),
+        (6.0, chan("MusicOnHoldStart", *TRUNK, L)),
+        (20.0, chan("HangupRequest", *TRUNK, L, Cause="16")),
+        (20.0, chan("MusicOnHoldStop", *TRUNK, L)),
+        (20.0, chan("BridgeLeave", *TRUNK, L, BridgeUniqueid="b1")),
+        (20.0, chan("Hangup", *TRUNK, L, Cause="16")),
+        (20.0, chan("BridgeLeave", *P101, L, BridgeUniqueid="b1")),
+        (20.0, chan("Hangup", *P101, L, Cause="16")),
+    ]
+    (rec,) = records(run(events))
+    assert rec.hangup_by == "caller"
+    assert rec.talk_seconds == pytest.approx(4.0)
