@@ -34,6 +34,14 @@ def redact(key: str, value: Any) -> Any:
     return value
 
 
+def _check_webhook_targets(targets: Any) -> None:
+    """Every webhook target needs a secret: without one a receiver cannot tell our hooks
+    from forged ones (the sender refuses to start with such a target, too)."""
+    for entry in targets or ():
+        if isinstance(entry, dict) and not str(entry.get("secret", "") or "").strip():
+            raise InvalidInput("webhooks: every target needs a secret")
+
+
 class SettingsServices:
     store: Store
     clock: Callable[[], float]
@@ -55,6 +63,8 @@ class SettingsServices:
             raise InvalidInput("settings section: lower-case letters, digits, . _ -")
         if not isinstance(values, dict) or not all(isinstance(k, str) for k in values):
             raise InvalidInput("settings values must be an object with text keys")
+        if section == "webhooks":
+            _check_webhook_targets(values.get("targets"))
         async with self.store.transaction() as tx:
             old = await tx.get_setting(section) or {}
             new = {**old, **values}
