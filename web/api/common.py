@@ -15,7 +15,7 @@ from aiohttp import web
 
 from crm.access import Scope
 from crm.clicktocall import ClickToCallError
-from crm.errors import InvalidInput, NotFound
+from crm.errors import Forbidden, InvalidInput, NotFound
 
 from ..app import current_user, runtime
 from .schema import SCHEMAS, SchemaError, check
@@ -77,6 +77,8 @@ def api(handler: Handler) -> Handler:
             if exc.code in ("not_your_extension", "bad_extension"):
                 field = "extension"
             return error_response(status, exc.message, field, exc.code)
+        except Forbidden as exc:
+            return error_response(403, str(exc), _field_of(str(exc)))
         except InvalidInput as exc:
             return error_response(422, str(exc), _field_of(str(exc)))
         except NotFound as exc:
