@@ -22,6 +22,14 @@ from .access import can_see_contact as _can_see_contact
 from .admin_settings import SettingsServices
 from .catalogue import RecordingServices
 from .errors import Forbidden, InvalidInput, NotFound
+from .limits import (
+    NOTE_COMMENT_MAX,
+    NOTE_RESULT_MAX,
+    NOTE_TOPIC_MAX,
+    check_contact_fields,
+    check_custom,
+    check_text,
+)
 from .models import (
     LEAD_SOURCES,
     LEAD_STATUSES,
@@ -309,6 +317,7 @@ class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServi
         actor: str = "system",
     ) -> Contact:
         name = (name or "").strip()
+        check_contact_fields(name, company, email, tags, phones, custom)
         if not name and not phones:
             raise InvalidInput("a contact needs a name or a number")
         if lead_status is not None and lead_status not in LEAD_STATUSES:
@@ -345,6 +354,10 @@ class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServi
         unknown = set(fields) - allowed
         if unknown:
             raise InvalidInput(f"cannot change {', '.join(sorted(unknown))}")
+        check_contact_fields(fields.get("name"), fields.get("company"), fields.get("email"),
+                             fields.get("tags"), fields.get("phones"))  # fmt: skip
+        if "custom" in fields:
+            fields["custom"] = dict(check_custom(fields["custom"]))
         contact = await self.get_contact(contact_id)
         if by is not None and "owner_id" in fields:
             why = owner_change_refusal(by, await self.scope_for(by), contact.owner_id,
@@ -647,6 +660,9 @@ class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServi
     ) -> Note:
         if not (topic.strip() or result.strip() or comment.strip()):
             raise InvalidInput("an empty note")
+        check_text("topic", topic.strip(), NOTE_TOPIC_MAX)
+        check_text("result", result.strip(), NOTE_RESULT_MAX)
+        check_text("comment", comment.strip(), NOTE_COMMENT_MAX)
         await self.get_call(call_id)
         note = Note(
             None, call_id, author_id, topic.strip(), result.strip(), comment.strip(), self.clock()
