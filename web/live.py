@@ -677,7 +677,9 @@ class LiveHub:
             return data
         contact = data["contact"]
         if contact is not None and not can_open:
-            contact = _hidden_contact(other_rep=st.info is not None)
+            visible = self._visible_before_details(viewer, st)
+            if visible is not True:
+                contact = _hidden_contact(other_rep=st.info is not None or visible is False)
         last = data["last_call"]
         rep_id = last.get("rep_id") if last is not None else None
         if last is not None and not (viewer.scope.covers(rep_id) or (
@@ -691,6 +693,17 @@ class LiveHub:
                                          data["open_callback"]):  # fmt: skip
             return data
         return {**data, "contact": contact, "last_call": last, "open_callback": callback}
+
+    def _visible_before_details(self, viewer: Viewer, st: LiveState) -> bool | None:
+        """Before the details arrive: whether the contact the ingest named is the
+        viewer's to see, from the contact cache (None: not known yet)."""
+        if st.info is not None or st.contact_id is None:
+            return None
+        cached = self._contacts.get(st.contact_id)
+        if cached is None or cached[1] is None:
+            return None
+        owner = cached[1].owner_id
+        return owner is None or viewer.scope.covers(owner)
 
     def _live_row(self, st: LiveState, can_open: bool, view: dict[str, Any]) -> str:
         hidden = bool((view.get("contact") or {}).get("id") is None and st.contact_id)

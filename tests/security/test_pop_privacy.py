@@ -19,6 +19,7 @@ from tests.crm.factories import inbound
 from tests.web.conftest import People, login
 from tests.web.test_live import Stream, progress, ring
 from web.app import create_app
+from web.live import jsonable
 from web.runtime import Runtime
 
 PRIVATE = ("Grace Hopper", "Navy Computing", "Bob Rep")
@@ -89,3 +90,25 @@ async def test_a_pop_for_a_shared_contact_still_names_it(
         pop = await events.next_of("call_progress")
     assert pop["contact"]["name"] == "Shared Sam" and pop["can_open"] is True
     assert "Shared Sam" in pop["row_html"]
+
+
+async def test_a_call_seeded_from_the_store_hides_another_reps_customer(
+    rt: Runtime, people: People, client: TestClient
+) -> None:
+    """A page loaded mid-call (the hub learns the call from the store's ``live_calls``,
+    before any details lookup) hides the name just the same."""
+    await rt.service.create_contact("Grace Hopper", "Navy Computing", "", ["+14155550199"],
+                                    owner_id=people.bob.id)  # fmt: skip
+    ringing = progress(ringing=("101",), linkedid="seed.1")
+    snapshot = {"progress": jsonable(ringing), "started_at": ringing.at, "rung": ["101"],
+                "answered_at": None}  # fmt: skip
+    assert await rt.store.save_live_call("seed.1", None, snapshot, ringing.at)
+    await login(client, "alice")
+    html = await (await client.get("/")).text()
+    assert 'data-linkedid="seed.1"' in html
+    for secret in PRIVATE:
+        assert secret not in html
+    await login(client, "admin")  # the control: the admin sees who calls
+    html = await (await client.get("/")).text()
+    live = html[html.index('id="live-calls"'):].split("</table>", 1)[0]
+    assert 'data-linkedid="seed.1"' in live and "Grace Hopper" in live
