@@ -87,7 +87,7 @@ def check_contact_fields(name: str | None = None, company: str | None = None,
     check_text("company", company, COMPANY_MAX)
     check_text("email", email, EMAIL_MAX)
     if tags is not None:
-        tags = list(tags)
+        tags = [t for t in tags if str(t).strip()]
         if len(tags) > TAGS_MAX:
             raise TooLarge(f"tags: at most {TAGS_MAX}")
         for tag in tags:
