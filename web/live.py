@@ -10,6 +10,9 @@ fans every event out to the SSE connections it concerns:
   targets only the extensions ringing *now*, so the hub remembers who was rung);
 * a manager also sees the live calls of their team's extensions, an admin every call;
 * finished calls and callbacks go to whoever may see them (``crm.access``);
+* a pop or live row names the caller's contact, its last call and open callback only to a
+  viewer who may see them (``view_json``): a rep whose phone rings for another rep's
+  customer gets the number and a "known contact of another rep" marker, nothing more;
 * click-to-call progress goes to the rep who clicked.
 
 The ingest never waits for a browser: the hub's own queue is large and drops the oldest
@@ -130,6 +133,15 @@ def task_json(task: CallbackTask, now: float | None = None) -> dict[str, Any]:
         "missed_count": task.missed_count,
         "closed_at": task.closed_at,
     }
+
+
+def _hidden_contact(other_rep: bool) -> dict[str, Any]:
+    """The contact as a viewer who may not see it gets it: no id, name or company.
+    ``other_rep``: the number is a known contact someone else owns; False: not known yet
+    (the details are still being looked up)."""
+    return {"id": None, "name": "", "url": None, "company": "", "owner_id": None,
+            "owner": None, "is_lead": False, "lead_status": None, "other_rep": other_rep,
+            "pending": not other_rep}  # fmt: skip
 
 
 def _bare_contact(contact_id: int | None, name: str | None) -> dict[str, Any] | None:
@@ -467,7 +479,8 @@ class LiveHub:
             me, pop, listed = view_of(viewer, st)
             if listed:
                 can_open = self._can_open(viewer, st)
-                out.append({**self._shared(st), "me": me, "pop": pop, "can_open": can_open})
+                out.append({**self.view_json(viewer, st, can_open), "me": me, "pop": pop,
+                            "can_open": can_open})  # fmt: skip
         return out
 
     # -- events ------------------------------------------------------------------------
@@ -553,9 +566,10 @@ class LiveHub:
         if not (listed or told):
             return
         can_open = self._can_open(client.viewer, st)
-        data = {**self._shared(st), "me": me, "pop": pop, "listed": listed}
+        data = {**self.view_json(client.viewer, st, can_open), "me": me, "pop": pop,
+                "listed": listed}  # fmt: skip
         data["can_open"] = can_open
-        data["row_html"] = self._live_row(st, can_open)
+        data["row_html"] = self._live_row(st, can_open, data)
         client.put("call_progress", data)
         if listed:
             client.calls.add(st.linkedid)
@@ -654,11 +668,49 @@ class LiveHub:
             cached = st.cache["json"] = self._build_shared(st)
         return cached
 
-    def _live_row(self, st: LiveState, can_open: bool) -> str:
-        key = ("row", can_open)
+    def view_json(self, viewer: Viewer, st: LiveState, can_open: bool) -> dict[str, Any]:
+        """The call as ``viewer`` may see it: the contact only when they may open it (an
+        admin, its owner's scope, or shared), the last call only when it was theirs to
+        see, the open callback only when they may see it."""
+        data = self._shared(st)
+        if viewer.scope.unrestricted:
+            return data
+        contact = data["contact"]
+        if contact is not None and not can_open:
+            visible = self._visible_before_details(viewer, st)
+            if visible is not True:
+                contact = _hidden_contact(other_rep=st.info is not None or visible is False)
+        last = data["last_call"]
+        rep_id = last.get("rep_id") if last is not None else None
+        if last is not None and not (viewer.scope.covers(rep_id) or (
+                rep_id is None and (st.contact_id is None or can_open))):
+            last = None  # fmt: skip
+        callback = data["open_callback"]
+        if callback is not None and not (callback.get("owner_id") is None
+                                         or viewer.scope.covers(callback.get("owner_id"))):
+            callback = None  # fmt: skip
+        if (contact, last, callback) == (data["contact"], data["last_call"],
+                                         data["open_callback"]):  # fmt: skip
+            return data
+        return {**data, "contact": contact, "last_call": last, "open_callback": callback}
+
+    def _visible_before_details(self, viewer: Viewer, st: LiveState) -> bool | None:
+        """Before the details arrive: whether the contact the ingest named is the
+        viewer's to see, from the contact cache (None: not known yet)."""
+        if st.info is not None or st.contact_id is None:
+            return None
+        cached = self._contacts.get(st.contact_id)
+        if cached is None or cached[1] is None:
+            return None
+        owner = cached[1].owner_id
+        return owner is None or viewer.scope.covers(owner)
+
+    def _live_row(self, st: LiveState, can_open: bool, view: dict[str, Any]) -> str:
+        hidden = bool((view.get("contact") or {}).get("id") is None and st.contact_id)
+        key = ("row", can_open, hidden)
         html = st.cache.get(key)
         if html is None:
-            live = {**self._shared(st), "can_open": can_open}
+            live = {**view, "can_open": can_open}
             html = st.cache[key] = self._render("_live_row.html", live=live)
         return html
 
@@ -796,6 +848,7 @@ class LiveHub:
                 "direction": last.direction,
                 "outcome": last.outcome,
                 "rep": rep.display_name if rep else None,
+                "rep_id": last.user_id,
             }
         if e164:
             task = await store.open_callback_for_number(e164)

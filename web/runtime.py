@@ -25,6 +25,7 @@ from crm.events import Event, EventBus
 from crm.holding import HoldingSink, HoldingStatus
 from crm.ingest import Ingest
 from crm.policy import LeadPolicy
+from crm.secretbox import SecretBox
 from crm.services import CrmService
 from crm.store import Store, open_store
 
@@ -128,6 +129,8 @@ async def open_runtime(settings: dict[str, Any], *, with_link: bool = True) -> R
     policy = lead_policy(settings, owner_id)
     bus = EventBus()
     service = CrmService(store, policy)
+    service.secret_box = SecretBox(key)
+    await service.seal_stored_secrets()
     ingest = Ingest(store, policy, bus)
     rt = Runtime(settings, store, service, bus, ingest, Signer(key))
     if store.dialect == "postgres":
