@@ -602,7 +602,7 @@ class LiveHub:
                 {"id": lead.id, "name": lead.name, "url": f"/contacts/{lead.id}"} if lead else None
             ),
             "callback": (
-                {"kind": change.kind, "task": task_json(change.task)}
+                {"kind": change.kind, "task": task_json(change.task, self.rt.clock())}
                 if change is not None
                 else None
             ),
@@ -629,7 +629,7 @@ class LiveHub:
         self._drop_info(task.contact_id, task.number_e164)
         await self._refresh_users()
         contact = await self._contact(task.contact_id)
-        data = {"kind": kind.removeprefix("callback_"), "task": task_json(task)}
+        data = {"kind": kind.removeprefix("callback_"), "task": task_json(task, self.rt.clock())}
         rows: dict[bool, str] = {}
         for client in list(self.clients):
             scope = client.viewer.scope
@@ -643,7 +643,7 @@ class LiveHub:
                     contact=contact,
                     can_open_contact=can_open,
                     owner=self._by_id.get(task.owner_id) if task.owner_id else None,
-                    now=time.time(),
+                    now=self.rt.clock(),
                 )
             client.put(kind, {**data, "row_html": rows.get(can_open)})
 
@@ -802,7 +802,7 @@ class LiveHub:
             if task is not None:
                 owner = self._by_id.get(task.owner_id) if task.owner_id else None
                 info["open_callback"] = {
-                    **task_json(task),
+                    **task_json(task, self.rt.clock()),
                     "owner": owner.display_name if owner else None,
                 }
         return info

@@ -21,6 +21,7 @@ from ami_bridge.link import AmiLink, LinkStatus
 from ami_bridge.replay_pbx import ReplayPbx
 from ami_bridge.tracker import CallTracker
 from config.settings import pbx_profile
+from crm.clock import Clock
 from crm.events import Event, EventBus
 from crm.holding import HoldingSink, HoldingStatus
 from crm.ingest import Ingest
@@ -73,6 +74,9 @@ class Runtime:
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     link: AmiLink | None = None
     pbx: ReplayPbx | None = None
+    clock: Clock = field(default_factory=Clock)
+    """The one "now" of this process: pages ("today", "overdue"), the services and the
+    ingest read it; tests set it (``rt.clock.set(...)``)."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Optional parts (click-to-call, recordings worker) keyed by name."""
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -81,6 +85,15 @@ class Runtime:
     @property
     def link_status(self) -> LinkStatus | None:
         return self.link.status if self.link is not None else None
+
+    @property
+    def links(self) -> dict[str, AmiLink]:
+        """Every PBX link this process consumes now, by name (``default`` for the one
+        ``[ami]`` link run without the link manager)."""
+        manager = self.extras.get("link_manager")
+        if manager is not None:
+            return {name: r.link for name, r in list(manager.running.items())}
+        return {"default": self.link} if self.link is not None else {}
 
     @property
     def holding_status(self) -> HoldingStatus | None:
@@ -111,9 +124,13 @@ class Runtime:
         await self.store.close()
 
 
-async def open_runtime(settings: dict[str, Any], *, with_link: bool = True) -> Runtime:
+async def open_runtime(
+    settings: dict[str, Any], *, with_link: bool = True, clock: Clock | None = None
+) -> Runtime:
     """Open the store (migrating it) and build the services; start the PBX link when
-    ``with_link`` and an AMI host is configured."""
+    ``with_link`` and an AMI host is configured.  ``clock`` (default: the wall clock) is
+    the one every page, service and ingest of this runtime reads."""
+    clock = clock if clock is not None else Clock()
     url = sqlite_url_absolute(settings["database"]["url"])
     store = await open_store(url)
     server = settings.get("server", {})
@@ -127,9 +144,9 @@ async def open_runtime(settings: dict[str, Any], *, with_link: bool = True) -> R
         owner_id = user.id if user else None
     policy = lead_policy(settings, owner_id)
     bus = EventBus()
-    service = CrmService(store, policy)
-    ingest = Ingest(store, policy, bus)
-    rt = Runtime(settings, store, service, bus, ingest, Signer(key))
+    service = CrmService(store, policy, clock)
+    ingest = Ingest(store, policy, bus, clock)
+    rt = Runtime(settings, store, service, bus, ingest, Signer(key), clock=clock)
     if store.dialect == "postgres":
         await start_fanout(rt, url)
     if with_link:
