@@ -36,7 +36,7 @@ import ssl as _ssl
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from panoramisk.actions import Action
@@ -44,7 +44,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.manager import Manager
 from panoramisk.message import Message as PanoramiskMessage
 
-from .facts import Fact, OriginateResult
+from .facts import CallProgress, Fact, OriginateResult
 from .originate import (
     LINK_DOWN,
     OriginateRequest,
@@ -624,7 +624,7 @@ class AmiLink:
                 ts = msg.get("Timestamp")
                 facts = feed(msg, _timestamp(ts, now) if ts else now)
                 if facts:
-                    self._emit(facts)
+                    self._emit(_stamped(facts, now))
                 if msg["Event"] == "Shutdown":
                     log.warning("the PBX is shutting down (%s)", first(msg.get("Shutdown")))
                     proto.close()
@@ -736,6 +736,13 @@ class _ErrorLog:
         skipped = self._suppressed.pop(key, 0)
         more = f" ({skipped} more like it suppressed)" if skipped else ""
         log.exception("handling AMI %s failed; skipped%s: %r", key, more, msg)
+
+
+def _stamped(facts: list[Fact], received_at: float) -> list[Fact]:
+    """Mark live updates with when their event was read (for the pop latency figure)."""
+    return [
+        replace(f, received_at=received_at) if type(f) is CallProgress else f for f in facts
+    ]
 
 
 def _originate_result(action_id: str, resp: Any) -> OriginateResult:

@@ -29,6 +29,7 @@ from crm.policy import LeadPolicy
 from crm.services import CrmService
 from crm.store import Store, open_store
 
+from .metrics import Metrics
 from .security import LoginLimiter, Signer, load_secret_key
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ class Runtime:
     clock: Clock = field(default_factory=Clock)
     """The one "now" of this process: pages ("today", "overdue"), the services and the
     ingest read it; tests set it (``rt.clock.set(...)``)."""
+    metrics: Metrics = field(default_factory=Metrics)
+    """The Prometheus figures of this process (``GET /metrics``)."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Optional parts (click-to-call, recordings worker) keyed by name."""
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -147,6 +150,7 @@ async def open_runtime(
     service = CrmService(store, policy, clock)
     ingest = Ingest(store, policy, bus, clock)
     rt = Runtime(settings, store, service, bus, ingest, Signer(key), clock=clock)
+    rt.metrics.bind(rt)
     if store.dialect == "postgres":
         await start_fanout(rt, url)
     if with_link:
