@@ -356,14 +356,15 @@ class AmiLink:
                 await self._request({"Action": "Logoff"}, timeout=0.5)
         for task in (supervisor, ticker):
             task.cancel()
-        await asyncio.gather(supervisor, ticker, return_exceptions=True)
+        # bounded: a close must end even if a task were slow to unwind
+        await asyncio.wait({supervisor, ticker}, timeout=drain_timeout)
         self._teardown()
         if flush:
             self._emit(self._guarded(self._tracker.flush, "flush"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._facts.join(), drain_timeout)
         sink.cancel()
-        await asyncio.gather(sink, return_exceptions=True)
+        await asyncio.wait({sink}, timeout=drain_timeout)
         self._tasks = []
         self._set_state("disconnected")
 

@@ -9,7 +9,6 @@ without the pages knowing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from ami_bridge.replay_pbx import ReplayPbx
 from ami_bridge.tracker import CallTracker
 from config.settings import pbx_profile
 from crm.clock import Clock
+from crm.closing import cancel_all, close_within
 from crm.events import Event, EventBus
 from crm.holding import HoldingSink, HoldingStatus
 from crm.ingest import Ingest
@@ -34,6 +34,9 @@ from .security import LoginLimiter, Signer, load_secret_key
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
+CLOSE_STEP_SECONDS = 10.0
+"""The most one part of the runtime (link, link manager, fan-out, store...) may take to
+close before it is cancelled and left behind."""
 
 
 def lead_policy(settings: dict[str, Any], default_owner_id: int | None = None) -> LeadPolicy:
@@ -111,20 +114,18 @@ class Runtime:
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
 
-    async def close(self) -> None:
+    async def close(self, step_timeout: float = CLOSE_STEP_SECONDS) -> None:
+        """Stop everything, in order; each part gets at most ``step_timeout`` seconds
+        (``crm.closing``), so a close always ends, whatever one part waits for."""
         if self.link is not None:
-            await self.link.stop(flush=False)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await close_within(self.link.stop(flush=False), step_timeout, "the PBX link")
+        await cancel_all(self._tasks, step_timeout, "runtime tasks")
         for closer in reversed(self._closers):
-            with contextlib.suppress(Exception):
-                await closer()
+            what = getattr(closer, "__qualname__", repr(closer))
+            await close_within(closer(), step_timeout, what)
         if self.pbx is not None:
-            await self.pbx.close()
-        await self.store.close()
+            await close_within(self.pbx.close(), step_timeout, "the replay PBX")
+        await close_within(self.store.close(), step_timeout, "the store")
 
 
 async def open_runtime(
