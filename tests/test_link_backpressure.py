@@ -11,6 +11,7 @@ fact the sink, and the peer is held back (its writes wait) while the link catche
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import tracemalloc
 from dataclasses import dataclass, field
@@ -211,10 +212,11 @@ async def test_a_flooding_peer_is_held_back_not_buffered() -> None:
 async def test_healthz_reports_the_backlog_and_an_overloaded_link(
     aiohttp_client: object, tmp_path: object
 ) -> None:
-    from tests.web.conftest import web_settings
+    from tests.web.conftest import PASSWORD, login, web_settings
     from web.runtime import open_runtime
 
     rt: Runtime = await open_runtime(web_settings(tmp_path), with_link=False)
+    await rt.service.create_user("admin", "Ada Admin", PASSWORD, "admin")
     gate = asyncio.Event()
     taken: list[str] = []
 
@@ -240,6 +242,12 @@ async def test_healthz_reports_the_backlog_and_an_overloaded_link(
                 body = await (await client.get("/healthz")).json()
                 assert body["ok"] is False and body["overloaded"] is True
                 assert body["link"] == "connected"
+                await login(client, "admin")
+                page = await (await client.get("/admin")).text()
+                shown = re.search(r'id="link-backlog">(\d+)<', page)
+                assert shown is not None and int(shown.group(1)) >= 199
+                assert "overloaded: the PBX sends more than this process can handle" in page
+                assert 'id="backlog-flag" hidden' not in page
                 assert link.backlog <= 200
                 gate.set()  # the sink catches up
                 await until(lambda: len(taken) == 5_000, 20)
