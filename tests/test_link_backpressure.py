@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import time
 import tracemalloc
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ class FloodPeer:
         await self._server.wait_closed()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        small_buffers(writer.get_extra_info("socket"))
         writer.write(b"Asterisk Call Manager/11.0.0\r\n")
         frames = FrameReader()
         flood: asyncio.Task[None] | None = None
@@ -104,6 +106,13 @@ class FloodPeer:
                 self.waits += 1  # the socket is full: the reader is not reading
             await writer.drain()
         self.done.set()
+
+
+def small_buffers(sock: socket.socket) -> None:
+    """Small kernel buffers, so that the megabytes a fast peer sends cannot all hide in
+    them: the back-pressure shows within a short test."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
 
 
 class CountingTracker:
@@ -185,6 +194,8 @@ async def test_a_flooding_peer_is_held_back_not_buffered() -> None:
             tracemalloc.reset_peak()
             async with link:
                 await link.wait_state("connected", timeout=5)
+                assert link._proto is not None
+                small_buffers(link._proto.transport.get_extra_info("socket"))
                 seen_full = False
                 while len(sink.got) < count:
                     st = link.status
