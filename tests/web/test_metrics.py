@@ -76,7 +76,9 @@ async def test_metrics_after_a_real_call(aiohttp_client: Any,
     resp = await scraper.get("/metrics")  # from this machine: no token needed
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    m = scrape(await resp.text())
+    text = await resp.text()
+    assert SECRET not in text
+    m = scrape(text)
     link = (("link", "default"),)
     assert m[("crm_link_up", link)] == 1
     assert m[("crm_link_state", (("link", "default"), ("state", "connected")))] == 1
