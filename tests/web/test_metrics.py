@@ -146,3 +146,24 @@ def test_only_loopback_without_a_proxy_is_local() -> None:
     assert not is_local("10.0.0.5", False) and not is_local("192.0.2.1", False)
     assert not is_local(None, False) and not is_local("garbage", False)
 
+
+
+async def test_every_link_the_process_consumes_is_listed(client: TestClient, rt: Runtime) -> None:
+    """With ``[[pbx_links]]`` (the link manager), one series per link this process runs;
+    links it stands by for are not its to report."""
+    from types import SimpleNamespace
+
+    from ami_bridge.link import AmiLink, LinkSettings
+    from tests.test_link import RecordingTracker
+
+    east = AmiLink(LinkSettings(host="10.0.1.5", queue_max=500), RecordingTracker())
+    west = AmiLink(LinkSettings(host="10.0.2.5"), RecordingTracker())
+    rt.extras["link_manager"] = SimpleNamespace(running={
+        "east": SimpleNamespace(link=east), "west": SimpleNamespace(link=west)})  # fmt: skip
+    m = scrape(await (await client.get("/metrics")).text())
+    assert m[("crm_link_backlog_max", (("link", "east"),))] == 500
+    assert m[("crm_link_backlog_max", (("link", "west"),))] == 10000
+    assert m[("crm_link_up", (("link", "east"),))] == 0
+    assert m[("crm_link_state", (("link", "west"), ("state", "disconnected")))] == 1
+    health = await (await client.get("/healthz")).json()
+    assert health["backlog_max"] == 10500 and health["ok"] is True
