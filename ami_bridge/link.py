@@ -281,6 +281,8 @@ class AmiLink:
         self._facts: asyncio.Queue[Fact] = asyncio.Queue()
         self._full_since: float | None = None
         self._pauses = 0
+        self._orphans: deque[Message] = deque()
+        """Events a closed connection read but could not feed yet (the queue was full)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._originated: OrderedDict[str, None] = OrderedDict()
         self._errors = _ErrorLog()
@@ -359,6 +361,7 @@ class AmiLink:
         # bounded: a close must end even if a task were slow to unwind
         await asyncio.wait({supervisor, ticker}, timeout=drain_timeout)
         self._teardown()
+        self._feed_orphans(bounded=False)  # closing: the drain below delivers what it can
         if flush:
             self._emit(self._guarded(self._tracker.flush, "flush"))
         with contextlib.suppress(TimeoutError):
@@ -418,6 +421,12 @@ class AmiLink:
         """One connection's life; how long it was connected."""
         s = self.settings
         loop = asyncio.get_running_loop()
+        # The last connection's backlog first: a new one must have room for its Login
+        # and resync answers, or it would stop reading before it is even up.
+        while self._orphans or self._facts.qsize() > s.queue_max // 2:
+            self._feed_orphans()
+            if self._orphans or self._facts.qsize() > s.queue_max // 2:
+                await asyncio.sleep(0.05)
         self._lost = loop.create_future()
         await asyncio.wait_for(
             loop.create_connection(lambda: _FastProtocol(self), s.host, s.port, ssl=s.ssl),
@@ -508,10 +517,10 @@ class AmiLink:
         proto, self._proto = self._proto, None
         if proto is not None:
             proto.close(abort=True)
-            if proto.held:  # read before the link went: the tracker still gets them
-                held, proto.held = list(proto.held), deque()
-                self._feed(proto, held, time.time(), bounded=False)
-        self._full_since = None
+            if proto.held:  # read before the link went: the tracker still gets them, as
+                # the backlog makes room (before anything a new connection reads)
+                self._orphans.extend(proto.held)
+                proto.held = deque()
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
         # Defence in depth: nothing queued by panoramisk may be re-sent after a reconnect.
@@ -632,6 +641,24 @@ class AmiLink:
             except Exception:
                 self._errors.report(first(msg.get("Event")) or "response", msg)
 
+    def _feed_orphans(self, *, bounded: bool = True) -> None:
+        """Feed a closed connection's held events while the queue has room (their
+        answers to our actions no longer matter: those failed with the connection)."""
+        limit = self.settings.queue_max if bounded else math.inf
+        feed = self._tracker.feed
+        while self._orphans and self._facts.qsize() < limit:
+            msg = self._orphans.popleft()
+            if "Event" not in msg:
+                continue
+            now = time.time()
+            try:
+                ts = msg.get("Timestamp")
+                facts = feed(msg, _timestamp(ts, now) if ts else now)
+                if facts:
+                    self._emit(_stamped(facts, now))
+            except Exception:
+                self._errors.report(first(msg.get("Event")) or "event", msg)
+
     def _pause(self, proto: _FastProtocol) -> None:
         if proto.paused:
             return
@@ -651,8 +678,10 @@ class AmiLink:
         caught up (``full_since`` clears: a sink that only just keeps up, refilling the
         queue again and again, stays reported)."""
         proto = self._proto
+        if self._orphans and self._facts.qsize() <= self.settings.queue_max // 2:
+            self._feed_orphans()
         backlog = self._facts.qsize()
-        caught_up = backlog <= self.settings.queue_max // 4
+        caught_up = backlog <= self.settings.queue_max // 4 and not self._orphans
         if self._full_since is not None and caught_up and (proto is None or not proto.paused):
             self._full_since = None
         if proto is None or not proto.paused or backlog > self.settings.queue_max // 2:

@@ -51,8 +51,16 @@ class FloodPeer:
     sent: int = 0
     waits: int = 0
     """Writes that had to wait for the socket (the reader was not reading)."""
+    logins: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
+    _writers: list[asyncio.StreamWriter] = field(default_factory=list)
+
+    def drop(self) -> None:
+        """Close every client connection, as an Asterisk that gave up on a slow reader."""
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
 
     async def __aenter__(self) -> FloodPeer:
         self._server = await asyncio.start_server(self._client, self.host, 0)
@@ -66,6 +74,7 @@ class FloodPeer:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         small_buffers(writer.get_extra_info("socket"))
+        self._writers.append(writer)
         writer.write(b"Asterisk Call Manager/11.0.0\r\n")
         frames = FrameReader()
         flood: asyncio.Task[None] | None = None
@@ -73,7 +82,7 @@ class FloodPeer:
             while data := await reader.read(65536):
                 for msg in frames.feed(data):
                     flood = self._answer(msg, writer) or flood
-        except ConnectionError:
+        except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
             if flood is not None:
@@ -84,6 +93,7 @@ class FloodPeer:
         action = first(msg.get("Action", "")).lower()
         aid = first(msg.get("ActionID", ""))
         if action == "login":
+            self.logins += 1
             ok = first(msg.get("Secret", "")) == SECRET
             writer.write(encode_action({"Response": "Success" if ok else "Error",
                                         "ActionID": aid, "Message": "ok"}))  # fmt: skip
@@ -268,3 +278,34 @@ async def test_healthz_reports_the_backlog_and_an_overloaded_link(
                 assert tracker.fed == 5_000
     finally:
         await rt.close()
+
+
+async def test_no_reconnect_until_the_last_connections_backlog_has_room() -> None:
+    """The PBX gives up on the slow reader and drops it: the link reconnects only once
+    the backlog is down to half, so its Login and resync answers are read at once."""
+    gate = asyncio.Event()
+    taken: list[str] = []
+
+    async def sink(fact: Fact) -> None:
+        await gate.wait()
+        assert isinstance(fact, CallProgress)
+        taken.append(fact.linkedid)
+
+    tracker = CountingTracker()
+    async with FloodPeer(3_000) as peer:
+        quick = link_settings(peer, queue_max=200, backoff_initial=0.05, backoff_max=0.1,
+                              login_timeout=1.0)  # fmt: skip
+        link = AmiLink(quick, tracker, sink)
+        async with link:
+            await link.wait_state("connected", timeout=5)
+            await until(lambda: link.status.full_since is not None, 5)
+            peer.drop()
+            await link.wait_state("connecting", "disconnected", timeout=5)
+            await asyncio.sleep(0.5)
+            assert peer.logins == 1  # waiting for room, not knocking
+            assert link.backlog <= 200
+            gate.set()
+            await link.wait_state("connected", timeout=10)
+            assert peer.logins == 2
+            await until(lambda: len(taken) == tracker.fed and link.backlog == 0, 20)
+            assert link.status.reconnects == 1
