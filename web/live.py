@@ -187,16 +187,24 @@ class Client:
         self.closed = False
         self.calls: set[str] = set()
         """Linkedids this connection was told about (so it hears how they end)."""
-        self._queue: deque[str] = deque()
+        self.popped: set[str] = set()
+        """Linkedids this connection got a ringing pop for (its latency is measured once)."""
+        self.in_flight: list[float] = []
+        """Receive times of the pops in the messages ``wait`` last returned: the SSE
+        handler reports them (``LiveHub.written``) once it has written them."""
+        self._queue: deque[tuple[str, float | None]] = deque()
         self._ready = asyncio.Event()
 
-    def put(self, kind: str, data: Any) -> None:
+    def put(self, kind: str, data: Any, received_at: float | None = None) -> None:
+        """Queue a message; ``received_at``: it is a screen pop, and when its event was
+        read from the PBX."""
         if self.closed:
             return
         if len(self._queue) >= self.maxsize:
             self._queue.popleft()
             self.dropped += 1
-        self._queue.append(json.dumps({"kind": kind, "data": data}, separators=(",", ":")))
+        line = json.dumps({"kind": kind, "data": data}, separators=(",", ":"))
+        self._queue.append((line, received_at))
         self._ready.set()
 
     def pending(self) -> int:
@@ -208,7 +216,8 @@ class Client:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), timeout)
         self._ready.clear()
-        out = list(self._queue)
+        out = [line for line, _ in self._queue]
+        self.in_flight = [at for _, at in self._queue if at is not None]
         self._queue.clear()
         return out
 
@@ -467,6 +476,14 @@ class LiveHub:
             client.put("link_status", self._link_json(status, viewer))
         return client
 
+    def written(self, client: Client) -> None:
+        """The SSE handler wrote what ``client.wait`` returned: the pops in it are
+        delivered (``crm_screen_pop_latency_seconds``)."""
+        stamps, client.in_flight = client.in_flight, []
+        metrics = getattr(self.rt, "metrics", None)
+        if stamps and metrics is not None:
+            metrics.observe_pops(stamps)
+
     def disconnect(self, client: Client) -> None:
         client.close()
         self.clients.discard(client)
@@ -570,7 +587,11 @@ class LiveHub:
                 "listed": listed}  # fmt: skip
         data["can_open"] = can_open
         data["row_html"] = self._live_row(st, can_open, data)
-        client.put("call_progress", data)
+        received_at = None
+        if pop == "ringing" and me == "ringing" and st.linkedid not in client.popped:
+            client.popped.add(st.linkedid)
+            received_at = st.progress.received_at  # the pop's latency is measured from it
+        client.put("call_progress", data, received_at)
         if listed:
             client.calls.add(st.linkedid)
         else:
@@ -586,6 +607,7 @@ class LiveHub:
             st.info_task.cancel()
         for client in self.clients:
             client.calls.discard(linkedid)
+            client.popped.discard(linkedid)
 
     def _sweep(self) -> None:
         """Drop calls whose end we never heard of (a link outage without resync)."""
@@ -616,7 +638,7 @@ class LiveHub:
                 {"id": lead.id, "name": lead.name, "url": f"/contacts/{lead.id}"} if lead else None
             ),
             "callback": (
-                {"kind": change.kind, "task": task_json(change.task)}
+                {"kind": change.kind, "task": task_json(change.task, self.rt.clock())}
                 if change is not None
                 else None
             ),
@@ -643,7 +665,7 @@ class LiveHub:
         self._drop_info(task.contact_id, task.number_e164)
         await self._refresh_users()
         contact = await self._contact(task.contact_id)
-        data = {"kind": kind.removeprefix("callback_"), "task": task_json(task)}
+        data = {"kind": kind.removeprefix("callback_"), "task": task_json(task, self.rt.clock())}
         rows: dict[bool, str] = {}
         for client in list(self.clients):
             scope = client.viewer.scope
@@ -657,7 +679,7 @@ class LiveHub:
                     contact=contact,
                     can_open_contact=can_open,
                     owner=self._by_id.get(task.owner_id) if task.owner_id else None,
-                    now=time.time(),
+                    now=self.rt.clock(),
                 )
             client.put(kind, {**data, "row_html": rows.get(can_open)})
 
@@ -855,7 +877,7 @@ class LiveHub:
             if task is not None:
                 owner = self._by_id.get(task.owner_id) if task.owner_id else None
                 info["open_callback"] = {
-                    **task_json(task),
+                    **task_json(task, self.rt.clock()),
                     "owner": owner.display_name if owner else None,
                 }
         return info

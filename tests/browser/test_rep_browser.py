@@ -52,7 +52,8 @@ async def sample_data(rt: Runtime, site: Site) -> dict[str, Any]:
     """A believable morning for Alice (101) and Bob (102)."""
     s, p = rt.service, site.people
     now = time.time()
-    start = now - max(60.0, min(3 * 3600.0, now % 86400 - 60))  # earlier today (UTC)
+    # earlier today (UTC), even a minute after midnight: never before it
+    start = now - min(3 * 3600.0, max(0.5, now % 86400 - 1))
     grace = await s.create_contact(
         "Grace Hopper",
         "Navy Computing",
