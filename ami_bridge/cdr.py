@@ -121,13 +121,14 @@ def _int(text: Any) -> int:
 
 
 def row_from_fields(fields: Sequence[str], tz: _dt.tzinfo) -> CdrRow | None:
-    """A Master.csv record (its fields) as a row; None when it is not one (too few
-    fields, no start or end time)."""
-    if len(fields) < len(CSV_COLUMNS):
-        return None
+    """A Master.csv record (its fields) as a row; None when it is not one (another
+    number of fields, durations that are not numbers, no start time or uniqueid)."""
+    if len(fields) not in (len(CSV_COLUMNS), len(CSV_COLUMNS) + len(NEW_COLUMNS)):
+        return None  # e.g. a line cut short by a crash, with the next one glued to it
     values = dict(zip(CSV_COLUMNS, fields, strict=False))
-    if len(fields) >= len(CSV_COLUMNS) + len(NEW_COLUMNS):
-        values.update(zip(NEW_COLUMNS, fields[len(CSV_COLUMNS) :], strict=False))
+    values.update(zip(NEW_COLUMNS, fields[len(CSV_COLUMNS) :], strict=False))
+    if not all(values[k].strip().lstrip("-").isdigit() for k in ("duration", "billsec")):
+        return None
     return row_from_mapping(values, tz)
 
 

@@ -116,6 +116,13 @@ class Ingest:
             existing = await tx.get_call_by_linkedid(rec.linkedid)
             if existing is not None and existing.match_reason == "erased":
                 return Ingested(existing, created=False)  # never bring erased data back
+            if existing is not None and (
+                rec.source == "cdr" or (existing.source == "cdr" and not rec.complete)
+            ):
+                # A call backfilled from the PBX's CDR (crm.backfill) is written once:
+                # what a link saw stands, and a partial view (a resync's) never replaces
+                # the PBX's own record.
+                return Ingested(existing, created=False)
             user = await tx.user_for_extension(ext) if (ext := self._rep_extension(rec)) else None
             user_id = user.id if user is not None and user.active else None
             contact: Contact | None = None

@@ -128,7 +128,8 @@ def test_cdr_events_are_the_csv_rows() -> None:
 
 def test_garbled_lines_are_skipped_not_fatal() -> None:
     good = (SCENARIOS[0] / "cdr.csv").read_text().splitlines()
-    lines = ["", "garbage", '"unterminated,"x', good[0][: len(good[0]) // 2], *good]
+    cut = good[0][: len(good[0]) // 2]
+    lines = ["", "garbage", '"unterminated,"x', cut, cut + good[1], *good]
     assert len(parse_lines(lines, UTC)) == len(good)
 
 
