@@ -216,7 +216,9 @@ def read_master_csv(
     try:
         f = path.open("rb")
     except FileNotFoundError:
-        raise CdrError(f"CDR file {path} not found") from None
+        if path.parent.is_dir():  # cdr_csv creates the file with the first call's row
+            return CsvRead([], file_id or "", offset or 0, False)
+        raise CdrError(f"CDR file {path} not found (no folder {path.parent})") from None
     except OSError as exc:
         raise CdrError(f"cannot read CDR file {path}: {exc.strerror or exc}") from None
     rows: list[CdrRow] = []
@@ -226,7 +228,7 @@ def read_master_csv(
         current = _file_id(st)
         size = st.st_size
         same = file_id == current and offset is not None and offset <= size
-        if file_id is not None and not same:
+        if file_id and not same:
             # Rotated (a new inode) or truncated in place: read the rest of the old file.
             old = _rotated_copy(path, file_id)
             if old is not None:
