@@ -196,6 +196,7 @@ SCHEMAS: dict[str, Schema] = {
             "recording_ids",
             "originate_id",
             "queue",
+            "source",
         ],
         "properties": {
             "id": {"type": "integer"},
@@ -223,6 +224,11 @@ SCHEMAS: dict[str, Schema] = {
             "recording_ids": {"type": "array", "items": {"type": "integer"}},
             "originate_id": {"type": ["string", "null"]},
             "queue": {"type": ["string", "null"]},
+            "source": {
+                "enum": ["ami", "cdr"],
+                "description": "ami: seen live on the PBX link; cdr: backfilled from the "
+                "PBX's own CDR for a time no link was up (who hung up and transfers unknown)",
+            },
         },
         "additionalProperties": False,
     },

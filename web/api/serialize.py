@@ -79,6 +79,7 @@ def call_json(c: Call) -> dict[str, Any]:
         "recording_ids": list(c.recording_ids),
         "originate_id": c.originate_id,
         "queue": c.queue,
+        "source": c.source,
     }
 
 
