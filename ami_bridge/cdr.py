@@ -570,7 +570,9 @@ class CdrCalls:
         return "no_answer", "caller" if legs else None
 
     def calls(self, rows: Sequence[CdrRow]) -> list[CallRecord]:
-        """Every call among ``rows``, in the order they ended."""
+        """Every call among ``rows``, in the order they ended (a row read twice, from
+        two sources, counts once)."""
+        rows = list(dict.fromkeys(rows))
         out = [rec for group in group_rows(rows) if (rec := self.record(group)) is not None]
         out.sort(key=lambda r: (r.ended_at, uniqueid_order(r.linkedid)))
         return out

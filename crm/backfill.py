@@ -360,7 +360,9 @@ class CdrBackfill:
         self._calls = CdrCalls(profile)
         self._tz = zone(settings.timezone)
         self._clock = clock
+        self._link_up = False
         self._connected = False
+        """The window of the last connect is taken: the watermark may move on."""
         self._alive_mem: float | None = None
         self._stored_alive: float | None = None
         self._lock = asyncio.Lock()
@@ -389,7 +391,7 @@ class CdrBackfill:
             self.traffic()
         with contextlib.suppress(Exception):
             await self._store_alive()
-        self._connected = False
+        self._connected = self._link_up = False
 
     def traffic(self, at: float | None = None) -> None:
         """The link delivered something: it is alive now (stored by the ticker)."""
@@ -401,12 +403,22 @@ class CdrBackfill:
     def link_state(self, state: str) -> None:
         """The link's state changed (``LinkStatus.state``): on ``connected``, backfill
         the gap; on a drop, store when it was last alive."""
-        if state == "connected":
-            if not self._connected:
-                self._spawn(self._on_connected(), "cdr-backfill")
-        elif self._connected:
-            self._connected = False
-            self._spawn(self._store_alive(), "cdr-alive")
+        up = state == "connected"
+        if up and not self._link_up:
+            self._link_up = True
+            self._spawn(self._on_connected(), "cdr-backfill")
+        elif not up and self._link_up:
+            self._link_up = False
+            if self._connected:
+                self._connected = False
+                self._spawn(self._guarded(self._store_alive()), "cdr-alive")
+
+    async def _guarded(self, coro: Awaitable[Any]) -> None:
+        try:
+            await coro
+        except Exception as exc:
+            log.warning("link %s: could not store when the link was last alive: %s",
+                        self.link, _brief(exc))  # fmt: skip
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> None:
         task = asyncio.ensure_future(coro)
@@ -416,12 +428,26 @@ class CdrBackfill:
 
     async def _on_connected(self) -> None:
         until = self._clock()
-        # The window is taken before the watermark moves on.
-        async with self._lock:
-            since = await self._window_start(until)
-            self._connected = True
-            self.traffic(until)
-        await self._store_alive()
+        delay = 0.5
+        while True:
+            # The window is taken before the watermark moves on; until it can be read
+            # (the database restarting) the watermark stays where it is.
+            try:
+                async with self._lock:
+                    since = await self._window_start(until)
+                    if not self._link_up:
+                        return  # down again already: the next connect reads it
+                    self._connected = True
+                    self.traffic(until)
+                break
+            except Exception as exc:
+                log.warning("link %s: cannot read the CDR watermark yet: %s", self.link,
+                            _brief(exc))  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+                if not self._link_up:
+                    return
+        await self._guarded(self._store_alive())
         await self.run(since, until)
 
     async def _tick(self) -> None:

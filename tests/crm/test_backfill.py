@@ -455,3 +455,34 @@ async def test_the_gap_is_backfilled_from_a_postgresql_cdr_table(
     # A wrong table is an error the admin can read, not a crash.
     wrong = make_backfill(store, ingest, clock, dsn=dsn, table=f"{schema}.nope")
     assert "does not exist" in ((await wrong.run(BEFORE, AFTER)).error or "")
+
+
+async def test_a_database_down_at_connect_does_not_lose_the_gap(
+    store: Store, ingest: Ingest, clock: Clock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watermark cannot be read when the link comes up (the database restarting):
+    the watermark must not move on before it is read, and the gap is backfilled after."""
+    master = tmp_path / "Master.csv"
+    master.write_text(master_csv_text())
+    bf = make_backfill(store, ingest, clock, csv_path=str(master), overlap_seconds=0.0)
+    bf.start()
+    await store.mark_link_alive("default", BEFORE)
+    real = store.get_backfill_state
+    failures = iter([OSError("connection refused")] * 2)
+
+    async def flaky(link: str) -> object:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return await real(link)
+
+    monkeypatch.setattr(store, "get_backfill_state", flaky)
+    clock.now = AFTER
+    try:
+        bf.link_state("connected")
+        await asyncio.wait_for(bf.changed.wait(), 10)
+        report = bf.last_report
+        assert report is not None and report.error is None
+        assert (report.since, report.written) == (BEFORE, 25)
+    finally:
+        await bf.close()
