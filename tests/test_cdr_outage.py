@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from config.settings import load_settings
 from crm.models import CallFilter
 from web.runtime import Runtime, open_runtime
 
+from .crm.pg import session_database
 from .paths import ASTERISK22, ROOT
 
 INBOUND = ASTERISK22 / "01-inbound-answered"
@@ -90,9 +92,27 @@ def pbx(master_csv: Path) -> Iterator[PbxProcess]:
         p.stop()
 
 
-def crm_settings(tmp_path: Path, pbx: PbxProcess, master_csv: Path) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def pg_base() -> Iterator[str]:
+    with session_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLite runs the one link directly; PostgreSQL through the link manager (the
+    advisory lock, the link's own ingest), as several processes do."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'crm.db'}"
+    base = request.getfixturevalue("pg_base")
+    return f"{base}?schema=t_{uuid.uuid4().hex[:12]}"
+
+
+def crm_settings(
+    tmp_path: Path, pbx: PbxProcess, master_csv: Path, database_url: str
+) -> dict[str, Any]:
     settings = load_settings(env={})
-    settings["database"]["url"] = f"sqlite:///{tmp_path / 'crm.db'}"
+    settings["database"]["url"] = database_url
     settings["server"]["key_file"] = str(tmp_path / "secret.key")
     settings["recordings"]["directory"] = str(tmp_path / "monitor")
     settings["ami"].update(host=pbx.host, port=pbx.port, ping_interval=1.0, ping_timeout=1.0)
@@ -118,15 +138,17 @@ def truth(scenario: Path) -> list[dict]:
 
 
 async def test_calls_during_a_crm_outage_come_back_from_master_csv(
-    tmp_path: Path, pbx: PbxProcess, master_csv: Path
+    tmp_path: Path, pbx: PbxProcess, master_csv: Path, database_url: str
 ) -> None:
-    settings = crm_settings(tmp_path, pbx, master_csv)
+    settings = crm_settings(tmp_path, pbx, master_csv, database_url)
 
     # 1. The CRM is up: it takes the inbound call live.
     rt = await open_runtime(settings)
     try:
+        await until(lambda: _true(rt.link is not None), what="the link started")
         assert rt.link is not None
         await rt.link.wait_state("connected", timeout=10)
+        await until(lambda: _true("default" in rt.extras.get("backfills", {})), what="backfill")
         backfill = rt.extras["backfills"]["default"]
         await until(lambda: _true(backfill.runs >= 1), what="the first backfill")
         await pbx.play(INBOUND)
@@ -150,8 +172,10 @@ async def test_calls_during_a_crm_outage_come_back_from_master_csv(
     # 4. The CRM starts again: the gap's calls come from Master.csv, once.
     rt = await open_runtime(settings)
     try:
+        await until(lambda: _true(rt.link is not None), what="the link started")
         assert rt.link is not None
         await rt.link.wait_state("connected", timeout=10)
+        await until(lambda: _true("default" in rt.extras.get("backfills", {})), what="backfill")
         backfill = rt.extras["backfills"]["default"]
         await until(lambda: _true(backfill.runs >= 1), what="the backfill after restart")
         report = backfill.last_report
