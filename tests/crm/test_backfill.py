@@ -486,3 +486,30 @@ async def test_a_database_down_at_connect_does_not_lose_the_gap(
         assert (report.since, report.written) == (BEFORE, 25)
     finally:
         await bf.close()
+
+
+async def test_a_failed_backfill_is_retried_while_the_link_stays_up(
+    store: Store, ingest: Ingest, clock: Clock, tmp_path: Path
+) -> None:
+    master = tmp_path / "cdr-csv" / "Master.csv"
+    bf = make_backfill(
+        store, ingest, clock, csv_path=str(master), overlap_seconds=0.0, retry_seconds=0.0
+    )
+    bf.start()
+    try:
+        await store.mark_link_alive("default", BEFORE)
+        clock.now = AFTER
+        bf.link_state("connected")
+        await asyncio.wait_for(bf.changed.wait(), 5)
+        assert bf.last_report is not None and bf.last_report.error is not None
+        master.parent.mkdir()
+        master.write_text(master_csv_text())  # the mount is back
+        clock.now = AFTER + 60
+        for _ in range(100):
+            if bf.last_report.error is None:
+                break
+            await asyncio.sleep(0.05)
+        assert bf.last_report.error is None
+        assert (bf.last_report.since, bf.last_report.written) == (BEFORE, 25)
+    finally:
+        await bf.close()
