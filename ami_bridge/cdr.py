@@ -89,9 +89,11 @@ def parse_time(text: str | None, tz: _dt.tzinfo) -> float | None:
     text = text.strip()
     if not text:
         return None
-    try:
-        moment = _dt.datetime.strptime(text[:19], DATE_FORMAT)
+    try:  # fromisoformat reads "2026-11-22 09:54:54" ten times faster than strptime
+        moment = _dt.datetime.fromisoformat(text[:19])
     except ValueError:
+        return None
+    if moment.tzinfo is not None:
         return None
     return moment.replace(tzinfo=tz).timestamp()
 
