@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ami_bridge.cdr import CdrCalls, CdrRow, parse_line, parse_lines, row_from_mapping, zone
 from ami_bridge.facts import CallRecord
@@ -264,7 +265,7 @@ async def read_cdr_table(
     try:
         conn = await asyncpg.connect(dsn, timeout=10)
     except Exception as exc:
-        raise CdrError(f"cannot connect to the CDR database: {_brief(exc)}") from None
+        raise CdrError(f"cannot connect to the CDR database: {_scrub(_brief(exc), dsn)}") from None
     try:
         schema, _, name = table.rpartition(".")
         cols = await conn.fetch(
@@ -296,7 +297,7 @@ async def read_cdr_table(
     except CdrError:
         raise
     except Exception as exc:
-        raise CdrError(f"cannot read the CDR table {table}: {_brief(exc)}") from None
+        raise CdrError(f"cannot read the CDR table {table}: {_scrub(_brief(exc), dsn)}") from None
     finally:
         with contextlib.suppress(Exception):
             await conn.close()
@@ -313,6 +314,16 @@ async def read_cdr_table(
 
 def _brief(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _scrub(text: str, dsn: str) -> str:
+    """An error for the admin page and the log, without the DSN's password."""
+    try:
+        password = urlsplit(dsn).password
+    except ValueError:
+        password = None
+    text = text.replace(dsn, "the configured DSN")
+    return text.replace(password, "********") if password else text
 
 
 # ----------------------------------------------------------------------- the backfill

@@ -513,3 +513,19 @@ async def test_a_failed_backfill_is_retried_while_the_link_stays_up(
         assert (bf.last_report.since, bf.last_report.written) == (BEFORE, 25)
     finally:
         await bf.close()
+
+
+async def test_a_cdr_database_error_never_shows_its_password(
+    store: Store, ingest: Ingest, clock: Clock
+) -> None:
+    from config.settings import redacted
+
+    dsn = "postgresql://reader:Pa55-w0rd-x@127.0.0.1:1/asterisk"
+    report = await make_backfill(store, ingest, clock, dsn=dsn).run(BEFORE, AFTER)
+    assert report.error is not None and "CDR database" in report.error
+    assert "Pa55-w0rd-x" not in report.error
+    state = await store.get_backfill_state("default")
+    assert state is not None and "Pa55-w0rd-x" not in (state.last_error or "")
+    settings = load_settings(env={})
+    settings["cdr"]["dsn"] = dsn
+    assert "Pa55-w0rd-x" not in repr(redacted(settings))
