@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from datetime import UTC
 from html import unescape
 
 from aiohttp.test_utils import TestClient
 
+from ami_bridge.cdr import CdrCalls, parse_lines
+from config.settings import pbx_profile
 from crm.models import BackfillState
 from tests.crm.factories import T0, inbound
+from tests.paths import ASTERISK22
 from web.runtime import Runtime
 
 from .apicheck import Api
@@ -26,13 +30,14 @@ async def test_a_backfilled_call_says_where_it_came_from(
     client: TestClient, rt: Runtime, people: People
 ) -> None:
     live = (await rt.ingest.record(inbound("+14155550142", answered_by="101"))).call
-    rec = dataclasses.replace(
-        inbound("+14155550143", answered_by="101"), linkedid="1795341999.7", source="cdr"
-    )
+    # A real one: the missed call of capture 02 as its Master.csv rows give it.
+    rows = parse_lines((ASTERISK22 / "02-inbound-missed" / "cdr.csv").read_text().splitlines(), UTC)
+    (rec,) = CdrCalls(pbx_profile(rt.settings)).calls(rows)
     cdr = (await rt.ingest.record(rec)).call
     await login(client, "admin")
     page = text_of(await (await client.get(f"/calls/{cdr.id}")).text())
     assert "from the PBX's CDR" in page
+    assert "+1 415-555-0102" in page and "missed" in page
     assert "from the PBX's CDR" not in text_of(await (await client.get(f"/calls/{live.id}")).text())
     assert people.admin.id is not None
     api = Api(client, await rt.service.create_api_token(people.admin.id, "t", "admin"))
