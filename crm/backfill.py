@@ -28,7 +28,7 @@ import contextlib
 import datetime as _dt
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -169,6 +169,10 @@ class CdrBackfill:
         self.settings = settings
         self.record = record
         """Writes one call: the ingest of whoever consumes the link now."""
+        self.open_ids: Callable[[], Collection[str]] = frozenset
+        """Linkedids and uniqueids of the calls the link's tracker holds (in progress after
+        the reconnect's channel listing): left to the tracker, whose record is whole, while
+        their CDR may hold only the legs that ended so far (a transfer's consultation)."""
         self._calls = CdrCalls(profile)
         self._tz = zone(settings.timezone)
         self._clock = clock
@@ -313,7 +317,14 @@ class CdrBackfill:
                 calls = await loop.run_in_executor(None, self._calls.calls, rows)
                 # A PBX clock a little ahead must not push a call out of the window.
                 last = until + self.settings.overlap_seconds
-                found = [r for r in calls if since <= r.ended_at <= last]
+                tracked = self.open_ids()
+                found = [
+                    r
+                    for r in calls
+                    if since <= r.ended_at <= last
+                    and r.linkedid not in tracked
+                    and not tracked.intersection(r.uniqueids)
+                ]
                 written = 0
                 for rec in found:
                     result = await self.record(rec)

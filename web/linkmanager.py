@@ -151,6 +151,9 @@ class ListingWatch:
     def flush(self) -> list[Fact]:
         return self.inner.flush()
 
+    def open_ids(self) -> set[str]:
+        return self.inner.open_ids()
+
 
 @dataclass
 class RunningLink:
@@ -272,6 +275,7 @@ class LinkManager:
         backfill = cdr_backfill(rt, cfg.name, ingest, cfg.ami)
         if backfill is not None:
             backfill.record = ingest.record  # this consumer's ingest (link id, live rows)
+            backfill.open_ids = watch.open_ids  # calls this consumer's tracker will write
 
         async def deliver(fact: Fact) -> None:
             if backfill is not None:

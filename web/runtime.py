@@ -211,6 +211,8 @@ def start_link(rt: Runtime) -> AmiLink | None:
 
     sink = holding_sink(rt)
     backfill = cdr_backfill(rt, "default", rt.ingest)
+    if backfill is not None:
+        backfill.open_ids = tracker.open_ids  # calls this link's tracker will write
 
     async def deliver(fact: Fact) -> None:
         if backfill is not None:

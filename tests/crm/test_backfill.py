@@ -529,3 +529,30 @@ async def test_a_cdr_database_error_never_shows_its_password(
     settings = load_settings(env={})
     settings["cdr"]["dsn"] = dsn
     assert "Pa55-w0rd-x" not in repr(redacted(settings))
+
+
+async def test_calls_the_tracker_still_holds_are_left_to_it(
+    store: Store, ingest: Ingest, clock: Clock, tmp_path: Path
+) -> None:
+    """After a reconnect the tracker follows the calls still up (the channel listing):
+    their CDR may hold only the legs that ended so far (a transfer's consultation), so
+    the backfill leaves them to the tracker's whole record."""
+    from ami_bridge.capture import read_capture
+    from ami_bridge.tracker import CallTracker
+
+    tracker = CallTracker(PROFILE)
+    events = list(read_capture(CAPTURES / "01-inbound-answered" / "events.jsonl"))
+    for msg, at in events[: len(events) // 2]:
+        tracker.feed(msg, at)
+    assert "1795341294.0" in tracker.open_ids()
+    master = tmp_path / "Master.csv"
+    master.write_text(master_csv_text())
+    bf = make_backfill(store, ingest, clock, csv_path=str(master))
+    bf.open_ids = tracker.open_ids
+    report = await bf.run(BEFORE, AFTER)
+    assert (report.found, report.written) == (24, 24)
+    assert await store.get_call_by_linkedid("1795341294.0") is None
+    for msg, at in events[len(events) // 2 :]:
+        tracker.feed(msg, at)
+    tracker.flush()
+    assert tracker.open_ids() == set()
