@@ -97,7 +97,14 @@ def _rotated_copy(path: Path, file_id: str) -> Path | None:
         with contextlib.suppress(OSError):
             if _file_id(p.stat()) == file_id:
                 return p
-    return max(siblings, key=lambda p: p.stat().st_mtime, default=None)
+    return max(siblings, key=_mtime, default=None)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # rotated away again meanwhile
+        return float("-inf")
 
 
 def read_master_csv(
