@@ -310,9 +310,11 @@ class CdrBackfill:
         """Backfill the calls that ended between ``since`` and ``until`` (now)."""
         async with self._lock:
             until = self._clock() if until is None else until
-            state = await self.store.get_backfill_state(self.link) or BackfillState(self.link)
+            loaded: BackfillState | None = None
+            kept: BackfillState | None = None
             try:
-                rows, state = await self._read(since, state)
+                loaded = await self.store.get_backfill_state(self.link) or BackfillState(self.link)
+                rows, read_state = await self._read(since, loaded)
                 loop = asyncio.get_running_loop()
                 calls = await loop.run_in_executor(None, self._calls.calls, rows)
                 # A PBX clock a little ahead must not push a call out of the window.
@@ -331,21 +333,24 @@ class CdrBackfill:
                     if getattr(result, "created", False):
                         written += 1
                 report = BackfillReport(since, until, len(found), written)
+                kept = read_state  # done: the next read starts after these rows
             except Exception as exc:
                 if not isinstance(exc, CdrError):
                     log.exception("link %s: CDR backfill failed", self.link)
                 report = BackfillReport(since, until, 0, 0, brief(exc))
-            state = replace(
-                state,
-                last_run_at=self._clock(),
-                last_window_start=since,
-                last_window_end=until,
-                last_count=report.written,
-                total_count=state.total_count + report.written,
-                last_error=report.error,
-            )
-            with contextlib.suppress(Exception):
-                await self.store.save_backfill_state(state, self._clock())
+                kept = loaded  # failed: the retry reads the same rows again
+            if kept is not None:
+                state = replace(
+                    kept,
+                    last_run_at=self._clock(),
+                    last_window_start=since,
+                    last_window_end=until,
+                    last_count=report.written,
+                    total_count=kept.total_count + report.written,
+                    last_error=report.error,
+                )
+                with contextlib.suppress(Exception):
+                    await self.store.save_backfill_state(state, self._clock())
             self.runs += 1
             self.last_report = report
         if report.error:

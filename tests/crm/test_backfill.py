@@ -556,3 +556,32 @@ async def test_calls_the_tracker_still_holds_are_left_to_it(
         tracker.feed(msg, at)
     tracker.flush()
     assert tracker.open_ids() == set()
+
+
+async def test_a_backfill_failing_midway_reads_the_same_rows_again(
+    store: Store, ingest: Ingest, clock: Clock, tmp_path: Path
+) -> None:
+    """The database refuses the third call: the rows already read must not be skipped by
+    the next attempt (the file position stays), and nothing is written twice."""
+    master = tmp_path / "Master.csv"
+    master.write_text(master_csv_text())
+    seen = 0
+
+    async def flaky(rec: object) -> object:
+        nonlocal seen
+        seen += 1
+        if seen == 3:
+            raise OSError("database is locked")
+        return await ingest.record(rec)  # type: ignore[arg-type]
+
+    bf = CdrBackfill(store, "default", BackfillSettings(csv_path=str(master)), flaky,
+                     PROFILE, clock=clock)  # fmt: skip
+    report = await bf.run(BEFORE, AFTER)
+    assert report.error == "database is locked"
+    assert len(await all_calls(store)) == 2
+    state = await store.get_backfill_state("default")
+    assert state is not None and state.last_error == "database is locked"
+    assert not state.file_offset  # the rows will be read again
+    again = await bf.run(BEFORE, AFTER)
+    assert again.error is None and (again.found, again.written) == (25, 23)
+    assert len(await all_calls(store)) == 25
