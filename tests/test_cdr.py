@@ -221,3 +221,30 @@ def test_outcomes_cdr_can_tell(rows: list[CdrRow], direction: str, outcome: str)
     (call,) = CdrCalls(PROFILE).calls(rows)
     assert (call.direction, call.outcome) == (direction, outcome)
     assert not call.answered
+
+
+LAB = Path(__file__).parent / "fixtures" / "cdr-lab"
+LAB_CAPTURES = sorted(p for p in LAB.iterdir() if (p / "cdr.csv").exists())
+
+
+@pytest.mark.parametrize("capture", LAB_CAPTURES, ids=[p.name for p in LAB_CAPTURES])
+def test_transfers_queues_and_busy_lines_match_the_tracker(capture: Path) -> None:
+    """Real CDR of a blind and an attended transfer (rows with other party-A uniqueids,
+    a Local pair), queue calls and a busy line: the same calls as the tracker makes of
+    the AMI traffic recorded at the same time."""
+    from ami_bridge.replay import replay_file
+
+    rows = parse_lines((capture / "cdr.csv").read_text().splitlines(), UTC)
+    cdr = {r.linkedid: r for r in CdrCalls(PROFILE).calls(rows)}
+    live = {r.linkedid: r for r in replay_file(capture / "events.jsonl", PROFILE)}
+    assert set(cdr) == set(live) and len(cdr) == 1
+    for linkedid, want in live.items():
+        got = cdr[linkedid]
+        for name in ("direction", "caller", "callee", "did", "rang", "answered",
+                     "answered_by", "final_agent", "outcome", "queue"):  # fmt: skip
+            assert getattr(got, name) == getattr(want, name), name
+        assert set(got.recordings) == set(want.recordings)
+        assert got.ring_seconds == pytest.approx(want.ring_seconds, abs=1.5)
+        if not want.transfers:  # CDR counts a transfer's hold and consultation as talk
+            assert got.talk_seconds == pytest.approx(want.talk_seconds, abs=1.5)
+        assert got.ended_at == pytest.approx(want.ended_at, abs=1.5)

@@ -86,13 +86,15 @@ def _clid_name(clid: str) -> str | None:
     return name or None
 
 
-def _dial_timeout(lastdata: str) -> float | None:
-    """Dial(targets,timeout,options): the timeout, if the row's application was Dial."""
-    parts = lastdata.split(",")
-    if len(parts) < 2:
+def _app_timeout(row: CdrRow) -> float | None:
+    """How long the row's application rings before giving up: Dial(targets,timeout,...)
+    or Queue(name,options,URL,announce,timeout,...); None when it does not say."""
+    index = {"Dial": 1, "Queue": 4}.get(row.lastapp)
+    parts = row.lastdata.split(",")
+    if index is None or len(parts) <= index:
         return None
     try:
-        return float(parts[1])
+        return float(parts[index])
     except ValueError:
         return None
 
@@ -197,7 +199,7 @@ class CdrCalls:
             did = None
 
         rang: list[str] = []
-        for r in legs:
+        for r in sorted(legs, key=lambda r: r.start):  # in the order they were dialled
             ext = self._extension(self._real_party(r.dstchannel, rows))
             if ext and ext not in rang and (direction != "internal" or ext != caller):
                 rang.append(ext)
@@ -223,15 +225,24 @@ class CdrCalls:
 
         started_at = min(r.start for r in rows)
         ended_at = max(r.end for r in rows)
-        answered_at = answering.answer if answering is not None else None
+        answered_at = None
+        ring = 0.0
+        if answering is not None and answering.answer is not None:
+            # A queue (or an IVR) answered the caller first: the leg's own answer time is
+            # the caller's; the member picked up when the leg's billing began.
+            billed_from = answering.end - answering.billsec
+            answered_at = max(answering.answer, billed_from if answering.billsec else 0.0)
+            if answering.start <= started_at:  # the leg began with the call: its figures
+                ring = max(0.0, float(answering.duration - answering.billsec))
+            else:
+                ring = max(0.0, answered_at - started_at)
         if answering is not None and answered_at is not None:
-            ring = max(0.0, float(answering.duration - answering.billsec))
             if len(answered_rows) == 1:
                 talk = float(answering.billsec)
             else:
                 talk = max(0.0, ended_at - answered_at)
-        else:
-            ring = float(max((r.duration for r in legs), default=0))
+        else:  # rang until the last leg stopped ringing
+            ring = max((r.end - started_at for r in legs), default=0.0)
             talk = 0.0
         ended_at = max(ended_at, answered_at or started_at)
         span = ended_at - started_at
@@ -297,10 +308,11 @@ class CdrCalls:
             return "answered", None
         dispositions = {r.disposition for r in legs}
         pbx_ended = any(r.lastapp in ("Hangup", "Busy", "Congestion") for r in rows)
+        waited = max(r.end for r in rows) - min(r.start for r in rows)
         timed_out = any(
-            (t := _dial_timeout(r.lastdata)) is not None and r.duration >= t - 1
+            (t := _app_timeout(r)) is not None
+            and (r.duration if r.lastapp == "Dial" else waited) >= t - 1
             for r in legs
-            if r.lastapp == "Dial"
         )
         if direction == "inbound":
             if legs and dispositions <= {"BUSY"}:
