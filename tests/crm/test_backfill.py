@@ -56,6 +56,17 @@ def make_backfill(store: Store, ingest: Ingest, clock: Clock, **settings: object
     return CdrBackfill(store, "default", s, ingest.record, PROFILE, clock=clock)
 
 
+async def watermark_is(store: Store, at: float, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        state = await store.get_backfill_state("default")
+        if state is not None and state.alive_at == at:
+            return
+        assert loop.time() < deadline, f"watermark {state and state.alive_at} != {at}"
+        await asyncio.sleep(0.02)
+
+
 async def all_calls(store: Store) -> list:
     return await store.list_calls(CallFilter(), limit=1000)
 
@@ -177,17 +188,15 @@ async def test_reconnect_backfills_from_the_watermark(
         await asyncio.wait_for(bf.changed.wait(), 5)
         assert bf.last_report is not None and bf.last_report.found == 0
         clock.now = BEFORE - 30
-        await asyncio.sleep(0.2)  # the ticker stores the watermark while up
-        state = await store.get_backfill_state("default")
-        assert state is not None and state.alive_at == BEFORE - 30
+        await watermark_is(store, BEFORE - 30)  # the ticker stores it while the link is up
         clock.now = BEFORE
         bf.traffic()
         bf.link_state("disconnected")
-        await asyncio.sleep(0.1)
+        await watermark_is(store, BEFORE)  # and when it drops
         clock.now = AFTER  # the PBX carried calls while the link was down
         master.write_text(master_csv_text())
-        state = await store.get_backfill_state("default")
-        assert state is not None and state.alive_at == BEFORE
+        await asyncio.sleep(0.2)
+        await watermark_is(store, BEFORE)  # not moved while down
         bf.link_state("connected")
         await asyncio.wait_for(bf.changed.wait(), 5)
         report = bf.last_report
