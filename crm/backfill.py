@@ -91,8 +91,12 @@ def backfill_settings(settings: Mapping[str, Any], link: Mapping[str, Any] | Non
     BackfillSettings
 ):  # fmt: skip
     """The settings for one link: ``[cdr]``, with the link's own ``cdr_*`` keys on top.
-    A wrong value is a ValueError naming the key."""
+    With several PBXes (``[[pbx_links]]``) each link reads only the CDR it names itself:
+    one PBX's calls must never land on another's link.  A wrong value is a ValueError
+    naming the key."""
     cdr = dict(settings.get("cdr", {}))
+    if settings.get("pbx_links"):
+        cdr["csv_path"] = cdr["dsn"] = ""
     for key in ("csv_path", "dsn", "table"):
         if link and link.get(f"cdr_{key}") not in (None, ""):
             cdr[key] = link[f"cdr_{key}"]

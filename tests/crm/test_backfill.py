@@ -245,6 +245,11 @@ def test_settings_come_from_the_cdr_section_and_the_link() -> None:
     assert s.configured and s.dsn == "postgresql://crm:s3cret@pbx/asterisk"
     assert s.timezone == "UTC"
     assert "s3cret" not in repr(s)  # the DSN may carry a password
+    # Several PBXes: each link reads only the CDR it names (never another PBX's).
+    several = {**settings, "pbx_links": [{"name": "east"}, {"name": "west"}]}
+    assert not backfill_settings(several, {"name": "west"}).configured
+    east = backfill_settings(several, {"name": "east", "cdr_csv_path": "/mnt/east/Master.csv"})
+    assert east.csv_path == "/mnt/east/Master.csv"
     settings["cdr"]["timezone"] = "Nowhere/Special"
     with pytest.raises(ValueError, match="time zone"):
         backfill_settings(settings)
