@@ -94,9 +94,14 @@ async def restart_link(rt: Runtime) -> bool:
 async def backfill_view(rt: Runtime) -> dict[str, Any]:
     """Calls during an outage: whether a CDR source is set, and per link (from the store,
     so any process shows it) when the last backfill ran, what it wrote, and its error."""
+    from ..linkmanager import link_configs
+
     running = rt.extras.get("backfills") or {}
     try:
-        configured = backfill_settings(rt.settings).configured or bool(running)
+        configured = bool(running) or any(
+            backfill_settings(rt.settings, cfg.ami).configured
+            for cfg in link_configs(rt.settings)
+        )
     except ValueError as exc:
         return {"configured": True, "error": f"[cdr] settings: {exc}", "states": []}
     try:
