@@ -52,8 +52,8 @@ async def test_calls_in_a_takeover_gap_come_from_the_cdr(pg_url: str, tmp_path: 
     pbx = ReplayPbx(None, speed=0, cdr_csv=master)
     await pbx.start()
     cluster = Cluster(tmp_path, pg_url, [(EAST, pbx.port)])
-    with cluster.config.open("a") as f:  # a table after [[pbx_links]] ends the array
-        f.write(f'[cdr]\ncsv_path = "{master}"\nalive_interval_seconds = 0.2\n')
+    with cluster.config.open("a") as f:  # the file ends with the link's [[pbx_links]] entry
+        f.write(f'cdr_csv_path = "{master}"\n[cdr]\nalive_interval_seconds = 0.2\n')
     try:
         cluster.migrate()
         procs = [cluster.spawn() for _ in range(2)]
