@@ -175,6 +175,8 @@ class Client:
         self.closed = False
         self.calls: set[str] = set()
         """Linkedids this connection was told about (so it hears how they end)."""
+        self.session: str | None = None
+        """The store's id of the login session this stream rides on (``web.sessions``)."""
         self._queue: deque[str] = deque()
         self._ready = asyncio.Event()
 
@@ -455,6 +457,21 @@ class LiveHub:
             client.put("link_status", self._link_json(status, viewer))
         return client
 
+    def close_streams(self, payload: Any) -> None:
+        """A user's sessions ended (or their role changed): close their streams, all or
+        one session's or all but one session's (``web.sessions.close_streams``)."""
+        if not isinstance(payload, dict):
+            return
+        user_id, only, keep = payload.get("user_id"), payload.get("session"), payload.get("keep")
+        for client in list(self.clients):
+            if client.viewer.user_id != user_id:
+                continue
+            if (only is not None and client.session != only) or (
+                keep is not None and client.session == keep
+            ):
+                continue
+            self.disconnect(client)
+
     def disconnect(self, client: Client) -> None:
         client.close()
         self.clients.discard(client)
@@ -488,6 +505,8 @@ class LiveHub:
         elif kind == "link_status":
             for client in list(self.clients):
                 client.put(kind, self._link_json(event.payload, client.viewer))
+        elif kind == "streams_close":
+            self.close_streams(event.payload)
         elif kind == "originate_result":
             return  # the rep hears about their click through click_progress
         elif kind in RELAY_KINDS:

@@ -53,6 +53,9 @@ DECISIONS: dict[str, Decision] = {
     "GET /login": Decision(PUBLIC, moves=True),  # logged in: on to the home page
     "POST /login": Decision(PUBLIC),
     "POST /logout": Decision(USERS),
+    "GET /account": Decision(USERS),
+    "POST /account/password": Decision(USERS),
+    "POST /account/sessions": Decision(USERS),
     "GET /healthz": Decision(PUBLIC),
     "GET /static": Decision(PUBLIC),
     "GET /": Decision(USERS, lists=True),

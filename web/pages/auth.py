@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from aiohttp import web
 
+from .. import sessions
 from ..app import current_user, public, runtime, safe_next
 from ..render import render, visitor
 from ..security import SESSION_COOKIE
@@ -32,7 +32,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     username = str(form.get("username", "")).strip()[:64]
     password = str(form.get("password", ""))[:1024]
     target = safe_next(str(form.get("next", "")))
-    address = request.remote or "?"
+    address = sessions.address_of(request, rt)
     wait = rt.limiter.retry_after(username, address)
     if wait > 0:
         response = render(
@@ -53,25 +53,22 @@ async def login(request: web.Request) -> web.StreamResponse:
             {"next": target, "username": username, "error": "Wrong username or password."},
             status=401,
         )
-    rt.limiter.succeeded(username)
+    rt.limiter.succeeded(username, address)
     response = web.HTTPFound(target)
-    secure = bool(rt.settings.get("server", {}).get("secure_cookies"))
-    response.set_cookie(
-        SESSION_COOKIE,
-        rt.signer.issue(user.id, user.password_hash, time.time()),
-        httponly=True,
-        samesite="Lax",
-        secure=secure,
-        max_age=int(rt.signer.max_age),
-    )
+    sessions.set_cookie(rt, response, await sessions.start(request, rt, user))
     raise response
 
 
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.StreamResponse:
-    current_user(request)
+    """Ends this session on the server (the old cookie stops working everywhere, and this
+    session's open event streams close), not only in this browser."""
+    user = current_user(request)
+    key = visitor(request).session
+    if key is not None and user.id is not None:
+        await sessions.end(runtime(request), user.id, only=key)
     response = web.HTTPFound("/login")
-    response.del_cookie(SESSION_COOKIE)
+    response.del_cookie(SESSION_COOKIE, path="/")
     raise response
 
 
