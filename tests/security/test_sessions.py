@@ -289,7 +289,7 @@ async def test_logout_closes_that_sessions_stream_only(
         await phone.close()
 
 
-async def test_password_change_and_role_change_close_streams(
+async def test_password_role_and_extension_changes_close_streams(
     server: TestServer, rt: Runtime, people: People
 ) -> None:
     desk, phone, admin = [await browser(server) for _ in range(3)]
@@ -311,6 +311,11 @@ async def test_password_change_and_role_change_close_streams(
         await closes(desk_stream)  # rebuilt on reconnect, for the new role
         again = await open_events(desk)
         await pops(again, rt, "as-manager")
+        resp = await admin.post(f"/admin/users/{people.alice.id}/extensions",
+                                data={"_csrf": admin_csrf, "extensions": "109"},
+                                allow_redirects=False)  # fmt: skip
+        assert resp.status == 303
+        await closes(again)  # the stream was built for extension 101: no more pops for it
     finally:
         for c in (desk, phone, admin):
             await c.close()

@@ -226,6 +226,8 @@ async def _change(
 
 ENDS_SESSIONS = frozenset({"password", "deactivated", "sessions"})
 """Changes after which none of the user's sessions may go on (nor their open streams)."""
+REBUILDS_STREAMS = frozenset({"role", "team", "extensions"})
+"""Changes to what the user's open streams were built for (role, scope, extensions)."""
 
 
 @routes.post("/admin/users/{user_id}/{what}")
@@ -246,8 +248,8 @@ async def change_user(request: web.Request) -> web.StreamResponse:
         return await _user_page(request, str(exc).strip("'\""), status=400)
     if target.id is not None and done in ENDS_SESSIONS:
         await sessions.end(rt, target.id)
-    elif target.id is not None and done == "role":
-        sessions.close_streams(rt, target.id)  # they reconnect with the new role's view
+    elif target.id is not None and done in REBUILDS_STREAMS:
+        sessions.close_streams(rt, target.id)  # they reconnect with the new view
     if back == "extensions":
         raise web.HTTPSeeOther("/admin/extensions?done=extensions")
     if done.startswith("reassigned:"):
