@@ -148,8 +148,13 @@ def test_secure_cookies_default_to_on_unless_on_loopback(tmp_path: Path) -> None
     assert cookie_secure(settings) is True
 
 
-async def test_a_server_on_the_network_sets_secure_cookies(client: TestClient, rt: Runtime,
-                                                           people: People) -> None:  # fmt: skip
+async def test_a_server_on_the_network_sets_secure_cookies(
+    client: TestClient, rt: Runtime, people: People, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from web.pages import auth
+
+    monkeypatch.setattr(auth, "_warned_plain_http", False)
     token = await csrf_of(client)  # (a Secure anonymous cookie would not come back over http)
     rt.settings["server"]["host"] = "0.0.0.0"
     resp = await client.post("/login", data={"username": "alice", "password": PASSWORD,
@@ -157,3 +162,5 @@ async def test_a_server_on_the_network_sets_secure_cookies(client: TestClient, r
     cookies = resp.headers.getall("Set-Cookie")
     session = [c for c in cookies if c.startswith("crm_session=")]
     assert session and "Secure" in session[0] and "HttpOnly" in session[0]
+    # over plain HTTP such a cookie never comes back: the log says why logins "do not stick"
+    assert "plain HTTP" in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from aiohttp import web
@@ -9,10 +10,26 @@ from aiohttp import web
 from .. import sessions
 from ..app import current_user, public, runtime, safe_next
 from ..render import render, visitor
-from ..security import SESSION_COOKIE
+from ..security import SESSION_COOKIE, cookie_secure
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 routes = web.RouteTableDef()
+log = logging.getLogger(__name__)
+_warned_plain_http = False
+
+
+def _warn_if_plain_http(request: web.Request, secure: bool) -> None:
+    """A Secure cookie sent over plain HTTP never comes back: the user is logged in and
+    at once out again.  Say so in the log, once (``server.secure_cookies``)."""
+    global _warned_plain_http
+    if not secure or _warned_plain_http or request.secure:
+        return
+    if request.headers.get("X-Forwarded-Proto", "").lower() == "https":
+        return
+    _warned_plain_http = True
+    log.warning("session cookies are Secure (server.secure_cookies) but this login came over "
+                "plain HTTP: browsers will not send the cookie back; serve HTTPS (a reverse "
+                "proxy) or set server.secure_cookies = false")  # fmt: skip
 
 
 @routes.get("/login")
@@ -54,6 +71,7 @@ async def login(request: web.Request) -> web.StreamResponse:
             status=401,
         )
     rt.limiter.succeeded(username, address)
+    _warn_if_plain_http(request, cookie_secure(rt.settings))
     response = web.HTTPFound(target)
     sessions.set_cookie(rt, response, await sessions.start(request, rt, user))
     raise response
