@@ -120,12 +120,16 @@ class Signer:
         except ValueError:
             return None
 
-    def verify(self, cookie: str, password_hash: str, now: float | None = None) -> bool:
+    def verify(self, cookie: str, password_hash: str, now: float | None = None,
+               max_age: float | None = None) -> bool:  # fmt: skip
+        """Genuine, signed for this password hash, and issued at most ``max_age`` (default
+        the signer's) seconds ago."""
         session = self.peek(cookie)
         if session is None:
             return False
         now = now if now is not None else time.time()
-        if not (session.issued - 60 <= now <= session.issued + self.max_age):
+        max_age = self.max_age if max_age is None else max_age
+        if not (session.issued - 60 <= now <= session.issued + max_age):
             return False
         body, mac = cookie.rsplit(".", 1)
         expected = self._mac(body + "." + self._fingerprint(password_hash))

@@ -59,11 +59,13 @@ async def session_user(rt: Runtime, cookie: str,
     if session is None:
         return None
     now = rt.service.clock()
+    rules = policy(rt)
     user = await rt.store.get_user(session.user_id)
-    if user is None or not user.active or not rt.signer.verify(cookie, user.password_hash, now):
+    if user is None or not user.active or not rt.signer.verify(
+        cookie, user.password_hash, now, max_age=rules.absolute
+    ):
         return None
     row = await rt.store.get_web_session(session.key)
-    rules = policy(rt)
     if (row is None or row.user_id != user.id or row.ended_at is not None
             or not rules.alive(row.created_at, row.last_seen_at, now)):  # fmt: skip
         return None

@@ -144,18 +144,19 @@ async def test_an_idle_session_times_out(server: TestServer, rt: Runtime, clock:
         await alice.close()
 
 
+@pytest.mark.parametrize("days", [7, 30])
 async def test_a_busy_session_still_ends_after_the_absolute_limit(
-    server: TestServer, rt: Runtime, clock: Clock
+    server: TestServer, rt: Runtime, clock: Clock, days: int
 ) -> None:
-    rt.settings["server"]["session_max_days"] = 7
+    rt.settings["server"]["session_max_days"] = days
     alice = await browser(server)
     try:
         await login(alice, "alice")
         cookie, start = cookie_of(alice), clock.now
-        while clock.now + 10 * HOUR < start + 7 * 24 * HOUR:
+        while clock.now + 10 * HOUR < start + days * 24 * HOUR:
             clock.now += 10 * HOUR
             assert await replay(server, cookie) == 200
-        clock.now = start + 7 * 24 * HOUR + 60
+        clock.now = start + days * 24 * HOUR + 60
         assert await replay(server, cookie) == 401
     finally:
         await alice.close()
