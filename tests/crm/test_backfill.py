@@ -31,11 +31,20 @@ from crm.store import Store
 from .conftest import Clock
 
 CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk-22"
-SCENARIOS = sorted(p for p in CAPTURES.iterdir() if (p / "cdr.csv").exists())
 PROFILE = pbx_profile(load_settings(env={}))
 BEFORE = 1_795_341_200.0  # 2026-11-22 09:53:20 UTC, before the first capture
 AFTER = 1_795_341_700.0  # 09:61:40, after the last
 UTC = dt.UTC
+
+
+def _in_the_gap(scenario: Path) -> bool:
+    rows = parse_lines((scenario / "cdr.csv").read_text().splitlines(), UTC)
+    return all(r.start >= BEFORE and r.end <= AFTER for r in rows)
+
+
+# The gap is the morning of the first set of captures (2026-11-22); the later ones
+# (15-22, 2026-11-30) are outside it, and their CDR is checked in tests/test_cdr.py.
+SCENARIOS = sorted(p for p in CAPTURES.iterdir() if (p / "cdr.csv").exists() and _in_the_gap(p))
 
 
 def master_csv_text(scenarios: list[Path] = SCENARIOS) -> str:
