@@ -170,6 +170,41 @@ async def test_a_call_seen_live_in_part_is_not_duplicated_nor_replaced_by_less(
     assert got.talk_seconds == 8.0
 
 
+async def test_the_later_captures_are_backfilled_and_a_click_never_taken_makes_no_lead(
+    store: Store, ingest: Ingest, clock: Clock, tmp_path: Path
+) -> None:
+    """The 2026-11-30 captures (transfers, declines, a click the rep never answered,
+    queues, busy lines) from Master.csv: every planned call once, with its outcome; the
+    click 101 never answered is ``failed`` and, as when the link sees it, makes no lead
+    (4155550123 was never dialled)."""
+    later = sorted(p for p in CAPTURES.iterdir() if (p / "cdr.csv").exists() and not _in_the_gap(p))
+    assert later
+    master = tmp_path / "Master.csv"
+    master.write_text(master_csv_text(later))
+    rows = parse_lines(master.read_text().splitlines(), UTC)
+    since, until = min(r.start for r in rows) - 60, max(r.end for r in rows) + 60
+    report = await make_backfill(store, ingest, clock, csv_path=str(master)).run(since, until)
+    planned = planned_calls(later)
+    assert report.error is None and report.written == len(planned)
+    calls = await all_calls(store)
+    for want in planned:
+        if want["direction"] == "inbound":
+            (call,) = [c for c in calls if c.caller == want["caller"]]
+        else:
+            (call,) = [c for c in calls if c.caller == want["caller"]
+                       and c.callee == want["callee"]]  # fmt: skip
+        assert (call.source, call.direction, call.outcome) == (
+            "cdr",
+            want["direction"],
+            want["outcome"],
+        )
+        if want.get("lead") is False:
+            assert call.contact_id is None, want
+    contacts = await store.count_contacts()
+    assert contacts == len({c.remote_e164 for c in calls if c.contact_id is not None})
+    assert not [c for c in calls if c.remote_e164 == "+14155550123" and c.contact_id]
+
+
 async def test_only_calls_that_ended_in_the_window_are_written(
     store: Store, ingest: Ingest, clock: Clock, tmp_path: Path
 ) -> None:
