@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ami_bridge.facts import Fact
@@ -155,10 +156,14 @@ class ListingWatch:
 @dataclass
 class RunningLink:
     config: LinkConfig
-    row: PbxLink
+    row: PbxLink | None
+    """None until the link's row is read (its facts wait until then)."""
     link: AmiLink
     ingest: Ingest
     watch: ListingWatch
+    sink: HoldingSink
+    ready: asyncio.Event
+    owner: list[int | None]
     recovered: list[str] = field(default_factory=list)
 
 
@@ -191,10 +196,17 @@ class LinkManager:
         return running.link if running is not None else None
 
     def start(self) -> None:
+        """Start every link.  Without PostgreSQL each link is built at once (``rt.link`` is
+        set on return); with it, a link is built when this process wins its lock."""
         if self.desk is not None:
             self.desk.start()
         for cfg in self.configs:
-            self._tasks.append(asyncio.create_task(self._run(cfg), name=f"link-{cfg.name}"))
+            if self.database_url is None:
+                running = self._build(cfg)
+                task = self._serve(running, None)
+            else:
+                task = self._run(cfg)
+            self._tasks.append(asyncio.create_task(task, name=f"link-{cfg.name}"))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -207,19 +219,37 @@ class LinkManager:
             await self.desk.close()
 
     async def restart(self) -> None:
-        """Stop every link and start again from the current settings (admin page)."""
+        """Stop every link and start again from the current settings (admin page).
+
+        The calls in progress are handed over, not dropped: their ``live_calls`` rows
+        stay, and the new link of the same name finishes them after its first channel
+        listing (the tracker follows those still up; the rest are written incomplete).
+        A link no longer configured has no successor: its calls are written now."""
+        before = {c.name for c in self.configs}
         await self.close()
         self.configs = link_configs(self.rt.settings)
+        gone = before - {c.name for c in self.configs}
+        for row in await self.rt.store.list_pbx_links():
+            if row.name in gone:
+                await self._finish_all(row)
         self.start()
+
+    async def _finish_all(self, row: PbxLink) -> None:
+        """Write every kept call of a link nobody will run again (as incomplete)."""
+        ingest = Ingest(self.rt.store, self.rt.ingest.policy, self.rt.bus, self.rt.ingest.clock,
+                        pbx_link_id=row.id, keep_live=True)  # fmt: skip
+        try:
+            await finish_orphans(ingest, ())
+        except Exception:
+            log.exception("link %s: could not finish its calls in progress", row.name)
 
     # -- one link ----------------------------------------------------------------------
     async def _run(self, cfg: LinkConfig) -> None:
-        row = await self._link_row(cfg)
-        if self.database_url is None:
-            await self._serve(cfg, row, None)
-            return
+        """PostgreSQL: consume the link whenever this process holds its lock."""
+        assert self.database_url is not None
         from crm.store.pg_locks import SessionLock
 
+        await self._link_row(cfg)
         lock = SessionLock(self.database_url, f"crm-link:{cfg.name}")
         waiting_logged = False
         try:
@@ -228,7 +258,7 @@ class LinkManager:
                     log.info("link %s: this process is its consumer now", cfg.name)
                     waiting_logged = False
                     try:
-                        await self._serve(cfg, row, lock.lost)
+                        await self._serve(self._build(cfg), lock.lost)
                     finally:
                         await lock.release()
                 elif not waiting_logged:
@@ -248,23 +278,28 @@ class LinkManager:
                 await asyncio.sleep(delay)
                 delay = min(10.0, delay * 2)
 
-    async def _serve(self, cfg: LinkConfig, row: PbxLink, lost: asyncio.Event | None) -> None:
+    def _build(self, cfg: LinkConfig) -> RunningLink:
+        """The pieces of one link, the same in every mode: the tracker (watched for the
+        channel listings), an ingest that keeps the calls in progress in ``live_calls``
+        and stamps the link's id, the holding sink, the AMI link.  Built synchronously so
+        ``rt.link`` exists at once; facts wait for the link's row before being written."""
         rt = self.rt
         root = rt.ingest
-        ingest = Ingest(rt.store, root.policy, rt.bus, root.clock,
-                        pbx_link_id=row.id, keep_live=True)  # fmt: skip
+        ingest = Ingest(rt.store, root.policy, rt.bus, root.clock, keep_live=True)
         watch = ListingWatch(CallTracker(pbx_profile(rt.settings)))
-
-        owner_id = await team_owner(rt.store, row, cfg.default_owner)
+        ready = asyncio.Event()
+        owner: list[int | None] = [None]
 
         async def handle(fact: Fact) -> None:
+            await ready.wait()
             # The admin page may have replaced the root policy: follow it.
-            ingest.policy = link_policy(root.policy, owner_id)
+            ingest.policy = link_policy(root.policy, owner[0])
             await ingest.handle(fact)
 
-        # A finished call the store refuses for a while (restarting) is held and
-        # retried, as on the single-link path (``web.runtime.holding_sink``).
-        sink = HoldingSink(handle, on_change=lambda st: rt.bus.publish(Event("store_status", st)))
+        # A finished call the store refuses for a while (locked, restarting) is held
+        # and retried (and journaled on disk: ``crm.holding``).
+        sink = HoldingSink(handle, on_change=lambda st: rt.bus.publish(Event("store_status", st)),
+                           journal=self._journal_path(cfg.name))  # fmt: skip
 
         async def deliver(fact: Fact) -> None:
             await sink(fact)
@@ -274,14 +309,32 @@ class LinkManager:
             rt.bus.publish(Event("link_status", st))
 
         link = AmiLink(settings_from_config(cfg.ami), watch, deliver, on_status=status)
-        running = RunningLink(cfg, row, link, ingest, watch)
+        running = RunningLink(cfg, None, link, ingest, watch, sink=sink, ready=ready, owner=owner)
         self.running[cfg.name] = running
         self._attach(link)
-        self.takeovers += 1
-        rt.bus.publish(consumer_event(cfg.name))
-        recovery = asyncio.create_task(self._recover(running), name=f"recover-{cfg.name}")
+        return running
+
+    def _journal_path(self, name: str) -> Path | None:
+        """Where a link's held calls are journaled (``crm.holding``): the data dir."""
+        from .runtime import data_dir
+
+        folder = data_dir(self.rt.settings)
+        return None if folder is None else folder / f"held-calls-{name}.jsonl"
+
+    async def _serve(self, running: RunningLink, lost: asyncio.Event | None) -> None:
+        rt = self.rt
+        cfg, link, sink = running.config, running.link, running.sink
+        recovery: asyncio.Task[None] | None = None
         try:
-            await link.start()
+            await link.start()  # connects meanwhile; its facts wait for ``ready``
+            running.row = row = await self._link_row(cfg)
+            running.ingest.pbx_link_id = row.id
+            running.owner[0] = await team_owner(rt.store, row, cfg.default_owner)
+            running.ready.set()
+            await sink.replay_journal()
+            self.takeovers += 1
+            rt.bus.publish(consumer_event(cfg.name))
+            recovery = asyncio.create_task(self._recover(running), name=f"recover-{cfg.name}")
             if self.desk is not None:
                 self.desk.link_started(cfg.name)
             if lost is None:
@@ -290,13 +343,15 @@ class LinkManager:
                 await lost.wait()
                 log.error("link %s: lost the lock; stopping the link", cfg.name)
         finally:
-            recovery.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await recovery
+            if recovery is not None:
+                recovery.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await recovery
             await link.stop(flush=False, drain_timeout=2.0)
             with contextlib.suppress(Exception):
                 await sink.close()
-            self.running.pop(cfg.name, None)
+            if self.running.get(cfg.name) is running:
+                self.running.pop(cfg.name, None)
             self._detach(link)
 
     async def _recover(self, running: RunningLink) -> None:
