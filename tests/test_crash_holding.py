@@ -10,9 +10,11 @@ again (or a crash between writing and truncating) never makes a second row.
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -63,9 +65,15 @@ def run_and_kill(db: Path, journal: Path) -> list[str]:
         stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT,
     )  # fmt: skip
     assert proc.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout or ()], daemon=True).start()
     held: list[str] = []
     try:
-        for line in proc.stdout:
+        while True:
+            try:
+                line = lines.get(timeout=30)  # a child that dies or hangs fails the test fast
+            except queue.Empty:
+                raise AssertionError(f"the CRM child stopped after holding {len(held)}") from None
             if line.strip() == "all held":
                 break
             linkedid, count = line.split()
