@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 
 LINK_KEYS = ("name", "team", "default_owner")
 RETRY_SECONDS = 1.0
+HANDOVER_SECONDS = 30.0
+"""How long a new link waits for the PBX's channel list before it writes the calls it
+took over as incomplete anyway (a PBX that does not answer must not leave them on every
+live list)."""
 
 
 class LinkConfigError(ValueError):
@@ -175,12 +179,14 @@ class LinkManager:
         *,
         database_url: str | None = None,
         retry: float = RETRY_SECONDS,
+        handover: float = HANDOVER_SECONDS,
     ) -> None:
         self.rt = rt
         self.configs = configs
         self.database_url = database_url
         """A PostgreSQL URL: take a lock per link.  None: run every link (SQLite)."""
         self.retry = retry
+        self.handover = handover
         self.running: dict[str, RunningLink] = {}
         self.statuses: dict[str, LinkStatus] = {}
         self.takeovers = 0
@@ -229,7 +235,12 @@ class LinkManager:
         await self.close()
         self.configs = link_configs(self.rt.settings)
         gone = before - {c.name for c in self.configs}
-        for row in await self.rt.store.list_pbx_links():
+        try:
+            rows = await self.rt.store.list_pbx_links() if gone else []
+        except Exception:  # the links must come back even if the database does not answer
+            log.exception("could not read the links to finish the calls of removed ones")
+            rows = []
+        for row in rows:
             if row.name in gone:
                 await self._finish_all(row)
         self.start()
@@ -355,11 +366,22 @@ class LinkManager:
             self._detach(link)
 
     async def _recover(self, running: RunningLink) -> None:
-        """After the first channel listing: finish the calls nobody else will."""
-        await running.watch.listed_once.wait()
+        """After the first channel listing: finish the calls nobody else will.  No listing
+        within ``handover`` seconds (the PBX is down, the new settings are wrong): write
+        them all as incomplete; any still up are updated in place when the tracker sees
+        them end."""
+        try:
+            await asyncio.wait_for(running.watch.listed_once.wait(), self.handover)
+            listed: set[str] = running.watch.listed
+        except TimeoutError:
+            log.warning(
+                "link %s: no channel list from the PBX within %g s; writing the calls left "
+                "behind as incomplete", running.config.name, self.handover,
+            )  # fmt: skip
+            listed = set()
         await asyncio.sleep(0)  # let the link queue the listing's facts first
         try:
-            running.recovered = await finish_orphans(running.ingest, running.watch.listed)
+            running.recovered = await finish_orphans(running.ingest, listed)
         except Exception:
             log.exception("link %s: could not finish the calls left behind",
                           running.config.name)  # fmt: skip

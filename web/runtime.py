@@ -150,8 +150,10 @@ async def start_fanout(rt: Runtime, url: str) -> None:
 
 
 def holding_sink(rt: Runtime) -> HoldingSink:
-    """The one sink every link of this process delivers to: a finished call that the store
-    refuses (locked, unreachable) is held and retried, never dropped; the admin sees it."""
+    """A holding sink on the root ingest (no link id), for facts that come from no PBX
+    link (tools, tests): a finished call the store refuses is held and retried, never
+    dropped; the admin sees it.  Each PBX link has its own, journaled, from the link
+    manager (``web.linkmanager``); ``Runtime.holding_status`` adds them all up."""
     sink = rt.extras.get("holding")
     if sink is None:
         sink = HoldingSink(
@@ -189,8 +191,11 @@ def start_links(rt: Runtime, database_url: str | None) -> None:
     restart or a takeover (``crm.recovery``)."""
     from .linkmanager import LinkManager, link_configs
 
-    retry = float(rt.settings.get("server", {}).get("link_retry_seconds", 1.0))
-    manager = LinkManager(rt, link_configs(rt.settings), database_url=database_url, retry=retry)
+    server = rt.settings.get("server", {})
+    retry = float(server.get("link_retry_seconds", 1.0))
+    handover = float(server.get("link_handover_seconds", 30.0))
+    manager = LinkManager(rt, link_configs(rt.settings), database_url=database_url, retry=retry,
+                          handover=handover)  # fmt: skip
     rt.extras["link_manager"] = manager
     rt.on_close(manager.close)
     manager.start()

@@ -10,6 +10,7 @@ did not see its end) and leaves every live list.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 from aiohttp.test_utils import TestClient
@@ -44,19 +45,21 @@ async def until(predicate, what: str, timeout: float = 10.0) -> None:  # type: i
         await asyncio.sleep(0.02)
 
 
-async def test_a_call_up_while_the_admin_changes_the_link_is_written_and_leaves_live_lists(
-    client: TestClient, rt: Runtime, people: People
+async def call_up_then_change_settings(
+    client: TestClient, rt: Runtime, people: People, new_port: int, handover: float | None = None
 ) -> None:
+    """A call answered on the old PBX, on the admin's live list; then the admin points
+    the link at ``new_port``.  Returns once the call is written and off the live list."""
     old_pbx = ReplayPbx(live_timeline(), speed=0, paused=True, secret=SECRET)  # type: ignore[arg-type]
-    new_pbx = ReplayPbx(None, secret=SECRET)  # another PBX: the call is not on it
     await old_pbx.start()
-    await new_pbx.start()
     try:
         rt.settings["ami"].update(host="127.0.0.1", port=old_pbx.port, username="crm",
                                   secret=SECRET, **FAST)  # fmt: skip
         link = start_link(rt)
         assert link is not None
         await link.wait_state("connected")
+        if handover is not None:
+            rt.extras["link_manager"].handover = handover
         hub = client.app[LIVE_HUB]
         admin = await hub.viewer_for(people.admin)
 
@@ -71,7 +74,7 @@ async def test_a_call_up_while_the_admin_changes_the_link_is_written_and_leaves_
         assert await rt.store.count_calls() == 0
 
         token = await login(client, "admin")
-        form = {"host": "127.0.0.1", "port": str(new_pbx.port), "username": "crm",
+        form = {"host": "127.0.0.1", "port": str(new_port), "username": "crm",
                 "secret": SECRET, "_csrf": token}  # fmt: skip
         resp = await client.post("/admin/pbx", data=form)
         assert "the link is reconnecting" in await resp.text()
@@ -85,4 +88,25 @@ async def test_a_call_up_while_the_admin_changes_the_link_is_written_and_leaves_
         assert await rt.store.count_calls() == 1  # written once
     finally:
         await old_pbx.close()
+
+
+async def test_a_call_up_while_the_admin_changes_the_link_is_written_and_leaves_live_lists(
+    client: TestClient, rt: Runtime, people: People
+) -> None:
+    new_pbx = ReplayPbx(None, secret=SECRET)  # another PBX: the call is not on it
+    await new_pbx.start()
+    try:
+        await call_up_then_change_settings(client, rt, people, new_pbx.port)
+    finally:
         await new_pbx.close()
+
+
+async def test_new_settings_that_reach_no_pbx_still_finish_the_calls_handed_over(
+    client: TestClient, rt: Runtime, people: People
+) -> None:
+    """The admin typed a wrong port: no channel list will come; after the handover time
+    the calls are written (incomplete) rather than left on every live list."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        nobody = s.getsockname()[1]  # closed again: nothing listens there
+    await call_up_then_change_settings(client, rt, people, nobody, handover=0.5)
