@@ -170,3 +170,58 @@ def test_the_journal_lives_next_to_the_database(tmp_path: Path, url_kind: str) -
     assert folder == (tmp_path if url_kind == "file" else None)
     configured = data_dir({"database": {"url": url}, "server": {"data_dir": str(tmp_path / "d")}})
     assert configured == tmp_path / "d" and configured.is_dir()
+
+
+async def test_the_product_link_journals_calls_while_the_database_is_locked_from_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wiring: ``run.py serve``'s link (the link manager) journals, next to the SQLite
+    file, a call that ends while the database is locked, even before the link's row could
+    be read, and writes it once the lock goes."""
+    import asyncio
+    import time
+
+    import crm.store.sqlite as engine
+    import web.linkmanager as linkmanager
+    from ami_bridge.replay_pbx import ReplayPbx
+    from tests.web.conftest import web_settings
+    from web.runtime import open_runtime, start_link
+
+    monkeypatch.setattr(engine, "BUSY_TIMEOUT_MS", 100)
+    monkeypatch.setattr(linkmanager, "READY_WAIT", 0.2)
+    inbound = ASTERISK22 / "01-inbound-answered" / "raw.ami"
+    [expected] = replay_file(inbound)
+    pbx = ReplayPbx(inbound, speed=0, paused=True, secret="s3cret-pbx")
+    await pbx.start()
+    settings = web_settings(tmp_path, pbx={"finish_grace": 0.1})
+    settings["ami"].update(host="127.0.0.1", port=pbx.port, username="crm", secret="s3cret-pbx")
+    rt = await open_runtime(settings, with_link=False)
+    lock = ExclusiveLock(tmp_path / "crm.db")
+    journal = tmp_path / "held-calls-default.jsonl"
+    try:
+        link = start_link(rt)
+        assert link is not None
+        await link.wait_state("connected")
+        pbx.resume()
+        await pbx.wait_done(5)
+        deadline = time.monotonic() + 10
+        while expected.linkedid not in (journal.read_text() if journal.exists() else ""):
+            assert time.monotonic() < deadline, "the call was never journaled"
+            await asyncio.sleep(0.05)
+        status = rt.holding_status
+        assert status is not None and status.held == 1
+        lock.release()
+        deadline = time.monotonic() + 15
+        while await rt.store.count_calls() < 1:
+            assert time.monotonic() < deadline, "the held call was never written"
+            await asyncio.sleep(0.05)
+        call = await rt.store.get_call_by_linkedid(expected.linkedid)
+        assert call is not None and call.pbx_link_id is not None
+        deadline = time.monotonic() + 5
+        while journal.read_text():
+            assert time.monotonic() < deadline, "the journal was not emptied"
+            await asyncio.sleep(0.05)
+    finally:
+        lock.release()
+        await rt.close()
+        await pbx.close()

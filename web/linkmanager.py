@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 
 LINK_KEYS = ("name", "team", "default_owner")
 RETRY_SECONDS = 1.0
+READY_WAIT = 2.0
+"""How long a fact waits for its link's row before the holding sink takes over."""
 HANDOVER_SECONDS = 30.0
 """How long a new link waits for the PBX's channel list before it writes the calls it
 took over as incomplete anyway (a PBX that does not answer must not leave them on every
@@ -301,8 +303,20 @@ class LinkManager:
         ready = asyncio.Event()
         owner: list[int | None] = [None]
 
+        gave_up = [False]
+
         async def handle(fact: Fact) -> None:
-            await ready.wait()
+            if not ready.is_set():
+                # The row is read in milliseconds unless the database is down; then a
+                # finished call is better held and journaled (the sink) than kept waiting
+                # in memory, so wait once, briefly, and refuse until the row is known.
+                if gave_up[0]:
+                    raise RuntimeError("the link is not registered in the database yet")
+                try:
+                    await asyncio.wait_for(ready.wait(), READY_WAIT)
+                except TimeoutError:
+                    gave_up[0] = True
+                    raise RuntimeError("the link is not registered in the database yet") from None
             # The admin page may have replaced the root policy: follow it.
             ingest.policy = link_policy(root.policy, owner[0])
             await ingest.handle(fact)
@@ -342,6 +356,7 @@ class LinkManager:
             running.ingest.pbx_link_id = row.id
             running.owner[0] = await team_owner(rt.store, row, cfg.default_owner)
             running.ready.set()
+            sink.retry_now()  # anything refused while the row was unknown
             await sink.replay_journal()
             self.takeovers += 1
             rt.bus.publish(consumer_event(cfg.name))
