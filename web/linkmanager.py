@@ -19,7 +19,10 @@ Originate to the consumer; the manager's ``OriginateDesk`` is the consumer's sid
 (``crm.originate_relay``).  Taking a link announces it (``link_consumer``), so a process
 waiting for an answer from the previous consumer knows it will not come.
 
-On SQLite (one process) every link simply runs.
+On SQLite (one process) every link simply runs, through the same code: the ingest keeps
+its calls in progress, and after a restart (a crash, or the admin changing the link
+settings) the new link finishes them the same way a takeover does.  Finished calls the
+store refuses are held and journaled per link (``crm.holding``).
 """
 
 from __future__ import annotations
