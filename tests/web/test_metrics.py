@@ -154,12 +154,17 @@ async def test_every_link_the_process_consumes_is_listed(client: TestClient, rt:
     from types import SimpleNamespace
 
     from ami_bridge.link import AmiLink, LinkSettings
+    from crm.holding import HoldingStatus
     from tests.test_link import RecordingTracker
 
     east = AmiLink(LinkSettings(host="10.0.1.5", queue_max=500), RecordingTracker())
     west = AmiLink(LinkSettings(host="10.0.2.5"), RecordingTracker())
+    idle = SimpleNamespace(status=HoldingStatus(held=0, held_since=None, last_error=None,
+                                                retries=0, written_late=0, lost=0,
+                                                live_dropped=0))  # fmt: skip
     rt.extras["link_manager"] = SimpleNamespace(running={
-        "east": SimpleNamespace(link=east), "west": SimpleNamespace(link=west)})  # fmt: skip
+        "east": SimpleNamespace(link=east, sink=idle),
+        "west": SimpleNamespace(link=west, sink=idle)})  # fmt: skip
     m = scrape(await (await client.get("/metrics")).text())
     assert m[("crm_link_backlog_max", (("link", "east"),))] == 500
     assert m[("crm_link_backlog_max", (("link", "west"),))] == 10000
