@@ -1,0 +1,125 @@
+"""Live tests: real SIP calls through a real Asterisk 22 (the lab PBX of
+``../shared/asterisk``), watched by the CRM running as in production.
+
+The rig and the CRM start once for the whole ``tests/live`` package and stop after it,
+also when tests fail.  Every test here is marked ``live`` (``pytest -m live`` runs only
+them, ``-m "not live"`` everything else)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .rig import Crm, Http, Observer, Rig, RigError, wait_for
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.live)
+
+
+@dataclass
+class Live:
+    """The running rig and CRM, and helpers to place calls and read what the CRM made
+    of them (as the admin, through the JSON API)."""
+
+    rig: Rig
+    crm: Crm
+    obs: Observer
+    api: Http
+
+    def drive(self, scenario: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Run ``scenario(lab)`` with a fresh ``Lab`` on its own event loop."""
+
+        async def main() -> Any:
+            async with self.rig.lab() as lab:
+                try:
+                    return await scenario(lab)
+                finally:
+                    await lab.wait_idle(quiet=1.0, timeout=180)
+
+        return asyncio.run(main())
+
+    def calls(self, **query: Any) -> list[dict[str, Any]]:
+        q = urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        return self.api.get_json(f"/api/v1/calls?{q}&limit=100")["items"]
+
+    def wait_calls(self, count: int = 1, timeout: float = 60, **query: Any) -> list[dict]:
+        """The stored calls matching ``query`` once there are ``count`` of them (and no
+        more arrive for a moment: a duplicate would show up here)."""
+        found = wait_for(lambda: (c := self.calls(**query)) and len(c) >= count and c,
+                         timeout, f"{count} stored call(s) for {query}")  # fmt: skip
+        time.sleep(1.5)
+        return self.calls(**query) or found
+
+    def call_of(self, number: str, since: float, timeout: float = 60) -> dict[str, Any]:
+        calls = self.wait_calls(1, timeout, number=number, since=since)
+        assert len(calls) == 1, f"expected one stored call for {number}, got {calls}"
+        return calls[0]
+
+    def contact_of(self, e164: str) -> dict[str, Any] | None:
+        found = self.api.get_json(f"/api/v1/contacts?q={urllib.parse.quote(e164)}")["items"]
+        return found[0] if found else None
+
+    def callbacks_for(self, e164: str, status: str = "all") -> list[dict[str, Any]]:
+        items = self.api.get_json(f"/api/v1/callbacks?status={status}&limit=200")["items"]
+        return [t for t in items if t["number_e164"] == e164]
+
+    def trunk_dials(self, number: str) -> int:
+        """How many times the PBX dialled ``number`` out through the trunk (its CDR CSV)."""
+        path = self.rig.run_dir / "pbx" / "var" / "log" / "cdr-csv" / "Master.csv"
+        if not path.exists():
+            return 0
+        with path.open(newline="") as f:
+            return sum(1 for row in csv.reader(f)
+                       if len(row) > 8 and row[6].startswith("PJSIP/trunk")
+                       and number in row[8])  # fmt: skip
+
+    def recording_stream_url(self, http: Http, call_id: int, timeout: float = 60) -> str:
+        """The player's stream link on the call page, once the recording is ready."""
+
+        def link() -> str | None:
+            html = http.get(f"/calls/{call_id}").text
+            marker = 'preload="metadata" src="'
+            if marker not in html:
+                return None
+            return html.split(marker, 1)[1].split('"', 1)[0].replace("&amp;", "&")
+
+        return wait_for(link, timeout, f"a playable recording on /calls/{call_id}", every=1.0)
+
+
+@pytest.fixture(scope="package")
+def rig() -> Iterator[Rig]:
+    try:
+        started = Rig.start()
+    except RigError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="package")
+def live(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    obs = Observer()
+    obs.start()
+    crm = Crm(tmp_path_factory.mktemp("crm"), rig.recordings, obs.hook_url)
+    try:
+        crm.setup_users()
+        crm.start()
+        obs.watch(crm.base)
+        yield Live(rig, crm, obs, crm.api())
+    finally:
+        obs.stop()
+        crm.stop()
