@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import os
+import shutil
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
@@ -114,7 +116,12 @@ def rig() -> Iterator[Rig]:
 def live(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     obs = Observer()
     obs.start()
-    crm = Crm(tmp_path_factory.mktemp("crm"), rig.recordings, obs.hook_url)
+    keep = os.environ.get("CRM_LIVE_WORKDIR")  # to read the CRM's log and database after
+    if keep:
+        shutil.rmtree(keep, ignore_errors=True)
+        Path(keep).mkdir(parents=True)
+    workdir = Path(keep) if keep else tmp_path_factory.mktemp("crm")
+    crm = Crm(workdir, rig.recordings, obs.hook_url)
     try:
         crm.setup_users()
         crm.start()

@@ -309,6 +309,7 @@ class Crm:
         self.log = workdir / "serve.log"
         self.popen: subprocess.Popen[bytes] | None = None
         self.token = ""
+        self.rep_token = ""
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CRM__")}
@@ -330,6 +331,7 @@ class Crm:
         self.run("create-user", "maria", "--name", "Maria Manager", "--role", "manager")
         self.run("create-user", "ada", "--name", "Ada Admin", "--role", "admin")
         self.token = self.run("create-token", "ada", "live tests").strip().splitlines()[-1]
+        self.rep_token = self.run("create-token", "alice", "alice's CRM sync").strip().split()[-1]
 
     def start(self) -> None:
         cmd = [sys.executable, str(ROOT / "run.py"), "--config", str(self.config), "serve",
@@ -524,6 +526,12 @@ class Observer:
         """Whether the last word this watcher got about the call leaves a pop showing."""
         seen = self.progress(username, linkedid)
         return bool(seen) and seen[-1].get("pop") is not None
+
+    def clicks(self, username: str, originate_id: str) -> list[dict[str, Any]]:
+        """The ``click_progress`` states this rep saw for one click, in order."""
+        return [m["data"] for _, m in list(self.messages[username])
+                if m.get("kind") == "click_progress"
+                and m["data"].get("originate_id") == originate_id]  # fmt: skip
 
     def hooks_for(self, linkedid: str) -> list[Hook]:
         return [h for h in list(self.hooks) if h.linkedid() == linkedid]
