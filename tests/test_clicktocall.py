@@ -18,7 +18,13 @@ from ami_bridge.link import AmiLink, LinkSettings
 from ami_bridge.profile import PbxProfile
 from ami_bridge.replay_pbx import OriginateScript, ReplayPbx
 from ami_bridge.tracker import CallTracker
-from crm.clicktocall import ClickResult, ClickToCall, ClickToCallError, reason_words
+from crm.clicktocall import (
+    NOT_PERMITTED,
+    ClickResult,
+    ClickToCall,
+    ClickToCallError,
+    reason_words,
+)
 from crm.events import EventBus, Subscription
 from crm.ingest import Ingest
 from crm.models import Call, CallFilter, Contact, User
@@ -353,8 +359,10 @@ def test_reasons_in_words() -> None:
     assert reason_words(r(5)) == "busy"
     assert reason_words(r(8)) == "number unreachable"
     assert reason_words(r(None, "PBX link down")) == "PBX link down"
-    assert reason_words(r(None, "Permission denied")) == (
-        "the PBX did not place the call (Permission denied)"
+    assert reason_words(r(None, "Permission denied")) == NOT_PERMITTED  # says what to fix
+    assert "originate" in NOT_PERMITTED and "permission" in NOT_PERMITTED
+    assert reason_words(r(None, "Channel not found")) == (
+        "the PBX did not place the call (Channel not found)"
     )
 
 

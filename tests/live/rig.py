@@ -156,8 +156,9 @@ class Rig:
         return Lab(str(self.run_dir))
 
     def restart_pbx(self) -> None:
-        """Start the PBX again after it was killed (``pbx up`` starts what is not
-        running and waits for the handsets)."""
+        """Start the rig again after its PBX was killed: ``pbx down`` stops the
+        simulator, ``pbx up`` starts both and waits for the handsets."""
+        _pbx("down", str(self.run_dir), timeout=120)
         r = _pbx("up", str(self.run_dir))
         if r.returncode != 0:
             raise RigError(f"pbx up after the kill failed:\n{r.stdout}\n{r.stderr}")
@@ -300,10 +301,12 @@ def crm_config(workdir: Path, recordings: Path, hook_url: str, *, ami_user: str 
 class Crm:
     """``run.py serve`` as a subprocess on a free port, with its users and an API token."""
 
-    def __init__(self, workdir: Path, recordings: Path, hook_url: str) -> None:
+    def __init__(self, workdir: Path, recordings: Path, hook_url: str, *,
+                 ami_user: str = "crm", ami_secret: str = "crmsecret") -> None:  # fmt: skip
         self.workdir = workdir
         self.config = workdir / "crm.toml"
-        self.config.write_text(crm_config(workdir, recordings, hook_url))
+        self.config.write_text(crm_config(workdir, recordings, hook_url, ami_user=ami_user,
+                                          ami_secret=ami_secret))  # fmt: skip
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = workdir / "serve.log"
