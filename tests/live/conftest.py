@@ -40,15 +40,17 @@ class Live:
     obs: Observer
     api: Http
 
-    def drive(self, scenario: Callable[[Any], Awaitable[Any]]) -> Any:
-        """Run ``scenario(lab)`` with a fresh ``Lab`` on its own event loop."""
+    def drive(self, scenario: Callable[[Any], Awaitable[Any]], idle: bool = True) -> Any:
+        """Run ``scenario(lab)`` with a fresh ``Lab`` on its own event loop, then wait
+        until the PBX has no channel left (unless ``idle`` is False)."""
 
         async def main() -> Any:
             async with self.rig.lab() as lab:
                 try:
                     return await scenario(lab)
                 finally:
-                    await lab.wait_idle(quiet=1.0, timeout=180)
+                    if idle:
+                        await lab.wait_idle(quiet=1.0, timeout=180)
 
         return asyncio.run(main())
 
