@@ -275,8 +275,9 @@ def crm_config(workdir: Path, recordings: Path, hook_url: str, *, ami_user: str 
         "dial": {"channel_template": "PJSIP/{ext}", "context": "from-internal",
                  "international_prefix": "00", "ring_timeout_s": 10.0,
                  "per_user_per_minute": 60},
-        "webhooks": {"timeout": 5.0, "max_attempts": 3, "backoff_initial": 0.2,
-                     "backoff_max": 1.0,
+        # the receiver listens on loopback: allowed explicitly (a real install refuses it)
+        "webhooks": {"allow_private_targets": True, "timeout": 5.0, "max_attempts": 3,
+                     "backoff_initial": 0.2, "backoff_max": 1.0,
                      "targets": [{"url": hook_url, "secret": HOOK_SECRET}]},
         "numbers": {"default_region": "US"},
         "leads": {"create_on": "every_call"},
@@ -443,13 +444,20 @@ class Observer:
 
         from aiohttp import web
 
+        from web import webhooks
+
+        def signed(headers: Any, body: bytes) -> bool:
+            verify = getattr(webhooks, "verify", None)  # the receiver's check, if published
+            if verify is not None:
+                return bool(verify(HOOK_SECRET, headers, body))
+            want = "sha256=" + hmac.new(HOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+            return hmac.compare_digest(want, headers.get("X-CRM-Signature", ""))
+
         async def receive(request: web.Request) -> web.Response:
             body = await request.read()
-            want = "sha256=" + hmac.new(HOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
-            got = request.headers.get("X-CRM-Signature", "")
             envelope = json.loads(body)  # {"event", "sent_at", "data"}
             self.hooks.append(Hook(time.time(), request.headers.get("X-CRM-Event", ""),
-                                   envelope.get("data") or {}, hmac.compare_digest(want, got)))
+                                   envelope.get("data") or {}, signed(request.headers, body)))
             return web.Response(status=204)
 
         app = web.Application()
