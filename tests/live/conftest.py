@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from .rig import Crm, Http, Observer, Rig, RigError, wait_for
+from .rig import LOCK_WAIT, Crm, Http, Observer, Rig, RigError, wait_for
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -28,6 +28,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.live)
+            # the first test's setup may wait for someone else's rig to go (LOCK_WAIT);
+            # the tests themselves take well under a minute each
+            item.add_marker(pytest.mark.timeout(LOCK_WAIT + 300))
 
 
 @dataclass
