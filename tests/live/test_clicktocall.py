@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -29,16 +30,39 @@ def click_states(live: Live, originate_id: str, final: str) -> list[str]:
     return [s for i, s in enumerate(seen) if i == 0 or seen[i - 1] != s]
 
 
-def placed(live: Live, plan: dict[str, str], click: Any) -> Any:
-    """Set the plan, make the click (a blocking HTTP request), wait for the PBX."""
+@dataclass
+class Legs:
+    """When the PBX first had a channel to the rep's phone and to the trunk (seconds after
+    the click), and the most trunk channels up at once."""
+
+    rep: float | None = None
+    trunk: float | None = None
+    most_trunk: int = 0
+
+
+def placed(live: Live, plan: dict[str, str], click: Any, watch: float = 0) -> tuple[Any, Legs]:
+    """Set the plan, make the click (a blocking HTTP request), and for ``watch`` seconds
+    read the PBX's own channel list to see which phone it rang when."""
+    legs = Legs()
 
     async def scenario(lab: Any) -> Any:
         await lab.plan(plan, clear=True)
+        t0 = time.monotonic()
         result = await asyncio.to_thread(click)
+        while time.monotonic() - t0 < watch:
+            chans = await asyncio.to_thread(lab.cli, "core show channels concise")
+            now = time.monotonic() - t0
+            trunk = chans.count("PJSIP/trunk-")
+            if legs.rep is None and "PJSIP/101-" in chans:
+                legs.rep = now
+            if legs.trunk is None and trunk:
+                legs.trunk = now
+            legs.most_trunk = max(legs.most_trunk, trunk)
+            await asyncio.sleep(0.2)
         await asyncio.sleep(2)
         return result
 
-    return live.drive(scenario)
+    return live.drive(scenario), legs
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +73,16 @@ def alice(live: Live) -> Http:
 def test_click_from_the_web_rings_the_rep_then_the_customer_once(live: Live,
                                                                  alice: Http) -> None:  # fmt: skip
     since = time.time() - 1
-    plan = {"any/101": "answer:2:hold", f"out/{WEB_NUMBER}": "answer:2:hangup:4"}
-    r = placed(live, plan, lambda: alice.post(
+    # Alice's handset answers after 3 s; the customer answers 2 s after it rings
+    plan = {"any/101": "answer:3:hold", f"out/{WEB_NUMBER}": "answer:2:hangup:4"}
+    r, legs = placed(live, plan, lambda: alice.post(
         "/dial", json_body={"number": "+1 (415) 555-0161"}, headers={"Accept": "application/json"}
-    ))  # fmt: skip
+    ), watch=8)  # fmt: skip
     assert r.status == 202, r.text
+    # the PBX rang Alice's phone first and the trunk only once she had answered, once
+    assert legs.rep is not None and legs.trunk is not None, legs
+    assert legs.trunk - legs.rep >= 2.5, legs
+    assert legs.most_trunk == 1, legs
     click = r.json()
     assert click["state"] == "ringing_you" and click["extension"] == "101"
     assert click_states(live, click["originate_id"], "ended") == ORDER
@@ -69,7 +98,8 @@ def test_click_through_the_api(live: Live) -> None:
     since = time.time() - 1
     api = Http(live.crm.base, live.crm.rep_token)
     plan = {"any/101": "answer:2:hold", f"out/{API_NUMBER}": "answer:2:hangup:3"}
-    r = placed(live, plan, lambda: api.post("/api/v1/calls", json_body={"number": API_NUMBER}))
+    r, _ = placed(live, plan,
+                  lambda: api.post("/api/v1/calls", json_body={"number": API_NUMBER}))
     assert r.status == 202, r.text
     click = r.json()
     assert click["state"] == "ringing_you" and click["extension"] == "101"
@@ -83,9 +113,10 @@ def test_click_through_the_api(live: Live) -> None:
 def test_the_rep_does_not_answer(live: Live, alice: Http) -> None:
     since = time.time() - 1
     plan = {"any/101": "ring"}  # the click rings 101 for [dial] ring_timeout_s = 10 s
-    r = placed(live, plan, lambda: alice.post(
+    r, legs = placed(live, plan, lambda: alice.post(
         "/dial", json_body={"number": UNANSWERED_NUMBER}, headers={"Accept": "application/json"}
-    ))  # fmt: skip
+    ), watch=12)  # fmt: skip
+    assert legs.rep is not None and legs.trunk is None, legs  # her phone rang, nothing else
     assert r.status == 202, r.text
     click = r.json()
     states = click_states(live, click["originate_id"], "failed")
