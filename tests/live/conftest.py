@@ -105,16 +105,32 @@ class Live:
         return wait_for(link, timeout, f"a playable recording on /calls/{call_id}", every=1.0)
 
 
+TIMINGS: dict[str, float] = {}
+"""Figures for the end-of-run summary (CI logs show how long the live set took)."""
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if TIMINGS:
+        terminalreporter.write_line(
+            "live tests: waited {lock:.0f} s for the rig lock, pbx up {up:.1f} s, "
+            "{total:.0f} s from rig start to rig stop".format(**TIMINGS)
+        )
+
+
 @pytest.fixture(scope="package")
 def rig() -> Iterator[Rig]:
+    t0 = time.monotonic()
     try:
         started = Rig.start()
     except RigError as exc:
         pytest.fail(str(exc), pytrace=False)
+    TIMINGS.update(lock=started.lock_wait_seconds, up=started.up_seconds)
+    t0 += started.lock_wait_seconds
     try:
         yield started
     finally:
         started.stop()
+        TIMINGS["total"] = time.monotonic() - t0
 
 
 @pytest.fixture(scope="package")

@@ -99,6 +99,7 @@ class Rig:
     run_dir: Path
     lock: RigLock
     up_seconds: float = 0.0
+    lock_wait_seconds: float = 0.0
 
     @property
     def recordings(self) -> Path:
@@ -109,7 +110,9 @@ class Rig:
         if not PBX.is_file():
             raise RigError(f"the lab PBX script is not at {PBX} (set CRM_LIVE_RIG to its folder)")
         lock = RigLock()
+        t_lock = time.monotonic()
         lock.acquire()
+        waited = time.monotonic() - t_lock
         try:
             if LAST_RUN.exists():  # ours, left behind by a killed run: bring it down first
                 stale = LAST_RUN.read_text().strip()
@@ -125,7 +128,7 @@ class Rig:
                 LAST_RUN.unlink(missing_ok=True)
                 raise RigError(f"the lab PBX did not start (pbx up exit {r.returncode}):\n"
                                f"{r.stdout}\n{r.stderr}")  # fmt: skip
-            return cls(run_dir, lock, time.monotonic() - t0)
+            return cls(run_dir, lock, time.monotonic() - t0, waited)
         except BaseException:
             lock.release()
             raise
