@@ -25,12 +25,42 @@ class CaptureError(ValueError):
 _UNIQUEID_EPOCH = re.compile(r"(?:^|-)(\d{9,11})\.\d+$")
 
 
-def anchor_time(msg: Message) -> float | None:
+def pbx_zone_offset(messages: list[Message]) -> float | None:
+    """How far the PBX's local clock (CEL ``EventTime``) is ahead of UTC, in seconds.
+
+    A CEL ``CHAN_START`` is written when the channel is created, and that channel's
+    uniqueid starts with the creation's UTC epoch: the two differ by the zone (a multiple
+    of 15 minutes) plus under a second.  None when no capture line shows both.
+    """
+    for msg in messages:
+        if msg.get("Event") != "CEL" or first(msg.get("EventName")) != "CHAN_START":
+            continue
+        match = _UNIQUEID_EPOCH.search(first(msg.get("UniqueID")) or first(msg.get("Uniqueid")))
+        local = _parse_local(first(msg.get("EventTime")))
+        if match and local is not None:
+            return round((local - float(match.group(1))) / 900.0) * 900.0
+    return None
+
+
+def _parse_local(text: str) -> float | None:
+    """A zone-less ``YYYY-mm-dd HH:MM:SS[.ffffff]`` as if it were UTC (callers correct it)."""
+    for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
+        try:
+            moment = _dt.datetime.strptime(text.strip(), fmt)
+        except ValueError:
+            continue
+        return moment.replace(tzinfo=_dt.UTC).timestamp()
+    return None
+
+
+def anchor_time(msg: Message, zone_offset: float | None = None) -> float | None:
     """The wall time Asterisk itself wrote into an event, if any (a floor of the truth).
 
     ``Timestamp`` (``timestampevents=yes``) is exact; ``EventTV`` on security events has
-    milliseconds; CEL ``EventTime`` and the ``<epoch>.<n>`` of a new channel's uniqueid
-    are whole seconds.
+    milliseconds and its zone; the ``<epoch>.<n>`` of a new channel's uniqueid is whole
+    seconds.  CEL ``EventTime`` is the PBX's *local* time without a zone: it counts only
+    when ``zone_offset`` (``pbx_zone_offset``) says how to bring it to UTC, never as if
+    it were UTC.
     """
     ts = msg.get("Timestamp")
     if ts:
@@ -44,8 +74,9 @@ def anchor_time(msg: Message) -> float | None:
         if parsed is not None:
             return parsed
     event = msg.get("Event")
-    if event == "CEL":
-        return _parse_time(first(msg.get("EventTime")))
+    if event == "CEL" and zone_offset is not None:
+        local = _parse_local(first(msg.get("EventTime")))
+        return None if local is None else local - zone_offset
     if event == "Newchannel":
         match = _UNIQUEID_EPOCH.search(first(msg.get("Uniqueid")))
         if match:
@@ -62,7 +93,8 @@ def estimate_times(messages: list[Message], step: float = 0.0) -> list[float]:
     the same burst as the call events they describe.  Times never run backwards; ``step``
     spaces events when there are no anchors at all.
     """
-    anchors = [anchor_time(m) for m in messages]
+    offset = pbx_zone_offset(messages)
+    anchors = [anchor_time(m, offset) for m in messages]
     n = len(messages)
     nxt: list[tuple[float, int] | None] = [None] * n
     upcoming: tuple[float, int] | None = None
@@ -101,16 +133,11 @@ def _parse_time(text: str) -> float | None:
     text = text.strip()
     if not text:
         return None
-    for fmt in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
-        try:
-            moment = _dt.datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-        if moment.tzinfo is None:
-            # Asterisk prints CEL times in the server's local zone; PBXes run on UTC.
-            moment = moment.replace(tzinfo=_dt.UTC)
-        return moment.timestamp()
-    return None
+    # Only a time that names its zone: a bare local time cannot be placed in UTC.
+    try:
+        return _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+    except ValueError:
+        return None
 
 
 def detect_format(head: bytes) -> str:
@@ -182,12 +209,54 @@ def _read_jsonl(data: bytes, path: Path) -> Iterator[tuple[Message, float]]:
             raise CaptureError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
         if not isinstance(obj, dict):
             raise CaptureError(f"{path}:{number}: each line must be a JSON object")
-        wall = obj.get("_t_wall")
-        parsed.append((_clean(obj), float(wall) if isinstance(wall, int | float) else None))
-    if all(wall is not None for _, wall in parsed):
-        return ((msg, _exact(msg, wall)) for msg, wall in parsed)
-    messages = [msg for msg, _ in parsed]
-    return zip(messages, estimate_times(messages), strict=True)
+        parsed.append((_clean(obj), _number(obj.get("_t_wall")), _number(obj.get("_t_rel"))))
+    if not any(wall is not None or rel is not None for _, wall, rel in parsed):
+        messages = [msg for msg, _, _ in parsed]
+        return zip(messages, estimate_times(messages), strict=True)
+    return zip(*_receive_times(parsed), strict=True)
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _receive_times(
+    parsed: list[tuple[Message, float | None, float | None]],
+) -> tuple[list[Message], list[float]]:
+    """Each message's time from what the capture recorded when it arrived.
+
+    ``Timestamp`` when Asterisk sent one; else ``_t_wall`` (epoch); else ``_t_rel``
+    (seconds since connect) placed on the wall clock by the offset the lines that carry
+    both show, or failing that by the uniqueid epochs of new channels (UTC, whole
+    seconds: a floor).  A line with none of these keeps the time before it.
+    """
+    offsets = [wall - rel for _, wall, rel in parsed if wall is not None and rel is not None]
+    base: float | None = sorted(offsets)[len(offsets) // 2] if offsets else None
+    if base is None:
+        floors = [
+            anchor - rel
+            for msg, _, rel in parsed
+            if rel is not None and (anchor := anchor_time(msg)) is not None
+        ]
+        base = max(floors) if floors else 0.0
+    messages: list[Message] = []
+    times: list[float] = []
+    last = 0.0
+    for msg, wall, rel in parsed:
+        if wall is not None:
+            at = _exact(msg, wall)
+        elif rel is not None:
+            at = _exact(msg, base + rel)
+        elif msg.get("Timestamp"):
+            at = _exact(msg, last)
+        else:
+            at = last
+        last = at
+        messages.append(msg)
+        times.append(at)
+    return messages, times
 
 
 def _read_array(data: bytes, path: Path) -> Iterator[tuple[Message, float]]:

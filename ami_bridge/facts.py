@@ -73,6 +73,8 @@ class CallRecord:
     hangup_cause: int | None = None
     complete: bool = True
     uniqueids: tuple[str, ...] = field(default=())
+    declined: tuple[str, ...] = field(default=())
+    """Extensions (also in ``rang``) whose phones declined the call (SIP 403/603)."""
 
     def to_json(self) -> dict[str, Any]:
         """The replay contract's JSON object (times as ISO 8601 UTC strings)."""
@@ -81,6 +83,7 @@ class CallRecord:
         data["rang"] = list(self.rang)
         data["recordings"] = list(self.recordings)
         data["uniqueids"] = list(self.uniqueids)
+        data["declined"] = list(self.declined)
         for key in ("started_at", "answered_at", "ended_at"):
             data[key] = iso_utc(getattr(self, key))
         data["ring_seconds"] = round(self.ring_seconds, 3)
@@ -122,4 +125,26 @@ class OriginateResult:
     at: float
 
 
-Fact = CallRecord | CallProgress | OriginateResult
+@dataclass(frozen=True, slots=True)
+class PbxIncompatible:
+    """The PBX is too old for this bridge: Asterisk before 13 (AMI 1.x) has no Linkedid
+    and reports calls with ``Dial``/``Bridge``/``Masquerade`` events, which would make
+    several wrong records per call.  The bridge says so once and records nothing more.
+
+    ``found`` names what was seen (``AMI 1.3``, ``Dial events``); ``needed`` the version
+    that works.
+    """
+
+    found: str
+    needed: str
+    at: float
+
+    @property
+    def message(self) -> str:
+        return (
+            f"The PBX is too old: it runs Asterisk before 13 ({self.found}). "
+            f"This CRM needs {self.needed}; no calls are recorded from this PBX."
+        )
+
+
+Fact = CallRecord | CallProgress | OriginateResult | PbxIncompatible

@@ -38,7 +38,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.manager import Manager
 from panoramisk.message import Message as PanoramiskMessage
 
-from .facts import Fact, OriginateResult
+from .facts import Fact, OriginateResult, PbxIncompatible
 from .originate import (
     LINK_DOWN,
     OriginateRequest,
@@ -121,6 +121,9 @@ class LinkStatus:
     events_per_s: float
     last_error: str | None
     reconnects: int
+    pbx_too_old: str | None = None
+    """Set when the PBX is older than Asterisk 13: what to tell the admin (no calls are
+    recorded from it)."""
 
 
 class LinkDown(ConnectionError):
@@ -248,6 +251,7 @@ class AmiLink:
         self._since = time.time()
         self._changed = asyncio.Event()
         self._last_error: str | None = None
+        self._too_old: str | None = None
         self._last_event_at: float | None = None
         self._events_total = 0
         self._rate = _Rate()
@@ -275,6 +279,7 @@ class AmiLink:
             events_per_s=self._rate.per_second(now),
             last_error=self._last_error,
             reconnects=self._reconnects,
+            pbx_too_old=self._too_old,
         )
 
     def _set_state(self, state: LinkState, error: str | None = None) -> None:
@@ -557,6 +562,10 @@ class AmiLink:
                 if "Event" not in msg:
                     if "Response" in msg:
                         self._resolve(proto, msg)
+                    elif "Banner" in msg:  # the AMI version: the tracker refuses AMI 1.x
+                        greeting = getattr(self._tracker, "greeting", None)
+                        if greeting is not None:
+                            self._emit(greeting(first(msg["Banner"]), now))
                     continue
                 self._last_event_at = now
                 if responses and "ActionID" in msg and first(msg["ActionID"]) in responses:
@@ -582,6 +591,9 @@ class AmiLink:
 
     def _emit(self, facts: list[Fact]) -> None:
         for fact in facts:
+            if isinstance(fact, PbxIncompatible) and self._too_old != fact.message:
+                self._too_old = fact.message
+                self._set_state(self._state, error=fact.message)
             self._facts.put_nowait(fact)
 
     def _guarded(self, fn: Callable[[], list[Fact]], what: str) -> list[Fact]:

@@ -45,3 +45,19 @@ def to_e164(
     if not phonenumbers.is_possible_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+@lru_cache(maxsize=65536)
+def valid_e164(
+    raw: str | None, region: str = "US", intl_prefixes: tuple[str, ...] = ("00", "011")
+) -> str | None:
+    """E.164 only for a number that can really be dialled (``phonenumbers.is_valid_number``).
+
+    A record's ``callee_e164`` is for matching a contact: a short DID such as ``5551000``
+    read in region US has the right length to parse but is no number anyone has, so it
+    must not turn into ``+15551000``.
+    """
+    e164 = to_e164(raw, region, intl_prefixes)
+    if e164 is None or not phonenumbers.is_valid_number(phonenumbers.parse(e164, None)):
+        return None
+    return e164

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .capture import CaptureError, read_capture
-from .facts import CallRecord, Fact
+from .facts import CallRecord, Fact, PbxIncompatible
 from .profile import PbxProfile
 from .tracker import CallTracker
 
@@ -41,9 +41,18 @@ def _frame_hint(msg: dict, name: str) -> str:
     return ""
 
 
+class PbxTooOld(CaptureError):
+    """The capture comes from an Asterisk older than 13: its calls cannot be recorded right."""
+
+
 def replay_file(path: str | Path, profile: PbxProfile | None = None) -> list[CallRecord]:
-    """The finished calls of a capture file (raises CaptureError for unreadable input)."""
-    return [f for f in replay_facts(read_capture(path), profile) if isinstance(f, CallRecord)]
+    """The finished calls of a capture file (raises CaptureError for unreadable input,
+    PbxTooOld for traffic of an Asterisk this bridge cannot record right)."""
+    facts = replay_facts(read_capture(path), profile)
+    for fact in facts:
+        if isinstance(fact, PbxIncompatible):
+            raise PbxTooOld(fact.message)
+    return [f for f in facts if isinstance(f, CallRecord)]
 
 
 def main(

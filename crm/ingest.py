@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ami_bridge.facts import CallProgress, CallRecord, Fact, OriginateResult
+from ami_bridge.facts import CallProgress, CallRecord, Fact, OriginateResult, PbxIncompatible
 
 from . import leads
 from .callbacks import CallbackChange, apply_call
@@ -101,6 +101,11 @@ class Ingest:
         if isinstance(fact, OriginateResult):
             self.bus.publish(Event("originate_result", fact))
             return None
+        if isinstance(fact, PbxIncompatible):
+            # Nothing to store: the link's status carries it to the admin page and
+            # /healthz; listeners hear it once.
+            self.bus.publish(Event("pbx_incompatible", fact))
+            return None
         raise TypeError(f"not a call fact: {type(fact).__name__}")
 
     # -- finished calls --------------------------------------------------------------
@@ -116,7 +121,11 @@ class Ingest:
             existing = await tx.get_call_by_linkedid(rec.linkedid)
             if existing is not None and existing.match_reason == "erased":
                 return Ingested(existing, created=False)  # never bring erased data back
-            user = await tx.user_for_extension(ext) if (ext := self._rep_extension(rec)) else None
+            user = None
+            for ext in self._rep_extensions(rec):
+                user = await tx.user_for_extension(ext)
+                if user is not None:
+                    break
             user_id = user.id if user is not None and user.active else None
             contact: Contact | None = None
             if existing is not None and existing.contact_id is not None:
@@ -163,12 +172,13 @@ class Ingest:
         return result
 
     @staticmethod
-    def _rep_extension(rec: CallRecord) -> str | None:
-        """The rep the call belongs to: who ended up with an inbound call, who dialled
-        an outbound or internal one."""
+    def _rep_extensions(rec: CallRecord) -> list[str]:
+        """Who the call belongs to, best first: who ended up with an inbound call (or who
+        answered it, when a transfer sent it out to an outside number), who dialled an
+        outbound or internal one."""
         if rec.direction == "inbound":
-            return rec.final_agent or rec.answered_by
-        return rec.caller
+            return [e for e in dict.fromkeys((rec.final_agent, rec.answered_by)) if e]
+        return [rec.caller] if rec.caller else []
 
     def _publish_record(self, result: Ingested) -> None:
         call = result.call

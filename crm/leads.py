@@ -52,6 +52,10 @@ def wants_lead(rec: CallRecord, policy: LeadPolicy) -> bool:
     """Whether this call (from/to an unknown outside number) should create a lead."""
     if rec.direction == "internal" or policy.create_on == "never":
         return False
+    if rec.originate_id and rec.outcome == "failed":
+        # A click-to-call the rep's phone never took: the number was never dialled, so
+        # nobody out there is a prospect yet.
+        return False
     if policy.create_on == "missed_only":
         return is_missed(rec)
     return True

@@ -150,6 +150,7 @@ class Call:
     match_reason: MatchReason = "none"
     recording_ids: list[int] = field(default_factory=list)
     pbx_link_id: int | None = None
+    declined: tuple[str, ...] = ()
 
     @classmethod
     def from_record(cls, rec: CallRecord, **extra: Any) -> Call:
@@ -181,6 +182,7 @@ class Call:
             hangup_cause=rec.hangup_cause,
             complete=rec.complete,
             uniqueids=tuple(rec.uniqueids),
+            declined=tuple(rec.declined),
             **extra,
         )
 

@@ -187,7 +187,8 @@ async def test_rep_never_answers(tmp_path: Path) -> None:
         ]
         assert len(w.originates()) == 1
         call = await recorded_call(w, click.originate_id)
-        assert not call.answered and call.outcome == "no_answer"
+        # "failed", not "no_answer": the customer was never dialled, so did not not-answer
+        assert not call.answered and call.outcome == "failed"
         assert call.user_id == w.carol.id
 
 

@@ -31,6 +31,8 @@ KEYS = {
     "talk_seconds",
     "recordings",
     "originate_id",
+    "declined",
+    "complete",
 }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ami_bridge.facts import CallRecord
+from ami_bridge.numbers import to_e164
 from ami_bridge.replay import replay_file
 from config.settings import load_settings, pbx_profile
 
@@ -37,7 +38,7 @@ def _match(records: list[CallRecord], want: dict) -> CallRecord:
 def _expected_answered_by(want: dict) -> str | None:
     who = want.get("answered_by")
     if who and who.startswith("remote "):
-        return who.split()[1]  # an outside party is named by the number dialled
+        return to_e164(who.split()[1])  # an outside party is named in E.164, like any other
     return who
 
 
@@ -66,8 +67,16 @@ def test_every_planned_call_comes_out_once_and_right(scenario: Path, source: str
             assert set(rec.rang) == set(want["rang"])
         else:
             assert rec.callee == want["callee"]
-        if want["answered"] and want["direction"] != "outbound":
+        if "final_agent" in want or "ended_with" in want:
+            # transfers: the call ends with the party it was handed to
+            assert rec.final_agent == want.get("ended_with", want.get("final_agent"))
+        elif want["answered"] and want["direction"] != "outbound":
             assert rec.final_agent == want["answered_by"]
+        got_transfers = [{"kind": t.kind, "from": t.from_, "to": t.to} for t in rec.transfers]
+        assert got_transfers == want.get("transfers", [])
+        assert rec.declined == tuple(want.get("declined", ()))
+        if "queue" in want:
+            assert rec.queue == want["queue"]
         hb = want["hangup_by"]
         expected_hb = (
             hb if hb in ("caller", "pbx") else ("caller" if hb == want["caller"] else "callee")
@@ -80,8 +89,12 @@ def test_every_planned_call_comes_out_once_and_right(scenario: Path, source: str
     got = sorted(name for r in records for name in r.recordings)
     assert got == sorted(truth["recording_files"])
     for rec in records:
-        for name in rec.recordings:  # each file belongs to the call that answered
-            assert (rec.answered_by or "") in name or (rec.caller or "") in name
+        # each file belongs to a party of its own call: who answered, the caller, or
+        # whoever a transfer handed the call to (outside numbers are named nationally)
+        parties = [rec.answered_by, rec.caller, rec.final_agent, *(t.to for t in rec.transfers)]
+        tails = {p.lstrip("+")[-7:] for p in parties if p}
+        for name in rec.recordings:
+            assert any(tail in name for tail in tails), (name, parties)
 
 
 def test_click_to_call_record_is_linked_to_its_originate() -> None:
@@ -113,3 +126,60 @@ def test_audit_user_stream_gives_the_same_calls() -> None:
             assert audit[key].outcome == rec.outcome, scenario.name
             assert audit[key].answered_by == rec.answered_by, scenario.name
             assert audit[key].recordings == rec.recordings, scenario.name
+
+
+def _queue_figures(path: Path) -> dict[str, dict[str, float]]:
+    """Asterisk's own queue figures per caller channel: AgentConnect's HoldTime (seconds
+    the caller waited for a member) and AgentComplete's TalkTime, whole seconds."""
+    out: dict[str, dict[str, float]] = {}
+    for line in path.read_text().splitlines():
+        msg = json.loads(line)
+        if msg.get("Event") == "AgentConnect":
+            out.setdefault(msg["Uniqueid"], {})["hold"] = float(msg["HoldTime"])
+        elif msg.get("Event") == "AgentComplete":
+            out.setdefault(msg["Uniqueid"], {})["talk"] = float(msg["TalkTime"])
+    return out
+
+
+def test_queue_ring_and_talk_agree_with_asterisks_queue_figures() -> None:
+    """The queue reports its own wait and talk: ours must agree within a second (Asterisk
+    counts whole seconds of its clock)."""
+    checked = 0
+    for scenario in SCENARIOS:
+        figures = _queue_figures(scenario / "events.jsonl")
+        if not figures:
+            continue
+        for rec in replay_file(scenario / "events.jsonl", PROFILE):
+            fig = figures.get(rec.linkedid)
+            if fig is None:
+                continue
+            assert rec.queue is not None
+            assert rec.ring_seconds == pytest.approx(fig["hold"], abs=1.0), scenario.name
+            assert rec.talk_seconds == pytest.approx(fig["talk"], abs=1.0), scenario.name
+            checked += 1
+    assert checked >= 1
+
+
+def test_attended_transfer_excludes_the_callers_hold_from_talk() -> None:
+    """The caller hears music from the transferer's *2 until the transfer completes: that
+    is hold, not talk, however the bridges are arranged meanwhile."""
+    path = next(s for s in SCENARIOS if s.name.endswith("attended-transfer")) / "events.jsonl"
+    moh: list[float] = []
+    for line in path.read_text().splitlines():
+        msg = json.loads(line)
+        if msg.get("Event") in ("MusicOnHoldStart", "MusicOnHoldStop"):
+            moh.append(msg["_t_wall"])
+    held = moh[1] - moh[0]
+    (rec,) = replay_file(path, PROFILE)
+    assert held > 5
+    assert rec.talk_seconds == pytest.approx(rec.ended_at - rec.answered_at - held, abs=0.2)
+    assert rec.transfers[0].to == "103" and rec.final_agent == "103"
+
+
+def test_a_did_that_is_no_real_number_has_no_e164() -> None:
+    """5551000 read in region US parses as +15551000, a number nobody has: the DID stays as
+    dialled and callee_e164 is null, so nothing is ever matched on it."""
+    (rec,) = replay_file(
+        next(s for s in SCENARIOS if s.name.endswith("inbound-answered")) / "events.jsonl", PROFILE
+    )
+    assert (rec.did, rec.callee, rec.callee_e164) == ("5551000", "5551000", None)

@@ -3,6 +3,8 @@ sequences in the exact shape Asterisk 22 sends them."""
 
 from __future__ import annotations
 
+import pytest
+
 from ami_bridge.facts import CallProgress, CallRecord, OriginateResult
 from ami_bridge.profile import PbxProfile
 from ami_bridge.tracker import CallTracker
@@ -202,7 +204,7 @@ def test_failed_originate_is_linked_by_action_id_only() -> None:
         "outbound",
         "103",
         "4155550123",
-        "no_answer",
+        "failed",  # the rep's phone never answered: the customer was never dialled
     )
     assert rec.rang == ("103",)
 
@@ -396,3 +398,79 @@ def test_late_failed_originate_response_does_not_duplicate_the_call() -> None:
         facts.extend(tracker.feed(ev, at))
     facts.extend(tracker.flush())
     assert [r.originate_id for r in records(facts)] == ["c2c-7"]
+
+
+def test_a_phone_that_rings_then_declines_is_marked_declined() -> None:
+    """102 rings, then its user presses "decline" (SIP 603 after 180: cause 21); 101's
+    phone rings out.  Both were rung; only 102 declined."""
+    events = [
+        *inbound_ringing(),
+        (3.0, chan("HangupRequest", *P102, L, Cause="21")),
+        (3.0, {"Event": "DialEnd", "Channel": TRUNK[0], "Uniqueid": TRUNK[1],
+               "DestChannel": P102[0], "DestUniqueid": P102[1], "DialStatus": "BUSY"}),
+        (3.0, chan("Hangup", *P102, L, Cause="21")),
+        (15.0, {"Event": "DialEnd", "Channel": TRUNK[0], "Uniqueid": TRUNK[1],
+                "DestChannel": P101[0], "DestUniqueid": P101[1], "DialStatus": "NOANSWER"}),
+        (15.0, chan("Hangup", *P101, L, Cause="0")),
+        (15.0, chan("Hangup", *TRUNK, L, Cause="19")),
+    ]  # fmt: skip
+    (rec,) = records(run(events))
+    assert rec.rang == ("101", "102") and rec.declined == ("102",)
+    assert rec.outcome == "missed"
+
+
+def test_a_blind_transfer_out_names_the_outside_number_in_e164() -> None:
+    """101 sends the caller to 0044…: the transfer and where the call ended are E.164,
+    however the rep keyed the number (the PBX's international prefix 00)."""
+    out = ("PJSIP/trunk-00000009", "100.9")
+    events = [
+        *inbound_ringing(),
+        (2.0, chan("Newstate", *P101, L, ChannelStateDesc="Up")),
+        (2.0, chan("Hangup", *P102, L, Cause="26")),
+        (2.0, chan("BridgeEnter", *P101, L, BridgeUniqueid="b1")),
+        (2.0, chan("BridgeEnter", *TRUNK, L, BridgeUniqueid="b1")),
+        (5.0, {"Event": "BlindTransfer", "Result": "Success", "TransfererChannel": P101[0],
+               "TransfererUniqueid": P101[1], "TransfererLinkedid": L,
+               "TransfereeChannel": TRUNK[0], "TransfereeUniqueid": TRUNK[1],
+               "TransfereeLinkedid": L, "Extension": "00442079460958"}),
+        (5.0, chan("BridgeLeave", *TRUNK, L, BridgeUniqueid="b1")),
+        (5.0, chan("BridgeLeave", *P101, L, BridgeUniqueid="b1")),
+        (5.0, chan("Hangup", *P101, L, Cause="16")),
+        (5.0, newchannel(*out, L, "", "s", "from-internal")),
+        (5.0, dial_begin(TRUNK, out, L, Exten="00442079460958",
+                         DialString="00442079460958@trunk")),
+        (7.0, chan("Newstate", *out, L, ChannelStateDesc="Up")),
+        (7.0, chan("BridgeEnter", *out, L, BridgeUniqueid="b2")),
+        (7.0, chan("BridgeEnter", *TRUNK, L, BridgeUniqueid="b2")),
+        (10.0, chan("Hangup", *out, L, Cause="16")),
+        (10.0, chan("Hangup", *TRUNK, L, Cause="16")),
+    ]  # fmt: skip
+    (rec,) = records(run(events))
+    assert [(t.kind, t.from_, t.to) for t in rec.transfers] == [
+        ("blind", "101", "+442079460958")
+    ]
+    assert rec.answered_by == "101" and rec.final_agent == "+442079460958"
+    assert rec.talk_seconds == pytest.approx(3.0 + 3.0)
+
+
+def test_a_caller_who_hangs_up_while_on_hold_hung_up() -> None:
+    """On hold is not talk, but the call is still connected: the caller ending it there
+    is ``hangup_by`` caller, and the talk stops where the music began."""
+    events = [
+        *inbound_ringing(),
+        (2.0, chan("Newstate", *P101, L, ChannelStateDesc="Up")),
+        (2.0, chan("Hangup", *P102, L, Cause="26")),
+        (2.0, chan("BridgeEnter", *P101, L, BridgeUniqueid="b1")),
+        (2.0, chan("BridgeEnter", *TRUNK, L, BridgeUniqueid="b1")),
+        (6.0, chan("Hold", *P101, L)),
+        (6.0, chan("MusicOnHoldStart", *TRUNK, L)),
+        (20.0, chan("HangupRequest", *TRUNK, L, Cause="16")),
+        (20.0, chan("MusicOnHoldStop", *TRUNK, L)),
+        (20.0, chan("BridgeLeave", *TRUNK, L, BridgeUniqueid="b1")),
+        (20.0, chan("Hangup", *TRUNK, L, Cause="16")),
+        (20.0, chan("BridgeLeave", *P101, L, BridgeUniqueid="b1")),
+        (20.0, chan("Hangup", *P101, L, Cause="16")),
+    ]
+    (rec,) = records(run(events))
+    assert rec.hangup_by == "caller"
+    assert rec.talk_seconds == pytest.approx(4.0)

@@ -144,6 +144,10 @@ class ListingWatch:
     def tick(self, at: float) -> list[Fact]:
         return self.inner.tick(at)
 
+    def greeting(self, banner: str, at: float) -> list[Fact]:
+        greeting = getattr(self.inner, "greeting", None)  # the PBX's AMI version
+        return greeting(banner, at) if greeting is not None else []
+
     def begin_resync(self, at: float) -> None:
         self._current = set()
         self.inner.begin_resync(at)

@@ -70,6 +70,7 @@ class Channel:
     dial_status: str | None = None
     dial_string: str = ""
     dialled_number: str = ""
+    on_hold: bool = False  # hearing music on hold (MusicOnHoldStart .. Stop)
 
     @property
     def alive(self) -> bool:
@@ -104,6 +105,7 @@ class Call:
     connected_since: float | None = None
     talk: float = 0.0
     talk_end: float | None = None
+    held_since: float | None = None  # the anchor is on hold while connected: not talk
     ringing: set[str] = field(default_factory=set)  # uniqueids ringing now
     hangup_by: str | None = None
     caller_hangup_at: float | None = None

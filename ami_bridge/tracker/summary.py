@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..facts import CallProgress, CallRecord, Direction, Outcome
-from ..numbers import is_withheld, to_e164
+from ..numbers import is_withheld, to_e164, valid_e164
 from ..protocol import Message, first
 from .model import EXTENSION, LOCAL, TRUNK, Call, Channel, split_channel_name
 
 if TYPE_CHECKING:
+    from ..profile import PbxProfile
     from .tracker import CallTracker
 
 # Hangup causes (Q.850) that mean "could not be reached", as opposed to "nobody answered".
@@ -40,6 +41,22 @@ def label_of(ch: Channel, call: Call) -> str:
             return ch.dialled_number or ch.cid_num or ch.resource
         return ch.first_cid_num or ch.cid_num or ch.resource
     return ch.extension or ch.resource
+
+
+def party_of(ch: Channel, call: Call, profile: PbxProfile) -> str:
+    """A party as the record names it: a rep by extension, an outside party in E.164
+    (the form every external number takes in a record), else whatever label it has."""
+    label = label_of(ch, call)
+    if ch.kind == TRUNK:
+        return to_e164(label, profile.default_region, profile.intl_prefixes) or label
+    return label
+
+
+def number_party(number: str | None, profile: PbxProfile) -> str | None:
+    """A dialled number (a blind transfer's target) named as a record names parties."""
+    if not number or profile.is_extension(number):
+        return number or None
+    return to_e164(number, profile.default_region, profile.intl_prefixes) or number
 
 
 def direction_of(tracker: CallTracker, call: Call) -> Direction:
@@ -96,18 +113,54 @@ def build_progress(tracker: CallTracker, call: Call, at: float) -> CallProgress:
     )
 
 
+# Q.850 21 "Call rejected": the phone declined the call (SIP 403/603), often before it
+# ever reported ringing.
+_DECLINED_CAUSE = 21
+
+
+def _declined(c: Channel) -> bool:
+    return c.dialed and c.up_at is None and c.cause == _DECLINED_CAUSE
+
+
 def rang_of(call: Call) -> tuple[str, ...]:
     """Extensions whose phones rang, in the order they were dialled (a ring group's order),
-    not the order the phones happened to report ringing."""
+    not the order the phones happened to report ringing.  A phone that declined the call
+    counts: it was offered the call, and a manager wants to see who turned it down."""
     rung = [
         c
         for c in call.channels.values()
         if c.kind == EXTENSION
         and c.extension
-        and (c.ringing_at is not None or (c.dialed and c.up_at))
+        and (c.ringing_at is not None or (c.dialed and c.up_at) or _declined(c))
     ]
     rung.sort(key=lambda c: (c.dial_begin_at or c.ringing_at or c.up_at or 0.0, c.uniqueid))
     return tuple(dict.fromkeys(c.extension for c in rung if c.extension))
+
+
+def declined_of(call: Call) -> tuple[str, ...]:
+    """Extensions whose phones declined the call (and never took it), in dialling order."""
+    legs = [c for c in call.channels.values() if c.kind == EXTENSION and c.extension]
+    taken = {c.extension for c in legs if c.up_at is not None}
+    out = [c for c in legs if _declined(c) and c.extension not in taken]
+    out.sort(key=lambda c: (c.dial_begin_at or c.created_at, c.uniqueid))
+    return tuple(dict.fromkeys(c.extension for c in out if c.extension))
+
+
+def _final_party(tracker: CallTracker, call: Call) -> str | None:
+    """Where the call ended: the last rep the conversation reached, or, when a transfer
+    sent it out of the PBX, the outside party it ended with (in E.164)."""
+    final = call.agents[-1] if call.agents else None
+    if not call.transfers:
+        return final
+    peer = tracker.channel(call.anchor_peer)
+    if (
+        peer is not None
+        and peer.kind == TRUNK
+        and peer.uniqueid not in (call.a_party, call.anchor)
+        and peer.dialed
+    ):
+        return party_of(peer, call, tracker.profile)
+    return final
 
 
 def _real_legs(call: Call) -> list[Channel]:
@@ -130,12 +183,9 @@ def _outcome(tracker: CallTracker, call: Call, direction: Direction, a: Channel 
             return "abandoned"
         return "busy" if busy else "missed"
     if call.originate_failed and call.originate_reason is not None:
-        reason = call.originate_reason
-        if reason == 5:
-            return "busy"
-        if reason in (1, 3):
-            return "no_answer"
-        return "failed"
+        # The rep's own phone never took the click-to-call, so the customer was never
+        # dialled: "no_answer" would read as "the customer did not answer".
+        return "busy" if call.originate_reason == 5 else "failed"
     if busy:
         return "busy"
     if call.caller_hangup_at is not None:
@@ -192,9 +242,9 @@ def build_record(tracker: CallTracker, call: Call) -> CallRecord | None:
     profile = tracker.profile
     callee_e164 = None
     if parties.callee and not profile.is_extension(parties.callee):
-        callee_e164 = to_e164(parties.callee, profile.default_region, profile.intl_prefixes)
+        callee_e164 = valid_e164(parties.callee, profile.default_region, profile.intl_prefixes)
     answered_by = call.answered_label
-    final_agent = call.agents[-1] if call.agents else None
+    final_agent = _final_party(tracker, call)
     return CallRecord(
         linkedid=call.linkedid,
         direction=direction,
@@ -222,6 +272,7 @@ def build_record(tracker: CallTracker, call: Call) -> CallRecord | None:
         hangup_cause=a.cause if a is not None else None,
         complete=call.complete,
         uniqueids=tuple(sorted(call.channels)),
+        declined=declined_of(call),
     )
 
 
@@ -236,7 +287,7 @@ def synthetic_failed_originate(
     caller = profile.extension_map.get(resource) or resource or None
     exten = first(msg.get("Exten")) or None
     direction: Direction = "internal" if exten and profile.is_extension(exten) else "outbound"
-    outcome: Outcome = "busy" if reason == 5 else "no_answer" if reason in (1, 3) else "failed"
+    outcome: Outcome = "busy" if reason == 5 else "failed"
     return CallRecord(
         linkedid=f"originate-{action_id}",
         direction=direction,
@@ -244,7 +295,7 @@ def synthetic_failed_originate(
         caller_raw=None,
         caller_name=None,
         callee=exten,
-        callee_e164=to_e164(exten, profile.default_region, profile.intl_prefixes)
+        callee_e164=valid_e164(exten, profile.default_region, profile.intl_prefixes)
         if exten and direction == "outbound"
         else None,
         did=None,

@@ -24,7 +24,7 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
-from ..facts import CallProgress, Fact, OriginateResult, Transfer
+from ..facts import CallProgress, Fact, OriginateResult, PbxIncompatible, Transfer
 from ..profile import PbxProfile
 from ..protocol import Message, first
 from .model import EXTENSION, LOCAL, OTHER, TRUNK, Call, Channel, split_channel_name, uniqueid_order
@@ -32,12 +32,19 @@ from .summary import (
     build_progress,
     build_record,
     direction_of,
-    label_of,
+    number_party,
+    party_of,
     synthetic_failed_originate,
 )
 
 log = logging.getLogger(__name__)
 
+# Events only Asterisk before 12 sends (the old bridging); 12+ never does.
+_OLD_ASTERISK_EVENTS = frozenset({"Dial", "Bridge", "Masquerade", "Link", "Unlink"})
+NEEDED_ASTERISK = "Asterisk 13 or newer (AMI 2.5+)"
+# New channels without a Linkedid (always there from Asterisk 12 on) that show an old
+# Asterisk: two, so that one mangled event cannot stop a link from recording.
+_NO_LINKEDID_PROOF = 2
 # Events the tracker reads; everything else is skipped before its headers are parsed.
 _WANTED = frozenset(
     {
@@ -62,6 +69,9 @@ _WANTED = frozenset(
         "CoreShowChannel",
         "CoreShowChannelsComplete",
         "VarSet",
+        "MusicOnHoldStart",
+        "MusicOnHoldStop",
+        *_OLD_ASTERISK_EVENTS,
     }
 )
 _UNKNOWN = ("", "<unknown>")
@@ -85,6 +95,10 @@ class CallTracker:
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._resync_seen: set[str] | None = None
         self._last_at = 0.0  # the last usable time, standing in for one that is not
+        self._no_linkedid = 0
+        self.incompatible: PbxIncompatible | None = None
+        """Set once the PBX shows it is older than Asterisk 13: from then on nothing is
+        recorded (its events would make wrong records), and the admin is told why."""
         self._var_markers = tuple(
             f"Variable: {v}\r" for v in (*self.profile.recording_vars, self.profile.correlation_var)
         ) + tuple(
@@ -113,12 +127,16 @@ class CallTracker:
             "CoreShowChannel": self._on_core_show_channel,
             "CoreShowChannelsComplete": self._on_core_show_complete,
             "VarSet": self._on_varset,
+            "MusicOnHoldStart": self._on_hold_start,
+            "MusicOnHoldStop": self._on_hold_stop,
         }
 
     # ------------------------------------------------------------------ public API
 
     def wants(self, name: str, frame: str) -> bool:
         """Whether an event is worth parsing; VarSet only for the variables we read."""
+        if self.incompatible is not None:
+            return False  # nothing is recorded from a PBX this old
         if name == "VarSet":
             return any(marker in frame for marker in self._var_markers)
         return name in _WANTED
@@ -129,6 +147,11 @@ class CallTracker:
             self._last_at = at
         else:
             at = self._last_at
+        if self.incompatible is not None:
+            return out
+        found = self._too_old(msg)
+        if found is not None:
+            return self._refuse(found, at)
         name = msg.get("Event")
         if name is not None:
             if isinstance(name, list):  # the header came twice: Asterisk sends it first
@@ -141,6 +164,50 @@ class CallTracker:
         if self._pending:
             self._release(at, out)
         return out
+
+    def greeting(self, banner: str, at: float) -> list[Fact]:
+        """The banner the PBX greets with on connect (the link's, or a capture's first
+        line): AMI 1.x is an Asterisk this tracker refuses."""
+        if self.incompatible is not None:
+            return []
+        found = self._too_old({"Banner": banner})
+        return self._refuse(found, at) if found is not None else []
+
+    def _too_old(self, msg: Message) -> str | None:
+        """What in this message shows an Asterisk older than 13, if anything.
+
+        The banner carries the AMI version, not Asterisk's (Asterisk 22 says 11.0.0):
+        AMI 1.x is Asterisk 11 and older.  Without a banner (a capture, a reconnect) the
+        events tell: Asterisk 11 sends Dial/Bridge/Masquerade and no Linkedid.
+        """
+        banner = msg.get("Banner")
+        if banner is not None:
+            version = first(banner).rsplit("/", 1)[-1].strip()
+            major = version.split(".", 1)[0]
+            if major.isdigit() and int(major) < 2:
+                return f"AMI {version}"
+            return None
+        name = first(msg.get("Event"))
+        if name in _OLD_ASTERISK_EVENTS and (name != "Dial" or "SubEvent" in msg):
+            return f"it sends {name} events"
+        if name == "Newchannel" and "Linkedid" not in msg and first(msg.get("Uniqueid")):
+            self._no_linkedid += 1
+            if self._no_linkedid >= _NO_LINKEDID_PROOF:
+                return "its channels carry no Linkedid"
+        return None
+
+    def _refuse(self, found: str, at: float) -> list[Fact]:
+        """Stop: drop every call in progress (they would be recorded wrong)."""
+        self.incompatible = PbxIncompatible(found=found, needed=NEEDED_ASTERISK, at=at)
+        log.error("%s", self.incompatible.message)
+        self._channels.clear()
+        self._by_name.clear()
+        self._calls.clear()
+        self._alias.clear()
+        self._bridges.clear()
+        self._local_halves.clear()
+        self._pending.clear()
+        return [self.incompatible]
 
     def tick(self, at: float) -> list[Fact]:
         """Release calls whose grace has passed; the live link calls this about once a second."""
@@ -399,7 +466,7 @@ class CallTracker:
             party = max(parties, key=lambda c: (c.up_at or 0.0, uniqueid_order(c.uniqueid)))
             call.answered_at = at
             call.answered_uid = party.uniqueid
-            call.answered_label = label_of(party, call)
+            call.answered_label = party_of(party, call, self.profile)
             call.anchor = a.uniqueid
             call.anchor_is_caller = True
             if a.kind != TRUNK and party.kind == TRUNK:
@@ -410,7 +477,10 @@ class CallTracker:
             peers = parties if anchor is a else self._connected(anchor)
             self._note_agents(call, anchor, peers)
             call.anchor_peer = peers[-1].uniqueid if peers else None
-            call.connected_since = at
+            if anchor.on_hold:
+                call.held_since = at
+            else:
+                call.connected_since = at
             self._progress(call, at, out)
             return
         anchor = self._channels.get(call.anchor or "")
@@ -420,12 +490,20 @@ class CallTracker:
         if parties:
             self._note_agents(call, anchor, parties)
             call.anchor_peer = parties[-1].uniqueid
+        # Talk is time the anchor spends with someone, not on hold: an attended transfer
+        # puts the caller on music while the rep consults, bridged or not.
+        held = anchor.on_hold and anchor.hungup_at is None
+        if parties and not held:
             if call.connected_since is None:
                 call.connected_since = at
         elif call.connected_since is not None:
             call.talk += max(0.0, at - call.connected_since)
             call.connected_since = None
             call.talk_end = at
+        if not held:
+            call.held_since = None
+        elif call.held_since is None:
+            call.held_since = at
 
     def _note_agents(self, call: Call, anchor: Channel, parties: list[Channel]) -> None:
         """Remember the reps the anchor talked with, latest last: that is the final agent."""
@@ -533,7 +611,9 @@ class CallTracker:
                 call.caller_hangup_at = at
                 call.caller_hangup_while_ringing = bool(call.ringing) or self._dials_open(call)
             return
-        if call.hangup_by is not None or call.connected_since is None:
+        if call.hangup_by is not None:
+            return
+        if call.connected_since is None and call.held_since is None:
             return
         anchor = self._channels.get(call.anchor or "")
         if anchor is None:
@@ -770,10 +850,11 @@ class CallTracker:
         if call is None:
             return
         call.last_event_at = at
-        target = first(msg.get("Extension")) or None
-        call.transfers.append(
-            Transfer("blind", label_of(transferer, call) if transferer else None, target, at)
-        )
+        # A transfer out of the PBX names the outside number as every outside party is
+        # named in a record: in E.164, not as the rep keyed it in.
+        target = number_party(first(msg.get("Extension")), self.profile)
+        from_ = party_of(transferer, call, self.profile) if transferer else None
+        call.transfers.append(Transfer("blind", from_, target, at))
         self._move_anchor(call, transferer, transferee)
         self._update_links(call, at, out)
 
@@ -793,17 +874,26 @@ class CallTracker:
         call.last_event_at = at
         to_label: str | None = None
         if target is not None and target.kind != LOCAL:
-            to_label = label_of(target, call)
-        elif second is not None:
-            peers = [p for p in self._connected(second) if p is not orig]
+            to_label = party_of(target, call, self.profile)
+        else:
+            # Asterisk 22 names the consult call's Local half (DestType=Bridge): the party
+            # the caller goes to is the real channel behind it, or whoever the second
+            # transferer was talking with.
+            leave = {c for c in (orig, second, transferee) if c is not None}
+            peers: list[Channel] = []
+            for start in (target, second):
+                if start is not None and not peers:
+                    peers = [p for p in self._connected(start) if p not in leave]
+            peers.sort(key=lambda p: (p.kind != EXTENSION, uniqueid_order(p.uniqueid)))
             if peers:
-                to_label = label_of(peers[0], call)
+                to_label = party_of(peers[0], call, self.profile)
+            elif target is not None and self.profile.is_extension(target.resource):
+                to_label = target.resource  # Local/103@from-internal: what was dialled
         if to_label is None:
             exten = first(msg.get("DestExten")) or first(msg.get("SecondTransfererExten"))
-            to_label = exten or None
-        call.transfers.append(
-            Transfer("attended", label_of(orig, call) if orig else None, to_label, at)
-        )
+            to_label = number_party(exten, self.profile)
+        from_ = party_of(orig, call, self.profile) if orig else None
+        call.transfers.append(Transfer("attended", from_, to_label, at))
         self._move_anchor(call, orig, transferee)
         self._update_links(call, at, out)
 
@@ -821,6 +911,23 @@ class CallTracker:
         if call.anchor == transferer.uniqueid and transferee.hungup_at is None:
             call.anchor = transferee.uniqueid
             call.anchor_is_caller = not call.anchor_is_caller
+
+    def _on_hold_start(self, msg: Message, at: float, out: list[Fact]) -> None:
+        self._on_hold(msg, at, out, True)
+
+    def _on_hold_stop(self, msg: Message, at: float, out: list[Fact]) -> None:
+        self._on_hold(msg, at, out, False)
+
+    def _on_hold(self, msg: Message, at: float, out: list[Fact], on: bool) -> None:
+        """Music on hold on a channel: its party hears music, so is not talking."""
+        ch = self._channel(msg, at, create=False)
+        if ch is None or ch.on_hold == on:
+            return
+        ch.on_hold = on
+        call = self._call_of(ch)
+        if call is not None and call.answered_at is not None:
+            call.last_event_at = at
+            self._update_links(call, at, out)
 
     def _on_varset(self, msg: Message, at: float, out: list[Fact]) -> None:
         ch = self._channel(msg, at)

@@ -75,7 +75,7 @@ CALL_COLS = (
     "rang, answered, answered_by, final_agent, transfers, outcome, hangup_by, started_at, "
     "answered_at, ended_at, ring_seconds, talk_seconds, recordings, originate_id, queue, "
     "hangup_cause, complete, uniqueids, remote_e164, contact_id, user_id, match_reason, "
-    "pbx_link_id"
+    "pbx_link_id, declined"
 )
 TASK_COLS = (
     "id, number_e164, contact_id, owner_id, opened_at, due_at, closed_at, closed_by_user_id, "
@@ -147,6 +147,7 @@ def _call_row(row: Row, recording_ids: list[int]) -> Call:
         match_reason=row["match_reason"],
         recording_ids=recording_ids,
         pbx_link_id=row["pbx_link_id"],
+        declined=tuple(_loads(row["declined"]) or ()),
     )
 
 
@@ -786,6 +787,7 @@ class SqlStore(ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, Stor
             call.user_id,
             call.match_reason,
             call.pbx_link_id,
+            _dumps(list(call.declined)),
             at,
         )
         cols = [*[x.strip() for x in CALL_COLS.split(",")][1:], "ingested_at", "updated_at"]

@@ -24,7 +24,10 @@ from .conftest import Clock
 
 CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk-22"
 SCENARIOS = ("01-inbound-answered", "02-inbound-missed", "05-outbound-answered",
-             "06-click-to-call", "09-internal-call", "11-burst-20-concurrent")  # fmt: skip
+             "06-click-to-call", "09-internal-call", "11-burst-20-concurrent",
+             "15-blind-transfer-outside", "16-attended-transfer", "17-blind-transfer",
+             "18-declined", "19-click-to-call-no-answer", "20-queue-second-member",
+             "21-queue-abandoned", "22-busy")  # fmt: skip
 EXTENSIONS = ("101", "102", "103")
 
 
@@ -75,12 +78,29 @@ async def test_captures_match_contacts_and_make_the_right_leads(
             await replay_ingest.handle(rec)
 
     calls = {c.linkedid: c for c in await store.list_calls(CallFilter(), limit=500)}
-    assert len(calls) == 1 + 1 + 1 + 1 + 1 + 20
+    assert len(calls) == sum(len(_truth(s)) for s in SCENARIOS)
 
     # 01: the known caller is matched, the rep who answered owns the call
-    [c01] = [c for c in calls.values() if c.remote_e164 == "+14155550199"]
+    [c01] = [
+        c for c in calls.values() if c.remote_e164 == "+14155550199" and c.direction == "inbound"
+    ]
     assert (c01.contact_id, c01.match_reason, c01.user_id) == (john.id, "unique", users["101"].id)
     assert c01.caller_name == "John Smith" and c01.recordings
+
+    # 19: a click-to-call the rep never took failed (the number is 06's lead already)
+    [c19] = [c for c in calls.values() if c.originate_id == "c2c-0019"]
+    assert (c19.outcome, c19.user_id) == ("failed", users["101"].id)
+    # 15: handed out to an outside number, it stays the call of the rep who answered
+    [c15] = [c for c in calls.values() if c.remote_e164 == "+14155550177"]
+    assert (c15.final_agent, c15.user_id) == ("+14155550188", users["102"].id)
+
+    # 18: the reps whose phones declined are stored among those rung, marked declined
+    [c18a] = [c for c in calls.values() if c.remote_e164 == "+14155550144"]
+    [c18b] = [c for c in calls.values() if c.remote_e164 == "+14155550145"]
+    assert (c18a.rang, c18a.declined, c18a.outcome) == (("102",), ("102",), "missed")
+    assert (c18b.rang, c18b.declined, c18b.answered_by) == (("101", "102"), ("101",), "102")
+    stored = await store.get_call(c18b.id)
+    assert stored is not None and stored.declined == ("101",)
 
     # 09: internal -> no contact, no lead
     [c09] = [c for c in calls.values() if c.direction == "internal"]
@@ -92,6 +112,8 @@ async def test_captures_match_contacts_and_make_the_right_leads(
     truth_numbers = set()
     for scenario in SCENARIOS:
         for t in _truth(scenario):
+            if t.get("lead") is False:  # a click the rep never took: nothing was dialled
+                continue
             if t["direction"] == "inbound":
                 truth_numbers.add(t["caller"])
             elif t["direction"] == "outbound":
@@ -170,3 +192,15 @@ async def test_replaying_the_captures_twice_changes_nothing(
         again = await replay_ingest.handle(rec)
         assert not again.created
     assert await state() == before
+
+
+async def test_a_click_the_rep_never_took_makes_no_lead(
+    store: Store, replay_ingest: Ingest
+) -> None:
+    """19: Originate to 101, which never answers: 4155550123 was never dialled."""
+    users = await _office(store)
+    [rec] = _records("19-click-to-call-no-answer")
+    result = await replay_ingest.handle(rec)
+    assert result.call.outcome == "failed" and result.call.user_id == users["101"].id
+    assert result.lead_created is None and result.call.contact_id is None
+    assert await store.count_contacts() == 0

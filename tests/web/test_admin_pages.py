@@ -423,3 +423,32 @@ async def test_admin_creates_shows_once_and_revokes_an_api_token(
         assert again.status == 401
     bad = await client.post("/admin/tokens", data={"_csrf": csrf, "user_id": "x", "name": "n"})
     assert bad.status == 400
+
+
+async def test_a_pbx_too_old_is_named_on_the_admin_page_and_in_the_health_check(
+    client: TestClient, rt: Runtime, people: People
+) -> None:
+    """An Asterisk before 13 is refused by the bridge: the admin reads why and which
+    version is needed, and monitoring sees the health check fail."""
+    from ami_bridge.facts import PbxIncompatible
+    from ami_bridge.link import LinkStatus
+    from ami_bridge.tracker.tracker import NEEDED_ASTERISK
+
+    message = PbxIncompatible("AMI 1.3", NEEDED_ASTERISK, 0.0).message
+    status = LinkStatus("connected", 0.0, "pbx.example:5038", None, 3, 0.0, message, 0,
+                        pbx_too_old=message)  # fmt: skip
+
+    class OldPbxLink:
+        async def stop(self, **_: object) -> None:
+            return None
+
+    OldPbxLink.status = status  # type: ignore[attr-defined]
+    rt.link = OldPbxLink()  # type: ignore[assignment]
+    try:
+        health = await (await client.get("/healthz")).json()
+        assert health["ok"] is False and "Asterisk 13 or newer" in health["pbx"]
+        await login(client, "admin")
+        page = await (await client.get("/admin")).text()
+        assert "PBX too old." in page and "Asterisk 13 or newer" in page and "AMI 1.3" in page
+    finally:
+        rt.link = None

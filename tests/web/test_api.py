@@ -306,3 +306,28 @@ async def test_click_to_call_through_the_api_without_a_pbx(apis: Team) -> None:
     assert status == 422 and body["error"]["code"] == "no_extension"
     status, body = await apis.alice.post("/calls", {"number": "+14155550123", "extension": "102"})
     assert status == 422 and body["error"]["field"] == "extension"
+
+
+async def test_a_call_carries_its_transfers_declines_and_completeness(
+    rt: Runtime, apis: Team
+) -> None:
+    """What a manager sees on the call page is in the API too (checked against the
+    OpenAPI document by ``Api``): who declined, where transfers went, partial figures."""
+    from ami_bridge.facts import Transfer
+
+    t0 = factories.T0
+    record = factories.inbound(
+        "+14155550177", answered_by="102", at=t0, rang=("101", "102"), declined=("101",),
+        final_agent="+14155550188", complete=False,
+        transfers=(Transfer("blind", "102", "+14155550188", t0 + 6),),
+    )  # fmt: skip
+    call = await ingest(rt, record)
+    status, body = await apis.admin.get(f"/calls/{call.id}")
+    assert status == 200
+    assert body["rang"] == ["101", "102"] and body["declined"] == ["101"]
+    assert body["transfers"] == [
+        {"kind": "blind", "from": "102", "to": "+14155550188", "at": "2026-11-22T09:55:00.000Z"}
+    ]
+    assert body["final_agent"] == "+14155550188" and body["complete"] is False
+    _, page = await apis.admin.get("/calls")
+    assert page["items"][0]["transfers"] == body["transfers"]

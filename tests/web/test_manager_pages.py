@@ -225,3 +225,25 @@ async def test_csv_export_applies_the_same_filters_as_the_page(
         assert len(table) == len(page) and page, flt
         for line, row in zip(table, page, strict=True):
             assert line["outcome"] in row, flt
+
+
+async def test_a_rep_who_declined_is_shown_on_the_missed_audit_and_the_call_page(
+    client: TestClient, rt: Runtime, people: People
+) -> None:
+    """Bob's phone rejected the call (SIP 403): he was offered it, so he is listed among
+    those rung, marked as having declined it; Alice's phone just rang."""
+    result = await rt.ingest.handle(
+        inbound("+14155550244", answered_by=None, at=T0, rang=("101", "102"), declined=("102",))
+    )
+    await login(client, "admin")
+    html = await (await client.get(f"/missed?{PERIOD}")).text()
+    (row,) = rows_of(html)
+    assert "Bob Rep (102) (declined)" in row
+    assert "Alice Rep (101)" in row and "Alice Rep (101) (declined)" not in row
+    call_id = result.call.id  # type: ignore[union-attr]
+    page = unescape(await (await client.get(f"/calls/{call_id}")).text())
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
+    assert "Rang ext 102 (Bob Rep) declined the call" in text
+    assert "Rang ext 101 (Alice Rep) declined" not in text
+    csv_text = await (await client.get(f"/missed.csv?{PERIOD}")).text()
+    assert "Bob Rep (102) (declined)" in csv_text

@@ -196,6 +196,9 @@ SCHEMAS: dict[str, Schema] = {
             "recording_ids",
             "originate_id",
             "queue",
+            "declined",
+            "transfers",
+            "complete",
         ],
         "properties": {
             "id": {"type": "integer"},
@@ -223,6 +226,32 @@ SCHEMAS: dict[str, Schema] = {
             "recording_ids": {"type": "array", "items": {"type": "integer"}},
             "originate_id": {"type": ["string", "null"]},
             "queue": {"type": ["string", "null"]},
+            "declined": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Extensions among `rang` whose phones declined the call.",
+            },
+            "transfers": {
+                "type": "array",
+                "description": "Transfers in order. `from` is the rep who handed the call "
+                "on; `to` is an extension, or an outside number in E.164.",
+                "items": {
+                    "type": "object",
+                    "required": ["kind", "from", "to", "at"],
+                    "properties": {
+                        "kind": {"enum": ["blind", "attended"]},
+                        "from": {"type": ["string", "null"]},
+                        "to": {"type": ["string", "null"]},
+                        "at": TIME,
+                    },
+                    "additionalProperties": False,
+                },
+            },
+            "complete": {
+                "type": "boolean",
+                "description": "False when the bridge did not see the whole call (attached "
+                "mid-call, or the link was down when it ended): its figures are partial.",
+            },
         },
         "additionalProperties": False,
     },

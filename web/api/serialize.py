@@ -79,6 +79,9 @@ def call_json(c: Call) -> dict[str, Any]:
         "recording_ids": list(c.recording_ids),
         "originate_id": c.originate_id,
         "queue": c.queue,
+        "declined": list(c.declined),
+        "transfers": [t.to_json() for t in c.transfers],
+        "complete": c.complete,
     }
 
 

@@ -82,13 +82,15 @@ async def health(request: web.Request) -> web.StreamResponse:
     status = rt.link_status
     holding = rt.holding_status
     held = holding.held if holding is not None else 0
-    return web.json_response(
-        {
-            "ok": held == 0,
-            "link": status.state if status is not None else "not configured",
-            "calls_waiting_for_database": held,
-        }
-    )
+    too_old = status.pbx_too_old if status is not None else None
+    body = {
+        "ok": held == 0 and too_old is None,
+        "link": status.state if status is not None else "not configured",
+        "calls_waiting_for_database": held,
+    }
+    if too_old is not None:
+        body["pbx"] = too_old  # an Asterisk before 13: no calls are being recorded
+    return web.json_response(body)
 
 
 def setup(app: web.Application) -> None:

@@ -171,6 +171,8 @@ class Step:
 def _who(view: RepView, ext: str | None) -> str:
     if not ext:
         return "?"
+    if ext.startswith("+"):
+        return ext  # an outside party (a transfer out of the PBX), named in E.164
     user = view.by_ext(ext)
     return f"ext {ext} ({user.display_name})" if user else f"ext {ext}"
 
@@ -202,7 +204,9 @@ def call_timeline(view: RepView, call: Call, remote: str | None) -> list[Step]:
     if call.queue:
         steps.append(Step(None, f"Queued in {call.queue}", kind="queue"))
     for ext in call.rang:
-        steps.append(Step(None, f"Rang {_who(view, ext)}", kind="rang"))
+        # a phone that rejected the call (SIP 403/603) was offered it too: say who
+        declined = "declined the call" if ext in call.declined else ""
+        steps.append(Step(None, f"Rang {_who(view, ext)}", declined, kind="rang"))
     if call.answered and call.answered_at is not None:
         by = call.answered_by
         ring = f"after {format_duration(call.ring_seconds)} ringing" if call.ring_seconds else ""

@@ -140,7 +140,10 @@ async def _views(rt: Runtime, rows: list[MissedCallRow], people: People) -> list
             MissedView(
                 row=r,
                 contact=contacts.get(cid) if cid is not None else None,
-                rung=[people.rung(e) for e in r.call.rang],
+                rung=[
+                    people.rung(e) + (" (declined)" if e in r.call.declined else "")
+                    for e in r.call.rang
+                ],
                 owner=people.name(r.owner_id),
                 called_back_by=people.name(r.closed_by_user_id),
                 within_sla=None if ttc is None else ttc <= sla,

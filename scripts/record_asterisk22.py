@@ -1,0 +1,316 @@
+"""Record the tracker's extra Asterisk 22 captures with the lab PBX (../shared/asterisk).
+
+Run under the rig lock, with the rig up in RUN_DIR:
+
+    flock /tmp/pbx-rig.lock -c '../shared/asterisk/pbx up /tmp/trk && \
+        python3 scripts/record_asterisk22.py /tmp/trk /tmp/trk-caps 15 16 ...; \
+        ../shared/asterisk/pbx down /tmp/trk'
+
+Each scenario writes OUT/NN-name/ in the layout of tests/fixtures/asterisk-22 (raw.ami,
+events.jsonl, crm-sent.ami, audit.*, cdr.csv, recordings/, scenario.json) plus a truth.json
+written from the plan below: what the simulated people were told to do, not what the
+tracker made of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "shared", "asterisk", "tools"))
+
+from lab import Lab, _size  # type: ignore[import-not-found]  # noqa: E402
+
+
+def _inbound(caller: str, name: str, did: str, **rest: object) -> dict[str, object]:
+    return {"direction": "inbound", "caller": caller, "caller_name": name, "did": did, **rest}
+
+
+async def s15(lab: Lab) -> dict[str, object]:
+    await lab.plan(
+        {
+            "14155550177/102": "answer:2:blindxfer:3:4155550188",
+            "out/4155550188": "answer:2:hangup:4",
+        }
+    )
+    await lab.carrier_call("5551002", "+14155550177", "Tom Transfer", ring_timeout=30, talk=30)
+    call = _inbound(
+        "+14155550177",
+        "Tom Transfer",
+        "5551002",
+        rang=["102"],
+        answered=True,
+        answered_by="102",
+        final_agent=None,
+        ended_with="+14155550188",
+        transfers=[{"kind": "blind", "from": "102", "to": "+14155550188"}],
+        ring_seconds_approx=2,
+        talk_seconds_approx=9,
+        hangup_by="callee",
+        outcome="answered",
+        detail="102 answers after ~2 s, after 3 s transfers blind (REFER) to the outside number "
+        "4155550188 through the trunk; it answers after ~2 s and hangs up after 4 s",
+    )
+    return {"calls": [call]}
+
+
+async def s16(lab: Lab) -> dict[str, object]:
+    await lab.plan({"14155550166/102": "answer:2:atxfer:3:103:3", "any/103": "answer:2:hold"})
+    await lab.carrier_call("5551002", "+14155550166", "Ann Attended", ring_timeout=30, talk=16)
+    call = _inbound(
+        "+14155550166",
+        "Ann Attended",
+        "5551002",
+        rang=["102"],
+        answered=True,
+        answered_by="102",
+        final_agent="103",
+        transfers=[{"kind": "attended", "from": "102", "to": "103"}],
+        ring_seconds_approx=2,
+        talk_seconds_approx=16,
+        hold_seconds_approx=5,
+        hangup_by="caller",
+        outcome="answered",
+        detail="102 answers after ~2 s; after 3 s presses *2103 (the caller hears music on "
+        "hold), 103 answers after ~2 s, 102 hangs up 3 s later and the caller talks with 103 "
+        "until it hangs up 16 s after it was first answered",
+    )
+    return {"calls": [call]}
+
+
+async def s17(lab: Lab) -> dict[str, object]:
+    await lab.plan({"14155550155/102": "answer:2:blindxfer:3:103", "any/103": "answer:2:hold"})
+    await lab.carrier_call("5551002", "+14155550155", "Ben Blind", ring_timeout=30, talk=12)
+    call = _inbound(
+        "+14155550155",
+        "Ben Blind",
+        "5551002",
+        rang=["102", "103"],
+        answered=True,
+        answered_by="102",
+        final_agent="103",
+        transfers=[{"kind": "blind", "from": "102", "to": "103"}],
+        ring_seconds_approx=2,
+        talk_seconds_approx=10,
+        hangup_by="caller",
+        outcome="answered",
+        detail="102 answers after ~2 s, after 3 s transfers blind (REFER) to 103, which answers "
+        "after ~2 s; the caller hangs up 12 s after it was first answered",
+    )
+    return {"calls": [call]}
+
+
+async def s18(lab: Lab) -> dict[str, object]:
+    await lab.plan({"14155550144/102": "reject"})
+    await lab.carrier_call("5551002", "+14155550144", "Dee Declined", ring_timeout=30, talk=5)
+    await asyncio.sleep(3)
+    await lab.wait_idle(quiet=2)
+    await lab.plan({"14155550145/101": "reject", "14155550145/102": "answer:3:hold"})
+    await lab.carrier_call("5551000", "+14155550145", "Dan Declined", ring_timeout=30, talk=4)
+    first = _inbound(
+        "+14155550144",
+        "Dee Declined",
+        "5551002",
+        rang=["102"],
+        declined=["102"],
+        answered=False,
+        answered_by=None,
+        ring_seconds_approx=0,
+        talk_seconds_approx=0,
+        hangup_by="pbx",
+        outcome="missed",
+        detail="102's phone declines the call at once (SIP 403, no 180 Ringing first); the PBX "
+        "hangs up the caller",
+    )
+    second = _inbound(
+        "+14155550145",
+        "Dan Declined",
+        "5551000",
+        rang=["101", "102"],
+        declined=["101"],
+        answered=True,
+        answered_by="102",
+        ring_seconds_approx=3,
+        talk_seconds_approx=4,
+        hangup_by="caller",
+        outcome="answered",
+        detail="ring group: 101 declines at once (SIP 403), 102 answers after ~3 s",
+    )
+    return {"calls": [first, second]}
+
+
+async def s19(lab: Lab) -> dict[str, object]:
+    await lab.plan({"any/101": "ring", "out/4155550123": "answer:2:hold"})
+    await lab.originate(
+        "PJSIP/101",
+        "4155550123",
+        context="from-internal",
+        caller_id='"Call to 4155550123" <4155550123>',
+        timeout_s=8,
+        action_id="c2c-0019",
+        account="crm-c2c-0019",
+        variables={"CRM_CALL_ID": "c2c-0019"},
+    )
+    call = {
+        "direction": "outbound",
+        "kind": "click-to-call (AMI Originate, Async: true, ActionID c2c-0019)",
+        "originate": {
+            "Channel": "PJSIP/101",
+            "Context": "from-internal",
+            "Exten": "4155550123",
+            "Timeout": 8000,
+        },
+        "caller": "101",
+        "caller_name": "Alice Adams",
+        "callee": "4155550123",
+        "answered": False,
+        "answered_by": None,
+        "rang": ["101"],
+        "ring_seconds_approx": 8,
+        "talk_seconds_approx": 0,
+        "hangup_by": "pbx",
+        "outcome": "failed",
+        "lead": False,
+        "detail": "the PBX rings 101 for the Originate's 8 s; 101 never answers, so "
+        "4155550123 is never dialled (OriginateResponse Failure, Reason 3)",
+    }
+    return {"calls": [call]}
+
+
+async def s20(lab: Lab) -> dict[str, object]:
+    await lab.plan({"14155550133/102": "ring", "14155550133/103": "answer:2:hold"})
+    # The PBX answers before Queue(): the caller's "talk" runs from then, queue wait included.
+    await lab.carrier_call("5552000", "+14155550133", "Quinn Queue", ring_timeout=60, talk=18)
+    call = _inbound(
+        "+14155550133",
+        "Quinn Queue",
+        "5552000",
+        queue="support",
+        rang=["102", "103"],
+        answered=True,
+        answered_by="103",
+        ring_seconds_approx=8,
+        talk_seconds_approx=10,
+        hangup_by="caller",
+        outcome="answered",
+        detail="queue support (linear): 102 rings 6 s without answering, 103 answers after ~2 s; "
+        "the caller hangs up 18 s after the PBX answered it (before Queue), so ~10 s of talk",
+    )
+    return {"calls": [call]}
+
+
+async def s21(lab: Lab) -> dict[str, object]:
+    await lab.plan({"14155550122/102": "ring", "14155550122/103": "ring"})
+    await lab.carrier_call(
+        "5552000", "+14155550122", "Abe Abandon", ring_timeout=60, talk=60, abandon_after=8
+    )
+    call = _inbound(
+        "+14155550122",
+        "Abe Abandon",
+        "5552000",
+        queue="support",
+        rang=["102", "103"],
+        answered=False,
+        answered_by=None,
+        ring_seconds_approx=8,
+        talk_seconds_approx=0,
+        hangup_by="caller",
+        outcome="abandoned",
+        detail="queue support: 102 rings 6 s, then 103; the caller gives up after 8 s",
+    )
+    return {"calls": [call]}
+
+
+async def s22(lab: Lab) -> dict[str, object]:
+    await lab.plan({"14155550111/102": "busy"})
+    await lab.carrier_call("5551002", "+14155550111", "Bea Busy", ring_timeout=30, talk=5)
+    await asyncio.sleep(3)
+    await lab.wait_idle(quiet=2)
+    await lab.plan({"out/4155550199": "busy"})
+    await lab.phone_call("101", "4155550199", ring_timeout=30, talk=5)
+    first = _inbound(
+        "+14155550111",
+        "Bea Busy",
+        "5551002",
+        rang=[],
+        answered=False,
+        answered_by=None,
+        ring_seconds_approx=0,
+        talk_seconds_approx=0,
+        hangup_by="pbx",
+        outcome="busy",
+        detail="102's phone answers 486 Busy Here; the PBX hangs up with cause 17",
+    )
+    second = {
+        "direction": "outbound",
+        "caller": "101",
+        "caller_name": "Alice Adams",
+        "callee": "4155550199",
+        "via": "trunk",
+        "answered": False,
+        "answered_by": None,
+        "ring_seconds_approx": 0,
+        "talk_seconds_approx": 0,
+        "hangup_by": "callee",
+        "outcome": "busy",
+        "detail": "the outside number answers 486 Busy Here",
+    }
+    return {"calls": [first, second]}
+
+
+SCENARIOS = collections.OrderedDict(
+    [
+        ("15", ("15-blind-transfer-outside", s15, "102 blind-transfers to an outside number")),
+        ("16", ("16-attended-transfer", s16, "Inbound to 102, attended transfer (*2) to 103")),
+        ("17", ("17-blind-transfer", s17, "Inbound to 102, blind transfer (REFER) to 103")),
+        ("18", ("18-declined", s18, "102 declines a direct call; 101 declines a ring-group call")),
+        ("19", ("19-click-to-call-no-answer", s19, "Originate to 101, which never answers")),
+        ("20", ("20-queue-second-member", s20, "Queue call, 102 rings out, 103 answers")),
+        ("21", ("21-queue-abandoned", s21, "Queue call, caller gives up while members ring")),
+        ("22", ("22-busy", s22, "Inbound to a busy 102; outbound to a busy number")),
+    ]
+)
+
+
+async def run_one(lab: Lab, key: str, outbase: str) -> None:
+    dirname, func, title = SCENARIOS[key]
+    lab.notes = []
+    t_start = time.time()
+    async with lab.capture(os.path.join(outbase, dirname)) as cap:
+        desc = await func(lab)
+        await cap.wait_idle()
+    info = {
+        "scenario": dirname,
+        "title": title,
+        "started_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)),
+        **desc,
+        "recording_files": cap.recordings,
+        "driver_notes": lab.notes,
+        "capture": {
+            "ami_user": "crm",
+            "events": sum(1 for m in cap.events if m["_type"] == "event"),
+            "raw_bytes": _size(os.path.join(cap.out, "raw.ami")),
+            "cdr_rows": len(cap.cdr_rows),
+        },
+    }
+    for name in ("scenario.json", "truth.json"):
+        with open(os.path.join(cap.out, name), "w") as f:
+            json.dump(info, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+    print(dirname, cap.summary(), lab.notes, flush=True)
+
+
+async def main(run_dir: str, out: str, keys: list[str]) -> None:
+    async with Lab(run_dir) as lab:
+        for key in keys or list(SCENARIOS):
+            await run_one(lab, key, out)
+            await asyncio.sleep(2)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3:]))
