@@ -431,10 +431,14 @@ class ClickToCall:
         state = getattr(progress, "state", None)
         ext = click.result.extension
         if state == "ringing":
-            if ext not in tuple(getattr(progress, "ringing", ()) or ()):
+            ringing = tuple(getattr(progress, "ringing", ()) or ())
+            if ext in ringing:
+                if click.soft_failure:
+                    self._advance(click, "ringing_you", from_pbx=True)
+            elif ringing:  # another phone rings (an extension was dialled): the customer's
                 self._advance(click, "dialling", from_pbx=True)
-            elif click.soft_failure:
-                self._advance(click, "ringing_you", from_pbx=True)
+            # Nobody ringing: the rep's phone stopped, answered or given up; the
+            # Originate's answer says which (success: dialling, failure: why).
         elif state == "answered":
             if getattr(progress, "answered_by", None) == ext:
                 self._advance(click, "dialling", from_pbx=True)
