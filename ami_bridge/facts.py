@@ -110,6 +110,9 @@ class CallProgress:
     answered_by: str | None
     at: float
     originate_id: str | None = None
+    received_at: float | None = None
+    """Wall time the live link read the event behind this change (None when not from a
+    live link): where the screen-pop latency figure starts."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,12 @@ futures, its ``Manager`` as the action front end), with four of its habits repla
   fail, and an Originate is reported failed with reason "PBX link down".
 * A half-open TCP link looks healthy forever.  A watchdog Pings and closes the link
   when neither the Pong nor any other byte arrives before the deadline.
+* The facts the tracker returns wait in a queue for the (slower, async) sink that writes
+  them.  A PBX (or a peer) faster than the sink would grow that queue without limit, so
+  it is bounded (``queue_max``): when it is full the link stops reading the socket
+  (``transport.pause_reading()``), the kernel's buffers fill and TCP slows the sender
+  down; reading resumes when the sink has caught up to half the bound.  Nothing is
+  dropped; the backlog and how long it has been full are in ``LinkStatus``.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import ssl as _ssl
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from panoramisk.actions import Action
@@ -38,7 +44,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.manager import Manager
 from panoramisk.message import Message as PanoramiskMessage
 
-from .facts import Fact, OriginateResult, PbxIncompatible
+from .facts import CallProgress, Fact, OriginateResult, PbxIncompatible
 from .originate import (
     LINK_DOWN,
     OriginateRequest,
@@ -92,6 +98,13 @@ class LinkSettings:
     """A connection that stayed up this long resets the backoff; a flapping one does not."""
     originate_grace: float = 30.0
     """Seconds, on top of the request's ring timeout, to wait for OriginateResponse."""
+    queue_max: int = 10_000
+    """Facts waiting for the sink at most; at the bound the link stops reading the
+    socket (TCP back-pressure) until the backlog is down to half of it."""
+    backlog_alarm: float = 10.0
+    """Seconds the queue may stay full (filled, and not drained below a quarter since)
+    before the link reports itself overloaded (``LinkStatus.overloaded``: ``/healthz``
+    is then not ok)."""
 
 
 def backoff_delay(settings: LinkSettings, attempt: int, spread: float = 0.0) -> float:
@@ -124,6 +137,16 @@ class LinkStatus:
     pbx_too_old: str | None = None
     """Set when the PBX is older than Asterisk 13: what to tell the admin (no calls are
     recorded from it)."""
+    backlog: int = 0
+    """Facts received and waiting for the sink (written calls, screen pops)."""
+    backlog_max: int = 0
+    full_since: float | None = None
+    """Wall time the queue filled up (the socket was left unread), if it has not drained
+    below a quarter of ``backlog_max`` since; None: the sink keeps up."""
+    pauses: int = 0
+    """Times the link stopped reading the socket because the queue was full."""
+    overloaded: bool = False
+    """Full for longer than ``LinkSettings.backlog_alarm``: the sink cannot keep up."""
 
 
 class LinkDown(ConnectionError):
@@ -180,6 +203,9 @@ class _FastProtocol(AMIProtocol):
     def __init__(self, link: AmiLink) -> None:
         self.link = link
         self.rx_chunks = 0
+        self.held: deque[Message] = deque()
+        """Messages read but not yet fed: the queue filled up in the middle of a chunk."""
+        self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -257,6 +283,10 @@ class AmiLink:
         self._rate = _Rate()
         self._reconnects = 0
         self._facts: asyncio.Queue[Fact] = asyncio.Queue()
+        self._full_since: float | None = None
+        self._pauses = 0
+        self._orphans: deque[Message] = deque()
+        """Events a closed connection read but could not feed yet (the queue was full)."""
         self._tasks: list[asyncio.Task[None]] = []
         self._originated: OrderedDict[str, None] = OrderedDict()
         self._errors = _ErrorLog()
@@ -280,7 +310,18 @@ class AmiLink:
             last_error=self._last_error,
             reconnects=self._reconnects,
             pbx_too_old=self._too_old,
+            backlog=self._facts.qsize(),
+            backlog_max=self.settings.queue_max,
+            full_since=self._full_since,
+            pauses=self._pauses,
+            overloaded=self._full_since is not None
+            and now - self._full_since >= self.settings.backlog_alarm,
         )
+
+    @property
+    def backlog(self) -> int:
+        """Facts waiting for the sink now."""
+        return self._facts.qsize()
 
     def _set_state(self, state: LinkState, error: str | None = None) -> None:
         if error is not None:
@@ -322,14 +363,16 @@ class AmiLink:
                 await self._request({"Action": "Logoff"}, timeout=0.5)
         for task in (supervisor, ticker):
             task.cancel()
-        await asyncio.gather(supervisor, ticker, return_exceptions=True)
+        # bounded: a close must end even if a task were slow to unwind
+        await asyncio.wait({supervisor, ticker}, timeout=drain_timeout)
         self._teardown()
+        self._feed_orphans(bounded=False)  # closing: the drain below delivers what it can
         if flush:
             self._emit(self._guarded(self._tracker.flush, "flush"))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._facts.join(), drain_timeout)
         sink.cancel()
-        await asyncio.gather(sink, return_exceptions=True)
+        await asyncio.wait({sink}, timeout=drain_timeout)
         self._tasks = []
         self._set_state("disconnected")
 
@@ -383,6 +426,12 @@ class AmiLink:
         """One connection's life; how long it was connected."""
         s = self.settings
         loop = asyncio.get_running_loop()
+        # The last connection's backlog first: a new one must have room for its Login
+        # and resync answers, or it would stop reading before it is even up.
+        while self._orphans or self._facts.qsize() > s.queue_max // 2:
+            self._feed_orphans()
+            if self._orphans or self._facts.qsize() > s.queue_max // 2:
+                await asyncio.sleep(0.05)
         self._lost = loop.create_future()
         await asyncio.wait_for(
             loop.create_connection(lambda: _FastProtocol(self), s.host, s.port, ssl=s.ssl),
@@ -448,14 +497,14 @@ class AmiLink:
             await asyncio.wait({lost}, timeout=s.ping_interval)
             if lost.done():
                 break
-            seen = proto.rx_chunks
+            seen = proto.rx_chunks, self._pauses
             try:
                 await self._request({"Action": "Ping"}, timeout=s.ping_timeout)
             except LinkDown:
                 break
             except TimeoutError:
-                if proto.rx_chunks != seen:
-                    continue  # busy, not dead: bytes still arrive
+                if (proto.rx_chunks, self._pauses) != seen or proto.paused:
+                    continue  # busy, not dead: bytes still arrive, or we stopped reading
                 msg = f"no reply to Ping within {s.ping_timeout:g} s: the link is half-open"
                 log.warning("AMI link to %s: %s; reconnecting", self.status.endpoint, msg)
                 proto.close(abort=True)
@@ -473,6 +522,10 @@ class AmiLink:
         proto, self._proto = self._proto, None
         if proto is not None:
             proto.close(abort=True)
+            if proto.held:  # read before the link went: the tracker still gets them, as
+                # the backlog makes room (before anything a new connection reads)
+                self._orphans.extend(proto.held)
+                proto.held = deque()
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
         # Defence in depth: nothing queued by panoramisk may be re-sent after a reconnect.
@@ -555,9 +608,26 @@ class AmiLink:
             self._rate.add(now, received)
         if not msgs:
             return
+        if proto.held:  # a chunk that arrived while pausing: behind the held ones, in order
+            proto.held.extend(msgs)
+            return
+        self._feed(proto, msgs, now)
+
+    def _feed(
+        self, proto: _FastProtocol, msgs: list[Message], now: float, *, bounded: bool = True
+    ) -> None:
+        """Feed messages to the tracker until the fact queue is full; hold the rest and
+        stop reading the socket (see the module docstring).  ``bounded=False``: feed
+        them all (a closing connection's last held messages, at most one read's worth)."""
         feed = self._tracker.feed
         responses = proto.responses
-        for msg in msgs:
+        facts_queue = self._facts
+        limit = self.settings.queue_max if bounded else math.inf
+        for i, msg in enumerate(msgs):
+            if facts_queue.qsize() >= limit:
+                proto.held.extend(msgs[i:])
+                self._pause(proto)
+                return
             try:
                 if "Event" not in msg:
                     if "Response" in msg:
@@ -573,12 +643,67 @@ class AmiLink:
                 ts = msg.get("Timestamp")
                 facts = feed(msg, _timestamp(ts, now) if ts else now)
                 if facts:
-                    self._emit(facts)
+                    self._emit(_stamped(facts, now))
                 if msg["Event"] == "Shutdown":
                     log.warning("the PBX is shutting down (%s)", first(msg.get("Shutdown")))
                     proto.close()
             except Exception:
                 self._errors.report(first(msg.get("Event")) or "response", msg)
+
+    def _feed_orphans(self, *, bounded: bool = True) -> None:
+        """Feed a closed connection's held events while the queue has room (their
+        answers to our actions no longer matter: those failed with the connection)."""
+        limit = self.settings.queue_max if bounded else math.inf
+        feed = self._tracker.feed
+        while self._orphans and self._facts.qsize() < limit:
+            msg = self._orphans.popleft()
+            if "Event" not in msg:
+                continue
+            now = time.time()
+            try:
+                ts = msg.get("Timestamp")
+                facts = feed(msg, _timestamp(ts, now) if ts else now)
+                if facts:
+                    self._emit(_stamped(facts, now))
+            except Exception:
+                self._errors.report(first(msg.get("Event")) or "event", msg)
+
+    def _pause(self, proto: _FastProtocol) -> None:
+        if proto.paused:
+            return
+        proto.paused = True
+        self._pauses += 1
+        if self._full_since is None:
+            self._full_since = time.time()
+            log.warning("AMI link to %s: %d facts wait for the sink; not reading the "
+                        "socket until it catches up", self.status.endpoint,
+                        self._facts.qsize())  # fmt: skip
+        with contextlib.suppress(Exception):
+            proto.transport.pause_reading()
+
+    def _maybe_resume(self) -> None:
+        """The sink took a fact: once the backlog is down to half the bound, feed what
+        was held and read the socket again; once it is down to a quarter, the link has
+        caught up (``full_since`` clears: a sink that only just keeps up, refilling the
+        queue again and again, stays reported)."""
+        proto = self._proto
+        if self._orphans and self._facts.qsize() <= self.settings.queue_max // 2:
+            self._feed_orphans()
+        backlog = self._facts.qsize()
+        caught_up = backlog <= self.settings.queue_max // 4 and not self._orphans
+        if self._full_since is not None and caught_up and (proto is None or not proto.paused):
+            self._full_since = None
+        if proto is None or not proto.paused or backlog > self.settings.queue_max // 2:
+            return
+        proto.paused = False
+        if proto.held:
+            held, proto.held = proto.held, deque()
+            self._feed(proto, list(held), time.time())
+            if proto.paused:
+                return  # full again before the held messages were all fed
+        if not proto.closed:
+            with contextlib.suppress(Exception):
+                proto.transport.resume_reading()
 
     def _resolve(self, proto: _FastProtocol, msg: Message) -> None:
         """Hand a response (or one of our actions' list events) to panoramisk's futures."""
@@ -607,6 +732,8 @@ class AmiLink:
         """Let the tracker release finished calls even when the PBX is quiet (or down)."""
         while True:
             await asyncio.sleep(self.settings.tick_interval)
+            if self._facts.qsize() >= self.settings.queue_max:
+                continue  # the queue is full: release finished calls on a later tick
             now = time.time()
             self._emit(self._guarded(lambda now=now: self._tracker.tick(now), "tick"))
 
@@ -622,6 +749,7 @@ class AmiLink:
                 log.exception("fact sink failed on %r; skipped", fact)
             finally:
                 self._facts.task_done()
+                self._maybe_resume()
 
     def _call_sink(self, sink: StatusSink, status: LinkStatus, what: str) -> None:
         try:
@@ -650,6 +778,13 @@ class _ErrorLog:
         skipped = self._suppressed.pop(key, 0)
         more = f" ({skipped} more like it suppressed)" if skipped else ""
         log.exception("handling AMI %s failed; skipped%s: %r", key, more, msg)
+
+
+def _stamped(facts: list[Fact], received_at: float) -> list[Fact]:
+    """Mark live updates with when their event was read (for the pop latency figure)."""
+    return [
+        replace(f, received_at=received_at) if type(f) is CallProgress else f for f in facts
+    ]
 
 
 def _originate_result(action_id: str, resp: Any) -> OriginateResult:
@@ -701,12 +836,14 @@ _CONFIG_FLOATS = (
     "backoff_max",
     "connect_timeout",
     "login_timeout",
+    "backlog_alarm",
 )
 
 
 def settings_from_config(ami: Mapping[str, Any]) -> LinkSettings:
     """``LinkSettings`` from the ``[ami]`` settings section (host, port, username, secret,
-    tls, ping_interval, ping_timeout, backoff_initial, backoff_max; optionally tls_ca, a
+    tls, ping_interval, ping_timeout, backoff_initial, backoff_max, queue_max,
+    backlog_alarm; optionally tls_ca, a
     CA file for a self-signed PBX certificate, and tls_verify).  Missing keys keep their
     defaults; a wrong value is a ValueError naming the key, never showing the secret."""
     base = LinkSettings()
@@ -734,7 +871,11 @@ def settings_from_config(ami: Mapping[str, Any]) -> LinkSettings:
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ValueError(f"ami.{key} must be a positive number of seconds")
         floats[key] = float(value)
-    settings = LinkSettings(host=host, port=port, username=username, secret=secret, **floats)
+    queue_max = ami.get("queue_max", base.queue_max)
+    if isinstance(queue_max, bool) or not isinstance(queue_max, int) or queue_max < 10:
+        raise ValueError("ami.queue_max must be a whole number of at least 10")
+    settings = LinkSettings(host=host, port=port, username=username, secret=secret,
+                            queue_max=queue_max, **floats)  # fmt: skip
     if settings.backoff_max < settings.backoff_initial:
         raise ValueError("ami.backoff_max must not be less than ami.backoff_initial")
     tls = ami.get("tls", False)

@@ -3,6 +3,11 @@
 A ``Scope`` is computed once per request (``CrmService.scope_for``) and handed to every
 list and report, so the rule lives here and in the store's SQL filter, nowhere else.
 Contacts without an owner are shared: everyone sees them.
+
+Ownership decides who sees a contact, so changing it is guarded too
+(``owner_change_refusal``): a rep may share a contact they own or keep it, but may not take
+a shared contact (nor anyone else's) for themselves, which would hide it from everyone
+else; managers and admins assign owners within what they see.
 """
 
 from __future__ import annotations
@@ -69,3 +74,32 @@ def can_see_callback(scope: Scope | None, task: CallbackTask) -> bool:
     if scope is None or scope.user_ids is None:
         return True
     return task.owner_id is None or task.owner_id in scope.user_ids
+
+
+def owner_change_refusal(user: User, scope: Scope, current: int | None,
+                         new: int | None) -> str | None:  # fmt: skip
+    """Why ``user`` may not move a contact from owner ``current`` to ``new`` (None: they
+    may).  Admin: anyone.  Manager: from and to owners in their scope (or shared).  Rep:
+    only a contact they own, to themself or to shared."""
+    if current == new or user.role == "admin":
+        return None
+    if user.role == "rep":
+        if current != user.id:
+            return ("owner: only a manager can change the owner of a contact you do not own "
+                    "(shared contacts stay visible to everyone)")
+        if new is not None and new != user.id:
+            return "owner: you can share your contact or keep it, not give it to someone else"
+        return None
+    if not (current is None or scope.covers(current)) or not (new is None or scope.covers(new)):
+        return "owner: you can only assign contacts within your own team"
+    return None
+
+
+def merge_refusal(user: User, keep: Contact, drop: Contact) -> str | None:
+    """Why ``user`` may not merge ``drop`` into ``keep`` (None: they may).  A merge hands
+    one card's calls and numbers to the other's owner: a rep merges only cards with the
+    same owner (both theirs, or both shared)."""
+    if user.role != "rep" or keep.owner_id == drop.owner_id:
+        return None
+    return ("merge: these contacts have different owners; a manager can merge them "
+            "(a merge would move a shared contact's history to one rep)")

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from .access import Scope
+from .errors import InvalidInput
+from .limits import CELL_MAX, COMPANY_MAX, EMAIL_MAX, NAME_MAX, check_custom
 from .models import LEAD_STATUSES, Contact, Lead, PhoneNumber
 from .phones import normalize
 from .services import CrmService
@@ -211,6 +213,12 @@ def _parse_row(
 ) -> tuple[str | None, dict[str, Any] | None]:
     if row.pop("\x00extra", None):
         return "more cells than there are columns", None
+    for column, limit in (("name", NAME_MAX), ("company", COMPANY_MAX), ("email", EMAIL_MAX)):
+        if len(row.get(column) or "") > limit:
+            return f"{column}: at most {limit} characters", None
+    for column, cell in row.items():
+        if column != "custom" and len(cell or "") > CELL_MAX:
+            return f"{column}: a cell of at most {CELL_MAX} characters", None
     name = _unguard(row.get("name", ""))
     email = _unguard(row.get("email", ""))
     if email and not _EMAIL.match(email):
@@ -253,6 +261,10 @@ def _parse_row(
             value = _unguard(row.get(column, ""))
             if value:
                 custom[column] = value
+    try:
+        check_custom(custom)
+    except InvalidInput as exc:
+        return str(exc), None
     lead = _unguard(row.get("lead_status", "")).lower() or None
     if lead is not None and lead not in LEAD_STATUSES:
         return f"lead_status {lead!r} is not one of {', '.join(LEAD_STATUSES)}", None

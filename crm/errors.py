@@ -1,4 +1,4 @@
-"""The two errors every CRM service raises, in a module of their own so the service
+"""The errors every CRM service raises, in a module of their own so the service
 mixins (reports, tokens, catalogue, settings) can raise them without import cycles."""
 
 from __future__ import annotations
@@ -10,3 +10,7 @@ class InvalidInput(ValueError):
 
 class NotFound(LookupError):
     pass
+
+
+class Forbidden(PermissionError):
+    """The user may see the thing but not make this change to it; the message says why."""

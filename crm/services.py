@@ -16,12 +16,20 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from . import passwords
-from .access import Scope, scope_of
+from .access import Scope, merge_refusal, owner_change_refusal, scope_of
 from .access import can_see_call as _can_see_call
 from .access import can_see_contact as _can_see_contact
 from .admin_settings import SettingsServices
 from .catalogue import RecordingServices
-from .errors import InvalidInput, NotFound
+from .errors import Forbidden, InvalidInput, NotFound
+from .limits import (
+    NOTE_COMMENT_MAX,
+    NOTE_RESULT_MAX,
+    NOTE_TOPIC_MAX,
+    check_contact_fields,
+    check_custom,
+    check_text,
+)
 from .models import (
     LEAD_SOURCES,
     LEAD_STATUSES,
@@ -50,7 +58,7 @@ from .reports import ReportServices
 from .store import CallCursor, Store
 from .tokens import TokenServices
 
-__all__ = ["CrmService", "InvalidInput", "NotFound", "Scope"]
+__all__ = ["CrmService", "Forbidden", "InvalidInput", "NotFound", "Scope"]
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
@@ -309,6 +317,7 @@ class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServi
         actor: str = "system",
     ) -> Contact:
         name = (name or "").strip()
+        check_contact_fields(name, company, email, tags, phones, custom)
         if not name and not phones:
             raise InvalidInput("a contact needs a name or a number")
         if lead_status is not None and lead_status not in LEAD_STATUSES:
@@ -336,14 +345,25 @@ class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServi
         return contact
 
     async def update_contact(
-        self, contact_id: int, actor: str = "system", **fields: Any
+        self, contact_id: int, actor: str = "system", by: User | None = None, **fields: Any
     ) -> Contact:
-        """Change any of name, company, email, phones, owner_id, tags, custom."""
+        """Change any of name, company, email, phones, owner_id, tags, custom.  ``by``, the
+        user making the change, is held to the ownership rule (``owner_change_refusal``):
+        Forbidden when they may not give the contact that owner."""
         allowed = {"name", "company", "email", "phones", "owner_id", "tags", "custom"}
         unknown = set(fields) - allowed
         if unknown:
             raise InvalidInput(f"cannot change {', '.join(sorted(unknown))}")
+        check_contact_fields(fields.get("name"), fields.get("company"), fields.get("email"),
+                             fields.get("tags"), fields.get("phones"))  # fmt: skip
+        if "custom" in fields:
+            fields["custom"] = dict(check_custom(fields["custom"]))
         contact = await self.get_contact(contact_id)
+        if by is not None and "owner_id" in fields:
+            why = owner_change_refusal(by, await self.scope_for(by), contact.owner_id,
+                                       fields["owner_id"])  # fmt: skip
+            if why:
+                raise Forbidden(why)
         if "email" in fields:
             fields["email"] = self._check_email(fields["email"])
         if "phones" in fields:
@@ -464,15 +484,20 @@ class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServi
             return Page(found, str(found[-1].id))
         return Page(found, None)
 
-    async def merge_contacts(self, keep_id: int, drop_id: int, actor: str) -> Contact:
+    async def merge_contacts(self, keep_id: int, drop_id: int, actor: str,
+                             by: User | None = None) -> Contact:  # fmt: skip
         """``drop_id``'s calls, callbacks and numbers move to ``keep_id``; blank fields of
-        the kept contact are filled from the other; tags are united."""
+        the kept contact are filled from the other; tags are united.  ``by`` is held to
+        ``merge_refusal`` (a rep merges only cards with the same owner)."""
         if keep_id == drop_id:
             raise InvalidInput("cannot merge a contact into itself")
         async with self.store.transaction() as tx:
             keep, drop = await tx.get_contact(keep_id), await tx.get_contact(drop_id)
             if keep is None or drop is None or keep.erased or drop.erased:
                 raise NotFound("contact to merge")
+            why = merge_refusal(by, keep, drop) if by is not None else None
+            if why:
+                raise Forbidden(why)
             keep.name = keep.name or drop.name
             keep.company = keep.company or drop.company
             keep.email = keep.email or drop.email
@@ -635,6 +660,9 @@ class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServi
     ) -> Note:
         if not (topic.strip() or result.strip() or comment.strip()):
             raise InvalidInput("an empty note")
+        check_text("topic", topic.strip(), NOTE_TOPIC_MAX)
+        check_text("result", result.strip(), NOTE_RESULT_MAX)
+        check_text("comment", comment.strip(), NOTE_COMMENT_MAX)
         await self.get_call(call_id)
         note = Note(
             None, call_id, author_id, topic.strip(), result.strip(), comment.strip(), self.clock()

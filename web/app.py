@@ -89,7 +89,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        keep = {k: v for k, v in exc.headers.items() if k in ("Retry-After", "Allow")}
+        keep = {k: v for k, v in exc.headers.items()
+                if k in ("Retry-After", "Allow", "WWW-Authenticate")}  # fmt: skip
         if wants_json(request):
             body = {"error": {"status": exc.status, "message": _message(exc)}}
             return web.json_response(body, status=exc.status, headers=keep)

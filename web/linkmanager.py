@@ -35,6 +35,7 @@ from ami_bridge.link import AmiLink, LinkStatus, settings_from_config
 from ami_bridge.protocol import Message, first
 from ami_bridge.tracker import CallTracker
 from config.settings import pbx_profile
+from crm.closing import cancel_all, close_within
 from crm.events import Event
 from crm.holding import HoldingSink
 from crm.ingest import Ingest
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 
 LINK_KEYS = ("name", "team", "default_owner")
 RETRY_SECONDS = 1.0
+CLOSE_SECONDS = 8.0
+"""The most closing the links may take (each link's stop and lock release are bounded
+on their own; this catches anything else)."""
 
 
 class LinkConfigError(ValueError):
@@ -200,15 +204,12 @@ class LinkManager:
         for cfg in self.configs:
             self._tasks.append(asyncio.create_task(self._run(cfg), name=f"link-{cfg.name}"))
 
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+    async def close(self, timeout: float = CLOSE_SECONDS) -> None:
+        """Stop every link and give up its lock; bounded (``crm.closing``)."""
+        await cancel_all(self._tasks, timeout, "link manager")
         self._tasks = []
         if self.desk is not None:
-            await self.desk.close()
+            await close_within(self.desk.close(), timeout, "originate desk")
 
     async def restart(self) -> None:
         """Stop every link and start again from the current settings (admin page)."""

@@ -10,6 +10,9 @@ fans every event out to the SSE connections it concerns:
   targets only the extensions ringing *now*, so the hub remembers who was rung);
 * a manager also sees the live calls of their team's extensions, an admin every call;
 * finished calls and callbacks go to whoever may see them (``crm.access``);
+* a pop or live row names the caller's contact, its last call and open callback only to a
+  viewer who may see them (``view_json``): a rep whose phone rings for another rep's
+  customer gets the number and a "known contact of another rep" marker, nothing more;
 * click-to-call progress goes to the rep who clicked.
 
 The ingest never waits for a browser: the hub's own queue is large and drops the oldest
@@ -132,6 +135,15 @@ def task_json(task: CallbackTask, now: float | None = None) -> dict[str, Any]:
     }
 
 
+def _hidden_contact(other_rep: bool) -> dict[str, Any]:
+    """The contact as a viewer who may not see it gets it: no id, name or company.
+    ``other_rep``: the number is a known contact someone else owns; False: not known yet
+    (the details are still being looked up)."""
+    return {"id": None, "name": "", "url": None, "company": "", "owner_id": None,
+            "owner": None, "is_lead": False, "lead_status": None, "other_rep": other_rep,
+            "pending": not other_rep}  # fmt: skip
+
+
 def _bare_contact(contact_id: int | None, name: str | None) -> dict[str, Any] | None:
     """The contact as the ingest named it, before (or without) the details."""
     if contact_id is None:
@@ -175,16 +187,24 @@ class Client:
         self.closed = False
         self.calls: set[str] = set()
         """Linkedids this connection was told about (so it hears how they end)."""
-        self._queue: deque[str] = deque()
+        self.popped: set[str] = set()
+        """Linkedids this connection got a ringing pop for (its latency is measured once)."""
+        self.in_flight: list[float] = []
+        """Receive times of the pops in the messages ``wait`` last returned: the SSE
+        handler reports them (``LiveHub.written``) once it has written them."""
+        self._queue: deque[tuple[str, float | None]] = deque()
         self._ready = asyncio.Event()
 
-    def put(self, kind: str, data: Any) -> None:
+    def put(self, kind: str, data: Any, received_at: float | None = None) -> None:
+        """Queue a message; ``received_at``: it is a screen pop, and when its event was
+        read from the PBX."""
         if self.closed:
             return
         if len(self._queue) >= self.maxsize:
             self._queue.popleft()
             self.dropped += 1
-        self._queue.append(json.dumps({"kind": kind, "data": data}, separators=(",", ":")))
+        line = json.dumps({"kind": kind, "data": data}, separators=(",", ":"))
+        self._queue.append((line, received_at))
         self._ready.set()
 
     def pending(self) -> int:
@@ -196,7 +216,8 @@ class Client:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ready.wait(), timeout)
         self._ready.clear()
-        out = list(self._queue)
+        out = [line for line, _ in self._queue]
+        self.in_flight = [at for _, at in self._queue if at is not None]
         self._queue.clear()
         return out
 
@@ -455,6 +476,14 @@ class LiveHub:
             client.put("link_status", self._link_json(status, viewer))
         return client
 
+    def written(self, client: Client) -> None:
+        """The SSE handler wrote what ``client.wait`` returned: the pops in it are
+        delivered (``crm_screen_pop_latency_seconds``)."""
+        stamps, client.in_flight = client.in_flight, []
+        metrics = getattr(self.rt, "metrics", None)
+        if stamps and metrics is not None:
+            metrics.observe_pops(stamps)
+
     def disconnect(self, client: Client) -> None:
         client.close()
         self.clients.discard(client)
@@ -467,7 +496,8 @@ class LiveHub:
             me, pop, listed = view_of(viewer, st)
             if listed:
                 can_open = self._can_open(viewer, st)
-                out.append({**self._shared(st), "me": me, "pop": pop, "can_open": can_open})
+                out.append({**self.view_json(viewer, st, can_open), "me": me, "pop": pop,
+                            "can_open": can_open})  # fmt: skip
         return out
 
     # -- events ------------------------------------------------------------------------
@@ -553,10 +583,15 @@ class LiveHub:
         if not (listed or told):
             return
         can_open = self._can_open(client.viewer, st)
-        data = {**self._shared(st), "me": me, "pop": pop, "listed": listed}
+        data = {**self.view_json(client.viewer, st, can_open), "me": me, "pop": pop,
+                "listed": listed}  # fmt: skip
         data["can_open"] = can_open
-        data["row_html"] = self._live_row(st, can_open)
-        client.put("call_progress", data)
+        data["row_html"] = self._live_row(st, can_open, data)
+        received_at = None
+        if pop == "ringing" and me == "ringing" and st.linkedid not in client.popped:
+            client.popped.add(st.linkedid)
+            received_at = st.progress.received_at  # the pop's latency is measured from it
+        client.put("call_progress", data, received_at)
         if listed:
             client.calls.add(st.linkedid)
         else:
@@ -572,6 +607,7 @@ class LiveHub:
             st.info_task.cancel()
         for client in self.clients:
             client.calls.discard(linkedid)
+            client.popped.discard(linkedid)
 
     def _sweep(self) -> None:
         """Drop calls whose end we never heard of (a link outage without resync)."""
@@ -602,7 +638,7 @@ class LiveHub:
                 {"id": lead.id, "name": lead.name, "url": f"/contacts/{lead.id}"} if lead else None
             ),
             "callback": (
-                {"kind": change.kind, "task": task_json(change.task)}
+                {"kind": change.kind, "task": task_json(change.task, self.rt.clock())}
                 if change is not None
                 else None
             ),
@@ -629,7 +665,7 @@ class LiveHub:
         self._drop_info(task.contact_id, task.number_e164)
         await self._refresh_users()
         contact = await self._contact(task.contact_id)
-        data = {"kind": kind.removeprefix("callback_"), "task": task_json(task)}
+        data = {"kind": kind.removeprefix("callback_"), "task": task_json(task, self.rt.clock())}
         rows: dict[bool, str] = {}
         for client in list(self.clients):
             scope = client.viewer.scope
@@ -643,7 +679,7 @@ class LiveHub:
                     contact=contact,
                     can_open_contact=can_open,
                     owner=self._by_id.get(task.owner_id) if task.owner_id else None,
-                    now=time.time(),
+                    now=self.rt.clock(),
                 )
             client.put(kind, {**data, "row_html": rows.get(can_open)})
 
@@ -654,11 +690,49 @@ class LiveHub:
             cached = st.cache["json"] = self._build_shared(st)
         return cached
 
-    def _live_row(self, st: LiveState, can_open: bool) -> str:
-        key = ("row", can_open)
+    def view_json(self, viewer: Viewer, st: LiveState, can_open: bool) -> dict[str, Any]:
+        """The call as ``viewer`` may see it: the contact only when they may open it (an
+        admin, its owner's scope, or shared), the last call only when it was theirs to
+        see, the open callback only when they may see it."""
+        data = self._shared(st)
+        if viewer.scope.unrestricted:
+            return data
+        contact = data["contact"]
+        if contact is not None and not can_open:
+            visible = self._visible_before_details(viewer, st)
+            if visible is not True:
+                contact = _hidden_contact(other_rep=st.info is not None or visible is False)
+        last = data["last_call"]
+        rep_id = last.get("rep_id") if last is not None else None
+        if last is not None and not (viewer.scope.covers(rep_id) or (
+                rep_id is None and (st.contact_id is None or can_open))):
+            last = None  # fmt: skip
+        callback = data["open_callback"]
+        if callback is not None and not (callback.get("owner_id") is None
+                                         or viewer.scope.covers(callback.get("owner_id"))):
+            callback = None  # fmt: skip
+        if (contact, last, callback) == (data["contact"], data["last_call"],
+                                         data["open_callback"]):  # fmt: skip
+            return data
+        return {**data, "contact": contact, "last_call": last, "open_callback": callback}
+
+    def _visible_before_details(self, viewer: Viewer, st: LiveState) -> bool | None:
+        """Before the details arrive: whether the contact the ingest named is the
+        viewer's to see, from the contact cache (None: not known yet)."""
+        if st.info is not None or st.contact_id is None:
+            return None
+        cached = self._contacts.get(st.contact_id)
+        if cached is None or cached[1] is None:
+            return None
+        owner = cached[1].owner_id
+        return owner is None or viewer.scope.covers(owner)
+
+    def _live_row(self, st: LiveState, can_open: bool, view: dict[str, Any]) -> str:
+        hidden = bool((view.get("contact") or {}).get("id") is None and st.contact_id)
+        key = ("row", can_open, hidden)
         html = st.cache.get(key)
         if html is None:
-            live = {**self._shared(st), "can_open": can_open}
+            live = {**view, "can_open": can_open}
             html = st.cache[key] = self._render("_live_row.html", live=live)
         return html
 
@@ -796,13 +870,14 @@ class LiveHub:
                 "direction": last.direction,
                 "outcome": last.outcome,
                 "rep": rep.display_name if rep else None,
+                "rep_id": last.user_id,
             }
         if e164:
             task = await store.open_callback_for_number(e164)
             if task is not None:
                 owner = self._by_id.get(task.owner_id) if task.owner_id else None
                 info["open_callback"] = {
-                    **task_json(task),
+                    **task_json(task, self.rt.clock()),
                     "owner": owner.display_name if owner else None,
                 }
         return info

@@ -9,7 +9,6 @@ without the pages knowing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,17 +20,24 @@ from ami_bridge.link import AmiLink, LinkStatus
 from ami_bridge.replay_pbx import ReplayPbx
 from ami_bridge.tracker import CallTracker
 from config.settings import pbx_profile
+from crm.clock import Clock
+from crm.closing import cancel_all, close_within
 from crm.events import Event, EventBus
 from crm.holding import HoldingSink, HoldingStatus
 from crm.ingest import Ingest
 from crm.policy import LeadPolicy
+from crm.secretbox import SecretBox
 from crm.services import CrmService
 from crm.store import Store, open_store
 
+from .metrics import Metrics
 from .security import LoginLimiter, Signer, load_secret_key
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
+CLOSE_STEP_SECONDS = 10.0
+"""The most one part of the runtime (link, link manager, fan-out, store...) may take to
+close before it is cancelled and left behind."""
 
 
 def lead_policy(settings: dict[str, Any], default_owner_id: int | None = None) -> LeadPolicy:
@@ -73,6 +79,11 @@ class Runtime:
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     link: AmiLink | None = None
     pbx: ReplayPbx | None = None
+    clock: Clock = field(default_factory=Clock)
+    """The one "now" of this process: pages ("today", "overdue"), the services and the
+    ingest read it; tests set it (``rt.clock.set(...)``)."""
+    metrics: Metrics = field(default_factory=Metrics)
+    """The Prometheus figures of this process (``GET /metrics``)."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Optional parts (click-to-call, recordings worker) keyed by name."""
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -81,6 +92,15 @@ class Runtime:
     @property
     def link_status(self) -> LinkStatus | None:
         return self.link.status if self.link is not None else None
+
+    @property
+    def links(self) -> dict[str, AmiLink]:
+        """Every PBX link this process consumes now, by name (``default`` for the one
+        ``[ami]`` link run without the link manager)."""
+        manager = self.extras.get("link_manager")
+        if manager is not None:
+            return {name: r.link for name, r in list(manager.running.items())}
+        return {"default": self.link} if self.link is not None else {}
 
     @property
     def holding_status(self) -> HoldingStatus | None:
@@ -95,25 +115,27 @@ class Runtime:
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         self._closers.append(closer)
 
-    async def close(self) -> None:
+    async def close(self, step_timeout: float = CLOSE_STEP_SECONDS) -> None:
+        """Stop everything, in order; each part gets at most ``step_timeout`` seconds
+        (``crm.closing``), so a close always ends, whatever one part waits for."""
         if self.link is not None:
-            await self.link.stop(flush=False)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await close_within(self.link.stop(flush=False), step_timeout, "the PBX link")
+        await cancel_all(self._tasks, step_timeout, "runtime tasks")
         for closer in reversed(self._closers):
-            with contextlib.suppress(Exception):
-                await closer()
+            what = getattr(closer, "__qualname__", repr(closer))
+            await close_within(closer(), step_timeout, what)
         if self.pbx is not None:
-            await self.pbx.close()
-        await self.store.close()
+            await close_within(self.pbx.close(), step_timeout, "the replay PBX")
+        await close_within(self.store.close(), step_timeout, "the store")
 
 
-async def open_runtime(settings: dict[str, Any], *, with_link: bool = True) -> Runtime:
+async def open_runtime(
+    settings: dict[str, Any], *, with_link: bool = True, clock: Clock | None = None
+) -> Runtime:
     """Open the store (migrating it) and build the services; start the PBX link when
-    ``with_link`` and an AMI host is configured."""
+    ``with_link`` and an AMI host is configured.  ``clock`` (default: the wall clock) is
+    the one every page, service and ingest of this runtime reads."""
+    clock = clock if clock is not None else Clock()
     url = sqlite_url_absolute(settings["database"]["url"])
     store = await open_store(url)
     server = settings.get("server", {})
@@ -127,9 +149,12 @@ async def open_runtime(settings: dict[str, Any], *, with_link: bool = True) -> R
         owner_id = user.id if user else None
     policy = lead_policy(settings, owner_id)
     bus = EventBus()
-    service = CrmService(store, policy)
-    ingest = Ingest(store, policy, bus)
-    rt = Runtime(settings, store, service, bus, ingest, Signer(key))
+    service = CrmService(store, policy, clock)
+    service.secret_box = SecretBox(key)
+    await service.seal_stored_secrets()
+    ingest = Ingest(store, policy, bus, clock)
+    rt = Runtime(settings, store, service, bus, ingest, Signer(key), clock=clock)
+    rt.metrics.bind(rt)
     if store.dialect == "postgres":
         await start_fanout(rt, url)
     if with_link:

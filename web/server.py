@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from config.settings import redacted
+from crm.closing import close_within
 
 from .app import create_app
 from .runtime import Runtime, open_runtime, sqlite_url_absolute, start_links
@@ -70,7 +71,8 @@ async def _main(settings: dict[str, Any], demo: bool) -> int:
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     print("shutting down", flush=True)
-    await runner.cleanup()
+    # bounded, like every close path: open browser streams end when the hub closes them
+    await close_within(runner.cleanup(), 15.0, "the web server")
     await rt.close()
     return 0
 

@@ -4,8 +4,16 @@ and when a lead appears.
 Targets come from the ``[webhooks]`` settings and from the admin's stored setting
 (``service.get_setting("webhooks")``), each a URL, a secret and the events it wants.  Each
 POST carries ``X-CRM-Event``, ``X-CRM-Delivery`` (a uuid, the same on every retry so the
-receiver can drop duplicates), ``X-CRM-Timestamp`` and ``X-CRM-Signature: sha256=<hex
-HMAC of the body with the target's secret>``.
+receiver can drop duplicates), ``X-CRM-Timestamp`` (Unix seconds) and ``X-CRM-Signature:
+sha256=<hex HMAC-SHA256 with the target's secret of "{timestamp}.{delivery}.{body}">``:
+the timestamp and the id are signed, so a captured request cannot be replayed later
+(``verify`` is the receiver's check, with a tolerance of five minutes).
+
+A target must have a secret (an empty one is a configuration error), and may not be on a
+loopback, link-local, private or otherwise internal address unless ``[webhooks]
+allow_private_targets`` says so: the host is resolved and every address checked, at the
+connection itself (no second lookup to race), and redirects are never followed.  Log lines
+name a target by its URL without credentials or query, never by its secret.
 
 A slow or dead target must never hold up the ingest or the other targets: the sender
 reads the bus through its own subscription, and every target has its own bounded queue
@@ -19,16 +27,21 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import socket
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 from crm.events import Event, EventBus
 from crm.models import MISSED_OUTCOMES, Call, Contact
@@ -38,12 +51,35 @@ from .api.serialize import call_json, contact_json, iso
 log = logging.getLogger(__name__)
 EVENTS = ("call.ringing", "call.ended", "call.missed", "lead.created")
 USER_AGENT = "SwitchboardCRM-Webhooks/1"
+TOLERANCE = 300.0
+"""Seconds a receiver accepts between ``X-CRM-Timestamp`` and its own clock."""
+
+
+class WebhookConfigError(ValueError):
+    """A webhook target that must not be used (no secret); the message names it."""
+
+
+class ForbiddenTarget(aiohttp.ClientConnectionError):
+    """The target resolves to an address webhooks may not reach (SSRF guard)."""
+
+
+def safe_url(url: str) -> str:
+    """The URL fit for a log line: no user name, password, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        netloc = host + (f":{parts.port}" if parts.port else "")
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    except ValueError:
+        return "<unreadable url>"
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
     url: str
-    secret: str
+    secret: str = field(repr=False)
     events: frozenset[str] = frozenset(EVENTS)
 
     def wants(self, event: str) -> bool:
@@ -64,11 +100,81 @@ class Options:
     backoff_initial: float = 1.0
     backoff_max: float = 300.0
     queue_size: int = 1000
+    allow_private: bool = False
+    """Deliver to loopback, private and link-local addresses (a receiver on the LAN)."""
 
 
-def signature(secret: str, body: bytes) -> str:
-    """``sha256=<hex>``: what a receiver recomputes to know the hook is ours."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def signature(secret: str, timestamp: str, delivery_id: str, body: bytes) -> str:
+    """``sha256=<hex HMAC of "{timestamp}.{delivery_id}.{body}">``: what a receiver
+    recomputes to know the hook is ours, sent now, and this delivery."""
+    signed = f"{timestamp}.{delivery_id}.".encode() + body
+    return "sha256=" + hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str, headers: Any, body: bytes, now: float | None = None,
+           tolerance: float = TOLERANCE) -> bool:  # fmt: skip
+    """The receiver's check (README, "Webhooks"): the signature matches the timestamp, the
+    delivery id and the body, and the timestamp is within ``tolerance`` of ``now``.  A
+    receiver should also drop a delivery id it has already processed."""
+    try:
+        ts = str(headers["X-CRM-Timestamp"])
+        delivery = str(headers["X-CRM-Delivery"])
+        sent = str(headers["X-CRM-Signature"])
+        age = abs((time.time() if now is None else now) - int(ts))
+    except (KeyError, ValueError, TypeError):
+        return False
+    if not secret or age > tolerance:
+        return False
+    return hmac.compare_digest(sent, signature(secret, ts, delivery, body))
+
+
+def forbidden_address(address: str) -> bool:
+    """Loopback, private, link-local, multicast, reserved or unspecified: not a webhook
+    receiver on the internet (also IPv4 mapped into IPv6)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return True
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
+            or ip.is_reserved or ip.is_unspecified or not ip.is_global)  # fmt: skip
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves like aiohttp does, then refuses the host when any address is internal:
+    the connection uses exactly the addresses checked."""
+
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self.inner = inner or DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self.inner.resolve(host, port, family)
+        bad = [r["host"] for r in found if forbidden_address(r["host"])]
+        if bad or not found:
+            raise ForbiddenTarget(f"{host} resolves to an internal address ({', '.join(bad)})")
+        return found
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def check_literal(url: str) -> str | None:
+    """An IP written in the URL is not resolved (the resolver never sees it): why it is
+    refused, or None."""
+    host = urlsplit(url).hostname or ""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    return f"{host} is an internal address" if forbidden_address(host) else None
+
+
+def guarded_session() -> aiohttp.ClientSession:
+    """A client session whose connections reach public addresses only."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=GuardedResolver()))
 
 
 def _targets_from(section: Any) -> list[Target]:
@@ -86,10 +192,22 @@ def _targets_from(section: Any) -> list[Target]:
             unknown = events - set(EVENTS)
             if unknown:
                 raise ValueError(f"unknown events {sorted(unknown)}")
-            out.append(Target(url, str(entry.get("secret", "")), events))
+            secret = str(entry.get("secret", "") or "")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            log.error("webhooks: skipping target %r: %s", entry, exc)
+            where = safe_url(str(entry.get("url", ""))) if isinstance(entry, dict) else "?"
+            log.error("webhooks: skipping target %s: %s", where, exc)
+            continue
+        if not secret.strip():
+            raise WebhookConfigError(f"webhook target {safe_url(url)} has no secret; "
+                                     "receivers could not tell our hooks from forged ones")
+        out.append(Target(url, secret, events))
     return out
+
+
+def check_targets(section: Any) -> None:
+    """Raise ``WebhookConfigError`` if a target of ``section`` has no secret (the admin
+    save and the start check)."""
+    _targets_from(section)
 
 
 def options_from(section: Any) -> Options:
@@ -101,6 +219,7 @@ def options_from(section: Any) -> Options:
         backoff_initial=float(section.get("backoff_initial", d.backoff_initial)),
         backoff_max=float(section.get("backoff_max", d.backoff_max)),
         queue_size=max(1, int(section.get("queue_size", d.queue_size))),
+        allow_private=bool(section.get("allow_private_targets", d.allow_private)),
     )
 
 
@@ -171,6 +290,7 @@ class TargetWorker:
         self.delivered = 0
         self.failed = 0
         self.task: asyncio.Task[None] | None = None
+        self.where = safe_url(target.url)
 
     def offer(self, delivery: Delivery) -> None:
         if self.queue.full():
@@ -178,7 +298,7 @@ class TargetWorker:
                 self.queue.get_nowait()
                 self.queue.task_done()
             self.dropped += 1
-            log.warning("webhooks: %s is behind; dropped the oldest delivery", self.target.url)
+            log.warning("webhooks: %s is behind; dropped the oldest delivery", self.where)
         self.queue.put_nowait(delivery)
 
     async def run(self) -> None:
@@ -191,9 +311,10 @@ class TargetWorker:
                     self.failed += 1
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 self.failed += 1
-                log.exception("webhooks: delivery to %s failed", self.target.url)
+                log.error("webhooks: delivery to %s failed (%s)", self.where,
+                          type(exc).__name__)  # fmt: skip
             finally:
                 self.queue.task_done()
 
@@ -209,20 +330,27 @@ class TargetWorker:
             if attempt < self.opts.max_attempts:
                 await self.sleep(delay)
                 delay = min(delay * 2, self.opts.backoff_max)
-        log.error("webhooks: gave up on %s %s after %d tries", d.event, self.target.url,
+        log.error("webhooks: gave up on %s %s after %d tries", d.event, self.where,
                   self.opts.max_attempts)  # fmt: skip
         return False
 
     async def _attempt(self, d: Delivery, attempt: int) -> bool | None:
         """True delivered, False refused for good, None worth another try."""
+        if not self.opts.allow_private:
+            why = check_literal(self.target.url)
+            if why:
+                log.error("webhooks: refusing %s: %s (allow_private_targets is off)",
+                          self.where, why)  # fmt: skip
+                return False
+        ts = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "X-CRM-Event": d.event,
             "X-CRM-Delivery": d.delivery_id,
-            "X-CRM-Timestamp": str(int(time.time())),
+            "X-CRM-Timestamp": ts,
             "X-CRM-Attempt": str(attempt),
-            "X-CRM-Signature": signature(self.target.secret, d.body),
+            "X-CRM-Signature": signature(self.target.secret, ts, d.delivery_id, d.body),
         }
         timeout = aiohttp.ClientTimeout(total=self.opts.timeout)
         try:
@@ -235,16 +363,26 @@ class TargetWorker:
             ) as resp:
                 await resp.read()
                 status = resp.status
+        except ForbiddenTarget as exc:
+            log.error("webhooks: refusing %s: %s (allow_private_targets is off)", self.where,
+                      exc)  # fmt: skip
+            return False
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.warning("webhooks: %s %s try %d: %s", d.event, self.target.url, attempt, exc)
+            # the exception's text may quote the URL with its credentials: its kind only
+            log.warning("webhooks: %s %s try %d: %s", d.event, self.where, attempt,
+                        type(exc).__name__)  # fmt: skip
             return None
         if 200 <= status < 300:
             return True
         if status >= 500 or status in (408, 429):
-            log.warning("webhooks: %s %s try %d: HTTP %d", d.event, self.target.url, attempt,
+            log.warning("webhooks: %s %s try %d: HTTP %d", d.event, self.where, attempt,
                         status)  # fmt: skip
             return None
-        log.error("webhooks: %s refused %s with HTTP %d", self.target.url, d.event, status)
+        if 300 <= status < 400:
+            log.error("webhooks: %s answered %s with a redirect (HTTP %d); redirects are not "
+                      "followed", self.where, d.event, status)  # fmt: skip
+            return False
+        log.error("webhooks: %s refused %s with HTTP %d", self.where, d.event, status)
         return False
 
 
@@ -277,11 +415,13 @@ class WebhookSender:
         """Until cancelled: subscribe, start one worker per target, dispatch."""
         if not self.targets:
             return
-        session = self._session or aiohttp.ClientSession()
+        session = self._session or (
+            aiohttp.ClientSession() if self.opts.allow_private else guarded_session()
+        )
         sub = self.bus.subscribe(maxsize=10_000)
         self.workers = [TargetWorker(t, session, self.opts) for t in self.targets]
         for w in self.workers:
-            w.task = asyncio.create_task(w.run(), name=f"webhook {w.target.url}")
+            w.task = asyncio.create_task(w.run(), name=f"webhook {w.where}")
         try:
             while True:
                 event = await sub.get()
@@ -302,7 +442,8 @@ class WebhookSender:
 
 async def load_targets(rt: Any) -> tuple[list[Target], Options]:
     """``[webhooks]`` from the settings file, plus the stored admin setting (its targets
-    added to the file's; its options win)."""
+    added to the file's; its options win).  Raises ``WebhookConfigError`` for a target
+    without a secret."""
     section = dict(rt.settings.get("webhooks", {}) or {})
     targets = _targets_from(section)
     getter = getattr(rt.service, "get_setting", None)
@@ -320,8 +461,13 @@ async def load_targets(rt: Any) -> tuple[list[Target], Options]:
 
 async def start_webhooks(rt: Any) -> None:
     """Run the webhook sender for the runtime until cancelled (``rt.spawn`` it at startup).
-    Without targets it returns at once.  Target changes take effect on restart."""
-    targets, opts = await load_targets(rt)
+    Without targets it returns at once, and with a target that has no secret it logs the
+    configuration error and sends nothing.  Target changes take effect on restart."""
+    try:
+        targets, opts = await load_targets(rt)
+    except WebhookConfigError as exc:
+        log.error("webhooks not started: %s", exc)
+        return
     if not targets:
         log.info("webhooks: no targets configured")
         return

@@ -380,6 +380,10 @@ class Store(ABC):
     @abstractmethod
     async def put_setting(self, section: str, values: dict[str, Any], at: float) -> None: ...
 
+    @abstractmethod
+    async def setting_sections(self) -> list[str]:
+        """Every stored section's name (to re-encrypt stored secrets at start)."""
+
     # -- PBX links and calls in progress (scale-out) --------------------------------
     @abstractmethod
     async def ensure_pbx_link(self, name: str, team: str | None = None) -> PbxLink:

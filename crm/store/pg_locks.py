@@ -27,10 +27,14 @@ several CRMs in separate schemas, as the tests do)."""
 
 
 class SessionLock:
-    def __init__(self, url: str, name: str, *, check_interval: float = 2.0) -> None:
+    def __init__(
+        self, url: str, name: str, *, check_interval: float = 2.0, release_timeout: float = 2.0
+    ) -> None:
         self.url = url
         self.name = name
         self.check_interval = check_interval
+        self.release_timeout = release_timeout
+        """Seconds ``release`` waits for the unlock before closing the connection."""
         self.lost = asyncio.Event()
         self.held = False
         self._conn: asyncpg.Connection | None = None
@@ -84,9 +88,19 @@ class SessionLock:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._watch
             self._watch = None
-        if self._conn is not None and not self._conn.is_closed():
-            with contextlib.suppress(Exception):
-                await self._conn.fetchval(f"SELECT pg_advisory_unlock({KEY_SQL})", self.name)
+        conn = self._conn
+        if conn is not None and not conn.is_closed():
+            try:
+                await asyncio.wait_for(
+                    conn.fetchval(f"SELECT pg_advisory_unlock({KEY_SQL})", self.name),
+                    self.release_timeout,
+                )
+            except Exception as exc:
+                # Not known to be released (the connection is busy, or the server slow):
+                # end the session, which releases it for certain, rather than wait on.
+                log.warning("lock %s: unlock failed (%s); closing its connection",
+                            self.name, _text(exc))  # fmt: skip
+                await self._end()
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -94,9 +108,22 @@ class SessionLock:
             with contextlib.suppress(Exception):
                 conn.terminate()
 
-    async def close(self) -> None:
-        await self.release()
+    async def _end(self) -> None:
+        """Close the session, which releases its locks: politely (a busy connection's
+        query is cancelled and the server ends the session at once), but in bounded
+        time; past that the socket is simply dropped."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.close(timeout=2)
+            try:
+                await asyncio.wait_for(conn.close(timeout=self.release_timeout),
+                                       self.release_timeout + 1)  # fmt: skip
+            except Exception:
+                conn.terminate()
+
+    async def close(self) -> None:
+        await self.release()
+        await self._end()
+
+
+def _text(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

@@ -4,7 +4,9 @@ so concurrent ingesters cannot create twin leads or twin callback tasks."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -18,6 +20,9 @@ from .migrations import migrations_for
 from .sql import Conn, Row, SqlStore
 
 _MIGRATE_LOCK = 0x43524D  # "CRM": one migrator at a time per database
+CLOSE_TIMEOUT = 5.0
+"""Seconds a closing pool waits for its connections before terminating them."""
+log = logging.getLogger(__name__)
 
 
 class _PgConn:
@@ -135,8 +140,19 @@ class PostgresStore(SqlStore):
     def _json_values_join(self, column: str, alias: str) -> str:
         return f"CROSS JOIN LATERAL jsonb_array_elements_text({column}) AS {alias}(value)"
 
-    async def close(self) -> None:
-        await self._pool.close()
+    async def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Close the pool gracefully, but never wait longer than ``timeout``.
+
+        ``Pool.close`` waits for every acquired connection to come back; one held by a
+        task that never finishes (stuck on a lock, a server that stopped answering)
+        would make shutdown hang for ever.  After ``timeout`` the pool is terminated:
+        its connections are closed at once and the server rolls back what they had
+        open (and drops their advisory locks)."""
+        try:
+            await asyncio.wait_for(self._pool.close(), timeout)
+        except TimeoutError:
+            log.warning("the database pool did not close within %g s; terminating it", timeout)
+            self._pool.terminate()
 
     async def lock_number(self, e164: str) -> None:
         async with self._use() as c:

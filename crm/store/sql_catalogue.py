@@ -176,6 +176,11 @@ class CatalogueQueries:
             value = await c.fetchval("SELECT value FROM settings WHERE section = $1", section)
         return None if value is None else dict(loads(value) or {})
 
+    async def setting_sections(self) -> list[str]:
+        async with self._use() as c:  # type: ignore[attr-defined]
+            rows = await c.fetch("SELECT section FROM settings ORDER BY section")
+        return [str(r[0]) for r in rows]
+
     async def put_setting(self, section: str, values: dict[str, Any], at: float) -> None:
         async with self._use() as c:  # type: ignore[attr-defined]
             await c.execute(

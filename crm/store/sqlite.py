@@ -8,7 +8,9 @@ file wait up to the busy timeout rather than failing at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import re
 import sqlite3
 import time
@@ -24,6 +26,9 @@ from .migrations import migrations_for
 from .sql import Conn, Row, SqlStore
 
 BUSY_TIMEOUT_MS = 10_000
+FILE_MODE = 0o600
+"""The database, its WAL and shared-memory index hold personal data, password hashes and
+(encrypted) secrets: readable by the CRM's own user only."""
 
 # aiosqlite logs every statement with its parameters at DEBUG: user data, password hashes
 # and the stored AMI secret would reach any log configured at DEBUG.  Its INFO and above
@@ -75,6 +80,9 @@ class SqliteStore(SqlStore):
     async def open(cls, path: str, migrate: bool = True) -> SqliteStore:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # created 0600 before SQLite opens it: SQLite gives -wal and -shm the mode
+            # of the database file
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE))
         db = await aiosqlite.connect(path, isolation_level=None)
         db.row_factory = aiosqlite.Row
         for pragma in (
@@ -84,6 +92,8 @@ class SqliteStore(SqlStore):
             "PRAGMA synchronous=NORMAL",
         ):
             await db.execute(pragma)
+        if path != ":memory:":
+            _private(path)
         store = cls(db, asyncio.Lock())
         if migrate:
             await store.migrate()
@@ -153,6 +163,14 @@ class SqliteStore(SqlStore):
                     await self._db.execute("ROLLBACK")
                     raise
         return applied
+
+
+def _private(path: str) -> None:
+    """Make the database files (an older install's too) readable by their owner only."""
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if os.stat(name).st_mode & 0o077:
+                os.chmod(name, FILE_MODE)
 
 
 def _statements(script: str) -> list[str]:

@@ -8,7 +8,6 @@ Teams: East = maria (manager) + alice (rep 101); West = otto (manager) + bob (re
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from crm.models import Call, Contact, RecordingRow
+from tests.clock import MIDDAY
 from tests.crm.factories import inbound
 from tests.web import conftest as web_conftest
 from tests.web.conftest import People, csrf_of, login
@@ -29,7 +29,8 @@ from web.runtime import Runtime
 rt = web_conftest.rt
 people = web_conftest.people
 client = web_conftest.client
-NOW = time.time()
+NOW = MIDDAY
+"""The runtime's clock (``build_world`` sets it): "minutes ago" is today at any hour."""
 ALICE_MARK = "Zebulon Alicemark"
 """The name of alice's customer: must never reach bob, otto or nobody."""
 BOB_MARK = "Yolanda Bobmark"
@@ -49,6 +50,7 @@ class World:
 
 
 async def build_world(rt: Runtime, people: People, media: Path) -> World:
+    rt.clock.set(NOW)
     s = rt.service
     east = await s.create_team("East", "test")
     west = await s.create_team("West", "test")

@@ -54,6 +54,9 @@ DECISIONS: dict[str, Decision] = {
     "POST /login": Decision(PUBLIC),
     "POST /logout": Decision(USERS),
     "GET /healthz": Decision(PUBLIC),
+    # from this machine (the test client is loopback); from elsewhere an admin's API
+    # token only (tests/web/test_metrics.py::test_who_may_read_the_metrics)
+    "GET /metrics": Decision(PUBLIC),
     "GET /static": Decision(PUBLIC),
     "GET /": Decision(USERS, lists=True),
     "GET /events": Decision(USERS),

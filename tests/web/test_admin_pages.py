@@ -134,13 +134,16 @@ async def test_the_ami_secret_never_leaves_the_server(
     assert SECRET not in caplog.text
     audit = await rt.service.list_audit(action="settings.changed")
     assert audit and SECRET not in repr([e.detail for e in audit])
-    # an empty secret field keeps the stored secret; other fields change
+    # an empty secret field keeps the stored secret for the same endpoint; another host
+    # needs the secret typed again (tests/security/test_ami_secret_target.py)
+    resp = await client.post("/admin/pbx", data={**pbx, "secret": "", "_csrf": token})
+    assert resp.status == 200
     resp = await client.post(
         "/admin/pbx", data={**pbx, "host": "pbx.example.net", "secret": "", "_csrf": token}
     )
-    assert resp.status == 200
+    assert resp.status == 400 and "enter the AMI secret again" in await resp.text()
     stored = await rt.service.get_setting("ami")
-    assert stored["secret"] == SECRET and stored["host"] == "pbx.example.net"
+    assert stored["secret"] == SECRET and stored["host"] == "127.0.0.1"
     assert rt.settings["ami"]["secret"] == SECRET and rt.settings["ami"]["tls"] is True
 
 

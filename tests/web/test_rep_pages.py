@@ -19,13 +19,15 @@ from ami_bridge.facts import CallProgress
 from crm.eventjson import jsonable
 from crm.events import Event
 from crm.models import Call, Contact
+from tests.clock import MIDDAY
 from tests.crm.factories import inbound, outbound
 from web.pages import calls as calls_page
 from web.runtime import Runtime
 
 from .conftest import People, login
 
-NOW = time.time()
+NOW = MIDDAY
+"""The runtime's clock in these tests: noon, so "a few minutes ago" is always today."""
 
 
 @dataclass
@@ -42,6 +44,7 @@ class World:
 
 
 async def _world(rt: Runtime, people: People) -> World:
+    rt.clock.set(NOW)
     s = rt.service
     east = await s.create_team("East", "test")
     west = await s.create_team("West", "test")

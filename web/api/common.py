@@ -1,10 +1,15 @@
 """The glue every API handler shares: one error shape, request parsing that answers 400/422
-with the field named instead of a 500, and the caller's visibility scope."""
+with the field named instead of a 500, and the caller's visibility scope.
+
+Bodies are capped (``MAX_BODY``: 413 beyond it, before parsing) and writes with an API
+token are rate-limited per token (``[api] writes_per_minute``: 429 with Retry-After), so
+one integration gone wrong cannot fill the database."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 import logging
 import re
@@ -15,15 +20,22 @@ from aiohttp import web
 
 from crm.access import Scope
 from crm.clicktocall import ClickToCallError
-from crm.errors import InvalidInput, NotFound
+from crm.errors import Forbidden, InvalidInput, NotFound
+from crm.limits import TooLarge
 
 from ..app import current_user, runtime
+from ..ratelimit import RateLimit
+from ..render import visitor
 from .schema import SCHEMAS, SchemaError, check
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 SCOPE_KEY: web.RequestKey[Scope] = web.RequestKey("crm_api_scope", Scope)
 MAX_LIMIT = 500
+MAX_BODY = 64 * 1024
+"""Bytes of a JSON body: far more than a contact within ``crm.limits`` needs."""
+WRITES_PER_MINUTE = 120
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class ApiError(Exception):
@@ -66,6 +78,7 @@ def api(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
+            _limit_writes(request)
             return await handler(request)
         except ApiError as exc:
             return error_response(exc.status, exc.message, exc.field, exc.code)
@@ -77,6 +90,10 @@ def api(handler: Handler) -> Handler:
             if exc.code in ("not_your_extension", "bad_extension"):
                 field = "extension"
             return error_response(status, exc.message, field, exc.code)
+        except Forbidden as exc:
+            return error_response(403, str(exc), _field_of(str(exc)))
+        except TooLarge as exc:
+            return error_response(413, str(exc), _field_of(str(exc)), "too_large")
         except InvalidInput as exc:
             return error_response(422, str(exc), _field_of(str(exc)))
         except NotFound as exc:
@@ -85,13 +102,51 @@ def api(handler: Handler) -> Handler:
     return wrapped
 
 
+def _limit_writes(request: web.Request) -> None:
+    """At most ``[api] writes_per_minute`` writes per API token (sessions: the pages'
+    own limits apply)."""
+    if request.method not in WRITE_METHODS or visitor(request).auth != "token":
+        return
+    rt = runtime(request)
+    limiter = rt.extras.get("api_write_limit")
+    if limiter is None:
+        per_minute = int(rt.settings.get("api", {}).get("writes_per_minute", WRITES_PER_MINUTE))
+        limiter = rt.extras["api_write_limit"] = RateLimit(per_minute, 60.0)
+    token = request.headers.get("Authorization", "")[7:].strip()
+    wait = limiter.hit(hashlib.sha256(token.encode()).hexdigest())
+    if wait:
+        raise web.HTTPTooManyRequests(
+            text=f"too many writes with this API token; retry in {int(wait) + 1} s",
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
+
+
+async def _read_capped(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError(413, f"the body is larger than {MAX_BODY // 1024} KB", None, "too_large")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(MAX_BODY + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ApiError(413, f"the body is larger than {MAX_BODY // 1024} KB", None,
+                           "too_large")  # fmt: skip
+    return b"".join(chunks)
+
+
 async def json_body(request: web.Request, schema: str) -> dict[str, Any]:
-    """The request's JSON object, checked against ``components.schemas[schema]``."""
+    """The request's JSON object (at most ``MAX_BODY`` bytes: 413), checked against
+    ``components.schemas[schema]``."""
     if request.content_type != "application/json":
         raise ApiError(415 if request.content_type else 400,
                        "send a JSON body with Content-Type: application/json")  # fmt: skip
+    raw = await _read_capped(request)
     try:
-        body = await request.json(loads=json.loads)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "the body is not valid JSON") from None
     except RecursionError:

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from crm.errors import InvalidInput
+from crm.errors import Forbidden, InvalidInput
 from crm.events import Event
 from crm.models import CallFilter, Contact, User
 
@@ -162,9 +162,13 @@ async def patch_contact(request: web.Request) -> web.StreamResponse:
         await _check_owner(request, body["owner_id"])
     if "custom" in body and body["custom"] is None:
         body["custom"] = {}
-    updated = await runtime(request).service.update_contact(
-        contact.id or 0, actor=current_user(request).username, **body
-    )
+    user = current_user(request)
+    try:
+        updated = await runtime(request).service.update_contact(
+            contact.id or 0, actor=user.username, by=user, **body
+        )
+    except Forbidden as exc:  # only the owner rule refuses a visible contact
+        raise ApiError(403, str(exc), "owner_id") from None
     return web.json_response(contact_json(updated))
 
 

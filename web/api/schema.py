@@ -357,6 +357,7 @@ def _json(schema: Schema, description: str) -> Schema:
 def _errors(*codes: int) -> dict[str, Schema]:
     words = {400: "Malformed request", 401: "Not authenticated", 403: "Not allowed",
              404: "Not found (or not visible to you)", 409: "Conflict",
+             413: "Too large (the body, or a field: `field` names it)",
              422: "Invalid input; `field` names it", 429: "Too many requests",
              503: "Not available"}  # fmt: skip
     return {str(c): _json(ref("Error"), words[c]) for c in (401, *codes)}
@@ -407,7 +408,7 @@ PATHS: dict[str, dict[str, Schema]] = {
             "Create a contact",
             (201, ref("Contact"), "Created"),
             body="ContactCreate",
-            errors=(400, 403, 422),
+            errors=(400, 403, 413, 422, 429),
             tag="contacts",
         ),
     },
@@ -424,14 +425,14 @@ PATHS: dict[str, dict[str, Schema]] = {
             (200, ref("Contact"), "Changed"),
             params=[_id()],
             body="ContactPatch",
-            errors=(400, 403, 404, 422),
+            errors=(400, 403, 404, 413, 422, 429),
             tag="contacts",
         ),
         "delete": op(
             "Delete a contact (managers, admins)",
             (204, None, "Deleted"),
             params=[_id()],
-            errors=(403, 404),
+            errors=(403, 404, 429),
             tag="contacts",
         ),
     },
@@ -450,7 +451,7 @@ PATHS: dict[str, dict[str, Schema]] = {
             "Convert a lead into a customer",
             (200, ref("Contact"), "Converted"),
             params=[_id()],
-            errors=(404, 422),
+            errors=(404, 422, 429),
             tag="leads",
         ),
     },

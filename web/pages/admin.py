@@ -4,8 +4,11 @@ region, lead policy, callback SLA).  Users, extensions and the audit log are in
 
 Settings saved here live in the store (``put_setting``) and override
 ``config/default.toml`` at startup (``apply_stored_settings``), so every process agrees.
-The AMI secret is write-only: no page, JSON answer or log line carries it; an empty
-secret field keeps the stored one.
+The AMI secret is write-only: no page, JSON answer or log line carries it.  An empty
+secret field keeps the stored one only while host, port, user name and TLS stay as they
+are: the stored secret is never sent to an endpoint it was not entered for (a stolen
+admin session cannot point it at its own host).  The test button is rate-limited per admin
+and for the whole process, so it cannot serve as a port scanner.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from crm.errors import InvalidInput
 from crm.policy import LeadPolicy
 
 from ..app import current_user, roles, runtime
+from ..ratelimit import RateLimit, hit_all
 from ..render import ENV_KEY, dial_link, format_number, render
 from ..runtime import Runtime, lead_policy, start_link
 from .dial import clicktocall_of
@@ -35,6 +39,14 @@ CREATE_ON = {
     "never": "never (add contacts by hand)",
 }
 PROBE_TIMEOUT = 5.0
+PROBES_PER_USER = 5
+"""Test-connection clicks per admin per minute."""
+PROBES_GLOBAL = 20
+"""Test-connection clicks per process per minute, all admins together."""
+SECRET_AGAIN = (
+    "secret: enter the AMI secret again: the stored one is only used with the host, port, "
+    "user name and TLS setting it was saved for. Nothing was changed."
+)
 NOTICES = {
     "pbx": "PBX link settings saved.",
     "pbx-restarted": "PBX link settings saved; the link is reconnecting with them.",
@@ -151,6 +163,12 @@ async def link_status(request: web.Request) -> web.StreamResponse:
     return web.json_response(link_status_json(runtime(request).link_status))
 
 
+def _endpoint(ami: dict[str, Any]) -> tuple[str, str, str, bool]:
+    """Where a secret goes: host, port, user name and TLS (any change needs the secret)."""
+    return (str(ami.get("host", "")).strip().lower(), str(ami.get("port", "")).strip(),
+            str(ami.get("username", "")).strip(), bool(ami.get("tls", False)))  # fmt: skip
+
+
 async def _ami_form(request: web.Request) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(typed values for redisplay, values to store, the merged ``[ami]`` section).
     Raises InvalidInput with a message for the admin."""
@@ -175,8 +193,11 @@ async def _ami_form(request: web.Request) -> tuple[dict[str, Any], dict[str, Any
         "tls": typed["tls"],
     }
     secret = str(form.get("secret", ""))
+    stored = rt.settings.get("ami", {})
     if secret:
         values["secret"] = secret
+    elif stored.get("secret") and _endpoint(values) != _endpoint(stored):
+        raise InvalidInput(SECRET_AGAIN)
     merged = {**rt.settings.get("ami", {}), **values}
     try:
         settings_from_config(merged)
@@ -206,7 +227,21 @@ async def save_pbx(request: web.Request) -> web.StreamResponse:
 @routes.post("/admin/pbx/test")
 @roles("admin")
 async def test_pbx(request: web.Request) -> web.StreamResponse:
-    """Try the values in the form (an empty secret: the stored one) without saving."""
+    """Try the values in the form (an empty secret: the stored one, for the stored
+    endpoint only) without saving; a few tries a minute."""
+    user = current_user(request)
+    limits = runtime(request).extras.setdefault(
+        "probe_limits", (RateLimit(PROBES_PER_USER, 60.0), RateLimit(PROBES_GLOBAL, 60.0))
+    )
+    wait = hit_all((limits[0], user.id), (limits[1], None))
+    if wait:
+        form = await request.post()
+        typed = {k: str(form.get(k, "")) for k in AMI_FIELDS}
+        typed["tls"] = form.get("tls") in ("on", "1", "true")
+        resp = await _pbx_page(request, typed, "Too many connection tests; wait "
+                               f"{int(wait) + 1} s and try again.", status=429)  # fmt: skip
+        resp.headers["Retry-After"] = str(int(wait) + 1)
+        return resp
     try:
         typed, _values, merged = await _ami_form(request)
     except InvalidInput as exc:

@@ -82,11 +82,19 @@ async def health(request: web.Request) -> web.StreamResponse:
     status = rt.link_status
     holding = rt.holding_status
     held = holding.held if holding is not None else 0
+    statuses = [link.status for link in rt.links.values()]
+    # facts received from the PBX and not handled yet; a queue full for longer than
+    # ``ami.backlog_alarm`` means this process cannot keep up with its PBX
+    overloaded = any(st.overloaded for st in statuses)
     too_old = status.pbx_too_old if status is not None else None
     body = {
-        "ok": held == 0 and too_old is None,
+        "ok": held == 0 and too_old is None and not overloaded,
         "link": status.state if status is not None else "not configured",
         "calls_waiting_for_database": held,
+        "backlog": sum(st.backlog for st in statuses),
+        "backlog_max": sum(st.backlog_max for st in statuses),
+        "backlog_full": any(st.full_since is not None for st in statuses),
+        "overloaded": overloaded,
     }
     if too_old is not None:
         body["pbx"] = too_old  # an Asterisk before 13: no calls are being recorded

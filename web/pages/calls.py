@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ami_bridge.facts import Direction, Outcome
 from crm.errors import InvalidInput, NotFound
+from crm.limits import NOTE_COMMENT_MAX, NOTE_TOPIC_MAX
 from crm.models import Call, CallFilter, Contact
 from crm.phones import normalize
 
@@ -51,7 +52,7 @@ NOTE_RESULTS = (
     "Voicemail / no answer",
 )
 NOTE_TOPICS = ("New enquiry", "Follow-up", "Quote", "Order", "Complaint", "Billing", "Other")
-TOPIC_MAX, COMMENT_MAX = 120, 4000
+TOPIC_MAX, COMMENT_MAX = NOTE_TOPIC_MAX, NOTE_COMMENT_MAX  # the service checks the same
 HANGUP_WORDS = {
     "caller": "the caller hung up",
     "callee": "the callee hung up",

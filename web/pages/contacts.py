@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from crm.access import can_see_call, can_see_callback
-from crm.errors import InvalidInput, NotFound
+from crm.errors import Forbidden, InvalidInput, NotFound
 from crm.models import LEAD_STATUSES, Call, CallbackTask, Contact, Note, PhoneNumber
 from crm.services import OPEN_LEAD_STATUSES
 
@@ -301,6 +301,7 @@ async def edit_contact(request: web.Request) -> web.StreamResponse:
         await view.rt.service.update_contact(
             contact.id or 0,
             actor=view.user.username,
+            by=view.user,
             name=values["name"] or contact.name,
             company=values["company"],
             email=values["email"],
@@ -308,9 +309,10 @@ async def edit_contact(request: web.Request) -> web.StreamResponse:
             owner_id=_owner_id(view, values["owner"], contact.owner_id),
             tags=values["tags"].split(","),
         )
-    except InvalidInput as exc:
+    except (InvalidInput, Forbidden) as exc:
+        status = 403 if isinstance(exc, Forbidden) else 400
         return render(
-            request, "contact_form.html", _form_ctx(view, values, contact, str(exc)), status=400
+            request, "contact_form.html", _form_ctx(view, values, contact, str(exc)), status=status
         )
     raise web.HTTPSeeOther(f"/contacts/{contact.id}?saved=1")
 
@@ -370,7 +372,10 @@ async def merge(request: web.Request) -> web.StreamResponse:
         raise web.HTTPBadRequest(text="Choose another contact to merge into this one.")
     other = await visible_contact(view, other_id)
     try:
-        await view.rt.service.merge_contacts(keep.id or 0, other.id or 0, view.user.username)
+        await view.rt.service.merge_contacts(keep.id or 0, other.id or 0, view.user.username,
+                                             by=view.user)  # fmt: skip
+    except Forbidden as exc:
+        raise web.HTTPForbidden(text=str(exc)) from None
     except (InvalidInput, NotFound) as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     raise web.HTTPSeeOther(f"/contacts/{keep.id}?merged=1")

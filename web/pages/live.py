@@ -50,6 +50,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             messages = await client.wait(min(POLL, hub.heartbeat))
             if messages:
                 await response.write("".join(f"data: {m}\n\n" for m in messages).encode())
+                hub.written(client)
                 beat = loop.time() + hub.heartbeat
             elif loop.time() >= beat:
                 await response.write(b": ping\n\n")

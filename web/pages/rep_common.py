@@ -68,7 +68,7 @@ class RepView:
         return [u for u in self.visible_users() if u.active]
 
     def now(self) -> float:
-        return self.rt.service.clock()
+        return self.rt.clock()
 
     def today_start(self) -> float:
         local = dt.datetime.fromtimestamp(self.now(), self.tz)

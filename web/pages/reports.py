@@ -71,7 +71,7 @@ def period_of(request: web.Request) -> tuple[Period, str | None]:
     """The period the query asks for (``from``, ``to`` as YYYY-MM-DD) and an error
     message when it was unreadable (then the default period is used)."""
     tz = _tz(request)
-    today = dt.datetime.now(tz).date()
+    today = dt.datetime.fromtimestamp(runtime(request).clock(), tz).date()
     default = make_period(today - dt.timedelta(days=DEFAULT_DAYS - 1), today, tz)
     q = request.query
     try:

@@ -23,6 +23,14 @@
     if ("events_per_s" in st) set("events_per_s", Number(st.events_per_s || 0).toFixed(1));
     if ("events_total" in st) set("events_total", String(st.events_total));
     if ("reconnects" in st) set("reconnects", String(st.reconnects));
+    if ("backlog" in st) set("backlog", String(st.backlog));
+    if ("backlog_max" in st) set("backlog_max", String(st.backlog_max));
+    const flag = box.querySelector('[data-field="backlog_flag"]');
+    if (flag && "full_since" in st) {
+      flag.hidden = !st.full_since;
+      flag.textContent = st.overloaded
+        ? "overloaded: the PBX sends more than this process can handle" : "full: reading paused";
+    }
     if ("last_error" in st) set("last_error", st.last_error || "—");
   }
   function poll() {

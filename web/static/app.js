@@ -75,6 +75,7 @@
   const dismissed = new Set();
 
   function popTitle(d) {
+    if (d.contact && d.contact.other_rep) return "Known contact of another rep";
     if (d.contact && d.contact.name) return d.contact.name;
     if (d.direction === "internal") return d.caller_user || d.caller_name || ("ext " + d.caller);
     if (d.caller_name && d.direction === "inbound") return d.caller_name;
@@ -94,6 +95,9 @@
     if (c && c.company) sub.push(c.company);
     if (c && c.owner) sub.push("owner " + c.owner);
     else if (c && c.id && d.details) sub.push("shared contact");
+    if (c && c.other_rep && d.caller_name && d.direction === "inbound") {
+      sub.push("caller ID: " + d.caller_name);
+    }
     if (!c && d.direction === "internal") sub.push("colleague, ext " + d.caller);
     if (!c && d.direction === "inbound" && d.caller_name) sub.push("caller ID: " + d.caller_name);
     if (sub.length) parts.push(el("div", { class: "pop-sub" }, sub.join(" · ")));

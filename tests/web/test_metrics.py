@@ -1,0 +1,169 @@
+"""``GET /metrics`` after real traffic, and who may read it.
+
+The replay PBX plays a recorded inbound call over TCP to the running product: the link
+reads it, the ingest writes it, the rep whose phone rang gets the screen pop over SSE.
+Then Prometheus scrapes and every figure says what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from ami_bridge.replay_pbx import ReplayPbx
+from tests.paths import ASTERISK22
+from web.app import create_app
+from web.metrics import is_local
+from web.runtime import Runtime, open_runtime, start_link
+
+from .conftest import PASSWORD, login, web_settings
+from .test_live import Stream, open_stream
+
+INBOUND = ASTERISK22 / "01-inbound-answered" / "events.jsonl"
+SECRET = "metrics-test"
+
+
+def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a scrape, keyed by its name and labels."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+@pytest.fixture
+async def live(aiohttp_client: Any, aiohttp_server: Any,
+               tmp_path: Path) -> AsyncIterator[tuple[Runtime, ReplayPbx, Any]]:  # fmt: skip
+    pbx = ReplayPbx(INBOUND, speed=0, paused=True, secret=SECRET)
+    await pbx.start()
+    settings = web_settings(
+        tmp_path,
+        ami={"host": "127.0.0.1", "port": pbx.port, "username": "crm", "secret": SECRET},
+        pbx={"finish_grace": 0.05},
+    )
+    rt = await open_runtime(settings, with_link=False)
+    try:
+        await rt.service.create_user("alice", "Alice Rep", PASSWORD, "rep", ["101"])
+        await rt.service.create_user("admin", "Ada Admin", PASSWORD, "admin")
+        await start_link(rt).wait_state("connected")
+        server = await aiohttp_server(create_app(rt))
+        yield rt, pbx, server
+    finally:
+        await rt.close()
+        await pbx.close()
+
+
+async def test_metrics_after_a_real_call(aiohttp_client: Any,
+                                         live: tuple[Runtime, ReplayPbx, Any]) -> None:  # fmt: skip
+    rt, pbx, server = live
+    alice: Stream = await open_stream(aiohttp_client, server, "alice")
+    await alice.next_of("link_status")
+    pbx.resume()
+    pop = await alice.next_of("call_progress", timeout=5)
+    assert pop["pop"] == "ringing"
+    await pbx.wait_done(timeout=5)
+    recorded = await alice.next_of("call_recorded", timeout=5)
+    assert recorded["call"]["answered_by"] == "101"
+
+    scraper: TestClient = await aiohttp_client(server)
+    resp = await scraper.get("/metrics")  # from this machine: no token needed
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = await resp.text()
+    assert SECRET not in text
+    m = scrape(text)
+    link = (("link", "default"),)
+    assert m[("crm_link_up", link)] == 1
+    assert m[("crm_link_state", (("link", "default"), ("state", "connected")))] == 1
+    assert m[("crm_link_state", (("link", "default"), ("state", "disconnected")))] == 0
+    assert rt.link is not None
+    events = rt.link.status.events_total
+    assert events > 30  # the whole capture and the resync went over the wire
+    assert m[("crm_link_events_total", link)] == events
+    assert m[("crm_link_reconnects_total", link)] == 0
+    assert m[("crm_link_backlog", link)] == 0
+    assert m[("crm_link_backlog_max", link)] == 10000
+    assert m[("crm_link_backlog_full", link)] == 0
+    assert m[("crm_calls_written_total", ())] == 1
+    assert m[("crm_calls_held", ())] == 0
+    assert m[("crm_sse_clients", ())] == 1
+    # one pop (alice's phone rang once), measured from reading DialBegin to writing it
+    assert m[("crm_screen_pop_latency_seconds_count", ())] == 1
+    latency = m[("crm_screen_pop_latency_seconds_sum", ())]
+    assert 0 < latency < 5
+    assert m[("crm_screen_pop_latency_seconds_bucket", (("le", "10.0"),))] == 1
+
+    # the PBX drops the connection: the link comes back, the scrape counts the reconnect
+    pbx.drop_clients()
+    await asyncio.sleep(0.05)
+    await rt.link.wait_state("connected", timeout=10)
+    m = scrape(await (await scraper.get("/metrics")).text())
+    assert m[("crm_link_reconnects_total", link)] == 1
+    assert m[("crm_calls_written_total", ())] == 1  # the resync wrote nothing twice
+
+
+async def test_who_may_read_the_metrics(client: TestClient, rt: Runtime) -> None:
+    admin = await rt.service.create_user("admin", "Ada Admin", PASSWORD, "admin")
+    rep = await rt.service.create_user("alice", "Alice Rep", PASSWORD, "rep", ["101"])
+    assert admin.id is not None and rep.id is not None
+    admin_token = await rt.service.create_api_token(admin.id, "prometheus", "admin")
+    rep_token = await rt.service.create_api_token(rep.id, "sync", "admin")
+    outside = {"X-Forwarded-For": "203.0.113.9"}  # relayed by a proxy: not this machine
+
+    assert (await client.get("/metrics")).status == 200  # this machine
+    resp = await client.get("/metrics", headers=outside)
+    assert resp.status == 401 and resp.headers["WWW-Authenticate"] == "Bearer"
+    assert "crm_" not in await resp.text()
+    bad = await client.get("/metrics", headers={**outside, "Authorization": "Bearer nope"})
+    assert bad.status == 401
+    resp = await client.get("/metrics", headers={**outside, "Authorization": f"Bearer {rep_token}"})
+    assert resp.status == 403 and "crm_" not in await resp.text()
+    as_admin = {**outside, "Authorization": f"Bearer {admin_token}"}
+    resp = await client.get("/metrics", headers=as_admin)
+    assert resp.status == 200 and "crm_calls_written_total" in await resp.text()
+    # a browser session from outside, even the admin's, is not a token
+    await login(client, "admin")
+    assert (await client.get("/metrics", headers=outside)).status == 403
+    # a token even from this machine, when the settings say so
+    rt.settings["metrics"]["loopback"] = False
+    client.session.cookie_jar.clear()
+    assert (await client.get("/metrics")).status == 401
+    rt.settings["metrics"]["enabled"] = False
+    assert (await client.get("/metrics",
+                             headers={"Authorization": f"Bearer {admin_token}"})).status == 404
+
+
+def test_only_loopback_without_a_proxy_is_local() -> None:
+    assert is_local("127.0.0.1", False) and is_local("::1", False)
+    assert not is_local("127.0.0.1", True)  # a proxy on this machine relays outsiders
+    assert not is_local("10.0.0.5", False) and not is_local("192.0.2.1", False)
+    assert not is_local(None, False) and not is_local("garbage", False)
+
+
+
+async def test_every_link_the_process_consumes_is_listed(client: TestClient, rt: Runtime) -> None:
+    """With ``[[pbx_links]]`` (the link manager), one series per link this process runs;
+    links it stands by for are not its to report."""
+    from types import SimpleNamespace
+
+    from ami_bridge.link import AmiLink, LinkSettings
+    from tests.test_link import RecordingTracker
+
+    east = AmiLink(LinkSettings(host="10.0.1.5", queue_max=500), RecordingTracker())
+    west = AmiLink(LinkSettings(host="10.0.2.5"), RecordingTracker())
+    rt.extras["link_manager"] = SimpleNamespace(running={
+        "east": SimpleNamespace(link=east), "west": SimpleNamespace(link=west)})  # fmt: skip
+    m = scrape(await (await client.get("/metrics")).text())
+    assert m[("crm_link_backlog_max", (("link", "east"),))] == 500
+    assert m[("crm_link_backlog_max", (("link", "west"),))] == 10000
+    assert m[("crm_link_up", (("link", "east"),))] == 0
+    assert m[("crm_link_state", (("link", "west"), ("state", "disconnected")))] == 1
+    health = await (await client.get("/healthz")).json()
+    assert health["backlog_max"] == 10500 and health["ok"] is True
