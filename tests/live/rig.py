@@ -423,19 +423,27 @@ class Observer:
 
     def start(self) -> None:
         ready = threading.Event()
+        failed: list[BaseException] = []
         self._loop = asyncio.new_event_loop()
 
         def run() -> None:
             assert self._loop is not None
             asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._serve_hooks())
-            ready.set()
+            try:
+                self._loop.run_until_complete(self._serve_hooks())
+            except BaseException as exc:  # reported by start(), in the test's thread
+                failed.append(exc)
+                return
+            finally:
+                ready.set()
             self._loop.run_forever()
 
         self._thread = threading.Thread(target=run, name="live-observer", daemon=True)
         self._thread.start()
-        if not ready.wait(20):
-            raise RuntimeError("the webhook receiver did not start")
+        if not ready.wait(20) or failed:
+            raise RuntimeError("the webhook receiver did not start") from (
+                failed[0] if failed else None
+            )
 
     def _submit(self, coro: Any) -> Any:
         assert self._loop is not None
