@@ -81,7 +81,7 @@ def test_click_from_the_web_rings_the_rep_then_the_customer_once(live: Live,
     assert r.status == 202, r.text
     # the PBX rang Alice's phone first and the trunk only once she had answered, once
     assert legs.rep is not None and legs.trunk is not None, legs
-    assert legs.trunk - legs.rep >= 2.5, legs
+    assert legs.trunk - legs.rep >= 2.0, legs  # she answers 3 s after her phone rings
     assert legs.most_trunk == 1, legs
     click = r.json()
     assert click["state"] == "ringing_you" and click["extension"] == "101"
