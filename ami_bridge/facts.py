@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 Direction = Literal["inbound", "outbound", "internal"]
 Outcome = Literal["answered", "missed", "abandoned", "busy", "no_answer", "failed"]
+Source = Literal["ami", "cdr"]
 HangupBy = Literal["caller", "callee", "pbx"]
 
 
@@ -44,7 +45,9 @@ class CallRecord:
     (``caller_raw`` keeps what the PBX sent); ``callee`` is what was dialled, as dialled
     (the DID for inbound calls), with ``callee_e164`` for matching.  ``complete`` is
     False when the bridge did not see the whole call (attached mid-call, or the link was
-    down when it ended) so the CRM can flag the figures.
+    down when it ended) so the CRM can flag the figures.  ``source`` says where the facts
+    came from: ``ami`` (the tracker, live) or ``cdr`` (the PBX's own CDR, for a call no
+    link saw; ``ami_bridge.cdr``).
     """
 
     linkedid: str
@@ -75,6 +78,7 @@ class CallRecord:
     uniqueids: tuple[str, ...] = field(default=())
     declined: tuple[str, ...] = field(default=())
     """Extensions (also in ``rang``) whose phones declined the call (SIP 403/603)."""
+    source: Source = "ami"
 
     def to_json(self) -> dict[str, Any]:
         """The replay contract's JSON object (times as ISO 8601 UTC strings)."""

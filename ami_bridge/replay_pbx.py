@@ -15,15 +15,25 @@ Usage::
         ...connect to pbx.host, pbx.port...
         pbx.resume()
         await pbx.wait_done()
+
+Given ``cdr_csv``, it also appends every call's CDR rows to that Master.csv as Asterisk's
+cdr_csv would (from the capture's ``Cdr`` events, with the ids re-mapped like the rest of
+the traffic and the times moved to when the PBX played them).  Run on its own
+(``python -m ami_bridge.replay_pbx --help``) it is a PBX in its own process, driven by
+commands on stdin, that keeps carrying calls while the CRM is down.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import dataclasses
+import datetime as _dt
 import logging
 import re
 import ssl as _ssl
+import sys
 import time
 import uuid
 from collections import Counter, deque
@@ -32,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .capture import read_capture
+from .cdr import csv_line, row_from_cdr_event
 from .protocol import FrameReader, Message, encode_action, first
 
 log = logging.getLogger(__name__)
@@ -404,6 +415,7 @@ class ReplayPbx:
         paused: bool = False,
         loop_gap: float = 1.0,
         ssl: _ssl.SSLContext | None = None,
+        cdr_csv: str | Path | None = None,
     ) -> None:
         self._users = {username: secret}
         self._bind_host = host
@@ -437,6 +449,10 @@ class ReplayPbx:
         self.connections_total = 0
         self.logins_ok = 0
         self.logins_failed = 0
+        self.cdr_csv = Path(cdr_csv) if cdr_csv is not None else None
+        """Master.csv that every call's CDR rows are appended to (None: no CDR kept)."""
+        self.cdr_rows = 0
+        self._played_captures: set[str] = set()
         if not paused:
             self._running.set()
 
@@ -626,12 +642,63 @@ class ReplayPbx:
             self.now = at
         self.played += 1
         self.channels.apply(msg, at)
+        if self.cdr_csv is not None and msg.get("Event") == "Cdr":
+            self._write_cdr(msg)
         data: bytes | None = None
         for session in tuple(self._sessions):
             if session.wants_event(msg):
                 if data is None:
                     data = encode_action(msg)
                 session.send_bytes(data)
+
+    def _write_cdr(self, msg: Message) -> None:
+        """Append the row cdr_csv writes for this Cdr (clients or none).
+
+        Asterisk writes a call's rows as the call ends, so the row's end time is now (wall
+        clock, UTC as in the lab) and its start and answer move with it; the ids are
+        already this loop's.  One short append per row, as cdr_csv does it."""
+        row = row_from_cdr_event(msg, _dt.UTC)
+        if row is None or self.cdr_csv is None:
+            return
+        shift = float(int(time.time())) - row.end
+        row = dataclasses.replace(
+            row,
+            start=row.start + shift,
+            answer=None if row.answer is None else row.answer + shift,
+            end=row.end + shift,
+        )
+        try:
+            with self.cdr_csv.open("a", encoding="utf-8") as f:
+                f.write(csv_line(row, _dt.UTC))
+            self.cdr_rows += 1
+        except OSError as exc:
+            log.error("replay PBX: cannot append to %s: %s", self.cdr_csv, exc)
+
+    async def play(self, capture: str | Path, speed: float | None = None) -> int:
+        """Play another capture now, on this PBX's timeline, whether or not anyone is
+        connected (ids re-mapped when that capture was played before); returns the number
+        of events played."""
+        events = self._load(capture)
+        if not events:
+            return 0
+        key = str(Path(capture).resolve())
+        self._ids.observe(m for m, _ in events)
+        renamer = self._ids.renamer() if key in self._played_captures else None
+        self._played_captures.add(key)
+        pace = self.speed if speed is None else speed
+        loop = asyncio.get_running_loop()
+        start_real, first_at = loop.time(), events[0][1]
+        base = max(self.now, first_at)
+        for n, (msg, at) in enumerate(events):
+            if pace > 0:
+                delay = start_real + (at - first_at) / pace - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            elif n % 100 == 0:
+                await asyncio.sleep(0)
+            self._emit(renamer.rename(msg) if renamer else msg, base + (at - first_at))
+        await self.drain()
+        return len(events)
 
     # -- faults
 
@@ -890,3 +957,58 @@ class ReplayPbx:
             else:
                 session.send({"Response": "Error", "ActionID": action_id,
                               "Message": "Originate failed"})
+
+
+# ------------------------------------------------------------------ its own process
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    """Listen, say where (``listening HOST PORT``), then obey stdin line by line:
+    ``play CAPTURE`` (answers ``played N``), ``drop`` (close every client), ``quit``."""
+    pbx = ReplayPbx(
+        None, host=args.host, port=args.port, speed=args.speed, cdr_csv=args.cdr_csv,
+        username=args.username, secret=args.secret,
+    )  # fmt: skip
+    await pbx.start()
+    print(f"listening {pbx.host} {pbx.port}", flush=True)
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                break
+            cmd, _, arg = line.strip().partition(" ")
+            try:
+                if cmd == "play":
+                    print(f"played {await pbx.play(arg)}", flush=True)
+                elif cmd == "drop":
+                    print(f"dropped {pbx.drop_clients()}", flush=True)
+                elif cmd == "quit":
+                    break
+                elif cmd:
+                    print(f"error unknown command {cmd!r}", flush=True)
+            except Exception as exc:  # one bad command must not stop the PBX
+                print(f"error {type(exc).__name__}: {exc}", flush=True)
+    finally:
+        await pbx.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m ami_bridge.replay_pbx",
+        description="A replay PBX in its own process: AMI over TCP, captures played on "
+        "command (stdin: play CAPTURE | drop | quit), CDR rows appended to a Master.csv.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
+    parser.add_argument("--speed", type=float, default=0.0, help="1 real time, 0 at once")
+    parser.add_argument("--cdr-csv", default=None, help="Master.csv to append CDR rows to")
+    parser.add_argument("--username", default="crm")
+    parser.add_argument("--secret", default="crmsecret")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(_serve(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -19,7 +19,7 @@ from ami_bridge.profile import PbxProfile
 
 DEFAULT_FILE = Path(__file__).with_name("default.toml")
 ENV_PREFIX = "CRM__"
-SECRET_KEYS = frozenset({"secret", "password", "secret_key"})
+SECRET_KEYS = frozenset({"secret", "password", "secret_key", "dsn", "cdr_dsn"})
 
 
 class SettingsError(ValueError):

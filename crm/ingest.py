@@ -121,6 +121,13 @@ class Ingest:
             existing = await tx.get_call_by_linkedid(rec.linkedid)
             if existing is not None and existing.match_reason == "erased":
                 return Ingested(existing, created=False)  # never bring erased data back
+            if existing is not None and (
+                rec.source == "cdr" or (existing.source == "cdr" and not rec.complete)
+            ):
+                # A call backfilled from the PBX's CDR (crm.backfill) is written once:
+                # what a link saw stands, and a partial view (a resync's) never replaces
+                # the PBX's own record.
+                return Ingested(existing, created=False)
             user = None
             for ext in self._rep_extensions(rec):
                 user = await tx.user_for_extension(ext)

@@ -64,6 +64,25 @@ class LiveCallRow:
 
 
 @dataclass(slots=True)
+class BackfillState:
+    """A link's CDR backfill bookkeeping (``crm.backfill``): when the link was last known
+    alive (the next backfill starts there), where reading Master.csv stopped, and what
+    the last backfill did, for the admin page."""
+
+    link: str
+    alive_at: float | None = None
+    file_id: str | None = None
+    """``device:inode`` of the Master.csv read last, so a rotated file is noticed."""
+    file_offset: int | None = None
+    last_run_at: float | None = None
+    last_window_start: float | None = None
+    last_window_end: float | None = None
+    last_count: int = 0
+    total_count: int = 0
+    last_error: str | None = None
+
+
+@dataclass(slots=True)
 class User:
     id: int | None
     username: str
@@ -151,6 +170,9 @@ class Call:
     recording_ids: list[int] = field(default_factory=list)
     pbx_link_id: int | None = None
     declined: tuple[str, ...] = ()
+    source: str = "ami"
+    """Where the facts came from: ``ami`` (the live link) or ``cdr`` (backfilled from the
+    PBX's own CDR for a time no link was up; ``crm.backfill``)."""
 
     @classmethod
     def from_record(cls, rec: CallRecord, **extra: Any) -> Call:
@@ -183,6 +205,7 @@ class Call:
             complete=rec.complete,
             uniqueids=tuple(rec.uniqueids),
             declined=tuple(rec.declined),
+            source=rec.source,
             **extra,
         )
 

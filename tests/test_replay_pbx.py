@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -348,3 +350,38 @@ async def test_originate_script_carries_the_callers_correlation_id_and_waits_for
         assert correlation and set(correlation) == {"crm-77"}
         assert not any("c2c-0001" in str(v) for f in frames for v in f.values())
         assert frames[-1]["AccountCode"] == "crm-crm-77"
+
+
+async def test_cdr_rows_go_to_master_csv_as_cdr_csv_writes_them(tmp_path: Path) -> None:
+    """Every Cdr the PBX plays is appended to Master.csv whether or not anyone listens:
+    the capture's own rows, at the time they were played; played again, with new ids."""
+    import datetime as dt
+
+    from ami_bridge.cdr import csv_line, parse_lines
+
+    master = tmp_path / "Master.csv"
+    burst = FIXTURES / "11-burst-20-concurrent"
+    async with ReplayPbx(None, speed=0, cdr_csv=master) as pbx:
+        before = time.time()
+        await pbx.play(burst / "events.jsonl")
+        after = time.time()
+        written = master.read_text().splitlines(keepends=True)
+        original = parse_lines((burst / "cdr.csv").read_text().splitlines(), dt.UTC)
+        rows = parse_lines(written, dt.UTC)
+        assert len(rows) == len(original) == 42 == pbx.cdr_rows
+        for row, orig in zip(rows, original, strict=True):
+            assert int(before) <= row.end <= after
+            shift = row.end - orig.end
+            moved = dataclasses.replace(
+                orig,
+                start=orig.start + shift,
+                answer=None if orig.answer is None else orig.answer + shift,
+                end=row.end,
+            )
+            assert csv_line(row, dt.UTC) == csv_line(moved, dt.UTC)
+        await pbx.play(burst / "events.jsonl")
+        again = parse_lines(master.read_text().splitlines()[42:], dt.UTC)
+        assert len(again) == 42
+        assert not {r.uniqueid for r in again} & {r.uniqueid for r in rows}
+        assert not {r.channel for r in again} & {r.channel for r in rows}
+        assert [r.userfield for r in again] == [r.userfield for r in rows]

@@ -159,6 +159,9 @@ class ListingWatch:
     def flush(self) -> list[Fact]:
         return self.inner.flush()
 
+    def open_ids(self) -> set[str]:
+        return self.inner.open_ids()
+
 
 @dataclass
 class RunningLink:
@@ -271,11 +274,23 @@ class LinkManager:
         # retried, as on the single-link path (``web.runtime.holding_sink``).
         sink = HoldingSink(handle, on_change=lambda st: rt.bus.publish(Event("store_status", st)))
 
+        # Calls that began and ended while nobody held the link: from the PBX's CDR.
+        from .runtime import cdr_backfill
+
+        backfill = cdr_backfill(rt, cfg.name, ingest, cfg.ami)
+        if backfill is not None:
+            backfill.record = ingest.record  # this consumer's ingest (link id, live rows)
+            backfill.open_ids = watch.open_ids  # calls this consumer's tracker will write
+
         async def deliver(fact: Fact) -> None:
+            if backfill is not None:
+                backfill.traffic()
             await sink(fact)
 
         def status(st: LinkStatus) -> None:
             self.statuses[cfg.name] = st
+            if backfill is not None:
+                backfill.link_state(st.state)
             rt.bus.publish(Event("link_status", st))
 
         link = AmiLink(settings_from_config(cfg.ami), watch, deliver, on_status=status)
@@ -299,6 +314,8 @@ class LinkManager:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await recovery
             await link.stop(flush=False, drain_timeout=2.0)
+            if backfill is not None:
+                backfill.link_state("disconnected")
             with contextlib.suppress(Exception):
                 await sink.close()
             self.running.pop(cfg.name, None)

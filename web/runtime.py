@@ -20,6 +20,7 @@ from ami_bridge.link import AmiLink, LinkStatus
 from ami_bridge.replay_pbx import ReplayPbx
 from ami_bridge.tracker import CallTracker
 from config.settings import pbx_profile
+from crm.backfill import CdrBackfill, backfill_settings
 from crm.clock import Clock
 from crm.closing import cancel_all, close_within
 from crm.events import Event, EventBus
@@ -186,6 +187,25 @@ def holding_sink(rt: Runtime) -> HoldingSink:
     return sink  # type: ignore[no-any-return]
 
 
+def cdr_backfill(
+    rt: Runtime, link: str, ingest: Ingest, link_keys: dict[str, Any] | None = None
+) -> CdrBackfill | None:
+    """The link's CDR backfill (``[cdr]``; None when no CDR source is configured): one
+    per link name and process, kept across link restarts so its watermark stays."""
+    backfills: dict[str, CdrBackfill] = rt.extras.setdefault("backfills", {})
+    found = backfills.get(link)
+    if found is not None:
+        return found
+    settings = backfill_settings(rt.settings, link_keys)
+    if not settings.configured:
+        return None
+    found = CdrBackfill(rt.store, link, settings, ingest.record, pbx_profile(rt.settings))
+    found.start()
+    backfills[link] = found
+    rt.on_close(found.close)
+    return found
+
+
 def start_links(rt: Runtime, database_url: str | None) -> None:
     """The PBX links: one ``[ami]`` link on SQLite runs as it always did
     (``start_link``); on PostgreSQL, or with ``[[pbx_links]]``, the link manager runs
@@ -215,11 +235,18 @@ def start_link(rt: Runtime) -> AmiLink | None:
     tracker = CallTracker(pbx_profile(rt.settings))
 
     sink = holding_sink(rt)
+    backfill = cdr_backfill(rt, "default", rt.ingest)
+    if backfill is not None:
+        backfill.open_ids = tracker.open_ids  # calls this link's tracker will write
 
     async def deliver(fact: Fact) -> None:
+        if backfill is not None:
+            backfill.traffic()
         await sink(fact)
 
     def status(st: LinkStatus) -> None:
+        if backfill is not None:
+            backfill.link_state(st.state)
         rt.bus.publish(Event("link_status", st))
 
     link = AmiLink(settings_from_config(rt.settings.get("ami", {})), tracker, deliver,

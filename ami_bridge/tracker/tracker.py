@@ -247,6 +247,16 @@ class CallTracker:
     def live_calls(self) -> int:
         return sum(1 for c in self._calls.values() if c.done_at is None)
 
+    def open_ids(self) -> set[str]:
+        """Linkedids and channel uniqueids of every call the tracker still holds (in
+        progress, or ended and waiting out its grace): it will write those itself, so a
+        CDR backfill leaves them alone (their CDR may be only part of the call yet)."""
+        out: set[str] = set(self._alias)
+        for call in self._calls.values():
+            out.add(call.linkedid)
+            out.update(call.channels)
+        return out
+
     # ------------------------------------------------------------------ channels & calls
 
     def _call_for(self, linkedid: str, at: float) -> Call:

@@ -16,6 +16,7 @@ from typing import Any
 from ..models import (
     ApiToken,
     AuditEntry,
+    BackfillState,
     Call,
     CallbackStatus,
     CallbackTask,
@@ -410,3 +411,18 @@ class Store(ABC):
     ) -> list[LiveCallRow]:
         """Calls in progress on every link (``live_calls``, kept when the ingest runs
         with ``keep_live``), latest update first, updated at/after ``since``."""
+
+    # -- CDR backfill (crm.backfill) ------------------------------------------------
+    @abstractmethod
+    async def get_backfill_state(self, link: str) -> BackfillState | None: ...
+
+    @abstractmethod
+    async def list_backfill_states(self) -> list[BackfillState]: ...
+
+    @abstractmethod
+    async def mark_link_alive(self, link: str, at: float) -> None:
+        """Move the link's watermark (when it was last known up) forward to ``at``."""
+
+    @abstractmethod
+    async def save_backfill_state(self, state: BackfillState, at: float) -> None:
+        """Keep the file position and the last run's figures (not the watermark)."""

@@ -32,6 +32,7 @@ from ..models import (
     User,
 )
 from .interface import CallCursor, Store, UserIds
+from .sql_backfill import BackfillQueries
 from .sql_catalogue import CatalogueQueries
 from .sql_common import CONTACT_COLS, MISSED_SQL
 from .sql_filters import FilterQueries
@@ -75,7 +76,7 @@ CALL_COLS = (
     "rang, answered, answered_by, final_agent, transfers, outcome, hangup_by, started_at, "
     "answered_at, ended_at, ring_seconds, talk_seconds, recordings, originate_id, queue, "
     "hangup_cause, complete, uniqueids, remote_e164, contact_id, user_id, match_reason, "
-    "pbx_link_id, declined"
+    "pbx_link_id, declined, source"
 )
 TASK_COLS = (
     "id, number_e164, contact_id, owner_id, opened_at, due_at, closed_at, closed_by_user_id, "
@@ -148,6 +149,7 @@ def _call_row(row: Row, recording_ids: list[int]) -> Call:
         recording_ids=recording_ids,
         pbx_link_id=row["pbx_link_id"],
         declined=tuple(_loads(row["declined"]) or ()),
+        source=row["source"],
     )
 
 
@@ -179,7 +181,9 @@ def _audit_row(row: Row) -> AuditEntry:
     )
 
 
-class SqlStore(ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, Store):
+class SqlStore(
+    ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, BackfillQueries, Store
+):
     """Everything but connection handling.  ``_conn`` is set on stores handed out by
     ``transaction()``; the root store borrows a connection per call."""
 
@@ -788,6 +792,7 @@ class SqlStore(ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, Stor
             call.match_reason,
             call.pbx_link_id,
             _dumps(list(call.declined)),
+            call.source,
             at,
         )
         cols = [*[x.strip() for x in CALL_COLS.split(",")][1:], "ingested_at", "updated_at"]

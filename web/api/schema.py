@@ -199,6 +199,7 @@ SCHEMAS: dict[str, Schema] = {
             "declined",
             "transfers",
             "complete",
+            "source",
         ],
         "properties": {
             "id": {"type": "integer"},
@@ -251,6 +252,11 @@ SCHEMAS: dict[str, Schema] = {
                 "type": "boolean",
                 "description": "False when the bridge did not see the whole call (attached "
                 "mid-call, or the link was down when it ended): its figures are partial.",
+            },
+            "source": {
+                "enum": ["ami", "cdr"],
+                "description": "ami: seen live on the PBX link; cdr: backfilled from the "
+                "PBX's own CDR for a time no link was up (who hung up and transfers unknown)",
             },
         },
         "additionalProperties": False,

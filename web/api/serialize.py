@@ -82,6 +82,7 @@ def call_json(c: Call) -> dict[str, Any]:
         "declined": list(c.declined),
         "transfers": [t.to_json() for t in c.transfers],
         "complete": c.complete,
+        "source": c.source,
     }
 
 

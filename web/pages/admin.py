@@ -22,6 +22,7 @@ import phonenumbers
 from aiohttp import web
 
 from ami_bridge.link import LinkStatus, probe_connection, settings_from_config
+from crm.backfill import backfill_settings
 from crm.errors import InvalidInput
 from crm.policy import LeadPolicy
 
@@ -103,6 +104,26 @@ async def restart_link(rt: Runtime) -> bool:
 
 
 # -- the PBX page ---------------------------------------------------------------------
+async def backfill_view(rt: Runtime) -> dict[str, Any]:
+    """Calls during an outage: whether a CDR source is set, and per link (from the store,
+    so any process shows it) when the last backfill ran, what it wrote, and its error."""
+    from ..linkmanager import link_configs
+
+    running = rt.extras.get("backfills") or {}
+    try:
+        configured = bool(running) or any(
+            backfill_settings(rt.settings, cfg.ami).configured
+            for cfg in link_configs(rt.settings)
+        )
+    except ValueError as exc:
+        return {"configured": True, "error": f"[cdr] settings: {exc}", "states": []}
+    try:
+        states = await rt.store.list_backfill_states()
+    except Exception as exc:  # the database may be down: say so, keep the page
+        return {"configured": configured, "error": str(exc), "states": []}
+    return {"configured": configured, "error": None, "states": states}
+
+
 def link_status_json(status: LinkStatus | None) -> dict[str, Any]:
     if status is None:
         return {"state": "not running"}
@@ -131,6 +152,7 @@ async def _pbx_page(
     rt = runtime(request)
     ctx = {
         "section": "pbx",
+        "backfill": await backfill_view(rt),
         "ami": _shown_ami(rt, form),
         "link": rt.link_status,
         "link_running": rt.link is not None,
