@@ -218,6 +218,8 @@ def test_outbound_answered(live: Live, wave: dict[str, Any]) -> None:
     assert _between(call["talk_seconds"], 3.5, 8.0), call["talk_seconds"]
     assert len(call["recording_ids"]) == 1
     assert call["user_id"] is not None  # Alice's call
+    lead = live.contact_of("+1" + OUT_ANSWER)  # an unknown number she called: a lead
+    assert lead is not None and lead["lead"] is not None and call["contact_id"] == lead["id"]
     for user in ("alice", "bob", "carol"):  # she placed it: no pop for anybody
         assert not live.obs.popped(user, call["linkedid"])
 
@@ -248,3 +250,25 @@ def test_internal(live: Live, wave: dict[str, Any]) -> None:
     wait_for(lambda: live.obs.popped("alice", call["linkedid"]), 10, "alice's pop")
     assert not live.obs.popped("carol", call["linkedid"])  # she is calling
     assert not live.obs.popped("bob", call["linkedid"])
+
+
+def test_calling_the_missed_caller_back_closes_the_callback(
+    live: Live, wave: dict[str, Any]
+) -> None:
+    missed = live.call_of(MISSED, wave["since"])
+    [task] = live.callbacks_for(MISSED, "open")
+    since = time.time() - 1
+
+    async def call_back(lab: Any) -> None:
+        # Alice dials the number back (as the PBX's users dial it); it answers after 2 s
+        await lab.plan({f"out/{MISSED[2:]}": "answer:2:hold"}, clear=True)
+        await lab.phone_call("101", MISSED[2:], talk=4)
+
+    live.drive(call_back)
+    back = live.call_of(MISSED, since)
+    assert back["direction"] == "outbound" and back["answered"] is True
+    assert back["contact_id"] == missed["contact_id"]  # the same lead, not a new one
+    closed = wait_for(lambda: [t for t in live.callbacks_for(MISSED) if t["id"] == task["id"]
+                               and t["status"] == "closed"], 15, "the callback to close")
+    assert closed[0]["closed_by_call"] == back["id"]
+    assert live.callbacks_for(MISSED, "open") == []
