@@ -6,7 +6,7 @@ python run.py --demo          serve with the replay PBX and sample data
 python run.py replay FILE     print the calls a capture contains, one JSON per line
 python run.py migrate         apply database migrations
 python run.py create-user NAME --role rep --extension 101   (password from CRM_PASSWORD or a prompt)
-python run.py create-token USERNAME NAME                    (prints an API token once)
+python run.py create-token USERNAME NAME [--read-only] [--expires-days N]  (prints a token once)
 python run.py import-contacts FILE.csv                      (all rows or none, with a report)
 """
 
@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     ct = sub.add_parser("create-token", help="create an API token for a user and print it")
     ct.add_argument("username")
     ct.add_argument("name", help="what the token is for")
+    ct.add_argument("--read-only", action="store_true",
+                    help="the token may only read (GET/HEAD), never change anything")
+    ct.add_argument("--expires-days", type=float, metavar="N",
+                    help="the token stops working N days from now (default: until revoked)")
     ic = sub.add_parser("import-contacts", help="import contacts from a CSV file")
     ic.add_argument("file")
     sv = sub.add_parser("serve", help="serve the web UI and run the PBX link (the default)")

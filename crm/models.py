@@ -321,6 +321,27 @@ class ApiToken:
     created_at: float
     last_used_at: float | None = None
     revoked_at: float | None = None
+    expires_at: float | None = None
+    """None: until revoked."""
+    scope: str = "full"
+    """``full`` (whatever the user may do) or ``read`` (GET and HEAD only)."""
+
+    def live(self, now: float) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+@dataclass(slots=True)
+class WebSession:
+    """One login of a browser, kept in the store so a logout holds in every web process.
+    ``id`` is the SHA-256 of the random id in the cookie, never the id itself."""
+
+    id: str
+    user_id: int
+    created_at: float
+    last_seen_at: float
+    ended_at: float | None = None
+    address: str = ""
+    user_agent: str = ""
 
 
 TimelineKind = Literal["call", "note", "callback"]

@@ -21,7 +21,9 @@ from crm.models import Role, User
 
 from .render import ENV_KEY, Visitor, make_env, render, visitor
 from .runtime import Runtime
-from .security import ANON_COOKIE, CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE
+from .security import ANON_COOKIE, CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, cookie_secure
+from .security import safe_next as safe_next
+from .sessions import session_user
 
 log = logging.getLogger(__name__)
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime", Runtime)
@@ -64,13 +66,6 @@ def wants_json(request: web.Request) -> bool:
     )
 
 
-def safe_next(value: str | None) -> str:
-    """A post-login target that stays on this site."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return "/"
-    return value
-
-
 def _handler_of(request: web.Request) -> Any:
     return getattr(request.match_info, "handler", None)
 
@@ -90,7 +85,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         keep = {k: v for k, v in exc.headers.items()
-                if k in ("Retry-After", "Allow", "WWW-Authenticate")}  # fmt: skip
+                if k in ("Retry-After", "Allow", "WWW-Authenticate", "Content-Range")}  # fmt: skip
         if wants_json(request):
             body = {"error": {"status": exc.status, "message": _message(exc)}}
             return web.json_response(body, status=exc.status, headers=keep)
@@ -129,19 +124,20 @@ async def _session_user(request: web.Request, v: Visitor) -> None:
     rt = runtime(request)
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie:
-        session = rt.signer.peek(cookie)
-        if session is not None:
-            user = await rt.store.get_user(session.user_id)
-            if user is not None and user.active and rt.signer.verify(cookie, user.password_hash):
-                v.user, v.auth, v.csrf_nonce = user, "session", session.nonce
-                return
+        found = await session_user(rt, cookie)
+        if found is not None:
+            user, session = found
+            v.user, v.auth, v.csrf_nonce, v.session = user, "session", session.nonce, session.key
+            return
     auth = request.headers.get("Authorization", "")
     if auth.lower().startswith("bearer "):
-        finder = getattr(rt.service, "user_for_api_token", None)
-        user = await finder(auth[7:].strip()) if finder is not None else None
-        if user is None or not user.active:
-            raise web.HTTPUnauthorized(text="invalid or revoked API token")
-        v.user, v.auth = user, "token"
+        found_token = await rt.service.api_token_auth(auth[7:].strip())
+        if found_token is None:
+            raise web.HTTPUnauthorized(text="invalid, expired or revoked API token")
+        token_user, token = found_token
+        if token.scope == "read" and request.method not in ("GET", "HEAD"):
+            raise web.HTTPForbidden(text="this API token is read-only")
+        v.user, v.auth = token_user, "token"
 
 
 @web.middleware
@@ -182,7 +178,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if new_anon is not None:
         response.set_cookie(
             ANON_COOKIE, new_anon, httponly=True, samesite="Lax",
-            secure=bool(runtime(request).settings.get("server", {}).get("secure_cookies")),
+            secure=cookie_secure(runtime(request).settings),
         )  # fmt: skip
     return response
 

@@ -41,7 +41,12 @@ async def _create_token(settings: dict[str, Any], args: Any) -> int:
         user = await rt.store.get_user_by_username(args.username)
         if user is None or user.id is None:
             raise NotFound(f"no user {args.username!r}")
-        token = await rt.service.create_api_token(user.id, args.name, ACTOR)
+        days = getattr(args, "expires_days", None)
+        token = await rt.service.create_api_token(
+            user.id, args.name, ACTOR,
+            expires_at=rt.service.clock() + days * 86400 if days else None,
+            scope="read" if getattr(args, "read_only", False) else "full",
+        )  # fmt: skip
     finally:
         await rt.close()
     print(token)

@@ -187,6 +187,8 @@ class Client:
         self.closed = False
         self.calls: set[str] = set()
         """Linkedids this connection was told about (so it hears how they end)."""
+        self.session: str | None = None
+        """The store's id of the login session this stream rides on (``web.sessions``)."""
         self.popped: set[str] = set()
         """Linkedids this connection got a ringing pop for (its latency is measured once)."""
         self.in_flight: list[float] = []
@@ -484,6 +486,21 @@ class LiveHub:
         if stamps and metrics is not None:
             metrics.observe_pops(stamps)
 
+    def close_streams(self, payload: Any) -> None:
+        """A user's sessions ended (or their role changed): close their streams, all or
+        one session's or all but one session's (``web.sessions.close_streams``)."""
+        if not isinstance(payload, dict):
+            return
+        user_id, only, keep = payload.get("user_id"), payload.get("session"), payload.get("keep")
+        for client in list(self.clients):
+            if client.viewer.user_id != user_id:
+                continue
+            if (only is not None and client.session != only) or (
+                keep is not None and client.session == keep
+            ):
+                continue
+            self.disconnect(client)
+
     def disconnect(self, client: Client) -> None:
         client.close()
         self.clients.discard(client)
@@ -518,6 +535,8 @@ class LiveHub:
         elif kind == "link_status":
             for client in list(self.clients):
                 client.put(kind, self._link_json(event.payload, client.viewer))
+        elif kind == "streams_close":
+            self.close_streams(event.payload)
         elif kind == "originate_result":
             return  # the rep hears about their click through click_progress
         elif kind in RELAY_KINDS:

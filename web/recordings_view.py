@@ -3,8 +3,10 @@
 A link names the recording, the user it was made for and when it expires, signed with a
 key derived from the runtime's secret: it cannot be guessed, and it is useless to anybody
 else (the stream handler also requires that the logged-in user is the one in the link and
-re-checks their access to the call on every request).  File paths never appear in links;
-the handler takes the file from the catalogue's ``media_path``.
+re-checks their access to the call on every request).  The signature also names the action
+(stream, download, waveform), so a player link cannot be turned into a download.  File
+paths never appear in links; the handler takes the file from the catalogue's
+``media_path``.
 """
 
 from __future__ import annotations
@@ -35,10 +37,16 @@ class SignedLink:
     rec_id: int
     user_id: int
     expires: int
-    sig: str
+    sigs: tuple[tuple[str, str], ...]
+    """(action, signature) for each action; a signature is good for its action only."""
+
+    @property
+    def sig(self) -> str:
+        """The stream link's signature."""
+        return dict(self.sigs)["stream"]
 
     def url(self, action: str) -> str:
-        query = urlencode({"u": self.user_id, "e": self.expires, "s": self.sig})
+        query = urlencode({"u": self.user_id, "e": self.expires, "s": dict(self.sigs)[action]})
         return f"/recordings/{self.rec_id}/{action}?{query}"
 
 
@@ -68,8 +76,8 @@ def _link_key(rt: Runtime) -> bytes:
     return rt.signer.derive(b"crm recording links v1")
 
 
-def _mac(key: bytes, rec_id: int, user_id: int, expires: int) -> str:
-    msg = f"{rec_id}:{user_id}:{expires}".encode()
+def _mac(key: bytes, action: str, rec_id: int, user_id: int, expires: int) -> str:
+    msg = f"{action}:{rec_id}:{user_id}:{expires}".encode()
     digest = hmac.new(key, msg, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
@@ -79,12 +87,15 @@ def sign(rt: Runtime, rec_id: int, user_id: int, now: float | None = None,
     now = time.time() if now is None else now
     ttl = link_ttl(rt) if ttl is None else ttl
     expires = int(now + ttl)
-    return SignedLink(rec_id, user_id, expires, _mac(_link_key(rt), rec_id, user_id, expires))
+    key = _link_key(rt)
+    sigs = tuple((a, _mac(key, a, rec_id, user_id, expires)) for a in ACTIONS)
+    return SignedLink(rec_id, user_id, expires, sigs)
 
 
-def verify(rt: Runtime, rec_id: int, user_id: int, query: Any,
+def verify(rt: Runtime, rec_id: int, user_id: int, query: Any, action: str,
            now: float | None = None) -> SignedLink | None:  # fmt: skip
-    """The link in ``query`` if it is genuine, made for ``user_id`` and not expired."""
+    """The link in ``query`` if it is genuine, made for ``action`` and ``user_id``, and not
+    expired."""
     try:
         link_user, expires, sig = int(query.get("u", "")), int(query.get("e", "")), query["s"]
     except (KeyError, ValueError):
@@ -92,10 +103,12 @@ def verify(rt: Runtime, rec_id: int, user_id: int, query: Any,
     now = time.time() if now is None else now
     if link_user != user_id or expires < now or not isinstance(sig, str):
         return None
-    expected = _mac(_link_key(rt), rec_id, user_id, expires)
+    if action not in ACTIONS:
+        return None
+    expected = _mac(_link_key(rt), action, rec_id, user_id, expires)
     if not hmac.compare_digest(expected, sig):
         return None
-    return SignedLink(rec_id, user_id, expires, sig)
+    return SignedLink(rec_id, user_id, expires, ((action, sig),))
 
 
 def link_ttl(rt: Runtime) -> float:

@@ -32,6 +32,8 @@ class Visitor:
     """``session`` (cookie; CSRF applies) or ``token`` (API bearer token)."""
     csrf_nonce: str = ""
     csrf_token: str = ""
+    session: str | None = None
+    """The store's id of the session (cookie logins only)."""
 
 
 VISITOR: web.RequestKey[Visitor] = web.RequestKey("visitor", Visitor)

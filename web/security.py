@@ -1,10 +1,12 @@
-"""Sessions, CSRF tokens and the login rate limit: the web layer's only secrets.
+"""Sessions, CSRF tokens, the login throttle, post-login redirects and the client's
+address: the web layer's secrets and the rules around them.
 
-Sessions are signed cookies rather than rows so a restart or a second web process
-(PostgreSQL scale-out) keeps everyone logged in without shared session state.  The
-signature also covers a fingerprint of the user's password hash, so changing a password
-ends every other session of that user; the user row is re-read on every request, so a
-deactivated user is out at once.
+A session is a signed cookie naming a row in the store (``web_sessions``): the signature
+stops forgery, the row lets the server end a session (logout, "log out everywhere", a
+password change, a deactivation, an idle or absolute timeout), and because the row is in
+the store every web process of a PostgreSQL deployment sees the end at once.  The
+signature also covers a fingerprint of the user's password hash, so a password changed
+behind the store's back still ends every session.
 """
 
 from __future__ import annotations
@@ -12,12 +14,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import os
 import secrets
 import time
-from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 SESSION_COOKIE = "crm_session"
 ANON_COOKIE = "crm_anon"
@@ -46,6 +51,41 @@ class Session:
     user_id: int
     issued: float
     nonce: str
+    """The random session id: names the store row (by its SHA-256) and keys CSRF tokens."""
+
+    @property
+    def key(self) -> str:
+        return session_key(self.nonce)
+
+
+def session_key(nonce: str) -> str:
+    """The store's id for a session: the SHA-256 of the cookie's random part."""
+    return hashlib.sha256(nonce.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPolicy:
+    """How long a session lives: ``idle`` seconds without a request, ``absolute``
+    seconds after login, whichever comes first (ASVS 3.3.1, 3.3.2)."""
+
+    idle: float = 12 * 3600.0
+    absolute: float = 7 * 86400.0
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> SessionPolicy:
+        server = settings.get("server", {})
+        return cls(
+            idle=float(server.get("session_idle_hours", 12.0)) * 3600.0,
+            absolute=float(server.get("session_max_days", 7.0)) * 86400.0,
+        )
+
+    @property
+    def touch_every(self) -> float:
+        """Activity is written at most this often (not on every request)."""
+        return min(60.0, self.idle / 10)
+
+    def alive(self, created_at: float, last_seen_at: float, now: float) -> bool:
+        return now - last_seen_at <= self.idle and now - created_at <= self.absolute
 
 
 class Signer:
@@ -61,9 +101,12 @@ class Signer:
     def _fingerprint(password_hash: str) -> str:
         return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
 
-    def issue(self, user_id: int, password_hash: str, now: float | None = None) -> str:
+    def issue(self, user_id: int, password_hash: str, now: float | None = None,
+              nonce: str | None = None) -> str:  # fmt: skip
+        """A cookie for a new session (or, given ``nonce``, the same session re-signed
+        after its owner changed their password)."""
         issued = int(now if now is not None else time.time())
-        nonce = secrets.token_urlsafe(12)
+        nonce = nonce or secrets.token_urlsafe(24)
         body = f"{user_id}.{issued}.{nonce}"
         return f"{body}.{self._mac(body + '.' + self._fingerprint(password_hash))}"
 
@@ -77,12 +120,16 @@ class Signer:
         except ValueError:
             return None
 
-    def verify(self, cookie: str, password_hash: str, now: float | None = None) -> bool:
+    def verify(self, cookie: str, password_hash: str, now: float | None = None,
+               max_age: float | None = None) -> bool:  # fmt: skip
+        """Genuine, signed for this password hash, and issued at most ``max_age`` (default
+        the signer's) seconds ago."""
         session = self.peek(cookie)
         if session is None:
             return False
         now = now if now is not None else time.time()
-        if not (session.issued - 60 <= now <= session.issued + self.max_age):
+        max_age = self.max_age if max_age is None else max_age
+        if not (session.issued - 60 <= now <= session.issued + max_age):
             return False
         body, mac = cookie.rsplit(".", 1)
         expected = self._mac(body + "." + self._fingerprint(password_hash))
@@ -101,38 +148,137 @@ class Signer:
 
 
 class LoginLimiter:
-    """At most ``attempts`` failed logins per ``window`` seconds per username and per
-    address; a success clears the username's count.  In memory: a restart forgets, which
-    is acceptable for slowing down guessing."""
+    """Growing delays after failed logins, per (username, address) and per address
+    (ASVS 2.2.1).  Never per username alone: that would let anyone lock anyone out by
+    typing wrong passwords for them.  After ``attempts`` failures the next try waits
+    ``delay`` seconds, doubling with each further failure up to ``max_delay``; a key's
+    failures are forgotten ``window`` seconds after its last one, and a success clears its
+    (username, address) count.  One address gets ``address_attempts`` free failures over
+    all usernames (password spraying) before the same delays start.  In memory, per
+    process: a restart forgets, which is acceptable for slowing down guessing."""
 
-    def __init__(self, attempts: int = 5, window: float = 300.0) -> None:
+    def __init__(self, attempts: int = 5, window: float = 900.0, *, delay: float = 5.0,
+                 max_delay: float = 900.0, address_attempts: int = 20) -> None:  # fmt: skip
         self.attempts = attempts
         self.window = window
-        self._failures: dict[str, deque[float]] = {}
+        self.delay = delay
+        self.max_delay = max_delay
+        self.address_attempts = address_attempts
+        self._failures: dict[str, tuple[int, float]] = {}
 
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._failures.setdefault(key, deque())
-        while q and q[0] <= now - self.window:
-            q.popleft()
-        return q
+    def _keys(self, username: str, address: str) -> tuple[tuple[str, int], ...]:
+        return ((f"u:{username.lower()}|a:{address}", self.attempts),
+                (f"a:{address}", self.address_attempts))  # fmt: skip
+
+    def _count(self, key: str, now: float) -> tuple[int, float]:
+        count, last = self._failures.get(key, (0, 0.0))
+        if count and now - last > self.window:
+            del self._failures[key]
+            return 0, 0.0
+        return count, last
+
+    def _wait(self, failures: int, free: int) -> float:
+        if failures < free:
+            return 0.0
+        return float(min(self.max_delay, self.delay * 2 ** min(failures - free, 30)))
 
     def retry_after(self, username: str, address: str, now: float | None = None) -> float:
         """Seconds until another attempt is allowed (0: allowed now)."""
         now = now if now is not None else time.time()
         wait = 0.0
-        for key in (f"u:{username.lower()}", f"a:{address}"):
-            q = self._recent(key, now)
-            if len(q) >= self.attempts:
-                wait = max(wait, q[0] + self.window - now)
-        return wait
+        for key, free in self._keys(username, address):
+            count, last = self._count(key, now)
+            wait = max(wait, last + self._wait(count, free) - now)
+        return max(wait, 0.0)
 
     def failed(self, username: str, address: str, now: float | None = None) -> None:
         now = now if now is not None else time.time()
-        for key in (f"u:{username.lower()}", f"a:{address}"):
-            self._recent(key, now).append(now)
+        for key, _ in self._keys(username, address):
+            count, _last = self._count(key, now)
+            self._failures[key] = (count + 1, now)
         if len(self._failures) > 10_000:
-            for key in [k for k, q in self._failures.items() if not self._recent(k, now)]:
-                del self._failures[key]
+            for key in list(self._failures):
+                self._count(key, now)
 
-    def succeeded(self, username: str) -> None:
-        self._failures.pop(f"u:{username.lower()}", None)
+    def succeeded(self, username: str, address: str) -> None:
+        self._failures.pop(self._keys(username, address)[0][0], None)
+
+
+# -- where a request comes from -----------------------------------------------------
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def trusted_networks(values: Iterable[str]) -> tuple[Network, ...]:
+    """``server.trusted_proxies``: addresses or networks (``10.0.0.0/8``) of the reverse
+    proxies whose ``X-Forwarded-For`` is believed."""
+    texts = (str(v).strip() for v in values)
+    return tuple(ipaddress.ip_network(t, strict=False) for t in texts if t)
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+
+
+def client_address(remote: str | None, forwarded_for: Iterable[str],
+                   trusted: tuple[Network, ...]) -> str:  # fmt: skip
+    """The client's address: the peer, unless the peer is a trusted proxy; then the
+    rightmost ``X-Forwarded-For`` entry that is not itself a trusted proxy (entries to
+    its left are whatever the client wrote and prove nothing)."""
+    peer = _ip(remote or "")
+    if peer is None:
+        return remote or "?"
+    if not trusted or not any(peer in net for net in trusted):
+        return str(peer)
+    hops = [h for header in forwarded_for for h in header.split(",") if h.strip()]
+    for hop in reversed(hops):
+        ip = _ip(hop)
+        if ip is None:
+            return str(peer)  # a garbled chain: trust nothing past the proxy
+        if not any(ip in net for net in trusted):
+            return str(ip)
+    return str(peer)
+
+
+def cookie_secure(settings: Mapping[str, Any]) -> bool:
+    """``server.secure_cookies``: true/false as set; ``auto`` (the default) is true
+    unless the server listens on loopback only (the demo, a laptop)."""
+    server = settings.get("server", {})
+    value = server.get("secure_cookies", "auto")
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "1", "yes"):
+        return True
+    if str(value).lower() in ("false", "0", "no"):
+        return False
+    host = str(server.get("host", "127.0.0.1")).strip("[]")
+    if host == "localhost":
+        return False
+    ip = _ip(host)
+    return not (ip is not None and ip.is_loopback)
+
+
+# -- where a login may send the browser ---------------------------------------------
+def _bad_char(ch: str) -> bool:
+    """Controls (C0, DEL, C1) and whitespace other than the plain space."""
+    code = ord(ch)
+    return code < 0x20 or 0x7F <= code <= 0x9F or (ch.isspace() and ch != " ")
+
+
+def safe_next(value: str | None) -> str:
+    """A post-login target that stays on this site (ASVS 5.1.5): a path starting with
+    one ``/``, no control characters or backslashes (browsers and aiohttp drop or turn
+    them into ``/``), no scheme or host after parsing, also once percent-decoded."""
+    if not value or len(value) > 2000:
+        return "/"
+    for text in (value, unquote(value)):
+        if "\\" in text or any(_bad_char(ch) for ch in text):
+            return "/"
+        if not text.startswith("/") or text.startswith("//"):
+            return "/"
+        parts = urlsplit(text)
+        if parts.scheme or parts.netloc or parts.path.startswith("//"):
+            return "/"
+    return value

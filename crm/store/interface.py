@@ -32,6 +32,7 @@ from ..models import (
     RepFigures,
     Team,
     User,
+    WebSession,
 )
 
 UserIds = Sequence[int] | None
@@ -326,12 +327,19 @@ class Store(ABC):
     # -- API tokens ------------------------------------------------------------------
     @abstractmethod
     async def add_api_token(
-        self, user_id: int, name: str, token_sha256: str, at: float
-    ) -> ApiToken: ...
+        self, user_id: int, name: str, token_sha256: str, at: float,
+        expires_at: float | None = None, scope: str = "full",
+    ) -> ApiToken: ...  # fmt: skip
 
     @abstractmethod
     async def user_for_token_hash(self, token_sha256: str, at: float) -> User | None:
-        """The owner of a live (not revoked) token; notes ``at`` as its last use."""
+        """The owner of a live (not revoked, not expired) token; notes ``at`` as its last
+        use."""
+
+    @abstractmethod
+    async def token_for_hash(self, token_sha256: str, at: float) -> tuple[User, ApiToken] | None:
+        """A live token and its owner (the scope matters to the caller); notes ``at`` as
+        its last use."""
 
     @abstractmethod
     async def get_api_token(self, token_id: int) -> ApiToken | None: ...
@@ -342,6 +350,31 @@ class Store(ABC):
     @abstractmethod
     async def revoke_api_token(self, token_id: int, at: float) -> bool:
         """False when there is no such live token."""
+
+    # -- web sessions ----------------------------------------------------------------
+    @abstractmethod
+    async def add_web_session(self, session: WebSession) -> None: ...
+
+    @abstractmethod
+    async def get_web_session(self, session_id: str) -> WebSession | None: ...
+
+    @abstractmethod
+    async def touch_web_session(self, session_id: str, at: float) -> None:
+        """Note activity (the idle timeout counts from the last touch)."""
+
+    @abstractmethod
+    async def end_web_sessions(
+        self, user_id: int, at: float, *, only: str | None = None, keep: str | None = None
+    ) -> int:
+        """End the user's open sessions (just ``only``, or all but ``keep``); how many."""
+
+    @abstractmethod
+    async def list_web_sessions(self, user_id: int) -> list[WebSession]:
+        """The user's sessions not yet ended, newest first."""
+
+    @abstractmethod
+    async def purge_web_sessions(self, before: float) -> int:
+        """Delete sessions ended, or last seen, before ``before``."""
 
     # -- recordings catalogue --------------------------------------------------------
     @abstractmethod

@@ -15,7 +15,7 @@ REC_COLS = (
 GAVE_UP = "file never appeared"
 """The error the recordings worker writes on a ``missing`` row when it stops waiting for
 the file (``recordings.catalog.GAVE_UP``); such rows leave the checking queue."""
-TOKEN_COLS = "id, user_id, name, created_at, last_used_at, revoked_at"
+TOKEN_COLS = "id, user_id, name, created_at, last_used_at, revoked_at, expires_at, scope"
 
 
 def _recording(row: Row) -> RecordingRow:
@@ -112,37 +112,46 @@ class CatalogueQueries:
 
     # -- API tokens ------------------------------------------------------------------
     async def add_api_token(
-        self, user_id: int, name: str, token_sha256: str, at: float
-    ) -> ApiToken:
+        self, user_id: int, name: str, token_sha256: str, at: float,
+        expires_at: float | None = None, scope: str = "full",
+    ) -> ApiToken:  # fmt: skip
         async with self._use() as c:  # type: ignore[attr-defined]
             row = await c.fetchrow(
-                "INSERT INTO api_tokens (user_id, name, token_sha256, created_at) "
-                f"VALUES ($1, $2, $3, $4) RETURNING {TOKEN_COLS}",
+                "INSERT INTO api_tokens (user_id, name, token_sha256, created_at, expires_at, "
+                f"scope) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {TOKEN_COLS}",
                 user_id,
                 name,
                 token_sha256,
                 at,
+                expires_at,
+                scope,
             )
         assert row is not None
         return _token(row)
 
     async def user_for_token_hash(self, token_sha256: str, at: float) -> User | None:
+        found = await self.token_for_hash(token_sha256, at)
+        return found[0] if found else None
+
+    async def token_for_hash(self, token_sha256: str, at: float) -> tuple[User, ApiToken] | None:
         async with self._use() as c:  # type: ignore[attr-defined]
-            hit = await c.fetchval(
-                "UPDATE api_tokens SET last_used_at = $2 "
-                "WHERE token_sha256 = $1 AND revoked_at IS NULL RETURNING user_id",
+            row = await c.fetchrow(
+                "UPDATE api_tokens SET last_used_at = $2 WHERE token_sha256 = $1 "
+                "AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2) "
+                f"RETURNING {TOKEN_COLS}",
                 token_sha256,
                 at,
             )
-            if hit is None:
+            if row is None:
                 return None
+            token = _token(row)
             rows = await c.fetch(
                 "SELECT id, username, display_name, role, password_hash, active, team_id "
                 "FROM users WHERE id = $1",
-                hit,
+                token.user_id,
             )
             users: list[User] = await self._users(c, rows)  # type: ignore[attr-defined]
-        return users[0] if users else None
+        return (users[0], token) if users else None
 
     async def get_api_token(self, token_id: int) -> ApiToken | None:
         async with self._use() as c:  # type: ignore[attr-defined]

@@ -53,6 +53,9 @@ DECISIONS: dict[str, Decision] = {
     "GET /login": Decision(PUBLIC, moves=True),  # logged in: on to the home page
     "POST /login": Decision(PUBLIC),
     "POST /logout": Decision(USERS),
+    "GET /account": Decision(USERS),
+    "POST /account/password": Decision(USERS),
+    "POST /account/sessions": Decision(USERS),
     "GET /healthz": Decision(PUBLIC),
     # from this machine (the test client is loopback); from elsewhere an admin's API
     # token only (tests/web/test_metrics.py::test_who_may_read_the_metrics)

@@ -37,10 +37,15 @@ async def test_login_sets_a_safe_cookie_and_logout_ends_it(
     home = await client.get("/")
     assert "Alice Rep" in await home.text()
     token = await csrf_of(client, "/")
+    old = client.session.cookie_jar.filter_cookies(client.make_url("/"))[SESSION_COOKIE].value
     out = await client.post("/logout", data={"_csrf": token}, allow_redirects=False)
     assert out.status == 302
     again = await client.get("/", allow_redirects=False)
     assert again.status == 302
+    # not only dropped by this browser: a copy of the old cookie is dead on the server too
+    client.session.cookie_jar.clear()
+    replayed = await client.get("/api/v1/me", headers={"Cookie": f"{SESSION_COOKIE}={old}"})
+    assert replayed.status == 401
 
 
 async def test_wrong_password_and_rate_limit(client: TestClient, people: People) -> None:

@@ -514,7 +514,8 @@ def openapi_document() -> Schema:
             "description": "Contacts, calls, callbacks and leads of the telephony CRM. "
             "Authenticate with `Authorization: Bearer <token>` (an API token an admin "
             f"creates for a user), or with the session cookie plus the `{CSRF_HEADER}` "
-            "header (the app's own pages). Every list and get is limited to what that "
+            "header (the app's own pages). A token may be read-only (any method but GET "
+            "answers 403) and may expire (then 401). Every list and get is limited to what that "
             "user may see in the UI. Errors are `{\"error\": {\"status\", \"message\"}}`.",
         },
         "servers": [{"url": API_PREFIX}],

@@ -1,5 +1,6 @@
 """Admin: API tokens for integrations.  A token acts as the user it belongs to (their role
-and scope), is shown once when created (only its SHA-256 is stored), and can be revoked."""
+and scope), is shown once when created (only its SHA-256 is stored), and can be revoked;
+it may be read-only (GET/HEAD) and may expire after a number of days."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ async def _page(
         "new_token": new_token,
         "error": error,
         "revoked": request.query.get("done") == "revoked",
+        "now": rt.service.clock(),
     }
     return render(request, "admin_tokens.html", ctx, status=status)
 
@@ -49,9 +51,19 @@ async def create_token(request: web.Request) -> web.StreamResponse:
     except ValueError:
         return await _page(request, error="Choose the user the token acts as.", status=400)
     try:
+        days_text = str(form.get("expires_days", "")).strip()
+        days = float(days_text) if days_text else None
+        if days is not None and not 0 < days <= 3650:
+            raise ValueError
+    except ValueError:
+        return await _page(request, error="Expiry: a number of days (1-3650), or empty.",
+                           status=400)  # fmt: skip
+    try:
         token = await rt.service.create_api_token(
-            user_id, str(form.get("name", "")), current_user(request).username
-        )
+            user_id, str(form.get("name", "")), current_user(request).username,
+            expires_at=rt.service.clock() + days * 86400 if days else None,
+            scope="read" if form.get("scope") == "read" else "full",
+        )  # fmt: skip
     except (InvalidInput, NotFound) as exc:
         return await _page(request, error=str(exc), status=400)
     return await _page(request, new_token=token)

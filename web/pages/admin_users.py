@@ -13,6 +13,7 @@ from aiohttp import web
 from crm.errors import InvalidInput, NotFound
 from crm.models import ROLES, CallFilter, User
 
+from .. import sessions
 from ..app import current_user, roles, runtime
 from ..render import render
 from ..runtime import Runtime
@@ -29,6 +30,7 @@ NOTICES = {
     "deactivated": "User deactivated: they can no longer log in.",
     "reactivated": "User reactivated.",
     "extensions": "Extensions saved.",
+    "sessions": "Logged out everywhere: every session of the user has ended.",
 }
 
 
@@ -158,6 +160,7 @@ async def _user_page(
         "others": [o for o in everyone if o.active and o.id != user.id],
         "error": error,
         "notice": _notice(request),
+        "open_sessions": len(await rt.store.list_web_sessions(user.id or 0)),
     }
     return render(request, "admin_user.html", ctx, status=status)
 
@@ -215,7 +218,16 @@ async def _change(
             raise InvalidInput("choose who takes over") from None
         contacts, callbacks = await rt.service.reassign(uid, to, actor.username)
         return f"reassigned:{contacts}:{callbacks}"
+    if what == "sessions":
+        await rt.service.audit(actor.username, "user.logged_out_everywhere", f"user:{uid}")
+        return "sessions"
     raise web.HTTPNotFound()
+
+
+ENDS_SESSIONS = frozenset({"password", "deactivated", "sessions"})
+"""Changes after which none of the user's sessions may go on (nor their open streams)."""
+REBUILDS_STREAMS = frozenset({"role", "team", "extensions"})
+"""Changes to what the user's open streams were built for (role, scope, extensions)."""
 
 
 @routes.post("/admin/users/{user_id}/{what}")
@@ -234,6 +246,10 @@ async def change_user(request: web.Request) -> web.StreamResponse:
         if back == "extensions":
             return await _extensions_page(request, str(exc).strip("'\""), status=400)
         return await _user_page(request, str(exc).strip("'\""), status=400)
+    if target.id is not None and done in ENDS_SESSIONS:
+        await sessions.end(rt, target.id)
+    elif target.id is not None and done in REBUILDS_STREAMS:
+        sessions.close_streams(rt, target.id)  # they reconnect with the new view
     if back == "extensions":
         raise web.HTTPSeeOther("/admin/extensions?done=extensions")
     if done.startswith("reassigned:"):

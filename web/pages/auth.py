@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
-import time
+import logging
 from pathlib import Path
 
 from aiohttp import web
 
+from .. import sessions
 from ..app import current_user, public, runtime, safe_next
 from ..render import render, visitor
-from ..security import SESSION_COOKIE
+from ..security import SESSION_COOKIE, cookie_secure
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 routes = web.RouteTableDef()
+log = logging.getLogger(__name__)
+_warned_plain_http = False
+
+
+def _warn_if_plain_http(request: web.Request, secure: bool) -> None:
+    """A Secure cookie sent over plain HTTP never comes back: the user is logged in and
+    at once out again.  Say so in the log, once (``server.secure_cookies``)."""
+    global _warned_plain_http
+    if not secure or _warned_plain_http or request.secure:
+        return
+    if request.headers.get("X-Forwarded-Proto", "").lower() == "https":
+        return
+    _warned_plain_http = True
+    log.warning("session cookies are Secure (server.secure_cookies) but this login came over "
+                "plain HTTP: browsers will not send the cookie back; serve HTTPS (a reverse "
+                "proxy) or set server.secure_cookies = false")  # fmt: skip
 
 
 @routes.get("/login")
@@ -32,7 +49,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     username = str(form.get("username", "")).strip()[:64]
     password = str(form.get("password", ""))[:1024]
     target = safe_next(str(form.get("next", "")))
-    address = request.remote or "?"
+    address = sessions.address_of(request, rt)
     wait = rt.limiter.retry_after(username, address)
     if wait > 0:
         response = render(
@@ -53,25 +70,23 @@ async def login(request: web.Request) -> web.StreamResponse:
             {"next": target, "username": username, "error": "Wrong username or password."},
             status=401,
         )
-    rt.limiter.succeeded(username)
+    rt.limiter.succeeded(username, address)
+    _warn_if_plain_http(request, cookie_secure(rt.settings))
     response = web.HTTPFound(target)
-    secure = bool(rt.settings.get("server", {}).get("secure_cookies"))
-    response.set_cookie(
-        SESSION_COOKIE,
-        rt.signer.issue(user.id, user.password_hash, time.time()),
-        httponly=True,
-        samesite="Lax",
-        secure=secure,
-        max_age=int(rt.signer.max_age),
-    )
+    sessions.set_cookie(rt, response, await sessions.start(request, rt, user))
     raise response
 
 
 @routes.post("/logout")
 async def logout(request: web.Request) -> web.StreamResponse:
-    current_user(request)
+    """Ends this session on the server (the old cookie stops working everywhere, and this
+    session's open event streams close), not only in this browser."""
+    user = current_user(request)
+    key = visitor(request).session
+    if key is not None and user.id is not None:
+        await sessions.end(runtime(request), user.id, only=key)
     response = web.HTTPFound("/login")
-    response.del_cookie(SESSION_COOKIE)
+    response.del_cookie(SESSION_COOKIE, path="/")
     raise response
 
 

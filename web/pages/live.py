@@ -12,9 +12,11 @@ import asyncio
 
 from aiohttp import web
 
-from ..app import RUNTIME, current_user
+from .. import sessions
+from ..app import RUNTIME, current_user, runtime
 from ..live import LIVE_HUB, LiveHub
-from ..render import ENV_KEY
+from ..render import ENV_KEY, visitor
+from ..security import SESSION_COOKIE
 
 routes = web.RouteTableDef()
 POLL = 1.0
@@ -24,6 +26,20 @@ POLL = 1.0
 def _gone(request: web.Request) -> bool:
     transport = request.transport
     return transport is None or transport.is_closing()
+
+
+async def _still_valid(request: web.Request, role: str) -> bool:
+    """At each heartbeat: the session (or token) behind the stream is still alive and the
+    user still has the role the stream was built for; a missed ``streams_close`` (another
+    process, a lost notification) ends the stream here within one heartbeat."""
+    rt = runtime(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if visitor(request).auth == "session" and cookie:
+        found = await sessions.session_user(rt, cookie, touch=False)
+        return found is not None and found[0].role == role
+    auth = request.headers.get("Authorization", "")
+    found_token = await rt.service.api_token_auth(auth[7:].strip())
+    return found_token is not None and found_token[0].role == role
 
 
 @routes.get("/events")
@@ -42,6 +58,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     if request.method == "HEAD":  # aiohttp routes HEAD here too: headers only, no stream
         return response
     client = hub.connect(viewer)
+    client.session = visitor(request).session
     loop = asyncio.get_running_loop()
     beat = loop.time() + hub.heartbeat
     try:
@@ -53,6 +70,8 @@ async def events(request: web.Request) -> web.StreamResponse:
                 hub.written(client)
                 beat = loop.time() + hub.heartbeat
             elif loop.time() >= beat:
+                if not await _still_valid(request, user.role):
+                    break
                 await response.write(b": ping\n\n")
                 beat = loop.time() + hub.heartbeat
             if _gone(request):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -29,17 +30,21 @@ from ..recordings_view import may_download, media_dir, verify
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 _PLAYED_KEY: web.AppKey[OrderedDict[str, float]] = web.AppKey("played_links", OrderedDict)
+EMPTY_SUFFIX = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*", re.IGNORECASE)
+"""``Range: bytes=-0``: a suffix of zero bytes."""
 REFUSED = "You cannot listen to this recording, or the link has expired; reload the page."
 
 
-async def _allowed(request: web.Request, user: User) -> tuple[RecordingRow, Path]:
-    """The recording and its file, if this request may have them; else 403."""
+async def _allowed(request: web.Request, user: User,
+                   action: str) -> tuple[RecordingRow, Path]:  # fmt: skip
+    """The recording and its file, if this request may have them for ``action`` (the
+    link's signature names it); else 403."""
     rt = runtime(request)
     try:
         rec_id = int(request.match_info["rec_id"])
     except ValueError:
         raise web.HTTPForbidden(text=REFUSED) from None
-    if user.id is None or verify(rt, rec_id, user.id, request.query) is None:
+    if user.id is None or verify(rt, rec_id, user.id, request.query, action) is None:
         raise web.HTTPForbidden(text=REFUSED)
     row = await rt.service.get_recording(rec_id)
     if row is None:
@@ -60,6 +65,14 @@ async def _allowed(request: web.Request, user: User) -> tuple[RecordingRow, Path
 
 async def _exists(path: Path) -> bool:
     return await asyncio.get_running_loop().run_in_executor(None, path.is_file)
+
+
+async def _refuse_empty_suffix(request: web.Request, path: Path) -> None:
+    """``Range: bytes=-0`` ("the last 0 bytes") is unsatisfiable (RFC 9110 14.1.2): 416,
+    where aiohttp would send the whole file."""
+    if EMPTY_SUFFIX.fullmatch(request.headers.get("Range", "")):
+        size = await asyncio.get_running_loop().run_in_executor(None, lambda: path.stat().st_size)
+        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
 
 
 def _first_play(request: web.Request) -> bool:
@@ -83,9 +96,10 @@ def _first_play(request: web.Request) -> bool:
 @routes.get(r"/recordings/{rec_id:\d+}/stream")
 async def stream(request: web.Request) -> web.StreamResponse:
     user = current_user(request)
-    row, path = await _allowed(request, user)
+    row, path = await _allowed(request, user, "stream")
     if not await _exists(path):
         raise web.HTTPNotFound(text="The recording's file is gone.")
+    await _refuse_empty_suffix(request, path)
     if _first_play(request):
         await runtime(request).service.recording_played(user.username, row.call_id, row.id)
     response = web.FileResponse(path, headers={
@@ -98,11 +112,12 @@ async def stream(request: web.Request) -> web.StreamResponse:
 @routes.get(r"/recordings/{rec_id:\d+}/download")
 async def download(request: web.Request) -> web.StreamResponse:
     user = current_user(request)
-    row, path = await _allowed(request, user)
+    row, path = await _allowed(request, user, "download")
     if not may_download(runtime(request), user):
         raise web.HTTPForbidden(text="Your role may listen to recordings but not download them.")
     if not await _exists(path):
         raise web.HTTPNotFound(text="The recording's file is gone.")
+    await _refuse_empty_suffix(request, path)
     await runtime(request).service.audit(
         user.username, "recording.downloaded", f"call:{row.call_id}", {"recording": row.id}
     )
@@ -117,7 +132,7 @@ async def download(request: web.Request) -> web.StreamResponse:
 async def waveform(request: web.Request) -> web.StreamResponse:
     """``{"duration", "peaks": [0..1, ...]}``; an empty list when the worker wrote none."""
     user = current_user(request)
-    row, path = await _allowed(request, user)
+    row, path = await _allowed(request, user, "waveform")
     wave = path.parent / waveform_name_for(path.name)
 
     def read() -> dict[str, object]:

@@ -1,0 +1,91 @@
+"""My account, for every role: change one's own password (the current one is asked for,
+so a session left open on a shared desk cannot take the account over) and end one's
+other sessions ("log out everywhere else") or all of them."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from crm.errors import InvalidInput
+
+from .. import sessions
+from ..app import current_user, runtime
+from ..render import render, visitor
+from ..security import SESSION_COOKIE
+
+routes = web.RouteTableDef()
+NOTICES = {
+    "password": "Password changed; your other sessions have ended.",
+    "others": "Logged out everywhere else.",
+}
+
+
+async def _page(request: web.Request, error: str | None = None,
+                status: int = 200) -> web.Response:  # fmt: skip
+    rt = runtime(request)
+    user = current_user(request)
+    ctx = {
+        "error": error,
+        "notice": NOTICES.get(request.query.get("done", "")),
+        "open_sessions": len(await rt.store.list_web_sessions(user.id or 0)),
+    }
+    return render(request, "account.html", ctx, status=status)
+
+
+@routes.get("/account")
+async def account(request: web.Request) -> web.StreamResponse:
+    return await _page(request)
+
+
+@routes.post("/account/password")
+async def change_password(request: web.Request) -> web.StreamResponse:
+    rt = runtime(request)
+    user = current_user(request)
+    v = visitor(request)
+    form = await request.post()
+    current, new, again = (str(form.get(k, ""))[:1024] for k in ("current", "password", "again"))
+    address = sessions.address_of(request, rt)
+    wait = rt.limiter.retry_after(user.username, address)
+    if wait > 0:
+        response = await _page(request, f"Too many wrong passwords. Try again in {int(wait) + 1} "
+                               "seconds.", status=429)  # fmt: skip
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
+    if await rt.service.authenticate(user.username, current) is None:
+        rt.limiter.failed(user.username, address)
+        return await _page(request, "Your current password is not right.", status=400)
+    if new != again:
+        return await _page(request, "The two new passwords differ.", status=400)
+    assert user.id is not None
+    try:
+        await rt.service.set_password(user.id, new, user.username)
+    except InvalidInput as exc:
+        return await _page(request, str(exc).strip("'\""), status=400)
+    await sessions.end(rt, user.id, keep=v.session)
+    response = web.HTTPSeeOther("/account?done=password")
+    changed = await rt.store.get_user(user.id)
+    if changed is not None and v.session is not None:
+        sessions.set_cookie(rt, response, sessions.reissue(rt, changed, v.csrf_nonce))
+    raise response
+
+
+@routes.post("/account/sessions")
+async def end_sessions(request: web.Request) -> web.StreamResponse:
+    rt = runtime(request)
+    user = current_user(request)
+    v = visitor(request)
+    form = await request.post()
+    assert user.id is not None
+    if form.get("which") == "all" or v.session is None:
+        await sessions.end(rt, user.id)
+        await rt.service.audit(user.username, "user.logged_out_everywhere", f"user:{user.id}")
+        response = web.HTTPSeeOther("/login")
+        response.del_cookie(SESSION_COOKIE, path="/")
+        raise response
+    await sessions.end(rt, user.id, keep=v.session)
+    await rt.service.audit(user.username, "user.logged_out_elsewhere", f"user:{user.id}")
+    raise web.HTTPSeeOther("/account?done=others")
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)
