@@ -92,17 +92,20 @@ class Live:
                        if len(row) > 8 and row[6].startswith("PJSIP/trunk")
                        and number in row[8])  # fmt: skip
 
-    def recording_stream_url(self, http: Http, call_id: int, timeout: float = 60) -> str:
-        """The player's stream link on the call page, once the recording is ready."""
+    def recording_links(self, http: Http, call_id: int, timeout: float = 60) -> dict[str, str]:
+        """The player's links on the call page (``stream``, ``waveform``), once the
+        recording is ready to play."""
 
-        def link() -> str | None:
+        def links() -> dict[str, str] | None:
             html = http.get(f"/calls/{call_id}").text
-            marker = 'preload="metadata" src="'
-            if marker not in html:
-                return None
-            return html.split(marker, 1)[1].split('"', 1)[0].replace("&amp;", "&")
+            found = {}
+            for name, marker in (("stream", 'preload="metadata" src="'),
+                                 ("waveform", 'data-waveform="')):  # fmt: skip
+                if marker in html:
+                    found[name] = html.split(marker, 1)[1].split('"', 1)[0].replace("&amp;", "&")
+            return found if "stream" in found else None
 
-        return wait_for(link, timeout, f"a playable recording on /calls/{call_id}", every=1.0)
+        return wait_for(links, timeout, f"a playable recording on /calls/{call_id}", every=1.0)
 
 
 TIMINGS: dict[str, float] = {}

@@ -129,7 +129,8 @@ def test_the_answered_call_is_recorded_and_plays_with_range(
 ) -> None:
     call = live.call_of(JOHN, wave["since"])
     alice = live.crm.browser("alice")  # the rep who took the call may listen
-    url = live.recording_stream_url(alice, call["id"])
+    links = live.recording_links(alice, call["id"])
+    url = links["stream"]
     whole = alice.get(url)
     assert whole.status == 200, whole.text[:200]
     assert whole.headers["Content-Type"].startswith("audio/webm")
@@ -139,7 +140,7 @@ def test_the_answered_call_is_recorded_and_plays_with_range(
     assert part.status == 206
     assert part.headers["Content-Range"] == f"bytes 100-299/{len(whole.body)}"
     assert part.body == whole.body[100:300]
-    wave_json = alice.get_json(url.replace("/stream", "/waveform"))
+    wave_json = alice.get_json(links["waveform"])
     assert 4.0 <= wave_json["duration"] <= 12.0, wave_json["duration"]
 
 
