@@ -16,9 +16,21 @@ from typing import Any
 
 import phonenumbers
 
-__all__ = ["DialRuleError", "DialRules"]
+__all__ = ["DialRuleError", "DialRules", "clicked_number"]
 
 _SAFE = re.compile(r"^[0-9*#+]*$")
+_CLICK_NAME = "Call to "
+"""How ``DialRules.caller_id_for`` names a click's Originate CallerID."""
+
+
+def clicked_number(name: str | None, number: str | None) -> str | None:
+    """The dial string a click-to-call was for, read back from the CallerID its Originate
+    got from ``caller_id_for`` (``"Call to 4155550123" <4155550123>``): the only trace
+    of the click a CDR row of the rep's channel keeps.  None for any other caller ID (a
+    configured outbound caller ID does not say whom the rep was calling)."""
+    if name and number and name.startswith(_CLICK_NAME):
+        return number
+    return None
 
 
 class DialRuleError(ValueError):
@@ -133,4 +145,4 @@ class DialRules:
         if self.caller_id:
             return self.caller_id
         label = (shown or dial).replace('"', "")
-        return f'"Call to {label}" <{dial}>'
+        return f'"{_CLICK_NAME}{label}" <{dial}>'

@@ -52,9 +52,11 @@ def wants_lead(rec: CallRecord, policy: LeadPolicy) -> bool:
     """Whether this call (from/to an unknown outside number) should create a lead."""
     if rec.direction == "internal" or policy.create_on == "never":
         return False
-    if rec.originate_id and rec.outcome == "failed":
+    if rec.outcome == "failed" and (rec.originate_id or (rec.caller and rec.caller in rec.rang)):
         # A click-to-call the rep's phone never took: the number was never dialled, so
-        # nobody out there is a prospect yet.
+        # nobody out there is a prospect yet.  The tracker knows the click by its
+        # Originate; a record from the PBX's CDR (no link saw it) only by the rep's own
+        # phone being the one that rang, as an Originate rings the rep first.
         return False
     if policy.create_on == "missed_only":
         return is_missed(rec)

@@ -17,8 +17,21 @@ How Asterisk writes CDR (see tests/fixtures/asterisk-22/README.md), and what fol
   Local pair), and the call keeps the oldest uniqueid, which is its Linkedid.
 * The userfield of the party-A row is ``partyA;partyB``: ``;file.wav`` when the
   recording's name was set on the answering channel.
-* What CDR cannot tell (who hung up an answered call, transfers' details) is left None or
-  empty rather than guessed.
+* A party-A row's dst/dcontext follow the channel through the dialplan until the row is
+  written: after a blind transfer they name the transfer target.  The DID comes from rows
+  that still hold it (one in a carriers' context, a ring-group leg that ended before);
+  when none does, the record has no DID rather than the target.
+* The tracker's rules hold here too: outside parties (who answered an outbound call, whom
+  a transfer out ended with) are named in E.164; a BUSY (or FAILED) leg never rang; a
+  phone whose leg stopped at once while the call went on declined it (listed in ``rang``
+  and ``declined``); an Originate whose channel never answered (its row still shows
+  ``AppDial2`` and dst ``s``) is a ``failed`` click, its number read back from the
+  CallerID the CRM gave the Originate (``dialrules.clicked_number``).
+* What CDR cannot tell is left None or empty rather than guessed: who hung up an answered
+  call, that a transfer happened (only its legs show), hold and a blind transfer's target
+  ringing (counted as talk), the Q.850 cause that tells a decline from another quick
+  refusal, a queue member declining, and a click-to-call's number and rep ring when the
+  Originate carried a configured outbound caller ID instead of the CRM's own.
 """
 
 from .calls import CdrCalls, group_rows

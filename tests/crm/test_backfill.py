@@ -31,11 +31,20 @@ from crm.store import Store
 from .conftest import Clock
 
 CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk-22"
-SCENARIOS = sorted(p for p in CAPTURES.iterdir() if (p / "cdr.csv").exists())
 PROFILE = pbx_profile(load_settings(env={}))
 BEFORE = 1_795_341_200.0  # 2026-11-22 09:53:20 UTC, before the first capture
 AFTER = 1_795_341_700.0  # 09:61:40, after the last
 UTC = dt.UTC
+
+
+def _in_the_gap(scenario: Path) -> bool:
+    rows = parse_lines((scenario / "cdr.csv").read_text().splitlines(), UTC)
+    return all(r.start >= BEFORE and r.end <= AFTER for r in rows)
+
+
+# The gap is the morning of the first set of captures (2026-11-22); the later ones
+# (15-22, 2026-11-30) are outside it, and their CDR is checked in tests/test_cdr.py.
+SCENARIOS = sorted(p for p in CAPTURES.iterdir() if (p / "cdr.csv").exists() and _in_the_gap(p))
 
 
 def master_csv_text(scenarios: list[Path] = SCENARIOS) -> str:
@@ -159,6 +168,41 @@ async def test_a_call_seen_live_in_part_is_not_duplicated_nor_replaced_by_less(
     got = await store.get_call_by_linkedid("x.1")
     assert got is not None and (got.source, got.complete) == ("cdr", True)
     assert got.talk_seconds == 8.0
+
+
+async def test_the_later_captures_are_backfilled_and_a_click_never_taken_makes_no_lead(
+    store: Store, ingest: Ingest, clock: Clock, tmp_path: Path
+) -> None:
+    """The 2026-11-30 captures (transfers, declines, a click the rep never answered,
+    queues, busy lines) from Master.csv: every planned call once, with its outcome; the
+    click 101 never answered is ``failed`` and, as when the link sees it, makes no lead
+    (4155550123 was never dialled)."""
+    later = sorted(p for p in CAPTURES.iterdir() if (p / "cdr.csv").exists() and not _in_the_gap(p))
+    assert later
+    master = tmp_path / "Master.csv"
+    master.write_text(master_csv_text(later))
+    rows = parse_lines(master.read_text().splitlines(), UTC)
+    since, until = min(r.start for r in rows) - 60, max(r.end for r in rows) + 60
+    report = await make_backfill(store, ingest, clock, csv_path=str(master)).run(since, until)
+    planned = planned_calls(later)
+    assert report.error is None and report.written == len(planned)
+    calls = await all_calls(store)
+    for want in planned:
+        if want["direction"] == "inbound":
+            (call,) = [c for c in calls if c.caller == want["caller"]]
+        else:
+            (call,) = [c for c in calls if c.caller == want["caller"]
+                       and c.callee == want["callee"]]  # fmt: skip
+        assert (call.source, call.direction, call.outcome) == (
+            "cdr",
+            want["direction"],
+            want["outcome"],
+        )
+        if want.get("lead") is False:
+            assert call.contact_id is None, want
+    contacts = await store.count_contacts()
+    assert contacts == len({c.remote_e164 for c in calls if c.contact_id is not None})
+    assert not [c for c in calls if c.remote_e164 == "+14155550123" and c.contact_id]
 
 
 async def test_only_calls_that_ended_in_the_window_are_written(

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from crm.ingest import Ingest
-from crm.leads import lead_name
+from crm.leads import lead_name, wants_lead
 from crm.models import User
 from crm.policy import LeadPolicy
 from crm.store import Store
@@ -66,6 +66,18 @@ async def test_outbound_to_unknown_number_is_a_lead_on_every_call(
     assert result.lead_created is not None
     assert result.lead_created.lead is not None
     assert result.lead_created.lead.source == "outbound_call"
+
+
+def test_a_click_the_rep_never_took_is_no_lead_whoever_reports_it() -> None:
+    """The tracker knows the click by its Originate; the PBX's CDR only by the rep's own
+    phone being the one that rang.  A call the carrier failed is still a lead."""
+    policy = LeadPolicy()
+    by_tracker = outbound(answered=False, outcome="failed", originate_id="crm-1", rang=("101",))
+    by_cdr = outbound(answered=False, outcome="failed", rang=("101",), source="cdr")
+    carrier_failed = outbound(answered=False, outcome="failed")
+    assert not wants_lead(by_tracker, policy)
+    assert not wants_lead(by_cdr, policy)
+    assert wants_lead(carrier_failed, policy)
 
 
 async def test_missed_only(store: Store, clock: Clock) -> None:

@@ -50,8 +50,8 @@ async def test_home_either_side_of_midnight(
     assert missed.callback is not None and missed.callback.task.due_at == MIDNIGHT
     early = (await rt.ingest.record(inbound("+14155550199", at=MIDNIGHT + 10))).call  # 00:00:10
 
+    rt.clock.set(BEFORE)  # before logging in: a session never starts in the future
     await login(client, "alice")
-    rt.clock.set(BEFORE)
     html = await (await client.get("/")).text()
     # at 23:59:30 the call of 00:00:10 has not happened yet; the one of 23:58:50 is today's
     assert str(late.id) in today_calls(html) and str(early.id) not in today_calls(html)
@@ -73,6 +73,7 @@ async def test_manager_pages_either_side_of_midnight(
                                     owner_id=people.alice.id)  # fmt: skip
     late = (await rt.ingest.record(inbound("+14155550199", at=MIDNIGHT - 70))).call
     early = (await rt.ingest.record(inbound("+14155550199", at=MIDNIGHT + 10))).call
+    rt.clock.set(BEFORE)  # before logging in: a session never starts in the future
     await login(client, "admin")
     for at, day, shown, hidden in ((BEFORE, "2026-03-14", late, early),
                                    (AFTER, "2026-03-15", early, None)):  # fmt: skip
