@@ -279,6 +279,9 @@ class AmiLink:
         self._last_error: str | None = None
         self._too_old: str | None = None
         self._last_event_at: float | None = None
+        self._heard_at: float | None = None
+        """When the PBX last sent anything (an event, a response, a Pong): the calls it
+        had up were alive then; a resync closes the ones gone from that time."""
         self._events_total = 0
         self._rate = _Rate()
         self._reconnects = 0
@@ -433,12 +436,13 @@ class AmiLink:
             if self._orphans or self._facts.qsize() > s.queue_max // 2:
                 await asyncio.sleep(0.05)
         self._lost = loop.create_future()
+        heard_before = self._heard_at
         await asyncio.wait_for(
             loop.create_connection(lambda: _FastProtocol(self), s.host, s.port, ssl=s.ssl),
             s.connect_timeout,
         )
         await self._login()
-        await self._resync()
+        await self._resync(heard_before)
         self._set_state("connected")
         log.info("AMI link to %s up", self.status.endpoint)
         up_since = time.monotonic()
@@ -474,9 +478,11 @@ class AmiLink:
             raise LoginFailed(resp.get("Message") or "no reason given")
         self.manager.authenticated = True
 
-    async def _resync(self) -> None:
-        """Tell the tracker what is alive now, so calls that ended while down get closed."""
-        self._guarded(lambda: self._tracker.begin_resync(time.time()) or [], "begin_resync")
+    async def _resync(self, heard_before: float | None = None) -> None:
+        """Tell the tracker what is alive now, so calls that ended while down get closed
+        (at ``heard_before``, the last time the previous connection heard the PBX)."""
+        alive = heard_before if heard_before is not None else time.time()
+        self._guarded(lambda: self._tracker.begin_resync(alive) or [], "begin_resync")
         try:
             resp = await self._request(
                 {"Action": "CoreShowChannels"}, timeout=self.settings.resync_timeout
@@ -602,6 +608,7 @@ class AmiLink:
         before = reader.frames
         msgs = reader.feed(data)
         now = time.time()
+        self._heard_at = now
         received = reader.frames - before
         if received:
             self._events_total += received

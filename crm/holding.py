@@ -17,10 +17,14 @@ every call that ends loses its record.  ``HoldingSink`` sits between the link an
   whenever that changes, so the admin sees "12 calls waiting for the database: database
   is locked" instead of nothing.
 
-Held calls live in memory: a process killed while the database is down still loses
-them (a journal file would close that gap; see the load/faults report).  ``max_held``
-bounds the memory; beyond it the oldest held call is dropped with an error in the log
-and counted in ``status.lost``: never silently.
+Held calls are also journaled on disk when a ``journal`` path is given (the link
+manager gives one per link, in the data dir): every held record is appended as a JSON
+line and fsynced before the sink returns, so a process killed while the database is
+down loses nothing; ``replay_journal`` on the next start writes them (idempotent: a call
+already written is updated in place, never doubled), and the file is truncated as soon
+as nothing is held.  ``max_held`` bounds the memory; beyond it the oldest held call
+leaves memory with an error in the log and is counted in ``status.lost`` (it stays in
+the journal, so the next start still writes it).
 """
 
 from __future__ import annotations
@@ -28,13 +32,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import json
 import logging
+import os
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ami_bridge.facts import CallRecord, Fact
+
+from .eventjson import from_jsonable, jsonable
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +74,78 @@ class HoldingStatus:
         return self.held == 0
 
 
+def merge_status(statuses: Iterable[HoldingStatus]) -> HoldingStatus:
+    """One status for several sinks (one per link): counts add up, the oldest wait wins."""
+    items = list(statuses)
+    since = [s.held_since for s in items if s.held_since is not None]
+    return HoldingStatus(
+        held=sum(s.held for s in items),
+        held_since=min(since) if since else None,
+        last_error=next((s.last_error for s in items if s.last_error), None),
+        retries=sum(s.retries for s in items),
+        written_late=sum(s.written_late for s in items),
+        lost=sum(s.lost for s in items),
+        live_dropped=sum(s.live_dropped for s in items),
+    )
+
+
+class Journal:
+    """Held calls on disk: append + fsync one JSON line per held record, read them back,
+    truncate.  Blocking file work runs in a thread, never on the event loop."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = asyncio.Lock()
+
+    async def append(self, rec: CallRecord) -> None:
+        line = json.dumps(jsonable(rec), separators=(",", ":")) + "\n"
+        async with self.lock:
+            await asyncio.to_thread(self._append, line)
+
+    def _append(self, line: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    async def read(self) -> list[CallRecord]:
+        """The journaled calls, the latest version of each, in first-held order."""
+        async with self.lock:
+            text = await asyncio.to_thread(self._read)
+        out: OrderedDict[str, CallRecord] = OrderedDict()
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec: CallRecord = from_jsonable(CallRecord, json.loads(line))
+            except (ValueError, TypeError, KeyError) as exc:
+                # A line cut short by a crash mid-write: the record was never
+                # acknowledged as kept, so nothing a user saw is lost with it.
+                log.warning("held-calls journal %s line %d unreadable: %s", self.path, n, exc)
+                continue
+            out[rec.linkedid] = rec
+        return list(out.values())
+
+    def _read(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return ""
+
+    async def truncate_if(self, empty: Callable[[], bool]) -> None:
+        """Empty the file, if ``empty()`` still holds once the journal is ours."""
+        async with self.lock:
+            if empty():
+                await asyncio.to_thread(self._truncate)
+
+    def _truncate(self) -> None:
+        if self.path.exists():
+            with self.path.open("w", encoding="utf-8") as f:
+                f.flush()
+                os.fsync(f.fileno())
+
+
 class HoldingSink:
     """A fact sink for ``AmiLink`` that never loses a finished call to a passing store error."""
 
@@ -77,8 +158,10 @@ class HoldingSink:
         max_held: int = 100_000,
         on_change: StatusListener | None = None,
         clock: Callable[[], float] = time.time,
+        journal: Path | None = None,
     ) -> None:
         self._handle = handle
+        self._journal = Journal(journal) if journal is not None else None
         self._retry_initial = retry_initial
         self._retry_max = retry_max
         self._max_held = max_held
@@ -116,12 +199,44 @@ class HoldingSink:
             return
         if self._held:
             self._hold(fact)  # behind the ones already waiting, in order
+            await self._journal_append(fact)
             return
         try:
             await self._handle(fact)
         except Exception as exc:
             self._failed(exc)
             self._hold(fact)
+            await self._journal_append(fact)
+
+    async def replay_journal(self) -> int:
+        """Write (or hold again) the calls a previous process journaled and never wrote;
+        how many there were.  Call once, before the link's first facts matter."""
+        if self._journal is None:
+            return 0
+        recs = await self._journal.read()
+        for rec in recs:
+            await self(rec)
+        if recs:
+            log.warning("%d held call(s) from the journal %s replayed", len(recs),
+                        self._journal.path)  # fmt: skip
+        await self._journal_truncate()
+        return len(recs)
+
+    async def _journal_append(self, rec: CallRecord) -> None:
+        if self._journal is None:
+            return
+        try:
+            await self._journal.append(rec)
+        except OSError:
+            log.exception("could not journal held call %s (kept in memory only)", rec.linkedid)
+
+    async def _journal_truncate(self) -> None:
+        if self._journal is None:
+            return
+        try:
+            await self._journal.truncate_if(lambda: not self._held)
+        except OSError:
+            log.exception("could not truncate the held-calls journal")
 
     def retry_now(self) -> None:
         """Try the held calls at once (the admin's "retry" button, or the store said it is back)."""
@@ -193,6 +308,7 @@ class HoldingSink:
         self._held_since = None
         self._last_error = None
         log.warning("the database is back: held calls written (%d in all)", self._written_late)
+        await self._journal_truncate()
         self._changed()
         return True
 

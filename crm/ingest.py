@@ -2,8 +2,9 @@
 a contact, possibly a new lead, possibly a callback task opened or closed; live updates
 -> the event bus for screen pops.
 
-Everything for one finished call happens in one transaction keyed by its linkedid, so a
-replay or a resync after a reconnect updates the same row and never double-counts.
+Everything for one finished call happens in one transaction keyed by its link and
+linkedid, so a replay or a resync after a reconnect updates the same row and never
+double-counts, and two PBXes reporting the same linkedid keep a row each.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class Ingest:
         async with self.store.transaction() as tx:
             if remote:
                 await tx.lock_number(remote)
-            existing = await tx.get_call_by_linkedid(rec.linkedid)
+            existing = await tx.get_call_by_linkedid(rec.linkedid, self.pbx_link_id)
             if existing is not None and existing.match_reason == "erased":
                 return Ingested(existing, created=False)  # never bring erased data back
             if existing is not None and (
@@ -168,7 +169,7 @@ class Ingest:
             )
             call = await tx.upsert_call(call, now)
             if self.keep_live:
-                await tx.delete_live_call(rec.linkedid)
+                await tx.delete_live_call(rec.linkedid, self.pbx_link_id)
             if contact is not None and contact.id is not None:
                 await tx.touch_contact(contact.id, rec.started_at)
                 if contact.last_contact_at is None or contact.last_contact_at < rec.started_at:

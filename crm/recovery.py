@@ -72,18 +72,19 @@ async def finish_orphans(ingest: Ingest, still_live: Collection[str]) -> list[st
     written: list[str] = []
     store = ingest.store
     for row in await store.live_calls_for_link(ingest.pbx_link_id):
+        link = ingest.pbx_link_id
         if row.linkedid in still_live:
             continue
-        if await store.get_call_by_linkedid(row.linkedid) is not None:
-            await store.delete_live_call(row.linkedid)  # landed after all
+        if await store.get_call_by_linkedid(row.linkedid, link) is not None:
+            await store.delete_live_call(row.linkedid, link)  # landed after all
             continue
         rec = orphan_record(row)
         if rec is None:
             log.warning("call %s: unreadable snapshot dropped", row.linkedid)
-            await store.delete_live_call(row.linkedid)
+            await store.delete_live_call(row.linkedid, link)
             continue
         await ingest.record(rec)
-        await store.delete_live_call(row.linkedid)
+        await store.delete_live_call(row.linkedid, link)
         written.append(row.linkedid)
     if written:
         log.warning("%d call(s) ended while nobody held the link; written as incomplete",

@@ -19,7 +19,10 @@ Originate to the consumer; the manager's ``OriginateDesk`` is the consumer's sid
 (``crm.originate_relay``).  Taking a link announces it (``link_consumer``), so a process
 waiting for an answer from the previous consumer knows it will not come.
 
-On SQLite (one process) every link simply runs.
+On SQLite (one process) every link simply runs, through the same code: the ingest keeps
+its calls in progress, and after a restart (a crash, or the admin changing the link
+settings) the new link finishes them the same way a takeover does.  Finished calls the
+store refuses are held and journaled per link (``crm.holding``).
 """
 
 from __future__ import annotations
@@ -28,9 +31,10 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ami_bridge.facts import Fact
+from ami_bridge.facts import CallRecord, Fact
 from ami_bridge.link import AmiLink, LinkStatus, settings_from_config
 from ami_bridge.protocol import Message, first
 from ami_bridge.tracker import CallTracker
@@ -57,6 +61,12 @@ RETRY_SECONDS = 1.0
 CLOSE_SECONDS = 8.0
 """The most closing the links may take (each link's stop and lock release are bounded
 on their own; this catches anything else)."""
+READY_WAIT = 2.0
+"""How long a fact waits for its link's row before the holding sink takes over."""
+HANDOVER_SECONDS = 30.0
+"""How long a new link waits for the PBX's channel list before it writes the calls it
+took over as incomplete anyway (a PBX that does not answer must not leave them on every
+live list)."""
 
 
 class LinkConfigError(ValueError):
@@ -166,10 +176,14 @@ class ListingWatch:
 @dataclass
 class RunningLink:
     config: LinkConfig
-    row: PbxLink
+    row: PbxLink | None
+    """None until the link's row is read (its facts wait until then)."""
     link: AmiLink
     ingest: Ingest
     watch: ListingWatch
+    sink: HoldingSink
+    ready: asyncio.Event
+    owner: list[int | None]
     recovered: list[str] = field(default_factory=list)
 
 
@@ -181,12 +195,14 @@ class LinkManager:
         *,
         database_url: str | None = None,
         retry: float = RETRY_SECONDS,
+        handover: float = HANDOVER_SECONDS,
     ) -> None:
         self.rt = rt
         self.configs = configs
         self.database_url = database_url
         """A PostgreSQL URL: take a lock per link.  None: run every link (SQLite)."""
         self.retry = retry
+        self.handover = handover
         self.running: dict[str, RunningLink] = {}
         self.statuses: dict[str, LinkStatus] = {}
         self.takeovers = 0
@@ -202,10 +218,17 @@ class LinkManager:
         return running.link if running is not None else None
 
     def start(self) -> None:
+        """Start every link.  Without PostgreSQL each link is built at once (``rt.link`` is
+        set on return); with it, a link is built when this process wins its lock."""
         if self.desk is not None:
             self.desk.start()
         for cfg in self.configs:
-            self._tasks.append(asyncio.create_task(self._run(cfg), name=f"link-{cfg.name}"))
+            if self.database_url is None:
+                running = self._build(cfg)
+                task = self._serve(running, None)
+            else:
+                task = self._run(cfg)
+            self._tasks.append(asyncio.create_task(task, name=f"link-{cfg.name}"))
 
     async def close(self, timeout: float = CLOSE_SECONDS) -> None:
         """Stop every link and give up its lock; bounded (``crm.closing``)."""
@@ -215,19 +238,42 @@ class LinkManager:
             await close_within(self.desk.close(), timeout, "originate desk")
 
     async def restart(self) -> None:
-        """Stop every link and start again from the current settings (admin page)."""
+        """Stop every link and start again from the current settings (admin page).
+
+        The calls in progress are handed over, not dropped: their ``live_calls`` rows
+        stay, and the new link of the same name finishes them after its first channel
+        listing (the tracker follows those still up; the rest are written incomplete).
+        A link no longer configured has no successor: its calls are written now."""
+        before = {c.name for c in self.configs}
         await self.close()
         self.configs = link_configs(self.rt.settings)
+        gone = before - {c.name for c in self.configs}
+        try:
+            rows = await self.rt.store.list_pbx_links() if gone else []
+        except Exception:  # the links must come back even if the database does not answer
+            log.exception("could not read the links to finish the calls of removed ones")
+            rows = []
+        for row in rows:
+            if row.name in gone:
+                await self._finish_all(row)
         self.start()
+
+    async def _finish_all(self, row: PbxLink) -> None:
+        """Write every kept call of a link nobody will run again (as incomplete)."""
+        ingest = Ingest(self.rt.store, self.rt.ingest.policy, self.rt.bus, self.rt.ingest.clock,
+                        pbx_link_id=row.id, keep_live=True)  # fmt: skip
+        try:
+            await finish_orphans(ingest, ())
+        except Exception:
+            log.exception("link %s: could not finish its calls in progress", row.name)
 
     # -- one link ----------------------------------------------------------------------
     async def _run(self, cfg: LinkConfig) -> None:
-        row = await self._link_row(cfg)
-        if self.database_url is None:
-            await self._serve(cfg, row, None)
-            return
+        """PostgreSQL: consume the link whenever this process holds its lock."""
+        assert self.database_url is not None
         from crm.store.pg_locks import SessionLock
 
+        await self._link_row(cfg)
         lock = SessionLock(self.database_url, f"crm-link:{cfg.name}")
         waiting_logged = False
         try:
@@ -236,7 +282,7 @@ class LinkManager:
                     log.info("link %s: this process is its consumer now", cfg.name)
                     waiting_logged = False
                     try:
-                        await self._serve(cfg, row, lock.lost)
+                        await self._serve(self._build(cfg), lock.lost)
                     finally:
                         await lock.release()
                 elif not waiting_logged:
@@ -256,30 +302,53 @@ class LinkManager:
                 await asyncio.sleep(delay)
                 delay = min(10.0, delay * 2)
 
-    async def _serve(self, cfg: LinkConfig, row: PbxLink, lost: asyncio.Event | None) -> None:
+    def _build(self, cfg: LinkConfig) -> RunningLink:
+        """The pieces of one link, the same in every mode: the tracker (watched for the
+        channel listings), an ingest that keeps the calls in progress in ``live_calls``
+        and stamps the link's id, the holding sink, the AMI link.  Built synchronously so
+        ``rt.link`` exists at once; facts wait for the link's row before being written."""
         rt = self.rt
         root = rt.ingest
-        ingest = Ingest(rt.store, root.policy, rt.bus, root.clock,
-                        pbx_link_id=row.id, keep_live=True)  # fmt: skip
+        ingest = Ingest(rt.store, root.policy, rt.bus, root.clock, keep_live=True)
         watch = ListingWatch(CallTracker(pbx_profile(rt.settings)))
+        ready = asyncio.Event()
+        owner: list[int | None] = [None]
 
-        owner_id = await team_owner(rt.store, row, cfg.default_owner)
+        gave_up = [False]
 
         async def handle(fact: Fact) -> None:
+            if not ready.is_set():
+                # The row is read in milliseconds unless the database is down; then a
+                # finished call is better held and journaled (the sink) than kept waiting
+                # in memory, so wait once, briefly, and refuse until the row is known.
+                if gave_up[0]:
+                    raise RuntimeError("the link is not registered in the database yet")
+                try:
+                    await asyncio.wait_for(ready.wait(), READY_WAIT)
+                except TimeoutError:
+                    gave_up[0] = True
+                    raise RuntimeError("the link is not registered in the database yet") from None
             # The admin page may have replaced the root policy: follow it.
-            ingest.policy = link_policy(root.policy, owner_id)
+            ingest.policy = link_policy(root.policy, owner[0])
             await ingest.handle(fact)
 
-        # A finished call the store refuses for a while (restarting) is held and
-        # retried, as on the single-link path (``web.runtime.holding_sink``).
-        sink = HoldingSink(handle, on_change=lambda st: rt.bus.publish(Event("store_status", st)))
+        # A finished call the store refuses for a while (locked, restarting) is held
+        # and retried (and journaled on disk: ``crm.holding``).
+        sink = HoldingSink(handle, on_change=lambda st: rt.bus.publish(Event("store_status", st)),
+                           journal=self._journal_path(cfg.name))  # fmt: skip
 
         # Calls that began and ended while nobody held the link: from the PBX's CDR.
         from .runtime import cdr_backfill
 
+        async def record_when_ready(rec: CallRecord) -> Any:
+            # A backfilled call is keyed by its link's id: never write it before that is
+            # known (a failure keeps the backfill's window for its retry).
+            await asyncio.wait_for(ready.wait(), READY_WAIT)
+            return await ingest.record(rec)
+
         backfill = cdr_backfill(rt, cfg.name, ingest, cfg.ami)
         if backfill is not None:
-            backfill.record = ingest.record  # this consumer's ingest (link id, live rows)
+            backfill.record = record_when_ready  # this consumer's ingest (link id, live rows)
             backfill.open_ids = watch.open_ids  # calls this consumer's tracker will write
 
         async def deliver(fact: Fact) -> None:
@@ -294,14 +363,33 @@ class LinkManager:
             rt.bus.publish(Event("link_status", st))
 
         link = AmiLink(settings_from_config(cfg.ami), watch, deliver, on_status=status)
-        running = RunningLink(cfg, row, link, ingest, watch)
+        running = RunningLink(cfg, None, link, ingest, watch, sink=sink, ready=ready, owner=owner)
         self.running[cfg.name] = running
         self._attach(link)
-        self.takeovers += 1
-        rt.bus.publish(consumer_event(cfg.name))
-        recovery = asyncio.create_task(self._recover(running), name=f"recover-{cfg.name}")
+        return running
+
+    def _journal_path(self, name: str) -> Path | None:
+        """Where a link's held calls are journaled (``crm.holding``): the data dir."""
+        from .runtime import data_dir
+
+        folder = data_dir(self.rt.settings)
+        return None if folder is None else folder / f"held-calls-{name}.jsonl"
+
+    async def _serve(self, running: RunningLink, lost: asyncio.Event | None) -> None:
+        rt = self.rt
+        cfg, link, sink = running.config, running.link, running.sink
+        recovery: asyncio.Task[None] | None = None
         try:
-            await link.start()
+            await link.start()  # connects meanwhile; its facts wait for ``ready``
+            running.row = row = await self._link_row(cfg)
+            running.ingest.pbx_link_id = row.id
+            running.owner[0] = await team_owner(rt.store, row, cfg.default_owner)
+            running.ready.set()
+            sink.retry_now()  # anything refused while the row was unknown
+            await sink.replay_journal()
+            self.takeovers += 1
+            rt.bus.publish(consumer_event(cfg.name))
+            recovery = asyncio.create_task(self._recover(running), name=f"recover-{cfg.name}")
             if self.desk is not None:
                 self.desk.link_started(cfg.name)
             if lost is None:
@@ -310,23 +398,37 @@ class LinkManager:
                 await lost.wait()
                 log.error("link %s: lost the lock; stopping the link", cfg.name)
         finally:
-            recovery.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await recovery
+            if recovery is not None:
+                recovery.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await recovery
             await link.stop(flush=False, drain_timeout=2.0)
+            backfill = rt.extras.get("backfills", {}).get(cfg.name)
             if backfill is not None:
                 backfill.link_state("disconnected")
             with contextlib.suppress(Exception):
                 await sink.close()
-            self.running.pop(cfg.name, None)
+            if self.running.get(cfg.name) is running:
+                self.running.pop(cfg.name, None)
             self._detach(link)
 
     async def _recover(self, running: RunningLink) -> None:
-        """After the first channel listing: finish the calls nobody else will."""
-        await running.watch.listed_once.wait()
+        """After the first channel listing: finish the calls nobody else will.  No listing
+        within ``handover`` seconds (the PBX is down, the new settings are wrong): write
+        them all as incomplete; any still up are updated in place when the tracker sees
+        them end."""
+        try:
+            await asyncio.wait_for(running.watch.listed_once.wait(), self.handover)
+            listed: set[str] = running.watch.listed
+        except TimeoutError:
+            log.warning(
+                "link %s: no channel list from the PBX within %g s; writing the calls left "
+                "behind as incomplete", running.config.name, self.handover,
+            )  # fmt: skip
+            listed = set()
         await asyncio.sleep(0)  # let the link queue the listing's facts first
         try:
-            running.recovered = await finish_orphans(running.ingest, running.watch.listed)
+            running.recovered = await finish_orphans(running.ingest, listed)
         except Exception:
             log.exception("link %s: could not finish the calls left behind",
                           running.config.name)  # fmt: skip

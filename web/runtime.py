@@ -15,16 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ami_bridge.facts import Fact
 from ami_bridge.link import AmiLink, LinkStatus
 from ami_bridge.replay_pbx import ReplayPbx
-from ami_bridge.tracker import CallTracker
 from config.settings import pbx_profile
 from crm.backfill import CdrBackfill, backfill_settings
 from crm.clock import Clock
 from crm.closing import cancel_all, close_within
 from crm.events import Event, EventBus
-from crm.holding import HoldingSink, HoldingStatus
+from crm.holding import HoldingSink, HoldingStatus, merge_status
 from crm.ingest import Ingest
 from crm.policy import LeadPolicy
 from crm.secretbox import SecretBox
@@ -105,9 +103,13 @@ class Runtime:
 
     @property
     def holding_status(self) -> HoldingStatus | None:
-        """Finished calls waiting for the database (None: no link delivers here)."""
-        sink = self.extras.get("holding")
-        return sink.status if sink is not None else None
+        """Finished calls waiting for the database, over every sink of this process
+        (None: no link delivers here)."""
+        sinks = [self.extras["holding"]] if "holding" in self.extras else []
+        manager = self.extras.get("link_manager")
+        if manager is not None:
+            sinks += [r.sink for r in manager.running.values()]
+        return merge_status([s.status for s in sinks]) if sinks else None
 
     def spawn(self, coro: Awaitable[Any], name: str) -> None:
         self._tasks.append(asyncio.ensure_future(coro))
@@ -175,8 +177,10 @@ async def start_fanout(rt: Runtime, url: str) -> None:
 
 
 def holding_sink(rt: Runtime) -> HoldingSink:
-    """The one sink every link of this process delivers to: a finished call that the store
-    refuses (locked, unreachable) is held and retried, never dropped; the admin sees it."""
+    """A holding sink on the root ingest (no link id), for facts that come from no PBX
+    link (tools, tests): a finished call the store refuses is held and retried, never
+    dropped; the admin sees it.  Each PBX link has its own, journaled, from the link
+    manager (``web.linkmanager``); ``Runtime.holding_status`` adds them all up."""
     sink = rt.extras.get("holding")
     if sink is None:
         sink = HoldingSink(
@@ -206,54 +210,58 @@ def cdr_backfill(
     return found
 
 
+def data_dir(settings: dict[str, Any]) -> Path | None:
+    """Where the process keeps files of its own (the held-calls journal): ``[server]
+    data_dir`` if set, else the SQLite database's folder, else ``var/``; None for an
+    in-memory database (tests that keep nothing on disk)."""
+    configured = str(settings.get("server", {}).get("data_dir", "") or "")
+    if configured:
+        folder = resolve_path(configured)
+    else:
+        url = str(settings.get("database", {}).get("url", ""))
+        if url.startswith("sqlite:"):
+            path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+            if not path or path == ":memory:" or "mode=memory" in path:
+                return None
+            folder = resolve_path(path).parent
+        else:
+            folder = resolve_path("var")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def start_links(rt: Runtime, database_url: str | None) -> None:
-    """The PBX links: one ``[ami]`` link on SQLite runs as it always did
-    (``start_link``); on PostgreSQL, or with ``[[pbx_links]]``, the link manager runs
-    them (one consumer per link across processes)."""
+    """The PBX links, always through the link manager (one code path in every mode):
+    on PostgreSQL one consumer per link across processes; on SQLite every link runs
+    here.  Either way calls in progress are kept in ``live_calls`` and finished after a
+    restart or a takeover (``crm.recovery``)."""
     from .linkmanager import LinkManager, link_configs
 
-    if database_url is None and not rt.settings.get("pbx_links"):
-        start_link(rt)
-        return
-    retry = float(rt.settings.get("server", {}).get("link_retry_seconds", 1.0))
-    manager = LinkManager(rt, link_configs(rt.settings), database_url=database_url, retry=retry)
+    server = rt.settings.get("server", {})
+    retry = float(server.get("link_retry_seconds", 1.0))
+    handover = float(server.get("link_handover_seconds", 30.0))
+    manager = LinkManager(rt, link_configs(rt.settings), database_url=database_url, retry=retry,
+                          handover=handover)  # fmt: skip
     rt.extras["link_manager"] = manager
     rt.on_close(manager.close)
     manager.start()
 
 
 def start_link(rt: Runtime) -> AmiLink | None:
-    """(Re)start the PBX link with the current ``[ami]`` settings (through the link
-    manager when one runs the links: then the link may start in another process)."""
-    from ami_bridge.link import settings_from_config
-
+    """Start the PBX links with the current settings if they do not run yet; the link
+    ``rt.link`` names (None on PostgreSQL until this process wins a link's lock).  To
+    apply changed settings to running links, ``await restart_links(rt)``."""
     manager = rt.extras.get("link_manager")
-    if manager is not None:
-        rt.spawn(manager.restart(), "link-manager-restart")
-        return rt.link
+    if manager is None:
+        start_links(rt, rt.settings["database"]["url"] if rt.store.dialect == "postgres" else None)
+    return rt.link
 
-    tracker = CallTracker(pbx_profile(rt.settings))
 
-    sink = holding_sink(rt)
-    backfill = cdr_backfill(rt, "default", rt.ingest)
-    if backfill is not None:
-        backfill.open_ids = tracker.open_ids  # calls this link's tracker will write
-
-    async def deliver(fact: Fact) -> None:
-        if backfill is not None:
-            backfill.traffic()
-        await sink(fact)
-
-    def status(st: LinkStatus) -> None:
-        if backfill is not None:
-            backfill.link_state(st.state)
-        rt.bus.publish(Event("link_status", st))
-
-    link = AmiLink(settings_from_config(rt.settings.get("ami", {})), tracker, deliver,
-                   on_status=status)  # fmt: skip
-    rt.link = link
-    c2c = rt.extras.get("clicktocall")
-    if c2c is not None:
-        c2c.link = link
-    rt.spawn(link.start(), "ami-link-start")
-    return link
+async def restart_links(rt: Runtime) -> None:
+    """Restart the links from the current settings, handing their calls in progress
+    over to the new links (``LinkManager.restart``)."""
+    manager = rt.extras.get("link_manager")
+    if manager is None:
+        start_link(rt)
+    else:
+        await manager.restart()

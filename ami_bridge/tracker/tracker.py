@@ -94,6 +94,7 @@ class CallTracker:
         self._pending: deque[Call] = deque()  # ended, waiting out the grace
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._resync_seen: set[str] | None = None
+        self._alive_at: float | None = None  # the PBX last heard from before a resync
         self._last_at = 0.0  # the last usable time, standing in for one that is not
         self._no_linkedid = 0
         self.incompatible: PbxIncompatible | None = None
@@ -239,6 +240,7 @@ class CallTracker:
         record says it is not complete, and the CRM can flag its figures.
         """
         self._resync_seen = set()
+        self._alive_at = at
         for call in self._calls.values():
             if call.done_at is None:
                 call.complete = False
@@ -1080,15 +1082,19 @@ class CallTracker:
         seen, self._resync_seen = self._resync_seen, None
         if seen is None:
             return
+        # It was last known alive when the link last heard from the PBX, not now: a call
+        # that died with the PBX must not be billed the minutes the PBX was down.
+        alive = at if self._alive_at is None else min(at, self._alive_at)
         for ch in [
             c for c in self._channels.values() if c.hungup_at is None and c.uniqueid not in seen
         ]:
             # It ended while we were not connected: close it, and say the record is partial.
-            ch.hungup_at = at
             call = self._call_of(ch)
+            end = max(alive, call.last_event_at) if call is not None else alive
+            ch.hungup_at = end
             if call is not None:
                 call.complete = False
-            self._close_channel(ch, at, out)
+            self._close_channel(ch, end, out)
 
     # ------------------------------------------------------------------ finishing
 

@@ -7,9 +7,9 @@ Migrations run on open, and on their own through ``migrate(url)``.
 
 from __future__ import annotations
 
-from .interface import CallCursor, Store
+from .interface import ANY_LINK, AnyLink, CallCursor, Store
 
-__all__ = ["CallCursor", "Store", "migrate", "open_store"]
+__all__ = ["ANY_LINK", "AnyLink", "CallCursor", "Store", "migrate", "open_store"]
 
 
 def _sqlite_path(url: str) -> str | None:

@@ -8,6 +8,7 @@ knowing which engine it talks to.
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -40,6 +41,15 @@ UserIds = Sequence[int] | None
 
 CallCursor = tuple[float, int]
 """(started_at, id) of the last call on the previous page, newest first."""
+
+
+class AnyLink(enum.Enum):
+    """A linkedid lookup that does not care which PBX link wrote the call."""
+
+    ANY = "any"
+
+
+ANY_LINK = AnyLink.ANY
 
 
 class Store(ABC):
@@ -190,13 +200,18 @@ class Store(ABC):
     # -- calls -----------------------------------------------------------------------
     @abstractmethod
     async def upsert_call(self, call: Call, at: float) -> Call:
-        """Insert or update by linkedid; the returned call has its id and recording ids."""
+        """Insert or update by (link, linkedid): two PBXes may report the same linkedid,
+        each keeps its own row.  The returned call has its id and recording ids."""
 
     @abstractmethod
     async def get_call(self, call_id: int) -> Call | None: ...
 
     @abstractmethod
-    async def get_call_by_linkedid(self, linkedid: str) -> Call | None: ...
+    async def get_call_by_linkedid(
+        self, linkedid: str, pbx_link_id: int | AnyLink | None = ANY_LINK
+    ) -> Call | None:
+        """The call of that linkedid on that link (None: written with no link);
+        ``ANY_LINK``: on whichever link wrote it last (lookups by a person, tests)."""
 
     @abstractmethod
     async def list_calls(
@@ -433,7 +448,9 @@ class Store(ABC):
         """Keep the latest state of a call in progress (not once its record exists)."""
 
     @abstractmethod
-    async def delete_live_call(self, linkedid: str) -> None: ...
+    async def delete_live_call(
+        self, linkedid: str, pbx_link_id: int | AnyLink | None = ANY_LINK
+    ) -> None: ...
 
     @abstractmethod
     async def live_calls_for_link(self, pbx_link_id: int | None) -> list[LiveCallRow]: ...

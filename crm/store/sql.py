@@ -31,7 +31,7 @@ from ..models import (
     Team,
     User,
 )
-from .interface import CallCursor, Store, UserIds
+from .interface import ANY_LINK, AnyLink, CallCursor, Store, UserIds
 from .sql_backfill import BackfillQueries
 from .sql_catalogue import CatalogueQueries
 from .sql_common import CONTACT_COLS, MISSED_SQL
@@ -799,13 +799,14 @@ class SqlStore(
         )
         cols = [*[x.strip() for x in CALL_COLS.split(",")][1:], "ingested_at", "updated_at"]
         placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1)) + f", ${len(values)}"
-        updates = ", ".join(
-            f"{col} = excluded.{col}" for col in cols if col not in ("linkedid", "ingested_at")
-        )
+        key = ("linkedid", "pbx_link_id", "ingested_at")
+        updates = ", ".join(f"{col} = excluded.{col}" for col in cols if col not in key)
         async with self._tx() as c:
+            # Keyed by (link, linkedid): the unique index ``calls_link_linkedid`` (0006).
             call.id = await c.fetchval(
                 f"INSERT INTO calls ({', '.join(cols)}) VALUES ({placeholders}) "
-                f"ON CONFLICT (linkedid) DO UPDATE SET {updates} RETURNING id",
+                f"ON CONFLICT (COALESCE(pbx_link_id, 0), linkedid) DO UPDATE SET {updates} "
+                "RETURNING id",
                 *values,
             )
             await c.execute(
@@ -829,9 +830,22 @@ class SqlStore(
             found = await self._calls(c, rows)
         return found[0] if found else None
 
-    async def get_call_by_linkedid(self, linkedid: str) -> Call | None:
+    async def get_call_by_linkedid(
+        self, linkedid: str, pbx_link_id: int | AnyLink | None = ANY_LINK
+    ) -> Call | None:
         async with self._use() as c:
-            rows = await c.fetch(f"SELECT {CALL_COLS} FROM calls WHERE linkedid = $1", linkedid)
+            if pbx_link_id is ANY_LINK:
+                rows = await c.fetch(
+                    f"SELECT {CALL_COLS} FROM calls WHERE linkedid = $1 ORDER BY id DESC LIMIT 1",
+                    linkedid,
+                )
+            else:
+                rows = await c.fetch(
+                    f"SELECT {CALL_COLS} FROM calls "
+                    "WHERE COALESCE(pbx_link_id, 0) = $1 AND linkedid = $2",
+                    pbx_link_id or 0,
+                    linkedid,
+                )
             found = await self._calls(c, rows)
         return found[0] if found else None
 

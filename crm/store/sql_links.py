@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..models import LiveCallRow, PbxLink
+from .interface import ANY_LINK, AnyLink
 from .sql_common import dumps, loads
 
 
@@ -46,13 +47,17 @@ class LinkQueries:
         """Keep the latest state of a call in progress; False (nothing kept) once the
         call's record exists, so a late update never resurrects a finished call."""
         async with self._tx() as c:  # type: ignore[attr-defined]
-            if await c.fetchval("SELECT 1 FROM calls WHERE linkedid = $1", linkedid):
+            if await c.fetchval(
+                "SELECT 1 FROM calls WHERE COALESCE(pbx_link_id, 0) = $1 AND linkedid = $2",
+                pbx_link_id or 0,
+                linkedid,
+            ):
                 return False
+            # Keyed by (link, linkedid) like the calls (``live_calls_key``, 0006).
             await c.execute(
                 "INSERT INTO live_calls (linkedid, pbx_link_id, snapshot, updated_at) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT (linkedid) DO UPDATE SET "
-                "pbx_link_id = excluded.pbx_link_id, snapshot = excluded.snapshot, "
-                "updated_at = excluded.updated_at",
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (COALESCE(pbx_link_id, 0), linkedid) "
+                "DO UPDATE SET snapshot = excluded.snapshot, updated_at = excluded.updated_at",
                 linkedid,
                 pbx_link_id,
                 dumps(snapshot),
@@ -60,9 +65,19 @@ class LinkQueries:
             )
         return True
 
-    async def delete_live_call(self, linkedid: str) -> None:
+    async def delete_live_call(
+        self, linkedid: str, pbx_link_id: int | AnyLink | None = ANY_LINK
+    ) -> None:
         async with self._use() as c:  # type: ignore[attr-defined]
-            await c.execute("DELETE FROM live_calls WHERE linkedid = $1", linkedid)
+            if pbx_link_id is ANY_LINK:
+                await c.execute("DELETE FROM live_calls WHERE linkedid = $1", linkedid)
+            else:
+                await c.execute(
+                    "DELETE FROM live_calls "
+                    "WHERE COALESCE(pbx_link_id, 0) = $1 AND linkedid = $2",
+                    pbx_link_id or 0,
+                    linkedid,
+                )
 
     async def live_calls_for_link(self, pbx_link_id: int | None) -> list[LiveCallRow]:
         async with self._use() as c:  # type: ignore[attr-defined]

@@ -22,7 +22,7 @@ from typing import Any
 
 import aiosqlite
 
-from .migrations import migrations_for
+from .migrations import Migration, migrations_for
 from .sql import Conn, Row, SqlStore
 
 BUSY_TIMEOUT_MS = 10_000
@@ -138,31 +138,45 @@ class SqliteStore(SqlStore):
                 "CREATE TABLE IF NOT EXISTS schema_version ("
                 "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
             )
-            for mig in migrations_for(self.dialect):
-                await self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    done = await self._root_conn.fetchval(
-                        "SELECT 1 FROM schema_version WHERE version = $1", mig.version
-                    )
-                    if done:
-                        await self._db.execute("COMMIT")
-                        continue
-                    # executescript would commit first; run the statements one by one.
-                    for statement in _statements(mig.sql):
-                        await self._db.execute(statement)
-                    await self._root_conn.execute(
-                        "INSERT INTO schema_version (version, name, applied_at) "
-                        "VALUES ($1, $2, $3)",
-                        mig.version,
-                        mig.name,
-                        time.time(),
-                    )
-                    await self._db.execute("COMMIT")
-                    applied.append(mig.version)
-                except BaseException:
-                    await self._db.execute("ROLLBACK")
-                    raise
+            # A migration that rebuilds a table (SQLite cannot drop a column's UNIQUE)
+            # must not cascade the DROP to the rows referencing it: foreign keys are off
+            # while migrating (a pragma that only works outside a transaction) and
+            # checked before each migration commits.
+            await self._db.execute("PRAGMA foreign_keys=OFF")
+            try:
+                await self._apply(migrations_for(self.dialect), applied)
+            finally:
+                await self._db.execute("PRAGMA foreign_keys=ON")
         return applied
+
+    async def _apply(self, migrations: list[Migration], applied: list[int]) -> None:
+        for mig in migrations:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                done = await self._root_conn.fetchval(
+                    "SELECT 1 FROM schema_version WHERE version = $1", mig.version
+                )
+                if done:
+                    await self._db.execute("COMMIT")
+                    continue
+                # executescript would commit first; run the statements one by one.
+                for statement in _statements(mig.sql):
+                    await self._db.execute(statement)
+                broken = await (await self._db.execute("PRAGMA foreign_key_check")).fetchall()
+                if broken:
+                    raise RuntimeError(f"migration {mig.version} breaks foreign keys: {broken[:5]}")
+                await self._root_conn.execute(
+                    "INSERT INTO schema_version (version, name, applied_at) "
+                    "VALUES ($1, $2, $3)",
+                    mig.version,
+                    mig.name,
+                    time.time(),
+                )
+                await self._db.execute("COMMIT")
+                applied.append(mig.version)
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
 
 
 def _private(path: str) -> None:

@@ -29,7 +29,7 @@ from crm.policy import LeadPolicy
 from ..app import current_user, roles, runtime
 from ..ratelimit import RateLimit, hit_all
 from ..render import ENV_KEY, dial_link, format_number, render
-from ..runtime import Runtime, lead_policy, start_link
+from ..runtime import Runtime, lead_policy, restart_links
 from .dial import clicktocall_of
 
 routes = web.RouteTableDef()
@@ -98,8 +98,7 @@ async def restart_link(rt: Runtime) -> bool:
     runs no link (a web-only process, tests) keeps running none: False."""
     if rt.link is None:
         return False
-    await rt.link.stop()
-    start_link(rt)
+    await restart_links(rt)
     return True
 
 
