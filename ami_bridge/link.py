@@ -943,6 +943,13 @@ async def probe_connection(settings: LinkSettings, timeout: float = 5.0) -> tupl
             if pong is None or first(pong.get("Response")) != "Success":
                 why = first(pong.get("Message")) if pong else "connection closed"
                 return False, f"Logged in to {endpoint} as {s.username}, but Ping failed: {why}"
+            stage = "permissions"
+            if not await _may_originate(reader, writer, frames):
+                return False, (
+                    f"Logged in to {endpoint} as {s.username}, but this AMI user may not "
+                    "originate calls: click-to-call needs 'originate' in its write= "
+                    "permissions (manager.conf)"
+                )
             stage = "logoff"
             with contextlib.suppress(OSError):
                 await _probe_ask(reader, writer, frames, {"Action": "Logoff", "ActionID": "p3"})
@@ -973,6 +980,19 @@ async def probe_connection(settings: LinkSettings, timeout: float = 5.0) -> tupl
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+async def _may_originate(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, frames: FrameReader
+) -> bool:
+    """Whether the logged-in user may send ``Originate``: Asterisk lists in
+    ``ListCommands`` only the actions the user's write permissions allow.  A PBX that
+    does not answer it is given the benefit of the doubt."""
+    listed = await _probe_ask(reader, writer, frames,
+                              {"Action": "ListCommands", "ActionID": "probe-4"})  # fmt: skip
+    if listed is None or first(listed.get("Response")) != "Success":
+        return True
+    return any(key.lower() == "originate" for key in listed)
 
 
 async def _probe_ask(

@@ -56,6 +56,10 @@ PHONE_DID_NOT_ANSWER = "your phone did not answer"
 NUMBER_DID_NOT_ANSWER = "the number did not answer"
 UNREACHABLE = "number unreachable"
 BUSY = "busy"
+NOT_PERMITTED = (
+    "the PBX refused: the CRM's AMI user has no permission to originate calls "
+    "(an admin must add originate to its write= permissions)"
+)
 _REASON_WORDS: dict[int, str] = {
     0: UNREACHABLE,
     1: UNREACHABLE,
@@ -133,6 +137,8 @@ def reason_words(result: OriginateResult) -> str:
     if result.reason_text == LINK_DOWN:
         return LINK_DOWN
     if result.reason is None:
+        if "permission denied" in result.reason_text.lower():
+            return NOT_PERMITTED
         return f"the PBX did not place the call ({result.reason_text})"
     fallback = f"the call could not be placed (reason {result.reason})"
     return _REASON_WORDS.get(result.reason, fallback)
@@ -180,6 +186,9 @@ class ClickToCall:
         self.correlation_var = correlation_var
         self._blocked, self._blocked_prefixes = self._read_blocked(blocked)
         self._clicks: OrderedDict[str, _Click] = OrderedDict()
+        self.refused_at: float | None = None
+        """When the PBX last refused an Originate for want of permission (the admin
+        page says so until a click goes through)."""
         self._recent: dict[tuple[int, str], _Click] = {}
         self._keys: dict[tuple[int, str], _Click] = {}
         self._rates: dict[int, deque[float]] = {}
@@ -406,20 +415,30 @@ class ClickToCall:
     # -- progress ----------------------------------------------------------------------
     def _on_originate_result(self, click: _Click, result: OriginateResult) -> None:
         if result.success:
+            self.refused_at = None
             self._advance(click, "dialling", from_pbx=True)
         elif result.reason_text == LINK_DOWN:
             self._fail(click, LINK_DOWN, soft=True)
         else:
-            self._fail(click, reason_words(result), from_pbx=True)
+            words = reason_words(result)
+            if words == NOT_PERMITTED:
+                self.refused_at = result.at
+                log.error("click-to-call: the PBX refuses Originate to this AMI user "
+                          "(no originate write permission)")  # fmt: skip
+            self._fail(click, words, from_pbx=True)
 
     def _on_call_progress(self, click: _Click, progress: Any) -> None:
         state = getattr(progress, "state", None)
         ext = click.result.extension
         if state == "ringing":
-            if ext not in tuple(getattr(progress, "ringing", ()) or ()):
+            ringing = tuple(getattr(progress, "ringing", ()) or ())
+            if ext in ringing:
+                if click.soft_failure:
+                    self._advance(click, "ringing_you", from_pbx=True)
+            elif ringing:  # another phone rings (an extension was dialled): the customer's
                 self._advance(click, "dialling", from_pbx=True)
-            elif click.soft_failure:
-                self._advance(click, "ringing_you", from_pbx=True)
+            # Nobody ringing: the rep's phone stopped, answered or given up; the
+            # Originate's answer says which (success: dialling, failure: why).
         elif state == "answered":
             if getattr(progress, "answered_by", None) == ext:
                 self._advance(click, "dialling", from_pbx=True)

@@ -4,6 +4,7 @@ over TCP -> the recorded call -> tracker -> ingest -> the rep's progress on the 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,13 +14,19 @@ from typing import Any
 import pytest
 
 from ami_bridge.dialrules import DialRules
-from ami_bridge.facts import OriginateResult
+from ami_bridge.facts import CallProgress, OriginateResult
 from ami_bridge.link import AmiLink, LinkSettings
 from ami_bridge.profile import PbxProfile
 from ami_bridge.replay_pbx import OriginateScript, ReplayPbx
 from ami_bridge.tracker import CallTracker
-from crm.clicktocall import ClickResult, ClickToCall, ClickToCallError, reason_words
-from crm.events import EventBus, Subscription
+from crm.clicktocall import (
+    NOT_PERMITTED,
+    ClickResult,
+    ClickToCall,
+    ClickToCallError,
+    reason_words,
+)
+from crm.events import Event, EventBus, Subscription
 from crm.ingest import Ingest
 from crm.models import Call, CallFilter, Contact, User
 from crm.policy import LeadPolicy
@@ -184,6 +191,22 @@ async def test_rep_never_answers(tmp_path: Path) -> None:
         # "failed", not "no_answer": the customer was never dialled, so did not not-answer
         assert not call.answered and call.outcome == "failed"
         assert call.user_id == w.carol.id
+
+
+async def test_the_reps_phone_giving_up_is_not_dialling_the_customer(tmp_path: Path) -> None:
+    """On a real Asterisk the rep's phone stops ringing (the tracker says "ringing", nobody
+    ringing) a moment before the Originate's failure arrives: the rep must not be told
+    the customer is being dialled in between (the live suite caught it)."""
+    async with world(tmp_path) as w:
+        w.pbx.script_originate(OriginateScript.failure(reason=3, delay=0.5))
+        click = await w.c2c.start(w.carol, CUSTOMER)
+        stopped = CallProgress("1795341999.1", "ringing", "outbound", "103", None, "4155550123",
+                               None, (), None, time.time(), originate_id=click.originate_id)
+        w.c2c.on_event(Event("call_progress", stopped))
+        assert await w.states(click.originate_id) == [
+            ("ringing_you", None),
+            ("failed", "your phone did not answer"),
+        ]
 
 
 async def test_link_drops_before_the_answer_and_the_call_never_happens(tmp_path: Path) -> None:
@@ -354,8 +377,10 @@ def test_reasons_in_words() -> None:
     assert reason_words(r(5)) == "busy"
     assert reason_words(r(8)) == "number unreachable"
     assert reason_words(r(None, "PBX link down")) == "PBX link down"
-    assert reason_words(r(None, "Permission denied")) == (
-        "the PBX did not place the call (Permission denied)"
+    assert reason_words(r(None, "Permission denied")) == NOT_PERMITTED  # says what to fix
+    assert "originate" in NOT_PERMITTED and "permission" in NOT_PERMITTED
+    assert reason_words(r(None, "Channel not found")) == (
+        "the PBX did not place the call (Channel not found)"
     )
 
 

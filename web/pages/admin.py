@@ -30,6 +30,7 @@ from ..app import current_user, roles, runtime
 from ..ratelimit import RateLimit, hit_all
 from ..render import ENV_KEY, dial_link, format_number, render
 from ..runtime import Runtime, lead_policy, restart_links
+from .dial import clicktocall_of
 
 routes = web.RouteTableDef()
 AMI_FIELDS = ("host", "port", "username", "tls")
@@ -158,8 +159,16 @@ async def _pbx_page(
         "error": error,
         "probe": probe,
         "notice": NOTICES.get(request.query.get("done", "")),
+        "originate_refused": _originate_refused(rt),
     }
     return render(request, "admin.html", ctx, status=status)
+
+
+def _originate_refused(rt: Runtime) -> float | None:
+    """When the PBX last refused a click-to-call because the AMI user may not
+    originate (None: it has not, or a click went through since)."""
+    c2c = clicktocall_of(rt)
+    return getattr(c2c, "refused_at", None) if c2c is not None else None
 
 
 @routes.get("/admin")
