@@ -36,6 +36,7 @@ from ami_bridge.facts import CallRecord
 
 from .scale.cluster import (
     EAST,
+    LAB_PBX,
     PASSWORD,
     SECRET_KEY,
     Proc,
@@ -133,6 +134,7 @@ def write_settings(path: Path, pbx_port: int) -> None:
             "backoff_max = 0.5",
             "[pbx]",
             "finish_grace = 0.3",
+            *LAB_PBX,  # the lab PBX the captures were recorded on (config/demo.toml)
             "[recordings]",
             f'directory = "{path.parent / "monitor"}"',
             f'media_dir = "{path.parent / "media"}"',
