@@ -2,7 +2,8 @@
 """The one entry point of the telephony CRM.
 
 python run.py                 serve (web UI + the PBX link from the settings)
-python run.py --demo          serve with the replay PBX and sample data
+python run.py --demo          serve with the replay PBX and sample data (config/demo.toml)
+python run.py --demo --port N the same on another port (also: serve --port N)
 python run.py replay FILE     print the calls a capture contains, one JSON per line
 python run.py migrate         apply database migrations
 python run.py create-user NAME --role rep --extension 101   (password from CRM_PASSWORD or a prompt)
@@ -24,7 +25,12 @@ if str(ROOT) not in sys.path:
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="run.py", description="Telephony CRM for Asterisk")
     ap.add_argument("--config", help="a TOML file with settings to override the defaults")
-    ap.add_argument("--demo", action="store_true", help="serve with the replay PBX and sample data")
+    ap.add_argument("--demo", action="store_true",
+                    help="serve with the replay PBX and sample data (adds config/demo.toml)")
+    # Also accepted before the command, so `run.py --demo --port N` works; own dest names,
+    # because a subparser's defaults would overwrite the same dest.
+    ap.add_argument("--port", type=int, dest="top_port", help="the web port (serve, --demo)")
+    ap.add_argument("--host", dest="top_host", help="the address to listen on (serve, --demo)")
     sub = ap.add_subparsers(dest="command")
     rp = sub.add_parser(
         "replay", help="print the calls in a capture (raw AMI, JSON lines, JSON array)"
@@ -56,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from config.settings import SettingsError, load_settings, pbx_profile
 
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, demo=args.demo)
     except SettingsError as exc:
         print(f"run.py: settings: {exc}", file=sys.stderr)
         return 2
@@ -74,11 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         return migrate(settings)
     from web.server import serve
 
-    if args.command == "serve":
-        if args.port:
-            settings["server"]["port"] = args.port
-        if args.host:
-            settings["server"]["host"] = args.host
+    port = getattr(args, "port", None) or args.top_port
+    host = getattr(args, "host", None) or args.top_host
+    if port:
+        settings["server"]["port"] = port
+    if host:
+        settings["server"]["host"] = host
     return serve(settings, demo=args.demo)
 
 

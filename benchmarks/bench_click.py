@@ -118,7 +118,7 @@ async def main(n: int) -> None:
     pbx.script_originate(OriginateScript.failure(reason=3), times=None)
     await side.run(pbx.start())
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(env={})
+        settings = load_settings(env={}, demo=True)
         settings["database"]["url"] = f"sqlite:///{Path(tmp) / 'crm.db'}"
         settings["server"]["key_file"] = str(Path(tmp) / "secret.key")
         settings["ami"].update(host="127.0.0.1", port=pbx.port, username="crm", secret=SECRET)

@@ -55,7 +55,7 @@ CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 
 def settings_for(url: str, work: Path) -> dict[str, Any]:
-    settings = load_settings(env={})
+    settings = load_settings(env={}, demo=True)
     settings["database"]["url"] = url
     settings["server"]["key_file"] = str(work / "bench-pages.key")
     settings["recordings"]["directory"] = str(work / "monitor")

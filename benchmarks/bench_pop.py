@@ -158,7 +158,7 @@ async def _serve(pipe: Any, work: Path, reps: dict[str, str]) -> tuple[Any, Any,
     from web.runtime import Runtime
     from web.security import Signer, load_secret_key
 
-    settings = load_settings(env={})
+    settings = load_settings(env={}, demo=True)
     settings["server"]["key_file"] = str(work / "key")
     settings["recordings"]["directory"] = str(work / "monitor")
     service = CrmService(pipe.store, pipe.ingest.policy)

@@ -80,7 +80,7 @@ def bench_reader(parts: list[bytes]) -> tuple[int, float]:
 
 
 def bench_live_path(parts: list[bytes], events: int) -> tuple[int, float, int]:
-    tracker = CallTracker(pbx_profile(load_settings(env={})))
+    tracker = CallTracker(pbx_profile(load_settings(env={}, demo=True)))
     wants = tracker.wants
     reader = FrameReader(skip=lambda name, frame: not wants(name, frame))
     calls = 0

@@ -1,5 +1,10 @@
-"""Settings: the commented ``default.toml`` beside this file, an optional override file,
-then ``CRM__SECTION__KEY`` environment variables, in that order.
+"""Settings: the commented ``default.toml`` beside this file, ``demo.toml`` (the lab PBX the
+demo replays, only when asked for), an optional override file, then ``CRM__SECTION__KEY``
+environment variables, in that order.
+
+The defaults are neutral (no trunk names, no own numbers) so that nothing of the demo's PBX
+leaks into a real installation; the demo and the tests that replay the lab's captures load
+``demo.toml`` explicitly.
 
 Returned as a plain nested dict of sections plus typed views (``pbx_profile``) for the
 parts other packages consume, so no package reads TOML or the environment itself.
@@ -18,6 +23,7 @@ from typing import Any
 from ami_bridge.profile import PbxProfile
 
 DEFAULT_FILE = Path(__file__).with_name("default.toml")
+DEMO_FILE = Path(__file__).with_name("demo.toml")
 ENV_PREFIX = "CRM__"
 SECRET_KEYS = frozenset({"secret", "password", "secret_key", "dsn", "cdr_dsn"})
 
@@ -58,12 +64,19 @@ def _coerce(raw: str, like: Any) -> Any:
 
 
 def load_settings(
-    path: str | Path | None = None, env: Mapping[str, str] | None = None
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    demo: bool = False,
 ) -> dict[str, Any]:
+    """The settings: defaults, then the demo's (``demo``), then ``path``, then ``env``
+    (``os.environ`` when None)."""
     try:
         data = tomllib.loads(DEFAULT_FILE.read_text())
-    except tomllib.TOMLDecodeError as exc:  # pragma: no cover - our own file
-        raise SettingsError(f"{DEFAULT_FILE}: {exc}") from None
+        if demo:
+            _merge(data, tomllib.loads(DEMO_FILE.read_text()))
+    except tomllib.TOMLDecodeError as exc:  # pragma: no cover - our own files
+        raise SettingsError(f"{exc}") from None
     if path is not None:
         p = Path(path)
         try:

@@ -16,7 +16,7 @@ from config.settings import load_settings, pbx_profile
 
 from .paths import ASTERISK22
 
-PROFILE = pbx_profile(load_settings(env={}))
+PROFILE = pbx_profile(load_settings(env={}, demo=True))
 SCENARIO = ASTERISK22 / "16-attended-transfer"
 
 

@@ -30,7 +30,7 @@ from config.settings import load_settings, pbx_profile
 
 from .paths import SCENARIOS
 
-PROFILE = pbx_profile(load_settings(env={}))
+PROFILE = pbx_profile(load_settings(env={}, demo=True))
 UTC = dt.UTC
 
 

@@ -111,7 +111,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def crm_settings(
     tmp_path: Path, pbx: PbxProcess, master_csv: Path, database_url: str
 ) -> dict[str, Any]:
-    settings = load_settings(env={})
+    settings = load_settings(env={}, demo=True)
     settings["database"]["url"] = database_url
     settings["server"]["key_file"] = str(tmp_path / "secret.key")
     settings["recordings"]["directory"] = str(tmp_path / "monitor")

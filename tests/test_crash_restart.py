@@ -39,6 +39,7 @@ from ami_bridge.facts import CallRecord
 
 from .scale.cluster import (
     EAST,
+    LAB_PBX,
     PASSWORD,
     SECRET_KEY,
     Proc,
@@ -136,6 +137,7 @@ def write_settings(path: Path, pbx_port: int, cdr_csv: Path) -> None:
             "backoff_max = 0.5",
             "[pbx]",
             "finish_grace = 0.3",
+            *LAB_PBX,  # the lab PBX the captures were recorded on (config/demo.toml)
             "[cdr]",
             f'csv_path = "{cdr_csv}"',
             "alive_interval_seconds = 0.2",

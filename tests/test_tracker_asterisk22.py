@@ -18,7 +18,7 @@ from config.settings import load_settings, pbx_profile
 
 from .paths import SCENARIOS
 
-PROFILE = pbx_profile(load_settings(env={}))
+PROFILE = pbx_profile(load_settings(env={}, demo=True))
 
 
 def _truth(scenario: Path) -> dict:

@@ -8,7 +8,10 @@ calls when it wants them (``pbx_site.pbx.resume()``, ``play_until``...).
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,20 @@ from web.runtime import Runtime, open_runtime, start_link
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Screenshots are always taken (the browser path is exercised) but land in the README's folder
+# only when asked for, so a test run leaves the work tree clean.
+UPDATE_VAR = "UPDATE_SCREENSHOTS"
+_scratch: list[Path] = []
+
+
+def screenshot_dir() -> Path:
+    """docs/screenshots/ with UPDATE_SCREENSHOTS=1, else one temporary folder per test run."""
+    if os.environ.get(UPDATE_VAR, "") not in ("", "0"):
+        return SCREENSHOTS
+    if not _scratch:
+        _scratch.append(Path(tempfile.mkdtemp(prefix="crm-screenshots-")))
+        atexit.register(shutil.rmtree, _scratch[0], True)
+    return _scratch[0]
 
 
 @dataclass
@@ -102,6 +119,10 @@ async def login_page(browser: Browser, site: Site, username: str) -> Page:
 
 
 async def screenshot(page: Page, name: str) -> None:
-    """Save a screenshot for the README (docs/screenshots/<name>.png)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    """Take a screenshot: for the README (docs/screenshots/<name>.png) with
+    UPDATE_SCREENSHOTS=1, otherwise into a temporary folder."""
+    folder = screenshot_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{name}.png"
+    await page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 0, f"empty screenshot {target}"

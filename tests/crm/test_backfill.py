@@ -31,7 +31,7 @@ from crm.store import Store
 from .conftest import Clock
 
 CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk-22"
-PROFILE = pbx_profile(load_settings(env={}))
+PROFILE = pbx_profile(load_settings(env={}, demo=True))
 BEFORE = 1_795_341_200.0  # 2026-11-22 09:53:20 UTC, before the first capture
 AFTER = 1_795_341_700.0  # 09:61:40, after the last
 UTC = dt.UTC
@@ -282,7 +282,7 @@ async def test_a_failed_backfill_says_why_and_keeps_its_window(
 
 
 def test_settings_come_from_the_cdr_section_and_the_link() -> None:
-    settings = load_settings(env={})
+    settings = load_settings(env={}, demo=True)
     assert not backfill_settings(settings).configured  # off unless a source is set
     settings["cdr"]["csv_path"] = "/var/log/asterisk/cdr-csv/Master.csv"
     s = backfill_settings(settings, {"cdr_dsn": "postgresql://crm:s3cret@pbx/asterisk"})
@@ -584,7 +584,7 @@ async def test_a_cdr_database_error_never_shows_its_password(
     assert "Pa55-w0rd-x" not in report.error
     state = await store.get_backfill_state("default")
     assert state is not None and "Pa55-w0rd-x" not in (state.last_error or "")
-    settings = load_settings(env={})
+    settings = load_settings(env={}, demo=True)
     settings["cdr"]["dsn"] = dsn
     assert "Pa55-w0rd-x" not in repr(redacted(settings))
 

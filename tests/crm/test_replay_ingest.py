@@ -32,7 +32,7 @@ EXTENSIONS = ("101", "102", "103")
 
 
 def _profile_and_policy() -> tuple[object, LeadPolicy]:
-    profile = pbx_profile(load_settings(env={}))
+    profile = pbx_profile(load_settings(env={}, demo=True))
     policy = LeadPolicy(
         own_numbers=profile.own_numbers,
         default_region=profile.default_region,

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from ami_bridge.facts import CallRecord
 from ami_bridge.protocol import Message
 from ami_bridge.replay import replay_facts
 from ami_bridge.replay_pbx import IdAllocator
+from config.settings import DEMO_FILE
 from crm.store.pg_locks import KEY_SQL
 from crm.store.postgres import split_url
 
@@ -99,6 +101,11 @@ def shared_allocator() -> IdAllocator:
     return alloc
 
 
+# The [pbx] lines of the lab PBX the captures were recorded on (its trunk, its own numbers):
+# config/demo.toml, since the defaults name no PBX's.
+LAB_PBX = [f"{k} = {json.dumps(v)}" for k, v in tomllib.loads(DEMO_FILE.read_text())["pbx"].items()]
+
+
 # -- the processes ---------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
@@ -121,6 +128,7 @@ def write_config(path: Path, pg_url: str, links: list[tuple[Office, int]], retry
         "backoff_max = 1.0",
         "[pbx]",
         "finish_grace = 0.3",
+        *LAB_PBX,  # the lab PBX the captures were recorded on (config/demo.toml)
         "[recordings]",
         f'directory = "{path.parent / "monitor"}"',
         f'media_dir = "{path.parent / "media"}"',

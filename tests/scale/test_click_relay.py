@@ -44,7 +44,7 @@ CUSTOMER = "(415) 555-0123"
 
 
 def settings_for(tmp_path: Path, pg_url: str, pbx: ReplayPbx) -> dict[str, Any]:
-    settings = load_settings(env={})
+    settings = load_settings(env={}, demo=True)
     settings["database"]["url"] = pg_url
     settings["server"]["secret_key"] = "click-relay-test-secret-key-0123456789abcdef"
     settings["server"]["link_retry_seconds"] = 0.2

@@ -34,7 +34,7 @@ class People:
 
 
 def web_settings(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
-    settings = load_settings(env={})
+    settings = load_settings(env={}, demo=True)
     settings["database"]["url"] = f"sqlite:///{tmp_path / 'crm.db'}"
     settings["server"]["key_file"] = str(tmp_path / "secret.key")
     settings["recordings"]["directory"] = str(tmp_path / "monitor")
