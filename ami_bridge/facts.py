@@ -100,7 +100,8 @@ class CallProgress:
     """A live call changed: who is ringing now, whether it was answered.
 
     Emitted on every change that a screen pop or a live list cares about; ``state`` is the
-    call's state after the change.  ``ringing`` lists the extensions whose phones ring now.
+    call's state after the change.  ``ringing`` lists the extensions whose phones ring now,
+    also after the answer: a transfer offering the call on rings its target.
     """
 
     linkedid: str
@@ -114,6 +115,13 @@ class CallProgress:
     answered_by: str | None
     at: float
     originate_id: str | None = None
+    agent: str | None = None
+    """The rep the caller is with now: who answered, then whom a transfer handed the call
+    to.  None before the answer, while a transfer rings its target (``ringing`` names it:
+    a call is offered on after it was answered) and once it went to an outside number."""
+    handed_on: tuple[str, ...] = ()
+    """Reps who transferred the call away: it left them.  With no ``agent`` and nobody
+    here, whoever answered still has the call (a producer that does not say)."""
     received_at: float | None = None
     """Wall time the live link read the event behind this change (None when not from a
     live link): where the screen-pop latency figure starts."""

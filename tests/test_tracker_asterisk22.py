@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from ami_bridge.facts import CallRecord
+from ami_bridge.capture import read_capture
+from ami_bridge.facts import CallProgress, CallRecord
 from ami_bridge.numbers import to_e164
-from ami_bridge.replay import replay_file
+from ami_bridge.replay import replay_facts, replay_file
 from config.settings import load_settings, pbx_profile
 
 from .paths import SCENARIOS
@@ -183,3 +184,93 @@ def test_a_did_that_is_no_real_number_has_no_e164() -> None:
         next(s for s in SCENARIOS if s.name.endswith("inbound-answered")) / "events.jsonl", PROFILE
     )
     assert (rec.did, rec.callee, rec.callee_e164) == ("5551000", "5551000", None)
+
+
+def _scenario(suffix: str) -> Path:
+    return next(s for s in SCENARIOS if s.name.endswith(suffix))
+
+
+def _progress(path: Path) -> list[CallProgress]:
+    return [f for f in replay_facts(read_capture(path), PROFILE) if isinstance(f, CallProgress)]
+
+
+def test_a_blind_transfer_rings_its_target_then_hands_it_the_call() -> None:
+    """102 answers, then sends the caller to 103 (REFER): while 103's phone rings the call
+    says so (her screen pop), nobody has the caller meanwhile, and once she answers she is
+    the rep on the call; it left 102.  Nobody else is rung after the answer."""
+    seen = _progress(_scenario("17-blind-transfer") / "events.jsonl")
+    answered = [p for p in seen if p.state == "answered"]
+    assert answered[0].agent == "102" and answered[0].handed_on == ()
+    assert [p.ringing for p in answered if p.ringing] == [("103",)]
+    ringing = next(p for p in answered if p.ringing)
+    assert ringing.answered_by == "102" and ringing.agent is None
+    assert ringing.handed_on == ("102",)
+    last = answered[-1]
+    assert (last.ringing, last.agent, last.handed_on) == ((), "103", ("102",))
+    assert last.answered_by == "102"  # who answered first does not change
+
+
+def test_an_attended_transfer_rings_the_consult_and_hands_the_call_on() -> None:
+    """102 consults 103 while the caller holds: 103's phone rings for this call (she is
+    offered it), 102 keeps it until the transfer completes, then 103 has it."""
+    seen = _progress(_scenario("16-attended-transfer") / "events.jsonl")
+    answered = [p for p in seen if p.state == "answered"]
+    ringing = [p for p in answered if p.ringing]
+    assert [p.ringing for p in ringing] == [("103",)]
+    assert ringing[0].agent == "102"
+    last = answered[-1]
+    assert (last.ringing, last.agent, last.handed_on) == ((), "103", ("102",))
+
+
+def test_a_blind_transfer_out_leaves_no_rep_on_the_call() -> None:
+    seen = _progress(_scenario("15-blind-transfer-outside") / "events.jsonl")
+    last = [p for p in seen if p.state == "answered"][-1]
+    assert (last.ringing, last.agent, last.handed_on) == ((), None, ("102",))
+
+
+def _attended_as_asterisk_may_send_it() -> tuple[list[tuple[dict, float]], dict]:
+    """Capture 16 as the live PBX sent it in some runs: the transferer hung up and left
+    the consult bridge *before* Asterisk merged the bridges, so its AttendedTransfer names
+    no TransferTarget (the consult bridge had no peer of the transferer left).  Returns the
+    stream without the AttendedTransfer, and the event itself."""
+    msgs = [json.loads(line) for line in (
+        _scenario("16-attended-transfer") / "events.jsonl").read_text().splitlines()]  # fmt: skip
+    xfer = next(m for m in msgs if m.get("Event") == "AttendedTransfer")
+    merge = next(m for m in msgs if m.get("Event") == "BridgeMerge")
+    consult = merge["FromBridgeUniqueid"]
+    leave = next(
+        m for m in msgs
+        if m.get("Event") == "BridgeLeave" and m.get("BridgeUniqueid") == consult
+        and m.get("Uniqueid") == xfer["OrigTransfererUniqueid"]
+    )  # fmt: skip
+    rest = [m for m in msgs if m is not xfer and m is not leave]
+    rest.insert(rest.index(merge), leave)
+    event = {k: v for k, v in xfer.items() if not k.startswith("TransferTarget")}
+    return [(m, m["_t_wall"]) for m in rest], event
+
+
+def test_an_attended_transfer_names_its_target_in_every_order_asterisk_sends() -> None:
+    """Asterisk publishes AttendedTransfer on its own topic: it may reach us before the
+    bridges merge, between, or after the consult's Local pair optimized away and hung up,
+    and it may name no TransferTarget at all.  The target is 103 every time."""
+    stream, event = _attended_as_asterisk_may_send_it()
+    first_merge = next(i for i, (m, _) in enumerate(stream) if m.get("Event") == "BridgeLeave"
+                       and m.get("Uniqueid") == event["OrigTransfererUniqueid"])  # fmt: skip
+    last = max(i for i, (m, _) in enumerate(stream) if m.get("Event") == "Hangup")
+    checked = 0
+    for named in (event, {**event, **_target_fields()}):
+        for pos in range(first_merge, last + 1):
+            at = stream[pos - 1][1]
+            seq = [*stream[:pos], (named, at), *stream[pos:]]
+            (rec,) = [f for f in replay_facts(seq, PROFILE) if isinstance(f, CallRecord)]
+            got = [(t.kind, t.from_, t.to) for t in rec.transfers]
+            assert got == [("attended", "102", "103")], (pos, stream[pos - 1][0].get("Event"))
+            assert rec.final_agent == "103"
+            checked += 1
+    assert checked > 100
+
+
+def _target_fields() -> dict[str, str]:
+    msgs = (_scenario("16-attended-transfer") / "events.jsonl").read_text().splitlines()
+    xfer = next(json.loads(line) for line in msgs if '"AttendedTransfer"' in line)
+    return {k: v for k, v in xfer.items() if k.startswith("TransferTarget")}

@@ -474,3 +474,25 @@ def test_a_caller_who_hangs_up_while_on_hold_hung_up() -> None:
     (rec,) = records(run(events))
     assert rec.hangup_by == "caller"
     assert rec.talk_seconds == pytest.approx(4.0)
+
+
+def test_a_ring_group_leg_reporting_ringing_late_is_not_offered_the_answered_call() -> None:
+    """After the answer only a phone dialled since (a transfer's target) is offered the
+    call: the other ring-group leg whose 180 Ringing crosses the answer gets no pop."""
+    events = [
+        *inbound_ringing()[:-1],  # 102 has not reported ringing yet
+        (3.0, chan("Newstate", *P101, L, ChannelStateDesc="Up")),
+        (3.0, chan("BridgeEnter", *P101, L, BridgeUniqueid="b1")),
+        (3.0, chan("BridgeEnter", *TRUNK, L, BridgeUniqueid="b1")),
+        (3.01, chan("Newstate", *P102, L, ChannelStateDesc="Ringing")),
+        (3.02, chan("Hangup", *P102, L, Cause="26")),
+        (9.0, chan("Hangup", *P101, L, Cause="16")),
+        (9.0, chan("Hangup", *TRUNK, L, Cause="16")),
+    ]
+    pops = [f for f in run(events) if isinstance(f, CallProgress)]
+    assert [(p.state, p.ringing, p.agent) for p in pops] == [
+        ("ringing", ("101",), None),
+        ("ringing", (), None),
+        ("answered", (), "101"),
+        ("ended", (), None),
+    ]

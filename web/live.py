@@ -260,6 +260,8 @@ class LiveState:
         out = set(self.rung) | set(p.ringing)
         if p.answered_by:
             out.add(p.answered_by)
+        if p.agent:
+            out.add(p.agent)
         if p.direction != "inbound" and p.caller:
             out.add(p.caller)
         if p.direction == "internal" and p.callee:
@@ -271,22 +273,29 @@ def view_of(viewer: Viewer, st: LiveState) -> tuple[str | None, str | None, bool
     """(``me``, ``pop``, ``listed``) of a live call for one viewer.
 
     ``me``: how the call involves the viewer's own phone (``caller``, ``answered``,
-    ``ringing``, ``rung``); ``pop``: ``ringing`` or ``on_call`` while the screen pop should
-    show; ``listed``: whether the call belongs in the viewer's live list."""
+    ``ringing``, ``rung``, ``transferred``: they answered it and handed it on); ``pop``:
+    ``ringing`` or ``on_call`` while the screen pop should show; ``listed``: whether the
+    call belongs in the viewer's live list.  A transfer offers an answered call on: its
+    target rings (``ringing``) and then has it (``agent``)."""
     p = st.progress
     mine = viewer.extensions
     if p.state == "ended":
         return None, None, False
     me: str | None = None
     pop: str | None = None
+    # who has the call now: the rep a transfer handed it to, else whoever answered it
+    # (unless they handed it on)
+    holder = p.agent or (None if p.answered_by in p.handed_on else p.answered_by)
     if p.direction != "inbound" and p.caller in mine:
         me = "caller"  # they placed it (or their click-to-call rings them first): no pop
-    elif p.answered_by and p.answered_by in mine:
+    elif holder is not None and holder in mine:
         me, pop = "answered", "on_call"
-    elif p.answered_by:
-        me = None  # answered elsewhere
     elif mine & set(p.ringing):
         me, pop = "ringing", "ringing"
+    elif mine & set(p.handed_on):
+        me = "transferred"  # theirs once, handed on since: listed, no pop
+    elif p.answered_by:
+        me = None  # answered elsewhere
     elif mine & st.rung:
         me, pop = "rung", "ringing"  # stopped ringing, nobody answered yet: keep the pop
     if me is not None:

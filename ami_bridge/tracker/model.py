@@ -107,6 +107,10 @@ class Call:
     talk_end: float | None = None
     held_since: float | None = None  # the anchor is on hold while connected: not talk
     ringing: set[str] = field(default_factory=set)  # uniqueids ringing now
+    # the rep the caller is with now (who answered, then whom a transfer handed it to);
+    # None while a transfer rings its target or once the call went out of the PBX
+    agent: str | None = None
+    handed_on: set[str] = field(default_factory=set)  # uniqueids that transferred it away
     hangup_by: str | None = None
     caller_hangup_at: float | None = None
     caller_hangup_while_ringing: bool = False

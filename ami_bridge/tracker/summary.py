@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from ..facts import CallProgress, CallRecord, Direction, Outcome
 from ..numbers import is_withheld, to_e164, valid_e164
 from ..protocol import Message, first
-from .model import EXTENSION, LOCAL, TRUNK, Call, Channel, split_channel_name
+from .model import EXTENSION, LOCAL, TRUNK, Call, Channel, split_channel_name, uniqueid_order
 
 if TYPE_CHECKING:
     from ..profile import PbxProfile
@@ -110,6 +110,14 @@ def build_progress(tracker: CallTracker, call: Call, at: float) -> CallProgress:
         answered_by=call.answered_label,
         at=at,
         originate_id=call.originate_id,
+        agent=call.agent if call.answered_at is not None else None,
+        handed_on=tuple(
+            dict.fromkeys(
+                ch.extension
+                for uid in sorted(call.handed_on, key=uniqueid_order)
+                if (ch := tracker.channel(uid)) is not None and ch.extension
+            )
+        ),
     )
 
 

@@ -384,6 +384,7 @@ class CallTracker:
         dst.started_at = min(dst.started_at, src.started_at)
         dst.complete = dst.complete and src.complete
         dst.ringing |= src.ringing
+        dst.handed_on |= src.handed_on
         dst.transfers.extend(src.transfers)
         for rec in src.recordings:
             if rec not in dst.recordings:
@@ -489,6 +490,7 @@ class CallTracker:
             peers = parties if anchor is a else self._connected(anchor)
             self._note_agents(call, anchor, peers)
             call.anchor_peer = peers[-1].uniqueid if peers else None
+            call.agent = self._agent_among(call, anchor, peers)
             if anchor.on_hold:
                 call.held_since = at
             else:
@@ -502,6 +504,10 @@ class CallTracker:
         if parties:
             self._note_agents(call, anchor, parties)
             call.anchor_peer = parties[-1].uniqueid
+            agent = self._agent_among(call, anchor, parties)
+            if agent != call.agent:
+                call.agent = agent  # a transfer handed the call on: the pops follow it
+                self._progress(call, at, out)
         # Talk is time the anchor spends with someone, not on hold: an attended transfer
         # puts the caller on music while the rep consults, bridged or not.
         held = anchor.on_hold and anchor.hungup_at is None
@@ -516,6 +522,21 @@ class CallTracker:
             call.held_since = None
         elif call.held_since is None:
             call.held_since = at
+
+    def _agent_among(self, call: Call, anchor: Channel, parties: list[Channel]) -> str | None:
+        """The rep the anchor talks with now (the newest, as for ``agents``); a rep who
+        transferred the call away is no longer it, even before their phone leaves."""
+        reps = [
+            p
+            for p in parties
+            if p.kind == EXTENSION
+            and p.extension
+            and p.uniqueid not in call.handed_on
+            and (p.uniqueid != call.a_party or anchor.kind == TRUNK)
+        ]
+        if not reps:
+            return None
+        return max(reps, key=lambda c: uniqueid_order(c.uniqueid)).extension
 
     def _note_agents(self, call: Call, anchor: Channel, parties: list[Channel]) -> None:
         """Remember the reps the anchor talked with, latest last: that is the final agent."""
@@ -535,7 +556,7 @@ class CallTracker:
 
     def _progress(self, call: Call, at: float, out: list[Fact]) -> None:
         fact = build_progress(self, call, at)
-        key = (fact.state, fact.ringing, fact.answered_by)
+        key = (fact.state, fact.ringing, fact.answered_by, fact.agent, fact.handed_on)
         if key != call.progress_key:
             call.progress_key = key
             out.append(fact)
@@ -585,7 +606,12 @@ class CallTracker:
             ch.ringing_at = at
         if ch.kind != EXTENSION or ch.hungup_at is not None or ch.up_at is not None:
             return
-        if call.answered_at is None and ch.uniqueid not in call.ringing:
+        if ch.uniqueid in call.ringing:
+            return
+        # After the answer a phone rings only when the call is offered on (a transfer's
+        # target, an attended transfer's consult): a phone made before the answer (a ring
+        # group's other leg reporting late) is not.
+        if call.answered_at is None or ch.created_at >= call.answered_at:
             call.ringing.add(ch.uniqueid)
             self._progress(call, at, out)
 
@@ -662,8 +688,7 @@ class CallTracker:
         call.last_event_at = at
         if ch.uniqueid in call.ringing:
             call.ringing.discard(ch.uniqueid)
-            if call.answered_at is None:
-                self._progress(call, at, out)
+            self._progress(call, at, out)
         self._update_links(call, at, out)
         call.alive -= 1
         if call.alive <= 0:
@@ -754,8 +779,7 @@ class CallTracker:
         call.last_event_at = at
         if dest.uniqueid in call.ringing and dest.dial_status != "ANSWER":
             call.ringing.discard(dest.uniqueid)
-            if call.answered_at is None:
-                self._progress(call, at, out)
+            self._progress(call, at, out)
 
     def _on_bridge_enter(self, msg: Message, at: float, out: list[Fact]) -> None:
         ch = self._channel(msg, at)
@@ -868,7 +892,7 @@ class CallTracker:
         from_ = party_of(transferer, call, self.profile) if transferer else None
         call.transfers.append(Transfer("blind", from_, target, at))
         self._move_anchor(call, transferer, transferee)
-        self._update_links(call, at, out)
+        self._hand_on(call, at, out, transferer)
 
     def _on_attended_transfer(self, msg: Message, at: float, out: list[Fact]) -> None:
         if first(msg.get("Result")) not in ("", "Success"):
@@ -884,30 +908,66 @@ class CallTracker:
         if call is None:
             return
         call.last_event_at = at
-        to_label: str | None = None
-        if target is not None and target.kind != LOCAL:
-            to_label = party_of(target, call, self.profile)
-        else:
-            # Asterisk 22 names the consult call's Local half (DestType=Bridge): the party
-            # the caller goes to is the real channel behind it, or whoever the second
-            # transferer was talking with.
-            leave = {c for c in (orig, second, transferee) if c is not None}
-            peers: list[Channel] = []
-            for start in (target, second):
-                if start is not None and not peers:
-                    peers = [p for p in self._connected(start) if p not in leave]
-            peers.sort(key=lambda p: (p.kind != EXTENSION, uniqueid_order(p.uniqueid)))
-            if peers:
-                to_label = party_of(peers[0], call, self.profile)
-            elif target is not None and self.profile.is_extension(target.resource):
-                to_label = target.resource  # Local/103@from-internal: what was dialled
-        if to_label is None:
-            exten = first(msg.get("DestExten")) or first(msg.get("SecondTransfererExten"))
-            to_label = number_party(exten, self.profile)
+        to_label = self._attended_target(msg, call, target, (orig, second, transferee))
         from_ = party_of(orig, call, self.profile) if orig else None
         call.transfers.append(Transfer("attended", from_, to_label, at))
         self._move_anchor(call, orig, transferee)
+        self._hand_on(call, at, out, orig, second)
+
+    def _attended_target(
+        self,
+        msg: Message,
+        call: Call,
+        target: Channel | None,
+        transfer: tuple[Channel | None, ...],
+    ) -> str | None:
+        """Whom an attended transfer handed the caller to.
+
+        Asterisk names the target only while the transferer is still in the consult
+        bridge when it completes the transfer: a transferer that hangs up may leave first,
+        and then the event names no TransferTarget at all.  Its events may also come
+        before or after the bridges merge and the consult's Local pair optimizes away.  So
+        the target is the real party found, in that order, behind the named target, the
+        second transferer, the transferee, or in the consult or destination bridge; else
+        what the consult dialled (a named Local/103@ctx) or the second transferer's
+        connected line (who they consulted)."""
+        if target is not None and target.kind != LOCAL:
+            return party_of(target, call, self.profile)
+        leave = {c for c in transfer if c is not None}
+        _orig, second, transferee = transfer
+        starts = [c for c in (target, second, transferee) if c is not None]
+        for key in ("SecondBridgeUniqueid", "DestBridgeUniqueid"):
+            for uid in sorted(self._bridges.get(first(msg.get(key)), ())):
+                ch = self._channels.get(uid)
+                if ch is not None and ch not in leave and ch.hungup_at is None:
+                    starts.append(ch)
+        for start in starts:
+            peers = [p for p in self._connected(start) if p not in leave]
+            if start not in leave and start.kind != LOCAL:
+                peers.append(start)
+            if peers:
+                peers.sort(key=lambda p: (p.kind != EXTENSION, uniqueid_order(p.uniqueid)))
+                return party_of(peers[0], call, self.profile)
+        if target is not None and self.profile.is_extension(target.resource):
+            return target.resource  # Local/103@from-internal: what was dialled
+        for key in ("DestExten", "SecondTransfererExten", "SecondTransfererConnectedLineNum"):
+            number = first(msg.get(key))
+            if number and number not in _UNKNOWN:
+                return number_party(number, self.profile)
+        return None
+
+    def _hand_on(
+        self, call: Call, at: float, out: list[Fact], *transferers: Channel | None
+    ) -> None:
+        """The transferers' phones handed the call on: they are no longer its rep (their
+        pops leave them), whoever the call reaches next becomes it."""
+        left = {ch.uniqueid: ch.extension for ch in transferers if ch is not None}
+        call.handed_on.update(left)
         self._update_links(call, at, out)
+        if call.agent is not None and call.agent in left.values():
+            call.agent = None  # nobody has the caller yet (a blind transfer's target rings)
+        if call.answered_at is not None:
+            self._progress(call, at, out)
 
     def _move_anchor(
         self, call: Call, transferer: Channel | None, transferee: Channel | None

@@ -16,9 +16,13 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
+from ami_bridge.capture import read_capture
 from ami_bridge.facts import CallProgress
+from ami_bridge.replay import replay_facts
+from config.settings import load_settings, pbx_profile
 from crm.events import Event
 from tests.crm.factories import inbound
+from tests.paths import SCENARIOS
 from web.app import create_app
 from web.live import LIVE_HUB, Client, LiveHub, Viewer, jsonable
 from web.runtime import Runtime, open_runtime
@@ -368,3 +372,43 @@ async def test_a_slow_lookup_sends_the_pop_first_and_the_details_after(
         assert later[-1]["contact"]["name"] == "Grace Hopper"
     finally:
         await hub.close()
+
+
+async def _seen(stream: Stream, linkedid: str, wait: float = 0.5) -> list[tuple[Any, Any]]:
+    """(``me``, ``pop``) of every word the stream got about a call until it goes quiet."""
+    out: list[tuple[Any, Any]] = []
+    with pytest.raises(asyncio.TimeoutError):
+        while True:
+            data = await stream.next_of("call_progress", wait)
+            if data["linkedid"] == linkedid:
+                out.append((data["me"], data["pop"]))
+    return out
+
+
+async def test_a_blind_transfer_pops_on_the_targets_screen(
+    rt: Runtime, people: People, streams: Any
+) -> None:
+    """Recorded on Asterisk 22: the caller reaches 102 (Bob), who transfers blind to 103
+    (Carol).  Carol's pop rings while her phone does and turns into "on call" when she
+    answers; Bob's pop closes when the call leaves him (he still lists it); Alice, never
+    rung, hears nothing."""
+    await rt.service.create_user("carol", "Carol Rep", PASSWORD, "rep", ["103"])
+    path = next(s for s in SCENARIOS if s.name.endswith("17-blind-transfer")) / "events.jsonl"
+    facts = replay_facts(read_capture(path), pbx_profile(load_settings(env={})))
+    live = [f for f in facts if isinstance(f, CallProgress)]
+    assert live[-1].state == "ended"
+    alice, bob, carol = await streams("alice"), await streams("bob"), await streams("carol")
+    await ring(rt, *live[:-1])
+    linkedid = live[0].linkedid
+    seen_bob, seen_carol = await _seen(bob, linkedid), await _seen(carol, linkedid)
+    assert ("ringing", "ringing") in seen_carol
+    assert seen_carol[-1] == ("answered", "on_call")
+    assert seen_carol.index(("ringing", "ringing")) < seen_carol.index(("answered", "on_call"))
+    assert ("answered", "on_call") in seen_bob
+    assert seen_bob[-1] == ("transferred", None)
+    took = seen_bob.index(("answered", "on_call"))
+    after = seen_bob[took:]
+    assert not [s for s in after if s[1] == "ringing"], "bob is never rung again"
+    await alice.nothing()
+    await ring(rt, live[-1])
+    assert (await carol.next_of("call_progress"))["pop"] is None
