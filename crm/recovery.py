@@ -51,7 +51,7 @@ def orphan_record(row: LiveCallRow) -> CallRecord | None:
         rang=rang,
         answered=answered,
         answered_by=p.answered_by,
-        final_agent=p.answered_by,
+        final_agent=p.agent or p.answered_by,  # a transfer may have handed it on
         transfers=(),
         outcome=outcome,  # type: ignore[arg-type]
         hangup_by=None,

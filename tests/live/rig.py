@@ -269,7 +269,7 @@ def crm_config(workdir: Path, recordings: Path, hook_url: str, *, ami_user: str 
                    "log_level": "INFO"},
         "database": {"url": f"sqlite:///{workdir / 'crm.db'}"},
         "ami": {"host": "127.0.0.1", "port": 5038, "username": ami_user, "secret": ami_secret,
-                "ping_interval": 2.0, "ping_timeout": 2.0, "backoff_initial": 0.2,
+                "ping_interval": PING_INTERVAL, "ping_timeout": 2.0, "backoff_initial": 0.2,
                 "backoff_max": 1.0},
         "pbx": {"trunk_endpoints": ["trunk"], "trunk_contexts": ["from-trunk"],
                 "extension_pattern": r"\d{3}", "own_numbers": ["5551000", "5551002", "5552000"],
@@ -557,6 +557,11 @@ class Observer:
 
     def hooks_for(self, linkedid: str) -> list[Hook]:
         return [h for h in list(self.hooks) if h.linkedid() == linkedid]
+
+
+PING_INTERVAL = 2.0
+"""Seconds between the CRM's AMI pings: on a quiet call the link hears the PBX at least
+this often, so a call cut by the PBX dying ends at most this long before the kill."""
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.3) -> Any:
