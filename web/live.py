@@ -195,29 +195,49 @@ class Client:
         """Receive times of the pops in the messages ``wait`` last returned: the SSE
         handler reports them (``LiveHub.written``) once it has written them."""
         self._queue: deque[tuple[str, float | None]] = deque()
-        self._ready = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
 
     def put(self, kind: str, data: Any, received_at: float | None = None) -> None:
         """Queue a message; ``received_at``: it is a screen pop, and when its event was
         read from the PBX."""
         if self.closed:
             return
+        self.put_line(message_line(kind, data), received_at)
+
+    def put_line(self, line: str, received_at: float | None = None) -> None:
+        """Queue a message already encoded (``message_line``): the hub encodes a message
+        once for every connection that sees the same thing."""
+        if self.closed:
+            return
         if len(self._queue) >= self.maxsize:
             self._queue.popleft()
             self.dropped += 1
-        line = json.dumps({"kind": kind, "data": data}, separators=(",", ":"))
         self._queue.append((line, received_at))
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def pending(self) -> int:
         return len(self._queue)
 
     async def wait(self, timeout: float) -> list[str]:
-        """The queued messages (maybe none after ``timeout`` seconds)."""
+        """The queued messages (maybe none after ``timeout`` seconds).
+
+        A bare future and one timer handle per wait, woken by ``put`` directly: at
+        hundreds of connections ``asyncio.wait_for`` (a task, a second future and their
+        callbacks for every message) was a large share of the server's time per pop."""
         if not self._queue and not self.closed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), timeout)
-        self._ready.clear()
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(timeout, _release, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
         out = [line for line, _ in self._queue]
         self.in_flight = [at for _, at in self._queue if at is not None]
         self._queue.clear()
@@ -225,7 +245,17 @@ class Client:
 
     def close(self) -> None:
         self.closed = True
-        self._ready.set()
+        self._wake()
+
+
+def message_line(kind: str, data: Any) -> str:
+    """One SSE message's JSON, as ``Client.put`` encodes it."""
+    return json.dumps({"kind": kind, "data": data}, separators=(",", ":"))
+
+
+def _release(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 # -- the board of calls in progress --------------------------------------------------
@@ -602,15 +632,25 @@ class LiveHub:
         if not (listed or told):
             return
         can_open = self._can_open(client.viewer, st)
-        data = {**self.view_json(client.viewer, st, can_open), "me": me, "pop": pop,
-                "listed": listed}  # fmt: skip
-        data["can_open"] = can_open
-        data["row_html"] = self._live_row(st, can_open, data)
+        view = self.view_json(client.viewer, st, can_open)
+        shared = self._shared(st)
+        contact = view["contact"]
+        # Everything a viewer's message depends on: connections that agree on it get the
+        # same line, encoded once per version of the call (the cache clears on a change).
+        key = ("line", me, pop, listed, can_open, contact is shared["contact"],
+               (contact or {}).get("other_rep"), view["last_call"] is None,
+               view["open_callback"] is None)  # fmt: skip
+        line = st.cache.get(key)
+        if line is None:
+            data = {**view, "me": me, "pop": pop, "listed": listed}
+            data["can_open"] = can_open
+            data["row_html"] = self._live_row(st, can_open, data)
+            line = st.cache[key] = message_line("call_progress", data)
         received_at = None
         if pop == "ringing" and me == "ringing" and st.linkedid not in client.popped:
             client.popped.add(st.linkedid)
             received_at = st.progress.received_at  # the pop's latency is measured from it
-        client.put("call_progress", data, received_at)
+        client.put_line(line, received_at)
         if listed:
             client.calls.add(st.linkedid)
         else:
