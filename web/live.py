@@ -350,6 +350,16 @@ class LiveHub:
         self.region = str(rt.settings.get("numbers", {}).get("default_region", "US"))
         self.calls: OrderedDict[str, LiveState] = OrderedDict()
         self.clients: set[Client] = set()
+        self._by_ext_clients: dict[str, set[Client]] = {}
+        """Connections by the extensions they may be concerned by (their own phones, and
+        a manager's team's): a call is offered only to the connections its extensions
+        lead to, plus ``_everything`` and those told of it (``_told``)."""
+        self._everything: set[Client] = set()
+        """Connections that list every call (an admin's)."""
+        self._managers: set[Client] = set()
+        """Managers' connections: they also list a call that concerns no extension yet."""
+        self._told: dict[str, set[Client]] = {}
+        """Connections told of a call (``Client.calls``) by linkedid: they hear how it ends."""
         self._sub: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
         self._users_at = -1e9
@@ -375,6 +385,10 @@ class LiveHub:
         for client in list(self.clients):
             client.close()
         self.clients.clear()
+        self._by_ext_clients.clear()
+        self._everything.clear()
+        self._managers.clear()
+        self._told.clear()
         if self._sub is not None:
             self._sub.close()
             self._sub = None
@@ -500,6 +514,7 @@ class LiveHub:
         (so a pop survives moving to another page) and the PBX link state."""
         client = Client(viewer)
         self.clients.add(client)
+        self._index(client)
         self._sweep()
         for st in list(self.calls.values()):
             self._send_call(client, st)
@@ -534,6 +549,51 @@ class LiveHub:
     def disconnect(self, client: Client) -> None:
         client.close()
         self.clients.discard(client)
+        self._unindex(client)
+
+    def _index(self, client: Client) -> None:
+        v = client.viewer
+        if v.watch is None:
+            self._everything.add(client)
+        elif v.role == "manager":
+            self._managers.add(client)
+        for ext in v.extensions | (v.watch or frozenset()):
+            self._by_ext_clients.setdefault(ext, set()).add(client)
+
+    def _unindex(self, client: Client) -> None:
+        v = client.viewer
+        self._everything.discard(client)
+        self._managers.discard(client)
+        for ext in v.extensions | (v.watch or frozenset()):
+            group = self._by_ext_clients.get(ext)
+            if group is not None:
+                group.discard(client)
+                if not group:
+                    del self._by_ext_clients[ext]
+        for linkedid in client.calls:
+            told = self._told.get(linkedid)
+            if told is not None:
+                told.discard(client)
+                if not told:
+                    del self._told[linkedid]
+
+    def _concerned(self, st: LiveState) -> set[Client]:
+        """The connections a change of ``st`` may concern (``view_of`` decides): those
+        whose own or watched extensions it involves, every admin, every manager while
+        it involves no extension, and those already told of it."""
+        out = set(self._everything)
+        audience = st.audience
+        if not audience:
+            out |= self._managers
+        by_ext = self._by_ext_clients
+        for ext in audience:
+            group = by_ext.get(ext)
+            if group:
+                out |= group
+        told = self._told.get(st.linkedid)
+        if told:
+            out |= told
+        return out
 
     def live_calls_for(self, viewer: Viewer) -> list[dict[str, Any]]:
         """The live list a page renders on load (newest first)."""
@@ -623,7 +683,7 @@ class LiveHub:
             self._forget(st.linkedid)
 
     def _broadcast(self, st: LiveState) -> None:
-        for client in list(self.clients):
+        for client in self._concerned(st):
             self._send_call(client, st)
 
     def _send_call(self, client: Client, st: LiveState) -> None:
@@ -653,8 +713,14 @@ class LiveHub:
         client.put_line(line, received_at)
         if listed:
             client.calls.add(st.linkedid)
-        else:
+            self._told.setdefault(st.linkedid, set()).add(client)
+        elif told:
             client.calls.discard(st.linkedid)
+            group = self._told.get(st.linkedid)
+            if group is not None:
+                group.discard(client)
+                if not group:
+                    del self._told[st.linkedid]
 
     def _forget(self, linkedid: str) -> None:
         self._ended[linkedid] = None
@@ -664,6 +730,7 @@ class LiveHub:
         st = self.calls.pop(linkedid, None)
         if st is not None and st.info_task is not None and not st.info_task.done():
             st.info_task.cancel()
+        self._told.pop(linkedid, None)
         for client in self.clients:
             client.calls.discard(linkedid)
             client.popped.discard(linkedid)
