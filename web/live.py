@@ -19,6 +19,11 @@ The ingest never waits for a browser: the hub's own queue is large and drops the
 event when full, and each connection has a small bounded queue of its own (oldest
 dropped, counted) that the SSE handler drains.  Payloads are plain JSON: epoch seconds
 plus ISO strings, never internal objects.
+
+At call-centre scale (hundreds of browsers) a change of a call is offered only to the
+connections it may concern, found by extension (plus admins, and those already told of
+the call), and its message is encoded once for every connection that sees the same
+thing; a waiting SSE handler is woken by ``Client.put`` itself.
 """
 
 from __future__ import annotations
