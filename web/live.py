@@ -201,6 +201,7 @@ class Client:
         handler reports them (``LiveHub.written``) once it has written them."""
         self._queue: deque[tuple[str, float | None]] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def put(self, kind: str, data: Any, received_at: float | None = None) -> None:
         """Queue a message; ``received_at``: it is a screen pop, and when its event was
@@ -229,38 +230,42 @@ class Client:
         return len(self._queue)
 
     async def wait(self, timeout: float) -> list[str]:
-        """The queued messages (maybe none after ``timeout`` seconds).
+        """The queued messages (maybe none, after at most ``timeout`` seconds).
 
-        A bare future and one timer handle per wait, woken by ``put`` directly: at
-        hundreds of connections ``asyncio.wait_for`` (a task, a second future and their
-        callbacks for every message) was a large share of the server's time per pop."""
+        A bare future that ``put`` resolves, and one timer per connection that outlives
+        the waits: it is armed when none is pending and fires ``timeout`` later (a wait
+        may then return empty before its own ``timeout``).  At hundreds of connections
+        ``asyncio.wait_for`` (a task, a second future and a timer for every message) was
+        a large share of the server's time per pop."""
         if not self._queue and not self.closed:
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(timeout, _release, waiter)
+            if self._timer is None:
+                self._timer = loop.call_later(timeout, self._on_timer)
             try:
                 await waiter
             finally:
-                timer.cancel()
                 self._waiter = None
         out = [line for line, _ in self._queue]
         self.in_flight = [at for _, at in self._queue if at is not None]
         self._queue.clear()
         return out
 
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._wake()
+
     def close(self) -> None:
         self.closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._wake()
 
 
 def message_line(kind: str, data: Any) -> str:
     """One SSE message's JSON, as ``Client.put`` encodes it."""
     return json.dumps({"kind": kind, "data": data}, separators=(",", ":"))
-
-
-def _release(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 # -- the board of calls in progress --------------------------------------------------

@@ -108,5 +108,17 @@ async def test_a_waiting_connection_wakes_when_a_message_is_queued_not_on_its_ti
             await asyncio.sleep(0)
         assert waiting.done(), "the pop waits for nothing"
         assert '"pop":"ringing"' in waiting.result()[-1]
+        # the next messages reuse the connection's one poll timer (none per message)
+        timer = client._timer
+        assert timer is not None
+        for n in range(3):
+            waiting = asyncio.ensure_future(client.wait(3600.0))
+            await asyncio.sleep(0)
+            await _say(rt, hub, progress(ringing=("101",), linkedid=f"more.{n}"))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            assert waiting.done() and client._timer is timer
+        hub.disconnect(client)
+        assert client._timer is None and timer.cancelled()
     finally:
         await hub.close()
