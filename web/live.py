@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -693,16 +694,30 @@ class LiveHub:
             self._forget(st.linkedid)
 
     def _broadcast(self, st: LiveState) -> None:
+        """Offer a change of ``st`` to the connections it may concern; tabs of one user
+        (equal viewers) share one decision and one encoded line."""
+        views: dict[Viewer, tuple[str | None, str | None, bool, Any]] = {}
         for client in self._concerned(st):
-            self._send_call(client, st)
+            viewer = client.viewer
+            view = views.get(viewer)
+            if view is None:
+                view = views[viewer] = self._view_line(viewer, st)
+            self._deliver(client, st, *view)
 
     def _send_call(self, client: Client, st: LiveState) -> None:
-        me, pop, listed = view_of(client.viewer, st)
-        told = st.linkedid in client.calls
-        if not (listed or told):
-            return
-        can_open = self._can_open(client.viewer, st)
-        view = self.view_json(client.viewer, st, can_open)
+        self._deliver(client, st, *self._view_line(client.viewer, st))
+
+    def _view_line(self, viewer: Viewer, st: LiveState) -> tuple[str | None, str | None, bool, Any]:
+        """(``me``, ``pop``, ``listed``, a function giving the encoded message) of the call
+        for one viewer; the line is built only if some connection needs it."""
+        me, pop, listed = view_of(viewer, st)
+        return me, pop, listed, functools.cache(lambda: self._line(viewer, st, me, pop, listed))
+
+    def _line(
+        self, viewer: Viewer, st: LiveState, me: str | None, pop: str | None, listed: bool
+    ) -> str:
+        can_open = self._can_open(viewer, st)
+        view = self.view_json(viewer, st, can_open)
         shared = self._shared(st)
         contact = view["contact"]
         # Everything a viewer's message depends on: connections that agree on it get the
@@ -716,6 +731,17 @@ class LiveHub:
             data["can_open"] = can_open
             data["row_html"] = self._live_row(st, can_open, data)
             line = st.cache[key] = message_line("call_progress", data)
+        return line
+
+    def _deliver(
+        self, client: Client, st: LiveState, me: str | None, pop: str | None, listed: bool,
+        line: Any,
+    ) -> None:  # fmt: skip
+        told = st.linkedid in client.calls
+        if not (listed or told):
+            return
+        if callable(line):
+            line = line()
         received_at = None
         if pop == "ringing" and me == "ringing" and st.linkedid not in client.popped:
             client.popped.add(st.linkedid)

@@ -72,8 +72,10 @@ async def test_a_call_is_offered_only_to_the_connections_it_concerns(
         assert '"listed":true' in _lines(admin)[-1]
         assert all(not _lines(b) or "call_progress" not in _lines(b)[-1] for b in bobs)
         # the ring group reaches 102: now bob's tabs are concerned, and each pops
+        looked_at.clear()
         await _say(rt, hub, progress(ringing=("101", "102")))
         assert all('"pop":"ringing"' in _lines(b)[-1] for b in bobs)
+        assert looked_at.count(people.bob.id) == 1, "bob's tabs share one decision"
         # 101 answers: bob's tabs were told of the call, so they hear their pop close
         await _say(rt, hub, progress("answered", (), "101"))
         assert all('"pop":null' in _lines(b)[-1] and '"listed":false' in _lines(b)[-1]
