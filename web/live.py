@@ -19,6 +19,11 @@ The ingest never waits for a browser: the hub's own queue is large and drops the
 event when full, and each connection has a small bounded queue of its own (oldest
 dropped, counted) that the SSE handler drains.  Payloads are plain JSON: epoch seconds
 plus ISO strings, never internal objects.
+
+At call-centre scale (hundreds of browsers) a change of a call is offered only to the
+connections it may concern, found by extension (plus admins, and those already told of
+the call), and its message is encoded once for every connection that sees the same
+thing; a waiting SSE handler is woken by ``Client.put`` itself.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -195,37 +201,72 @@ class Client:
         """Receive times of the pops in the messages ``wait`` last returned: the SSE
         handler reports them (``LiveHub.written``) once it has written them."""
         self._queue: deque[tuple[str, float | None]] = deque()
-        self._ready = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def put(self, kind: str, data: Any, received_at: float | None = None) -> None:
         """Queue a message; ``received_at``: it is a screen pop, and when its event was
         read from the PBX."""
         if self.closed:
             return
+        self.put_line(message_line(kind, data), received_at)
+
+    def put_line(self, line: str, received_at: float | None = None) -> None:
+        """Queue a message already encoded (``message_line``): the hub encodes a message
+        once for every connection that sees the same thing."""
+        if self.closed:
+            return
         if len(self._queue) >= self.maxsize:
             self._queue.popleft()
             self.dropped += 1
-        line = json.dumps({"kind": kind, "data": data}, separators=(",", ":"))
         self._queue.append((line, received_at))
-        self._ready.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def pending(self) -> int:
         return len(self._queue)
 
     async def wait(self, timeout: float) -> list[str]:
-        """The queued messages (maybe none after ``timeout`` seconds)."""
+        """The queued messages (maybe none, after at most ``timeout`` seconds).
+
+        A bare future that ``put`` resolves, and one timer per connection that outlives
+        the waits: it is armed when none is pending and fires ``timeout`` later (a wait
+        may then return empty before its own ``timeout``).  At hundreds of connections
+        ``asyncio.wait_for`` (a task, a second future and a timer for every message) was
+        a large share of the server's time per pop."""
         if not self._queue and not self.closed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), timeout)
-        self._ready.clear()
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            if self._timer is None:
+                self._timer = loop.call_later(timeout, self._on_timer)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
         out = [line for line, _ in self._queue]
         self.in_flight = [at for _, at in self._queue if at is not None]
         self._queue.clear()
         return out
 
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._wake()
+
     def close(self) -> None:
         self.closed = True
-        self._ready.set()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._wake()
+
+
+def message_line(kind: str, data: Any) -> str:
+    """One SSE message's JSON, as ``Client.put`` encodes it."""
+    return json.dumps({"kind": kind, "data": data}, separators=(",", ":"))
 
 
 # -- the board of calls in progress --------------------------------------------------
@@ -329,6 +370,16 @@ class LiveHub:
         self.region = str(rt.settings.get("numbers", {}).get("default_region", "US"))
         self.calls: OrderedDict[str, LiveState] = OrderedDict()
         self.clients: set[Client] = set()
+        self._by_ext_clients: dict[str, set[Client]] = {}
+        """Connections by the extensions they may be concerned by (their own phones, and
+        a manager's team's): a call is offered only to the connections its extensions
+        lead to, plus ``_everything`` and those told of it (``_told``)."""
+        self._everything: set[Client] = set()
+        """Connections that list every call (an admin's)."""
+        self._managers: set[Client] = set()
+        """Managers' connections: they also list a call that concerns no extension yet."""
+        self._told: dict[str, set[Client]] = {}
+        """Connections told of a call (``Client.calls``) by linkedid: they hear how it ends."""
         self._sub: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
         self._users_at = -1e9
@@ -354,6 +405,10 @@ class LiveHub:
         for client in list(self.clients):
             client.close()
         self.clients.clear()
+        self._by_ext_clients.clear()
+        self._everything.clear()
+        self._managers.clear()
+        self._told.clear()
         if self._sub is not None:
             self._sub.close()
             self._sub = None
@@ -479,6 +534,7 @@ class LiveHub:
         (so a pop survives moving to another page) and the PBX link state."""
         client = Client(viewer)
         self.clients.add(client)
+        self._index(client)
         self._sweep()
         for st in list(self.calls.values()):
             self._send_call(client, st)
@@ -513,6 +569,51 @@ class LiveHub:
     def disconnect(self, client: Client) -> None:
         client.close()
         self.clients.discard(client)
+        self._unindex(client)
+
+    def _index(self, client: Client) -> None:
+        v = client.viewer
+        if v.watch is None:
+            self._everything.add(client)
+        elif v.role == "manager":
+            self._managers.add(client)
+        for ext in v.extensions | (v.watch or frozenset()):
+            self._by_ext_clients.setdefault(ext, set()).add(client)
+
+    def _unindex(self, client: Client) -> None:
+        v = client.viewer
+        self._everything.discard(client)
+        self._managers.discard(client)
+        for ext in v.extensions | (v.watch or frozenset()):
+            group = self._by_ext_clients.get(ext)
+            if group is not None:
+                group.discard(client)
+                if not group:
+                    del self._by_ext_clients[ext]
+        for linkedid in client.calls:
+            told = self._told.get(linkedid)
+            if told is not None:
+                told.discard(client)
+                if not told:
+                    del self._told[linkedid]
+
+    def _concerned(self, st: LiveState) -> set[Client]:
+        """The connections a change of ``st`` may concern (``view_of`` decides): those
+        whose own or watched extensions it involves, every admin, every manager while
+        it involves no extension, and those already told of it."""
+        out = set(self._everything)
+        audience = st.audience
+        if not audience:
+            out |= self._managers
+        by_ext = self._by_ext_clients
+        for ext in audience:
+            group = by_ext.get(ext)
+            if group:
+                out |= group
+        told = self._told.get(st.linkedid)
+        if told:
+            out |= told
+        return out
 
     def live_calls_for(self, viewer: Viewer) -> list[dict[str, Any]]:
         """The live list a page renders on load (newest first)."""
@@ -602,28 +703,69 @@ class LiveHub:
             self._forget(st.linkedid)
 
     def _broadcast(self, st: LiveState) -> None:
-        for client in list(self.clients):
-            self._send_call(client, st)
+        """Offer a change of ``st`` to the connections it may concern; tabs of one user
+        (equal viewers) share one decision and one encoded line."""
+        views: dict[Viewer, tuple[str | None, str | None, bool, Any]] = {}
+        for client in self._concerned(st):
+            viewer = client.viewer
+            view = views.get(viewer)
+            if view is None:
+                view = views[viewer] = self._view_line(viewer, st)
+            self._deliver(client, st, *view)
 
     def _send_call(self, client: Client, st: LiveState) -> None:
-        me, pop, listed = view_of(client.viewer, st)
+        self._deliver(client, st, *self._view_line(client.viewer, st))
+
+    def _view_line(self, viewer: Viewer, st: LiveState) -> tuple[str | None, str | None, bool, Any]:
+        """(``me``, ``pop``, ``listed``, a function giving the encoded message) of the call
+        for one viewer; the line is built only if some connection needs it."""
+        me, pop, listed = view_of(viewer, st)
+        return me, pop, listed, functools.cache(lambda: self._line(viewer, st, me, pop, listed))
+
+    def _line(
+        self, viewer: Viewer, st: LiveState, me: str | None, pop: str | None, listed: bool
+    ) -> str:
+        can_open = self._can_open(viewer, st)
+        view = self.view_json(viewer, st, can_open)
+        shared = self._shared(st)
+        contact = view["contact"]
+        # Everything a viewer's message depends on: connections that agree on it get the
+        # same line, encoded once per version of the call (the cache clears on a change).
+        key = ("line", me, pop, listed, can_open, contact is shared["contact"],
+               (contact or {}).get("other_rep"), view["last_call"] is None,
+               view["open_callback"] is None)  # fmt: skip
+        line = st.cache.get(key)
+        if line is None:
+            data = {**view, "me": me, "pop": pop, "listed": listed}
+            data["can_open"] = can_open
+            data["row_html"] = self._live_row(st, can_open, data)
+            line = st.cache[key] = message_line("call_progress", data)
+        return line
+
+    def _deliver(
+        self, client: Client, st: LiveState, me: str | None, pop: str | None, listed: bool,
+        line: Any,
+    ) -> None:  # fmt: skip
         told = st.linkedid in client.calls
         if not (listed or told):
             return
-        can_open = self._can_open(client.viewer, st)
-        data = {**self.view_json(client.viewer, st, can_open), "me": me, "pop": pop,
-                "listed": listed}  # fmt: skip
-        data["can_open"] = can_open
-        data["row_html"] = self._live_row(st, can_open, data)
+        if callable(line):
+            line = line()
         received_at = None
         if pop == "ringing" and me == "ringing" and st.linkedid not in client.popped:
             client.popped.add(st.linkedid)
             received_at = st.progress.received_at  # the pop's latency is measured from it
-        client.put("call_progress", data, received_at)
+        client.put_line(line, received_at)
         if listed:
             client.calls.add(st.linkedid)
-        else:
+            self._told.setdefault(st.linkedid, set()).add(client)
+        elif told:
             client.calls.discard(st.linkedid)
+            group = self._told.get(st.linkedid)
+            if group is not None:
+                group.discard(client)
+                if not group:
+                    del self._told[st.linkedid]
 
     def _forget(self, linkedid: str) -> None:
         self._ended[linkedid] = None
@@ -633,6 +775,7 @@ class LiveHub:
         st = self.calls.pop(linkedid, None)
         if st is not None and st.info_task is not None and not st.info_task.done():
             st.info_task.cancel()
+        self._told.pop(linkedid, None)
         for client in self.clients:
             client.calls.discard(linkedid)
             client.popped.discard(linkedid)

@@ -1,0 +1,105 @@
+"""The screen-pop benchmark measures from the moment the PBX says a rep's phone rings.
+
+``benchmarks/bench_pop.py`` used to stamp a pop's start at the call's ``DialBegin`` to the
+phone.  The CRM pops a call when the PBX reports the phone *ringing* (``Newstate``
+Ringing, ``DialState`` RINGING), and in the replayed burst capture, whose times have
+one-second resolution, that report comes a whole second after the ``DialBegin`` for one
+dial in six: the benchmark counted that second of replayed PBX time as a one-second
+stall of the CRM (issue 17: p99 about 1,016 ms at 1x, whatever the number of clients).
+
+These tests pin what the stamp must be: the event after which the product's own tracker
+reports the extension ringing, counted in events played (no clock, no timer).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import pytest
+
+from ami_bridge.facts import CallProgress
+from ami_bridge.profile import PbxProfile
+from ami_bridge.tracker import CallTracker
+from benchmarks import bench_pop
+from benchmarks.bench_load import BURST, overlapped
+
+
+@pytest.fixture
+def counting_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """The benchmark's ``time.monotonic`` as a counter the test advances itself: each
+    call moves it to the next whole number (0, 1, 2...)."""
+    ticks = itertools.count()
+    now = {"t": 0}
+
+    def monotonic() -> float:
+        return float(now["t"])
+
+    def advance() -> None:
+        now["t"] = next(ticks)
+
+    monkeypatch.setattr(bench_pop.time, "monotonic", monotonic)
+    return advance
+
+
+def _dial_begin(state: str) -> dict[str, str]:
+    return {
+        "Event": "DialBegin", "Privilege": "call,all",
+        "Channel": "PJSIP/trunk-00000001", "Uniqueid": "100.1", "Linkedid": "100.1",
+        "DestChannel": "PJSIP/102-00000002", "DestUniqueid": "100.2", "DestLinkedid": "100.1",
+        "DestChannelState": "5" if state == "Ringing" else "0",
+        "DestChannelStateDesc": state, "DialString": "102",
+    }  # fmt: skip
+
+
+def _newstate_ringing() -> dict[str, str]:
+    return {
+        "Event": "Newstate", "Privilege": "call,all", "Channel": "PJSIP/102-00000002",
+        "ChannelState": "5", "ChannelStateDesc": "Ringing", "Uniqueid": "100.2",
+        "Linkedid": "100.1",
+    }  # fmt: skip
+
+
+def test_a_dial_to_a_phone_not_yet_ringing_starts_the_clock_at_its_ringing(
+    counting_clock,
+) -> None:
+    pbx = bench_pop.StampingPbx([], paused=True)
+    counting_clock()  # t = 0
+    pbx._emit(_dial_begin("Down"), 0.0)
+    assert ("100.1", "102") not in pbx.ring_at  # dialled, not ringing: no pop is due yet
+    counting_clock()  # t = 1 (the next replayed second)
+    pbx._emit(_newstate_ringing(), 1.0)
+    assert pbx.rang_at[("100.1", "102")] == 0.0
+    assert pbx.ring_at[("100.1", "102")] == 1.0
+
+
+def test_a_dial_to_a_phone_already_ringing_starts_the_clock_at_the_dial(counting_clock) -> None:
+    pbx = bench_pop.StampingPbx([], paused=True)
+    counting_clock()
+    pbx._emit(_dial_begin("Ringing"), 0.0)
+    counting_clock()
+    pbx._emit(_newstate_ringing(), 1.0)
+    assert pbx.ring_at[("100.1", "102")] == 0.0
+
+
+def test_the_stamp_is_the_event_after_which_the_tracker_reports_the_phone_ringing(
+    counting_clock,
+) -> None:
+    """The burst the benchmark replays, played event by event through the stamping PBX
+    and the CRM's tracker side by side: every (call, extension) is stamped exactly at the
+    event whose facts first list the extension as ringing, which is when the hub pops it."""
+    items = overlapped(BURST, 2, 0.2)
+    pbx = bench_pop.StampingPbx(items, paused=True)
+    tracker = CallTracker(PbxProfile())
+    first_ringing: dict[tuple[str, str], float] = {}
+    for index, (msg, at) in enumerate(items):
+        counting_clock()
+        pbx._emit(msg, at)
+        for fact in tracker.feed(msg, at):
+            if isinstance(fact, CallProgress):
+                for ext in fact.ringing:
+                    first_ringing.setdefault((fact.linkedid, ext), float(index))
+    assert first_ringing, "the burst rings no phone"
+    assert pbx.ring_at == first_ringing
+    later = [k for k, t in pbx.ring_at.items() if t > pbx.rang_at[k]]
+    assert later, "the capture has dials that ring after their DialBegin (the old stamp)"
