@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from ami_bridge.facts import CallRecord
+from tests.waiting import until
 
 from .scale.cluster import (
     EAST,
@@ -177,18 +178,6 @@ class Crm:
             popen = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                      env=self.env(), cwd=ROOT)  # fmt: skip
         return Proc(port, popen, log)
-
-
-async def until(predicate, timeout: float, what: str, step: float = 0.05) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(step)
 
 
 async def wait_healthy(proc: Proc, timeout: float = 40.0) -> None:

@@ -5,15 +5,14 @@ rep's stream on the process they talk to follows the click to its end."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from pathlib import Path
 
 from ami_bridge.replay_pbx import OriginateScript, ReplayPbx
 from crm.policy import LeadPolicy
 from crm.services import CrmService
 from crm.store import open_store
+from tests.waiting import until as _until
 
 from .cluster import PASSWORD, Cluster, Office, SseClient, link_holder
 
@@ -32,18 +31,6 @@ async def _seed(pg_url: str) -> None:
                                   team_id=link.team_id)  # fmt: skip
     finally:
         await store.close()
-
-
-async def _until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def test_click_on_a_process_without_the_link_reaches_the_pbx_once(

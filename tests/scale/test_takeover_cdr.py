@@ -12,29 +12,21 @@ process kept no trace of calls that had not begun.
 from __future__ import annotations
 
 import asyncio
-import time
+from functools import partial
 from pathlib import Path
 
 import asyncpg
 
 from ami_bridge.replay_pbx import ReplayPbx
 from crm.store.postgres import split_url
+from tests.waiting import until
 
 from .cluster import EAST, Cluster, link_holder
 
+_until = partial(until, step=0.02)  # this test polls finely
+
+
 CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk-22"
-
-
-async def _until(predicate, timeout: float, what: str, step: float = 0.02) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(step)
 
 
 async def _fetch(pg_url: str, sql: str) -> list[asyncpg.Record]:

@@ -14,7 +14,7 @@ takes the link over.  Then:
 from __future__ import annotations
 
 import asyncio
-import time
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -24,6 +24,7 @@ from crm.policy import LeadPolicy
 from crm.services import CrmService
 from crm.store import open_store
 from crm.store.postgres import split_url
+from tests.waiting import until
 
 from .cluster import (
     EAST,
@@ -38,22 +39,13 @@ from .cluster import (
     shared_allocator,
 )
 
+_until = partial(until, step=0.01)  # this test polls finely
+
+
 COPIES = 3
 SPEED = 5.0
 MARGIN = 1.0
 """PBX seconds around the outage in which a pop may legitimately be missed."""
-
-
-async def _until(predicate, timeout: float, what: str, step: float = 0.01) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(step)
 
 
 async def _seed(pg_url: str) -> dict[str, int]:

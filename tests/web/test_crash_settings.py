@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 
 from ami_bridge.capture import read_capture
 from ami_bridge.replay_pbx import ReplayPbx
+from tests.waiting import until
 from web.live import LIVE_HUB
 from web.runtime import Runtime, start_link
 
@@ -31,18 +32,6 @@ FAST = {"ping_interval": 0.2, "ping_timeout": 0.5, "backoff_initial": 0.05, "bac
 def live_timeline() -> list[tuple[dict[str, object], float]]:
     return [({k: v for k, v in m.items() if k != "Timestamp"}, at)
             for m, at in read_capture(INBOUND)]  # fmt: skip
-
-
-async def until(predicate, what: str, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def call_up_then_change_settings(
@@ -79,8 +68,8 @@ async def call_up_then_change_settings(
         resp = await client.post("/admin/pbx", data=form)
         assert "the link is reconnecting" in await resp.text()
 
-        await until(lambda: rt.store.count_calls(), "the call handed over is written")
-        await until(lambda: not hub.live_calls_for(admin), "the call leaves the live list")
+        await until(lambda: rt.store.count_calls(), 10, "the call handed over is written")
+        await until(lambda: not hub.live_calls_for(admin), 10, "the call leaves the live list")
         [call] = (await rt.service.list_calls(limit=10)).items
         assert not call.complete and call.answered and call.pbx_link_id is not None
         assert await rt.store.list_live_calls() == []
