@@ -71,8 +71,8 @@ async def finish_orphans(ingest: Ingest, still_live: Collection[str]) -> list[st
     linkedids the PBX listed); returns the linkedids written."""
     written: list[str] = []
     store = ingest.store
-    for row in await store.live_calls_for_link(ingest.pbx_link_id):
-        link = ingest.pbx_link_id
+    link = ingest.pbx_link_id
+    for row in await store.live_calls_for_link(link):
         if row.linkedid in still_live:
             continue
         if await store.get_call_by_linkedid(row.linkedid, link) is not None:
