@@ -18,6 +18,7 @@ from aiohttp import web
 from markupsafe import Markup, escape
 
 from crm.models import User
+from web import i18n
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 ENV_KEY: web.AppKey[jinja2.Environment] = web.AppKey("jinja_env", jinja2.Environment)
@@ -100,7 +101,9 @@ def make_env(settings: dict[str, Any]) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.filters["number"] = lambda v: format_number(v, region)
     env.filters["dial"] = lambda v: dial_link(v, region)
     env.filters["time"] = lambda v, fmt="%Y-%m-%d %H:%M": format_time(v, tz, fmt)
