@@ -107,6 +107,20 @@ def format_date(value: dt.date | None) -> str:
     return _babel_datetime(moment, patterns(language)["date"], locale=_locale(language))
 
 
+def format_day_month(day: str) -> str:
+    """An ISO day ("2026-11-30") as a chart's axis shows it: "11-30", "30.11", "11/30"."""
+    try:
+        value = dt.date.fromisoformat(day)
+    except ValueError:
+        return day
+    language = i18n.CURRENT_LANGUAGE.get()
+    if language == "en":
+        return day[5:]
+    pattern = str(_locale(language).datetime_skeletons["Md"].pattern)
+    return _babel_datetime(dt.datetime(value.year, value.month, value.day, 12), pattern,
+                           locale=_locale(language))  # fmt: skip
+
+
 def format_duration(seconds: float | None) -> str:
     """Seconds as "45s", "3m 05s", "1h 02m", in the reader's language."""
     if seconds is None or seconds == "":
@@ -124,6 +138,14 @@ def format_count(value: float | int | None) -> str:
     if value is None or value == "":
         return ""
     return format_decimal(value, locale=babel_locale())
+
+
+def format_fixed(value: float | None, digits: int = 1) -> str:
+    """A measure with a fixed number of decimals ("12.5", "12,5")."""
+    if value is None or value == "":
+        return ""
+    fmt = "#,##0" + ("." + "0" * digits if digits else "")
+    return format_decimal(value, format=fmt, locale=babel_locale())
 
 
 def format_percentage(ratio: float | None, digits: int = 0) -> str:

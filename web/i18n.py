@@ -128,6 +128,20 @@ def ngettext(singular: str, plural: str, n: int, **variables: Any) -> str:
     return text % variables
 
 
+def raw_gettext(message: str) -> str:
+    """The translation alone, unformatted (jinja2's newstyle gettext formats it itself)."""
+    return translations(CURRENT_LANGUAGE.get()).gettext(message)
+
+
+def raw_ngettext(singular: str, plural: str, n: int) -> str:
+    return translations(CURRENT_LANGUAGE.get()).ngettext(singular, plural, n)
+
+
+def gettext_or_none(message: str | None) -> str | None:
+    """A message kept untranslated (``N_``) until shown, or None."""
+    return gettext(message) if message else None
+
+
 def N_(message: str) -> str:
     """Marks a string for extraction without translating it (translated where shown)."""
     return message

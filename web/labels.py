@@ -72,6 +72,22 @@ LABELS: dict[str, str] = {
 }
 
 
+PHRASES: tuple[str, ...] = (
+    # click-to-call failure reasons as crm/clicktocall.py words them (shown in the toast)
+    N_("your phone did not answer"),
+    N_("the number did not answer"),
+    N_("number unreachable"),
+    N_("busy"),
+    N_(
+        "the PBX refused: the CRM's AMI user has no permission to originate calls "
+        "(an admin must add originate to its write= permissions)"
+    ),
+    N_("PBX link down"),
+)
+"""Fixed English phrases the domain sends to the browser; the page gives the browser
+their translations (``phrases`` in ``#crm-i18n``)."""
+
+
 def label(value: object) -> str:
     """The reader's word for a code value."""
     if value is None:

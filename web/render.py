@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 from crm.models import User
 from web import formatting, i18n
 from web.i18n import _
-from web.labels import label
+from web.labels import LABELS, PHRASES, label
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 ENV_KEY: web.AppKey[jinja2.Environment] = web.AppKey("jinja_env", jinja2.Environment)
@@ -94,7 +94,7 @@ def make_env(settings: dict[str, Any]) -> jinja2.Environment:
         lstrip_blocks=True,
         extensions=["jinja2.ext.i18n"],
     )
-    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+    env.install_gettext_callables(i18n.raw_gettext, i18n.raw_ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.filters["number"] = format_number
     env.filters["dial"] = dial_link
     env.filters["time"] = formatting.format_time
@@ -102,6 +102,7 @@ def make_env(settings: dict[str, Any]) -> jinja2.Environment:
     env.filters["duration"] = formatting.format_duration
     env.filters["count"] = formatting.format_count
     env.filters["percent"] = formatting.format_percentage
+    env.filters["decimal"] = formatting.format_fixed
     env.filters["label"] = label
     env.filters["tr"] = lambda v: i18n.gettext(str(v)) if v else ""
     env.globals["region"] = region
@@ -113,7 +114,10 @@ def page_i18n(language: str, timezone: str) -> Markup:
     """The JSON the browser's scripts read (``#crm-i18n``): strings in the reader's language,
     and the time zone, patterns and names to format times exactly as the page does."""
     blob = formatting.browser_formats(language, timezone)
-    blob["strings"] = i18n.js_strings(language)
+    with i18n.using(language):
+        blob["strings"] = i18n.js_strings(language)
+        blob["labels"] = {code: label(code) for code in LABELS}
+        blob["phrases"] = {text: i18n.gettext(text) for text in PHRASES}
     text = json.dumps(blob, ensure_ascii=False, separators=(",", ":"))
     # Safe inside <script type="application/json">: no "</" can close the element.
     return Markup(text.replace("</", "<\\/"))
