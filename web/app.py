@@ -80,6 +80,10 @@ REASONS = (
     N_("Gateway Timeout"),
 )  # fmt: skip
 """HTTP reasons as the error page shows them (translated; the API keeps them English)."""
+CSRF_FAILED = N_(
+    "the form expired or did not come from this site (CSRF check failed); reload the page "
+    "and try again"
+)
 
 
 def _message(exc: web.HTTPException) -> str:
@@ -189,8 +193,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             value = form.get(CSRF_FIELD)
             token = value if isinstance(value, str) else None
         if not runtime(request).signer.check_csrf(v.csrf_nonce, token):
-            raise web.HTTPForbidden(text=N_("the form expired or did not come from this site "
-                                       "(CSRF check failed); reload the page and try again"))
+            raise web.HTTPForbidden(text=CSRF_FAILED)
     response = await handler(request)
     if new_anon is not None:
         response.set_cookie(

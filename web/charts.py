@@ -252,9 +252,7 @@ def calls_per_day_chart(days: Sequence[str], by_outcome: dict[str, Sequence[int]
     order = [o for o in OUTCOME_COLORS if o in by_outcome] + sorted(
         o for o in by_outcome if o not in OUTCOME_COLORS
     )
-    series = [
-        Series(label(o), by_outcome[o], OUTCOME_COLORS.get(o, MUTED)) for o in order
-    ]
+    series = [Series(label(o), by_outcome[o], OUTCOME_COLORS.get(o, MUTED)) for o in order]
     labels = [format_day_month(d) for d in days]
     return column_chart(_("Calls per day by outcome"), labels, series, width=1000, height=280)
 

@@ -41,9 +41,7 @@ CURRENT_LANGUAGE: contextvars.ContextVar[str] = contextvars.ContextVar(
 CURRENT_TIMEZONE: contextvars.ContextVar[str] = contextvars.ContextVar(
     "current_timezone", default="UTC"
 )
-CURRENT_REGION: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "current_region", default="US"
-)
+CURRENT_REGION: contextvars.ContextVar[str] = contextvars.ContextVar("current_region", default="US")
 
 
 @cache

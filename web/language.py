@@ -55,9 +55,9 @@ def request_language(request: web.Request, user: User | None, settings: dict[str
     cookie = i18n.normalize(request.cookies.get(LANG_COOKIE))
     if cookie:
         return cookie
-    return i18n.from_accept_language(
-        request.headers.get("Accept-Language")
-    ) or install_language(settings)
+    return i18n.from_accept_language(request.headers.get("Accept-Language")) or install_language(
+        settings
+    )
 
 
 def request_timezone(user: User | None, settings: dict[str, Any]) -> str:

@@ -74,9 +74,9 @@ def dial_link(value: str | None, region: str | None = None) -> Markup:
     if not value:
         return Markup("")
     shown = escape(format_number(value, region))
-    return Markup(
-        '<a class="dial" href="tel:{v}" data-dial="{v}" title="{t}">{s}</a>'
-    ).format(v=value, s=shown, t=_("Call %(number)s", number=format_number(value, region)))
+    return Markup('<a class="dial" href="tel:{v}" data-dial="{v}" title="{t}">{s}</a>').format(
+        v=value, s=shown, t=_("Call %(number)s", number=format_number(value, region))
+    )
 
 
 format_time = formatting.format_time

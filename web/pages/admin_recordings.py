@@ -89,7 +89,9 @@ async def purge_now(request: web.Request) -> web.StreamResponse:
         notice=_(
             "Retention applied: %(recordings)d recordings older than %(days)d days "
             "deleted (%(files)d files).",
-            recordings=len(report.marked), days=days, files=report.deleted,
+            recordings=len(report.marked),
+            days=days,
+            files=report.deleted,
         ),
     )
 

@@ -233,8 +233,11 @@ def call_timeline(view: RepView, call: Call, remote: str | None) -> list[Step]:
             Step(
                 t.at,
                 _(kind) if kind else f"{t.kind.capitalize()} transfer",
-                _("from %(source)s to %(target)s", source=_who(view, t.from_),
-                  target=_who(view, t.to)),
+                _(
+                    "from %(source)s to %(target)s",
+                    source=_who(view, t.from_),
+                    target=_who(view, t.to),
+                ),
                 "transfer",
             )
         )

@@ -139,8 +139,6 @@ def _error(request: web.Request, status: int, message: str, code: str) -> web.Re
                   status=status)  # fmt: skip
 
 
-
-
 def _page(request: web.Request, number: str, result: ClickResult | None,
           back: str) -> web.Response:  # fmt: skip
     return render(request, "dial.html", {"number": number, "result": result, "back": back})
