@@ -29,6 +29,7 @@ from crm.secretbox import SecretBox
 from crm.services import CrmService
 from crm.store import Store, open_store
 
+from . import i18n
 from .metrics import Metrics
 from .security import LoginLimiter, Signer, load_secret_key
 
@@ -39,8 +40,18 @@ CLOSE_STEP_SECONDS = 10.0
 close before it is cancelled and left behind."""
 
 
+def install_words(language: str) -> Callable[[str], str]:
+    """gettext in the install's language, for text the CRM writes for everyone."""
+
+    def words(phrase: str) -> str:
+        return i18n.translations(language).gettext(phrase)
+
+    return words
+
+
 def lead_policy(settings: dict[str, Any], default_owner_id: int | None = None) -> LeadPolicy:
     leads = settings.get("leads", {})
+    language = i18n.normalize(str(settings.get("server", {}).get("language", "en"))) or "en"
     return LeadPolicy(
         create_on=leads.get("create_on", "every_call"),
         repeat_window_hours=float(leads.get("repeat_window_hours", 72.0)),
@@ -49,6 +60,8 @@ def lead_policy(settings: dict[str, Any], default_owner_id: int | None = None) -
         own_numbers=tuple(str(n) for n in settings.get("pbx", {}).get("own_numbers", ())),
         default_region=str(settings.get("numbers", {}).get("default_region", "US")),
         display_tz=str(leads.get("display_tz", "UTC")),
+        language=language,
+        words=install_words(language),
     )
 
 
