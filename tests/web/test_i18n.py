@@ -143,3 +143,18 @@ def test_every_msgid_is_translated(language: str) -> None:
                 problems.append(f"placeholders: {key!r} -> {form!r}")
     problems += [f"not in the catalog (scripts/i18n update): {s!r}" for s in in_code - ids]
     assert problems == []
+
+
+def test_lead_names_are_written_in_the_install_language() -> None:
+    """Generated text is for everyone: the install's language, not a reader's."""
+    from crm.leads import lead_name
+    from tests.crm.factories import inbound
+    from web.runtime import lead_policy
+
+    rec = inbound("+442079460958", caller_name="Maria Garcia", at=1_795_341_315.0)
+    for language, words in (("ru", "входящий звонок, 22 нояб. 10:55"),
+                            ("ja", "着信, 11月22日 10:55"),
+                            ("en", "inbound call, 22 Nov 10:55")):  # fmt: skip
+        settings = {"server": {"language": language}, "leads": {"display_tz": "Europe/Berlin"}}
+        name = lead_name("+442079460958", rec, lead_policy(settings))
+        assert name == f"Maria Garcia · +44 20 7946 0958 ({words})"
