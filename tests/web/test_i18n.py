@@ -158,3 +158,17 @@ def test_lead_names_are_written_in_the_install_language() -> None:
         settings = {"server": {"language": language}, "leads": {"display_tz": "Europe/Berlin"}}
         name = lead_name("+442079460958", rec, lead_policy(settings))
         assert name == f"Maria Garcia · +44 20 7946 0958 ({words})"
+
+
+def test_the_domains_refusals_are_shown_in_the_readers_language() -> None:
+    from crm.errors import InvalidInput
+    from web.refusals import refusal
+
+    exc = InvalidInput("not a phone number: 'call me'")
+    with i18n.using("en"):
+        assert refusal(exc) == "not a phone number: 'call me'"
+    with i18n.using("ru"):
+        assert refusal(exc) == "не телефонный номер: 'call me'"
+    with i18n.using("ja"):
+        assert refusal(InvalidInput("an empty note")) == "メモが空です"
+        assert refusal(InvalidInput("something new")) == "something new"  # readable, in English

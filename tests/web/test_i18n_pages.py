@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
-from tests.security.conftest import Clients, World
+from tests.security.conftest import Clients, World, clients, world  # noqa: F401 (fixtures)
 from tests.security.test_every_route import ROLE_OF, targets, url_for
 from web import i18n
 from web.runtime import Runtime
@@ -106,7 +106,10 @@ def lang_attr(html: str) -> str | None:
 @pytest.mark.slow
 @pytest.mark.parametrize("language", LANGS)
 async def test_every_page_of_every_role_is_in_the_language(
-    language: str, clients: Clients, rt: Runtime, world: World
+    language: str,
+    clients: Clients,  # noqa: F811
+    rt: Runtime,
+    world: World,  # noqa: F811
 ) -> None:
     app = clients.server.app
     assert app is not None

@@ -16,6 +16,7 @@ from crm.models import ROLES, CallFilter, User
 from .. import sessions
 from ..app import current_user, roles, runtime
 from ..i18n import N_, _, gettext_or_none
+from ..refusals import refusal
 from ..render import render
 from ..runtime import Runtime
 
@@ -127,7 +128,7 @@ async def create_user(request: web.Request) -> web.StreamResponse:
         )
     except (InvalidInput, NotFound) as exc:
         form.pop("password", None)
-        return await _users_page(request, form, str(exc).strip("'\""), status=400)
+        return await _users_page(request, form, refusal(exc), status=400)
     raise web.HTTPSeeOther(f"/admin/users/{user.id}?done=created")
 
 
@@ -139,7 +140,7 @@ async def create_team(request: web.Request) -> web.StreamResponse:
     try:
         await rt.service.create_team(form.get("name", ""), current_user(request).username)
     except InvalidInput as exc:
-        return await _users_page(request, None, str(exc), status=400)
+        return await _users_page(request, None, refusal(exc), status=400)
     raise web.HTTPSeeOther("/admin/users?done=team-created")
 
 
@@ -246,8 +247,8 @@ async def change_user(request: web.Request) -> web.StreamResponse:
         done = await _change(request, request.match_info["what"], target, actor, form)
     except (InvalidInput, NotFound) as exc:
         if back == "extensions":
-            return await _extensions_page(request, str(exc).strip("'\""), status=400)
-        return await _user_page(request, str(exc).strip("'\""), status=400)
+            return await _extensions_page(request, refusal(exc), status=400)
+        return await _user_page(request, refusal(exc), status=400)
     if target.id is not None and done in ENDS_SESSIONS:
         await sessions.end(rt, target.id)
     elif target.id is not None and done in REBUILDS_STREAMS:

@@ -23,6 +23,7 @@ from crm.phones import normalize
 
 from ..i18n import N_, _
 from ..labels import label
+from ..refusals import refusal
 from ..render import format_duration, render
 from .rep_common import (
     RepView,
@@ -84,7 +85,7 @@ async def calls_list(request: web.Request) -> web.StreamResponse:
         if flt.since is not None and flt.until is not None and flt.until <= flt.since:
             raise InvalidInput(_("the 'To' date is before the 'From' date"))
     except InvalidInput as exc:
-        errors.append(str(exc))
+        errors.append(refusal(exc))
     if values["direction"]:
         if values["direction"] in DIRECTIONS:
             flt.direction = values["direction"]  # type: ignore[assignment]
@@ -108,7 +109,7 @@ async def calls_list(request: web.Request) -> web.StreamResponse:
                 raise InvalidInput(_("contact: no such contact"))
             flt.contact_id = contact_id
     except InvalidInput as exc:
-        errors.append(str(exc))
+        errors.append(refusal(exc))
     if values["number"]:
         e164 = normalize(values["number"], view.rt.service.policy.default_region)
         if e164 is None:
@@ -124,7 +125,7 @@ async def calls_list(request: web.Request) -> web.StreamResponse:
             )
             calls, next_cursor = page.items, page.next_cursor
         except InvalidInput as exc:
-            errors.append(str(exc))
+            errors.append(refusal(exc))
     # One query for the page's contacts and one for their phones, not two per row.
     found = await view.rt.store.contacts_by_ids(
         c.contact_id for c in calls if c.contact_id is not None
@@ -354,7 +355,7 @@ async def add_note(request: web.Request) -> web.StreamResponse:
         try:
             await view.rt.service.add_note(call.id or 0, view.user_id, **values)
         except InvalidInput as exc:
-            errors["_"] = str(exc)
+            errors["_"] = refusal(exc)
     if errors:
         ctx = await _call_context(request, view, call)
         ctx.update(form=values, errors=errors)
@@ -379,7 +380,7 @@ async def relink(request: web.Request) -> web.StreamResponse:
         try:
             await view.rt.service.relink_call(call.id or 0, contact_id, view.user.username)
         except (InvalidInput, NotFound) as exc:
-            error = str(exc)
+            error = refusal(exc)
     if error:
         ctx["errors"] = {"relink": error}
         return render(request, "call.html", ctx, status=400)

@@ -19,6 +19,7 @@ from crm.models import LEAD_STATUSES, Call, CallbackTask, Contact, Note, PhoneNu
 from crm.services import OPEN_LEAD_STATUSES
 
 from ..i18n import _
+from ..refusals import refusal
 from ..render import render
 from .rep_common import RepView, form_str, int_param, not_found, pager, rep_view
 
@@ -281,7 +282,7 @@ async def create_contact(request: web.Request) -> web.StreamResponse:
         )
     except InvalidInput as exc:
         return render(
-            request, "contact_form.html", _form_ctx(view, values, None, str(exc)), status=400
+            request, "contact_form.html", _form_ctx(view, values, None, refusal(exc)), status=400
         )
     raise web.HTTPSeeOther(f"/contacts/{contact.id}?created=1")
 
@@ -313,7 +314,10 @@ async def edit_contact(request: web.Request) -> web.StreamResponse:
     except (InvalidInput, Forbidden) as exc:
         status = 403 if isinstance(exc, Forbidden) else 400
         return render(
-            request, "contact_form.html", _form_ctx(view, values, contact, str(exc)), status=status
+            request,
+            "contact_form.html",
+            _form_ctx(view, values, contact, refusal(exc)),
+            status=status,
         )
     raise web.HTTPSeeOther(f"/contacts/{contact.id}?saved=1")
 
@@ -376,9 +380,9 @@ async def merge(request: web.Request) -> web.StreamResponse:
         await view.rt.service.merge_contacts(keep.id or 0, other.id or 0, view.user.username,
                                              by=view.user)  # fmt: skip
     except Forbidden as exc:
-        raise web.HTTPForbidden(text=str(exc)) from None
+        raise web.HTTPForbidden(text=refusal(exc)) from None
     except (InvalidInput, NotFound) as exc:
-        raise web.HTTPBadRequest(text=str(exc)) from None
+        raise web.HTTPBadRequest(text=refusal(exc)) from None
     raise web.HTTPSeeOther(f"/contacts/{keep.id}?merged=1")
 
 
@@ -389,7 +393,7 @@ async def convert(request: web.Request) -> web.StreamResponse:
     try:
         await view.rt.service.convert_lead(contact.id or 0, view.user.username)
     except InvalidInput as exc:
-        ctx = await _card(request, view, contact, {"lead": str(exc)})
+        ctx = await _card(request, view, contact, {"lead": refusal(exc)})
         return render(request, "contact.html", ctx, status=400)
     raise web.HTTPSeeOther(f"/contacts/{contact.id}?converted=1")
 
@@ -409,7 +413,7 @@ async def lead_status(request: web.Request) -> web.StreamResponse:
                 view.user.username,
             )
     except InvalidInput as exc:
-        ctx = await _card(request, view, contact, {"lead": str(exc)})
+        ctx = await _card(request, view, contact, {"lead": refusal(exc)})
         return render(request, "contact.html", ctx, status=400)
     raise web.HTTPSeeOther(f"/contacts/{contact.id}?status=1")
 
