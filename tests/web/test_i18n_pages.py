@@ -85,11 +85,15 @@ def _english(language: str) -> tuple[set[str], list[tuple[str, re.Pattern[str]]]
     return exact, patterns
 
 
-def leaks(html: str, language: str) -> list[str]:
+USERNAMES = frozenset({"admin", "maria", "alice", "bob", "otto"})
+"""Data, not words: the admin's username is also the English label of the role."""
+
+
+def leaks(html: str, language: str, data: frozenset[str] = USERNAMES) -> list[str]:
     parser = Texts()
     parser.feed(html)
     exact, patterns = _english(language)
-    found = [t for t in parser.texts if t in exact]
+    found = [t for t in parser.texts if t in exact and t not in data]
     for text in parser.texts:
         for msgid, pattern in patterns:
             if pattern.fullmatch(text):
@@ -139,7 +143,7 @@ async def test_every_page_of_every_role_is_in_the_language(
                 problems.append(f"{who} {url}: lang={lang_attr(html)!r}")
             problems += [f"{who} {url}: {leak}" for leak in leaks(html, language)]
     assert pages >= 20, f"only {pages} pages rendered"
-    assert problems == []
+    assert problems == [], "\n".join(problems)
 
 
 def test_the_leak_check_finds_english() -> None:
