@@ -104,4 +104,7 @@ def translate(message: str) -> str:
 
 def refusal(exc: BaseException) -> str:
     """What to show for a refused input: the exception's message, in the reader's words."""
-    return translate(str(exc).strip("'\""))
+    text = str(exc)
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]  # a KeyError's repr
+    return translate(text)
