@@ -9,6 +9,7 @@ zone and region from ``web.i18n``'s context variables, so they are per-request.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,7 @@ def make_env(settings: dict[str, Any]) -> jinja2.Environment:
     return env
 
 
+@lru_cache(maxsize=128)
 def page_i18n(language: str, timezone: str) -> Markup:
     """The JSON the browser's scripts read (``#crm-i18n``): strings in the reader's language,
     and the time zone, patterns and names to format times exactly as the page does."""
