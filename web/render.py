@@ -9,8 +9,8 @@ zone and region from ``web.i18n``'s context variables, so they are per-request.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
