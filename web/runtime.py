@@ -19,6 +19,7 @@ from ami_bridge.link import AmiLink, LinkStatus
 from ami_bridge.replay_pbx import ReplayPbx
 from config.settings import pbx_profile
 from crm.backfill import CdrBackfill, backfill_settings
+from crm.callback_work import CallbackWork
 from crm.clock import Clock
 from crm.closing import cancel_all, close_within
 from crm.events import Event, EventBus
@@ -220,7 +221,7 @@ def data_dir(settings: dict[str, Any]) -> Path | None:
     else:
         url = str(settings.get("database", {}).get("url", ""))
         if url.startswith("sqlite:"):
-            path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+            path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
             if not path or path == ":memory:" or "mode=memory" in path:
                 return None
             folder = resolve_path(path).parent
@@ -265,3 +266,12 @@ async def restart_links(rt: Runtime) -> None:
         start_link(rt)
     else:
         await manager.restart()
+
+
+def callback_work(rt: Runtime) -> CallbackWork:
+    """The runtime's ``CallbackWork`` (claim, attempt, snooze, close, follow-up,
+    overdue), made on first use."""
+    work = rt.extras.get("callback_work")
+    if work is None:
+        work = rt.extras["callback_work"] = CallbackWork(rt.service, rt.bus)
+    return work  # type: ignore[no-any-return]
