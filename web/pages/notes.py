@@ -59,6 +59,39 @@ def validate(
     return values, errors, follow_up
 
 
+@routes.get("/wrapup/options")
+async def wrapup_options(request: web.Request) -> web.StreamResponse:
+    """What the pop's wrap-up card offers this user (their team's results), whether the
+    wrap-up is required, and the card's words in the user's language."""
+    view = await rep_view(request)
+    settings = await wrapup.load(view.rt.service)
+    labels = {
+        "wrapup": _("Wrap-up"),
+        "call": _("Call"),
+        "result": _("Result"),
+        "comment": _("Comment"),
+        "follow_up": _("Follow-up (optional)"),
+        "save": _("Save"),
+        "saved": _("Wrap-up saved"),
+        "waiting": _("Saving the call…"),
+        "call_page": _("Call page"),
+        "dismiss": _("Dismiss"),
+        "offline": _("Not saved: the server could not be reached."),
+        "overdue": _("Callback overdue"),
+        "open": _("Open"),
+        "fewer": _("Show fewer"),
+        "more_one": _("more call"),
+        "more_many": _("more"),
+    }
+    return web.json_response(
+        {
+            "results": list(settings.results_for(view.user)),
+            "required": settings.required,
+            "labels": labels,
+        }
+    )
+
+
 @routes.post(r"/calls/{call_id:\d+}/notes")
 async def save_wrapup(request: web.Request) -> web.StreamResponse:
     view = await rep_view(request)

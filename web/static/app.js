@@ -59,7 +59,7 @@
       : d.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
   }
   crm.when = when;
-  const words = (s) => String(s || "").replace(/_/g, " ");
+  crm.words = (s) => String(s || "").replace(/_/g, " ");
 
   // -- the PBX link dot ---------------------------------------------------------------
   crm.on("link_status", function (d) {
@@ -70,104 +70,7 @@
     dot.title = "PBX link: " + (d.state || "unknown");
   });
 
-  // -- the screen pop -------------------------------------------------------------------
-  const pops = new Map();
-  const dismissed = new Set();
-
-  function popTitle(d) {
-    if (d.contact && d.contact.other_rep) return "Known contact of another rep";
-    if (d.contact && d.contact.name) return d.contact.name;
-    if (d.direction === "internal") return d.caller_user || d.caller_name || ("ext " + d.caller);
-    if (d.caller_name && d.direction === "inbound") return d.caller_name;
-    return "Unknown caller";
-  }
-
-  function popBody(d) {
-    const c = d.contact;
-    const parts = [];
-    const state = d.pop === "on_call" ? "On call" : "Incoming call";
-    const where = d.pop === "on_call" ? "" : (d.did ? " · line " + d.did : "");
-    parts.push(el("div", { class: "pop-state" },
-      el("span", { class: "pop-dot" }), state + where));
-    parts.push(el("div", { class: "pop-title" }, popTitle(d),
-      c && c.is_lead ? el("span", { class: "badge lead" }, "lead") : null));
-    const sub = [];
-    if (c && c.company) sub.push(c.company);
-    if (c && c.owner) sub.push("owner " + c.owner);
-    else if (c && c.id && d.details) sub.push("shared contact");
-    if (c && c.other_rep && d.caller_name && d.direction === "inbound") {
-      sub.push("caller ID: " + d.caller_name);
-    }
-    if (!c && d.direction === "internal") sub.push("colleague, ext " + d.caller);
-    if (!c && d.direction === "inbound" && d.caller_name) sub.push("caller ID: " + d.caller_name);
-    if (sub.length) parts.push(el("div", { class: "pop-sub" }, sub.join(" · ")));
-    parts.push(el("div", { class: "pop-number" }, crm.dialLink(d.number, d.number_display)));
-    const facts = el("ul", { class: "pop-facts" });
-    if (d.last_call) {
-      const lc = d.last_call;
-      facts.append(el("li", null, "Last call " + when(lc.at) + " · " + words(lc.outcome) +
-        (lc.rep ? " · " + lc.rep : "")));
-    } else if (d.details && d.direction !== "internal") {
-      facts.append(el("li", null, "First call from this number"));
-    }
-    if (d.open_callback) {
-      const cb = d.open_callback;
-      facts.append(el("li", { class: cb.overdue ? "warn" : "" },
-        "Open callback · " + cb.missed_count + " missed · due " + when(cb.due_at) +
-        (cb.owner ? " · " + cb.owner : "")));
-    }
-    if (facts.children.length) parts.push(facts);
-    const actions = el("div", { class: "pop-actions" });
-    if (c && c.id && d.can_open) {
-      actions.append(el("a", { class: "button primary", href: c.url || "/contacts/" + c.id },
-        "Open card"));
-    } else if (!c && d.direction !== "internal" && d.number) {
-      actions.append(el("a", { class: "button", href: "/contacts/new?phone=" +
-        encodeURIComponent(d.number) }, "Create contact"));
-    }
-    const close = el("button", { class: "pop-close", type: "button", title: "Hide",
-      "aria-label": "Hide" }, "×");
-    close.addEventListener("click", function () {
-      dismissed.add(d.linkedid);
-      closePop(d.linkedid);
-    });
-    actions.append(close);
-    parts.push(actions);
-    return parts;
-  }
-
-  function showPop(d) {
-    if (dismissed.has(d.linkedid)) return;
-    const box = document.getElementById("pops");
-    if (!box) return;
-    let pop = pops.get(d.linkedid);
-    if (!pop) {
-      pop = el("div", { class: "pop", role: "alert", "data-linkedid": d.linkedid });
-      pops.set(d.linkedid, pop);
-      box.prepend(pop);
-    }
-    pop.classList.toggle("on-call", d.pop === "on_call");
-    pop.classList.toggle("ringing", d.pop === "ringing");
-    pop.dataset.state = d.pop;
-    pop.replaceChildren(...popBody(d));
-    crm.updated(pop);
-  }
-
-  function closePop(linkedid) {
-    const pop = pops.get(linkedid);
-    if (!pop) return;
-    pops.delete(linkedid);
-    pop.classList.add("closing");
-    setTimeout(function () { pop.remove(); }, 160);
-  }
-  crm.pops = pops;
-
-  crm.on("call_progress", function (d) {
-    if (d.pop) showPop(d);
-    else closePop(d.linkedid);
-    if (d.state === "ended") dismissed.delete(d.linkedid);
-  });
-  crm.on("call_recorded", function (d) { if (d.call) closePop(d.call.linkedid); });
+  // -- the screen pops: static/pops.js (the stack, the wrap-up card, notifications) -----
 
   // -- the stream -------------------------------------------------------------------------
   document.addEventListener("DOMContentLoaded", function () {
