@@ -1,6 +1,6 @@
 """Background work started with the server: the recordings worker and retention, the
-click-to-call service, outgoing webhooks, the overdue-callback sweep.  Each is optional and guarded, so one that
-cannot start is logged and the CRM still serves.
+click-to-call service, outgoing webhooks, the overdue-callback sweep.  Each is optional
+and guarded, so one that cannot start is logged and the CRM still serves.
 """
 
 from __future__ import annotations
