@@ -240,7 +240,8 @@
     loadOptions().then(function (o) {
       if (!entries.has(linkedid)) return;
       card.replaceChildren(...wrapupBody(linkedid, d || {}, o));
-      if (callId) setCall(card, callId);
+      const known = callId || card.dataset.call; // call_recorded may have come first
+      if (known) setCall(card, known);
       layout();
       const first = card.querySelector("select, input");
       if (first && card.classList.contains("top") && !isTyping()) first.focus();
