@@ -82,6 +82,9 @@ async def wrapup_options(request: web.Request) -> web.StreamResponse:
         "fewer": _("Show fewer"),
         "more_one": _("more call"),
         "more_many": _("more"),
+        "notify": _("Notify me"),
+        "notify_title": _("Notify me of calls while this tab is hidden"),
+        "sound": _("sound"),
     }
     return web.json_response(
         {

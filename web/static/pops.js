@@ -143,7 +143,8 @@
     bar.append(toggle);
     if ("Notification" in window && Notification.permission === "default") {
       const bell = el("button", { type: "button", class: "pop-bell linklike",
-        title: "Notify me of calls while this tab is hidden" }, "🔔 Notify me");
+        title: L("notify_title", "Notify me of calls while this tab is hidden") },
+        L("notify", "Notify me"));
       bell.addEventListener("click", function () {
         Notification.requestPermission().then(function () { bell.remove(); });
       });
@@ -155,7 +156,7 @@
     box2.addEventListener("change", function () {
       localStorage.setItem("crm.popSound", box2.checked ? "1" : "0");
     });
-    sound.append(box2, " sound");
+    sound.append(box2, " " + L("sound", "sound"));
     bar.append(sound);
     box.prepend(bar);
     return bar;
@@ -355,6 +356,14 @@
       remove(key);
     }
   });
+  // the words of the bar and the card in the user's language, before the first pop
+  if (document.body && document.body.dataset.user) {
+    loadOptions().then(function () {
+      const bar = document.querySelector("#pops .pop-bar");
+      if (bar) { bar.remove(); layout(); }
+    });
+  }
+
   crm.on("callback_overdue", function (d) {
     if (!d.task) return;
     loadOptions().then(function () {
