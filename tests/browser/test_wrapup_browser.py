@@ -4,6 +4,7 @@
   pop turns into a wrap-up card; a result and Enter save it as a note on the call.
 * The stack: the call I am on stays on top, the other pops collapse under a count, and on
   a phone the stack stays inside the screen.
+* A required wrap-up cannot be dismissed and stays above the next call's pop.
 * The callbacks page: log an attempt, close with a reason; another rep never sees it.
 Screenshots: docs/screenshots/wrapup-card.png, pop-stack-phone.png, callbacks.png."""
 
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser
 
+from crm import wrapup
 from tests.crm.factories import inbound
 from tests.paths import ASTERISK22
 
@@ -156,4 +158,35 @@ async def test_callbacks_page_attempt_and_close(browser: Browser, pbx_site: Site
     await bob.goto(f"{pbx_site.url}/callbacks")
     text = await bob.locator("main").inner_text()
     assert "Grace Hopper" not in text and "(415) 555-0288" in text
+    assert not errors, errors
+
+
+async def test_a_required_wrapup_stays_on_top_of_the_next_pop(browser: Browser, site: Site) -> None:
+    rt, people = site.rt, site.people
+    await wrapup.save_settings(rt.service, "admin", wrapup.DEFAULT_RESULTS, {}, True)
+    call = (await rt.ingest.record(inbound("+14155550199", answered_by="101"))).call
+    alice = await login_page(browser, site, "alice")
+    errors = watch_errors(alice)
+    now = time.time()
+    on_call = _progress(call.linkedid, "on_call", "Grace Hopper", "+14155550199", now)
+    await alice.evaluate("(d) => window.crm.dispatch('call_progress', d)", on_call)
+    ended = {**on_call, "pop": None, "state": "ended"}
+    await alice.evaluate("(d) => window.crm.dispatch('call_progress', d)", ended)
+    await alice.evaluate(
+        "(c) => window.crm.dispatch('call_recorded', {call: c})",
+        {"id": call.id, "linkedid": call.linkedid},
+    )
+    card = alice.locator(".wrapup-card[data-call]")
+    await card.locator("button[type=submit]:enabled").wait_for(timeout=3000)
+    assert await card.locator(".pop-close").count() == 0  # required: not dismissable
+    ringing = _progress("next.1", "ringing", "Next Caller", "+14155550301", now + 5)
+    await alice.evaluate("(d) => window.crm.dispatch('call_progress', d)", ringing)
+    await alice.locator(".pop.collapsed", has_text="Next Caller").wait_for(timeout=2000)
+    assert "top" in (await card.get_attribute("class") or "")
+    await card.locator("select[name=result]").select_option("Sale")
+    await card.locator("button[type=submit]").click()
+    await alice.locator(".wrapup-card").wait_for(state="detached", timeout=4000)
+    await alice.locator(".pop.top", has_text="Next Caller").wait_for(timeout=2000)
+    [note] = await rt.service.notes(call.id or 0)
+    assert note.result == "Sale" and note.author_id == people.alice.id
     assert not errors, errors

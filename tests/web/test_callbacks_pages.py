@@ -9,10 +9,13 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from crm.events import Event
+from tests.crm.factories import inbound
 from web.runtime import Runtime, callback_work
 from web.webhooks import EventMapper
 
-from .conftest import login
+from .conftest import People, login
+from .test_live import NOW as LIVE_NOW
+from .test_live import streams as streams  # the fixture
 from .test_rep_pages import NOW, World
 from .test_rep_pages import world as world  # the fixture
 
@@ -191,3 +194,25 @@ async def test_overdue_callback_raises_the_webhook_once(rt: Runtime, world: Worl
     # a copy fanned out from another process is that process's to send
     copy = Event(event.kind, event.payload, origin="other-process")
     assert EventMapper().map(copy) == []
+
+
+async def test_overdue_reaches_the_owner_and_the_team_manager_live(
+    rt: Runtime, people: People, streams: Any
+) -> None:
+    team = await rt.service.create_team("East", "test")
+    for user in (people.alice, people.manager):
+        assert user.id is not None and team.id is not None
+        await rt.service.set_team(user.id, team.id, "test")
+    await rt.service.create_contact("Grace Hopper", "", "", ["+14155550199"],
+                                    owner_id=people.alice.id)  # fmt: skip
+    alice, maria, bob = await streams("alice"), await streams("maria"), await streams("bob")
+    result = await rt.ingest.record(inbound("+14155550199", answered_by=None, at=LIVE_NOW - 60))
+    task = await rt.store.callback_for_call(result.call.id or 0)
+    assert task is not None
+    rt.clock.set(task.due_at + 1)
+    await callback_work(rt).signal_overdue()
+    for stream in (alice, maria):
+        got = await stream.next_of("callback_overdue")
+        assert got["task"]["id"] == task.id and got["task"]["overdue"] is True
+        assert 'class="callback-row overdue"' in got["row_html"]
+    await bob.nothing("callback_overdue", 0.2)
