@@ -691,6 +691,14 @@ class SqlStore(
                 ids,
                 at,
             )
+            # what reps wrote about their attempts to ring the person back
+            await c.execute(
+                "UPDATE callback_attempts SET comment = '' WHERE task_id IN ("
+                "SELECT id FROM callback_tasks WHERE contact_id = $1 "
+                f"OR number_e164 {self._texts_in(2)})",
+                contact_id,
+                self._texts_param(numbers),
+            )
             await c.execute(
                 "UPDATE callback_tasks SET number_e164 = NULL, contact_id = NULL, "
                 "status = 'closed', closed_at = COALESCE(closed_at, $2) "
