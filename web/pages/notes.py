@@ -16,13 +16,19 @@ from aiohttp import web
 from crm import wrapup
 from crm.errors import Forbidden, InvalidInput, NotFound
 
-from ..i18n import _
+from ..i18n import N_, _
 from ..render import render
 from ..runtime import callback_work
 from .calls import COMMENT_MAX, TOPIC_MAX, _call_context, _visible_call
 from .rep_common import RepView, form_str, not_found, parse_local_time, rep_view
 
 routes = web.RouteTableDef()
+DEFAULT_RESULT_WORDS = (
+    N_("Interested"), N_("Not interested"), N_("Call back later"), N_("Meeting booked"),
+    N_("Sale"), N_("Support request"), N_("Wrong number"), N_("Voicemail / no answer"),
+)  # fmt: skip
+"""``crm.wrapup.DEFAULT_RESULTS`` marked for the catalogs: stored in English (reports group
+by them), shown in the reader's language.  Results an admin types are shown as typed."""
 
 
 def wants_json(request: web.Request) -> bool:
@@ -61,38 +67,12 @@ def validate(
 
 @routes.get("/wrapup/options")
 async def wrapup_options(request: web.Request) -> web.StreamResponse:
-    """What the pop's wrap-up card offers this user (their team's results), whether the
-    wrap-up is required, and the card's words in the user's language."""
+    """What the pop's wrap-up card offers this user (their team's results: the stored
+    value and its words in the user's language) and whether the wrap-up is required."""
     view = await rep_view(request)
     settings = await wrapup.load(view.rt.service)
-    labels = {
-        "wrapup": _("Wrap-up"),
-        "call": _("Call"),
-        "result": _("Result"),
-        "comment": _("Comment"),
-        "follow_up": _("Follow-up (optional)"),
-        "save": _("Save"),
-        "saved": _("Wrap-up saved"),
-        "waiting": _("Saving the call…"),
-        "call_page": _("Call page"),
-        "dismiss": _("Dismiss"),
-        "offline": _("Not saved: the server could not be reached."),
-        "overdue": _("Callback overdue"),
-        "open": _("Open"),
-        "fewer": _("Show fewer"),
-        "more_one": _("more call"),
-        "more_many": _("more"),
-        "notify": _("Notify me"),
-        "notify_title": _("Notify me of calls while this tab is hidden"),
-        "sound": _("sound"),
-    }
-    return web.json_response(
-        {
-            "results": list(settings.results_for(view.user)),
-            "required": settings.required,
-            "labels": labels,
-        }
-    )
+    results = [{"value": r, "label": _(r)} for r in settings.results_for(view.user)]
+    return web.json_response({"results": results, "required": settings.required})
 
 
 @routes.post(r"/calls/{call_id:\d+}/notes")

@@ -17,36 +17,27 @@
   const el = crm.el;
   const when = crm.when;
   const words = crm.words;
+  const _ = crm._ || function (text) { return text; };
 
   const entries = new Map(); // key -> {kind: "call"|"wrapup"|"notice", node, data, at}
   const dismissed = new Set();
   let expanded = false;
-  let options = null; // GET /wrapup/options: results, required, labels
+  let options = null; // GET /wrapup/options: the results (value, label), required
   let optionsWaiting = null;
-  const L = (key, fallback) => (options && options.labels && options.labels[key]) || fallback;
 
   function loadOptions() {
     if (options) return Promise.resolve(options);
     if (!optionsWaiting) {
       optionsWaiting = fetch("/wrapup/options", { headers: { Accept: "application/json" } })
         .then((r) => (r.ok ? r.json() : null))
-        .then((o) => { options = o || { results: [], required: false, labels: {} }; return options; })
-        .catch(() => { optionsWaiting = null; return { results: [], required: false, labels: {} }; });
+        .then((o) => { options = o || { results: [], required: false }; return options; })
+        .catch(() => { optionsWaiting = null; return { results: [], required: false }; });
     }
     return optionsWaiting;
   }
   crm.wrapupOptions = loadOptions;
 
   // -- what a pop says ----------------------------------------------------------------
-  function popTitle(d) {
-    if (d.contact && d.contact.other_rep) return "Known contact of another rep";
-    if (d.contact && d.contact.name) return d.contact.name;
-    if (d.direction === "internal") return d.caller_user || d.caller_name || ("ext " + d.caller);
-    if (d.caller_name && d.direction === "inbound") return d.caller_name;
-    return "Unknown caller";
-  }
-  crm.popTitle = popTitle;
-
   function closeButton(key, label) {
     const close = el("button", { class: "pop-close", type: "button", title: label,
       "aria-label": label }, "×");
@@ -58,50 +49,65 @@
     return close;
   }
 
+  function popTitle(d) {
+    if (d.contact && d.contact.other_rep) return _("Known contact of another rep");
+    if (d.contact && d.contact.name) return d.contact.name;
+    if (d.direction === "internal") {
+      return d.caller_user || d.caller_name || _("ext %(ext)s", { ext: d.caller });
+    }
+    if (d.caller_name && d.direction === "inbound") return d.caller_name;
+    return _("Unknown caller");
+  }
+  crm.popTitle = popTitle;
+
   function popBody(d) {
     const c = d.contact;
     const parts = [];
-    const state = d.pop === "on_call" ? "On call" : "Incoming call";
-    const where = d.pop === "on_call" ? "" : (d.did ? " · line " + d.did : "");
+    const state = d.pop === "on_call" ? _("On call") : _("Incoming call");
+    const where = d.pop === "on_call" ? "" : (d.did ? " · " + _("line %(line)s", { line: d.did }) : "");
     parts.push(el("div", { class: "pop-state" },
       el("span", { class: "pop-dot" }), state + where));
     parts.push(el("div", { class: "pop-title" }, popTitle(d),
-      c && c.is_lead ? el("span", { class: "badge lead" }, "lead") : null));
+      c && c.is_lead ? el("span", { class: "badge lead" }, _("lead")) : null));
     const sub = [];
     if (c && c.company) sub.push(c.company);
-    if (c && c.owner) sub.push("owner " + c.owner);
-    else if (c && c.id && d.details) sub.push("shared contact");
+    if (c && c.owner) sub.push(_("owner %(name)s", { name: c.owner }));
+    else if (c && c.id && d.details) sub.push(_("shared contact"));
     if (c && c.other_rep && d.caller_name && d.direction === "inbound") {
-      sub.push("caller ID: " + d.caller_name);
+      sub.push(_("caller ID: %(name)s", { name: d.caller_name }));
     }
-    if (!c && d.direction === "internal") sub.push("colleague, ext " + d.caller);
-    if (!c && d.direction === "inbound" && d.caller_name) sub.push("caller ID: " + d.caller_name);
+    if (!c && d.direction === "internal") sub.push(_("colleague, ext %(ext)s", { ext: d.caller }));
+    if (!c && d.direction === "inbound" && d.caller_name) {
+      sub.push(_("caller ID: %(name)s", { name: d.caller_name }));
+    }
     if (sub.length) parts.push(el("div", { class: "pop-sub" }, sub.join(" · ")));
     parts.push(el("div", { class: "pop-number" }, crm.dialLink(d.number, d.number_display)));
     const facts = el("ul", { class: "pop-facts" });
     if (d.last_call) {
       const lc = d.last_call;
-      facts.append(el("li", null, "Last call " + when(lc.at) + " · " + words(lc.outcome) +
-        (lc.rep ? " · " + lc.rep : "")));
+      facts.append(el("li", { class: "pop-last-call" },
+        _("Last call %(when)s", { when: when(lc.at) }) + " · " +
+        words(lc.outcome) + (lc.rep ? " · " + lc.rep : "")));
     } else if (d.details && d.direction !== "internal") {
-      facts.append(el("li", null, "First call from this number"));
+      facts.append(el("li", null, _("First call from this number")));
     }
     if (d.open_callback) {
       const cb = d.open_callback;
-      facts.append(el("li", { class: cb.overdue ? "warn" : "" },
-        "Open callback · " + cb.missed_count + " missed · due " + when(cb.due_at) +
+      facts.append(el("li", { class: "pop-callback" + (cb.overdue ? " warn" : "") },
+        _("Open callback") + " · " + _("missed: %(count)s", { count: cb.missed_count }) +
+        " · " + _("due %(due_at)s", { due_at: when(cb.due_at) }) +
         (cb.owner ? " · " + cb.owner : "")));
     }
     if (facts.children.length) parts.push(facts);
     const actions = el("div", { class: "pop-actions" });
     if (c && c.id && d.can_open) {
       actions.append(el("a", { class: "button primary", href: c.url || "/contacts/" + c.id },
-        "Open card"));
+        _("Open card")));
     } else if (!c && d.direction !== "internal" && d.number) {
       actions.append(el("a", { class: "button", href: "/contacts/new?phone=" +
-        encodeURIComponent(d.number) }, "Create contact"));
+        encodeURIComponent(d.number) }, _("Create contact")));
     }
-    actions.append(closeButton(d.linkedid, "Hide"));
+    actions.append(closeButton(d.linkedid, _("Hide")));
     parts.push(actions);
     return parts;
   }
@@ -124,8 +130,7 @@
     bar.hidden = list.length === 0;
     const toggle = bar.querySelector(".pop-more");
     toggle.hidden = more < 1;
-    toggle.textContent = expanded ? L("fewer", "Show fewer") :
-      "+" + more + " " + (more === 1 ? L("more_one", "more call") : L("more_many", "more"));
+    toggle.textContent = expanded ? _("Show fewer") : _("+%(num)d more", { num: more });
     toggle.setAttribute("aria-expanded", expanded ? "true" : "false");
     list.forEach(function (e, i) {
       e.node.classList.toggle("top", i === 0);
@@ -143,8 +148,8 @@
     bar.append(toggle);
     if ("Notification" in window && Notification.permission === "default") {
       const bell = el("button", { type: "button", class: "pop-bell linklike",
-        title: L("notify_title", "Notify me of calls while this tab is hidden") },
-        L("notify", "Notify me"));
+        title: _("Notify me of calls while this tab is hidden") },
+        _("Notify me"));
       bell.addEventListener("click", function () {
         Notification.requestPermission().then(function () { bell.remove(); });
       });
@@ -156,7 +161,7 @@
     box2.addEventListener("change", function () {
       localStorage.setItem("crm.popSound", box2.checked ? "1" : "0");
     });
-    sound.append(box2, " " + L("sound", "sound"));
+    sound.append(box2, " " + _("sound"));
     bar.append(sound);
     box.prepend(bar);
     return bar;
@@ -266,29 +271,29 @@
 
   function wrapupBody(linkedid, d, o) {
     const parts = [];
-    parts.push(el("div", { class: "pop-state" }, L("wrapup", "Wrap-up")));
-    parts.push(el("div", { class: "pop-title" }, d.linkedid ? popTitle(d) : L("call", "Call")));
+    parts.push(el("div", { class: "pop-state" }, _("Wrap-up")));
+    parts.push(el("div", { class: "pop-title" }, d.linkedid ? popTitle(d) : _("Call")));
     if (d.number) parts.push(el("div", { class: "pop-number" }, d.number_display || d.number));
     const form = el("form", { class: "wrapup-form", novalidate: true });
     const result = el("select", { name: "result" }, el("option", { value: "" }, "—"));
-    for (const r of o.results || []) result.append(el("option", { value: r }, r));
-    form.append(el("label", null, L("result", "Result"), result));
-    form.append(el("label", null, L("comment", "Comment"),
+    for (const r of o.results || []) result.append(el("option", { value: r.value }, r.label));
+    form.append(el("label", null, _("Result"), result));
+    form.append(el("label", null, _("Comment"),
       el("input", { name: "comment", maxlength: 4000, autocomplete: "off" })));
     if (d.number || d.direction !== "internal") {
-      form.append(el("label", null, L("follow_up", "Follow-up (optional)"),
+      form.append(el("label", null, _("Follow-up (optional)"),
         el("input", { name: "follow_up", type: "datetime-local" })));
     }
     const error = el("p", { class: "wrapup-error", role: "alert", hidden: true });
     form.append(error);
     const actions = el("div", { class: "pop-actions" });
     const save = el("button", { type: "submit", class: "primary", disabled: true },
-      L("save", "Save"));
+      _("Save"));
     actions.append(save);
-    actions.append(el("span", { class: "wrapup-wait muted small" }, L("waiting", "Saving the call…")));
+    actions.append(el("span", { class: "wrapup-wait muted small" }, _("Saving the call…")));
     actions.append(el("a", { class: "wrapup-call small", href: "#", hidden: true },
-      L("call_page", "Call page")));
-    if (!o.required) actions.append(closeButton(linkedid, L("dismiss", "Dismiss")));
+      _("Call page")));
+    if (!o.required) actions.append(closeButton(linkedid, _("Dismiss")));
     form.append(actions);
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
@@ -306,7 +311,7 @@
       }).then(function (res) {
         if (res.ok) {
           card.classList.add("saved");
-          card.replaceChildren(el("div", { class: "pop-state" }, L("saved", "Wrap-up saved")));
+          card.replaceChildren(el("div", { class: "pop-state" }, _("Wrap-up saved")));
           setTimeout(function () { remove(linkedid); }, 1200);
         } else {
           const msgs = Object.values(res.errors || {});
@@ -315,7 +320,7 @@
           save.disabled = false;
         }
       }).catch(function () {
-        error.textContent = L("offline", "Not saved: the server could not be reached.");
+        error.textContent = _("Not saved: the server could not be reached.");
         error.hidden = false;
         save.disabled = false;
       });
@@ -331,8 +336,8 @@
     const node = el("div", { class: "pop notice", role: "status", "data-notice": key });
     node.append(el("div", { class: "pop-state" }, text));
     const actions = el("div", { class: "pop-actions" });
-    if (href) actions.append(el("a", { class: "button", href: href }, L("open", "Open")));
-    actions.append(closeButton(key, L("dismiss", "Dismiss")));
+    if (href) actions.append(el("a", { class: "button", href: href }, _("Open")));
+    actions.append(closeButton(key, _("Dismiss")));
     node.append(actions);
     put(key, "notice", node, {});
   }
@@ -356,18 +361,10 @@
       remove(key);
     }
   });
-  // the words of the bar and the card in the user's language, before the first pop
-  if (document.body && document.body.dataset.user) {
-    loadOptions().then(function () {
-      const bar = document.querySelector("#pops .pop-bar");
-      if (bar) { bar.remove(); layout(); }
-    });
-  }
-
   crm.on("callback_overdue", function (d) {
     if (!d.task) return;
     loadOptions().then(function () {
-      notice("overdue-" + d.task.id, L("overdue", "Callback overdue") + ": " +
+      notice("overdue-" + d.task.id, _("Callback overdue") + ": " +
         (d.task.number || ""), "/callbacks");
     });
   });
