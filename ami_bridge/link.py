@@ -492,6 +492,14 @@ class AmiLink:
         if not isinstance(resp, list) and not resp.success:
             self._last_error = f"resync refused: {resp.get('Message')}"
             log.warning("AMI CoreShowChannels refused: %s", resp.get("Message"))
+        # The presence tracker's listings (queues, devices, hints, registrations): a PBX
+        # without one of them (no chan_pjsip, no queues) answers Error; that is no failure.
+        for name in getattr(self._tracker, "resync_actions", ()):
+            try:
+                await self._request({"Action": name}, timeout=self.settings.resync_timeout)
+            except TimeoutError:
+                log.warning("AMI %s (resync) unanswered within %g s", name,
+                            self.settings.resync_timeout)  # fmt: skip
 
     async def _watchdog(self) -> None:
         """Ping; a missing Pong with no other traffic means the link is half-open."""
