@@ -12,7 +12,15 @@ from ami_bridge.capture import read_capture
 from ami_bridge.presence import AgentChange, PresenceChange, PresenceTracker, QueueView, RepView
 from ami_bridge.protocol import encode_action, first
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk-22"
+ASTERISK22 = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk-22"
+FIXTURES = ASTERISK22 / "presence"
+"""The board's captures (their truth is about presence, not calls: kept apart from the
+call tracker's scenarios)."""
+
+
+def capture_dir(scenario: str) -> Path:
+    found = FIXTURES / scenario
+    return found if found.is_dir() else ASTERISK22 / scenario
 
 
 @dataclass
@@ -37,7 +45,7 @@ def replay(scenario: str, *, start_at: str | None = None) -> Replayed:
     """``start_at``: feed nothing before the resync of that tag (a CRM connecting then)."""
     out = Replayed(PresenceTracker())
     started = start_at is None
-    for msg, at in read_capture(FIXTURES / scenario / "events.jsonl"):
+    for msg, at in read_capture(capture_dir(scenario) / "events.jsonl"):
         out.end = at
         action_id = first(msg.get("ActionID"))
         if "Response" in msg:
