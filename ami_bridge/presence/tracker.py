@@ -315,7 +315,7 @@ class PresenceTracker:
             other_number=other,
             other_name=ch.other_name,
             answered=ch.answered_at is not None,
-            ringing=ch.state == 5,
+            ringing=ch.state == 5 or (not ch.originator and ch.state < 5),
             on_hold=ch.on_hold,
             since=ch.answered_at if ch.answered_at is not None else ch.created,
             linkedid=ch.linkedid,
