@@ -60,6 +60,9 @@ class PresenceService:
         self.clock = clock
         self.stored = 0
         self.store_failures = 0
+        self._latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+        """The last payload per (link, "rep"|"queue", key): what a board hub that starts
+        after the link (or restarts) begins from."""
 
     async def handle(
         self, link: str, link_id: int | None, facts: Sequence[PresenceChange | AgentChange]
@@ -68,8 +71,13 @@ class PresenceService:
         events: list[AgentEvent] = []
         for fact in facts:
             if isinstance(fact, PresenceChange):
+                payload = change_payload(link, fact)
+                if fact.rep is not None:
+                    self._latest[(link, "rep", fact.rep.extension)] = payload
+                elif fact.queue is not None:
+                    self._latest[(link, "queue", fact.queue.queue)] = payload
                 exts = frozenset([fact.rep.extension]) if fact.rep is not None else frozenset()
-                self.bus.publish(Event(PRESENCE_EVENT, change_payload(link, fact), exts))
+                self.bus.publish(Event(PRESENCE_EVENT, payload, exts))
             elif isinstance(fact, AgentChange):
                 events.append(
                     AgentEvent(fact.ts, fact.kind, fact.extension, fact.queue, fact.reason, link_id)
@@ -81,6 +89,10 @@ class PresenceService:
             except Exception:
                 self.store_failures += 1
                 log.exception("presence: could not store %d agent events", len(events))
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """The latest payload of every rep and queue this process's links reported."""
+        return list(self._latest.values())
 
     def set_wrapup(self, link: str, extension: str, until: float | None) -> None:
         """The wrap-up hook: ``extension`` is writing up a call until ``until`` (epoch

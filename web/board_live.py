@@ -105,6 +105,9 @@ class BoardHub:
     async def start(self) -> None:
         if self._task is None:
             self._sub = self.rt.bus.subscribe(maxsize=10_000)
+            # what the links reported before this hub listened (a link starts first)
+            for payload in self.rt.presence.snapshot():
+                self.apply(payload)
             self._task = asyncio.create_task(self._follow(), name="board-hub")
 
     async def close(self) -> None:

@@ -58,7 +58,10 @@ def js_labels() -> dict[str, str]:
         "add": _("Add"),
         "remove": _("Remove from %(queue)s"),
         "ext": _("ext %(ext)s"),
-        "other_teams": _("members of other teams"),
+        # filled in by board.js (the placeholder survives this formatting)
+        "other_teams": _("Members of other teams: %(num)s", num="%(num)s"),
+        "longest": _("longest"),
+        "longest_wait": _("longest wait"),
         "failed": _("The request failed; nothing was changed."),
     }
 

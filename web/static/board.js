@@ -155,11 +155,12 @@
       el("p", { class: "queue-figs" },
         el("span", { class: "fig" }, el("b", { "data-role": "waiting-count" }, String((q.waiting || []).length)), " " + L.waiting),
         " ",
-        el("span", { class: "fig" }, first ? el("b", { "data-role": "longest", "data-since": first }, fmt(now() - first))
+        el("span", { class: "fig" }, L.longest + " ", first ? el("b", { "data-role": "longest", "data-since": first }, fmt(now() - first))
           : el("b", { "data-role": "longest" }, "–"))),
       waiting, members,
-      q.hidden_members ? el("p", { class: "muted small" }, q.hidden_members + " " + L.other_teams) : null,
-      add);
+      q.hidden_members ? el("p", { class: "muted small" },
+        sub(L.other_teams, { num: q.hidden_members })) : null,
+      select.options.length ? add : null);
   }
   function wallQueue(q) {
     const first = longest(q);
@@ -168,7 +169,7 @@
       el("div", { class: "wall-figs" },
         el("div", { class: "wall-fig" + (n ? " busy" : "") }, el("b", { "data-role": "waiting-count" }, String(n)), el("span", null, L.waiting)),
         el("div", { class: "wall-fig" }, first ? el("b", { "data-role": "longest", "data-since": first }, fmt(now() - first))
-          : el("b", { "data-role": "longest" }, "–"))));
+          : el("b", { "data-role": "longest" }, "–"), el("span", null, L.longest_wait))));
   }
   function putQueue(q) {
     const list = document.getElementById(mode === "wall" ? "wall-queues" : "queue-list");
