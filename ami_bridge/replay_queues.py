@@ -128,8 +128,15 @@ class QueueBook:
                         e["Position"] = str(int(e["Position"]) - 1)
         elif name == "DeviceStateChange":
             device = first(msg.get("Device"))
-            if _DEVICE_RE.match(device):
-                self.devices[device] = first(msg.get("State"))
+            found = _DEVICE_RE.match(device)
+            if found:
+                state = first(msg.get("State"))
+                self.devices[device] = state
+                self.hints.setdefault(found.group(1), device)
+                if state in ("UNAVAILABLE", "INVALID"):
+                    self.contacts.discard(found.group(1))
+                else:
+                    self.contacts.add(found.group(1))
         elif name == "ContactStatus":
             aor = first(msg.get("AOR"))
             status = first(msg.get("ContactStatus"))

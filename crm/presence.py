@@ -2,9 +2,10 @@
 board updates on the bus.
 
 The consuming process of a link hands every ``PresenceChange`` and ``AgentChange`` here.
-A change is published first (the board must hear it within half a second), then the
-agent events are stored (``agent_events``: the queue figures read pause time from them;
-a store that refuses is logged, and the board is not held up by it).  Bus payloads are
+A change is published at once (the board must hear it within half a second); the agent
+events are stored by a background writer (``agent_events``: the queue figures read pause
+time from them), in order, retried while the store refuses, so the board never waits
+for the database.  Bus payloads are
 plain JSON dicts, the same in this process and after ``crm.fanout`` carried them to
 another one.
 
@@ -15,6 +16,8 @@ wrap-up" until then while the phone is free.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
@@ -28,6 +31,8 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
+PENDING_MAX = 100_000
+"""Agent events kept for a store that refuses them, at most (the oldest go first)."""
 PRESENCE_EVENT = "presence"
 """Bus kind; payload ``{"link": name, "rep": {...}}``, ``{"link", "queue": {...}}`` or
 ``{"link", "wrapup": {"extension", "until"}}``."""
@@ -60,6 +65,9 @@ class PresenceService:
         self.clock = clock
         self.stored = 0
         self.store_failures = 0
+        self._pending: list[AgentEvent] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
         self._latest: dict[tuple[str, str, str], dict[str, Any]] = {}
         """The last payload per (link, "rep"|"queue", key): what a board hub that starts
         after the link (or restarts) begins from."""
@@ -67,7 +75,8 @@ class PresenceService:
     async def handle(
         self, link: str, link_id: int | None, facts: Sequence[PresenceChange | AgentChange]
     ) -> None:
-        """Publish the changes, then store the agent events among them."""
+        """Publish the changes; the agent events among them are stored in the background
+        (``flush`` waits for that)."""
         events: list[AgentEvent] = []
         for fact in facts:
             if isinstance(fact, PresenceChange):
@@ -83,12 +92,51 @@ class PresenceService:
                     AgentEvent(fact.ts, fact.kind, fact.extension, fact.queue, fact.reason, link_id)
                 )
         if events:
+            self._pending.extend(events)
+            if len(self._pending) > PENDING_MAX:  # the store is gone for long: keep the newest
+                dropped = len(self._pending) - PENDING_MAX
+                del self._pending[:dropped]
+                log.error("presence: %d agent events dropped (the store refuses them)", dropped)
+            self._wake.set()
+            if self._writer is None or self._writer.done():
+                self._writer = asyncio.create_task(self._write(), name="presence-writer")
+
+    async def _write(self) -> None:
+        """Store the agent events in order, off the link's delivery path (the board never
+        waits for the database); a store that refuses is retried with a growing pause."""
+        delay = 0.5
+        while True:
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = self._pending[:500]
             try:
-                await self.store.add_agent_events(events)
-                self.stored += len(events)
+                await self.store.add_agent_events(batch)
             except Exception:
                 self.store_failures += 1
-                log.exception("presence: could not store %d agent events", len(events))
+                log.exception("presence: could not store %d agent events; retrying", len(batch))
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
+                continue
+            delay = 0.5
+            del self._pending[: len(batch)]
+            self.stored += len(batch)
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Until every agent event handed in so far is stored (or ``timeout``)."""
+        async with asyncio.timeout(timeout):
+            while self._pending:
+                await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await self.flush(2.0)
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._writer
+            self._writer = None
 
     def snapshot(self) -> list[dict[str, Any]]:
         """The latest payload of every rep and queue this process's links reported."""

@@ -99,6 +99,7 @@ class Runtime:
         found = self.extras.get("presence")
         if found is None:
             found = self.extras["presence"] = PresenceService(self.store, self.bus, self.clock)
+            self.on_close(found.close)
         return found
 
     @property

@@ -233,6 +233,7 @@ async def test_agent_changes_are_stored_with_the_link(rt: Runtime) -> None:
     link = await rt.store.ensure_pbx_link("default", None)
     r = replay("30-queue-pause")
     await rt.presence.handle("default", link.id, r.agent)
+    await rt.presence.flush()
     stored = await rt.store.list_agent_events(0, 4e9)
     assert [(e.kind, e.extension, e.reason, e.pbx_link_id) for e in stored] == [
         ("paused", "103", "lunch", link.id),
