@@ -204,8 +204,10 @@ async def run(args: argparse.Namespace) -> None:
             all((r, "available") in b.seen for r in targets) for b in boards
         ):
             await asyncio.sleep(0.1)
-        print(f"  seeded: {sum(len(b.seen) for b in boards)} states seen, "
-              f"{len(targets)} members", flush=True)
+        print(
+            f"  seeded: {sum(len(b.seen) for b in boards)} states seen, {len(targets)} members",
+            flush=True,
+        )
         paused = dict.fromkeys(targets, False)
         for i in range(args.events):
             ext = targets[i % len(targets)]
