@@ -30,6 +30,7 @@ from ..models import (
     User,
 )
 from .interface import ANY_LINK, AnyLink, CallCursor, Store, UserIds
+from .sql_agent_events import AgentEventQueries
 from .sql_backfill import BackfillQueries
 from .sql_callbacks import CallbackQueries
 from .sql_catalogue import CatalogueQueries
@@ -164,14 +165,8 @@ def _audit_row(row: Row) -> AuditEntry:
 
 
 class SqlStore(
-    ReportQueries,
-    CatalogueQueries,
-    LinkQueries,
-    FilterQueries,
-    BackfillQueries,
-    SessionQueries,
-    CallbackQueries,
-    Store,
+    ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, BackfillQueries,
+    SessionQueries, AgentEventQueries, CallbackQueries, Store
 ):
     """Everything but connection handling.  ``_conn`` is set on stores handed out by
     ``transaction()``; the root store borrows a connection per call."""
