@@ -207,15 +207,19 @@ class Client:
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._write_now: Callable[[bytes], bool] | None = None
+        self._flusher: Flusher | None = None
+        self._outbox: list[str] = []
 
-    def attach(self, write_now: Callable[[bytes], bool]) -> None:
-        """Let the hub write a message to the browser itself while the SSE handler
-        waits with nothing queued: ``write_now`` takes one SSE frame and says whether it
-        went out (False: the browser's buffer is full or it left; the message is then
-        queued for the handler, which waits for the browser).  At hundreds of
-        connections a turn of the handler's task per message (wake, resume, write,
-        wait again) cost the server more than the write itself."""
+    def attach(self, write_now: Callable[[bytes], bool], flusher: Flusher) -> None:
+        """Let the hub write messages to the browser itself while the SSE handler waits
+        with nothing queued: ``flusher`` writes them at the end of the event loop's
+        turn, all of this turn's messages in one ``write_now`` (one SSE frame each, one
+        write); ``write_now`` says whether they went out (False: the browser's buffer is
+        full or it left; they are then queued for the handler, which waits for the
+        browser).  At hundreds of connections a turn of the handler's task per message
+        (wake, resume, write, wait again) cost the server more than the write itself."""
         self._write_now = write_now
+        self._flusher = flusher
 
     def put(self, kind: str, data: Any, received_at: float | None = None) -> bool:
         """Queue a message; ``received_at``: it is a screen pop, and when its event was
@@ -229,21 +233,36 @@ class Client:
         once for every connection that sees the same thing.  True: written at once."""
         if self.closed:
             return False
-        write_now = self._write_now
-        if (
-            write_now is not None
-            and self._waiter is not None
-            and not self._queue
-            and write_now(sse_frame(line))
-        ):
-            self.written += 1
+        if self._outbox:
+            self._outbox.append(line)
             return True
+        flusher = self._flusher
+        if flusher is not None and self._waiter is not None and not self._queue:
+            self._outbox.append(line)
+            flusher.add(self)
+            return True
+        self._enqueue(line, received_at)
+        return False
+
+    def flush(self) -> None:
+        """Write what the hub gave this connection this turn (``attach``), or, when the
+        browser cannot take it now, queue it for the handler (in order: nothing was
+        queued meanwhile, ``put_line`` adds to the outbox while it is not empty)."""
+        lines, self._outbox = self._outbox, []
+        if not lines or self.closed or self._write_now is None:
+            return
+        if self._write_now(b"".join(sse_frame(line) for line in lines)):
+            self.written += len(lines)
+            return
+        for line in lines:
+            self._enqueue(line, None)  # its pop was counted as written already
+
+    def _enqueue(self, line: str, received_at: float | None) -> None:
         if len(self._queue) >= self.maxsize:
             self._queue.popleft()
             self.dropped += 1
         self._queue.append((line, received_at))
         self._wake()
-        return False
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -285,6 +304,28 @@ class Client:
             self._timer.cancel()
             self._timer = None
         self._wake()
+
+
+class Flusher:
+    """Writes what the hub handed idle connections (``Client.attach``) once at the end
+    of the event loop's turn: every message a connection got in one turn (several
+    calls' events read from one AMI packet, say) leaves in one write."""
+
+    def __init__(self) -> None:
+        self._dirty: list[Client] = []
+
+    def add(self, client: Client) -> None:
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._dirty.append(client)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for client in dirty:
+            try:
+                client.flush()
+            except Exception:
+                log.exception("live: could not write to a browser")
 
 
 def message_line(kind: str, data: Any) -> str:
@@ -438,6 +479,8 @@ class LiveHub:
         self._late: set[asyncio.Task[None]] = set()
         self._lanes: dict[str, deque[Event]] = {}
         self._written_pops: list[float] = []
+        self.flusher = Flusher()
+        """Writes the messages of connections whose handler waits (``Client.attach``)."""
         """Events waiting for their turn, by the call they are about (``dispatch``)."""
         self._ended: OrderedDict[str, None] = OrderedDict()
         self.handled = 0

@@ -78,7 +78,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     client = hub.connect(viewer)
     client.session = visitor(request).session
     if chunked and request.transport is not None:
-        client.attach(functools.partial(_write_now, request.transport))
+        client.attach(functools.partial(_write_now, request.transport), hub.flusher)
     loop = asyncio.get_running_loop()
     beat = loop.time() + hub.heartbeat
     try:
