@@ -178,6 +178,15 @@ class Viewer:
     scope: Scope
     watch: frozenset[str] | None
     """Extensions whose live calls are listed for this user; None: every call."""
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        # the hub looks viewers up per connection and per message: hash them once
+        fields = (self.user_id, self.role, self.extensions, self.scope, self.watch)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def supervisor(self) -> bool:
@@ -457,6 +466,8 @@ class LiveHub:
         a manager's team's): a call is offered only to the connections its extensions
         lead to, plus ``_everything`` and those told of it (``_told``)."""
         self._everything: set[Client] = set()
+        self._viewers: dict[Viewer, list[Any]] = {}
+        """Each distinct viewer once, with how many connections share it (``_intern``)."""
         """Connections that list every call (an admin's)."""
         self._managers: set[Client] = set()
         """Managers' connections: they also list a call that concerns no extension yet."""
@@ -501,6 +512,7 @@ class LiveHub:
         self._by_ext_clients.clear()
         self._everything.clear()
         self._managers.clear()
+        self._viewers.clear()
         self._told.clear()
         if self._sub is not None:
             self._sub.close()
@@ -657,7 +669,7 @@ class LiveHub:
     def connect(self, viewer: Viewer) -> Client:
         """A new SSE connection; it gets the calls in progress that concern it at once
         (so a pop survives moving to another page) and the PBX link state."""
-        client = Client(viewer)
+        client = Client(self._intern(viewer))
         self.clients.add(client)
         self._index(client)
         self._sweep()
@@ -693,8 +705,18 @@ class LiveHub:
 
     def disconnect(self, client: Client) -> None:
         client.close()
-        self.clients.discard(client)
-        self._unindex(client)
+        if client in self.clients:
+            self.clients.discard(client)
+            self._unindex(client)
+
+    def _intern(self, viewer: Viewer) -> Viewer:
+        """One ``Viewer`` object for equal viewers (the tabs of one user): the hub's
+        per-viewer lookups then compare by identity."""
+        entry = self._viewers.get(viewer)
+        if entry is None:
+            entry = self._viewers[viewer] = [viewer, 0]
+        entry[1] += 1
+        return entry[0]
 
     def _index(self, client: Client) -> None:
         v = client.viewer
@@ -707,6 +729,11 @@ class LiveHub:
 
     def _unindex(self, client: Client) -> None:
         v = client.viewer
+        entry = self._viewers.get(v)
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del self._viewers[v]
         self._everything.discard(client)
         self._managers.discard(client)
         for ext in v.extensions | (v.watch or frozenset()):

@@ -81,6 +81,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         client.attach(functools.partial(_write_now, request.transport), hub.flusher)
     loop = asyncio.get_running_loop()
     beat = loop.time() + hub.heartbeat
+    written = client.written
     try:
         await response.write(b"retry: 3000\n: connected\n\n")
         while not client.closed:
@@ -88,6 +89,9 @@ async def events(request: web.Request) -> web.StreamResponse:
             if messages:
                 await response.write("".join(f"data: {m}\n\n" for m in messages).encode())
                 hub.written(client)
+                beat = loop.time() + hub.heartbeat
+            elif client.written != written:  # the hub wrote (``Client.attach``): not idle
+                written = client.written
                 beat = loop.time() + hub.heartbeat
             elif loop.time() >= beat:
                 if not await _still_valid(request, user.role):
