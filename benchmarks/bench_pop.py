@@ -121,10 +121,11 @@ def _linkedid(line: bytes) -> str | None:
     return data.get("linkedid") if isinstance(data, dict) else None
 
 
-def _clients_child(conn: Connection, base: str, users: list[str], tabs: int) -> None:
+def _clients_child(conn: Connection, base: str | list[str], users: list[str], tabs: int) -> None:
     """One SSE connection per entry of ``users`` (a username may repeat); every ``tabs``
     connections of one user share one login (tabs of one browser), so 500 connections
-    need not mean 500 argon2 password checks before the run.
+    need not mean 500 argon2 password checks before the run.  Several ``base`` URLs
+    (web processes): connection ``i`` goes to ``base[i % len(base)]``.
 
     A reader only stamps and finds the linkedid of the messages it gets (the hub's JSON
     starts with the kind and the call's linkedid): 500 connections in one process on a
@@ -136,35 +137,39 @@ def _clients_child(conn: Connection, base: str, users: list[str], tabs: int) -> 
         receipts: list[tuple[int, str, str, float]] = []  # client, user, linkedid, at
         ready = 0
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-        logins: dict[tuple[str, int], dict[str, str]] = {}
+        logins: dict[tuple[str, str, int], dict[str, str]] = {}
 
-        async def login(username: str) -> dict[str, str]:
+        bases = [base] if isinstance(base, str) else list(base)
+
+        async def login(username: str, url: str) -> dict[str, str]:
             jar = aiohttp.CookieJar(unsafe=True)
             async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as s:
-                html = await (await s.get(f"{base}/login")).text()
+                html = await (await s.get(f"{url}/login")).text()
                 m = CSRF_RE.search(html)
                 assert m, "no CSRF token"
                 r = await s.post(
-                    f"{base}/login",
+                    f"{url}/login",
                     allow_redirects=False,
                     data={"username": username, "password": PASSWORD, "_csrf": m.group(1)},
                 )
                 assert r.status == 302, f"login {username}: {r.status}"
                 return {c.key: c.value for c in jar}
 
-        seq: dict[str, int] = {}
+        seq: dict[tuple[str, str], int] = {}
         keys = []
-        for username in users:
-            n = seq[username] = seq.get(username, -1) + 1
-            keys.append((username, n // max(1, tabs)))
+        for i, username in enumerate(users):
+            url = bases[i % len(bases)]
+            n = seq[username, url] = seq.get((username, url), -1) + 1
+            keys.append((username, url, n // max(1, tabs)))
         for key in dict.fromkeys(keys):
-            logins[key] = await login(key[0])
+            logins[key] = await login(key[0], key[1])
 
         async def client(i: int, username: str, cookies: dict[str, str]) -> None:
             nonlocal ready
             jar = aiohttp.CookieJar(unsafe=True)
             session = aiohttp.ClientSession(cookie_jar=jar, cookies=cookies, timeout=timeout)
-            async with session as s, s.get(f"{base}/events") as resp:
+            url = bases[i % len(bases)]
+            async with session as s, s.get(f"{url}/events") as resp:
                 assert resp.status == 200, resp.status
                 ready += 1
                 seen: set[str] = set()
