@@ -182,8 +182,8 @@ class Viewer:
 
     def __post_init__(self) -> None:
         # the hub looks viewers up per connection and per message: hash them once
-        fields = (self.user_id, self.role, self.extensions, self.scope, self.watch)
-        object.__setattr__(self, "_hash", hash(fields))
+        compared = (getattr(self, f.name) for f in dataclasses.fields(self) if f.compare)
+        object.__setattr__(self, "_hash", hash(tuple(compared)))
 
     def __hash__(self) -> int:
         return self._hash
