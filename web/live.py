@@ -23,7 +23,19 @@ plus ISO strings, never internal objects.
 At call-centre scale (hundreds of browsers) a change of a call is offered only to the
 connections it may concern, found by extension (plus admins, and those already told of
 the call), and its message is encoded once for every connection that sees the same
-thing; a waiting SSE handler is woken by ``Client.put`` itself.
+thing.  Events are handled in lanes (``dispatch``): one per call, in order, so a call
+waiting for its caller's details or for the store never holds up another call's pop;
+every other event shares one lane.  A connection whose SSE handler waits with nothing
+queued gets its messages from the hub itself (``Client.attach``, ``Flusher``): all the
+messages of one turn of the event loop in one write, no task switch per connection; a
+browser that does not read gets them queued instead, and its handler waits for it.
+
+Plugging in (other modules' SSE messages): publish an ``Event`` on the bus with a kind
+of your own; unless the hub knows the kind, it goes, encoded once (``message_line``),
+to the connections whose extensions or user id it targets, or, untargeted, to every
+manager and admin.  A module that decides per viewer itself keeps its own index and
+calls ``Client.put(kind, data)`` / ``Client.put_line(message_line(kind, data))`` on the
+hub's ``clients``; ``put`` never blocks and never raises for a gone browser.
 """
 
 from __future__ import annotations
@@ -260,7 +272,8 @@ class Client:
         lines, self._outbox = self._outbox, []
         if not lines or self.closed or self._write_now is None:
             return
-        if self._write_now(b"".join(sse_frame(line) for line in lines)):
+        frame = sse_frame(lines[0]) if len(lines) == 1 else b"".join(map(sse_frame, lines))
+        if self._write_now(frame):
             self.written += len(lines)
             return
         for line in lines:

@@ -34,8 +34,15 @@ def _write_now(transport: asyncio.BaseTransport, frame: bytes) -> bool:
     assert isinstance(transport, asyncio.WriteTransport)
     if transport.is_closing() or transport.get_write_buffer_size() > WRITE_NOW_LIMIT:
         return False
-    transport.write(b"%x\r\n%b\r\n" % (len(frame), frame))
+    transport.write(_chunk(frame))
     return True
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk(frame: bytes) -> bytes:
+    """``frame`` as one HTTP/1.1 chunk; the same message to hundreds of browsers is
+    framed once."""
+    return b"%x\r\n%b\r\n" % (len(frame), frame)
 
 
 def _gone(request: web.Request) -> bool:
