@@ -261,12 +261,28 @@ class SqlStore(
             f"{self._ids_in(n)})))"
         )
 
+    def _read(self) -> AbstractAsyncContextManager[Conn]:
+        """A connection for one read that must not wait behind another caller's write
+        transaction (the screen pop's lookups): the engine's own reader where it has
+        one (SQLite: a second connection), else ``_acquire``."""
+        return self._acquire()
+
     @asynccontextmanager
     async def _use(self) -> AsyncIterator[Conn]:
         if self._conn is not None:
             yield self._conn
         else:
             async with self._acquire() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _use_read(self) -> AsyncIterator[Conn]:
+        """``_use`` for reads on the screen pop's path (``_read``); inside a
+        transaction, its connection."""
+        if self._conn is not None:
+            yield self._conn
+        else:
+            async with self._read() as conn:
                 yield conn
 
     @asynccontextmanager
@@ -402,7 +418,7 @@ class SqlStore(
         return users[0] if users else None
 
     async def list_users(self, include_inactive: bool = False) -> list[User]:
-        async with self._use() as c:
+        async with self._use_read() as c:
             rows = await c.fetch(
                 f"SELECT {self._USER_COLS} FROM users WHERE active OR $1 ORDER BY username",
                 include_inactive,
@@ -500,7 +516,7 @@ class SqlStore(
             await self._insert_phones(c, contact.id, contact.phones)
 
     async def get_contact(self, contact_id: int) -> Contact | None:
-        async with self._use() as c:
+        async with self._use_read() as c:
             rows = await c.fetch(f"SELECT {CONTACT_COLS} FROM contacts WHERE id = $1", contact_id)
             found = await self._contacts(c, rows)
         return found[0] if found else None
@@ -528,7 +544,7 @@ class SqlStore(
     )
 
     async def contact_ids_by_e164(self, e164: str) -> list[int]:
-        async with self._use() as c:
+        async with self._use_read() as c:
             rows = await c.fetch(f"SELECT c.id {self._BY_E164}", e164)
         return [r["id"] for r in rows]
 
@@ -885,7 +901,7 @@ class SqlStore(
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at DESC, id DESC LIMIT $1"
-        async with self._use() as c:
+        async with self._use_read() as c:
             return await self._calls(c, await c.fetch(sql, *args))
 
     async def set_call_contact(
@@ -1076,10 +1092,13 @@ class SqlStore(
         )
 
     async def open_callback_for_number(self, e164: str) -> CallbackTask | None:
-        return await self._one_task(
-            f"SELECT {TASK_COLS} FROM callback_tasks WHERE number_e164 = $1 AND status = 'open'",
-            e164,
-        )
+        async with self._use_read() as c:
+            row = await c.fetchrow(
+                f"SELECT {TASK_COLS} FROM callback_tasks "
+                "WHERE number_e164 = $1 AND status = 'open'",
+                e164,
+            )
+        return _task_row(row) if row else None
 
     async def link_callback_call(self, task_id: int, call_id: int) -> bool:
         async with self._use() as c:
