@@ -577,12 +577,6 @@ class LiveHub:
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
 
-    async def idle(self, timeout: float = 5.0) -> None:
-        """Until every event taken from the bus so far has been handled (tests)."""
-        async with asyncio.timeout(timeout):
-            while self._lanes or (self._sub is not None and self._sub.pending()):
-                await asyncio.sleep(0.005)
-
     def _seed_from_ingest(self) -> None:
         """Calls already in progress, if the ingest keeps them (``live_calls``)."""
         source = getattr(self.rt.ingest, "live_calls", None)
