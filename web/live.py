@@ -793,8 +793,14 @@ class LiveHub:
 
     # -- events ------------------------------------------------------------------------
     async def handle(self, event: Event) -> None:
-        """Take one bus event and send it where it belongs (public for tests)."""
-        self.handled += 1
+        """Take one bus event and send it where it belongs (public for tests);
+        ``handled`` counts the events done with."""
+        try:
+            await self._handle(event)
+        finally:
+            self.handled += 1
+
+    async def _handle(self, event: Event) -> None:
         kind = event.kind
         if kind == "call_progress":
             await self._on_progress(event.payload)
