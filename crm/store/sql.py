@@ -32,6 +32,7 @@ from ..models import (
     User,
 )
 from .interface import ANY_LINK, AnyLink, CallCursor, Store, UserIds
+from .sql_agent_events import AgentEventQueries
 from .sql_backfill import BackfillQueries
 from .sql_catalogue import CatalogueQueries
 from .sql_common import CONTACT_COLS, MISSED_SQL
@@ -184,7 +185,7 @@ def _audit_row(row: Row) -> AuditEntry:
 
 class SqlStore(
     ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, BackfillQueries,
-    SessionQueries, Store
+    SessionQueries, AgentEventQueries, Store
 ):
     """Everything but connection handling.  ``_conn`` is set on stores handed out by
     ``transaction()``; the root store borrows a connection per call."""
