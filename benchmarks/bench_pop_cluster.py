@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -135,6 +136,7 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
         finally:
             cluster.stop_all()
         pbx_conn.send("stop")
+        shutil.rmtree(work, ignore_errors=True)  # kept (servers' logs) when a run fails
     finally:
         for proc in (pbx, cl_proc):
             if proc is not None:
