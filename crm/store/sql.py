@@ -242,12 +242,28 @@ class SqlStore(
             f"WHERE vcc.call_id = {alias}.id AND {self._visible_task('vt', n)}))"
         )
 
+    def _read(self) -> AbstractAsyncContextManager[Conn]:
+        """A connection for one read that must not wait behind another caller's write
+        transaction (the screen pop's lookups): the engine's own reader where it has
+        one (SQLite: a second connection), else ``_acquire``."""
+        return self._acquire()
+
     @asynccontextmanager
     async def _use(self) -> AsyncIterator[Conn]:
         if self._conn is not None:
             yield self._conn
         else:
             async with self._acquire() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _use_read(self) -> AsyncIterator[Conn]:
+        """``_use`` for reads on the screen pop's path (``_read``); inside a
+        transaction, its connection."""
+        if self._conn is not None:
+            yield self._conn
+        else:
+            async with self._read() as conn:
                 yield conn
 
     @asynccontextmanager
@@ -393,7 +409,7 @@ class SqlStore(
         return users[0] if users else None
 
     async def list_users(self, include_inactive: bool = False) -> list[User]:
-        async with self._use() as c:
+        async with self._use_read() as c:
             rows = await c.fetch(
                 f"SELECT {self._USER_COLS} FROM users WHERE active OR $1 ORDER BY username",
                 include_inactive,
@@ -491,7 +507,7 @@ class SqlStore(
             await self._insert_phones(c, contact.id, contact.phones)
 
     async def get_contact(self, contact_id: int) -> Contact | None:
-        async with self._use() as c:
+        async with self._use_read() as c:
             rows = await c.fetch(f"SELECT {CONTACT_COLS} FROM contacts WHERE id = $1", contact_id)
             found = await self._contacts(c, rows)
         return found[0] if found else None
@@ -519,7 +535,7 @@ class SqlStore(
     )
 
     async def contact_ids_by_e164(self, e164: str) -> list[int]:
-        async with self._use() as c:
+        async with self._use_read() as c:
             rows = await c.fetch(f"SELECT c.id {self._BY_E164}", e164)
         return [r["id"] for r in rows]
 
@@ -884,7 +900,7 @@ class SqlStore(
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at DESC, id DESC LIMIT $1"
-        async with self._use() as c:
+        async with self._use_read() as c:
             return await self._calls(c, await c.fetch(sql, *args))
 
     async def set_call_contact(

@@ -109,8 +109,10 @@ class CallbackQueries:
                 *_task_args(task),
             )
 
-    async def _one_task(self, sql: str, *args: Any) -> CallbackTask | None:
-        async with self._use() as c:  # type: ignore[attr-defined]
+    async def _one_task(self, sql: str, *args: Any, pop: bool = False) -> CallbackTask | None:
+        """``pop``: on the screen pop's path, read without waiting behind a write."""
+        use = self._use_read if pop else self._use  # type: ignore[attr-defined]
+        async with use() as c:
             row = await c.fetchrow(sql, *args)
             if not row:
                 return None
@@ -126,6 +128,7 @@ class CallbackQueries:
         return await self._one_task(
             f"SELECT {TASK_COLS} FROM callback_tasks WHERE number_e164 = $1 AND status = 'open'",
             e164,
+            pop=True,
         )
 
     async def link_callback_call(self, task_id: int, call_id: int) -> bool:
