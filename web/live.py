@@ -50,6 +50,7 @@ from crm.models import Call, CallbackTask, CallFilter, Contact, LiveCallRow, Use
 from crm.originate_relay import RELAY_KINDS
 from crm.phones import normalize
 
+from .linkstate import link_down
 from .render import format_number
 
 if TYPE_CHECKING:
@@ -541,6 +542,9 @@ class LiveHub:
         status = self.rt.link_status
         if status is not None:
             client.put("link_status", self._link_json(status, viewer))
+        elif hasattr(self.rt, "extras") and link_down(self.rt) is not None:
+            # this process consumes no link; the board heard another process's
+            client.put("link_status", self._link_json(None, viewer))
         return client
 
     def written(self, client: Client) -> None:
@@ -1090,9 +1094,12 @@ class LiveHub:
 
     def _link_json(self, status: Any, viewer: Viewer) -> dict[str, Any]:
         state = getattr(status, "state", None)
+        # every user's banner: is any configured link down, and since when (web.linkstate)
+        down = link_down(self.rt) if hasattr(self.rt, "extras") else None
+        banner = {"down": down is not None, "down_since": down.since if down else None}
         if viewer.role == "admin":
-            return {**jsonable(status), "state": state}
-        return {"state": state}
+            return {**(jsonable(status) if status is not None else {}), "state": state, **banner}
+        return {"state": state, **banner}
 
     def _render(self, name: str, **ctx: Any) -> str:
         if self.env is None:

@@ -121,12 +121,28 @@ def _static(request: web.Request) -> Any:
     return url
 
 
+def _link_down(request: web.Request) -> Any:
+    """The banner's "PBX link down since" (``web.linkstate``), None when up or when the
+    app runs without a runtime."""
+    from .app import RUNTIME
+    from .linkstate import link_down
+
+    rt = request.app.get(RUNTIME)
+    return link_down(rt) if rt is not None else None
+
+
 def render(
     request: web.Request, name: str, context: dict[str, Any] | None = None, status: int = 200
 ) -> web.Response:
     env = request.app[ENV_KEY]
     v = visitor(request)
-    ctx = {"request": request, "user": v.user, "csrf": v.csrf_token, "static": _static(request)}
+    ctx = {
+        "request": request,
+        "user": v.user,
+        "csrf": v.csrf_token,
+        "static": _static(request),
+        "pbx_link_down": lambda: _link_down(request),
+    }
     ctx.update(context or {})
     html = env.get_template(name).render(ctx)
     return web.Response(text=html, content_type="text/html", status=status)

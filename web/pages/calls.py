@@ -19,8 +19,9 @@ from ami_bridge.facts import Direction, Outcome
 from crm.errors import InvalidInput, NotFound
 from crm.limits import NOTE_COMMENT_MAX, NOTE_TOPIC_MAX
 from crm.models import Call, CallFilter, Contact
-from crm.phones import normalize
+from crm.phones import normalize, number_fragment
 
+from ..i18n import _
 from ..render import format_duration, render
 from .rep_common import (
     RepView,
@@ -101,10 +102,13 @@ async def calls_list(request: web.Request) -> web.StreamResponse:
     except InvalidInput as exc:
         errors.append(str(exc))
     if values["number"]:
+        # A whole number finds its calls exactly; part of one (4+ digits), every number
+        # with those digits in it: the same rule as the contacts' search.
         e164 = normalize(values["number"], view.rt.service.policy.default_region)
-        if e164 is None:
-            errors.append(f"number: cannot read {values['number']!r} as a phone number")
-        flt.number_e164 = e164
+        fragment = None if e164 else number_fragment(values["number"])
+        if e164 is None and fragment is None:
+            errors.append(_("number: type a phone number or at least %(n)d of its digits", n=4))
+        flt.number_e164, flt.number_digits = e164, fragment
     calls: list[Call] = []
     next_cursor = None
     if not errors:
