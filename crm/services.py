@@ -23,6 +23,7 @@ from .access import can_see_contact as _can_see_contact
 from .admin_settings import SettingsServices
 from .catalogue import RecordingServices
 from .errors import Forbidden, InvalidInput, NotFound
+from .handover import HandoverServices
 from .limits import (
     NOTE_COMMENT_MAX,
     NOTE_RESULT_MAX,
@@ -93,7 +94,9 @@ def decode_cursor(text: str | None) -> CallCursor | None:
         raise InvalidInput("bad page cursor") from exc
 
 
-class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServices):
+class CrmService(
+    ReportServices, TokenServices, RecordingServices, SettingsServices, HandoverServices
+):
     def __init__(
         self, store: Store, policy: LeadPolicy, clock: Callable[[], float] = time.time
     ) -> None:

@@ -93,6 +93,8 @@ DECISIONS: dict[str, Decision] = {
     "GET /missed.csv": Decision(SUPERVISORS, lists=True),
     "GET /reports": Decision(SUPERVISORS, lists=True),
     "GET /reports/leads": Decision(SUPERVISORS, lists=True),
+    "GET /handover": Decision(SUPERVISORS, lists=True),
+    "POST /handover": Decision(SUPERVISORS),
     "GET /reports/leads.csv": Decision(SUPERVISORS, lists=True),
     "GET /recordings/{rec_id}/stream": Decision(USERS, alices=True),
     "GET /recordings/{rec_id}/waveform": Decision(USERS, alices=True),

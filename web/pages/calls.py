@@ -19,7 +19,7 @@ from ami_bridge.facts import Direction, Outcome
 from crm.errors import InvalidInput, NotFound
 from crm.limits import NOTE_COMMENT_MAX, NOTE_TOPIC_MAX
 from crm.models import Call, CallFilter, Contact
-from crm.phones import normalize, number_fragment
+from crm.phones import number_search
 
 from ..i18n import _
 from ..render import format_duration, render
@@ -104,8 +104,7 @@ async def calls_list(request: web.Request) -> web.StreamResponse:
     if values["number"]:
         # A whole number finds its calls exactly; part of one (4+ digits), every number
         # with those digits in it: the same rule as the contacts' search.
-        e164 = normalize(values["number"], view.rt.service.policy.default_region)
-        fragment = None if e164 else number_fragment(values["number"])
+        e164, fragment = number_search(values["number"], view.rt.service.policy.default_region)
         if e164 is None and fragment is None:
             errors.append(_("number: type a phone number or at least %(n)d of its digits", n=4))
         flt.number_e164, flt.number_digits = e164, fragment

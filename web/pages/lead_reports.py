@@ -1,4 +1,4 @@
-"""Reports › Leads: the period's leads by source (inbound, missed, outbound, import,
+"""Reports > Leads: the period's leads by source (inbound, missed, outbound, import,
 manual) and by rep, the share converted and the mean time to conversion, with a CSV of
 the same figures.  A manager sees the leads their team owns, an admin every lead
 (unassigned ones too); the figures come from ``CrmService.lead_stats``.

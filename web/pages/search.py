@@ -13,7 +13,7 @@ from aiohttp import web
 
 from crm.errors import InvalidInput
 from crm.models import CallFilter
-from crm.phones import normalize, number_fragment
+from crm.phones import number_search
 
 from ..render import render
 from .rep_common import rep_view
@@ -32,8 +32,7 @@ async def search(request: web.Request) -> web.StreamResponse:
     by_number = False
     if query:
         contacts = await view.rt.service.search_contacts(query, SHOWN + 1, scope=view.scope)
-        e164 = normalize(query, view.rt.service.policy.default_region)
-        fragment = None if e164 else number_fragment(query)
+        e164, fragment = number_search(query, view.rt.service.policy.default_region)
         by_number = bool(e164 or fragment)
         if by_number:
             flt = CallFilter(number_e164=e164, number_digits=fragment)
