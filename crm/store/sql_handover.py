@@ -28,7 +28,7 @@ def _bucket(column: str, n: int) -> str:
 def _owner_case(column: str, receivers: Sequence[int], first_arg: int) -> str:
     """``CASE (column mod n) WHEN 0 THEN $k ...`` with the receivers bound from $first_arg."""
     n = len(receivers)
-    whens = " ".join(f"WHEN {i} THEN ${first_arg + i}" for i in range(n))
+    whens = " ".join(f"WHEN {i} THEN CAST(${first_arg + i} AS BIGINT)" for i in range(n))
     return f"CASE {_bucket(column, n)} {whens} END"
 
 
