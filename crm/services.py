@@ -305,6 +305,26 @@ class CrmService(
             await self.audit(actor, "user.team", f"user:{user_id}", {"team_id": team_id}, tx)
         return user
 
+    async def set_teams(self, user_ids: Sequence[int], team_id: int | None, actor: str) -> int:
+        """Several users into one team (None: no team) at once, one audit entry naming
+        them; returns how many users changed."""
+        ids = list(dict.fromkeys(user_ids))
+        if not ids:
+            raise InvalidInput("choose at least one user")
+        async with self.store.transaction() as tx:
+            if team_id is not None and all(t.id != team_id for t in await tx.list_teams()):
+                raise NotFound(f"team {team_id}")
+            names = []
+            for uid in ids:
+                user = await tx.get_user(uid)
+                if user is None:
+                    raise NotFound(f"user {uid}")
+                user.team_id = team_id
+                await tx.update_user(user)
+                names.append(user.username)
+            await self.audit(actor, "users.team", f"team:{team_id}", {"users": names}, tx)
+        return len(ids)
+
     async def _user(self, user_id: int) -> User:
         user = await self.store.get_user(user_id)
         if user is None:

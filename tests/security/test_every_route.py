@@ -109,6 +109,7 @@ DECISIONS: dict[str, Decision] = {
     "GET /admin/users": Decision(ADMINS),
     "POST /admin/users": Decision(ADMINS),
     "POST /admin/teams": Decision(ADMINS),
+    "POST /admin/users/team": Decision(ADMINS),
     "GET /admin/users/{user_id}": Decision(ADMINS),
     "POST /admin/users/{user_id}/{what}": Decision(ADMINS),
     "GET /admin/extensions": Decision(ADMINS),

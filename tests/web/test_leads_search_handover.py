@@ -252,3 +252,30 @@ async def test_link_down_banner_and_healthz_503(
     assert 'data-since="' + str(NOW - 120) in banner
     board(rt).note(LinkStatus("connected", NOW, endpoint, None, 0, 0.0, None, 2))
     assert (await client.get("/healthz")).status == 200
+
+
+async def test_admin_puts_several_users_in_a_team_at_once(
+    client: TestClient, rt: Runtime, world: World
+) -> None:
+    s = rt.service
+    north = await s.create_team("North", "test")
+    token = await login(client, "admin")
+    page = await (await client.get("/admin/users")).text()
+    assert 'id="bulk-team"' in page and 'name="user"' in page
+    alice, bob = world.people.alice, world.people.bob
+    resp = await client.post(
+        "/admin/users/team",
+        data=[
+            ("_csrf", token),
+            ("user", str(alice.id)),
+            ("user", str(bob.id)),
+            ("team_id", str(north.id)),
+        ],  # fmt: skip
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    assert {u.team_id for u in await s.list_users() if u.id in (alice.id, bob.id)} == {north.id}
+    [entry] = await s.list_audit(action="users.team")
+    assert entry.detail["users"] == ["alice", "bob"]
+    none = await client.post("/admin/users/team", data={"_csrf": token, "team_id": ""})
+    assert none.status == 400

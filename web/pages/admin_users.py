@@ -25,6 +25,7 @@ NOTICES = {
     "created": "User created.",
     "role": "Role changed.",
     "team": "Team changed.",
+    "teams": "Teams changed for the chosen users.",
     "team-created": "Team created.",
     "password": "Password reset; the user's other sessions have ended.",
     "deactivated": "User deactivated: they can no longer log in.",
@@ -140,6 +141,24 @@ async def create_team(request: web.Request) -> web.StreamResponse:
     except InvalidInput as exc:
         return await _users_page(request, None, str(exc), status=400)
     raise web.HTTPSeeOther("/admin/users?done=team-created")
+
+
+@routes.post("/admin/users/team")
+@roles("admin")
+async def bulk_team(request: web.Request) -> web.StreamResponse:
+    """The users ticked in the list into one team (or none), in one go."""
+    rt = runtime(request)
+    form = await request.post()
+    try:
+        ids = [int(str(v)) for v in form.getall("user", [])]
+        await rt.service.set_teams(
+            ids, _team_id(str(form.get("team_id", ""))), current_user(request).username
+        )
+    except ValueError:
+        return await _users_page(request, None, "choose users from the list", status=400)
+    except (InvalidInput, NotFound) as exc:
+        return await _users_page(request, None, str(exc).strip("'\""), status=400)
+    raise web.HTTPSeeOther("/admin/users?done=teams")
 
 
 # -- one user --------------------------------------------------------------------------
