@@ -647,8 +647,9 @@ class LiveHub:
                 if client.viewer.user_id in event.user_ids:
                     client.put(kind, jsonable(event.payload))
         elif kind == "link_status":
+            banner = self._banner()  # once per event, not per connection
             for client in list(self.clients):
-                client.put(kind, self._link_json(event.payload, client.viewer))
+                client.put(kind, self._link_json(event.payload, client.viewer, banner))
         elif kind == "streams_close":
             self.close_streams(event.payload)
         elif kind == "originate_result":
@@ -879,12 +880,14 @@ class LiveHub:
                 contact = _hidden_contact(other_rep=st.info is not None or visible is False)
         last = data["last_call"]
         rep_id = last.get("rep_id") if last is not None else None
-        if last is not None and not (viewer.scope.covers(rep_id) or (
-                rep_id is None and (st.contact_id is None or can_open))):
+        if last is not None and not (
+            viewer.scope.covers(rep_id) or (rep_id is None and (st.contact_id is None or can_open))
+        ):
             last = None  # fmt: skip
         callback = data["open_callback"]
-        if callback is not None and not (callback.get("owner_id") is None
-                                         or viewer.scope.covers(callback.get("owner_id"))):
+        if callback is not None and not (
+            callback.get("owner_id") is None or viewer.scope.covers(callback.get("owner_id"))
+        ):
             callback = None  # fmt: skip
         if (contact, last, callback) == (data["contact"], data["last_call"],
                                          data["open_callback"]):  # fmt: skip
@@ -1092,11 +1095,17 @@ class LiveHub:
         """Re-read users (names, extensions) before the next event."""
         self._users_at = -1e9
 
-    def _link_json(self, status: Any, viewer: Viewer) -> dict[str, Any]:
-        state = getattr(status, "state", None)
-        # every user's banner: is any configured link down, and since when (web.linkstate)
+    def _banner(self) -> dict[str, Any]:
+        """Every user's banner: is any configured link down, and since when
+        (``web.linkstate``)."""
         down = link_down(self.rt) if hasattr(self.rt, "extras") else None
-        banner = {"down": down is not None, "down_since": down.since if down else None}
+        return {"down": down is not None, "down_since": down.since if down else None}
+
+    def _link_json(
+        self, status: Any, viewer: Viewer, banner: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        state = getattr(status, "state", None)
+        banner = banner if banner is not None else self._banner()
         if viewer.role == "admin":
             return {**(jsonable(status) if status is not None else {}), "state": state, **banner}
         return {"state": state, **banner}

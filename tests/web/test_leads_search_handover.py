@@ -48,6 +48,8 @@ async def test_part_of_a_number_finds_calls_as_it_finds_contacts(
     assert rows(contacts, "data-contact") == [str(world.grace.id)]
     # bob's call has the digits 0204: alice does not see it by searching for them
     assert rows(await (await client.get("/calls?number=0204")).text(), "data-call") == []
+    api = await (await client.get("/api/v1/calls", params={"number": "555 0199"})).json()
+    assert sorted(c["id"] for c in api["items"]) == sorted([world.alice_call.id, world.missed.id])
     nothing = await client.get("/calls", params={"number": "9999999"})
     assert nothing.status == 200 and rows(await nothing.text(), "data-call") == []
 
