@@ -272,7 +272,7 @@ async def test_admin_puts_several_users_in_a_team_at_once(
             ("user", str(alice.id)),
             ("user", str(bob.id)),
             ("team_id", str(north.id)),
-        ],  # fmt: skip
+        ],
         allow_redirects=False,
     )
     assert resp.status == 303
