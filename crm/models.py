@@ -294,6 +294,9 @@ class CallFilter:
     user_id: int | None = None
     number_e164: str | None = None
     contact_id: int | None = None
+    number_digits: str | None = None
+    """Any part of the remote number: digits found inside its E.164 form
+    (``crm.phones.number_fragment`` reads them from what was typed)."""
 
 
 @dataclass(slots=True)
@@ -378,16 +381,17 @@ class WebSession:
     user_agent: str = ""
 
 
-TimelineKind = Literal["call", "note", "callback"]
+TimelineKind = Literal["call", "note", "callback", "lead"]
 
 
 @dataclass(frozen=True, slots=True)
 class TimelineItem:
-    """One entry of a contact's history page; ``item`` is the Call, Note or CallbackTask."""
+    """One entry of a contact's history page; ``item`` is the Call, Note or CallbackTask,
+    or the AuditEntry of a lead status change (``lead.status``, ``lead.converted``)."""
 
     kind: TimelineKind
     at: float
-    item: Call | Note | CallbackTask
+    item: Call | Note | CallbackTask | AuditEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,3 +463,55 @@ class AgentEvent:
     queue: str | None
     reason: str | None
     pbx_link_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeadStatRow:
+    """Leads created in a period with one source and one owner (None: unassigned): how
+    many, how many became customers, and the time those took (where it is known)."""
+
+    source: LeadSource
+    owner_id: int | None
+    leads: int
+    converted: int
+    conversion_seconds: float
+    """Sum of (converted at - created at) over the ``timed`` conversions."""
+    timed: int
+    """Conversions with a known time (conversions before migration 0014 have none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandoverShare:
+    """What one receiving rep gets from a handover."""
+
+    user_id: int
+    contacts: int
+    """Contacts that are not open leads (customers, converted or junk leads)."""
+    leads: int
+    """Open leads (new, contacted, qualified)."""
+    callbacks: int
+    """Open callback tasks."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandoverPlan:
+    """A leaving rep's contacts, open leads and open callbacks, and who gets which: the
+    preview a manager confirms, and what the handover then moves."""
+
+    from_user_id: int
+    to_user_ids: tuple[int, ...]
+    shares: tuple[HandoverShare, ...]
+    sample: tuple[Contact, ...] = ()
+    """A few of the contacts that move, for the preview."""
+
+    @property
+    def contacts(self) -> int:
+        return sum(s.contacts for s in self.shares)
+
+    @property
+    def leads(self) -> int:
+        return sum(s.leads for s in self.shares)
+
+    @property
+    def callbacks(self) -> int:
+        return sum(s.callbacks for s in self.shares)

@@ -64,6 +64,7 @@ from crm.originate_relay import RELAY_KINDS
 from crm.phones import normalize
 
 from . import i18n
+from .linkstate import link_down
 from .render import format_number
 
 if TYPE_CHECKING:
@@ -690,6 +691,9 @@ class LiveHub:
         status = self.rt.link_status
         if status is not None:
             client.put("link_status", self._link_json(status, viewer))
+        elif hasattr(self.rt, "extras") and link_down(self.rt) is not None:
+            # this process consumes no link; the board heard another process's
+            client.put("link_status", self._link_json(None, viewer))
         return client
 
     def written(self, client: Client) -> None:
@@ -814,12 +818,13 @@ class LiveHub:
                 if client.viewer.user_id in event.user_ids:
                     client.put_line(line)
         elif kind == "link_status":
+            banner = self._banner()  # once per event, not per connection
             by_role: dict[bool, str] = {}
             for client in list(self.clients):
                 admin = client.viewer.role == "admin"
                 if admin not in by_role:
                     by_role[admin] = message_line(
-                        kind, self._link_json(event.payload, client.viewer)
+                        kind, self._link_json(event.payload, client.viewer, banner)
                     )
                 client.put_line(by_role[admin])
         elif kind == "streams_close":
@@ -1339,11 +1344,20 @@ class LiveHub:
         self._users_at = -1e9
         self._users_stale = True
 
-    def _link_json(self, status: Any, viewer: Viewer) -> dict[str, Any]:
+    def _banner(self) -> dict[str, Any]:
+        """Every user's banner: is any configured link down, and since when
+        (``web.linkstate``)."""
+        down = link_down(self.rt) if hasattr(self.rt, "extras") else None
+        return {"down": down is not None, "down_since": down.since if down else None}
+
+    def _link_json(
+        self, status: Any, viewer: Viewer, banner: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         state = getattr(status, "state", None)
+        banner = banner if banner is not None else self._banner()
         if viewer.role == "admin":
-            return {**jsonable(status), "state": state}
-        return {"state": state}
+            return {**(jsonable(status) if status is not None else {}), "state": state, **banner}
+        return {"state": state, **banner}
 
     def _render(self, name: str, locale: tuple[str, str, str] | None = None, **ctx: Any) -> str:
         """A row in one viewer's language, time zone and region (``Viewer.locale``)."""

@@ -169,6 +169,9 @@ async def open_runtime(
     ingest = Ingest(store, policy, bus, clock)
     rt = Runtime(settings, store, service, bus, ingest, Signer(key), clock=clock)
     rt.metrics.bind(rt)
+    from .linkstate import board
+
+    board(rt)  # hears every link_status from now on (the banner, /healthz)
     if store.dialect == "postgres":
         await start_fanout(rt, url)
     if with_link:

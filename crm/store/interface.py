@@ -25,6 +25,8 @@ from ..models import (
     CallbackTask,
     CallFilter,
     Contact,
+    HandoverShare,
+    LeadStatRow,
     LiveCallRow,
     MissedCallRow,
     MissedSummary,
@@ -193,6 +195,42 @@ class Store(ABC):
     @abstractmethod
     async def reassign_owner(self, from_user_id: int, to_user_id: int) -> tuple[int, int]:
         """Contacts and open callbacks of one rep to another: (contacts, callbacks)."""
+
+    # -- leads and handover (crm/store/sql_leads.py, sql_handover.py) ---------------
+    @abstractmethod
+    async def set_lead_converted_at(self, contact_id: int, at: float | None) -> None:
+        """When the lead became a customer (None: not converted)."""
+
+    @abstractmethod
+    async def audit_for_target(
+        self, target: str, prefix: str = "", limit: int = 200
+    ) -> list[AuditEntry]:
+        """Audit entries about ``target`` (``contact:12``), actions starting with
+        ``prefix``, newest first."""
+
+    @abstractmethod
+    async def lead_stats(
+        self, since: float, until: float, user_ids: UserIds = None
+    ) -> list[LeadStatRow]:
+        """Leads created in [since, until) by source and owner (owned within
+        ``user_ids`` when given)."""
+
+    @abstractmethod
+    async def handover_shares(
+        self, from_user_id: int, to_user_ids: Sequence[int]
+    ) -> list[HandoverShare]:
+        """What each receiver would get of ``from_user_id``'s contacts, open leads and
+        open callbacks (``crm/store/sql_handover.py`` says the rule)."""
+
+    @abstractmethod
+    async def handover_sample(self, from_user_id: int, limit: int = 10) -> list[Contact]:
+        """A few of the contacts a handover would move, open leads first."""
+
+    @abstractmethod
+    async def handover_move(
+        self, from_user_id: int, to_user_ids: Sequence[int], at: float
+    ) -> tuple[int, int]:
+        """Move them as ``handover_shares`` said: (contacts, callbacks) moved."""
 
     @abstractmethod
     async def erase_contact(self, contact_id: int, at: float) -> list[tuple[int, str]]:

@@ -36,6 +36,8 @@ from .sql_callbacks import CallbackQueries
 from .sql_catalogue import CatalogueQueries
 from .sql_common import CONTACT_COLS, MISSED_SQL
 from .sql_filters import FilterQueries
+from .sql_handover import HandoverQueries
+from .sql_leads import LeadQueries
 from .sql_links import LinkQueries
 from .sql_reports import ReportQueries
 from .sql_sessions import SessionQueries
@@ -166,7 +168,7 @@ def _audit_row(row: Row) -> AuditEntry:
 
 class SqlStore(
     ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, BackfillQueries,
-    SessionQueries, AgentEventQueries, CallbackQueries, Store
+    SessionQueries, AgentEventQueries, CallbackQueries, LeadQueries, HandoverQueries, Store
 ):
     """Everything but connection handling.  ``_conn`` is set on stores handed out by
     ``transaction()``; the root store borrows a connection per call."""
@@ -837,6 +839,12 @@ class SqlStore(
             )
             call.recording_ids = (await self._recording_ids(c, [call.id]))[call.id]
             await self._write_rang(c, call)
+            if call.remote_e164:
+                # the partial-number search's list of numbers (0014)
+                await c.execute(
+                    "INSERT INTO call_numbers (e164) VALUES ($1) ON CONFLICT DO NOTHING",
+                    call.remote_e164,
+                )
         return call
 
     async def get_call(self, call_id: int) -> Call | None:
@@ -897,11 +905,38 @@ class SqlStore(
             args.extend(cursor)
             where.append(f"(calls.started_at, calls.id) < (${len(args) - 1}, ${len(args)})")
         sql = f"SELECT {CALL_COLS} FROM calls"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started_at DESC, id DESC LIMIT $1"
         async with self._use_read() as c:
+            if flt.number_digits:
+                numbers = await self._numbers_containing(c, flt.number_digits)
+                if numbers is not None and not numbers:
+                    return []
+                if numbers is not None:
+                    args.append(self._texts_param(numbers))
+                    where.append(f"calls.remote_e164 {self._texts_in(len(args))}")
+                else:
+                    args.append("%" + flt.number_digits + "%")
+                    where.append(f"calls.remote_e164 LIKE ${len(args)}")
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            sql += " ORDER BY started_at DESC, id DESC LIMIT $1"
             return await self._calls(c, await c.fetch(sql, *args))
+
+    NUMBERS_PER_SEARCH = 200
+    """A partial number matching at most this many distinct numbers reads their calls
+    through ``calls_remote`` (a few index ranges); more, and the newest calls are walked
+    with the pattern instead, where matches are common enough to fill a page quickly."""
+
+    async def _numbers_containing(self, c: Conn, digits: str) -> list[str] | None:
+        """The distinct remote numbers of calls (``call_numbers``) with ``digits``
+        inside, or None when there are more than ``NUMBERS_PER_SEARCH``."""
+        rows = await c.fetch(
+            "SELECT e164 FROM call_numbers WHERE e164 LIKE $1 LIMIT $2",
+            "%" + digits + "%",
+            self.NUMBERS_PER_SEARCH + 1,
+        )
+        if len(rows) > self.NUMBERS_PER_SEARCH:
+            return None
+        return [r["e164"] for r in rows]
 
     async def set_call_contact(
         self, call_id: int, contact_id: int | None, reason: str, at: float

@@ -272,7 +272,7 @@ async def test_calls_filters_and_keyset_pages_keep_the_filters(
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"number": "not a number"}, "cannot read"),
+        ({"number": "not a number"}, "at least 4 of its digits"),
         ({"since": "22/11/2026"}, "use a date like"),
         ({"direction": "sideways"}, "direction"),
         ({"outcome": "exploded"}, "outcome"),

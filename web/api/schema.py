@@ -355,7 +355,12 @@ CALL_FILTERS = [
     _param("direction", "query", {"enum": DIRECTIONS}),
     _param("outcome", "query", {"enum": OUTCOMES}),
     _param("user", "query", {"type": "integer"}, "The rep's user id."),
-    _param("number", "query", {"type": "string"}, "The remote number, any format."),
+    _param(
+        "number",
+        "query",
+        {"type": "string"},
+        "The remote number in any format, or at least 4 of its digits (any part of it).",
+    ),
     _param("contact", "query", {"type": "integer"}, "Contact id."),
 ]
 

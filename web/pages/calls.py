@@ -20,7 +20,7 @@ from crm import wrapup
 from crm.errors import InvalidInput, NotFound
 from crm.limits import NOTE_COMMENT_MAX, NOTE_TOPIC_MAX
 from crm.models import Call, CallFilter, Contact
-from crm.phones import normalize
+from crm.phones import number_search
 
 from ..i18n import N_, _
 from ..labels import label
@@ -101,11 +101,12 @@ async def calls_list(request: web.Request) -> web.StreamResponse:
     except InvalidInput as exc:
         errors.append(str(exc))
     if values["number"]:
-        e164 = normalize(values["number"], view.rt.service.policy.default_region)
-        if e164 is None:
-            errors.append(_("number: cannot read %(number)s as a phone number",
-                            number=repr(values["number"])))  # fmt: skip
-        flt.number_e164 = e164
+        # A whole number finds its calls exactly; part of one (4+ digits), every number
+        # with those digits in it: the same rule as the contacts' search.
+        e164, fragment = number_search(values["number"], view.rt.service.policy.default_region)
+        if e164 is None and fragment is None:
+            errors.append(_("number: type a phone number or at least %(n)d of its digits", n=4))
+        flt.number_e164, flt.number_digits = e164, fragment
     calls: list[Call] = []
     next_cursor = None
     if not errors:

@@ -159,6 +159,21 @@
     dot.title = _("PBX link: %(state)s", { state: d.state ? words(d.state) : _("unknown") });
   });
 
+  // -- the "PBX link down" banner (every user; web.linkstate says down and since when) --
+  crm.on("link_status", function (d) {
+    const banner = document.getElementById("link-banner");
+    if (!banner || !d || d.down === undefined) return;
+    banner.hidden = !d.down;
+    if (d.down && d.down_since) {
+      banner.dataset.since = d.down_since;
+      const t = banner.querySelector(".link-since");
+      if (t) {
+        t.textContent = when(d.down_since);
+        t.setAttribute("datetime", new Date(d.down_since * 1000).toISOString());
+      }
+    }
+  });
+
   // -- the screen pops: static/pops.js (the stack, the wrap-up card, notifications) -----
 
   // -- the stream -------------------------------------------------------------------------
