@@ -6,7 +6,8 @@ python run.py --demo          serve with the replay PBX and sample data (config/
 python run.py --demo --port N the same on another port (also: serve --port N)
 python run.py replay FILE     print the calls a capture contains, one JSON per line
 python run.py migrate         apply database migrations
-python run.py create-user NAME --role rep --extension 101   (password from CRM_PASSWORD or a prompt)
+python run.py create-user NAME --role rep --extension 101 [--team East]
+                              (password from CRM_PASSWORD or a prompt)
 python run.py create-token USERNAME NAME [--read-only] [--expires-days N]  (prints a token once)
 python run.py import-contacts FILE.csv                      (all rows or none, with a report)
 """
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     cu.add_argument("--name", help="display name")
     cu.add_argument("--role", choices=("rep", "manager", "admin"), default="rep")
     cu.add_argument("--extension", action="append", help="an extension (repeat for several)")
+    cu.add_argument("--team", help="the user's team, by name (made when it does not exist)")
     ct = sub.add_parser("create-token", help="create an API token for a user and print it")
     ct.add_argument("username")
     ct.add_argument("name", help="what the token is for")

@@ -45,7 +45,14 @@ import aiohttp  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from crm.services import encode_cursor  # noqa: E402
 from crm.store import open_store  # noqa: E402
-from crm.store.bulk import BulkSpec, Rep, load_postgres, load_sqlite, owner_index  # noqa: E402
+from crm.store.bulk import (  # noqa: E402
+    BulkSpec,
+    Rep,
+    contact_number,
+    load_postgres,
+    load_sqlite,
+    owner_index,
+)
 
 PASSWORD = "bench-password-1"
 TEAMS, REPS_PER_TEAM = 4, 10
@@ -229,6 +236,11 @@ def pages(contacts: int, now: float, team1: Sequence[int]) -> list[Page]:
             if owner_index(i, reps) == 1:
                 return f"/contacts/{i}"
 
+    def fragment(rng: random.Random, digits: int) -> str:
+        # the last digits of a random contact's number: what a rep types from a note
+        number = contact_number(rng.randrange(1, contacts + 1))
+        return number[-digits:]
+
     return [
         Page("calls, first page (manager, team)", "m1", lambda r: "/calls"),
         Page("calls, first page (admin, all)", "admin", lambda r: "/calls"),
@@ -246,6 +258,16 @@ def pages(contacts: int, now: float, team1: Sequence[int]) -> list[Page]:
         Page("missed-calls audit (admin)", "admin", lambda r: "/missed"),
         Page("reports (manager)", "m1", lambda r: "/reports"),
         Page("reports (admin)", "admin", lambda r: "/reports"),
+        Page("lead statistics (manager)", "m1", lambda r: "/reports/leads"),
+        Page("lead statistics (admin)", "admin", lambda r: "/reports/leads"),
+        Page("calls, part of a number, 7 digits (manager)", "m1",
+             lambda r: f"/calls?number={fragment(r, 7)}"),
+        Page("calls, part of a number, 4 digits (admin)", "admin",
+             lambda r: f"/calls?number={fragment(r, 4)}"),
+        Page("header search, part of a number (manager)", "m1",
+             lambda r: f"/search?q={fragment(r, 7)}"),
+        Page("header search, a name (rep)", "r02",
+             lambda r: f"/search?q=Smith+{r.randrange(1, contacts + 1)}"),
     ]  # fmt: skip
 
 
@@ -383,12 +405,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--db", default="/tmp/crm-bench-pages.db", help="the SQLite file")
     ap.add_argument("--reuse", action="store_true", help="keep and reuse the loaded store")
+    ap.add_argument("--work", default="/tmp/crm-bench-pages",
+                    help="the server's key file and recordings folder")
     ap.add_argument("--timeout", type=float, default=60.0,
                     help="seconds after which a request counts as failed")
     ap.add_argument("--only", default="", help="measure only pages whose name contains this")
     ap.add_argument("--explain", action="store_true", help="SQL time and plan per page")
     args = ap.parse_args(argv)
-    work = Path("/tmp/crm-bench-pages")
+    work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     url = asyncio.run(prepare(args, work))
     team1 = [r.user_id for r in asyncio.run(_reps(url))[:REPS_PER_TEAM]]

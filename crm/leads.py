@@ -7,6 +7,7 @@ without a database; ``crm.ingest`` applies them inside its transaction.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
@@ -126,3 +127,18 @@ def should_reopen(contact: Contact, rec: CallRecord, policy: LeadPolicy) -> bool
         return False
     last = contact.last_contact_at
     return last is None or rec.started_at - last > policy.repeat_window_seconds
+
+
+_MADE_NAME = re.compile(
+    r"^(?:(?P<name>.+) · )?\+?[\d ()+\-]+ \((?:missed|inbound|outbound) call, [^)]*\)$"
+)
+
+
+def customer_name_suggestion(name: str) -> str:
+    """What the convert form offers as the customer's name: a name the ingest made
+    ("+44 20 7946 0000 (missed call, 3 Mar 10:12)") is no name, except for the caller-ID
+    name it may start with; a name a person typed stays."""
+    found = _MADE_NAME.match(name.strip())
+    if found is None:
+        return name.strip()
+    return (found.group("name") or "").strip()

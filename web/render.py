@@ -134,6 +134,16 @@ def _static(request: web.Request) -> Any:
     return url
 
 
+def _link_down(request: web.Request) -> Any:
+    """The banner's "PBX link down since" (``web.linkstate``), None when up or when the
+    app runs without a runtime."""
+    from .app import RUNTIME
+    from .linkstate import link_down
+
+    rt = request.app.get(RUNTIME)
+    return link_down(rt) if rt is not None else None
+
+
 def render(
     request: web.Request, name: str, context: dict[str, Any] | None = None, status: int = 200
 ) -> web.Response:
@@ -145,6 +155,7 @@ def render(
         "lang": language, "lang_tag": language.replace("_", "-"), "timezone": timezone,
         "languages": [(code, i18n.language_name(code)) for code in i18n.LANGUAGES],
         "i18n_json": lambda: page_i18n(language, timezone),
+        "pbx_link_down": lambda: _link_down(request),
     }  # fmt: skip
     ctx.update(context or {})
     html = env.get_template(name).render(ctx)

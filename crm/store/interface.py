@@ -15,14 +15,18 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from ..models import (
+    AgentEvent,
     ApiToken,
     AuditEntry,
     BackfillState,
     Call,
+    CallbackAttempt,
     CallbackStatus,
     CallbackTask,
     CallFilter,
     Contact,
+    HandoverShare,
+    LeadStatRow,
     LiveCallRow,
     MissedCallRow,
     MissedSummary,
@@ -192,6 +196,42 @@ class Store(ABC):
     async def reassign_owner(self, from_user_id: int, to_user_id: int) -> tuple[int, int]:
         """Contacts and open callbacks of one rep to another: (contacts, callbacks)."""
 
+    # -- leads and handover (crm/store/sql_leads.py, sql_handover.py) ---------------
+    @abstractmethod
+    async def set_lead_converted_at(self, contact_id: int, at: float | None) -> None:
+        """When the lead became a customer (None: not converted)."""
+
+    @abstractmethod
+    async def audit_for_target(
+        self, target: str, prefix: str = "", limit: int = 200
+    ) -> list[AuditEntry]:
+        """Audit entries about ``target`` (``contact:12``), actions starting with
+        ``prefix``, newest first."""
+
+    @abstractmethod
+    async def lead_stats(
+        self, since: float, until: float, user_ids: UserIds = None
+    ) -> list[LeadStatRow]:
+        """Leads created in [since, until) by source and owner (owned within
+        ``user_ids`` when given)."""
+
+    @abstractmethod
+    async def handover_shares(
+        self, from_user_id: int, to_user_ids: Sequence[int]
+    ) -> list[HandoverShare]:
+        """What each receiver would get of ``from_user_id``'s contacts, open leads and
+        open callbacks (``crm/store/sql_handover.py`` says the rule)."""
+
+    @abstractmethod
+    async def handover_sample(self, from_user_id: int, limit: int = 10) -> list[Contact]:
+        """A few of the contacts a handover would move, open leads first."""
+
+    @abstractmethod
+    async def handover_move(
+        self, from_user_id: int, to_user_ids: Sequence[int], at: float
+    ) -> tuple[int, int]:
+        """Move them as ``handover_shares`` said: (contacts, callbacks) moved."""
+
     @abstractmethod
     async def erase_contact(self, contact_id: int, at: float) -> list[tuple[int, str]]:
         """Remove personal data, keep anonymous call rows; returns the (id, path) of the
@@ -267,6 +307,13 @@ class Store(ABC):
     async def notes_for_contact(self, contact_id: int, limit: int = 500) -> list[Note]:
         """Notes on the contact's calls, newest first."""
 
+    @abstractmethod
+    async def get_note(self, note_id: int) -> Note | None: ...
+
+    @abstractmethod
+    async def update_note(self, note: Note) -> None:
+        """Topic, result, comment, ``updated_at`` and ``updated_by`` of ``note.id``."""
+
     # -- callbacks -------------------------------------------------------------------
     @abstractmethod
     async def add_callback(self, task: CallbackTask) -> CallbackTask: ...
@@ -295,11 +342,42 @@ class Store(ABC):
         limit: int = 200,
         user_ids: UserIds = None,
     ) -> list[CallbackTask]:
-        """Oldest due first; with ``user_ids`` only theirs and unowned ones."""
+        """Oldest due first; with ``user_ids`` only theirs, and unowned ones whose calls
+        rang one of them."""
 
     @abstractmethod
     async def callbacks_for_contact(self, contact_id: int, limit: int = 500) -> list[CallbackTask]:
         """Newest opened first."""
+
+    @abstractmethod
+    async def least_loaded_rung_user(self, call_id: int) -> int | None:
+        """The active user rung by ``call_id`` with the fewest open callbacks."""
+
+    @abstractmethod
+    async def add_callback_attempt(self, attempt: CallbackAttempt) -> CallbackAttempt: ...
+
+    @abstractmethod
+    async def callback_attempts(self, task_ids: list[int]) -> list[CallbackAttempt]:
+        """The attempts on these tasks, oldest first."""
+
+    @abstractmethod
+    async def overdue_unsignalled(self, now: float, limit: int = 200) -> list[CallbackTask]:
+        """Open tasks past due and past any snooze, not yet signalled as overdue."""
+
+    @abstractmethod
+    async def mark_callback_overdue(self, task_id: int, at: float) -> bool:
+        """Set ``overdue_at`` unless set: True for the one caller that set it."""
+
+    # -- agent events (crm/store/sql_agent_events.py) ---------------------------------
+    @abstractmethod
+    async def add_agent_events(self, events: Sequence[AgentEvent]) -> None:
+        """Append a rep's pauses, memberships and registrations as they happened."""
+
+    @abstractmethod
+    async def list_agent_events(
+        self, since: float, until: float, extension: str | None = None
+    ) -> list[AgentEvent]:
+        """Oldest first, ``since <= ts < until``."""
 
     # -- audit -----------------------------------------------------------------------
     @abstractmethod

@@ -76,6 +76,11 @@ class SqliteStore(SqlStore):
         self._db = db
         self._lock = lock
         self._root_conn = _SqliteConn(db)
+        self._reader: aiosqlite.Connection | None = None
+        """A second, read-only connection for the screen pop's reads (``_read``): WAL
+        lets it read the last commit while the writer's transaction runs, so a pop never
+        waits behind a batch of finished calls being written."""
+        self._read_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: str, migrate: bool = True) -> SqliteStore:
@@ -96,6 +101,8 @@ class SqliteStore(SqlStore):
         if path != ":memory:":
             _private(path)
         store = cls(db, asyncio.Lock())
+        if path != ":memory:" and not path.startswith("file:"):
+            store._reader = await _open_reader(path)
         if migrate:
             await store.migrate()
         return store
@@ -112,6 +119,15 @@ class SqliteStore(SqlStore):
 
     def _acquire(self) -> AbstractAsyncContextManager[Conn]:
         return self._acquire_cm()
+
+    @asynccontextmanager
+    async def _read_cm(self) -> AsyncIterator[Conn]:
+        assert self._reader is not None
+        async with self._read_lock:
+            yield _SqliteConn(self._reader)
+
+    def _read(self) -> AbstractAsyncContextManager[Conn]:
+        return self._acquire_cm() if self._reader is None else self._read_cm()
 
     @asynccontextmanager
     async def _begin_cm(self) -> AsyncIterator[Conn]:
@@ -159,6 +175,9 @@ class SqliteStore(SqlStore):
         return shape
 
     async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
         await self._db.close()
 
     async def migrate(self) -> list[int]:
@@ -207,6 +226,16 @@ class SqliteStore(SqlStore):
             except BaseException:
                 await self._db.execute("ROLLBACK")
                 raise
+
+
+async def _open_reader(path: str) -> aiosqlite.Connection:
+    """The read-only second connection (``SqliteStore._reader``)."""
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    reader = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+    reader.row_factory = aiosqlite.Row
+    for pragma in (f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}", "PRAGMA query_only=ON"):
+        await reader.execute(pragma)
+    return reader
 
 
 def _private(path: str) -> None:

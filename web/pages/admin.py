@@ -121,8 +121,7 @@ async def backfill_view(rt: Runtime) -> dict[str, Any]:
     running = rt.extras.get("backfills") or {}
     try:
         configured = bool(running) or any(
-            backfill_settings(rt.settings, cfg.ami).configured
-            for cfg in link_configs(rt.settings)
+            backfill_settings(rt.settings, cfg.ami).configured for cfg in link_configs(rt.settings)
         )
     except ValueError as exc:
         return {"configured": True, "error": f"[cdr] settings: {exc}", "states": []}

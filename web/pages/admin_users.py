@@ -27,6 +27,7 @@ NOTICES = {
     "created": N_("User created."),
     "role": N_("Role changed."),
     "team": N_("Team changed."),
+    "teams": N_("Teams changed for the chosen users."),
     "team-created": N_("Team created."),
     "password": N_("Password reset; the user's other sessions have ended."),
     "deactivated": N_("User deactivated: they can no longer log in."),
@@ -142,6 +143,24 @@ async def create_team(request: web.Request) -> web.StreamResponse:
     except InvalidInput as exc:
         return await _users_page(request, None, refusal(exc), status=400)
     raise web.HTTPSeeOther("/admin/users?done=team-created")
+
+
+@routes.post("/admin/users/team")
+@roles("admin")
+async def bulk_team(request: web.Request) -> web.StreamResponse:
+    """The users ticked in the list into one team (or none), in one go."""
+    rt = runtime(request)
+    form = await request.post()
+    try:
+        ids = [int(str(v)) for v in form.getall("user", [])]
+        await rt.service.set_teams(
+            ids, _team_id(str(form.get("team_id", ""))), current_user(request).username
+        )
+    except ValueError:
+        return await _users_page(request, None, "choose users from the list", status=400)
+    except (InvalidInput, NotFound) as exc:
+        return await _users_page(request, None, str(exc).strip("'\""), status=400)
+    raise web.HTTPSeeOther("/admin/users?done=teams")
 
 
 # -- one user --------------------------------------------------------------------------

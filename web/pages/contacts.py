@@ -15,7 +15,15 @@ from aiohttp import web
 
 from crm.access import can_see_call, can_see_callback
 from crm.errors import Forbidden, InvalidInput, NotFound
-from crm.models import LEAD_STATUSES, Call, CallbackTask, Contact, Note, PhoneNumber
+from crm.models import (
+    LEAD_STATUSES,
+    AuditEntry,
+    Call,
+    CallbackTask,
+    Contact,
+    Note,
+    PhoneNumber,
+)
 from crm.services import OPEN_LEAD_STATUSES
 
 from ..i18n import _
@@ -135,7 +143,17 @@ async def _timeline(view: RepView, contact: Contact) -> list[dict[str, Any]]:
                 )
         elif isinstance(obj, CallbackTask) and can_see_callback(view.scope, obj):
             out.append({"kind": "callback", "at": item.at, "task": obj})
+        elif isinstance(obj, AuditEntry):
+            out.append({"kind": "lead", "at": item.at, "entry": obj, "who": _by_name(view, obj)})
     return out
+
+
+def _by_name(view: RepView, entry: AuditEntry) -> str:
+    """Who changed the lead: their display name, or the actor as logged."""
+    for u in view.users.values():
+        if u.username == entry.actor:
+            return u.display_name
+    return entry.actor
 
 
 def _message(request: web.Request) -> str:
@@ -386,32 +404,20 @@ async def merge(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"/contacts/{keep.id}?merged=1")
 
 
-@routes.post(r"/contacts/{contact_id:\d+}/convert")
-async def convert(request: web.Request) -> web.StreamResponse:
-    view = await rep_view(request)
-    contact = await visible_contact(view, int(request.match_info["contact_id"]))
-    try:
-        await view.rt.service.convert_lead(contact.id or 0, view.user.username)
-    except InvalidInput as exc:
-        ctx = await _card(request, view, contact, {"lead": refusal(exc)})
-        return render(request, "contact.html", ctx, status=400)
-    raise web.HTTPSeeOther(f"/contacts/{contact.id}?converted=1")
-
-
 @routes.post(r"/contacts/{contact_id:\d+}/lead-status")
 async def lead_status(request: web.Request) -> web.StreamResponse:
     view = await rep_view(request)
     contact = await visible_contact(view, int(request.match_info["contact_id"]))
     status = form_str(await request.post(), "status", 20)
     try:
-        if status == "converted":
-            await view.rt.service.convert_lead(contact.id or 0, view.user.username)
-        else:
-            await view.rt.service.set_lead_status(
-                contact.id or 0,
-                status,  # type: ignore[arg-type]
-                view.user.username,
-            )
+        if status == "converted" and contact.lead and contact.lead.status != "converted":
+            # converting asks for the customer's name, company and owner first
+            raise web.HTTPSeeOther(f"/contacts/{contact.id}/convert")
+        await view.rt.service.set_lead_status(
+            contact.id or 0,
+            status,  # type: ignore[arg-type]
+            view.user.username,
+        )
     except InvalidInput as exc:
         ctx = await _card(request, view, contact, {"lead": refusal(exc)})
         return render(request, "contact.html", ctx, status=400)
