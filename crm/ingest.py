@@ -140,17 +140,23 @@ class Ingest:
         batch's transaction, so a batch means exactly what the calls one by one would.  A
         busy link writes a few hundred calls per commit instead of one (``crm.batching``).
         The phone numbers are locked up front in sorted order, so two processes writing
-        batches never each hold a number the other waits for."""
+        batches never each hold a number the other waits for.
+
+        The batch is the store's ``in_transaction`` work: it must await nothing but the
+        store (on SQLite it runs whole in the database's thread); what it publishes
+        waits in ``done`` until it is back on the event loop."""
         done: list[Ingested] = []
-        results: list[Ingested] = []
-        async with self.store.transaction() as tx:
+
+        async def write(tx: Store) -> list[Ingested]:
+            done.clear()  # a batch retried after a refusal publishes once
             numbers = {leads.remote_party(rec, self.policy)[0] for rec in recs}
             for number in sorted(n for n in numbers if n):
                 await tx.lock_number(number)
             for snap in live:
                 await tx.save_live_call(snap.linkedid, snap.pbx_link_id, snap.snapshot, snap.at)
-            for rec in recs:
-                results.append(await self._record(tx, rec, done.append))
+            return [await self._record(tx, rec, done.append) for rec in recs]
+
+        results = await self.store.in_transaction(write)
         for result in done:
             self._publish_record(result)
         return results

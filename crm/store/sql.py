@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ami_bridge.facts import Transfer
 
@@ -41,6 +41,7 @@ from .sql_reports import ReportQueries
 from .sql_sessions import SessionQueries
 
 Row = Mapping[str, Any]
+T = TypeVar("T")
 
 
 class Conn(Protocol):
@@ -183,8 +184,13 @@ def _audit_row(row: Row) -> AuditEntry:
 
 
 class SqlStore(
-    ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, BackfillQueries,
-    SessionQueries, Store
+    ReportQueries,
+    CatalogueQueries,
+    LinkQueries,
+    FilterQueries,
+    BackfillQueries,
+    SessionQueries,
+    Store,
 ):
     """Everything but connection handling.  ``_conn`` is set on stores handed out by
     ``transaction()``; the root store borrows a connection per call."""
@@ -288,6 +294,10 @@ class SqlStore(
             return
         async with self._begin() as conn:
             yield self._bound(conn)
+
+    async def in_transaction(self, work: Callable[[Store], Awaitable[T]]) -> T:
+        async with self.transaction() as tx:
+            return await work(tx)
 
     async def schema_version(self) -> int:
         async with self._use() as c:
@@ -820,7 +830,10 @@ class SqlStore(
                 "ON CONFLICT (call_id, path) DO NOTHING",
                 [(call.id, path, call.ended_at) for path in call.recordings],
             )
-            call.recording_ids = (await self._recording_ids(c, [call.id]))[call.id]
+            # No files: the DELETE above left none (one round trip less per call).
+            call.recording_ids = (
+                (await self._recording_ids(c, [call.id]))[call.id] if call.recordings else []
+            )
             await self._write_rang(c, call)
         return call
 
