@@ -47,27 +47,54 @@ def _q(sql: str) -> str:
 
 
 class _SqliteConn:
+    """Statements through aiosqlite's thread, each one trip there and back.
+
+    aiosqlite's own cursor API takes three trips for a query (execute, fetch, close);
+    on a loaded machine every trip waits for the scheduler, and those waits, not SQLite,
+    were most of a page's or a screen pop's time.  Where aiosqlite offers its thread
+    (``_execute``), the whole statement runs there in one trip."""
+
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        self._in_thread = getattr(db, "_execute", None)
 
     async def execute(self, sql: str, *args: Any) -> None:
-        await self._db.execute(_q(sql), args)
+        if self._in_thread is None:
+            await self._db.execute(_q(sql), args)
+            return
+        await self._in_thread(lambda: self._db._conn.execute(_q(sql), args).close())
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             await self._db.executemany(_q(sql), rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        async with self._db.execute(_q(sql), args) as cur:
-            return list(await cur.fetchall())
+        if self._in_thread is None:
+            async with self._db.execute(_q(sql), args) as cur:
+                return list(await cur.fetchall())
+        rows: list[Row] = await self._in_thread(
+            lambda: self._db._conn.execute(_q(sql), args).fetchall()
+        )
+        return rows
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        async with self._db.execute(_q(sql), args) as cur:
-            return await cur.fetchone()
+        if self._in_thread is None:
+            async with self._db.execute(_q(sql), args) as cur:
+                return await cur.fetchone()
+        row: Row | None = await self._in_thread(lambda: _fetchone(self._db._conn, sql, args))
+        return row
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         row = await self.fetchrow(sql, *args)
         return None if row is None else row[0]
+
+
+def _fetchone(db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> Any:
+    cur = db.execute(_q(sql), args)
+    try:
+        return cur.fetchone()
+    finally:
+        cur.close()
 
 
 class _ThreadConn:
