@@ -24,6 +24,7 @@ import aiosqlite
 
 from .interface import Store
 from .migrations import Migration, migrations_for
+from .schema_shape import ColumnShape, IndexShape, SchemaShape, parse_index_sql, type_family
 from .sql import Conn, Row, SqlStore
 
 T = TypeVar("T")
@@ -232,6 +233,36 @@ class SqliteStore(SqlStore):
 
         async with self._lock:
             return await run_in_thread(run)  # type: ignore[no-any-return]
+
+    async def describe_schema(self) -> SchemaShape:
+        """The schema as the migrations left it (for the engine-parity test)."""
+        shape = SchemaShape()
+        async with self._acquire() as c:
+            tables = await c.fetch(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+            for (table,) in tables:
+                info = await c.fetch(f"PRAGMA table_info({table})")
+                shape.tables[table] = tuple(
+                    sorted(ColumnShape(r[1], type_family(r[2]), bool(r[3] or r[5])) for r in info)
+                )
+                pk = sorted((r[5], r[1]) for r in info if r[5])
+                shape.primary_keys[table] = tuple(name for _, name in pk)
+                for index in await c.fetch(f"PRAGMA index_list({table})"):
+                    name, unique, origin = index[1], bool(index[2]), index[3]
+                    if origin == "pk":
+                        continue
+                    if origin == "u":
+                        cols = await c.fetch(f"PRAGMA index_info({name})")
+                        shape.implicit_unique.add((table, tuple(r[2] for r in cols)))
+                        continue
+                    sql = await c.fetchval(
+                        "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = $1", name
+                    )
+                    keys, partial = parse_index_sql(sql)
+                    shape.indexes[name] = IndexShape(table, keys, unique, partial)
+        return shape
 
     async def close(self) -> None:
         await self._db.close()
