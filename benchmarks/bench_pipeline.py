@@ -52,6 +52,7 @@ from ami_bridge.capture import read_capture  # noqa: E402
 from ami_bridge.protocol import Message, encode_action  # noqa: E402
 from ami_bridge.replay_pbx import IdAllocator, ReplayPbx  # noqa: E402
 from benchmarks.bench_load import BURST, _database, build_pipeline  # noqa: E402
+from crm.batching import MAX_CALLS  # noqa: E402
 
 PASSWORD = "bench-password-1"
 CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
@@ -225,7 +226,9 @@ def _pct(values: Sequence[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-async def run(engine: str, rate: float, seconds: float, batch: bool, reps: int) -> dict[str, Any]:
+async def run(
+    engine: str, rate: float, seconds: float, batch: bool, reps: int, batch_calls: int = MAX_CALLS
+) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     pbx_conn, pbx_child = ctx.Pipe()
     pbx = ctx.Process(target=_pbx_child, args=(pbx_child, rate, seconds), daemon=True)
@@ -235,7 +238,9 @@ async def run(engine: str, rate: float, seconds: float, batch: bool, reps: int) 
         _, port = pbx_conn.recv()
         expected = copies_for(rate, seconds) * CALLS_PER_COPY
         async with _database(engine) as url:
-            pipe = await build_pipeline(url, "127.0.0.1", port, batch=batch)
+            pipe = await build_pipeline(
+                url, "127.0.0.1", port, batch=batch, batch_calls=batch_calls
+            )
             with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
                 runner, web_port, users = await _serve(pipe, Path(tmp), reps)
                 await pipe.link.start()
@@ -322,6 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="how long each rate is held")
     ap.add_argument("--modes", default="batched", help="single, batched, or both")
     ap.add_argument("--reps", type=int, default=10, help="reps' SSE streams besides the admin")
+    ap.add_argument("--batch-calls", type=int, default=MAX_CALLS, help="calls per transaction")
     args = ap.parse_args(argv)
     engines = ("sqlite", "postgresql") if args.engine == "both" else (args.engine,)
     modes = [m.strip() == "batched" for m in args.modes.split(",") if m.strip()]
@@ -329,7 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for rate in (float(x) for x in args.rates.split(",")):
             for batch in modes:
                 with contextlib.suppress(KeyboardInterrupt):
-                    result = asyncio.run(run(engine, rate, args.seconds, batch, args.reps))
+                    result = asyncio.run(
+                        run(engine, rate, args.seconds, batch, args.reps, args.batch_calls)
+                    )
                     print(_fmt(result), flush=True)
     return 0
 
