@@ -328,9 +328,15 @@ class Ingest:
         e164 = normalize(number, self.policy.default_region)
         if e164 is None or self.policy.is_own_number(e164):
             return None, None, "none"
-        ids = await self.store.contact_ids_by_e164(e164)
+
+        async def find(tx: Store) -> tuple[list[int], Contact | None]:
+            ids = await tx.contact_ids_by_e164(e164)
+            return ids, (await tx.get_contact(ids[0]) if ids else None)
+
+        # One trip to the database for both reads (``in_transaction``): on a busy
+        # machine each trip, not the lookup, is what delays the pop.
+        ids, contact = await self.store.in_transaction(find, read_only=True)
         if not ids:
             return None, None, "none"
-        contact = await self.store.get_contact(ids[0])
         reason = "unique" if len(ids) == 1 else f"most_recent_of_{len(ids)}"
         return ids[0], contact.name if contact else None, reason

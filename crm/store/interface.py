@@ -66,11 +66,15 @@ class Store(ABC):
         joins the outer transaction."""
 
     @abstractmethod
-    async def in_transaction(self, work: Callable[[Store], Awaitable[T]]) -> T:
+    async def in_transaction(
+        self, work: Callable[[Store], Awaitable[T]], *, read_only: bool = False
+    ) -> T:
         """``work`` on a store bound to one transaction (committed if it returns, rolled
         back if it raises).  ``work`` must await nothing but that store: SQLite runs it
-        whole in the database's own thread (one thread hop instead of one or two per
-        statement, ``crm.store.sqlite``), and refuses work that waits for anything else."""
+        whole in the database's own thread (one thread hop instead of one per statement,
+        ``crm.store.sqlite``), and refuses work that waits for anything else.
+        ``read_only``: work that only reads (SQLite: a deferred transaction, no write
+        lock; PostgreSQL: one connection, no BEGIN/COMMIT round trips)."""
 
     @abstractmethod
     async def close(self) -> None: ...

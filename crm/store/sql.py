@@ -295,7 +295,12 @@ class SqlStore(
         async with self._begin() as conn:
             yield self._bound(conn)
 
-    async def in_transaction(self, work: Callable[[Store], Awaitable[T]]) -> T:
+    async def in_transaction(
+        self, work: Callable[[Store], Awaitable[T]], *, read_only: bool = False
+    ) -> T:
+        if read_only and self._conn is None:
+            async with self._acquire() as conn:
+                return await work(self._bound(conn))
         async with self.transaction() as tx:
             return await work(tx)
 

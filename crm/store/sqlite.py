@@ -202,7 +202,9 @@ class SqliteStore(SqlStore):
     def _begin(self) -> AbstractAsyncContextManager[Conn]:
         return self._begin_cm()
 
-    async def in_transaction(self, work: Callable[[Store], Awaitable[T]]) -> T:
+    async def in_transaction(
+        self, work: Callable[[Store], Awaitable[T]], *, read_only: bool = False
+    ) -> T:
         """The whole transaction in aiosqlite's thread, in one hop.
 
         Through aiosqlite every statement is a trip to its thread and back (a fetch is
@@ -216,11 +218,11 @@ class SqliteStore(SqlStore):
         without the driver's thread, it is a plain transaction."""
         run_in_thread = getattr(self._db, "_execute", None)
         if self._conn is not None or run_in_thread is None:
-            return await super().in_transaction(work)
+            return await super().in_transaction(work, read_only=read_only)
 
         def run() -> T:
             db: sqlite3.Connection = self._db._conn
-            db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
             try:
                 bound = SqliteStore(self._db, self._lock)
                 bound._conn = _ThreadConn(db)

@@ -142,3 +142,14 @@ async def test_sqlite_refuses_a_transaction_that_waits_for_something_else(
         assert await store.count_calls() == 1
     finally:
         await store.close()
+
+
+async def test_a_read_only_transaction_reads_in_one_trip(store: Store, ingest: Ingest) -> None:
+    rec = burst()[0]
+    await ingest.record(rec)
+
+    async def read(tx: Store) -> tuple[int, object]:
+        call = await tx.get_call_by_linkedid(rec.linkedid)
+        return await tx.count_calls(), call.outcome if call else None
+
+    assert await store.in_transaction(read, read_only=True) == (1, rec.outcome)
