@@ -309,6 +309,7 @@ async def run_load(
     stagger: float,
     stage: Callable[[Pipeline], Callable[[], dict[str, object]]] | None = None,
     batch: bool = True,
+    batch_calls: int = MAX_CALLS,
 ) -> Result:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
@@ -320,7 +321,9 @@ async def run_load(
         span = items[-1][1] - items[0][1]
         expected = 20 * copies * loops
         async with _database(engine) as url:
-            pipe = await build_pipeline(url, "127.0.0.1", port, batch=batch)
+            pipe = await build_pipeline(
+                url, "127.0.0.1", port, batch=batch, batch_calls=batch_calls
+            )
             stage_counters = stage(pipe) if stage else (lambda: {})
             await pipe.link.start()
             await pipe.link.wait_state("connected", timeout=10)
@@ -473,13 +476,15 @@ def tracked_facts(copies: int, stagger: float) -> list[Fact]:
     return replay_facts(overlapped(BURST, copies, stagger))
 
 
-async def run_writes(engine: str, facts: Sequence[Fact], batch: bool) -> WriteResult:
+async def run_writes(
+    engine: str, facts: Sequence[Fact], batch: bool, batch_calls: int = MAX_CALLS
+) -> WriteResult:
     """The store stage alone: the tracker's facts (screen pops, live snapshots, finished
     calls) handed to the link's sink as fast as it takes them, no PBX and no socket:
     how many calls per second the CRM can write, once the wire is not the limit."""
     calls = sum(1 for f in facts if isinstance(f, CallRecord))
     async with _database(engine) as url:
-        pipe = await build_pipeline(url, "127.0.0.1", 9, batch=batch)
+        pipe = await build_pipeline(url, "127.0.0.1", 9, batch=batch, batch_calls=batch_calls)
         t0 = time.perf_counter()
         for fact in facts:
             await pipe.sink(fact)
@@ -552,6 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="writes (the store alone, facts as fast as it takes them), "
         "replay (through the replay PBX at each speed), or both",
     )
+    ap.add_argument("--batch-calls", type=int, default=MAX_CALLS, help="calls per transaction")
     args = ap.parse_args(argv)
     modes = [m.strip() == "batched" for m in args.modes.split(",") if m.strip()]
     stages = {x.strip() for x in args.stages.split(",")}
@@ -569,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "writes" in stages:
             before: WriteResult | None = None
             for batch in modes:
-                w = asyncio.run(run_writes(engine, facts, batch))
+                w = asyncio.run(run_writes(engine, facts, batch, args.batch_calls))
                 print(_fmt_writes(w, before if batch else None), flush=True)
                 before = before or (w if not batch else None)
         if "replay" not in stages:
@@ -577,7 +583,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for speed in speeds:
             for batch in modes:
                 result = asyncio.run(
-                    run_load(engine, speed, args.copies, args.loops, args.stagger, batch=batch)
+                    run_load(
+                        engine,
+                        speed,
+                        args.copies,
+                        args.loops,
+                        args.stagger,
+                        batch=batch,
+                        batch_calls=args.batch_calls,
+                    )
                 )
                 print(_fmt(result), flush=True)
     return 0

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 C = TypeVar("C")
 L = TypeVar("L")
 
-MAX_CALLS = 100
+MAX_CALLS = 50
 """Calls per transaction at most.  More makes little difference to the rate and keeps
 the store (SQLite's one writer, and the pop lookups waiting behind it) busy longer."""
 MAX_WAIT = 0.01
