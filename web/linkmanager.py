@@ -123,10 +123,11 @@ async def team_owner(store: Store, row: PbxLink, username: str | None) -> int | 
 
 
 def batch_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """``[database] batch_calls`` / ``batch_wait_ms``: how finished calls are batched."""
+    """``[database] batch_calls`` / ``batch_wait_ms``: how finished calls are batched
+    (``batch_calls = 0``: not at all, one transaction per call and per live snapshot)."""
     db = settings.get("database", {})
     return {
-        "batch_calls": max(1, int(db.get("batch_calls", MAX_CALLS))),
+        "batch_calls": max(0, int(db.get("batch_calls", MAX_CALLS))),
         "batch_wait": max(0.0, float(db.get("batch_wait_ms", MAX_WAIT * 1000)) / 1000),
     }
 
@@ -353,10 +354,14 @@ class LinkManager:
         # Finished calls are written a batch per transaction, with the snapshots of the
         # calls in progress (``crm.batching``); one the store refuses for a while (locked,
         # restarting) is held and retried (and journaled on disk: ``crm.holding``).
+        batching = batch_settings(rt.settings)
+        if not batching["batch_calls"]:
+            batching = {}
         sink = HoldingSink(handle, on_change=lambda st: rt.bus.publish(Event("store_status", st)),
-                           journal=self._journal_path(cfg.name), write_many=write_many,
-                           **batch_settings(rt.settings))  # fmt: skip
-        ingest.defer_live = sink.defer_live
+                           journal=self._journal_path(cfg.name),
+                           write_many=write_many if batching else None, **batching)  # fmt: skip
+        if batching:
+            ingest.defer_live = sink.defer_live
 
         # Calls that began and ended while nobody held the link: from the PBX's CDR.
         from .runtime import cdr_backfill
