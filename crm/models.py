@@ -15,6 +15,7 @@ Role = Literal["rep", "manager", "admin"]
 LeadStatus = Literal["new", "contacted", "qualified", "converted", "junk"]
 LeadSource = Literal["inbound_call", "missed_call", "outbound_call", "manual", "import"]
 CallbackStatus = Literal["open", "closed"]
+CallbackKind = Literal["missed", "follow_up"]
 T = TypeVar("T")
 MatchReason = str
 """How a call found its contact: ``unique``, ``most_recent_of_N`` (N contacts share the
@@ -223,6 +224,8 @@ class Note:
     result: str = ""
     comment: str = ""
     created_at: float = 0.0
+    updated_at: float | None = None
+    updated_by: int | None = None
 
 
 @dataclass(slots=True)
@@ -241,6 +244,33 @@ class CallbackTask:
     time_to_callback: float | None = None
     missed_count: int = 1
     status: CallbackStatus = "open"
+    attempts: int = 0
+    """Callback attempts logged by reps (``CallbackAttempt``), counted apart from misses."""
+    snoozed_until: float | None = None
+    close_reason: str = ""
+    claimed_at: float | None = None
+    overdue_at: float | None = None
+    """When the overdue signal (live and ``callback.overdue``) went out; None: not yet."""
+    kind: CallbackKind = "missed"
+    rung_user_ids: tuple[int, ...] = ()
+    """Users whose extensions the task's calls rang: an unowned task is theirs to see
+    (``crm.access.can_see_callback``).  Read from ``call_rang``, never stored here."""
+
+
+ATTEMPT_RESULTS: tuple[str, ...] = ("no_answer", "left_message", "reached", "wrong_number")
+"""What a callback attempt came to (``callback_attempts.result``)."""
+
+
+@dataclass(slots=True)
+class CallbackAttempt:
+    """One try at ringing a callback task's number, logged by a rep."""
+
+    id: int | None
+    task_id: int
+    user_id: int | None
+    at: float
+    result: str
+    comment: str = ""
 
 
 @dataclass(slots=True)
@@ -415,3 +445,17 @@ class RepFigures:
     answered: int
     missed: int
     talk_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEvent:
+    """A stored change of a rep's queue presence (table ``agent_events``): paused /
+    unpaused (with the reason), added to / removed from a queue, phone registered /
+    unregistered (``queue`` None).  The queue figures read pause time from these."""
+
+    ts: float
+    kind: str
+    extension: str
+    queue: str | None
+    reason: str | None
+    pbx_link_id: int | None

@@ -19,12 +19,14 @@ from ami_bridge.link import AmiLink, LinkStatus
 from ami_bridge.replay_pbx import ReplayPbx
 from config.settings import pbx_profile
 from crm.backfill import CdrBackfill, backfill_settings
+from crm.callback_work import CallbackWork
 from crm.clock import Clock
 from crm.closing import cancel_all, close_within
 from crm.events import Event, EventBus
 from crm.holding import HoldingSink, HoldingStatus, merge_status
 from crm.ingest import Ingest
 from crm.policy import LeadPolicy
+from crm.presence import PresenceService
 from crm.secretbox import SecretBox
 from crm.services import CrmService
 from crm.store import Store, open_store
@@ -91,6 +93,15 @@ class Runtime:
     @property
     def link_status(self) -> LinkStatus | None:
         return self.link.status if self.link is not None else None
+
+    @property
+    def presence(self) -> PresenceService:
+        """Who is free, ringing, talking or paused: the board's source (``crm.presence``)."""
+        found = self.extras.get("presence")
+        if found is None:
+            found = self.extras["presence"] = PresenceService(self.store, self.bus, self.clock)
+            self.on_close(found.close)
+        return found
 
     @property
     def links(self) -> dict[str, AmiLink]:
@@ -220,7 +231,7 @@ def data_dir(settings: dict[str, Any]) -> Path | None:
     else:
         url = str(settings.get("database", {}).get("url", ""))
         if url.startswith("sqlite:"):
-            path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+            path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
             if not path or path == ":memory:" or "mode=memory" in path:
                 return None
             folder = resolve_path(path).parent
@@ -265,3 +276,12 @@ async def restart_links(rt: Runtime) -> None:
         start_link(rt)
     else:
         await manager.restart()
+
+
+def callback_work(rt: Runtime) -> CallbackWork:
+    """The runtime's ``CallbackWork`` (claim, attempt, snooze, close, follow-up,
+    overdue), made on first use."""
+    work = rt.extras.get("callback_work")
+    if work is None:
+        work = rt.extras["callback_work"] = CallbackWork(rt.service, rt.bus)
+    return work  # type: ignore[no-any-return]

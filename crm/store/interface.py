@@ -15,10 +15,12 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 from ..models import (
+    AgentEvent,
     ApiToken,
     AuditEntry,
     BackfillState,
     Call,
+    CallbackAttempt,
     CallbackStatus,
     CallbackTask,
     CallFilter,
@@ -281,6 +283,13 @@ class Store(ABC):
     async def notes_for_contact(self, contact_id: int, limit: int = 500) -> list[Note]:
         """Notes on the contact's calls, newest first."""
 
+    @abstractmethod
+    async def get_note(self, note_id: int) -> Note | None: ...
+
+    @abstractmethod
+    async def update_note(self, note: Note) -> None:
+        """Topic, result, comment, ``updated_at`` and ``updated_by`` of ``note.id``."""
+
     # -- callbacks -------------------------------------------------------------------
     @abstractmethod
     async def add_callback(self, task: CallbackTask) -> CallbackTask: ...
@@ -309,11 +318,42 @@ class Store(ABC):
         limit: int = 200,
         user_ids: UserIds = None,
     ) -> list[CallbackTask]:
-        """Oldest due first; with ``user_ids`` only theirs and unowned ones."""
+        """Oldest due first; with ``user_ids`` only theirs, and unowned ones whose calls
+        rang one of them."""
 
     @abstractmethod
     async def callbacks_for_contact(self, contact_id: int, limit: int = 500) -> list[CallbackTask]:
         """Newest opened first."""
+
+    @abstractmethod
+    async def least_loaded_rung_user(self, call_id: int) -> int | None:
+        """The active user rung by ``call_id`` with the fewest open callbacks."""
+
+    @abstractmethod
+    async def add_callback_attempt(self, attempt: CallbackAttempt) -> CallbackAttempt: ...
+
+    @abstractmethod
+    async def callback_attempts(self, task_ids: list[int]) -> list[CallbackAttempt]:
+        """The attempts on these tasks, oldest first."""
+
+    @abstractmethod
+    async def overdue_unsignalled(self, now: float, limit: int = 200) -> list[CallbackTask]:
+        """Open tasks past due and past any snooze, not yet signalled as overdue."""
+
+    @abstractmethod
+    async def mark_callback_overdue(self, task_id: int, at: float) -> bool:
+        """Set ``overdue_at`` unless set: True for the one caller that set it."""
+
+    # -- agent events (crm/store/sql_agent_events.py) ---------------------------------
+    @abstractmethod
+    async def add_agent_events(self, events: Sequence[AgentEvent]) -> None:
+        """Append a rep's pauses, memberships and registrations as they happened."""
+
+    @abstractmethod
+    async def list_agent_events(
+        self, since: float, until: float, extension: str | None = None
+    ) -> list[AgentEvent]:
+        """Oldest first, ``since <= ts < until``."""
 
     # -- audit -----------------------------------------------------------------------
     @abstractmethod

@@ -20,8 +20,6 @@ from ..models import (
     MISSED_OUTCOMES,
     AuditEntry,
     Call,
-    CallbackStatus,
-    CallbackTask,
     CallFilter,
     Contact,
     Lead,
@@ -32,7 +30,9 @@ from ..models import (
     User,
 )
 from .interface import ANY_LINK, AnyLink, CallCursor, Store, UserIds
+from .sql_agent_events import AgentEventQueries
 from .sql_backfill import BackfillQueries
+from .sql_callbacks import CallbackQueries
 from .sql_catalogue import CatalogueQueries
 from .sql_common import CONTACT_COLS, MISSED_SQL
 from .sql_filters import FilterQueries
@@ -80,10 +80,9 @@ CALL_COLS = (
     "hangup_cause, complete, uniqueids, remote_e164, contact_id, user_id, match_reason, "
     "pbx_link_id, declined, source"
 )
-TASK_COLS = (
-    "id, number_e164, contact_id, owner_id, opened_at, due_at, closed_at, closed_by_user_id, "
-    "closed_by_call_id, time_to_callback, missed_count, status"
-)
+
+
+NOTE_COLS = "id, call_id, author_id, topic, result, comment, created_at, updated_at, updated_by"
 
 
 def _call_cols(prefix: str) -> str:
@@ -155,23 +154,6 @@ def _call_row(row: Row, recording_ids: list[int]) -> Call:
     )
 
 
-def _task_row(row: Row) -> CallbackTask:
-    return CallbackTask(
-        id=row["id"],
-        number_e164=row["number_e164"],
-        contact_id=row["contact_id"],
-        owner_id=row["owner_id"],
-        opened_at=row["opened_at"],
-        due_at=row["due_at"],
-        closed_at=row["closed_at"],
-        closed_by_user_id=row["closed_by_user_id"],
-        closed_by_call=row["closed_by_call_id"],
-        time_to_callback=row["time_to_callback"],
-        missed_count=row["missed_count"],
-        status=row["status"],
-    )
-
-
 def _audit_row(row: Row) -> AuditEntry:
     return AuditEntry(
         id=row["id"],
@@ -184,13 +166,8 @@ def _audit_row(row: Row) -> AuditEntry:
 
 
 class SqlStore(
-    ReportQueries,
-    CatalogueQueries,
-    LinkQueries,
-    FilterQueries,
-    BackfillQueries,
-    SessionQueries,
-    Store,
+    ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, BackfillQueries,
+    SessionQueries, AgentEventQueries, CallbackQueries, Store
 ):
     """Everything but connection handling.  ``_conn`` is set on stores handed out by
     ``transaction()``; the root store borrows a connection per call."""
@@ -258,13 +235,12 @@ class SqlStore(
 
     def _visible_call(self, alias: str, n: int) -> str:
         """The visibility rule of ``crm.access`` in SQL (ids bound as parameter $n): the
-        call's rep is in scope, or its callback task is owned by someone in scope or by
-        nobody (a missed call that nobody answered has no rep)."""
+        call's rep is in scope, or its callback task is visible (``_visible_task``: owned
+        in scope, or unowned and it rang someone in scope)."""
         return (
             f"({alias}.user_id {self._ids_in(n)} OR EXISTS (SELECT 1 FROM callback_calls vcc "
             "JOIN callback_tasks vt ON vt.id = vcc.task_id "
-            f"WHERE vcc.call_id = {alias}.id AND (vt.owner_id IS NULL OR vt.owner_id "
-            f"{self._ids_in(n)})))"
+            f"WHERE vcc.call_id = {alias}.id AND {self._visible_task('vt', n)}))"
         )
 
     @asynccontextmanager
@@ -730,6 +706,14 @@ class SqlStore(
                 ids,
                 at,
             )
+            # what reps wrote about their attempts to ring the person back
+            await c.execute(
+                "UPDATE callback_attempts SET comment = '' WHERE task_id IN ("
+                "SELECT id FROM callback_tasks WHERE contact_id = $1 "
+                f"OR number_e164 {self._texts_in(2)})",
+                contact_id,
+                self._texts_param(numbers),
+            )
             await c.execute(
                 "UPDATE callback_tasks SET number_e164 = NULL, contact_id = NULL, "
                 "status = 'closed', closed_at = COALESCE(closed_at, $2) "
@@ -1037,130 +1021,40 @@ class SqlStore(
     async def notes_for_call(self, call_id: int) -> list[Note]:
         async with self._use() as c:
             rows = await c.fetch(
-                "SELECT id, call_id, author_id, topic, result, comment, created_at FROM notes "
-                "WHERE call_id = $1 ORDER BY id",
+                f"SELECT {NOTE_COLS} FROM notes WHERE call_id = $1 ORDER BY id",
                 call_id,
             )
         return [Note(**dict(r)) for r in rows]
+
+    async def get_note(self, note_id: int) -> Note | None:
+        async with self._use() as c:
+            row = await c.fetchrow(f"SELECT {NOTE_COLS} FROM notes WHERE id = $1", note_id)
+        return Note(**dict(row)) if row else None
+
+    async def update_note(self, note: Note) -> None:
+        async with self._use() as c:
+            await c.execute(
+                "UPDATE notes SET topic = $2, result = $3, comment = $4, updated_at = $5, "
+                "updated_by = $6 WHERE id = $1",
+                note.id,
+                note.topic,
+                note.result,
+                note.comment,
+                note.updated_at,
+                note.updated_by,
+            )
 
     async def notes_for_contact(self, contact_id: int, limit: int = 500) -> list[Note]:
         async with self._use() as c:
             rows = await c.fetch(
                 "SELECT n.id, n.call_id, n.author_id, n.topic, n.result, n.comment, "
-                "n.created_at FROM notes n JOIN calls ON calls.id = n.call_id "
+                "n.created_at, n.updated_at, n.updated_by FROM notes n "
+                "JOIN calls ON calls.id = n.call_id "
                 "WHERE calls.contact_id = $1 ORDER BY n.created_at DESC, n.id DESC LIMIT $2",
                 contact_id,
                 limit,
             )
         return [Note(**dict(r)) for r in rows]
-
-    # -- callbacks -------------------------------------------------------------------
-    @staticmethod
-    def _task_args(task: CallbackTask) -> tuple[Any, ...]:
-        return (
-            task.number_e164,
-            task.contact_id,
-            task.owner_id,
-            task.opened_at,
-            task.due_at,
-            task.closed_at,
-            task.closed_by_user_id,
-            task.closed_by_call,
-            task.time_to_callback,
-            task.missed_count,
-            task.status,
-        )
-
-    async def add_callback(self, task: CallbackTask) -> CallbackTask:
-        async with self._use() as c:
-            task.id = await c.fetchval(
-                "INSERT INTO callback_tasks (number_e164, contact_id, owner_id, opened_at, "
-                "due_at, closed_at, closed_by_user_id, closed_by_call_id, time_to_callback, "
-                "missed_count, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-                "RETURNING id",
-                *self._task_args(task),
-            )
-        return task
-
-    async def save_callback(self, task: CallbackTask) -> None:
-        async with self._use() as c:
-            await c.execute(
-                "UPDATE callback_tasks SET number_e164 = $2, contact_id = $3, owner_id = $4, "
-                "opened_at = $5, due_at = $6, closed_at = $7, closed_by_user_id = $8, "
-                "closed_by_call_id = $9, time_to_callback = $10, missed_count = $11, "
-                "status = $12 WHERE id = $1",
-                task.id,
-                *self._task_args(task),
-            )
-
-    async def _one_task(self, sql: str, *args: Any) -> CallbackTask | None:
-        async with self._use() as c:
-            row = await c.fetchrow(sql, *args)
-        return _task_row(row) if row else None
-
-    async def get_callback(self, task_id: int) -> CallbackTask | None:
-        return await self._one_task(
-            f"SELECT {TASK_COLS} FROM callback_tasks WHERE id = $1", task_id
-        )
-
-    async def open_callback_for_number(self, e164: str) -> CallbackTask | None:
-        return await self._one_task(
-            f"SELECT {TASK_COLS} FROM callback_tasks WHERE number_e164 = $1 AND status = 'open'",
-            e164,
-        )
-
-    async def link_callback_call(self, task_id: int, call_id: int) -> bool:
-        async with self._use() as c:
-            rows = await c.fetch(
-                "INSERT INTO callback_calls (task_id, call_id) VALUES ($1, $2) "
-                "ON CONFLICT (task_id, call_id) DO NOTHING RETURNING task_id",
-                task_id,
-                call_id,
-            )
-        return bool(rows)
-
-    async def callback_for_call(self, call_id: int) -> CallbackTask | None:
-        cols = ", ".join("t." + x.strip() for x in TASK_COLS.split(","))
-        return await self._one_task(
-            f"SELECT {cols} FROM callback_calls cc JOIN callback_tasks t ON t.id = cc.task_id "
-            "WHERE cc.call_id = $1 ORDER BY t.id DESC LIMIT 1",
-            call_id,
-        )
-
-    async def list_callbacks(
-        self,
-        owner_id: int | None = None,
-        status: CallbackStatus | None = "open",
-        limit: int = 200,
-        user_ids: UserIds = None,
-    ) -> list[CallbackTask]:
-        args: list[Any] = [limit]
-        where: list[str] = []
-        if user_ids is not None:
-            args.append(self._ids_param(user_ids))
-            where.append(f"(owner_id IS NULL OR owner_id {self._ids_in(len(args))})")
-        if owner_id is not None:
-            args.append(owner_id)
-            where.append(f"owner_id = ${len(args)}")
-        if status is not None:
-            args.append(status)
-            where.append(f"status = ${len(args)}")
-        sql = f"SELECT {TASK_COLS} FROM callback_tasks"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY due_at, id LIMIT $1"
-        async with self._use() as c:
-            return [_task_row(r) for r in await c.fetch(sql, *args)]
-
-    async def callbacks_for_contact(self, contact_id: int, limit: int = 500) -> list[CallbackTask]:
-        async with self._use() as c:
-            rows = await c.fetch(
-                f"SELECT {TASK_COLS} FROM callback_tasks WHERE contact_id = $1 "
-                "ORDER BY opened_at DESC, id DESC LIMIT $2",
-                contact_id,
-                limit,
-            )
-        return [_task_row(r) for r in rows]
 
     # -- audit -----------------------------------------------------------------------
     async def append_audit(self, entry: AuditEntry) -> AuditEntry:

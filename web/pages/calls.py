@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from ami_bridge.facts import Direction, Outcome
+from crm import wrapup
 from crm.errors import InvalidInput, NotFound
 from crm.limits import NOTE_COMMENT_MAX, NOTE_TOPIC_MAX
 from crm.models import Call, CallFilter, Contact
@@ -44,22 +45,12 @@ PAGE_SIZE = 50
 FILTERS = ("since", "until", "direction", "outcome", "rep", "number", "contact")
 DIRECTIONS: tuple[Direction, ...] = ("inbound", "outbound", "internal")
 OUTCOMES: tuple[Outcome, ...] = ("answered", "missed", "abandoned", "busy", "no_answer", "failed")
-NOTE_RESULTS = (
-    N_("Interested"),
-    N_("Not interested"),
-    N_("Call back later"),
-    N_("Meeting booked"),
-    N_("Sale"),
-    N_("Support request"),
-    N_("Wrong number"),
-    N_("Voicemail / no answer"),
-)
-"""Stored as these English words (reports group by them); shown in the reader's language."""
 NOTE_TOPICS = (
     N_("New enquiry"), N_("Follow-up"), N_("Quote"), N_("Order"), N_("Complaint"),
     N_("Billing"), N_("Other"),
 )  # fmt: skip
-"""Suggestions only: a topic is free text, kept as the rep typed it."""
+"""Suggestions only: a topic is free text, kept as the rep typed it.  The results a rep
+picks are the admin's (``crm.wrapup``, Admin > Wrap-up)."""
 TOPIC_MAX, COMMENT_MAX = NOTE_TOPIC_MAX, NOTE_COMMENT_MAX  # the service checks the same
 HANGUP_WORDS = {
     "caller": N_("the caller hung up"),
@@ -291,6 +282,7 @@ async def _call_context(request: web.Request, view: RepView, call: Call) -> dict
     player = await _player_items(request, call)
     recordings = [] if player is not None else await rt.service.recordings_for_call(call.id or 0)
     task = await rt.store.callback_for_call(call.id or 0) if call.id else None
+    wrapup_settings = await wrapup.load(rt.service)
     return {
         "view": view,
         "call": call,
@@ -306,9 +298,11 @@ async def _call_context(request: web.Request, view: RepView, call: Call) -> dict
         "recording_names": [os.path.basename(r) for r in call.recordings],
         "task": task,
         "rep": view.users.get(call.user_id) if call.user_id else None,
-        "results": NOTE_RESULTS,
+        "results": wrapup_settings.results_for(view.user),
+        "wrapup_required": wrapup_settings.required,
         "topics": NOTE_TOPICS,
-        "form": {"topic": "", "result": "", "comment": ""},
+        "form": {"topic": "", "result": "", "comment": "", "follow_up": ""},
+        "note_editable": lambda n: n.author_id == view.user.id or view.supervisor,
         "errors": {},
         "message": _message(request),
     }
@@ -316,7 +310,11 @@ async def _call_context(request: web.Request, view: RepView, call: Call) -> dict
 
 def _message(request: web.Request) -> str:
     if "noted" in request.query:
-        return _("Note saved.")
+        return _("Wrap-up saved.")
+    if "followup" in request.query:
+        return _("Wrap-up saved; the follow-up is on your callbacks list.")
+    if "edited" in request.query:
+        return _("Note changed; the previous text is kept in the audit log.")
     if "relinked" in request.query:
         return _("The call now belongs to the contact you chose.")
     return ""
@@ -327,39 +325,6 @@ async def call_page(request: web.Request) -> web.StreamResponse:
     view = await rep_view(request)
     call = await _visible_call(view, int(request.match_info["call_id"]))
     return render(request, "call.html", await _call_context(request, view, call))
-
-
-def validate_note(form: Any) -> tuple[dict[str, str], dict[str, str]]:
-    """The note's fields and the errors, by field (``_`` for the whole form)."""
-    raw = {k: form.get(k, "") for k in ("topic", "result", "comment")}
-    values = {k: (v if isinstance(v, str) else "").strip() for k, v in raw.items()}
-    errors: dict[str, str] = {}
-    if len(values["topic"]) > TOPIC_MAX:
-        errors["topic"] = _("Keep the topic under %(max)d characters.", max=TOPIC_MAX)
-    if values["result"] and values["result"] not in NOTE_RESULTS:
-        errors["result"] = _("Choose a result from the list.")
-    if len(values["comment"]) > COMMENT_MAX:
-        errors["comment"] = _("Keep the comment under %(max)d characters.", max=COMMENT_MAX)
-    if not any(values.values()):
-        errors["_"] = _("Write a topic, a result or a comment: the note is empty.")
-    return values, errors
-
-
-@routes.post(r"/calls/{call_id:\d+}/notes")
-async def add_note(request: web.Request) -> web.StreamResponse:
-    view = await rep_view(request)
-    call = await _visible_call(view, int(request.match_info["call_id"]))
-    values, errors = validate_note(await request.post())
-    if not errors:
-        try:
-            await view.rt.service.add_note(call.id or 0, view.user_id, **values)
-        except InvalidInput as exc:
-            errors["_"] = str(exc)
-    if errors:
-        ctx = await _call_context(request, view, call)
-        ctx.update(form=values, errors=errors)
-        return render(request, "call.html", ctx, status=400)
-    raise web.HTTPSeeOther(f"/calls/{call.id}?noted=1#notes")
 
 
 @routes.post(r"/calls/{call_id:\d+}/contact")
