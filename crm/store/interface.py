@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 from ..models import (
     AgentEvent,
@@ -56,6 +56,9 @@ class AnyLink(enum.Enum):
 ANY_LINK = AnyLink.ANY
 
 
+T = TypeVar("T")
+
+
 class Store(ABC):
     dialect: str
     """``sqlite`` or ``postgres``."""
@@ -65,6 +68,17 @@ class Store(ABC):
     def transaction(self) -> AbstractAsyncContextManager[Store]:
         """All calls on the yielded store commit together or not at all.  Nested use
         joins the outer transaction."""
+
+    @abstractmethod
+    async def in_transaction(
+        self, work: Callable[[Store], Awaitable[T]], *, read_only: bool = False
+    ) -> T:
+        """``work`` on a store bound to one transaction (committed if it returns, rolled
+        back if it raises).  ``work`` must await nothing but that store: SQLite runs it
+        whole in the database's own thread (one thread hop instead of one per statement,
+        ``crm.store.sqlite``), and refuses work that waits for anything else.
+        ``read_only``: work that only reads (SQLite: a deferred transaction, no write
+        lock; PostgreSQL: one connection, no BEGIN/COMMIT round trips)."""
 
     @abstractmethod
     async def close(self) -> None: ...

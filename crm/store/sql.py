@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ami_bridge.facts import Transfer
 
@@ -43,6 +43,7 @@ from .sql_reports import ReportQueries
 from .sql_sessions import SessionQueries
 
 Row = Mapping[str, Any]
+T = TypeVar("T")
 
 
 class Conn(Protocol):
@@ -287,6 +288,15 @@ class SqlStore(
             return
         async with self._begin() as conn:
             yield self._bound(conn)
+
+    async def in_transaction(
+        self, work: Callable[[Store], Awaitable[T]], *, read_only: bool = False
+    ) -> T:
+        if read_only and self._conn is None:
+            async with self._acquire() as conn:
+                return await work(self._bound(conn))
+        async with self.transaction() as tx:
+            return await work(tx)
 
     async def schema_version(self) -> int:
         async with self._use() as c:
@@ -837,7 +847,10 @@ class SqlStore(
                 "ON CONFLICT (call_id, path) DO NOTHING",
                 [(call.id, path, call.ended_at) for path in call.recordings],
             )
-            call.recording_ids = (await self._recording_ids(c, [call.id]))[call.id]
+            # No files: the DELETE above left none (one round trip less per call).
+            call.recording_ids = (
+                (await self._recording_ids(c, [call.id]))[call.id] if call.recordings else []
+            )
             await self._write_rang(c, call)
             if call.remote_e164:
                 # the partial-number search's list of numbers (0014)
