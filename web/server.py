@@ -1,4 +1,5 @@
-"""Process entry points behind ``run.py``: serve (with or without the demo) and migrate."""
+"""Process entry points behind ``run.py``: serve (with or without the demo), migrate and
+rebuild-figures."""
 
 from __future__ import annotations
 
@@ -31,6 +32,27 @@ def migrate(settings: dict[str, Any]) -> int:
         print(f"run.py migrate: {exc}", file=sys.stderr)
         return 1
     print(f"database schema at version {version}")
+    return 0
+
+
+def rebuild_figures(settings: dict[str, Any]) -> int:
+    """Recompute the managers' figures from the calls (``crm.store.sql_figures``): after a
+    restore or a bulk load that wrote calls behind the store's back."""
+    from crm.store import open_store
+
+    async def run() -> tuple[int, int]:
+        store = await open_store(sqlite_url_absolute(settings["database"]["url"]))
+        try:
+            return await store.rebuild_figures()
+        finally:
+            await store.close()
+
+    try:
+        figures, rang = asyncio.run(run())
+    except Exception as exc:  # shown to the admin, not a traceback
+        print(f"run.py rebuild-figures: {exc}", file=sys.stderr)
+        return 1
+    print(f"figures rebuilt from the calls: {figures} call rows, {rang} rang rows")
     return 0
 
 

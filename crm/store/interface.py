@@ -69,6 +69,11 @@ class Store(ABC):
     async def schema_version(self) -> int: ...
 
     @abstractmethod
+    async def rebuild_figures(self) -> tuple[int, int]:
+        """Recompute the figures the reports read (kept by every write) from the calls,
+        in one transaction; the numbers of (call, rang) figure rows written."""
+
+    @abstractmethod
     async def lock_number(self, e164: str) -> None:
         """Serialise work on one phone number until the transaction ends, so two
         processes ingesting calls from one unknown caller make one lead, one task."""

@@ -35,6 +35,7 @@ from .interface import ANY_LINK, AnyLink, CallCursor, Store, UserIds
 from .sql_backfill import BackfillQueries
 from .sql_catalogue import CatalogueQueries
 from .sql_common import CONTACT_COLS, MISSED_SQL
+from .sql_figures import FigureQueries
 from .sql_filters import FilterQueries
 from .sql_links import LinkQueries
 from .sql_reports import ReportQueries
@@ -183,8 +184,8 @@ def _audit_row(row: Row) -> AuditEntry:
 
 
 class SqlStore(
-    ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, BackfillQueries,
-    SessionQueries, Store
+    ReportQueries, FigureQueries, CatalogueQueries, LinkQueries, FilterQueries,
+    BackfillQueries, SessionQueries, Store
 ):
     """Everything but connection handling.  ``_conn`` is set on stores handed out by
     ``transaction()``; the root store borrows a connection per call."""
@@ -647,12 +648,22 @@ class SqlStore(
                 from_user_id,
                 to_user_id,
             )
+            # The tasks' calls change owner for the visibility rule: their figures move.
+            task_ids = [
+                r["id"]
+                for r in await c.fetch(
+                    "SELECT id FROM callback_tasks WHERE owner_id = $1 AND status = 'open'",
+                    from_user_id,
+                )
+            ]
+            await self._count_task_calls(c, task_ids, -1)
             tasks = await c.fetch(
                 "UPDATE callback_tasks SET owner_id = $2 WHERE owner_id = $1 AND status = 'open' "
                 "RETURNING id",
                 from_user_id,
                 to_user_id,
             )
+            await self._count_task_calls(c, task_ids, 1)
         return len(moved), len(tasks)
 
     async def erase_contact(self, contact_id: int, at: float) -> list[tuple[int, str]]:
@@ -802,6 +813,14 @@ class SqlStore(
         key = ("linkedid", "pbx_link_id", "ingested_at")
         updates = ", ".join(f"{col} = excluded.{col}" for col in cols if col not in key)
         async with self._tx() as c:
+            # The figures lose the call as it stood and gain it as it stands (sql_figures).
+            before = await c.fetchval(
+                "SELECT id FROM calls WHERE COALESCE(pbx_link_id, 0) = $1 AND linkedid = $2",
+                call.pbx_link_id or 0,
+                call.linkedid,
+            )
+            if before is not None:
+                await self._count_call(c, before, -1)
             # Keyed by (link, linkedid): the unique index ``calls_link_linkedid`` (0006).
             call.id = await c.fetchval(
                 f"INSERT INTO calls ({', '.join(cols)}) VALUES ({placeholders}) "
@@ -822,6 +841,7 @@ class SqlStore(
             )
             call.recording_ids = (await self._recording_ids(c, [call.id]))[call.id]
             await self._write_rang(c, call)
+            await self._count_call(c, call.id, 1)
         return call
 
     async def get_call(self, call_id: int) -> Call | None:
@@ -1055,7 +1075,14 @@ class SqlStore(
         return task
 
     async def save_callback(self, task: CallbackTask) -> None:
-        async with self._use() as c:
+        async with self._tx() as c:
+            # A new owner changes who may see the task's calls: their figures move.
+            owner_before = await c.fetchrow(
+                "SELECT owner_id FROM callback_tasks WHERE id = $1", task.id
+            )
+            moved = owner_before is not None and owner_before["owner_id"] != task.owner_id
+            if moved:
+                await self._count_task_calls(c, [task.id], -1)
             await c.execute(
                 "UPDATE callback_tasks SET number_e164 = $2, contact_id = $3, owner_id = $4, "
                 "opened_at = $5, due_at = $6, closed_at = $7, closed_by_user_id = $8, "
@@ -1064,6 +1091,8 @@ class SqlStore(
                 task.id,
                 *self._task_args(task),
             )
+            if moved:
+                await self._count_task_calls(c, [task.id], 1)
 
     async def _one_task(self, sql: str, *args: Any) -> CallbackTask | None:
         async with self._use() as c:
@@ -1082,13 +1111,16 @@ class SqlStore(
         )
 
     async def link_callback_call(self, task_id: int, call_id: int) -> bool:
-        async with self._use() as c:
+        async with self._tx() as c:
+            # The task's owner joins the call's visibility: its figures move.
+            await self._count_call(c, call_id, -1)
             rows = await c.fetch(
                 "INSERT INTO callback_calls (task_id, call_id) VALUES ($1, $2) "
                 "ON CONFLICT (task_id, call_id) DO NOTHING RETURNING task_id",
                 task_id,
                 call_id,
             )
+            await self._count_call(c, call_id, 1)
         return bool(rows)
 
     async def callback_for_call(self, call_id: int) -> CallbackTask | None:
