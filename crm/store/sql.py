@@ -184,8 +184,14 @@ def _audit_row(row: Row) -> AuditEntry:
 
 
 class SqlStore(
-    ReportQueries, FigureQueries, CatalogueQueries, LinkQueries, FilterQueries,
-    BackfillQueries, SessionQueries, Store
+    ReportQueries,
+    FigureQueries,
+    CatalogueQueries,
+    LinkQueries,
+    FilterQueries,
+    BackfillQueries,
+    SessionQueries,
+    Store,
 ):
     """Everything but connection handling.  ``_conn`` is set on stores handed out by
     ``transaction()``; the root store borrows a connection per call."""

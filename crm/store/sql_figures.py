@@ -67,7 +67,8 @@ class FigureQueries:
     async def _count_task_calls(self, c: Any, task_ids: list[int], sign: int) -> None:
         """The same for every call linked to these callback tasks (their owner changes)."""
         if task_ids:
-            where = f"calls.id IN (SELECT call_id FROM callback_calls WHERE task_id {self._ids_in(1)})"  # type: ignore[attr-defined]  # noqa: E501
+            tasks = self._ids_in(1)  # type: ignore[attr-defined]
+            where = f"calls.id IN (SELECT call_id FROM callback_calls WHERE task_id {tasks})"
             await c.execute(
                 self._call_contribution(where, sign),
                 self._ids_param(task_ids),  # type: ignore[attr-defined]

@@ -163,11 +163,24 @@ async def test_figures_give_the_same_numbers_as_the_calls(
     missed = next(r for r in inbound_recs if not r.answered and r.caller in NUMBERS[:24])
     answered = next(r for r in inbound_recs if r.answered)
     for rec in (
-        dataclasses.replace(missed, answered=True, answered_by="104", final_agent="104",
-                            outcome="answered", answered_at=missed.started_at + 3,
-                            talk_seconds=42.5),  # fmt: skip
-        dataclasses.replace(answered, answered=False, answered_by=None, final_agent=None,
-                            outcome="abandoned", talk_seconds=0.0, rang=("105", "199")),  # fmt: skip
+        dataclasses.replace(
+            missed,
+            answered=True,
+            answered_by="104",
+            final_agent="104",
+            outcome="answered",
+            answered_at=missed.started_at + 3,
+            talk_seconds=42.5,
+        ),
+        dataclasses.replace(
+            answered,
+            answered=False,
+            answered_by=None,
+            final_agent=None,
+            outcome="abandoned",
+            talk_seconds=0.0,
+            rang=("105", "199"),
+        ),
         dataclasses.replace(inbound_recs[5], did="5559999"),
     ):
         await ingest.handle(rec)
