@@ -164,7 +164,7 @@ async def prepare(args: argparse.Namespace, work: Path) -> str:
     store = await open_store(url)
     try:
         t0 = time.perf_counter()
-        rows = await store.rebuild_figures()
+        rows = await store.rebuild_figures(settings_for(url, work)["server"]["display_tz"])
         print(f"figures rebuilt in {time.perf_counter() - t0:.0f} s: {rows}")
     finally:
         await store.close()
@@ -185,9 +185,12 @@ async def _reps(url: str) -> list[Rep]:
 def _serve(url: str, work: str, conn: Connection, old: bool = False) -> None:
     if old:
         # The reports read the calls as before the figures existed (``--old``).
-        import crm.store.sql_reports as sql_reports
+        from crm.store.sql_figures import FigureQueries
 
-        sql_reports._hours = lambda *a, **k: None  # type: ignore[assignment]
+        async def none(*args: Any) -> None:
+            return None
+
+        FigureQueries.figure_days = none  # type: ignore[assignment,method-assign]
 
     async def main() -> None:
         from aiohttp import web
@@ -373,7 +376,7 @@ async def explain(url: str, work: Path, chosen: Sequence[Page]) -> None:
                     db.execute(sql).fetchall()
                     timed.append(((time.perf_counter() - t1) * 1000, sql))
                 timed.sort(reverse=True)
-                for ms, sql in timed[:3]:
+                for ms, sql in timed[:8]:
                     print(f"  {ms:8.1f} ms  {' '.join(sql.split())[:220]}")
                 if timed and timed[0][0] > 5:
                     plan = db.execute("EXPLAIN QUERY PLAN " + timed[0][1]).fetchall()

@@ -95,6 +95,7 @@ class PostgresStore(SqlStore):
     def _bound(self, conn: Conn) -> SqlStore:
         bound = PostgresStore(self._pool)
         bound._conn = conn
+        bound._figures_state = self._figures_state  # the figures' zone, read once
         return bound
 
     @asynccontextmanager

@@ -200,6 +200,7 @@ class SqlStore(
 
     def __init__(self) -> None:
         self._conn: Conn | None = None
+        self._figures_state: dict[str, Any] = {}
 
     # -- engine hooks ----------------------------------------------------------------
     @abstractmethod

@@ -26,15 +26,6 @@ def _rate(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
-def _hours(since: float, until: float, utc_offset: float = 0.0) -> tuple[int, int] | None:
-    """The UTC hours [first, end) of a period the figures can answer (``sql_figures``):
-    one that starts and ends on an hour, grouped by days and hours of a whole-hour
-    offset; None sends the question to the calls themselves."""
-    if since % 3600 or until % 3600 or utc_offset % 3600:
-        return None
-    return int(since // 3600), int(until // 3600)
-
-
 class ReportQueries:
     def _visible_figures(self, n: int) -> str:
         """``_visible_call`` on ``call_figures`` rows (ids bound as parameter $n): the
@@ -42,9 +33,20 @@ class ReportQueries:
         ids = self._ids_in(n)  # type: ignore[attr-defined]
         return f"(f.user_id {ids} OR f.task_owner = 0 OR f.task_owner {ids})"
 
-    def _figures_where(self, args: list[Any], hours: tuple[int, int], user_ids: Any) -> str:
-        args.extend(hours)
-        where = f"f.hour >= ${len(args) - 1} AND f.hour < ${len(args)}"
+    async def _days(
+        self, c: Any, since: float, until: float, utc_offset: float | None = None
+    ) -> tuple[int, int] | None:
+        """The figures' days for the period (``sql_figures``), or None to read the calls:
+        the period is not whole days of the figures' zone at one offset, or is grouped by
+        days and hours of another offset."""
+        found = await self.figure_days(c, since, until)  # type: ignore[attr-defined]
+        if found is None or (utc_offset is not None and found[2] != utc_offset):
+            return None
+        return found[0], found[1]
+
+    def _figures_where(self, args: list[Any], days: tuple[int, int], user_ids: Any) -> str:
+        args.extend(days)
+        where = f"f.day >= ${len(args) - 1} AND f.day < ${len(args)}"
         if user_ids is not None:
             args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
             where += " AND " + self._visible_figures(len(args))
@@ -65,13 +67,13 @@ class ReportQueries:
         # call_rang's partial index on missed rows: one range per extension and period,
         # counted in index order (no DISTINCT over the period).  A call counts once per
         # user, so users with several extensions get a COUNT(DISTINCT) of their own.
-        hours = _hours(since, until)
-        args: list[Any] = [since, until] if hours is None else list(hours)
+        days = await self._days(c, since, until)
+        args: list[Any] = [since, until] if days is None else list(days)
         scoped = ""
         if user_ids is not None:
             args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
             scoped = f" AND ue.user_id {self._ids_in(3)}"  # type: ignore[attr-defined]
-        if hours is None:
+        if days is None:
             rows = await c.fetch(
                 "SELECT ue.extension AS extension, ue.user_id AS user_id, COUNT(*) AS n "
                 "FROM user_extensions ue JOIN call_rang cr ON cr.extension = ue.extension "
@@ -83,7 +85,7 @@ class ReportQueries:
             rows = await c.fetch(
                 "SELECT ue.extension AS extension, ue.user_id AS user_id, SUM(rf.missed) AS n "
                 "FROM user_extensions ue JOIN rang_figures rf ON rf.extension = ue.extension "
-                f"WHERE rf.hour >= $1 AND rf.hour < $2{scoped} "
+                f"WHERE rf.day >= $1 AND rf.day < $2{scoped} "
                 "GROUP BY ue.extension, ue.user_id HAVING SUM(rf.missed) > 0",
                 *args,
             )
@@ -175,9 +177,10 @@ class ReportQueries:
     async def _missed_lines(
         self, c: Any, since: float, until: float, user_ids: Any, inbound: str, args: list[Any]
     ) -> list[dict[str, Any]]:
-        """Per line (DID): inbound calls and missed ones, ordered by line, NULL last."""
-        hours = _hours(since, until)
-        if hours is None:
+        """Per line (DID): inbound calls and missed ones, ordered by line as the database
+        orders it (NULL first on SQLite, last on PostgreSQL)."""
+        days = await self._days(c, since, until)
+        if days is None:
             rows = await c.fetch(
                 "SELECT calls.did AS did, COUNT(*) AS total, "
                 f"SUM(CASE WHEN calls.outcome {MISSED_SQL} THEN 1 ELSE 0 END) AS missed "
@@ -186,7 +189,7 @@ class ReportQueries:
             )
             return [dict(r) for r in rows]
         fargs: list[Any] = []
-        where = self._figures_where(fargs, hours, user_ids)
+        where = self._figures_where(fargs, days, user_ids)
         rows = await c.fetch(
             "SELECT f.did AS did, SUM(f.calls) AS total, "
             f"SUM(CASE WHEN f.outcome {MISSED_SQL} THEN f.calls ELSE 0 END) AS missed "
@@ -208,8 +211,8 @@ class ReportQueries:
         if user_ids is not None:
             args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
             mine = f" AND {{col}} {self._ids_in(3)}"  # type: ignore[attr-defined]
-        hours = _hours(since, until)
-        if hours is None:
+        days = await self._days(c, since, until)
+        if days is None:
             sql = (
                 "SELECT user_id, COUNT(*) AS n FROM calls WHERE calls.direction = 'inbound' "
                 "AND calls.answered AND calls.user_id IS NOT NULL "
@@ -222,11 +225,11 @@ class ReportQueries:
             sql = (
                 "SELECT f.user_id AS user_id, SUM(f.answered) AS n FROM call_figures f "
                 "WHERE f.direction = 'inbound' AND f.user_id > 0 "
-                "AND f.hour >= $1 AND f.hour < $2"
+                "AND f.day >= $1 AND f.day < $2"
                 + mine.format(col="f.user_id")
                 + " GROUP BY f.user_id HAVING SUM(f.answered) > 0"
             )
-            answered_args = [*hours, *args[2:]]
+            answered_args = [*days, *args[2:]]
         answered = {r["user_id"]: int(r["n"]) for r in await c.fetch(sql, *answered_args)}
         closed = {
             r["uid"]: (int(r["n"]), r["avg_ttc"])
@@ -258,19 +261,18 @@ class ReportQueries:
     async def calls_per_day(
         self, since: float, until: float, user_ids: Any = None, utc_offset: float = 0.0
     ) -> list[tuple[str, str, int]]:
-        hours = _hours(since, until, utc_offset)
-        if hours is not None:
-            fargs: list[Any] = [int(utc_offset)]
-            fwhere = self._figures_where(fargs, hours, user_ids)
-            day = self._floor_div("f.hour * 3600 + $1", 86400)  # type: ignore[attr-defined]
-            async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._use() as c:  # type: ignore[attr-defined]
+            days = await self._days(c, since, until, utc_offset)
+            if days is not None:
+                fargs: list[Any] = []
+                fwhere = self._figures_where(fargs, days, user_ids)
                 rows = await c.fetch(
-                    f"SELECT {day} AS day, f.outcome AS outcome, SUM(f.calls) AS n "
+                    "SELECT f.day AS day, f.outcome AS outcome, SUM(f.calls) AS n "
                     f"FROM call_figures f WHERE {fwhere} GROUP BY 1, 2 "
                     "HAVING SUM(f.calls) > 0 ORDER BY 1, 2",
                     *fargs,
                 )
-            return [(_day_text(int(r["day"])), r["outcome"], int(r["n"])) for r in rows]
+                return [(_day_text(int(r["day"])), r["outcome"], int(r["n"])) for r in rows]
         args: list[Any] = [float(utc_offset), since, until]
         where = self._range_where(args, user_ids, 2)
         # Grouped by day number, formatted here: the same UTC days as ``_day`` without
@@ -290,8 +292,9 @@ class ReportQueries:
         if user_ids is not None:
             args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
             where += f" AND calls.user_id {self._ids_in(3)}"  # type: ignore[attr-defined]
-        hours = _hours(since, until)
-        if hours is None:
+        async with self._use() as c:  # type: ignore[attr-defined]
+            days = await self._days(c, since, until)
+        if days is None:
             sql = (
                 "SELECT calls.user_id AS user_id, "
                 "SUM(CASE WHEN calls.answered THEN 1 ELSE 0 END) AS answered, "
@@ -300,13 +303,13 @@ class ReportQueries:
                 f"WHERE {where} GROUP BY calls.user_id"
             )
         else:
-            args[:2] = hours
+            args[:2] = days
+            scoped = f" AND f.user_id {self._ids_in(3)}" if user_ids is not None else ""  # type: ignore[attr-defined]
             sql = (
                 "SELECT f.user_id AS user_id, SUM(f.answered) AS answered, "
                 "SUM(f.talk_seconds) AS talk FROM call_figures f "
-                "WHERE f.user_id > 0 AND f.hour >= $1 AND f.hour < $2"
-                + (f" AND f.user_id {self._ids_in(3)}" if user_ids is not None else "")  # type: ignore[attr-defined]
-                + " GROUP BY f.user_id HAVING SUM(f.calls) > 0"
+                f"WHERE f.user_id > 0 AND f.day >= $1 AND f.day < $2{scoped} "
+                "GROUP BY f.user_id HAVING SUM(f.calls) > 0"
             )
         async with self._use() as c:  # type: ignore[attr-defined]
             handled = {
@@ -330,23 +333,17 @@ class ReportQueries:
     async def busiest_hours(
         self, since: float, until: float, user_ids: Any = None, utc_offset: float = 0.0
     ) -> list[tuple[int, int]]:
-        hours = _hours(since, until, utc_offset)
-        if hours is not None:
-            fargs: list[Any] = []
-            fwhere = self._figures_where(fargs, hours, user_ids)
-            async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._use() as c:  # type: ignore[attr-defined]
+            days = await self._days(c, since, until, utc_offset)
+            if days is not None:
+                fargs: list[Any] = []
+                fwhere = self._figures_where(fargs, days, user_ids)
                 rows = await c.fetch(
-                    f"SELECT f.hour AS hour, SUM(f.calls) AS n FROM call_figures f "
-                    f"WHERE {fwhere} GROUP BY f.hour",
+                    "SELECT f.hour AS hour, SUM(f.calls) AS n FROM hour_figures f "
+                    f"WHERE {fwhere} GROUP BY f.hour HAVING SUM(f.calls) > 0 ORDER BY 1",
                     *fargs,
                 )
-            shift = int(utc_offset) // 3600
-            counts: dict[int, int] = {}
-            for r in rows:
-                if int(r["n"]):
-                    h = (int(r["hour"]) + shift) % 24
-                    counts[h] = counts.get(h, 0) + int(r["n"])
-            return sorted(counts.items())
+                return [(int(r["hour"]), int(r["n"])) for r in rows]
         args: list[Any] = [float(utc_offset), since, until]
         where = self._range_where(args, user_ids, 2)
         # Hours since the epoch, folded to the hour of the day here (UTC days are whole

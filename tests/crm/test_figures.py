@@ -9,17 +9,19 @@ equal a rebuild from the calls."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import random
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
-import crm.store.sql_reports as sql_reports
 from crm.access import Scope
 from crm.ingest import Ingest
 from crm.models import CallFilter, User
 from crm.services import CrmService
 from crm.store import Store
+from crm.store.sql_figures import FigureQueries
 
 from .factories import inbound, internal, outbound
 
@@ -71,12 +73,24 @@ async def _month(ingest: Ingest, service: CrmService, people: dict[str, User]) -
     return records
 
 
-PERIODS = [
-    (START, START + DAYS * DAY, 0.0),  # a UTC month
-    (START - 3 * HOUR, START + 10 * DAY - 3 * HOUR, 3 * HOUR),  # +03:00, ten days
-    (START + 5 * HOUR, START + DAYS * DAY + 5 * HOUR, -5 * HOUR),  # -05:00, a month
-    (START + DAY, START + DAY + HOUR, 0.0),  # one hour
-]
+def _local_days(zone: str, first: str, days: int) -> tuple[float, float, float]:
+    """[since, until) of ``days`` whole days from ``first`` in ``zone``, and the offset at
+    the start, as the pages compute a period (web.pages.reports.make_period)."""
+    tz = ZoneInfo(zone)
+    start = dt.datetime.combine(dt.date.fromisoformat(first), dt.time(), tz)
+    end = dt.datetime.combine(start.date() + dt.timedelta(days=days), dt.time(), tz)
+    offset = start.utcoffset() or dt.timedelta(0)
+    return start.timestamp(), end.timestamp(), offset.total_seconds()
+
+
+# Zones the figures are counted in, and periods the pages would ask for: the month, ten
+# days, one day; New York's month spans the end of daylight saving (the calls answer it).
+ZONES = {
+    "UTC": [("2026-11-01", 30), ("2026-11-10", 10), ("2026-11-03", 1)],
+    "Asia/Kolkata": [("2026-11-01", 30), ("2026-11-04", 1)],
+    "America/New_York": [("2026-11-01", 30), ("2026-11-02", 20), ("2026-11-20", 1)],
+}
+PERIODS: list[tuple[float, float, float]] = []
 
 
 async def _everything(service: CrmService, scopes: list[Scope | None]) -> list[Any]:
@@ -95,13 +109,29 @@ async def _everything(service: CrmService, scopes: list[Scope | None]) -> list[A
 
 
 async def _both_ways(service: CrmService, scopes: list[Scope | None],
-                     monkeypatch: pytest.MonkeyPatch) -> list[Any]:  # fmt: skip
-    fast = await _everything(service, scopes)
+                     monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], int]:  # fmt: skip
+    """Every figure from the figures and from the calls; and how many periods the
+    figures answered (so a test cannot pass by always reading the calls)."""
+    answered = []
+    real = FigureQueries.figure_days
+
+    async def spy(self: Any, c: Any, since: float, until: float) -> Any:
+        found = await real(self, c, since, until)
+        answered.append(found is not None)
+        return found
+
     with monkeypatch.context() as m:
-        m.setattr(sql_reports, "_hours", lambda *a, **k: None)
+        m.setattr(FigureQueries, "figure_days", spy)
+        fast = await _everything(service, scopes)
+    with monkeypatch.context() as m:
+        m.setattr(FigureQueries, "figure_days", lambda *a, **k: _none())
         slow = await _everything(service, scopes)
     assert _same(fast, slow)
-    return fast
+    return fast, sum(answered)
+
+
+async def _none() -> None:
+    return None
 
 
 def _same(fast: Any, slow: Any) -> bool:
@@ -121,25 +151,30 @@ def _same(fast: Any, slow: Any) -> bool:
     return True
 
 
-async def _figure_rows(store: Store) -> tuple[list[Any], list[Any]]:
+async def _figure_rows(store: Store) -> tuple[list[Any], ...]:
     s: Any = store
     async with s._use() as c:
         calls = [
             tuple(r) for r in await c.fetch(
-                "SELECT hour, direction, outcome, did, user_id, task_owner, calls, answered, "
+                "SELECT day, direction, outcome, did, user_id, task_owner, calls, answered, "
                 "talk_seconds FROM call_figures WHERE calls <> 0 ORDER BY 1, 2, 3, 4, 5, 6")
+        ]  # fmt: skip
+        hours = [
+            tuple(r) for r in await c.fetch(
+                "SELECT day, hour, user_id, task_owner, calls FROM hour_figures "
+                "WHERE calls <> 0 ORDER BY 1, 2, 3, 4")
         ]  # fmt: skip
         rang = [
             tuple(r) for r in await c.fetch(
-                "SELECT hour, extension, missed FROM rang_figures WHERE missed <> 0 "
+                "SELECT day, extension, missed FROM rang_figures WHERE missed <> 0 "
                 "ORDER BY 1, 2")
         ]  # fmt: skip
-    return calls, rang
+    return calls, hours, rang
 
 
 async def _kept_equals_rebuilt(store: Store) -> None:
     kept = await _figure_rows(store)
-    await store.rebuild_figures()
+    await store.rebuild_figures()  # in the zone they are kept in
     _same(kept, await _figure_rows(store))
 
 
@@ -151,10 +186,17 @@ async def test_figures_give_the_same_numbers_as_the_calls(
     team = Scope(frozenset({people["alice"].id, people["bob"].id}))  # type: ignore[arg-type]
     other = Scope(frozenset({people["cara"].id}))  # type: ignore[arg-type]
     scopes: list[Scope | None] = [None, team, other]
-    before = await _both_ways(service, scopes, monkeypatch)
+    for zone, periods in ZONES.items():
+        await store.rebuild_figures(zone)
+        PERIODS[:] = [_local_days(zone, first, n) for first, n in periods]
+        seen, by_figures = await _both_ways(service, scopes, monkeypatch)
+        assert by_figures > 0, f"the figures answered nothing in {zone}"
+        if zone == "UTC":
+            before = seen
     summary = before[0][3]
     assert summary["total_inbound"] > 300 and summary["missed"] > 100
     assert summary["callbacks"] > 10 and summary["by_rep"] and len(summary["by_line"]) == 3
+    # Kept up to date in New York's days from here on.
     await _kept_equals_rebuilt(store)
 
     # Re-ingested, changed: a missed call answered after all, an answered one now missed
@@ -201,6 +243,10 @@ async def test_figures_give_the_same_numbers_as_the_calls(
         task.owner_id = people["bob"].id if task.owner_id != people["bob"].id else None
         async with store.transaction() as tx:
             await tx.save_callback(task)
-    after = await _both_ways(service, scopes, monkeypatch)
-    assert after != before  # the changes did change what the pages show
+    _, by_figures = await _both_ways(service, scopes, monkeypatch)
+    assert by_figures > 0
     await _kept_equals_rebuilt(store)
+    await store.rebuild_figures("UTC")
+    PERIODS[:] = [_local_days("UTC", first, n) for first, n in ZONES["UTC"]]
+    after_utc, _ = await _both_ways(service, scopes, monkeypatch)
+    assert after_utc != before  # the changes did change what the pages show
