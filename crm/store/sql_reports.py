@@ -126,24 +126,26 @@ class ReportQueries:
         n = len(args)
         async with self._use() as c:  # type: ignore[attr-defined]
             lines = await self._missed_lines(c, since, until, user_ids, inbound, args)
-            # One read of the period's tasks for all four figures; the median by row
-            # numbers works on both engines (SQLite has no percentile function): the
-            # middle one or two of the returned tasks' times, averaged.
             tasks = await c.fetchrow(
-                f"{tasks_cte.rstrip()}, ranked AS (SELECT ttc, "
-                "ROW_NUMBER() OVER (ORDER BY ttc) AS rn, COUNT(*) OVER () AS k "
-                "FROM tasks WHERE ttc IS NOT NULL) "
-                "SELECT (SELECT COUNT(*) FROM tasks) AS tasks, "
-                "(SELECT COUNT(ttc) FROM tasks) AS returned, "
-                f"(SELECT COALESCE(SUM(CASE WHEN ttc <= ${n + 1} THEN 1 ELSE 0 END), 0) "
-                "FROM tasks) AS in_sla, "
-                "(SELECT AVG(ttc) FROM ranked WHERE rn = (k + 1) / 2 OR rn = (k + 2) / 2) "
-                "AS median",
+                f"{tasks_cte}SELECT COUNT(*) AS tasks, COUNT(ttc) AS returned, "
+                f"COALESCE(SUM(CASE WHEN ttc <= ${n + 1} THEN 1 ELSE 0 END), 0) AS in_sla "
+                "FROM tasks",
                 *args,
                 float(sla_seconds),
             )
             returned = int(tasks["returned"])
-            median = float(tasks["median"]) if returned else None
+            median: float | None = None
+            if returned:
+                # The median by ORDER BY/OFFSET works on both engines (SQLite has no
+                # percentile function); one or two rows come back.
+                middle = await c.fetch(
+                    f"{tasks_cte}SELECT ttc FROM tasks WHERE ttc IS NOT NULL "
+                    f"ORDER BY ttc LIMIT ${n + 1} OFFSET ${n + 2}",
+                    *args,
+                    1 if returned % 2 else 2,
+                    (returned - 1) // 2,
+                )
+                median = sum(float(r["ttc"]) for r in middle) / len(middle)
             by_rep = await self._missed_by_rep(c, since, until, user_ids)
         # Every inbound call is in exactly one line group (NULL did included): the totals
         # are the lines' sums, so the period is read once.
