@@ -309,6 +309,7 @@ async def measure(base: str, page: Page, clients: int, seconds: float,
             rng = random.Random(i)
             while time.perf_counter() < deadline:
                 t0 = time.perf_counter()
+                resp = None
                 try:
                     async with s.get(base + page.path(rng)) as resp:
                         await resp.read()
@@ -319,6 +320,9 @@ async def measure(base: str, page: Page, clients: int, seconds: float,
                     timing.latencies.append(time.perf_counter() - t0)
                 else:
                     timing.errors += 1
+                    if timing.errors == 1:
+                        why = "timeout" if resp is None else f"HTTP {resp.status}"
+                        print(f"  {page.name}: first failure: {why}", flush=True)
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(i, s) for i, s in enumerate(sessions)))
