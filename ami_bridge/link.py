@@ -149,6 +149,10 @@ class LinkStatus:
     """Full for longer than ``LinkSettings.backlog_alarm``: the sink cannot keep up."""
 
 
+_ONE_ANSWER = frozenset({"queueadd", "queueremove", "queuepause"})
+"""Actions answered by one response, whatever its message says."""
+
+
 class LinkDown(ConnectionError):
     """The AMI connection is gone (or never came up) while an action waited for its answer."""
 
@@ -492,6 +496,14 @@ class AmiLink:
         if not isinstance(resp, list) and not resp.success:
             self._last_error = f"resync refused: {resp.get('Message')}"
             log.warning("AMI CoreShowChannels refused: %s", resp.get("Message"))
+        # The presence tracker's listings (queues, devices, hints, registrations): a PBX
+        # without one of them (no chan_pjsip, no queues) answers Error; that is no failure.
+        for name in getattr(self._tracker, "resync_actions", ()):
+            try:
+                await self._request({"Action": name}, timeout=self.settings.resync_timeout)
+            except TimeoutError:
+                log.warning("AMI %s (resync) unanswered within %g s", name,
+                            self.settings.resync_timeout)  # fmt: skip
 
     async def _watchdog(self) -> None:
         """Ping; a missing Pong with no other traffic means the link is half-open."""
@@ -550,7 +562,7 @@ class AmiLink:
             raise LinkDown(LINK_DOWN)
         if not isinstance(action, Action):
             action = Action(dict(action))
-        future = self.manager.send_action(action)
+        future = self.manager.send_action(action, as_list=action.as_list)
         lost = self._lost
         await asyncio.wait({future, lost}, timeout=timeout, return_when="FIRST_COMPLETED")
         if future.done():
@@ -564,8 +576,13 @@ class AmiLink:
 
     async def send_action(self, fields: Mapping[str, Any], timeout: float = 10.0) -> Any:
         """Any other AMI action (a panoramisk Message, or a list for list actions)."""
-        if str(fields.get("Action", "")).strip().lower() == "originate":
+        name = str(fields.get("Action", "")).strip().lower()
+        if name == "originate":
             raise ValueError("use originate(), which guarantees a single send")
+        if name in _ONE_ANSWER:
+            # panoramisk takes "Added interface to queue" for the start of a list and waits
+            # for a "...Complete" event that never comes (seen on a real Asterisk 22)
+            return await self._request(Action(dict(fields), as_list=False), timeout)
         return await self._request(fields, timeout)
 
     async def originate(

@@ -44,6 +44,7 @@ from pathlib import Path
 from .capture import read_capture
 from .cdr import csv_line, row_from_cdr_event
 from .protocol import FrameReader, Message, encode_action, first
+from .replay_queues import QueueBook, is_list_reply
 
 log = logging.getLogger(__name__)
 
@@ -441,6 +442,8 @@ class ReplayPbx:
         self._scripts: deque[tuple[OriginateScript, int | None]] = deque()
         self._script_uses: Counter[int] = Counter()
         self.channels = ChannelTable()
+        self.queues = QueueBook()
+        self.queues.seed(self._events)
         self.now = self._events[0][1] if self._events else time.time()
         self.started_at = time.time()
         self.played = 0
@@ -467,6 +470,8 @@ class ReplayPbx:
         last = 0.0
         for msg, at in items:
             if "Event" not in msg or msg.get("Event") in _PER_SESSION_EVENTS:
+                continue
+            if is_list_reply(msg):  # the recording client's own listings, not the PBX's
                 continue
             last = max(last, at)
             out.append((msg, last))
@@ -642,6 +647,7 @@ class ReplayPbx:
             self.now = at
         self.played += 1
         self.channels.apply(msg, at)
+        self.queues.apply(msg, at)
         if self.cdr_csv is not None and msg.get("Event") == "Cdr":
             self._write_cdr(msg)
         data: bytes | None = None
@@ -796,6 +802,13 @@ class ReplayPbx:
             "coreshowchannels": self._core_show_channels,
             "status": self._status,
             "originate": self._originate,
+            "queuestatus": lambda s, m, r: self.queues.queue_status(s.send, r, self.now),
+            "devicestatelist": lambda s, m, r: self.queues.device_state_list(s.send, r),
+            "extensionstatelist": lambda s, m, r: self.queues.extension_state_list(s.send, r),
+            "pjsipshowcontacts": lambda s, m, r: self.queues.show_contacts(s.send, r),
+            "queuepause": lambda s, m, r: self.queues.queue_pause(m, s.send, self.inject, r),
+            "queueadd": lambda s, m, r: self.queues.queue_add(m, s.send, self.inject, r),
+            "queueremove": lambda s, m, r: self.queues.queue_remove(m, s.send, self.inject, r),
         }
 
     def _login(self, session: _Session, msg: Message, reply: dict[str, str]) -> None:

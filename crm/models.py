@@ -415,3 +415,17 @@ class RepFigures:
     answered: int
     missed: int
     talk_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEvent:
+    """A stored change of a rep's queue presence (table ``agent_events``): paused /
+    unpaused (with the reason), added to / removed from a queue, phone registered /
+    unregistered (``queue`` None).  The queue figures read pause time from these."""
+
+    ts: float
+    kind: str
+    extension: str
+    queue: str | None
+    reason: str | None
+    pbx_link_id: int | None

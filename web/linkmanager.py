@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 from ami_bridge.facts import CallRecord, Fact
 from ami_bridge.link import AmiLink, LinkStatus, settings_from_config
+from ami_bridge.presence import AgentChange, PresenceChange, PresenceTracker
+from ami_bridge.presence.combined import WithPresence
 from ami_bridge.protocol import Message, first
 from ami_bridge.tracker import CallTracker
 from config.settings import pbx_profile
@@ -48,6 +50,8 @@ from crm.originate_relay import OriginateDesk, RelayedLink, consumer_event
 from crm.policy import LeadPolicy
 from crm.recovery import finish_orphans
 from crm.store import Store
+
+PresenceFact = PresenceChange | AgentChange
 
 if TYPE_CHECKING:
     from ami_bridge.link import Tracker
@@ -168,6 +172,10 @@ class ListingWatch:
 
     def flush(self) -> list[Fact]:
         return self.inner.flush()
+
+    @property
+    def resync_actions(self) -> tuple[str, ...]:
+        return tuple(getattr(self.inner, "resync_actions", ()))
 
     def open_ids(self) -> set[str]:
         return self.inner.open_ids()
@@ -310,7 +318,9 @@ class LinkManager:
         rt = self.rt
         root = rt.ingest
         ingest = Ingest(rt.store, root.policy, rt.bus, root.clock, keep_live=True)
-        watch = ListingWatch(CallTracker(pbx_profile(rt.settings)))
+        profile = pbx_profile(rt.settings)
+        calls = CallTracker(profile)
+        watch = ListingWatch(WithPresence(calls, PresenceTracker(profile.is_extension)))
         ready = asyncio.Event()
         owner: list[int | None] = [None]
 
@@ -351,7 +361,11 @@ class LinkManager:
             backfill.record = record_when_ready  # this consumer's ingest (link id, live rows)
             backfill.open_ids = watch.open_ids  # calls this consumer's tracker will write
 
-        async def deliver(fact: Fact) -> None:
+        async def deliver(fact: Fact | PresenceFact) -> None:
+            if isinstance(fact, PresenceChange | AgentChange):
+                # live state, not a call: straight to the board (never held or journaled)
+                await rt.presence.handle(cfg.name, ingest.pbx_link_id, [fact])
+                return
             if backfill is not None:
                 backfill.traffic()
             await sink(fact)

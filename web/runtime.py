@@ -25,6 +25,7 @@ from crm.events import Event, EventBus
 from crm.holding import HoldingSink, HoldingStatus, merge_status
 from crm.ingest import Ingest
 from crm.policy import LeadPolicy
+from crm.presence import PresenceService
 from crm.secretbox import SecretBox
 from crm.services import CrmService
 from crm.store import Store, open_store
@@ -91,6 +92,15 @@ class Runtime:
     @property
     def link_status(self) -> LinkStatus | None:
         return self.link.status if self.link is not None else None
+
+    @property
+    def presence(self) -> PresenceService:
+        """Who is free, ringing, talking or paused: the board's source (``crm.presence``)."""
+        found = self.extras.get("presence")
+        if found is None:
+            found = self.extras["presence"] = PresenceService(self.store, self.bus, self.clock)
+            self.on_close(found.close)
+        return found
 
     @property
     def links(self) -> dict[str, AmiLink]:

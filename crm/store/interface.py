@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from ..models import (
+    AgentEvent,
     ApiToken,
     AuditEntry,
     BackfillState,
@@ -306,6 +307,17 @@ class Store(ABC):
     @abstractmethod
     async def callbacks_for_contact(self, contact_id: int, limit: int = 500) -> list[CallbackTask]:
         """Newest opened first."""
+
+    # -- agent events (crm/store/sql_agent_events.py) ---------------------------------
+    @abstractmethod
+    async def add_agent_events(self, events: Sequence[AgentEvent]) -> None:
+        """Append a rep's pauses, memberships and registrations as they happened."""
+
+    @abstractmethod
+    async def list_agent_events(
+        self, since: float, until: float, extension: str | None = None
+    ) -> list[AgentEvent]:
+        """Oldest first, ``since <= ts < until``."""
 
     # -- audit -----------------------------------------------------------------------
     @abstractmethod

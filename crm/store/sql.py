@@ -32,6 +32,7 @@ from ..models import (
     User,
 )
 from .interface import ANY_LINK, AnyLink, CallCursor, Store, UserIds
+from .sql_agent_events import AgentEventQueries
 from .sql_backfill import BackfillQueries
 from .sql_catalogue import CatalogueQueries
 from .sql_common import CONTACT_COLS, MISSED_SQL
@@ -191,6 +192,7 @@ class SqlStore(
     FilterQueries,
     BackfillQueries,
     SessionQueries,
+    AgentEventQueries,
     Store,
 ):
     """Everything but connection handling.  ``_conn`` is set on stores handed out by
