@@ -6,6 +6,7 @@ python run.py --demo          serve with the replay PBX and sample data (config/
 python run.py --demo --port N the same on another port (also: serve --port N)
 python run.py replay FILE     print the calls a capture contains, one JSON per line
 python run.py migrate         apply database migrations
+python run.py rebuild-figures recompute the managers' figures from the calls
 python run.py create-user NAME --role rep --extension 101 [--team East]
                               (password from CRM_PASSWORD or a prompt)
 python run.py create-token USERNAME NAME [--read-only] [--expires-days N]  (prints a token once)
@@ -38,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("path")
     sub.add_parser("migrate", help="apply database migrations and exit")
+    sub.add_parser("rebuild-figures",
+                   help="recompute the missed-calls and report figures from the calls")
     cu = sub.add_parser("create-user", help="create a user (password: CRM_PASSWORD or a prompt)")
     cu.add_argument("username")
     cu.add_argument("--name", help="display name")
@@ -80,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         from web.server import migrate
 
         return migrate(settings)
+    if args.command == "rebuild-figures":
+        from web.server import rebuild_figures
+
+        return rebuild_figures(settings)
     from web.server import serve
 
     port = getattr(args, "port", None) or args.top_port

@@ -87,6 +87,12 @@ class Store(ABC):
     async def schema_version(self) -> int: ...
 
     @abstractmethod
+    async def rebuild_figures(self, zone: str | None = None) -> tuple[int, int]:
+        """Recount the figures the reports read (kept by every write) from the calls, in
+        the days of ``zone`` (default: the zone they are in), in one transaction; the
+        numbers of (day, hour) figure rows written."""
+
+    @abstractmethod
     async def lock_number(self, e164: str) -> None:
         """Serialise work on one phone number until the transaction ends, so two
         processes ingesting calls from one unknown caller make one lead, one task."""

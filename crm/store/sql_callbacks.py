@@ -98,7 +98,14 @@ class CallbackQueries:
         return task
 
     async def save_callback(self, task: CallbackTask) -> None:
-        async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._tx() as c:  # type: ignore[attr-defined]
+            # A new owner changes who may see the task's calls: their figures move.
+            owner_before = await c.fetchrow(
+                "SELECT owner_id FROM callback_tasks WHERE id = $1", task.id
+            )
+            moved = owner_before is not None and owner_before["owner_id"] != task.owner_id
+            if moved:
+                await self._count_task_calls(c, [task.id], -1)  # type: ignore[attr-defined]
             await c.execute(
                 "UPDATE callback_tasks SET number_e164 = $2, contact_id = $3, owner_id = $4, "
                 "opened_at = $5, due_at = $6, closed_at = $7, closed_by_user_id = $8, "
@@ -108,6 +115,8 @@ class CallbackQueries:
                 task.id,
                 *_task_args(task),
             )
+            if moved:
+                await self._count_task_calls(c, [task.id], 1)  # type: ignore[attr-defined]
 
     async def _one_task(self, sql: str, *args: Any, pop: bool = False) -> CallbackTask | None:
         """``pop``: on the screen pop's path, read without waiting behind a write."""
@@ -132,13 +141,16 @@ class CallbackQueries:
         )
 
     async def link_callback_call(self, task_id: int, call_id: int) -> bool:
-        async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._tx() as c:  # type: ignore[attr-defined]
+            # The task's owner joins the call's visibility: its figures move.
+            await self._count_call(c, call_id, -1)  # type: ignore[attr-defined]
             rows = await c.fetch(
                 "INSERT INTO callback_calls (task_id, call_id) VALUES ($1, $2) "
                 "ON CONFLICT (task_id, call_id) DO NOTHING RETURNING task_id",
                 task_id,
                 call_id,
             )
+            await self._count_call(c, call_id, 1)  # type: ignore[attr-defined]
         return bool(rows)
 
     async def callback_for_call(self, call_id: int) -> CallbackTask | None:

@@ -83,11 +83,21 @@ class HandoverQueries:
             return 0, 0
         args: list[Any] = [from_user_id, *to_user_ids]
         async with self._tx() as c:  # type: ignore[attr-defined]
+            # The tasks' calls change owner for the visibility rule: their figures move.
+            task_ids = [
+                r["id"]
+                for r in await c.fetch(
+                    "SELECT id FROM callback_tasks WHERE owner_id = $1 AND status = 'open'",
+                    from_user_id,
+                )
+            ]
+            await self._count_task_calls(c, task_ids, -1)  # type: ignore[attr-defined]
             tasks = await c.fetch(
                 f"UPDATE callback_tasks SET owner_id = {_owner_case(_TASK_KEY, to_user_ids, 2)} "
                 "WHERE owner_id = $1 AND status = 'open' RETURNING id",
                 *args,
             )
+            await self._count_task_calls(c, task_ids, 1)  # type: ignore[attr-defined]
             moved = await c.fetch(
                 f"UPDATE contacts SET owner_id = {_owner_case('id', to_user_ids, 2)}, "
                 f"updated_at = ${len(args) + 1} WHERE owner_id = $1 AND NOT erased RETURNING id",

@@ -184,6 +184,7 @@ class SqliteStore(SqlStore):
     def _bound(self, conn: Conn) -> SqlStore:
         bound = SqliteStore(self._db, self._lock)
         bound._conn = conn
+        bound._figures_state = self._figures_state  # the figures' zone, read once
         return bound
 
     @asynccontextmanager
