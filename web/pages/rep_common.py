@@ -192,7 +192,9 @@ def parse_local_time(value: str | None, tz: dt.tzinfo, label: str) -> float | No
     try:
         when = dt.datetime.fromisoformat(value.strip())
     except ValueError as exc:
-        raise InvalidInput(f"{label}: use a time like 2026-11-22T14:30") from exc
+        raise InvalidInput(
+            _("%(label)s: use a time like %(example)s", label=label, example="2026-11-22T14:30")
+        ) from exc
     if when.tzinfo is None:
         when = when.replace(tzinfo=tz)
     return when.timestamp()

@@ -241,7 +241,7 @@
       return;
     }
     const card = el("div", { class: "wrapup-card", role: "region", "data-linkedid": linkedid,
-      "aria-label": "Wrap-up" });
+      "aria-label": _("Wrap-up") });
     put(linkedid, "wrapup", card, d || {});
     loadOptions().then(function (o) {
       if (!entries.has(linkedid)) return;
@@ -315,7 +315,7 @@
           setTimeout(function () { remove(linkedid); }, 1200);
         } else {
           const msgs = Object.values(res.errors || {});
-          error.textContent = msgs.join(" ") || "Not saved.";
+          error.textContent = msgs.join(" ") || _("Not saved.");
           error.hidden = false;
           save.disabled = false;
         }
