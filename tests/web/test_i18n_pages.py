@@ -98,12 +98,12 @@ English; the lead statistics CSV header ``name`` is translated) and an audit ent
 target (entries are stored as data and shown as they are, see docs/i18n.md)."""
 
 
-def query_pages(world: World) -> list[tuple[str, str]]:
+def query_pages(w: World) -> list[tuple[str, str]]:
     """(who, url) of the pages whose content comes from the query string or from earlier
     actions: a search with results and without, a handover preview and its result, the
     callbacks page after each action and the closed callbacks."""
-    alice, bob, maria = world.people.alice.id, world.people.bob.id, world.people.manager.id
-    task = world.alice_task
+    alice, bob, maria = w.people.alice.id, w.people.bob.id, w.people.manager.id
+    task = w.alice_task
     return [
         ("alice", "/search?q=Alicemark"),
         ("alice", "/search?q=5550199"),
