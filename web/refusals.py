@@ -83,6 +83,58 @@ _PATTERNS: list[tuple[str, str]] = [
     ),
     (r"tags: at most (?P<limit>\d+)", N_("tags: at most %(limit)s")),
     (r"phones: at most (?P<limit>\d+) numbers", N_("phones: at most %(limit)s numbers")),
+    # crm/callback_work.py
+    (r"this callback belongs to another rep", N_("this callback belongs to another rep")),
+    (r"this callback is already closed", N_("this callback is already closed")),
+    (r"snooze: choose a time in the future", N_("snooze: choose a time in the future")),
+    (r"snooze: at most (?P<days>\d+) days", N_("snooze: at most %(days)s days")),
+    (r"reason: choose one from the list", N_("reason: choose one from the list")),
+    (r"result: choose one from the list", N_("result: choose one from the list")),
+    (r"follow-up: choose a time in the future", N_("follow-up: choose a time in the future")),
+    (
+        r"follow-up: this call has no outside number to ring back",
+        N_("follow-up: this call has no outside number to ring back"),
+    ),
+    # crm/wrapup.py
+    (r"results: write at least one", N_("results: write at least one")),
+    (r"results: at most (?P<limit>\d+)", N_("results: at most %(limit)s")),
+    (
+        r"results: keep each under (?P<limit>\d+) characters",
+        N_("results: keep each under %(limit)s characters"),
+    ),
+    # crm/handover.py
+    (r"only managers and admins hand work over", N_("only managers and admins hand work over")),
+    (
+        r"choose at least one rep to receive the work",
+        N_("choose at least one rep to receive the work"),
+    ),
+    (r"choose the receiving reps from the list", N_("choose the receiving reps from the list")),
+    (
+        r"the leaving rep cannot also receive the work",
+        N_("the leaving rep cannot also receive the work"),
+    ),
+    (
+        r"choose at most (?P<limit>\d+) receiving reps",
+        N_("choose at most %(limit)s receiving reps"),
+    ),
+    (
+        r"(?P<name>.+) is deactivated and cannot receive work",
+        N_("%(name)s is deactivated and cannot receive work"),
+    ),
+    # crm/services.py (notes, lead conversion, search, preferences, teams)
+    (
+        r"only the author of a note \(or a manager\) can change it",
+        N_("only the author of a note (or a manager) can change it"),
+    ),
+    (r"the customer needs a name", N_("the customer needs a name")),
+    (r"this lead is already converted", N_("this lead is already converted")),
+    (
+        r"type at least (?P<num>\d+) digits of the number",
+        N_("type at least %(num)s digits of the number"),
+    ),
+    (r"choose at least one user", N_("choose at least one user")),
+    (r"language: not a language code", N_("language: not a language code")),
+    (r"time zone: not a known time zone", N_("time zone: not a known time zone")),
     # crm/reports.py, crm/tokens.py
     (r"the period must end after it starts", N_("the period must end after it starts")),
     (r"token name: 1-100 characters", N_("token name: 1-100 characters")),

@@ -172,3 +172,37 @@ def test_the_domains_refusals_are_shown_in_the_readers_language() -> None:
     with i18n.using("ja"):
         assert refusal(InvalidInput("an empty note")) == "メモが空です"
         assert refusal(InvalidInput("something new")) == "something new"  # readable, in English
+
+
+API_ONLY_REFUSALS = {
+    "settings section: lower-case letters, digits, . _ -",
+    "settings values must be an object with text keys",
+    "webhooks: every target needs a secret",
+    "custom: must be an object",
+    "custom: must hold JSON values only",
+    "UTC offset must be within +/-14 hours",
+}
+"""Refusals only the JSON API gives (its messages stay English)."""
+
+
+def test_every_refusal_the_domain_writes_out_has_its_words() -> None:
+    """A page shows crm's refusals through ``web.refusals``: each literal message that
+    crm raises is translated (a new one read from the source, so a branch adding one to
+    crm without listing it fails here)."""
+    import re
+    from pathlib import Path
+
+    from crm.errors import Forbidden, InvalidInput
+    from web.refusals import refusal
+
+    literal = re.compile(r'(?:InvalidInput|Forbidden)\(\s*"((?:[^"\\]|\\.)*)"\s*[,)]')
+    messages = {
+        m.group(1)
+        for path in Path("crm").rglob("*.py")
+        for m in literal.finditer(path.read_text(encoding="utf-8"))
+    } - API_ONLY_REFUSALS
+    assert len(messages) > 30
+    with i18n.using("ru"):
+        untranslated = sorted(m for m in messages if refusal(InvalidInput(m)) == m)
+        assert untranslated == []
+        assert refusal(Forbidden("snooze: at most 90 days")) == "отложить: не дольше чем на 90 дн."

@@ -13,6 +13,7 @@ from crm.errors import InvalidInput
 
 from ..app import current_user, roles, runtime
 from ..i18n import _
+from ..refusals import refusal
 from ..render import render
 
 routes = web.RouteTableDef()
@@ -68,7 +69,7 @@ async def save_wrapup(request: web.Request) -> web.StreamResponse:
             rt.service, current_user(request).username, results, per_team, typed["required"]
         )
     except InvalidInput as exc:
-        return await _page(request, typed, str(exc), status=400)
+        return await _page(request, typed, refusal(exc), status=400)
     raise web.HTTPSeeOther("/admin/wrapup?done=1")
 
 

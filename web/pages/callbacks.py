@@ -18,6 +18,7 @@ from crm.errors import Forbidden, InvalidInput, NotFound
 from crm.models import ATTEMPT_RESULTS
 
 from ..i18n import _
+from ..refusals import refusal
 from ..render import render
 from ..runtime import callback_work
 from .rep_common import (
@@ -139,9 +140,9 @@ async def callback_action(request: web.Request) -> web.StreamResponse:
     except NotFound:
         raise not_found("callback") from None
     except Forbidden as exc:
-        return await _page(request, view, [str(exc)], status=403)
+        return await _page(request, view, [refusal(exc)], status=403)
     except InvalidInput as exc:
-        return await _page(request, view, [str(exc)], status=400)
+        return await _page(request, view, [refusal(exc)], status=400)
     raise web.HTTPSeeOther(f"/callbacks?done={action}")
 
 

@@ -15,6 +15,7 @@ from crm.models import HandoverPlan
 
 from ..app import roles
 from ..i18n import _
+from ..refusals import refusal
 from ..render import render
 from .rep_common import RepView, int_param, rep_view
 
@@ -75,7 +76,7 @@ async def handover_form(request: web.Request) -> web.StreamResponse:
     try:
         plan = await view.rt.service.handover_plan(view.user, leaving, receivers)
     except (InvalidInput, Forbidden, NotFound) as exc:
-        return _page(request, view, leaving, receivers, error=str(exc), status=400)
+        return _page(request, view, leaving, receivers, error=refusal(exc), status=400)
     return _page(request, view, leaving, receivers, plan=plan)
 
 
@@ -91,7 +92,7 @@ async def handover(request: web.Request) -> web.StreamResponse:
     try:
         plan = await view.rt.service.handover(view.user, leaving, receivers)
     except (InvalidInput, Forbidden, NotFound) as exc:
-        return _page(request, view, leaving, receivers, error=str(exc), status=400)
+        return _page(request, view, leaving, receivers, error=refusal(exc), status=400)
     raise web.HTTPSeeOther(
         f"/handover?done={leaving}&contacts={plan.contacts + plan.leads}&callbacks={plan.callbacks}"
     )

@@ -16,6 +16,7 @@ from crm.limits import COMPANY_MAX, NAME_MAX
 from crm.models import Contact
 
 from ..i18n import _
+from ..refusals import refusal
 from ..render import render
 from .contacts import visible_contact
 from .rep_common import RepView, form_str, int_param, rep_view
@@ -105,7 +106,7 @@ async def convert(request: web.Request) -> web.StreamResponse:
     except (InvalidInput, Forbidden) as exc:
         if contact.lead is None or contact.lead.status == "converted":
             raise web.HTTPBadRequest(text=str(exc)) from None
-        return _page(request, view, contact, values, str(exc), status=400)
+        return _page(request, view, contact, values, refusal(exc), status=400)
     raise web.HTTPSeeOther(f"/contacts/{contact.id}?converted=1")
 
 

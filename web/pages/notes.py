@@ -17,6 +17,7 @@ from crm import wrapup
 from crm.errors import Forbidden, InvalidInput, NotFound
 
 from ..i18n import N_, _
+from ..refusals import refusal
 from ..render import render
 from ..runtime import callback_work
 from .calls import COMMENT_MAX, TOPIC_MAX, _call_context, _visible_call
@@ -96,7 +97,7 @@ async def save_wrapup(request: web.Request) -> web.StreamResponse:
                 follow_up_at=follow_up,
             )
         except InvalidInput as exc:
-            errors["_"] = str(exc)
+            errors["_"] = refusal(exc)
     if wants_json(request):
         if errors:
             return web.json_response({"ok": False, "errors": errors}, status=400)
@@ -136,7 +137,7 @@ async def edit_note(request: web.Request) -> web.StreamResponse:
     except Forbidden:
         error, status = _("Only the author of a note, or a manager, can change it."), 403
     except InvalidInput as exc:
-        error = str(exc)
+        error = refusal(exc)
     if error:
         ctx = await _call_context(request, view, call)
         ctx["errors"] = {"edit": error, "edit_id": str(note_id)}
