@@ -402,6 +402,45 @@ class MissedSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueCallGroup:
+    """Queue calls of one queue and hour that share an outcome (answered or not) and a
+    wait in whole seconds (rounded up), as the store groups them for ``crm.queue_stats``."""
+
+    queue: str
+    hour: int
+    """Hours since the epoch in the report's time zone (``started_at + offset``)."""
+    answered: bool
+    wait_ceil: int
+    calls: int
+    wait_sum: float
+    wait_max: float
+    talk_sum: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRepGroup:
+    """A rep's queue calls in one queue: answered (and their talk), rang not answered."""
+
+    user_id: int
+    queue: str
+    answered: int
+    talk_seconds: float
+    rona: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEventRow:
+    """One stored agent event (``agent_events``) with the user its extension maps to now."""
+
+    ts: float
+    kind: str
+    extension: str
+    queue: str | None
+    reason: str | None
+    user_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class RepFigures:
     """Per-rep report row: calls the rep ended up with (answered), missed inbound calls
     that rang them, and their talk time."""

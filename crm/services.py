@@ -54,6 +54,8 @@ from .models import (
 )
 from .phones import digits_only, normalize
 from .policy import LeadPolicy
+from .queue_settings import QueueSettingsServices
+from .queue_stats import QueueStatsServices
 from .reports import ReportServices
 from .store import CallCursor, Store
 from .tokens import TokenServices
@@ -82,7 +84,14 @@ def decode_cursor(text: str | None) -> CallCursor | None:
         raise InvalidInput("bad page cursor") from exc
 
 
-class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServices):
+class CrmService(
+    ReportServices,
+    QueueStatsServices,
+    QueueSettingsServices,
+    TokenServices,
+    RecordingServices,
+    SettingsServices,
+):
     def __init__(
         self, store: Store, policy: LeadPolicy, clock: Callable[[], float] = time.time
     ) -> None:

@@ -15,6 +15,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from ..models import (
+    AgentEventRow,
     ApiToken,
     AuditEntry,
     BackfillState,
@@ -28,6 +29,8 @@ from ..models import (
     MissedSummary,
     Note,
     PbxLink,
+    QueueCallGroup,
+    QueueRepGroup,
     RecordingRow,
     RecordingStatus,
     RepFigures,
@@ -338,6 +341,35 @@ class Store(ABC):
         self, since: float, until: float, user_ids: UserIds = None, utc_offset: float = 0.0
     ) -> list[tuple[int, int]]:
         """(hour 0-23, calls started in it) for the hours that had calls."""
+
+    # -- queue figures (crm/store/sql_queues.py) ---------------------------------------
+    @abstractmethod
+    async def queue_call_groups(
+        self, since: float, until: float, user_ids: UserIds = None, utc_offset: float = 0.0
+    ) -> list[QueueCallGroup]:
+        """Queue calls started in [since, until) that ``user_ids`` may see, grouped by
+        queue, hour, answered or not, and whole seconds of wait (rounded up)."""
+
+    @abstractmethod
+    async def queue_rep_groups(
+        self, since: float, until: float, user_ids: UserIds = None
+    ) -> list[QueueRepGroup]:
+        """Per rep and queue: queue calls answered, their talk time, rang not answered."""
+
+    @abstractmethod
+    async def talk_seconds_by_user(
+        self, since: float, until: float, user_ids: UserIds = None
+    ) -> dict[int, float]:
+        """Talk time of all of each rep's calls started in the period."""
+
+    @abstractmethod
+    async def agent_state_events(self, since: float, until: float) -> list[AgentEventRow]:
+        """Pause and registration events of the period, after the last one of each kind
+        before it (the state the period starts in); oldest first."""
+
+    @abstractmethod
+    async def queue_names(self) -> list[str]:
+        """The queues stored calls went through, sorted."""
 
     # -- API tokens ------------------------------------------------------------------
     @abstractmethod

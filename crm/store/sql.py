@@ -37,6 +37,7 @@ from .sql_catalogue import CatalogueQueries
 from .sql_common import CONTACT_COLS, MISSED_SQL
 from .sql_filters import FilterQueries
 from .sql_links import LinkQueries
+from .sql_queues import QueueQueries
 from .sql_reports import ReportQueries
 from .sql_sessions import SessionQueries
 
@@ -183,8 +184,14 @@ def _audit_row(row: Row) -> AuditEntry:
 
 
 class SqlStore(
-    ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, BackfillQueries,
-    SessionQueries, Store
+    ReportQueries,
+    QueueQueries,
+    CatalogueQueries,
+    LinkQueries,
+    FilterQueries,
+    BackfillQueries,
+    SessionQueries,
+    Store,
 ):
     """Everything but connection handling.  ``_conn`` is set on stores handed out by
     ``transaction()``; the root store borrows a connection per call."""
