@@ -291,8 +291,8 @@ async def test_pause_time_and_occupancy_from_agent_events(store: Store, clock: C
         # an extension nobody has
         (start + 10, "paused", "support", "199", None),
     ])  # fmt: skip
-    await ingest.handle(_queued(start + 200, "103", 5.0, talk=900.0))
-    await ingest.handle(_queued(start + 1300, "102", 5.0, talk=300.0))
+    await ingest.handle(_queued(start + 200, "103", 5.0, talk=900.0, rang=("103",)))
+    await ingest.handle(_queued(start + 1300, "102", 5.0, talk=300.0, rang=("102",)))
     clock.now = start + 4 * 3600
     report = await _service(store, clock).queue_report(start, start + DAY)
     reps = {r.user_id: r for r in report.reps}
