@@ -29,8 +29,15 @@ from .factories import T0, inbound, outbound
 
 CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "asterisk-22"
 QUEUE_SCENARIOS = ("20-queue-second-member", "21-queue-abandoned")
-OTHER_SCENARIOS = ("01-inbound-answered", "02-inbound-missed", "05-outbound-answered",
-                   "09-internal-call", "11-burst-20-concurrent", "18-declined", "22-busy")  # fmt: skip
+OTHER_SCENARIOS = (
+    "01-inbound-answered",
+    "02-inbound-missed",
+    "05-outbound-answered",
+    "09-internal-call",
+    "11-burst-20-concurrent",
+    "18-declined",
+    "22-busy",
+)
 NAMES = {"Alice Adams": "101", "Bob Brown": "102", "Carol Chen": "103"}
 DAY = 86_400.0
 
@@ -38,9 +45,10 @@ DAY = 86_400.0
 def _policy() -> tuple[Any, LeadPolicy]:
     profile = pbx_profile(load_settings(env={}, demo=True))
     return profile, LeadPolicy(
-        own_numbers=profile.own_numbers, default_region=profile.default_region,
+        own_numbers=profile.own_numbers,
+        default_region=profile.default_region,
         callback_sla_minutes=30,
-    )  # fmt: skip
+    )
 
 
 def _queue_log(scenario: str) -> list[list[str]]:
@@ -147,8 +155,9 @@ async def test_queue_figures_agree_with_the_calls_list_and_the_missed_audit(
     clock.now = until
     for scope in (None, await service.scope_for(manager)):
         report = await service.queue_report(since, until, scope)
-        calls = (await service.list_calls(CallFilter(since=since, until=until), 500, None,
-                                          scope)).items  # fmt: skip
+        calls = (
+            await service.list_calls(CallFilter(since=since, until=until), 500, None, scope)
+        ).items
         queued = [c for c in calls if c.queue]
         missed = (await service.missed_calls_audit(since, until, 500, None, scope)).items
         missed_queued = [m for m in missed if m.call.queue]
@@ -168,9 +177,16 @@ async def test_queue_figures_agree_with_the_calls_list_and_the_missed_audit(
             assert total.offered == 5 and all(r.user_id != users["101"].id for r in report.reps)
 
 
-def _queued(at: float, answered_by: str | None, wait: float, *, queue: str = "support",
-            caller: str = "+14155550300", rang: tuple[str, ...] = ("101", "102", "103"),
-            talk: float = 30.0):  # fmt: skip
+def _queued(
+    at: float,
+    answered_by: str | None,
+    wait: float,
+    *,
+    queue: str = "support",
+    caller: str = "+14155550300",
+    rang: tuple[str, ...] = ("101", "102", "103"),
+    talk: float = 30.0,
+):
     answered = answered_by is not None
     return inbound(
         caller,
@@ -196,15 +212,23 @@ async def test_limits_are_inclusive_and_per_queue(store: Store, clock: Clock) ->
     service = _service(store, clock)
     _, policy = _policy()
     ingest = Ingest(store, policy, EventBus(), clock)
-    await service.save_queue_settings("sales", {**QueueSettings().as_dict(),
-                                                 "service_level_seconds": 10,
-                                                 "short_abandon_seconds": 2}, "admin")  # fmt: skip
-    calls = [("support", "101", 20.0), ("support", "102", 20.3), ("support", None, 5.0),
-             ("support", None, 5.4), ("sales", "101", 10.0), ("sales", "101", 12.0),
-             ("sales", None, 2.0), ("sales", None, 4.0)]  # fmt: skip
+    await service.save_queue_settings(
+        "sales",
+        {**QueueSettings().as_dict(), "service_level_seconds": 10, "short_abandon_seconds": 2},
+        "admin",
+    )
+    calls = [
+        ("support", "101", 20.0),
+        ("support", "102", 20.3),
+        ("support", None, 5.0),
+        ("support", None, 5.4),
+        ("sales", "101", 10.0),
+        ("sales", "101", 12.0),
+        ("sales", None, 2.0),
+        ("sales", None, 4.0),
+    ]
     for i, (queue, who, wait) in enumerate(calls):
-        await ingest.handle(_queued(T0 + 60 * i, who, wait, queue=queue,
-                                    caller=f"+1415555{i:04d}"))  # fmt: skip
+        await ingest.handle(_queued(T0 + 60 * i, who, wait, queue=queue, caller=f"+1415555{i:04d}"))
     clock.now = T0 + DAY
     report = await service.queue_report(T0 - 10, T0 + DAY)
     q = {f.queue: f for f in report.queues}
@@ -235,9 +259,10 @@ async def test_days_and_hours_in_the_display_zone(store: Store, clock: Clock) ->
     clock.now = midnight + 3 * DAY
     report = await _service(store, clock).queue_report(midnight, midnight + 2 * DAY, None, 7200)
     assert {d: sum(q.offered for q in qs) for d, qs in report.by_day.items()} == {
-        "2026-11-22": 1, "2026-11-23": 2}  # fmt: skip
-    assert {h: sum(q.offered for q in qs) for h, qs in report.by_hour.items()} == {
-        3: 1, 1: 1, 2: 1}  # fmt: skip
+        "2026-11-22": 1,
+        "2026-11-23": 2,
+    }
+    assert {h: sum(q.offered for q in qs) for h, qs in report.by_hour.items()} == {3: 1, 1: 1, 2: 1}
 
 
 async def test_empty_period_and_bad_input(store: Store, clock: Clock) -> None:
@@ -271,26 +296,29 @@ async def test_pause_time_and_occupancy_from_agent_events(store: Store, clock: C
     _, policy = _policy()
     ingest = Ingest(store, policy, EventBus(), clock)
     start = T0
-    await _add_events(store, [
-        # bob: registered and paused (lunch) before the period: both carry into it
-        (start - 7200, "registered", None, "102", None),
-        (start - 600, "paused", "support", "102", "lunch"),
-        (start + 1200, "unpaused", "support", "102", None),
-        # paused in two queues at once: counted once (1800..2400 and 2100..2700 -> 900 s)
-        (start + 1800, "paused", "support", "102", "admin"),
-        (start + 2100, "paused", "sales", "102", "admin"),
-        (start + 2400, "unpaused", "support", "102", None),
-        (start + 2700, "unpaused", "sales", "102", None),
-        (start + 3000, "unregistered", None, "102", None),
-        # carol: registered for an hour within the period, never paused
-        (start + 100, "registered", None, "103", None),
-        (start + 3700, "unregistered", None, "103", None),
-        # before the period and closed before it: nothing
-        (start - 5000, "paused", "support", "101", "x"),
-        (start - 4000, "unpaused", "support", "101", None),
-        # an extension nobody has
-        (start + 10, "paused", "support", "199", None),
-    ])  # fmt: skip
+    await _add_events(
+        store,
+        [
+            # bob: registered and paused (lunch) before the period: both carry into it
+            (start - 7200, "registered", None, "102", None),
+            (start - 600, "paused", "support", "102", "lunch"),
+            (start + 1200, "unpaused", "support", "102", None),
+            # paused in two queues at once: counted once (1800..2400 and 2100..2700 -> 900 s)
+            (start + 1800, "paused", "support", "102", "admin"),
+            (start + 2100, "paused", "sales", "102", "admin"),
+            (start + 2400, "unpaused", "support", "102", None),
+            (start + 2700, "unpaused", "sales", "102", None),
+            (start + 3000, "unregistered", None, "102", None),
+            # carol: registered for an hour within the period, never paused
+            (start + 100, "registered", None, "103", None),
+            (start + 3700, "unregistered", None, "103", None),
+            # before the period and closed before it: nothing
+            (start - 5000, "paused", "support", "101", "x"),
+            (start - 4000, "unpaused", "support", "101", None),
+            # an extension nobody has
+            (start + 10, "paused", "support", "199", None),
+        ],
+    )
     await ingest.handle(_queued(start + 200, "103", 5.0, talk=900.0, rang=("103",)))
     await ingest.handle(_queued(start + 1300, "102", 5.0, talk=300.0, rang=("102",)))
     clock.now = start + 4 * 3600
@@ -317,7 +345,13 @@ def test_open_intervals_end_at_now_and_unknown_registration_is_none() -> None:
 # -- settings ------------------------------------------------------------------------------
 def test_thresholds_colour_both_ways() -> None:
     wait = Threshold(60, 120)
-    assert [wait.level(v) for v in (59, 60, 119, 120, None)] == ["ok", "amber", "amber", "red", "ok"]
+    assert [wait.level(v) for v in (59, 60, 119, 120, None)] == [
+        "ok",
+        "amber",
+        "amber",
+        "red",
+        "ok",
+    ]
     sl = QueueSettings().service_level  # amber <= 80 %, red <= 60 %
     assert [sl.level(v) for v in (0.81, 0.80, 0.61, 0.60)] == ["ok", "amber", "amber", "red"]
 
@@ -325,10 +359,12 @@ def test_thresholds_colour_both_ways() -> None:
 def test_settings_form_is_checked() -> None:
     good = {k: str(v) for k, v in QueueSettings().as_dict().items()}
     assert parse(good) == QueueSettings()
-    for key, value, word in [("service_level_seconds", "x", "whole number"),
-                             ("service_level_seconds", "0", "from 1"),
-                             ("waiting_red", "2", "red must be at or above"),
-                             ("service_level_red", "90", "red must be at or below")]:  # fmt: skip
+    for key, value, word in [
+        ("service_level_seconds", "x", "whole number"),
+        ("service_level_seconds", "0", "from 1"),
+        ("waiting_red", "2", "red must be at or above"),
+        ("service_level_red", "90", "red must be at or below"),
+    ]:
         with pytest.raises(InvalidInput, match=word):
             parse({**good, key: value})
 
@@ -356,6 +392,7 @@ async def test_queue_settings_are_stored_audited_and_fall_back(store: Store, clo
 def test_scope_filters_event_only_reps() -> None:
     from crm.queue_stats import rep_figures
 
-    rows = rep_figures([], {}, {1: (10.0, None, {}), 2: (5.0, None, {})}, {1: "A", 2: "B"},
-                       Scope(frozenset({1})))  # fmt: skip
+    rows = rep_figures(
+        [], {}, {1: (10.0, None, {}), 2: (5.0, None, {})}, {1: "A", 2: "B"}, Scope(frozenset({1}))
+    )
     assert [r.user_id for r in rows] == [1]

@@ -25,16 +25,29 @@ from .conftest import People, login
 PERIOD = "from=2026-11-21&to=2026-11-23"  # T0 is 2026-11-22 09:54:54 UTC
 
 
-def queued(at: float, answered_by: str | None, wait: float, queue: str = "support",
-           caller: str = "+14155550300", rang: tuple[str, ...] = ("101", "102")) -> Any:  # fmt: skip
+def queued(
+    at: float,
+    answered_by: str | None,
+    wait: float,
+    queue: str = "support",
+    caller: str = "+14155550300",
+    rang: tuple[str, ...] = ("101", "102"),
+) -> Any:
     answered = answered_by is not None
     return inbound(
-        caller, answered_by=answered_by, outcome="answered" if answered else "abandoned",
-        at=at, did="5552000", queue=queue, rang=rang,
+        caller,
+        answered_by=answered_by,
+        outcome="answered" if answered else "abandoned",
+        at=at,
+        did="5552000",
+        queue=queue,
+        rang=rang,
         answered_at=at + wait if answered else None,
         ended_at=at + wait + (60.0 if answered else 0.0),
-        ring_seconds=wait, talk_seconds=60.0 if answered else 0.0, hangup_by="caller",
-    )  # fmt: skip
+        ring_seconds=wait,
+        talk_seconds=60.0 if answered else 0.0,
+        hangup_by="caller",
+    )
 
 
 async def traffic(rt: Runtime, at: float = T0) -> None:
@@ -57,8 +70,13 @@ def figure(html: str, name: str) -> str:
 def table(html: str, table_id: str) -> list[list[str]]:
     body = html.split(f'id="{table_id}"', 1)[1].split("</table>", 1)[0]
     rows = re.findall(r"<tr[^>]*>(.*?)</tr>", body.split("<tbody>", 1)[1], re.S)
-    cells = [[unescape(re.sub(r"<[^>]+>", "", c)).strip()
-              for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)] for r in rows]  # fmt: skip
+    cells = [
+        [
+            unescape(re.sub(r"<[^>]+>", "", c)).strip()
+            for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)
+        ]
+        for r in rows
+    ]
     return [c for c in cells if c]
 
 
@@ -110,7 +128,9 @@ async def test_queue_csv_exports(client: TestClient, rt: Runtime, people: People
     # maria (no team) sees the unanswered calls (their callbacks are shared), not the
     # calls alice and bob answered: the calls list's rule
     assert [(r["queue"], r["offered"], r["abandoned"], r["short_abandoned"]) for r in rows] == [
-        ("support", "2", "1", "1"), ("all", "2", "1", "1")]  # fmt: skip
+        ("support", "2", "1", "1"),
+        ("all", "2", "1", "1"),
+    ]
     await login(client, "admin")
     for name, first in (("days", "day"), ("hours", "hour"), ("reps", "rep")):
         resp = await client.get(f"/reports/queues.csv?{PERIOD}&table={name}")
@@ -141,10 +161,18 @@ async def test_admin_queue_settings(client: TestClient, rt: Runtime, people: Peo
     csrf = await login(client, "admin")
     html = await (await client.get("/admin/queues")).text()
     assert 'id="queue-support"' in html and 'id="queue-sales"' in html
-    form = {"_csrf": csrf, "queue": "support", "service_level_seconds": "100",
-            "short_abandon_seconds": "5", "waiting_amber": "2", "waiting_red": "4",
-            "longest_wait_amber": "100", "longest_wait_red": "200",
-            "service_level_amber": "80", "service_level_red": "60"}  # fmt: skip
+    form = {
+        "_csrf": csrf,
+        "queue": "support",
+        "service_level_seconds": "100",
+        "short_abandon_seconds": "5",
+        "waiting_amber": "2",
+        "waiting_red": "4",
+        "longest_wait_amber": "100",
+        "longest_wait_red": "200",
+        "service_level_amber": "80",
+        "service_level_red": "60",
+    }
     resp = await client.post("/admin/queues", data=form, allow_redirects=False)
     assert resp.status == 303
     html = await (await client.get(f"/reports/queues?{PERIOD}")).text()
@@ -155,8 +183,9 @@ async def test_admin_queue_settings(client: TestClient, rt: Runtime, people: Peo
     resp = await client.post("/admin/queues", data=bad)
     assert resp.status == 400
     assert "red must be at or above amber" in await resp.text()
-    resp = await client.post("/admin/queues/reset", data={"_csrf": csrf, "queue": "support"},
-                             allow_redirects=False)  # fmt: skip
+    resp = await client.post(
+        "/admin/queues/reset", data={"_csrf": csrf, "queue": "support"}, allow_redirects=False
+    )
     assert resp.status == 303
     assert (await rt.service.queue_settings()).for_queue("support").service_level_seconds == 20
     entries = await rt.service.list_audit(action="settings.changed")
@@ -168,8 +197,9 @@ async def _board_partial(request: web.Request) -> web.StreamResponse:
     return render(request, "_queue_figures.html", await queue_figures_context(request))
 
 
-async def test_board_shows_todays_figures_coloured(aiohttp_client: Any, rt: Runtime,
-                                                   people: People) -> None:  # fmt: skip
+async def test_board_shows_todays_figures_coloured(
+    aiohttp_client: Any, rt: Runtime, people: People
+) -> None:
     rt.clock.set(MIDDAY)
     await traffic(rt, at=MIDDAY - 3600)
     await rt.ingest.handle(queued(MIDDAY - 86400, "101", 5.0, caller="+14155550399"))  # yesterday
