@@ -60,7 +60,8 @@ def _charts(report: QueueReport) -> dict[str, Any]:
                 _("short abandons"), [q.short_abandoned for q in report.queues], COLORS["short"]
             ),
         ],
-        width=520,
+        width=1000,
+        row_height=34,
     )
     hours = list(range(24))
 
@@ -95,7 +96,8 @@ def _charts(report: QueueReport) -> dict[str, Any]:
             charts.Series(_("answered"), [r.answered for r in report.reps], COLORS["answered"]),
             charts.Series(_("rang, not answered"), [r.rona for r in report.reps], COLORS["rona"]),
         ],
-        width=520,
+        width=1000,
+        row_height=34,
     )
     return {"queue_chart": per_queue, "hour_chart": per_hour, "wait_chart": waits,
             "rep_chart": reps}  # fmt: skip
