@@ -17,6 +17,7 @@ import asyncpg
 
 from ..models import Contact
 from .migrations import migrations_for
+from .schema_shape import ColumnShape, IndexShape, SchemaShape, parse_index_sql, type_family
 from .sql import Conn, Row, SqlStore
 
 _MIGRATE_LOCK = 0x43524D  # "CRM": one migrator at a time per database
@@ -112,6 +113,40 @@ class PostgresStore(SqlStore):
 
     def _begin(self) -> AbstractAsyncContextManager[Conn]:
         return self._begin_cm()
+
+    async def describe_schema(self) -> SchemaShape:
+        """The schema as the migrations left it (for the engine-parity test)."""
+        shape = SchemaShape()
+        async with self._acquire() as c:
+            for r in await c.fetch(
+                "SELECT table_name, column_name, data_type, is_nullable "
+                "FROM information_schema.columns WHERE table_schema = current_schema() "
+                "ORDER BY table_name, column_name"
+            ):
+                column = ColumnShape(r[1], type_family(r[2]), r[3] == "NO")
+                shape.tables[r[0]] = (*shape.tables.get(r[0], ()), column)
+            for r in await c.fetch(
+                "SELECT t.relname, i.relname, x.indisprimary, x.indisunique, "
+                "pg_get_indexdef(x.indexrelid), "
+                "EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = x.indexrelid), "
+                "ARRAY(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY AS k(n, o) "
+                "      JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.n "
+                "      ORDER BY k.o) "
+                "FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid "
+                "JOIN pg_class i ON i.oid = x.indexrelid "
+                "WHERE t.relnamespace = current_schema()::regnamespace"
+            ):
+                table, name, primary, unique, definition, constraint, columns = r
+                if primary:
+                    shape.primary_keys[table] = tuple(columns)
+                elif constraint:
+                    shape.implicit_unique.add((table, tuple(columns)))
+                else:
+                    keys, partial = parse_index_sql(definition)
+                    shape.indexes[name] = IndexShape(table, keys, unique, partial)
+        for table in shape.tables:
+            shape.primary_keys.setdefault(table, ())
+        return shape
 
     def _ids_in(self, n: int) -> str:
         return f"= ANY(${n}::bigint[])"

@@ -23,6 +23,7 @@ from typing import Any
 import aiosqlite
 
 from .migrations import Migration, migrations_for
+from .schema_shape import ColumnShape, IndexShape, SchemaShape, parse_index_sql, type_family
 from .sql import Conn, Row, SqlStore
 
 BUSY_TIMEOUT_MS = 10_000
@@ -127,6 +128,36 @@ class SqliteStore(SqlStore):
     def _begin(self) -> AbstractAsyncContextManager[Conn]:
         return self._begin_cm()
 
+    async def describe_schema(self) -> SchemaShape:
+        """The schema as the migrations left it (for the engine-parity test)."""
+        shape = SchemaShape()
+        async with self._acquire() as c:
+            tables = await c.fetch(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+            for (table,) in tables:
+                info = await c.fetch(f"PRAGMA table_info({table})")
+                shape.tables[table] = tuple(
+                    sorted(ColumnShape(r[1], type_family(r[2]), bool(r[3] or r[5])) for r in info)
+                )
+                pk = sorted((r[5], r[1]) for r in info if r[5])
+                shape.primary_keys[table] = tuple(name for _, name in pk)
+                for index in await c.fetch(f"PRAGMA index_list({table})"):
+                    name, unique, origin = index[1], bool(index[2]), index[3]
+                    if origin == "pk":
+                        continue
+                    if origin == "u":
+                        cols = await c.fetch(f"PRAGMA index_info({name})")
+                        shape.implicit_unique.add((table, tuple(r[2] for r in cols)))
+                        continue
+                    sql = await c.fetchval(
+                        "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = $1", name
+                    )
+                    keys, partial = parse_index_sql(sql)
+                    shape.indexes[name] = IndexShape(table, keys, unique, partial)
+        return shape
+
     async def close(self) -> None:
         await self._db.close()
 
@@ -166,8 +197,7 @@ class SqliteStore(SqlStore):
                 if broken:
                     raise RuntimeError(f"migration {mig.version} breaks foreign keys: {broken[:5]}")
                 await self._root_conn.execute(
-                    "INSERT INTO schema_version (version, name, applied_at) "
-                    "VALUES ($1, $2, $3)",
+                    "INSERT INTO schema_version (version, name, applied_at) VALUES ($1, $2, $3)",
                     mig.version,
                     mig.name,
                     time.time(),
