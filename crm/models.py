@@ -403,14 +403,16 @@ class MissedSummary:
 
 @dataclass(frozen=True, slots=True)
 class QueueCallGroup:
-    """Queue calls of one queue and hour that share an outcome (answered or not) and a
-    wait in whole seconds (rounded up), as the store groups them for ``crm.queue_stats``."""
+    """Queue calls of one queue and slot (a day, or an hour of the day) that share an
+    outcome (answered or not) and a wait class, as the store groups them for
+    ``crm.queue_stats``: every wait in the group is at most ``wait_limit`` (None: above
+    every limit asked for) and above the next lower limit asked for."""
 
     queue: str
-    hour: int
-    """Hours since the epoch in the report's time zone (``started_at + offset``)."""
+    slot: int
+    """Day number since the epoch, or hour of the day 0-23, in the report's time zone."""
     answered: bool
-    wait_ceil: int
+    wait_limit: float | None
     calls: int
     wait_sum: float
     wait_max: float

@@ -50,11 +50,23 @@ def bucket_labels() -> list[str]:
     return [f"≤ {t(b)}" for b in BUCKETS] + [f"> {t(BUCKETS[-1])}"]
 
 
-def bucket_of(wait_ceil: int) -> int:
+def bucket_of(wait_limit: float | None) -> int:
+    """The bucket of waits at most ``wait_limit`` (None: above every limit)."""
+    if wait_limit is None:
+        return len(BUCKETS)
     for i, top in enumerate(BUCKETS):
-        if wait_ceil <= top:
+        if wait_limit <= top:
             return i
     return len(BUCKETS)
+
+
+def limits_for(book: QueueSettingsBook) -> list[float]:
+    """Every wait limit a figure needs: the buckets' edges and each queue's service-level
+    and short-abandon seconds, so the store's wait classes answer all of them exactly."""
+    found = set(BUCKETS)
+    for s in (book.default, *book.queues.values()):
+        found.update((s.service_level_seconds, s.short_abandon_seconds))
+    return [float(x) for x in sorted(found)]
 
 
 @dataclass(slots=True)
@@ -77,17 +89,18 @@ class QueueFigures:
     def add(self, g: QueueCallGroup) -> None:
         s = self.settings
         self.offered += g.calls
-        b = bucket_of(g.wait_ceil)
+        b = bucket_of(g.wait_limit)
+        within = g.wait_limit is not None
         if g.answered:
             self.answered += g.calls
             self.wait_answered_sum += g.wait_sum
             self.talk_sum += g.talk_sum
             self.wait_answered[b] += g.calls
-            if g.wait_ceil <= s.service_level_seconds:
+            if within and g.wait_limit <= s.service_level_seconds:  # type: ignore[operator]
                 self.answered_in_time += g.calls
         else:
             self.wait_abandoned[b] += g.calls
-            if g.wait_ceil <= s.short_abandon_seconds:
+            if within and g.wait_limit <= s.short_abandon_seconds:  # type: ignore[operator]
                 self.short_abandoned += g.calls
             else:
                 self.abandoned += g.calls
@@ -193,31 +206,32 @@ def _total(groups: Iterable[QueueCallGroup], book: QueueSettingsBook) -> QueueFi
     return total
 
 
-def _day_of(hour: int) -> str:
-    return (dt.date(1970, 1, 1) + dt.timedelta(days=hour // 24)).isoformat()
+def _day_text(day: int) -> str:
+    return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
 
 
 def summarise(
-    groups: Sequence[QueueCallGroup], book: QueueSettingsBook
+    days: Sequence[QueueCallGroup], hours: Sequence[QueueCallGroup], book: QueueSettingsBook
 ) -> tuple[
     list[QueueFigures], QueueFigures, dict[str, list[QueueFigures]], dict[int, list[QueueFigures]]
 ]:
-    """Per queue, the total, per day per queue, per hour of day per queue."""
-    queues = _figures(groups, book, lambda g: g.queue)
-    days: dict[str, list[QueueCallGroup]] = {}
-    hours: dict[int, list[QueueCallGroup]] = {}
-    for g in groups:
-        days.setdefault(_day_of(g.hour), []).append(g)
-        hours.setdefault(g.hour % 24, []).append(g)
+    """Per queue, the total, per day per queue (from the groups by day), per hour of the
+    day per queue (from the groups by hour)."""
 
-    def per_queue(gs: list[QueueCallGroup]) -> list[QueueFigures]:
+    def per_queue(gs: Iterable[QueueCallGroup]) -> list[QueueFigures]:
         return [v for _, v in sorted(_figures(gs, book, lambda g: g.queue).items())]
 
+    by_day: dict[int, list[QueueCallGroup]] = {}
+    for g in days:
+        by_day.setdefault(g.slot, []).append(g)
+    by_hour: dict[int, list[QueueCallGroup]] = {}
+    for g in hours:
+        by_hour.setdefault(g.slot, []).append(g)
     return (
-        [v for _, v in sorted(queues.items())],
-        _total(groups, book),
-        {d: per_queue(gs) for d, gs in sorted(days.items())},
-        {h: per_queue(gs) for h, gs in sorted(hours.items())},
+        per_queue(days),
+        _total(days, book),
+        {_day_text(d): per_queue(gs) for d, gs in sorted(by_day.items())},
+        {h: per_queue(gs) for h, gs in sorted(by_hour.items())},
     )
 
 
@@ -333,12 +347,14 @@ class QueueStatsServices:
             raise InvalidInput("UTC offset must be within +/-14 hours")
         ids = scope.ids() if scope else None
         book = await self.queue_settings()
-        groups = await self.store.queue_call_groups(since, until, ids, utc_offset)
+        limits = limits_for(book)
+        days = await self.store.queue_call_groups(since, until, ids, utc_offset, limits, "day")
+        hours = await self.store.queue_call_groups(since, until, ids, utc_offset, limits, "hour")
         rep_groups = await self.store.queue_rep_groups(since, until, ids)
         talk = await self.store.talk_seconds_by_user(since, until, ids)
         end = min(until, self.clock())
         events = await self.store.agent_state_events(since, until) if end > since else []
         names = {u.id: u.display_name for u in await self.store.list_users(True) if u.id}
-        queues, total, by_day, by_hour = summarise(groups, book)
+        queues, total, by_day, by_hour = summarise(days, hours, book)
         reps = rep_figures(rep_groups, talk, agent_times(events, since, end), names, scope)
         return QueueReport(since, until, queues, total, by_day, by_hour, reps)

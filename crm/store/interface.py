@@ -345,10 +345,17 @@ class Store(ABC):
     # -- queue figures (crm/store/sql_queues.py) ---------------------------------------
     @abstractmethod
     async def queue_call_groups(
-        self, since: float, until: float, user_ids: UserIds = None, utc_offset: float = 0.0
+        self,
+        since: float,
+        until: float,
+        user_ids: UserIds = None,
+        utc_offset: float = 0.0,
+        limits: Sequence[float] = (),
+        by: str = "day",
     ) -> list[QueueCallGroup]:
         """Queue calls started in [since, until) that ``user_ids`` may see, grouped by
-        queue, hour, answered or not, and whole seconds of wait (rounded up)."""
+        queue, day (``by="day"``) or hour of the day (``"hour"``), answered or not, and
+        the first of the sorted ``limits`` their wait does not exceed."""
 
     @abstractmethod
     async def queue_rep_groups(

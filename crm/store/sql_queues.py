@@ -7,6 +7,10 @@ dialect hooks (``_use``, ``_ids_in``, ``_ids_param``, ``_visible_call``, ``_floo
 The figures themselves (service level, averages, colours) are worked out from these rows
 by ``crm.queue_stats``; nothing here knows a threshold.
 
+Waits are grouped by the limits the caller names (service-level and short-abandon
+seconds, bucket edges): each group knows its waits are at most its limit and above the
+one before, so "answered within N seconds" holds exactly on the groups.
+
 A queue call's **wait** is from the call's start to its answer by a rep, or to its end when
 nobody answered: the PBX answers the caller before ``Queue()`` (the lab's dial plan does,
 most do, for the music on hold), so the call's own answer time says nothing; the tracker's
@@ -15,6 +19,7 @@ most do, for the music on hold), so the call's own answer time says nothing; the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..models import AgentEventRow, QueueCallGroup, QueueRepGroup
@@ -26,13 +31,6 @@ STATE_KINDS = ("paused", "unpaused", "registered", "unregistered")
 
 
 class QueueQueries:
-    def _ceil(self, expr: str) -> str:
-        """SQL for the whole seconds ``ceil(expr)`` of a non-negative expression, so
-        "within N seconds" (wait <= N) holds exactly on the grouped value."""
-        if getattr(self, "dialect", "") == "postgres":
-            return f"CAST(CEIL({expr}) AS BIGINT)"
-        return f"(CAST({expr} AS INTEGER) + (({expr}) > CAST({expr} AS INTEGER)))"
-
     def _queue_where(self, args: list[Any], user_ids: Any) -> str:
         """Queue calls started in [$1, $2), seen by ``user_ids`` (the calls list's rule)."""
         where = "calls.queue IS NOT NULL AND calls.started_at >= $1 AND calls.started_at < $2"
@@ -42,17 +40,33 @@ class QueueQueries:
         return where
 
     async def queue_call_groups(
-        self, since: float, until: float, user_ids: Any = None, utc_offset: float = 0.0
+        self,
+        since: float,
+        until: float,
+        user_ids: Any = None,
+        utc_offset: float = 0.0,
+        limits: Sequence[float] = (),
+        by: str = "day",
     ) -> list[QueueCallGroup]:
         args: list[Any] = [since, until]
         where = self._queue_where(args, user_ids)
         args.append(float(utc_offset))
-        hour = self._floor_div(f"calls.started_at + ${len(args)}", 3600)  # type: ignore[attr-defined]
-        wait = self._ceil(f"{WAIT_SQL}")
+        local = f"calls.started_at + ${len(args)}"
+        if by == "hour":
+            slot = f"({self._floor_div(local, 3600)}) % 24"  # type: ignore[attr-defined]
+        else:
+            slot = self._floor_div(local, 86400)  # type: ignore[attr-defined]
+        # The wait as the index of the first limit it does not exceed: a handful of
+        # classes instead of one group per distinct wait, whatever the call volume.
+        cases = []
+        for i, limit in enumerate(limits):
+            args.append(float(limit))
+            cases.append(f"WHEN {WAIT_SQL} <= ${len(args)} THEN {i}")
+        wait_class = f"CASE {' '.join(cases)} ELSE {len(limits)} END" if cases else "0"
         sql = (
-            f"SELECT calls.queue AS queue, {hour} AS hour, "
+            f"SELECT calls.queue AS queue, {slot} AS slot, "
             "CASE WHEN calls.answered THEN 1 ELSE 0 END AS answered, "
-            f"{wait} AS wait_ceil, COUNT(*) AS n, SUM({WAIT_SQL}) AS wait_sum, "
+            f"{wait_class} AS wait_class, COUNT(*) AS n, SUM({WAIT_SQL}) AS wait_sum, "
             f"MAX({WAIT_SQL}) AS wait_max, SUM(calls.talk_seconds) AS talk_sum "
             f"FROM calls WHERE {where} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
         )
@@ -61,9 +75,13 @@ class QueueQueries:
         return [
             QueueCallGroup(
                 queue=r["queue"],
-                hour=int(r["hour"]),
+                slot=int(r["slot"]),
                 answered=bool(r["answered"]),
-                wait_ceil=int(r["wait_ceil"]),
+                wait_limit=(
+                    float(limits[int(r["wait_class"])])
+                    if int(r["wait_class"]) < len(limits)
+                    else None
+                ),
                 calls=int(r["n"]),
                 wait_sum=float(r["wait_sum"] or 0.0),
                 wait_max=float(r["wait_max"] or 0.0),
@@ -143,24 +161,27 @@ class QueueQueries:
         event of each (extension, queue, pause or registration) before ``since``: the
         state the period starts in.  Oldest first, with the extension's current user."""
         kinds = ", ".join(f"'{k}'" for k in STATE_KINDS)  # our own constants
-        family = "CASE WHEN e.kind IN ('paused', 'unpaused') THEN 'p' ELSE 'r' END"
-        sql = (
-            "WITH prior AS (SELECT e.extension AS extension, COALESCE(e.queue, '') AS q, "
-            f"{family} AS fam, MAX(e.ts) AS ts FROM agent_events e "
-            f"WHERE e.ts < $1 AND e.kind IN ({kinds}) GROUP BY 1, 2, 3), "
-            "picked AS (SELECT e.id AS id FROM agent_events e JOIN prior "
-            "ON prior.extension = e.extension AND prior.q = COALESCE(e.queue, '') "
-            f"AND prior.fam = {family} AND prior.ts = e.ts WHERE e.kind IN ({kinds}) "
-            f"UNION SELECT e.id FROM agent_events e WHERE e.ts >= $1 AND e.ts < $2 "
-            f"AND e.kind IN ({kinds})) "
-            "SELECT e.ts AS ts, e.kind AS kind, e.extension AS extension, e.queue AS queue, "
-            "e.reason AS reason, ue.user_id AS user_id FROM agent_events e "
-            "JOIN picked ON picked.id = e.id "
-            "LEFT JOIN user_extensions ue ON ue.extension = e.extension "
-            "ORDER BY e.ts, e.id"
-        )
+        family = "CASE WHEN kind IN ('paused', 'unpaused') THEN 'p' ELSE 'r' END"
+        cols = "id, ts, kind, extension, queue, reason"
         async with self._use() as c:  # type: ignore[attr-defined]
-            rows = await c.fetch(sql, since, until)
+            # Events are written as they happen: the newest id of a key is its last state.
+            prior = await c.fetch(
+                f"SELECT {cols} FROM agent_events WHERE id IN (SELECT MAX(id) FROM agent_events "
+                f"WHERE ts < $1 AND kind IN ({kinds}) "
+                f"GROUP BY extension, COALESCE(queue, ''), {family})",
+                since,
+            )
+            during = await c.fetch(
+                f"SELECT {cols} FROM agent_events WHERE ts >= $1 AND ts < $2 "
+                f"AND kind IN ({kinds}) ORDER BY ts, id",
+                since,
+                until,
+            )
+            owners = {
+                r["extension"]: r["user_id"]
+                for r in await c.fetch("SELECT extension, user_id FROM user_extensions")
+            }
+        rows = sorted(prior, key=lambda r: (r["ts"], r["id"])) + list(during)
         return [
             AgentEventRow(
                 ts=float(r["ts"]),
@@ -168,7 +189,7 @@ class QueueQueries:
                 extension=r["extension"],
                 queue=r["queue"],
                 reason=r["reason"],
-                user_id=r["user_id"],
+                user_id=owners.get(r["extension"]),
             )
             for r in rows
         ]
