@@ -85,7 +85,9 @@ async def test_a_manager_reads_the_queue_report(browser: Browser, site: Site) ->
     charts = page.locator("figure.chart svg[role=img]")
     assert await charts.count() == 4
     alice = page.locator("#rep-table tr", has_text="Alice Rep")
-    assert await alice.locator("[data-figure=pause]").inner_text() == "7h 00m"
+    pause = alice.locator("[data-figure=pause]")
+    assert await pause.inner_text() == "7h 00m"
+    assert await pause.get_attribute("title") == "lunch: 7h 00m"
     assert (await alice.locator("[data-figure=occupancy]").inner_text()).endswith("%")
     await page.set_viewport_size({"width": 1280, "height": 860})
     await screenshot(page, "queue-report")
