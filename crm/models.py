@@ -92,6 +92,10 @@ class User:
     password_hash: str = ""
     active: bool = True
     team_id: int | None = None
+    language: str | None = None
+    """The user's own language ("ru", "ja", "zh_Hans"...); None: not chosen."""
+    timezone: str | None = None
+    """The user's own IANA time zone; None: the install's."""
 
 
 @dataclass(slots=True)

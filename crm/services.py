@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import passwords
 from .access import Scope, merge_refusal, owner_change_refusal, scope_of
@@ -202,6 +203,33 @@ class CrmService(
         async with self.store.transaction() as tx:
             await tx.update_user(user)
             await self.audit(actor, "user.password_changed", f"user:{user_id}", None, tx)
+
+    async def set_preferences(
+        self, user_id: int, language: str | None, timezone: str | None, actor: str
+    ) -> User:
+        """A user's own language and time zone (None: not chosen, the install's apply).
+        The web layer knows which languages it has catalogs for and checks that; a time
+        zone must be a name the system's zone database knows."""
+        if language is not None and not re.fullmatch(r"[a-z]{2,3}(_[A-Za-z]{2,4})?", language):
+            raise InvalidInput("language: not a language code")
+        if timezone is not None:
+            try:
+                if timezone.startswith("/") or ".." in timezone:
+                    raise ValueError(timezone)
+                ZoneInfo(timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise InvalidInput("time zone: not a known time zone") from None
+        user = await self._user(user_id)
+        if (user.language, user.timezone) != (language, timezone):
+            old = {"language": user.language, "timezone": user.timezone}
+            user.language, user.timezone = language, timezone
+            async with self.store.transaction() as tx:
+                await tx.update_user(user)
+                await self.audit(
+                    actor, "user.preferences", f"user:{user_id}",
+                    {"from": old, "to": {"language": language, "timezone": timezone}}, tx,
+                )  # fmt: skip
+        return user
 
     async def set_extensions(self, user_id: int, extensions: Iterable[str], actor: str) -> User:
         exts = self._extensions(extensions)

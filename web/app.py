@@ -19,6 +19,8 @@ from aiohttp import web
 
 from crm.models import Role, User
 
+from . import language
+from .i18n import N_, gettext
 from .render import ENV_KEY, Visitor, make_env, render, visitor
 from .runtime import Runtime
 from .security import ANON_COOKIE, CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, cookie_secure
@@ -70,6 +72,20 @@ def _handler_of(request: web.Request) -> Any:
     return getattr(request.match_info, "handler", None)
 
 
+REASONS = (
+    N_("Bad Request"), N_("Unauthorized"), N_("Forbidden"), N_("Not Found"),
+    N_("Method Not Allowed"), N_("Conflict"), N_("Gone"), N_("Request Entity Too Large"),
+    N_("Unsupported Media Type"), N_("Range Not Satisfiable"), N_("Too Many Requests"),
+    N_("Internal Server Error"), N_("Bad Gateway"), N_("Service Unavailable"),
+    N_("Gateway Timeout"),
+)  # fmt: skip
+"""HTTP reasons as the error page shows them (translated; the API keeps them English)."""
+CSRF_FAILED = N_(
+    "the form expired or did not come from this site (CSRF check failed); reload the page "
+    "and try again"
+)
+
+
 def _message(exc: web.HTTPException) -> str:
     text = exc.text or ""
     return exc.reason if not text or text.startswith(f"{exc.status}:") else text
@@ -89,7 +105,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if wants_json(request):
             body = {"error": {"status": exc.status, "message": _message(exc)}}
             return web.json_response(body, status=exc.status, headers=keep)
-        ctx = {"status": exc.status, "reason": exc.reason, "message": _message(exc)}
+        ctx = {"status": exc.status, "reason": gettext(exc.reason),
+               "message": gettext(_message(exc))}  # fmt: skip
         response = render(request, "error.html", ctx, status=exc.status)
         response.headers.update(keep)
         return response
@@ -98,7 +115,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if wants_json(request):
             body = {"error": {"status": 500, "message": "internal error"}}
             return web.json_response(body, status=500)
-        ctx = {"status": 500, "reason": "Something went wrong", "message": ""}
+        ctx = {"status": 500, "reason": gettext("Something went wrong"), "message": ""}
         return render(request, "error.html", ctx, status=500)
 
 
@@ -143,7 +160,11 @@ async def _session_user(request: web.Request, v: Visitor) -> None:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     v = visitor(request)
+    settings = runtime(request).settings
+    language.apply(request, None, settings)
     await _session_user(request, v)
+    if v.user is not None:
+        language.apply(request, v.user, settings)
     new_anon = None
     if not v.csrf_nonce:
         nonce = request.cookies.get(ANON_COOKIE, "")
@@ -157,11 +178,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     user = v.user
     if not is_public and user is None:
         if wants_json(request) or request.method in UNSAFE:
-            raise web.HTTPUnauthorized(text="log in first")
+            raise web.HTTPUnauthorized(text=N_("log in first"))
         raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='')}")
     allowed = getattr(target, "__crm_roles__", None)
     if allowed is not None and (user is None or user.role not in allowed):
-        raise web.HTTPForbidden(text="your role does not allow this page")
+        raise web.HTTPForbidden(text=N_("your role does not allow this page"))
     if request.method in UNSAFE and v.auth != "token":
         token = request.headers.get(CSRF_HEADER)
         if token is None and request.content_type in (
@@ -172,8 +193,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             value = form.get(CSRF_FIELD)
             token = value if isinstance(value, str) else None
         if not runtime(request).signer.check_csrf(v.csrf_nonce, token):
-            raise web.HTTPForbidden(text="the form expired or did not come from this site "
-                                    "(CSRF check failed); reload the page and try again")
+            raise web.HTTPForbidden(text=CSRF_FAILED)
     response = await handler(request)
     if new_anon is not None:
         response.set_cookie(

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
+from web.formatting import format_day_month
+from web.i18n import _
+from web.labels import label
+
 WIDTH = 720
 INK = "#1d2330"
 MUTED = "#667085"
@@ -109,7 +113,7 @@ def _legend(series: Sequence[Series], x0: float, y: float) -> list[str]:
 
 
 def _empty_note(x: float, y: float, total: float) -> list[str]:
-    return [] if total > 0 else [_text(x, y, "No calls in this period", size=14)]
+    return [] if total > 0 else [_text(x, y, _("No calls in this period"), size=14)]
 
 
 def column_chart(
@@ -216,10 +220,10 @@ def bar_chart(
         )
         out.append(_text(x, top + plot_h + 18, fmt(v)))
     out.append("</g>")
-    for i, label in enumerate(labels):
+    for i, name in enumerate(labels):
         y = top + i * row_height + row_height * 0.18
         h = row_height * 0.64
-        out.append(_text(left - 8, y + h / 2 + 4, _short(label, 18), "end", 12, INK))
+        out.append(_text(left - 8, y + h / 2 + 4, _short(name, 18), "end", 12, INK))
         x = left
         out.append('<g class="bar">')
         for s in series:
@@ -229,7 +233,7 @@ def bar_chart(
             w = plot_w * v / axis_max
             out.append(
                 f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(w)}" height="{_f(h)}" '
-                f'fill="{s.color}"><title>{escape(label)} · {escape(s.name)}: '
+                f'fill="{s.color}"><title>{escape(name)} · {escape(s.name)}: '
                 f"{escape(fmt(v))}</title></rect>"
             )
             x += w
@@ -248,17 +252,15 @@ def calls_per_day_chart(days: Sequence[str], by_outcome: dict[str, Sequence[int]
     order = [o for o in OUTCOME_COLORS if o in by_outcome] + sorted(
         o for o in by_outcome if o not in OUTCOME_COLORS
     )
-    series = [
-        Series(o.replace("_", " "), by_outcome[o], OUTCOME_COLORS.get(o, MUTED)) for o in order
-    ]
-    labels = [d[5:] if len(d) == 10 else d for d in days]
-    return column_chart("Calls per day by outcome", labels, series, width=1000, height=280)
+    series = [Series(label(o), by_outcome[o], OUTCOME_COLORS.get(o, MUTED)) for o in order]
+    labels = [format_day_month(d) for d in days]
+    return column_chart(_("Calls per day by outcome"), labels, series, width=1000, height=280)
 
 
 def busiest_hours_chart(hours: Sequence[tuple[int, int]], width: float = 520) -> Markup:
     """Calls by the hour of the day they started in (all 24 hours)."""
-    labels = [f"{h:02d}" for h, _ in hours]
-    series = [Series("calls", [c for _, c in hours], "#2458d6")]
+    labels = [f"{h:02d}" for h, _count in hours]
+    series = [Series(_("calls"), [c for _hour, c in hours], "#2458d6")]
     return column_chart(
-        "Calls by hour of day", labels, series, max_labels=12, width=width, height=240
+        _("Calls by hour of day"), labels, series, max_labels=12, width=width, height=240
     )

@@ -50,6 +50,7 @@ from crm.models import Call, CallbackTask, CallFilter, Contact, LiveCallRow, Use
 from crm.originate_relay import RELAY_KINDS
 from crm.phones import normalize
 
+from . import i18n
 from .render import format_number
 
 if TYPE_CHECKING:
@@ -177,6 +178,8 @@ class Viewer:
     scope: Scope
     watch: frozenset[str] | None
     """Extensions whose live calls are listed for this user; None: every call."""
+    locale: tuple[str, str, str] = ("en", "UTC", "US")
+    """Language, time zone and number region the user's rows are rendered in."""
 
     @property
     def supervisor(self) -> bool:
@@ -527,7 +530,9 @@ class LiveHub:
             watch = frozenset(
                 ext for uid in ids if (u := self._by_id.get(uid)) for ext in u.extensions
             ) | frozenset(user.extensions)
-        return Viewer(user.id, user.role, frozenset(user.extensions), scope, watch)
+        locale = (i18n.CURRENT_LANGUAGE.get(), i18n.CURRENT_TIMEZONE.get(),
+                  i18n.CURRENT_REGION.get())  # the /events request's (web.language)  # fmt: skip
+        return Viewer(user.id, user.role, frozenset(user.extensions), scope, watch, locale)
 
     def connect(self, viewer: Viewer) -> Client:
         """A new SSE connection; it gets the calls in progress that concern it at once
@@ -733,12 +738,12 @@ class LiveHub:
         # same line, encoded once per version of the call (the cache clears on a change).
         key = ("line", me, pop, listed, can_open, contact is shared["contact"],
                (contact or {}).get("other_rep"), view["last_call"] is None,
-               view["open_callback"] is None)  # fmt: skip
+               view["open_callback"] is None, viewer.locale)  # fmt: skip
         line = st.cache.get(key)
         if line is None:
             data = {**view, "me": me, "pop": pop, "listed": listed}
             data["can_open"] = can_open
-            data["row_html"] = self._live_row(st, can_open, data)
+            data["row_html"] = self._live_row(st, can_open, data, viewer.locale)
             line = st.cache[key] = message_line("call_progress", data)
         return line
 
@@ -814,21 +819,23 @@ class LiveHub:
                 else None
             ),
         }
-        rows: dict[bool, str] = {}
+        rows: dict[tuple[bool, tuple[str, str, str]], str] = {}
         for client in list(self.clients):
             scope = client.viewer.scope
             if not can_see_call(scope, call, task):
                 continue
             can_open = contact is not None and can_see_contact(scope, contact)
-            if can_open not in rows:
-                rows[can_open] = self._render(
+            row_key = (can_open, client.viewer.locale)
+            if row_key not in rows:
+                rows[row_key] = self._render(
                     "_call_row.html",
+                    client.viewer.locale,
                     call=call,
                     contact=contact,
                     can_open_contact=can_open,
                     rep=self._by_id.get(call.user_id) if call.user_id else None,
                 )
-            client.put("call_recorded", {**base, "row_html": rows[can_open]})
+            client.put("call_recorded", {**base, "row_html": rows[row_key]})
 
     async def _on_callback(self, kind: str, task: Any) -> None:
         if not isinstance(task, CallbackTask):
@@ -837,22 +844,24 @@ class LiveHub:
         await self._refresh_users()
         contact = await self._contact(task.contact_id)
         data = {"kind": kind.removeprefix("callback_"), "task": task_json(task, self.rt.clock())}
-        rows: dict[bool, str] = {}
+        rows: dict[tuple[bool, tuple[str, str, str]], str] = {}
         for client in list(self.clients):
             scope = client.viewer.scope
             if not can_see_callback(scope, task):
                 continue
             can_open = contact is not None and can_see_contact(scope, contact)
-            if task.status == "open" and can_open not in rows:
-                rows[can_open] = self._render(
+            row_key = (can_open, client.viewer.locale)
+            if task.status == "open" and row_key not in rows:
+                rows[row_key] = self._render(
                     "_callback_row.html",
+                    client.viewer.locale,
                     task=task,
                     contact=contact,
                     can_open_contact=can_open,
                     owner=self._by_id.get(task.owner_id) if task.owner_id else None,
                     now=self.rt.clock(),
                 )
-            client.put(kind, {**data, "row_html": rows.get(can_open)})
+            client.put(kind, {**data, "row_html": rows.get(row_key)})
 
     # -- what a pop says ---------------------------------------------------------------
     def _shared(self, st: LiveState) -> dict[str, Any]:
@@ -898,13 +907,14 @@ class LiveHub:
         owner = cached[1].owner_id
         return owner is None or viewer.scope.covers(owner)
 
-    def _live_row(self, st: LiveState, can_open: bool, view: dict[str, Any]) -> str:
+    def _live_row(self, st: LiveState, can_open: bool, view: dict[str, Any],
+                  locale: tuple[str, str, str]) -> str:  # fmt: skip
         hidden = bool((view.get("contact") or {}).get("id") is None and st.contact_id)
-        key = ("row", can_open, hidden)
+        key = ("row", can_open, hidden, locale)
         html = st.cache.get(key)
         if html is None:
             live = {**view, "can_open": can_open}
-            html = st.cache[key] = self._render("_live_row.html", live=live)
+            html = st.cache[key] = self._render("_live_row.html", locale, live=live)
         return html
 
     def _build_shared(self, st: LiveState) -> dict[str, Any]:
@@ -1094,11 +1104,15 @@ class LiveHub:
             return {**jsonable(status), "state": state}
         return {"state": state}
 
-    def _render(self, name: str, **ctx: Any) -> str:
+    def _render(self, name: str, locale: tuple[str, str, str] | None = None, **ctx: Any) -> str:
+        """A row in one viewer's language, time zone and region (``Viewer.locale``)."""
         if self.env is None:
             return ""
         try:
-            return self.env.get_template(name).render(ctx)
+            if locale is None:
+                return self.env.get_template(name).render(ctx)
+            with i18n.using(*locale):
+                return self.env.get_template(name).render(ctx)
         except jinja2.TemplateError:
             log.exception("live: could not render %s", name)
             return ""

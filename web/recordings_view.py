@@ -25,6 +25,7 @@ from aiohttp import web
 from crm.models import Call, RecordingRow, User
 
 from .app import current_user, runtime
+from .i18n import N_, _
 from .runtime import Runtime, resolve_path
 
 LINK_TTL = 2 * 3600.0
@@ -126,18 +127,18 @@ def may_download(rt: Runtime, user: User) -> bool:
 
 
 _MESSAGES = {
-    "pending": "The recording is being prepared; reload in a minute.",
-    "missing": "The recording file was not found on the PBX.",
-    "corrupt": "The recording file is damaged and cannot be played.",
-    "deleted": "The recording was deleted (retention period).",
+    "pending": N_("The recording is being prepared; reload in a minute."),
+    "missing": N_("The recording file was not found on the PBX."),
+    "corrupt": N_("The recording file is damaged and cannot be played."),
+    "deleted": N_("The recording was deleted (retention period)."),
 }
 
 
 def _item(rt: Runtime, user: User, row: RecordingRow, now: float) -> PlayerItem:
     if row.status != "ready" or not row.media_path or user.id is None:
-        message = _MESSAGES.get(row.status, "The recording cannot be played.")
+        message = _(_MESSAGES.get(row.status, N_("The recording cannot be played.")))
         if row.status == "ready":
-            message = _MESSAGES["missing"]
+            message = _(_MESSAGES["missing"])
         return PlayerItem(row.id, row.status if row.status != "ready" else "missing",
                           row.duration_seconds, row.size_bytes, message)  # fmt: skip
     link = sign(rt, row.id, user.id, now)

@@ -1,16 +1,17 @@
 """Templates: one autoescaping jinja2 environment and the filters every page uses.
 
-Numbers, times and durations are formatted here and only here, so every page shows them
-the same way and a number is always a click-to-call control.
+Numbers, times and durations are formatted through ``web.formatting`` only, so every page
+shows them the same way, in the reader's language and time zone; a number is always a
+click-to-call control. The filters are bound once but read the request's language, time
+zone and region from ``web.i18n``'s context variables, so they are per-request.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import jinja2
 import phonenumbers
@@ -18,7 +19,9 @@ from aiohttp import web
 from markupsafe import Markup, escape
 
 from crm.models import User
-from web import i18n
+from web import formatting, i18n
+from web.i18n import _
+from web.labels import LABELS, PHRASES, label
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 ENV_KEY: web.AppKey[jinja2.Environment] = web.AppKey("jinja_env", jinja2.Environment)
@@ -47,10 +50,11 @@ def visitor(request: web.Request) -> Visitor:
     return v
 
 
-def format_number(value: str | None, region: str = "US") -> str:
+def format_number(value: str | None, region: str | None = None) -> str:
     """E.164 in the readable international form; extensions and odd strings as they are."""
     if not value:
         return ""
+    region = region or i18n.CURRENT_REGION.get()
     if value.startswith("+"):
         try:
             parsed = phonenumbers.parse(value, region)
@@ -65,31 +69,18 @@ def format_number(value: str | None, region: str = "US") -> str:
     return value
 
 
-def dial_link(value: str | None, region: str = "US") -> Markup:
+def dial_link(value: str | None, region: str | None = None) -> Markup:
     """A number as a click-to-call button (a form, so it works without JavaScript)."""
     if not value:
         return Markup("")
     shown = escape(format_number(value, region))
-    return Markup(
-        '<a class="dial" href="tel:{v}" data-dial="{v}" title="Call {s}">{s}</a>'
-    ).format(v=value, s=shown)
+    return Markup('<a class="dial" href="tel:{v}" data-dial="{v}" title="{t}">{s}</a>').format(
+        v=value, s=shown, t=_("Call %(number)s", number=format_number(value, region))
+    )
 
 
-def format_time(value: float | None, tz: str = "UTC", fmt: str = "%Y-%m-%d %H:%M") -> str:
-    if value is None:
-        return ""
-    return dt.datetime.fromtimestamp(value, ZoneInfo(tz)).strftime(fmt)
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    return f"{s // 3600}h {s % 3600 // 60:02d}m"
+format_time = formatting.format_time
+format_duration = formatting.format_duration
 
 
 def make_env(settings: dict[str, Any]) -> jinja2.Environment:
@@ -103,13 +94,33 @@ def make_env(settings: dict[str, Any]) -> jinja2.Environment:
         lstrip_blocks=True,
         extensions=["jinja2.ext.i18n"],
     )
-    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
-    env.filters["number"] = lambda v: format_number(v, region)
-    env.filters["dial"] = lambda v: dial_link(v, region)
-    env.filters["time"] = lambda v, fmt="%Y-%m-%d %H:%M": format_time(v, tz, fmt)
-    env.filters["duration"] = format_duration
+    env.install_gettext_callables(i18n.raw_gettext, i18n.raw_ngettext, newstyle=True)  # type: ignore[attr-defined]
+    env.filters["number"] = format_number
+    env.filters["dial"] = dial_link
+    env.filters["time"] = formatting.format_time
+    env.filters["day"] = formatting.format_date
+    env.filters["duration"] = formatting.format_duration
+    env.filters["count"] = formatting.format_count
+    env.filters["percent"] = formatting.format_percentage
+    env.filters["decimal"] = formatting.format_fixed
+    env.filters["label"] = label
+    env.filters["tr"] = lambda v: i18n.gettext(str(v)) if v else ""
     env.globals["region"] = region
+    env.globals["install_tz"] = tz
     return env
+
+
+def page_i18n(language: str, timezone: str) -> Markup:
+    """The JSON the browser's scripts read (``#crm-i18n``): strings in the reader's language,
+    and the time zone, patterns and names to format times exactly as the page does."""
+    blob = formatting.browser_formats(language, timezone)
+    with i18n.using(language):
+        blob["strings"] = i18n.js_strings(language)
+        blob["labels"] = {code: label(code) for code in LABELS}
+        blob["phrases"] = {text: i18n.gettext(text) for text in PHRASES}
+    text = json.dumps(blob, ensure_ascii=False, separators=(",", ":"))
+    # Safe inside <script type="application/json">: no "</" can close the element.
+    return Markup(text.replace("</", "<\\/"))
 
 
 def _static(request: web.Request) -> Any:
@@ -126,7 +137,13 @@ def render(
 ) -> web.Response:
     env = request.app[ENV_KEY]
     v = visitor(request)
-    ctx = {"request": request, "user": v.user, "csrf": v.csrf_token, "static": _static(request)}
+    language, timezone = i18n.CURRENT_LANGUAGE.get(), i18n.CURRENT_TIMEZONE.get()
+    ctx = {
+        "request": request, "user": v.user, "csrf": v.csrf_token, "static": _static(request),
+        "lang": language, "lang_tag": language.replace("_", "-"), "timezone": timezone,
+        "languages": [(code, i18n.language_name(code)) for code in i18n.LANGUAGES],
+        "i18n_json": lambda: page_i18n(language, timezone),
+    }  # fmt: skip
     ctx.update(context or {})
     html = env.get_template(name).render(ctx)
     return web.Response(text=html, content_type="text/html", status=status)

@@ -339,17 +339,22 @@ class SqlStore(
                 password_hash=r["password_hash"],
                 active=bool(r["active"]),
                 team_id=r["team_id"],
+                language=r["language"],
+                timezone=r["timezone"],
             )
             for r in rows
         ]
 
-    _USER_COLS = "id, username, display_name, role, password_hash, active, team_id"
+    _USER_COLS = (
+        "id, username, display_name, role, password_hash, active, team_id, language, timezone"
+    )
 
     async def add_user(self, user: User, at: float) -> User:
         async with self._tx() as c:
             user.id = await c.fetchval(
                 "INSERT INTO users (username, display_name, role, password_hash, active, "
-                "team_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                "team_id, created_at, language, timezone) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                 user.username,
                 user.display_name,
                 user.role,
@@ -357,6 +362,8 @@ class SqlStore(
                 user.active,
                 user.team_id,
                 at,
+                user.language,
+                user.timezone,
             )
             await c.executemany(
                 "INSERT INTO user_extensions (extension, user_id) VALUES ($1, $2)",
@@ -368,7 +375,8 @@ class SqlStore(
         async with self._tx() as c:
             await c.execute(
                 "UPDATE users SET username = $2, display_name = $3, role = $4, "
-                "password_hash = $5, active = $6, team_id = $7 WHERE id = $1",
+                "password_hash = $5, active = $6, team_id = $7, language = $8, timezone = $9 "
+                "WHERE id = $1",
                 user.id,
                 user.username,
                 user.display_name,
@@ -376,6 +384,8 @@ class SqlStore(
                 user.password_hash,
                 user.active,
                 user.team_id,
+                user.language,
+                user.timezone,
             )
             await c.execute("DELETE FROM user_extensions WHERE user_id = $1", user.id)
             await c.executemany(

@@ -146,8 +146,8 @@ class CatalogueQueries:
                 return None
             token = _token(row)
             rows = await c.fetch(
-                "SELECT id, username, display_name, role, password_hash, active, team_id "
-                "FROM users WHERE id = $1",
+                "SELECT id, username, display_name, role, password_hash, active, team_id, "
+                "language, timezone FROM users WHERE id = $1",
                 token.user_id,
             )
             users: list[User] = await self._users(c, rows)  # type: ignore[attr-defined]

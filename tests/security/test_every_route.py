@@ -55,6 +55,7 @@ DECISIONS: dict[str, Decision] = {
     "POST /logout": Decision(USERS),
     "GET /account": Decision(USERS),
     "POST /account/password": Decision(USERS),
+    "POST /account/preferences": Decision(USERS),
     "POST /account/sessions": Decision(USERS),
     "GET /healthz": Decision(PUBLIC),
     # from this machine (the test client is loopback); from elsewhere an admin's API

@@ -27,31 +27,33 @@ from crm.errors import InvalidInput
 from crm.policy import LeadPolicy
 
 from ..app import current_user, roles, runtime
+from ..formatting import babel_locale
+from ..i18n import N_, _, gettext_or_none
 from ..ratelimit import RateLimit, hit_all
-from ..render import ENV_KEY, dial_link, format_number, render
+from ..render import ENV_KEY, render
 from ..runtime import Runtime, lead_policy, restart_links
 from .dial import clicktocall_of
 
 routes = web.RouteTableDef()
 AMI_FIELDS = ("host", "port", "username", "tls")
 CREATE_ON = {
-    "every_call": "every call from an unknown number",
-    "missed_only": "only missed calls from an unknown number",
-    "never": "never (add contacts by hand)",
+    "every_call": N_("every call from an unknown number"),
+    "missed_only": N_("only missed calls from an unknown number"),
+    "never": N_("never (add contacts by hand)"),
 }
 PROBE_TIMEOUT = 5.0
 PROBES_PER_USER = 5
 """Test-connection clicks per admin per minute."""
 PROBES_GLOBAL = 20
 """Test-connection clicks per process per minute, all admins together."""
-SECRET_AGAIN = (
+SECRET_AGAIN = N_(
     "secret: enter the AMI secret again: the stored one is only used with the host, port, "
     "user name and TLS setting it was saved for. Nothing was changed."
 )
 NOTICES = {
-    "pbx": "PBX link settings saved.",
-    "pbx-restarted": "PBX link settings saved; the link is reconnecting with them.",
-    "settings": "Settings saved.",
+    "pbx": N_("PBX link settings saved."),
+    "pbx-restarted": N_("PBX link settings saved; the link is reconnecting with them."),
+    "settings": N_("Settings saved."),
 }
 _HOST = re.compile(r"^[A-Za-z0-9.:_\-\[\]]{1,253}$")
 
@@ -75,10 +77,17 @@ async def apply_policy(rt: Runtime) -> LeadPolicy:
 
 
 def apply_region(env: jinja2.Environment, region: str) -> None:
-    """Point the templates' number filters at a new default region (no restart)."""
-    env.filters["number"] = lambda v: format_number(v, region)
-    env.filters["dial"] = lambda v: dial_link(v, region)
+    """Point the templates at a new default region (no restart; the number filters read
+    the request's region, which ``web.language`` takes from the settings)."""
     env.globals["region"] = region
+
+
+def regions() -> list[tuple[str, str]]:
+    """The regions phone numbers know, with country names in the reader's language,
+    sorted by name."""
+    names = babel_locale().territories
+    found = [(code, str(names.get(code, code))) for code in phonenumbers.SUPPORTED_REGIONS]
+    return sorted(found, key=lambda pair: pair[1])
 
 
 async def apply_stored_settings(rt: Runtime) -> None:
@@ -158,7 +167,7 @@ async def _pbx_page(
         "store": rt.holding_status,
         "error": error,
         "probe": probe,
-        "notice": NOTICES.get(request.query.get("done", "")),
+        "notice": gettext_or_none(NOTICES.get(request.query.get("done", ""))),
         "originate_refused": _originate_refused(rt),
     }
     return render(request, "admin.html", ctx, status=status)
@@ -202,11 +211,11 @@ async def _ami_form(request: web.Request) -> tuple[dict[str, Any], dict[str, Any
         "tls": form.get("tls") in ("on", "1", "true"),
     }
     if not _HOST.match(typed["host"]):
-        raise InvalidInput("host: a host name or an IP address")
+        raise InvalidInput(_("host: a host name or an IP address"))
     try:
         port = int(typed["port"])
     except ValueError:
-        raise InvalidInput("port: a number from 1 to 65535") from None
+        raise InvalidInput(_("port: a number from 1 to 65535")) from None
     values: dict[str, Any] = {
         "host": typed["host"],
         "port": port,
@@ -218,7 +227,7 @@ async def _ami_form(request: web.Request) -> tuple[dict[str, Any], dict[str, Any
     if secret:
         values["secret"] = secret
     elif stored.get("secret") and _endpoint(values) != _endpoint(stored):
-        raise InvalidInput(SECRET_AGAIN)
+        raise InvalidInput(_(SECRET_AGAIN))
     merged = {**rt.settings.get("ami", {}), **values}
     try:
         settings_from_config(merged)
@@ -259,8 +268,9 @@ async def test_pbx(request: web.Request) -> web.StreamResponse:
         form = await request.post()
         typed = {k: str(form.get(k, "")) for k in AMI_FIELDS}
         typed["tls"] = form.get("tls") in ("on", "1", "true")
-        resp = await _pbx_page(request, typed, "Too many connection tests; wait "
-                               f"{int(wait) + 1} s and try again.", status=429)  # fmt: skip
+        message = _("Too many connection tests; wait %(seconds)d s and try again.",
+                    seconds=int(wait) + 1)  # fmt: skip
+        resp = await _pbx_page(request, typed, message, status=429)
         resp.headers["Retry-After"] = str(int(wait) + 1)
         return resp
     try:
@@ -288,8 +298,8 @@ def _settings_ctx(rt: Runtime, users: list[Any], form: dict[str, Any] | None) ->
     return {
         "section": "settings",
         "values": shown,
-        "regions": sorted(phonenumbers.SUPPORTED_REGIONS),
-        "create_on": CREATE_ON,
+        "regions": regions(),
+        "create_on": {key: _(text) for key, text in CREATE_ON.items()},
         "owners": [u for u in users if u.active],
         "example": phonenumbers.format_number(
             phonenumbers.example_number(str(shown["default_region"]))
@@ -306,7 +316,7 @@ def _settings_ctx(rt: Runtime, users: list[Any], form: dict[str, Any] | None) ->
 async def settings_page(request: web.Request) -> web.StreamResponse:
     rt = runtime(request)
     ctx = _settings_ctx(rt, await rt.service.list_users(), None)
-    ctx.update(error=None, notice=NOTICES.get(request.query.get("done", "")))
+    ctx.update(error=None, notice=gettext_or_none(NOTICES.get(request.query.get("done", ""))))
     return render(request, "admin_settings.html", ctx)
 
 
@@ -314,9 +324,10 @@ def _number(text: str, what: str, low: float, high: float) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise InvalidInput(f"{what}: a number") from None
+        raise InvalidInput(_("%(field)s: a number", field=what)) from None
     if not low < value <= high:
-        raise InvalidInput(f"{what}: more than {low:g} and at most {high:g}")
+        raise InvalidInput(_("%(field)s: more than %(low)s and at most %(high)s",
+                             field=what, low=format(low, "g"), high=format(high, "g")))  # fmt: skip
     return value
 
 
@@ -340,14 +351,16 @@ async def save_settings(request: web.Request) -> web.StreamResponse:
     try:
         region = typed["default_region"].upper()
         if region not in phonenumbers.SUPPORTED_REGIONS:
-            raise InvalidInput(f"default region: {region!r} is not an ISO region code")
+            raise InvalidInput(_("default region: %(region)s is not an ISO region code",
+                                 region=repr(region)))  # fmt: skip
         if typed["create_on"] not in CREATE_ON:
-            raise InvalidInput("create leads on: choose one of the options")
-        window = _number(typed["repeat_window_hours"], "repeat window (hours)", 0, 24 * 365)
-        sla = _number(typed["callback_sla_minutes"], "callback SLA (minutes)", 0, 60 * 24 * 30)
+            raise InvalidInput(_("create leads on: choose one of the options"))
+        window = _number(typed["repeat_window_hours"], _("repeat window (hours)"), 0, 24 * 365)
+        sla = _number(typed["callback_sla_minutes"], _("callback SLA (minutes)"), 0,
+                      60 * 24 * 30)  # fmt: skip
         owner = typed["default_owner"]
         if owner and owner not in {u.username for u in users if u.active}:
-            raise InvalidInput("default owner: choose an active user")
+            raise InvalidInput(_("default owner: choose an active user"))
     except InvalidInput as exc:
         ctx = _settings_ctx(rt, users, typed)
         ctx.update(error=str(exc), notice=None)

@@ -14,6 +14,7 @@ from crm.errors import InvalidInput
 from recordings.retention import purge
 
 from ..app import current_user, roles, runtime
+from ..i18n import _
 from ..recordings_view import media_dir
 from ..render import render
 from ..runtime import Runtime, resolve_path
@@ -58,8 +59,9 @@ async def save_recordings_settings(request: web.Request) -> web.StreamResponse:
         if not 0 <= days <= MAX_DAYS:
             raise ValueError
     except ValueError:
-        return _page(request, error=f"Retention: a whole number of days, 0 to {MAX_DAYS} "
-                     "(0 keeps recordings for ever).", status=400)  # fmt: skip
+        message = _("Retention: a whole number of days, 0 to %(max)d (0 keeps recordings "
+                    "for ever).", max=MAX_DAYS)  # fmt: skip
+        return _page(request, error=message, status=400)
     values = {"retention_days": days, "delete_originals": form.get("delete_originals") == "on"}
     await rt.service.put_setting("recordings", values, current_user(request).username)
     rt.settings.setdefault("recordings", {}).update(values)
@@ -73,7 +75,7 @@ async def purge_now(request: web.Request) -> web.StreamResponse:
     cfg = _current(rt)
     days = int(cfg["retention_days"])  # type: ignore[call-overload]
     if days <= 0:
-        raise InvalidInput("retention is off (0 days): nothing to delete")
+        raise InvalidInput(_("retention is off (0 days): nothing to delete"))
     report = await purge(
         rt.service, media_dir(rt), resolve_path(str(cfg["directory"])), days, time.time(),
         delete_originals=bool(cfg["delete_originals"]),
@@ -84,8 +86,13 @@ async def purge_now(request: web.Request) -> web.StreamResponse:
     )  # fmt: skip
     return _page(
         request,
-        notice=f"Retention applied: {len(report.marked)} recordings older than {days} days "
-        f"deleted ({report.deleted} files).",
+        notice=_(
+            "Retention applied: %(recordings)d recordings older than %(days)d days "
+            "deleted (%(files)d files).",
+            recordings=len(report.marked),
+            days=days,
+            files=report.deleted,
+        ),
     )
 
 

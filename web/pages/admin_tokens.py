@@ -9,6 +9,7 @@ from aiohttp import web
 from crm.errors import InvalidInput, NotFound
 
 from ..app import current_user, roles, runtime
+from ..i18n import _
 from ..render import render
 
 routes = web.RouteTableDef()
@@ -49,14 +50,14 @@ async def create_token(request: web.Request) -> web.StreamResponse:
     try:
         user_id = int(str(form.get("user_id", "")))
     except ValueError:
-        return await _page(request, error="Choose the user the token acts as.", status=400)
+        return await _page(request, error=_("Choose the user the token acts as."), status=400)
     try:
         days_text = str(form.get("expires_days", "")).strip()
         days = float(days_text) if days_text else None
         if days is not None and not 0 < days <= 3650:
             raise ValueError
     except ValueError:
-        return await _page(request, error="Expiry: a number of days (1-3650), or empty.",
+        return await _page(request, error=_("Expiry: a number of days (1-3650), or empty."),
                            status=400)  # fmt: skip
     try:
         token = await rt.service.create_api_token(

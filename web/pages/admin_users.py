@@ -15,6 +15,7 @@ from crm.models import ROLES, CallFilter, User
 
 from .. import sessions
 from ..app import current_user, roles, runtime
+from ..i18n import N_, _, gettext_or_none
 from ..render import render
 from ..runtime import Runtime
 
@@ -22,15 +23,15 @@ routes = web.RouteTableDef()
 SCAN_CALLS = 1000
 """Recent calls read to offer the extensions the PBX uses."""
 NOTICES = {
-    "created": "User created.",
-    "role": "Role changed.",
-    "team": "Team changed.",
-    "team-created": "Team created.",
-    "password": "Password reset; the user's other sessions have ended.",
-    "deactivated": "User deactivated: they can no longer log in.",
-    "reactivated": "User reactivated.",
-    "extensions": "Extensions saved.",
-    "sessions": "Logged out everywhere: every session of the user has ended.",
+    "created": N_("User created."),
+    "role": N_("Role changed."),
+    "team": N_("Team changed."),
+    "team-created": N_("Team created."),
+    "password": N_("Password reset; the user's other sessions have ended."),
+    "deactivated": N_("User deactivated: they can no longer log in."),
+    "reactivated": N_("User reactivated."),
+    "extensions": N_("Extensions saved."),
+    "sessions": N_("Logged out everywhere: every session of the user has ended."),
 }
 
 
@@ -85,7 +86,7 @@ async def _users_page(
         "form": form
         or {"username": "", "display_name": "", "role": "rep", "extensions": "", "team_id": ""},
         "error": error,
-        "notice": NOTICES.get(request.query.get("done", "")),
+        "notice": gettext_or_none(NOTICES.get(request.query.get("done", ""))),
     }
     return render(request, "admin_users.html", ctx, status=status)
 
@@ -102,7 +103,7 @@ def _team_id(text: str) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise InvalidInput("team: choose one from the list") from None
+        raise InvalidInput(_("team: choose one from the list")) from None
 
 
 @routes.post("/admin/users")
@@ -114,7 +115,7 @@ async def create_user(request: web.Request) -> web.StreamResponse:
     try:
         role = form.get("role", "rep")
         if role not in ROLES:
-            raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+            raise InvalidInput(_("role must be one of %(roles)s", roles=", ".join(ROLES)))
         user = await rt.service.create_user(
             form.get("username", "").strip(),
             form.get("display_name", "").strip(),
@@ -149,7 +150,7 @@ async def _user_page(
     rt = runtime(request)
     user = await rt.store.get_user(_user_id(request))
     if user is None:
-        raise web.HTTPNotFound(text="no such user")
+        raise web.HTTPNotFound(text=_("no such user"))
     everyone = await rt.service.list_users(include_inactive=True)
     ctx = {
         "section": "users",
@@ -170,8 +171,9 @@ def _notice(request: web.Request) -> str | None:
     if q.get("done") == "reassigned":
         contacts, callbacks = q.get("contacts", "0"), q.get("callbacks", "0")
         if contacts.isdigit() and callbacks.isdigit():
-            return f"Handed over {contacts} contacts and {callbacks} open callbacks."
-    return NOTICES.get(q.get("done", ""))
+            return _("Handed over %(contacts)s contacts and %(callbacks)s open callbacks.",
+                     contacts=contacts, callbacks=callbacks)  # fmt: skip
+    return gettext_or_none(NOTICES.get(q.get("done", "")))
 
 
 @routes.get("/admin/users/{user_id}")
@@ -189,9 +191,9 @@ async def _change(
     if what == "role":
         role = form.get("role", "")
         if role not in ROLES:
-            raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+            raise InvalidInput(_("role must be one of %(roles)s", roles=", ".join(ROLES)))
         if target.id == actor.id and role != "admin":
-            raise InvalidInput("you cannot take away your own admin role")
+            raise InvalidInput(_("you cannot take away your own admin role"))
         await rt.service.set_role(uid, role, actor.username)  # type: ignore[arg-type]
         return "role"
     if what == "team":
@@ -202,7 +204,7 @@ async def _change(
         return "password"
     if what == "deactivate":
         if target.id == actor.id:
-            raise InvalidInput("you cannot deactivate yourself")
+            raise InvalidInput(_("you cannot deactivate yourself"))
         await rt.service.deactivate_user(uid, actor.username)
         return "deactivated"
     if what == "reactivate":
@@ -215,7 +217,7 @@ async def _change(
         try:
             to = int(form.get("to", ""))
         except ValueError:
-            raise InvalidInput("choose who takes over") from None
+            raise InvalidInput(_("choose who takes over")) from None
         contacts, callbacks = await rt.service.reassign(uid, to, actor.username)
         return f"reassigned:{contacts}:{callbacks}"
     if what == "sessions":
@@ -237,7 +239,7 @@ async def change_user(request: web.Request) -> web.StreamResponse:
     actor = current_user(request)
     target = await rt.store.get_user(_user_id(request))
     if target is None:
-        raise web.HTTPNotFound(text="no such user")
+        raise web.HTTPNotFound(text=_("no such user"))
     form = await _form(request)
     back = form.get("back", "")
     try:
@@ -253,7 +255,7 @@ async def change_user(request: web.Request) -> web.StreamResponse:
     if back == "extensions":
         raise web.HTTPSeeOther("/admin/extensions?done=extensions")
     if done.startswith("reassigned:"):
-        _, contacts, callbacks = done.split(":")
+        _what, contacts, callbacks = done.split(":")
         raise web.HTTPSeeOther(
             f"/admin/users/{target.id}?done=reassigned&contacts={contacts}&callbacks={callbacks}"
         )
@@ -275,7 +277,7 @@ async def _extensions_page(
         "free": [e for e in seen if e not in assigned],
         "link_up": (rt.link_status is not None and rt.link_status.state == "connected"),
         "error": error,
-        "notice": NOTICES.get(request.query.get("done", "")),
+        "notice": gettext_or_none(NOTICES.get(request.query.get("done", ""))),
     }
     return render(request, "admin_extensions.html", ctx, status=status)
 

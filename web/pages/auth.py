@@ -7,8 +7,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .. import sessions
+from .. import i18n, sessions
 from ..app import current_user, public, runtime, safe_next
+from ..i18n import _
+from ..language import LANG_COOKIE
 from ..render import render, visitor
 from ..security import SESSION_COOKIE, cookie_secure
 
@@ -37,8 +39,19 @@ def _warn_if_plain_http(request: web.Request, secure: bool) -> None:
 async def login_form(request: web.Request) -> web.StreamResponse:
     if visitor(request).user is not None:
         raise web.HTTPFound(safe_next(request.query.get("next")))
-    return render(request, "login.html", {"next": safe_next(request.query.get("next")),
-                                          "error": None, "username": ""})  # fmt: skip
+    # The language switcher: ?lang= shows the page in that language and remembers it (a
+    # cookie) until the user chooses one on My account.
+    chosen = request.query.get("lang")
+    lang = chosen if chosen in i18n.LANGUAGES else None
+    if lang is not None:
+        i18n.CURRENT_LANGUAGE.set(lang)
+    response = render(request, "login.html", {"next": safe_next(request.query.get("next")),
+                                              "error": None, "username": ""})  # fmt: skip
+    if lang is not None:
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, httponly=True,
+                            samesite="Lax", secure=cookie_secure(runtime(request).settings),
+                            path="/")  # fmt: skip
+    return response
 
 
 @routes.post("/login")
@@ -56,7 +69,8 @@ async def login(request: web.Request) -> web.StreamResponse:
             request,
             "login.html",
             {"next": target, "username": username,
-             "error": f"Too many failed attempts. Try again in {int(wait) + 1} seconds."},
+             "error": _("Too many failed attempts. Try again in %(seconds)d seconds.",
+                        seconds=int(wait) + 1)},
             status=429,
         )  # fmt: skip
         response.headers["Retry-After"] = str(int(wait) + 1)
@@ -67,7 +81,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return render(
             request,
             "login.html",
-            {"next": target, "username": username, "error": "Wrong username or password."},
+            {"next": target, "username": username, "error": _("Wrong username or password.")},
             status=401,
         )
     rt.limiter.succeeded(username, address)

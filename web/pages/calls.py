@@ -21,6 +21,8 @@ from crm.limits import NOTE_COMMENT_MAX, NOTE_TOPIC_MAX
 from crm.models import Call, CallFilter, Contact
 from crm.phones import normalize
 
+from ..i18n import N_, _
+from ..labels import label
 from ..render import format_duration, render
 from .rep_common import (
     RepView,
@@ -36,27 +38,33 @@ from .rep_common import (
 )
 
 log = logging.getLogger(__name__)
+
 routes = web.RouteTableDef()
 PAGE_SIZE = 50
 FILTERS = ("since", "until", "direction", "outcome", "rep", "number", "contact")
 DIRECTIONS: tuple[Direction, ...] = ("inbound", "outbound", "internal")
 OUTCOMES: tuple[Outcome, ...] = ("answered", "missed", "abandoned", "busy", "no_answer", "failed")
 NOTE_RESULTS = (
-    "Interested",
-    "Not interested",
-    "Call back later",
-    "Meeting booked",
-    "Sale",
-    "Support request",
-    "Wrong number",
-    "Voicemail / no answer",
+    N_("Interested"),
+    N_("Not interested"),
+    N_("Call back later"),
+    N_("Meeting booked"),
+    N_("Sale"),
+    N_("Support request"),
+    N_("Wrong number"),
+    N_("Voicemail / no answer"),
 )
-NOTE_TOPICS = ("New enquiry", "Follow-up", "Quote", "Order", "Complaint", "Billing", "Other")
+"""Stored as these English words (reports group by them); shown in the reader's language."""
+NOTE_TOPICS = (
+    N_("New enquiry"), N_("Follow-up"), N_("Quote"), N_("Order"), N_("Complaint"),
+    N_("Billing"), N_("Other"),
+)  # fmt: skip
+"""Suggestions only: a topic is free text, kept as the rep typed it."""
 TOPIC_MAX, COMMENT_MAX = NOTE_TOPIC_MAX, NOTE_COMMENT_MAX  # the service checks the same
 HANGUP_WORDS = {
-    "caller": "the caller hung up",
-    "callee": "the callee hung up",
-    "pbx": "the PBX ended the call",
+    "caller": N_("the caller hung up"),
+    "callee": N_("the callee hung up"),
+    "pbx": N_("the PBX ended the call"),
 }
 
 
@@ -70,40 +78,42 @@ async def calls_list(request: web.Request) -> web.StreamResponse:
     flt = CallFilter()
     contact: Contact | None = None
     try:
-        flt.since = parse_day(values["since"], view.tz, "From")
-        until = parse_day(values["until"], view.tz, "To")
+        flt.since = parse_day(values["since"], view.tz, _("From"))
+        until = parse_day(values["until"], view.tz, _("To"))
         flt.until = next_day(until, view.tz) if until is not None else None
         if flt.since is not None and flt.until is not None and flt.until <= flt.since:
-            raise InvalidInput("the 'To' date is before the 'From' date")
+            raise InvalidInput(_("the 'To' date is before the 'From' date"))
     except InvalidInput as exc:
         errors.append(str(exc))
     if values["direction"]:
         if values["direction"] in DIRECTIONS:
             flt.direction = values["direction"]  # type: ignore[assignment]
         else:
-            errors.append("direction: inbound, outbound or internal")
+            errors.append(_("direction: inbound, outbound or internal"))
     if values["outcome"]:
         if values["outcome"] in OUTCOMES:
             flt.outcome = values["outcome"]  # type: ignore[assignment]
         else:
-            errors.append(f"outcome: one of {', '.join(OUTCOMES)}")
+            errors.append(_("outcome: one of %(outcomes)s",
+                            outcomes=", ".join(label(o) for o in OUTCOMES)))  # fmt: skip
     try:
         rep = int_param(values["rep"])
         if rep is not None and not (rep in view.users and view.scope.covers(rep)):
-            raise InvalidInput("rep: choose one from the list")
+            raise InvalidInput(_("rep: choose one from the list"))
         flt.user_id = rep
         contact_id = int_param(values["contact"])
         if contact_id is not None:
             contact = (await contacts_by_id(view.rt, [contact_id])).get(contact_id)
             if not view.can_open(contact):
-                raise InvalidInput("contact: no such contact")
+                raise InvalidInput(_("contact: no such contact"))
             flt.contact_id = contact_id
     except InvalidInput as exc:
         errors.append(str(exc))
     if values["number"]:
         e164 = normalize(values["number"], view.rt.service.policy.default_region)
         if e164 is None:
-            errors.append(f"number: cannot read {values['number']!r} as a phone number")
+            errors.append(_("number: cannot read %(number)s as a phone number",
+                            number=repr(values["number"])))  # fmt: skip
         flt.number_e164 = e164
     calls: list[Call] = []
     next_cursor = None
@@ -175,71 +185,73 @@ def _who(view: RepView, ext: str | None) -> str:
     if ext.startswith("+"):
         return ext  # an outside party (a transfer out of the PBX), named in E.164
     user = view.by_ext(ext)
-    return f"ext {ext} ({user.display_name})" if user else f"ext {ext}"
+    if user:
+        return _("ext %(ext)s (%(name)s)", ext=ext, name=user.display_name)
+    return _("ext %(ext)s", ext=ext)
+
+
+TRANSFER_WORDS = {"blind": N_("Blind transfer"), "attended": N_("Attended transfer")}
 
 
 def call_timeline(view: RepView, call: Call, remote: str | None) -> list[Step]:
-    """The call's story from its stored fields, in order.  ``remote`` is the outside
-    party's number (None when unknown)."""
+    """The call's story from its stored fields, in order, in the reader's language.
+    ``remote`` is the outside party's number (None when unknown)."""
     steps: list[Step] = []
-    party = "" if remote else " an unknown number"
     if call.direction == "inbound":
-        line = f" on line {call.did}" if call.did else ""
-        steps.append(
-            Step(
-                call.started_at,
-                f"Call from{party}",
-                call.caller_name or "",
-                number=remote,
-                tail=line,
-            )
-        )
+        line = " " + _("on line %(line)s", line=call.did) if call.did else ""
+        title = _("Call from") if remote else _("Call from an unknown number")
+        steps.append(Step(call.started_at, title, call.caller_name or "", number=remote,
+                          tail=line))  # fmt: skip
     elif call.direction == "outbound":
-        steps.append(
-            Step(call.started_at, f"{_who(view, call.caller)} dialled{party}", number=remote)
-        )
+        who = _who(view, call.caller)
+        title = (_("%(who)s dialled", who=who) if remote
+                 else _("%(who)s dialled an unknown number", who=who))  # fmt: skip
+        steps.append(Step(call.started_at, title, number=remote))
     else:
-        steps.append(
-            Step(call.started_at, f"{_who(view, call.caller)} called {_who(view, call.callee)}")
-        )
+        steps.append(Step(call.started_at, _("%(caller)s called %(callee)s",
+                                             caller=_who(view, call.caller),
+                                             callee=_who(view, call.callee))))  # fmt: skip
     if call.queue:
-        steps.append(Step(None, f"Queued in {call.queue}", kind="queue"))
+        steps.append(Step(None, _("Queued in %(queue)s", queue=call.queue), kind="queue"))
     for ext in call.rang:
         # a phone that rejected the call (SIP 403/603) was offered it too: say who
-        declined = "declined the call" if ext in call.declined else ""
-        steps.append(Step(None, f"Rang {_who(view, ext)}", declined, kind="rang"))
+        declined = _("declined the call") if ext in call.declined else ""
+        steps.append(Step(None, _("Rang %(who)s", who=_who(view, ext)), declined, kind="rang"))
     if call.answered and call.answered_at is not None:
         by = call.answered_by
-        ring = f"after {format_duration(call.ring_seconds)} ringing" if call.ring_seconds else ""
+        ring = (_("after %(duration)s ringing", duration=format_duration(call.ring_seconds))
+                if call.ring_seconds else "")  # fmt: skip
         if (call.direction == "outbound" and view.by_ext(by) is None) or not by:
-            steps.append(
-                Step(
-                    call.answered_at,
-                    f"Answered{' by' if remote else ''}",
-                    ring,
-                    "answered",
-                    number=remote,
-                )
-            )
+            title = _("Answered by") if remote else _("Answered")
+            steps.append(Step(call.answered_at, title, ring, "answered", number=remote))
         else:
-            steps.append(Step(call.answered_at, f"Answered by {_who(view, by)}", ring, "answered"))
+            steps.append(Step(call.answered_at, _("Answered by %(who)s", who=_who(view, by)),
+                              ring, "answered"))  # fmt: skip
     for t in call.transfers:
+        kind = TRANSFER_WORDS.get(t.kind)
         steps.append(
             Step(
                 t.at,
-                f"{t.kind.capitalize()} transfer",
-                f"from {_who(view, t.from_)} to {_who(view, t.to)}",
+                _(kind) if kind else f"{t.kind.capitalize()} transfer",
+                _(
+                    "from %(source)s to %(target)s",
+                    source=_who(view, t.from_),
+                    target=_who(view, t.to),
+                ),
                 "transfer",
             )
         )
     if not call.answered:
-        words = call.outcome.replace("_", " ")
-        steps.append(Step(call.ended_at, f"Not answered ({words})", "", "missed"))
-    detail = HANGUP_WORDS.get(call.hangup_by or "", "")
+        steps.append(Step(call.ended_at, _("Not answered (%(outcome)s)",
+                                           outcome=label(call.outcome)), "", "missed"))  # fmt: skip
+    words = HANGUP_WORDS.get(call.hangup_by or "")
+    detail = _(words) if words else ""
     if call.hangup_cause is not None:
-        detail = f"{detail} (cause {call.hangup_cause})" if detail else f"cause {call.hangup_cause}"
-    talk = f" · talked {format_duration(call.talk_seconds)}" if call.answered else ""
-    steps.append(Step(call.ended_at, f"Ended{talk}", detail, "ended"))
+        cause = _("cause %(cause)s", cause=call.hangup_cause)
+        detail = f"{detail} ({cause})" if detail else cause
+    title = (_("Ended · talked %(duration)s", duration=format_duration(call.talk_seconds))
+             if call.answered else _("Ended"))  # fmt: skip
+    steps.append(Step(call.ended_at, title, detail, "ended"))
     timed = sorted((s for s in steps if s.at is not None), key=lambda s: s.at or 0.0)
     # steps without a time of their own (rang, queued) follow the start
     return [timed[0], *(s for s in steps if s.at is None), *timed[1:]]
@@ -304,9 +316,9 @@ async def _call_context(request: web.Request, view: RepView, call: Call) -> dict
 
 def _message(request: web.Request) -> str:
     if "noted" in request.query:
-        return "Note saved."
+        return _("Note saved.")
     if "relinked" in request.query:
-        return "The call now belongs to the contact you chose."
+        return _("The call now belongs to the contact you chose.")
     return ""
 
 
@@ -323,13 +335,13 @@ def validate_note(form: Any) -> tuple[dict[str, str], dict[str, str]]:
     values = {k: (v if isinstance(v, str) else "").strip() for k, v in raw.items()}
     errors: dict[str, str] = {}
     if len(values["topic"]) > TOPIC_MAX:
-        errors["topic"] = f"Keep the topic under {TOPIC_MAX} characters."
+        errors["topic"] = _("Keep the topic under %(max)d characters.", max=TOPIC_MAX)
     if values["result"] and values["result"] not in NOTE_RESULTS:
-        errors["result"] = "Choose a result from the list."
+        errors["result"] = _("Choose a result from the list.")
     if len(values["comment"]) > COMMENT_MAX:
-        errors["comment"] = f"Keep the comment under {COMMENT_MAX} characters."
+        errors["comment"] = _("Keep the comment under %(max)d characters.", max=COMMENT_MAX)
     if not any(values.values()):
-        errors["_"] = "Write a topic, a result or a comment: the note is empty."
+        errors["_"] = _("Write a topic, a result or a comment: the note is empty.")
     return values, errors
 
 
@@ -362,7 +374,7 @@ async def relink(request: web.Request) -> web.StreamResponse:
     except InvalidInput:
         contact_id = None
     if contact_id is None or all(c.id != contact_id for c in ctx["candidates"]):
-        error = "Choose one of the contacts that have this call's number."
+        error = _("Choose one of the contacts that have this call's number.")
     else:
         try:
             await view.rt.service.relink_call(call.id or 0, contact_id, view.user.username)

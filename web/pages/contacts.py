@@ -18,6 +18,7 @@ from crm.errors import Forbidden, InvalidInput, NotFound
 from crm.models import LEAD_STATUSES, Call, CallbackTask, Contact, Note, PhoneNumber
 from crm.services import OPEN_LEAD_STATUSES
 
+from ..i18n import _
 from ..render import render
 from .rep_common import RepView, form_str, int_param, not_found, pager, rep_view
 
@@ -35,7 +36,7 @@ def _after(request: web.Request) -> int | None:
     try:
         return int_param(request.query.get("cursor"))
     except InvalidInput:
-        raise web.HTTPBadRequest(text="bad page cursor") from None
+        raise web.HTTPBadRequest(text=_("bad page cursor")) from None
 
 
 @routes.get("/contacts")
@@ -79,7 +80,7 @@ async def leads_list(request: web.Request) -> web.StreamResponse:
             cursor=str(after) if after is not None else None,
         )
     except InvalidInput:
-        raise web.HTTPBadRequest(text="bad page cursor") from None
+        raise web.HTTPBadRequest(text=_("bad page cursor")) from None
     return render(
         request,
         "leads.html",
@@ -139,15 +140,15 @@ async def _timeline(view: RepView, contact: Contact) -> list[dict[str, Any]]:
 def _message(request: web.Request) -> str:
     q = request.query
     if "created" in q:
-        return "Contact created."
+        return _("Contact created.")
     if "saved" in q:
-        return "Changes saved."
+        return _("Changes saved.")
     if "merged" in q:
-        return "Contacts merged: calls, callbacks and numbers are all on this card now."
+        return _("Contacts merged: calls, callbacks and numbers are all on this card now.")
     if "converted" in q:
-        return "Lead converted: this is a customer now."
+        return _("Lead converted: this is a customer now.")
     if "status" in q:
-        return "Lead status changed."
+        return _("Lead status changed.")
     return ""
 
 
@@ -232,7 +233,7 @@ def _owner_id(view: RepView, value: str, current: int | None = None) -> int | No
     owner = int_param(value)
     allowed = {u.id for u in view.owner_choices()}
     if owner is not None and owner not in allowed and owner != current:
-        raise InvalidInput("owner: choose someone from the list")
+        raise InvalidInput(_("owner: choose someone from the list"))
     return owner
 
 
@@ -331,7 +332,7 @@ async def merge_form(request: web.Request) -> web.StreamResponse:
         other_id = None
     if other_id is not None:
         if other_id == keep.id:
-            error = "Choose a different contact: a card cannot be merged into itself."
+            error = _("Choose a different contact: a card cannot be merged into itself.")
         else:
             other = await visible_contact(view, other_id)
     results: list[Contact] = []
@@ -369,7 +370,7 @@ async def merge(request: web.Request) -> web.StreamResponse:
     except InvalidInput:
         other_id = None
     if other_id is None or other_id == keep.id:
-        raise web.HTTPBadRequest(text="Choose another contact to merge into this one.")
+        raise web.HTTPBadRequest(text=_("Choose another contact to merge into this one."))
     other = await visible_contact(view, other_id)
     try:
         await view.rt.service.merge_contacts(keep.id or 0, other.id or 0, view.user.username,

@@ -17,6 +17,7 @@ from crm.models import Contact
 from recordings.retention import erase_recordings
 
 from ..app import current_user, roles, runtime
+from ..i18n import _
 from ..recordings_view import media_dir
 from ..render import render
 from ..runtime import resolve_path
@@ -43,7 +44,7 @@ async def import_upload(request: web.Request) -> web.StreamResponse:
     upload = form.get("file")
     data = upload.file.read(MAX_UPLOAD + 1) if isinstance(upload, web.FileField) else b""
     if not data:
-        ctx = {"report": None, "error": "Choose a CSV file to import."}
+        ctx = {"report": None, "error": _("Choose a CSV file to import.")}
         return render(request, "contacts_import.html", ctx, status=400)
     try:
         report = await import_contacts(rt.service, data, user.username, max_bytes=MAX_UPLOAD)
@@ -89,7 +90,7 @@ async def erase(request: web.Request) -> web.StreamResponse:
     contact = await _visible_contact(request)
     form = await request.post()
     if form.get("confirm") != "erase":
-        ctx = {"contact": contact, "error": "Type erase to confirm."}
+        ctx = {"contact": contact, "error": _("Type erase to confirm.")}
         return render(request, "contact_erase.html", ctx, status=400)
     assert contact.id is not None
     pairs = await rt.service.erase_contact(contact.id, current_user(request).username)

@@ -8,6 +8,7 @@ Managers see their team (``scope_for``), admins everyone, reps nothing (403).
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -20,6 +21,8 @@ from crm.models import Contact, MissedCallRow, Page, User
 from crm.services import Scope
 
 from ..app import current_user, roles, runtime
+from ..i18n import N_, _
+from ..labels import label
 from ..render import format_time, render
 from ..runtime import Runtime
 from .reports import Period, period_of
@@ -56,13 +59,15 @@ def filter_of(request: web.Request) -> MissedFilter:
     try:
         rep_id = int(rep) if rep else None
     except ValueError:
-        raise InvalidInput("rep: choose one from the list") from None
+        raise InvalidInput(_("rep: choose one from the list")) from None
     outcome = q.get("outcome", "").strip()
     if outcome and outcome not in OUTCOMES:
-        raise InvalidInput(f"outcome must be one of {', '.join(OUTCOMES)}")
+        raise InvalidInput(_("outcome must be one of %(values)s", values=", ".join(OUTCOMES)))
     callback = q.get("callback", "").strip()
     if callback and callback not in CALLBACK_STATES:
-        raise InvalidInput(f"callback status must be one of {', '.join(CALLBACK_STATES)}")
+        raise InvalidInput(
+            _("callback status must be one of %(values)s", values=", ".join(CALLBACK_STATES))
+        )
     return MissedFilter(rep_id, q.get("line", "").strip()[:40], outcome, callback)
 
 
@@ -141,7 +146,7 @@ async def _views(rt: Runtime, rows: list[MissedCallRow], people: People) -> list
                 row=r,
                 contact=contacts.get(cid) if cid is not None else None,
                 rung=[
-                    people.rung(e) + (" (declined)" if e in r.call.declined else "")
+                    people.rung(e) + (" " + _("(declined)") if e in r.call.declined else "")
                     for e in r.call.rang
                 ],
                 owner=people.name(r.owner_id),
@@ -213,19 +218,34 @@ def neutralise(value: Any) -> str:
 
 
 CSV_HEADER = (
-    "started",
-    "caller",
-    "contact",
-    "line",
-    "rang",
-    "ring_seconds",
-    "outcome",
-    "callback_status",
-    "callback_owner",
-    "called_back_by",
-    "time_to_callback_seconds",
-    "within_sla",
+    # TRANSLATORS: CSV column names: short, lower case, no spaces, like the English ones
+    N_("started"),
+    N_("caller"),
+    N_("contact"),
+    N_("line"),
+    N_("rang"),
+    N_("ring_seconds"),
+    N_("outcome"),
+    N_("callback_status"),
+    N_("callback_owner"),
+    N_("called_back_by"),
+    N_("time_to_callback_seconds"),
+    N_("within_sla"),
+    N_("started_local"),
 )
+"""Column names in the reader's language. ``started`` is ISO 8601 UTC for machines;
+``started_local`` the same moment in the reader's time zone, as the page shows it."""
+
+
+def csv_header() -> list[str]:
+    return [_(h) for h in CSV_HEADER]
+
+
+def iso_utc(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+CALLBACK_WORDS = {"open": N_("open"), "closed": N_("called back"), "none": N_("no task")}
 
 
 def csv_rows(views: list[MissedView], when: Callable[[float], str]) -> list[list[str]]:
@@ -234,18 +254,19 @@ def csv_rows(views: list[MissedView], when: Callable[[float], str]) -> list[list
         c = v.row.call
         ttc = v.row.time_to_callback
         cells = [
-            when(c.started_at),
-            c.caller or "withheld",
+            iso_utc(c.started_at),
+            c.caller or _("withheld"),
             v.contact.name if v.contact else "",
             c.did or "",
             "; ".join(v.rung),
             f"{c.ring_seconds:.0f}",
-            c.outcome,
-            v.row.task_status or "none",
+            label(c.outcome),
+            _(CALLBACK_WORDS.get(v.row.task_status or "none", v.row.task_status or "?")),
             v.owner,
             v.called_back_by,
             "" if ttc is None else f"{ttc:.0f}",
-            "" if v.within_sla is None else ("yes" if v.within_sla else "no"),
+            "" if v.within_sla is None else (_("yes") if v.within_sla else _("no")),
+            when(c.started_at),
         ]
         out.append([neutralise(x) for x in cells])
     return out
@@ -258,12 +279,11 @@ async def missed_csv(request: web.Request) -> web.StreamResponse:
     if errors:
         raise web.HTTPBadRequest(text="; ".join(errors))
     page = await fetch(rt, period, flt, scope, EXPORT_MAX, None)
-    tz = str(rt.settings.get("server", {}).get("display_tz", "UTC"))
     views = await _views(rt, page.items, people)
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(CSV_HEADER)
-    writer.writerows(csv_rows(views, lambda t: format_time(t, tz, "%Y-%m-%d %H:%M:%S")))
+    writer.writerow(csv_header())
+    writer.writerows(csv_rows(views, lambda t: format_time(t, "datetime_s")))
     detail = {
         "rows": len(views),
         "from": period.first.isoformat(),

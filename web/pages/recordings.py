@@ -25,6 +25,7 @@ from recordings.locate import UnsafeName
 from recordings.transcode import MEDIA_CONTENT_TYPE, media_file, waveform_name_for
 
 from ..app import current_user, runtime
+from ..i18n import N_, _
 from ..recordings_view import may_download, media_dir, verify
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ routes = web.RouteTableDef()
 _PLAYED_KEY: web.AppKey[OrderedDict[str, float]] = web.AppKey("played_links", OrderedDict)
 EMPTY_SUFFIX = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*", re.IGNORECASE)
 """``Range: bytes=-0``: a suffix of zero bytes."""
-REFUSED = "You cannot listen to this recording, or the link has expired; reload the page."
+REFUSED = N_("You cannot listen to this recording, or the link has expired; reload the page.")
 
 
 async def _allowed(request: web.Request, user: User,
@@ -54,12 +55,12 @@ async def _allowed(request: web.Request, user: User,
     if call is None or not await rt.service.can_see_call(scope, call):
         raise web.HTTPForbidden(text=REFUSED)
     if row.status != "ready" or not row.media_path:
-        raise web.HTTPNotFound(text="This recording is not available for playing.")
+        raise web.HTTPNotFound(text=_("This recording is not available for playing."))
     try:
         path = media_file(media_dir(rt), row.media_path)
     except UnsafeName:
         log.error("recording %s: refusing media_path %r", row.id, row.media_path)
-        raise web.HTTPNotFound(text="This recording is not available for playing.") from None
+        raise web.HTTPNotFound(text=_("This recording is not available for playing.")) from None
     return row, path
 
 
@@ -98,7 +99,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     user = current_user(request)
     row, path = await _allowed(request, user, "stream")
     if not await _exists(path):
-        raise web.HTTPNotFound(text="The recording's file is gone.")
+        raise web.HTTPNotFound(text=_("The recording's file is gone."))
     await _refuse_empty_suffix(request, path)
     if _first_play(request):
         await runtime(request).service.recording_played(user.username, row.call_id, row.id)
@@ -114,9 +115,9 @@ async def download(request: web.Request) -> web.StreamResponse:
     user = current_user(request)
     row, path = await _allowed(request, user, "download")
     if not may_download(runtime(request), user):
-        raise web.HTTPForbidden(text="Your role may listen to recordings but not download them.")
+        raise web.HTTPForbidden(text=_("Your role may listen to recordings but not download them."))
     if not await _exists(path):
-        raise web.HTTPNotFound(text="The recording's file is gone.")
+        raise web.HTTPNotFound(text=_("The recording's file is gone."))
     await _refuse_empty_suffix(request, path)
     await runtime(request).service.audit(
         user.username, "recording.downloaded", f"call:{row.call_id}", {"recording": row.id}

@@ -22,6 +22,8 @@ from crm.errors import InvalidInput
 from crm.models import Contact, User
 
 from ..app import current_user, runtime
+from ..formatting import tzinfo
+from ..i18n import N_, _
 from ..runtime import Runtime
 
 TRAIL_MAX = 30
@@ -88,11 +90,19 @@ async def rep_view(request: web.Request) -> RepView:
     user = current_user(request)
     scope = await rt.service.scope_for(user)
     users = {u.id: u for u in await rt.service.list_users(include_inactive=True) if u.id}
-    return RepView(rt, user, scope, users, display_tz(rt))
+    tz = tzinfo()  # the reader's own time zone (web.language), else the install's
+    return RepView(rt, user, scope, users, tz if isinstance(tz, ZoneInfo) else display_tz(rt))
+
+
+NOT_FOUND = {
+    "call": N_("No such call, or it is not yours to see."),
+    "contact": N_("No such contact, or it is not yours to see."),
+    "page": N_("No such page, or it is not yours to see."),
+}
 
 
 def not_found(what: str = "page") -> web.HTTPNotFound:
-    return web.HTTPNotFound(text=f"No such {what}, or it is not yours to see.")
+    return web.HTTPNotFound(text=_(NOT_FOUND.get(what, NOT_FOUND["page"])))
 
 
 def int_param(value: str | None) -> int | None:
@@ -111,7 +121,7 @@ def parse_day(value: str | None, tz: dt.tzinfo, label: str) -> float | None:
     try:
         day = dt.date.fromisoformat(value.strip())
     except ValueError as exc:
-        raise InvalidInput(f"{label}: use a date like 2026-11-22") from exc
+        raise InvalidInput(_("%(field)s: use a date like 2026-11-22", field=label)) from exc
     return dt.datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
 
 

@@ -18,6 +18,9 @@ from crm.errors import InvalidInput
 
 from .. import charts
 from ..app import current_user, roles, runtime
+from ..formatting import tzinfo
+from ..i18n import _
+from ..labels import label
 from ..render import format_duration, render
 
 routes = web.RouteTableDef()
@@ -42,25 +45,23 @@ class Period:
 
 
 def _tz(request: web.Request) -> ZoneInfo:
-    name = str(runtime(request).settings.get("server", {}).get("display_tz", "UTC"))
-    try:
-        return ZoneInfo(name)
-    except (KeyError, ValueError):
-        return ZoneInfo("UTC")
+    """The reader's time zone: a report's days are the reader's days."""
+    tz = tzinfo()
+    return tz if isinstance(tz, ZoneInfo) else ZoneInfo("UTC")
 
 
 def _date(value: str, what: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value.strip())
     except ValueError:
-        raise InvalidInput(f"{what}: a date like 2026-11-22") from None
+        raise InvalidInput(_("%(field)s: a date like 2026-11-22", field=what)) from None
 
 
 def make_period(first: dt.date, last: dt.date, tz: ZoneInfo) -> Period:
     if last < first:
-        raise InvalidInput("the period must end on or after the day it starts")
+        raise InvalidInput(_("the period must end on or after the day it starts"))
     if (last - first).days + 1 > MAX_DAYS:
-        raise InvalidInput(f"choose at most {MAX_DAYS} days")
+        raise InvalidInput(_("choose at most %(days)d days", days=MAX_DAYS))
     start = dt.datetime.combine(first, dt.time(), tz)
     end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tz)
     offset = start.utcoffset() or dt.timedelta(0)
@@ -114,18 +115,18 @@ async def reports(request: web.Request) -> web.StreamResponse:
     names = [r.name for r in reps]
     colors = charts.OUTCOME_COLORS
     rep_chart = charts.bar_chart(
-        "Calls per rep: answered and missed",
+        _("Calls per rep: answered and missed"),
         names,
         [
-            charts.Series("answered", [r.answered for r in reps], colors["answered"]),
-            charts.Series("missed", [r.missed for r in reps], colors["missed"]),
+            charts.Series(label("answered"), [r.answered for r in reps], colors["answered"]),
+            charts.Series(label("missed"), [r.missed for r in reps], colors["missed"]),
         ],
         width=520,
     )
     talk_chart = charts.bar_chart(
-        "Talk time per rep",
+        _("Talk time per rep"),
         names,
-        [charts.Series("talk time", [r.talk_seconds for r in reps], "#2458d6")],
+        [charts.Series(_("talk time"), [r.talk_seconds for r in reps], "#2458d6")],
         fmt=format_duration,
         width=520,
     )

@@ -1,12 +1,15 @@
 // Admin page: keep the PBX link status current. The page works without this file.
 "use strict";
 (function () {
+  const crm = window.crm || {};
+  const _ = (m) => (crm._ ? crm._(m) : m);
+  const lang = ((crm.i18n && crm.i18n.lang) || "en").replace("_", "-");
+  const num = (n, digits) => new Intl.NumberFormat(lang, {
+    minimumFractionDigits: digits || 0, maximumFractionDigits: digits || 0 }).format(n);
+  // the reader's time zone and pattern, as the page shows it (web/formatting.py)
   function fmtTime(ts) {
-    if (!ts) return "none yet";
-    const d = new Date(ts * 1000);
-    const p = (n) => String(n).padStart(2, "0");
-    return d.getFullYear() + "-" + p(d.getMonth() + 1) + "-" + p(d.getDate()) + " " +
-      p(d.getHours()) + ":" + p(d.getMinutes()) + ":" + p(d.getSeconds());
+    if (!ts) return _("none yet");
+    return crm.formatTime ? crm.formatTime(ts, "datetime_s") : new Date(ts * 1000).toISOString();
   }
   function show(st) {
     const box = document.getElementById("link-status");
@@ -16,12 +19,15 @@
       if (el) el.textContent = text;
     };
     const state = box.querySelector('[data-field="state"]');
-    if (state) { state.textContent = st.state; state.className = "state " + st.state; }
+    if (state) {
+      state.textContent = crm.words ? crm.words(st.state) : st.state;
+      state.className = "state " + st.state;
+    }
     if ("since" in st) set("since", fmtTime(st.since));
     if ("endpoint" in st) set("endpoint", st.endpoint);
     if ("last_event_at" in st) set("last_event_at", fmtTime(st.last_event_at));
-    if ("events_per_s" in st) set("events_per_s", Number(st.events_per_s || 0).toFixed(1));
-    if ("events_total" in st) set("events_total", String(st.events_total));
+    if ("events_per_s" in st) set("events_per_s", num(Number(st.events_per_s || 0), 1));
+    if ("events_total" in st) set("events_total", num(st.events_total));
     if ("reconnects" in st) set("reconnects", String(st.reconnects));
     if ("backlog" in st) set("backlog", String(st.backlog));
     if ("backlog_max" in st) set("backlog_max", String(st.backlog_max));
@@ -29,7 +35,8 @@
     if (flag && "full_since" in st) {
       flag.hidden = !st.full_since;
       flag.textContent = st.overloaded
-        ? "overloaded: the PBX sends more than this process can handle" : "full: reading paused";
+        ? _("overloaded: the PBX sends more than this process can handle")
+        : _("full: reading paused");
     }
     if ("last_error" in st) set("last_error", st.last_error || "—");
   }

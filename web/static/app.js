@@ -22,6 +22,98 @@
     document.dispatchEvent(new CustomEvent("crm:updated", { detail: { root: root } }));
   };
 
+  // -- the reader's language, time zone and formats (#crm-i18n, from web/formatting.py) --
+  // Strings come from the server's catalogs: every _("...") in these scripts is extracted
+  // with the templates' and served translated in the page, so there is no second table.
+  const I18N = (function () {
+    const node = document.getElementById("crm-i18n");
+    try { return node ? JSON.parse(node.textContent) : {}; } catch (e) { return {}; }
+  })();
+  crm.i18n = I18N;
+  // "%(name)s", "%(n)d", "%(n)02d" as Python formats them (the catalogs' python-format)
+  function interpolate(text, vars) {
+    return text.replace(/%\((\w+)\)(0?\d*)([sd])|%%/g, function (all, name, width, kind) {
+      if (all === "%%") return "%";
+      let v = vars && name in vars ? vars[name] : "";
+      if (kind === "d") v = String(Math.trunc(Number(v) || 0));
+      else v = String(v);
+      if (width) {
+        const w = parseInt(width, 10);
+        const fill = width[0] === "0" ? "0" : " ";
+        while (v.length < w) v = fill + v;
+      }
+      return v;
+    });
+  }
+  function _(message, vars) {
+    const text = (I18N.strings && I18N.strings[message]) || message;
+    return vars ? interpolate(text, vars) : text;
+  }
+  crm._ = _;
+  crm.interpolate = interpolate;
+
+  function pad(n, width) {
+    let s = String(n);
+    while (s.length < width) s = "0" + s;
+    return s;
+  }
+  // The wall-clock fields of a moment in the reader's time zone.
+  function fields(epoch) {
+    const fmt = new Intl.DateTimeFormat("en-US", {
+      timeZone: I18N.tz || undefined, hourCycle: "h23", year: "numeric", month: "numeric",
+      day: "numeric", hour: "numeric", minute: "numeric", second: "numeric",
+    });
+    const o = {};
+    for (const p of fmt.formatToParts(new Date(epoch * 1000))) o[p.type] = p.value;
+    return { y: +o.year, M: +o.month, d: +o.day, H: +o.hour % 24, m: +o.minute, s: +o.second };
+  }
+  // An LDML pattern (the same one Babel formats with on the server) filled in.
+  function ldml(pattern, f) {
+    let out = "";
+    let i = 0;
+    while (i < pattern.length) {
+      const ch = pattern[i];
+      if (ch === "'") {
+        if (pattern[i + 1] === "'") { out += "'"; i += 2; continue; }
+        const end = pattern.indexOf("'", i + 1);
+        out += pattern.slice(i + 1, end < 0 ? pattern.length : end);
+        i = end < 0 ? pattern.length : end + 1;
+        continue;
+      }
+      if (!/[A-Za-z]/.test(ch)) { out += ch; i++; continue; }
+      let j = i;
+      while (pattern[j] === ch) j++;
+      const n = j - i;
+      i = j;
+      if (ch === "y") out += n === 2 ? pad(f.y % 100, 2) : pad(f.y, n);
+      else if (ch === "M" || ch === "L") {
+        if (n >= 4) out += (I18N.months_wide || [])[f.M - 1] || f.M;
+        else if (n === 3) out += (I18N.months || [])[f.M - 1] || f.M;
+        else out += pad(f.M, n);
+      } else if (ch === "d") out += pad(f.d, n);
+      else if (ch === "H") out += pad(f.H, n);
+      else if (ch === "m") out += pad(f.m, n);
+      else if (ch === "s") out += pad(f.s, n);
+    }
+    return out;
+  }
+  // A moment as the page's |time filter shows it (style: date, time, datetime...).
+  crm.formatTime = function (epoch, style) {
+    if (epoch === null || epoch === undefined || epoch === "") return "";
+    const patterns = I18N.patterns || {};
+    const pattern = patterns[style || "datetime"] || patterns.datetime || "yyyy-MM-dd HH:mm";
+    return ldml(pattern, fields(Number(epoch)));
+  };
+  // Seconds as the page's |duration filter shows them.
+  crm.formatDuration = function (seconds) {
+    if (seconds === null || seconds === undefined || seconds === "") return "";
+    const s = Math.round(Number(seconds));
+    const d = I18N.durations || { s: "%(s)ds", ms: "%(m)dm %(s)02ds", hm: "%(h)dh %(m)02dm" };
+    if (s < 60) return interpolate(d.s, { s: s });
+    if (s < 3600) return interpolate(d.ms, { m: Math.floor(s / 60), s: s % 60 });
+    return interpolate(d.hm, { h: Math.floor(s / 3600), m: Math.floor((s % 3600) / 60) });
+  };
+
   // -- small DOM helpers (text only: nothing from the server is parsed as HTML here) --
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -41,7 +133,7 @@
   crm.dialLink = function (number, shown) {
     if (!number) return null;
     return el("a", { class: "dial", href: "tel:" + number, "data-dial": number,
-      title: "Call " + (shown || number) }, shown || number);
+      title: _("Call %(number)s", { number: shown || number }) }, shown || number);
   };
   // Rows rendered by the server's own templates (autoescaped jinja2), for the live lists.
   crm.rowFromHTML = function (html) {
@@ -49,17 +141,14 @@
     tbody.innerHTML = (html || "").trim();
     return tbody.firstElementChild;
   };
+  // A moment in a pop: the reader's time zone and pattern, as the tables under it.
   function when(epoch) {
-    if (!epoch) return "";
-    const d = new Date(epoch * 1000);
-    const today = new Date();
-    const sameDay = d.toDateString() === today.toDateString();
-    return sameDay
-      ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
-      : d.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+    return epoch ? crm.formatTime(epoch, "datetime") : "";
   }
   crm.when = when;
-  const words = (s) => String(s || "").replace(/_/g, " ");
+  // Code values (an outcome, a link state) in the reader's words (web/labels.py).
+  const words = (s) => (I18N.labels && I18N.labels[s]) || String(s || "").replace(/_/g, " ");
+  crm.words = words;
 
   // -- the PBX link dot ---------------------------------------------------------------
   crm.on("link_status", function (d) {
@@ -67,7 +156,7 @@
     if (!dot || !d) return;
     dot.classList.toggle("connected", d.state === "connected");
     dot.classList.toggle("down", !!d.state && d.state !== "connected");
-    dot.title = "PBX link: " + (d.state || "unknown");
+    dot.title = _("PBX link: %(state)s", { state: d.state ? words(d.state) : _("unknown") });
   });
 
   // -- the screen pop -------------------------------------------------------------------
@@ -75,58 +164,64 @@
   const dismissed = new Set();
 
   function popTitle(d) {
-    if (d.contact && d.contact.other_rep) return "Known contact of another rep";
+    if (d.contact && d.contact.other_rep) return _("Known contact of another rep");
     if (d.contact && d.contact.name) return d.contact.name;
-    if (d.direction === "internal") return d.caller_user || d.caller_name || ("ext " + d.caller);
+    if (d.direction === "internal") {
+      return d.caller_user || d.caller_name || _("ext %(ext)s", { ext: d.caller });
+    }
     if (d.caller_name && d.direction === "inbound") return d.caller_name;
-    return "Unknown caller";
+    return _("Unknown caller");
   }
 
   function popBody(d) {
     const c = d.contact;
     const parts = [];
-    const state = d.pop === "on_call" ? "On call" : "Incoming call";
-    const where = d.pop === "on_call" ? "" : (d.did ? " · line " + d.did : "");
+    const state = d.pop === "on_call" ? _("On call") : _("Incoming call");
+    const where = d.pop === "on_call" ? "" : (d.did ? " · " + _("line %(line)s", { line: d.did }) : "");
     parts.push(el("div", { class: "pop-state" },
       el("span", { class: "pop-dot" }), state + where));
     parts.push(el("div", { class: "pop-title" }, popTitle(d),
-      c && c.is_lead ? el("span", { class: "badge lead" }, "lead") : null));
+      c && c.is_lead ? el("span", { class: "badge lead" }, _("lead")) : null));
     const sub = [];
     if (c && c.company) sub.push(c.company);
-    if (c && c.owner) sub.push("owner " + c.owner);
-    else if (c && c.id && d.details) sub.push("shared contact");
+    if (c && c.owner) sub.push(_("owner %(name)s", { name: c.owner }));
+    else if (c && c.id && d.details) sub.push(_("shared contact"));
     if (c && c.other_rep && d.caller_name && d.direction === "inbound") {
-      sub.push("caller ID: " + d.caller_name);
+      sub.push(_("caller ID: %(name)s", { name: d.caller_name }));
     }
-    if (!c && d.direction === "internal") sub.push("colleague, ext " + d.caller);
-    if (!c && d.direction === "inbound" && d.caller_name) sub.push("caller ID: " + d.caller_name);
+    if (!c && d.direction === "internal") sub.push(_("colleague, ext %(ext)s", { ext: d.caller }));
+    if (!c && d.direction === "inbound" && d.caller_name) {
+      sub.push(_("caller ID: %(name)s", { name: d.caller_name }));
+    }
     if (sub.length) parts.push(el("div", { class: "pop-sub" }, sub.join(" · ")));
     parts.push(el("div", { class: "pop-number" }, crm.dialLink(d.number, d.number_display)));
     const facts = el("ul", { class: "pop-facts" });
     if (d.last_call) {
       const lc = d.last_call;
-      facts.append(el("li", null, "Last call " + when(lc.at) + " · " + words(lc.outcome) +
-        (lc.rep ? " · " + lc.rep : "")));
+      facts.append(el("li", { class: "pop-last-call" },
+        _("Last call %(when)s", { when: when(lc.at) }) + " · " +
+        words(lc.outcome) + (lc.rep ? " · " + lc.rep : "")));
     } else if (d.details && d.direction !== "internal") {
-      facts.append(el("li", null, "First call from this number"));
+      facts.append(el("li", null, _("First call from this number")));
     }
     if (d.open_callback) {
       const cb = d.open_callback;
-      facts.append(el("li", { class: cb.overdue ? "warn" : "" },
-        "Open callback · " + cb.missed_count + " missed · due " + when(cb.due_at) +
+      facts.append(el("li", { class: "pop-callback" + (cb.overdue ? " warn" : "") },
+        _("Open callback") + " · " + _("missed: %(count)s", { count: cb.missed_count }) +
+        " · " + _("due %(due_at)s", { due_at: when(cb.due_at) }) +
         (cb.owner ? " · " + cb.owner : "")));
     }
     if (facts.children.length) parts.push(facts);
     const actions = el("div", { class: "pop-actions" });
     if (c && c.id && d.can_open) {
       actions.append(el("a", { class: "button primary", href: c.url || "/contacts/" + c.id },
-        "Open card"));
+        _("Open card")));
     } else if (!c && d.direction !== "internal" && d.number) {
       actions.append(el("a", { class: "button", href: "/contacts/new?phone=" +
-        encodeURIComponent(d.number) }, "Create contact"));
+        encodeURIComponent(d.number) }, _("Create contact")));
     }
-    const close = el("button", { class: "pop-close", type: "button", title: "Hide",
-      "aria-label": "Hide" }, "×");
+    const close = el("button", { class: "pop-close", type: "button", title: _("Hide"),
+      "aria-label": _("Hide") }, "×");
     close.addEventListener("click", function () {
       dismissed.add(d.linkedid);
       closePop(d.linkedid);

@@ -3,12 +3,14 @@
 // links stay plain tel: links.
 "use strict";
 (function () {
+  // The reader's language (app.js reads the page's catalog strings); English without it.
+  const _ = (m, v) => (window.crm && window.crm._ ? window.crm._(m, v) : m);
   const STATES = {
-    ringing_you: "Ringing your phone…",
-    dialling: "Dialling ",
-    connected: "Connected to ",
-    ended: "Call ended",
-    failed: "Call failed: ",
+    ringing_you: () => _("Ringing your phone…"),
+    dialling: (n) => _("Dialling %(number)s", { number: n }),
+    connected: (n) => _("Connected to %(number)s", { number: n }),
+    ended: () => _("Call ended"),
+    failed: (n, reason) => _("Call failed: %(reason)s", { reason: reason }),
   };
   const toasts = {};   // originate_id -> toast element
   const early = {};    // progress that arrived before the POST's answer
@@ -38,7 +40,7 @@
     const close = document.createElement("button");
     close.type = "button";
     close.className = "pop-close dial-close";
-    close.setAttribute("aria-label", "Close");
+    close.setAttribute("aria-label", _("Close"));
     close.textContent = "×";
     close.addEventListener("click", () => el.remove());
     el.appendChild(close);
@@ -48,9 +50,10 @@
 
   function show(el, state, reason, number) {
     el.dataset.state = state;
-    let text = STATES[state] || state;
-    if (state === "dialling" || state === "connected") text += number || "";
-    if (state === "failed") text += reason || "unknown reason";
+    const phrases = (window.crm && window.crm.i18n && window.crm.i18n.phrases) || {};
+    if (reason && phrases[reason]) reason = phrases[reason];
+    const words = STATES[state];
+    const text = words ? words(number || "", reason || _("unknown reason")) : state;
     el.querySelector(".dial-state").textContent = text;
     if (state === "ended" || state === "failed") {
       setTimeout(() => el.remove(), state === "failed" ? 15000 : 6000);
@@ -69,7 +72,8 @@
     link.classList.add("busy");
     const number = link.dataset.dial;
     const shown = link.textContent.trim() || number;
-    const el = toast("Calling " + shown);
+    const el = toast(_("Calling %(number)s", { number: shown }));
+    el.dataset.number = shown;
     show(el, "ringing_you", null, shown);
     try {
       const resp = await fetch("/dial", {
@@ -85,7 +89,8 @@
       let body = null;
       try { body = await resp.json(); } catch (e) { body = null; }
       if (!resp.ok) {
-        const msg = body && body.error ? body.error.message : "the server said " + resp.status;
+        const msg = body && body.error ? body.error.message
+          : _("the server said %(status)s", { status: resp.status });
         show(el, "failed", msg, shown);
         return;
       }
@@ -96,7 +101,7 @@
       show(el, body.state, body.reason, shown);
       if (later) show(el, later.state, later.reason, shown);
     } catch (e) {
-      show(el, "failed", "the CRM could not be reached", shown);
+      show(el, "failed", _("the CRM could not be reached"), shown);
     } finally {
       setTimeout(() => {
         link.dataset.busy = "";
@@ -114,7 +119,7 @@
     const now = order.indexOf(el.dataset.state);
     const next = order.indexOf(data.state);
     if (data.state !== "failed" && next >= 0 && now > next) return;  // never go back
-    const shown = el.querySelector(".pop-title").textContent.replace(/^Calling /, "");
+    const shown = el.dataset.number || "";
     show(el, data.state, data.reason, shown);
   }
 

@@ -83,7 +83,8 @@
       box.dataset.status = "error";
       const p = document.createElement("p");
       p.className = "alert error player-error";
-      p.textContent = "This recording could not be loaded (no access, or the link expired: reload the page).";
+      const _ = (m) => (window.crm && window.crm._ ? window.crm._(m) : m);
+      p.textContent = _("This recording could not be loaded (no access, or the link expired: reload the page).");
       box.appendChild(p);
     });
     update();
