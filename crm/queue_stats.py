@@ -43,13 +43,6 @@ ALL_QUEUES = ""
 """The queue name of the "all queues" total."""
 
 
-def bucket_labels() -> list[str]:
-    def t(s: int) -> str:
-        return f"{s // 60} min" if s >= 60 else f"{s} s"
-
-    return [f"≤ {t(b)}" for b in BUCKETS] + [f"> {t(BUCKETS[-1])}"]
-
-
 def bucket_of(wait_limit: float | None) -> int:
     """The bucket of waits at most ``wait_limit`` (None: above every limit)."""
     if wait_limit is None:
@@ -167,7 +160,6 @@ class QueueReport:
     by_hour: dict[int, list[QueueFigures]]
     """Hour of the day 0-23 -> per queue (only hours with calls)."""
     reps: list[RepQueueFigures]
-    buckets: list[str] = field(default_factory=bucket_labels)
 
 
 # -- pure aggregation -------------------------------------------------------------------

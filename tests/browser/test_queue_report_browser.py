@@ -108,7 +108,7 @@ async def test_a_manager_reads_the_queue_report(browser: Browser, site: Site) ->
     assert await admin.inner_text("[data-figure=total-offered]") == "2"
     support = admin.locator("#queue-table tbody tr").first
     assert (await support.locator("td").first.inner_text()) == "support"
-    assert await support.locator("[data-figure=service-level]").inner_text() == "50 %"
+    assert await support.locator("[data-figure=service-level]").inner_text() == "50%"
     level = await support.locator("[data-figure=service-level]").get_attribute("data-level")
     assert level == "red"  # 50 % <= 60 %
 

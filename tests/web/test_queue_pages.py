@@ -96,16 +96,16 @@ async def test_queue_report_as_admin(client: TestClient, rt: Runtime, people: Pe
     assert figure(html, "total-answered") == "3"
     assert figure(html, "total-abandoned") == "1"
     # support: 1 of (4 - 1 short) within 20 s; sales 1 of 1; all: 2 of 4 -> 50 %
-    assert figure(html, "total-service-level") == "50 %"
+    assert figure(html, "total-service-level") == "50%"
     rows = {r[0]: r for r in table(html, "queue-table")}
     assert rows["support"][1:5] == ["4", "2", "1", "1"]
-    assert rows["support"][5] == "33 %"
+    assert rows["support"][5] == "33%"
     assert rows["support"][6] == "50s"  # ASA (10 + 90) / 2
     assert rows["support"][8] == "1m 30s"  # longest wait
-    assert rows["sales"][1:6] == ["1", "1", "0", "0", "100 %"]
+    assert rows["sales"][1:6] == ["1", "1", "0", "0", "100%"]
     assert rows["All queues"][1] == "5"
     # colours: support's 33 % is red (<= 60 %), its 90 s longest wait amber (>= 60 s)
-    assert re.search(r'level-red" data-figure="service-level" data-level="red">33 %', html)
+    assert re.search(r'level-red" data-figure="service-level" data-level="red">33%', html)
     assert 'data-level="amber">1m 30s' in html
     reps = {r[0]: r for r in table(html, "rep-table")}
     # the unanswered calls rang 101 then 102: alice rang out, bob was still ringing when
@@ -177,7 +177,7 @@ async def test_admin_queue_settings(client: TestClient, rt: Runtime, people: Peo
     assert resp.status == 303
     html = await (await client.get(f"/reports/queues?{PERIOD}")).text()
     rows = {r[0]: r for r in table(html, "queue-table")}
-    assert rows["support"][5] == "67 %"  # both answered calls within 100 s now: 2 of 3
+    assert rows["support"][5] == "67%"  # both answered calls within 100 s now: 2 of 3
     assert 'data-level="ok">1m 30s' in html  # longest wait under the new amber
     bad = {**form, "waiting_red": "1"}
     resp = await client.post("/admin/queues", data=bad)
@@ -213,6 +213,6 @@ async def test_board_shows_todays_figures_coloured(
     assert "Today in the queues" in html
     rows = {r[0]: r for r in table(html.replace("<table", '<table id="t"', 1), "t")}
     assert rows["support"][1] == "4"  # yesterday's call left out
-    assert 'data-level="red">33 %' in html
+    assert 'data-level="red">33%' in html
     assert 'data-queue-thresholds="support" data-waiting-amber="3" data-waiting-red="6"' in html
     assert "Alice Rep" in html

@@ -22,6 +22,24 @@ from ..render import render
 routes = web.RouteTableDef()
 
 
+def _labels() -> dict[str, str]:
+    """The form's field labels in the reader's language (``crm.queue_settings.FIELDS``)."""
+    return {
+        "service_level_seconds": _("Service level: answered within"),
+        "short_abandon_seconds": _("Short abandon: hung up within"),
+        "waiting_amber": _("Callers waiting: amber from"),
+        "waiting_red": _("Callers waiting: red from"),
+        "longest_wait_amber": _("Longest wait: amber from"),
+        "longest_wait_red": _("Longest wait: red from"),
+        "service_level_amber": _("Service level: amber at or below"),
+        "service_level_red": _("Service level: red at or below"),
+    }
+
+
+def _units() -> dict[str, str]:
+    return {"s": _("seconds"), "callers": _("callers"), "%": "%"}
+
+
 def _notices() -> dict[str, str]:
     return {
         "saved": _("Queue settings saved."),
@@ -49,6 +67,8 @@ async def _page(
         "section": "queues",
         "entries": entries,
         "fields": FIELDS,
+        "labels": _labels(),
+        "units": _units(),
         "error": error,
         "error_queue": typed["queue"] if typed else None,
         "notice": _notices().get(request.query.get("done", "")),

@@ -18,7 +18,6 @@ from aiohttp import web
 from crm.queue_stats import QueueReport
 
 from ..app import current_user, runtime
-from .queue_report import percent
 from .reports import make_period
 
 
@@ -41,7 +40,7 @@ async def today_report(request: web.Request) -> QueueReport:
 
 
 async def queue_figures_context(request: web.Request) -> dict[str, Any]:
-    """``queue_figures``: today's report, every queue's thresholds, the percent formatter."""
+    """``queue_figures``: today's report and every queue's thresholds."""
     rt = runtime(request)
     report = await today_report(request)
     book = await rt.service.queue_settings()
@@ -51,7 +50,6 @@ async def queue_figures_context(request: web.Request) -> dict[str, Any]:
             "report": report,
             "thresholds": thresholds,
             "default": book.default,
-            "percent": percent,
         }
     }
 

@@ -15,11 +15,11 @@ from typing import Any
 
 from aiohttp import web
 
-from crm.queue_stats import ALL_QUEUES, QueueFigures, QueueReport, RepQueueFigures
+from crm.queue_stats import ALL_QUEUES, BUCKETS, QueueFigures, QueueReport, RepQueueFigures
 
 from .. import charts
 from ..app import current_user, roles, runtime
-from ..i18n import _
+from ..i18n import N_, _
 from ..render import render
 from .missed import neutralise
 from .reports import Period, period_of
@@ -42,8 +42,15 @@ async def _report(request: web.Request) -> tuple[Period, str | None, QueueReport
     return period, error, report
 
 
-def percent(value: float | None) -> str:
-    return "" if value is None else f"{value * 100:.0f} %"
+def bucket_labels() -> list[str]:
+    """The wait-time buckets' names (``crm.queue_stats.BUCKETS``) in the reader's language."""
+
+    def limit(s: int) -> str:
+        return _("%(n)s min", n=s // 60) if s >= 60 and s % 60 == 0 else _("%(n)s s", n=s)
+
+    return [_("≤ %(limit)s", limit=limit(b)) for b in BUCKETS] + [
+        _("> %(limit)s", limit=limit(BUCKETS[-1]))
+    ]
 
 
 def _charts(report: QueueReport) -> dict[str, Any]:
@@ -81,7 +88,7 @@ def _charts(report: QueueReport) -> dict[str, Any]:
     )
     waits = charts.column_chart(
         _("Calls by wait"),
-        report.buckets,
+        bucket_labels(),
         [
             charts.Series(_("answered"), report.total.wait_answered, COLORS["answered"]),
             charts.Series(_("not answered"), report.total.wait_abandoned, COLORS["abandoned"]),
@@ -111,8 +118,8 @@ async def queue_report(request: web.Request) -> web.StreamResponse:
         "period": period,
         "error": error,
         "report": report,
-        "percent": percent,
         "all_queues": ALL_QUEUES,
+        "buckets": bucket_labels(),
         **_charts(report),
     }
     return render(request, "queue_report.html", ctx)
@@ -124,7 +131,7 @@ def _queue_cells(q: QueueFigures) -> list[str]:
 
     sl = q.service_level
     return [
-        q.queue or "all",
+        q.queue or _("all"),
         str(q.offered),
         str(q.answered),
         str(q.abandoned),
@@ -138,13 +145,27 @@ def _queue_cells(q: QueueFigures) -> list[str]:
     ]
 
 
-def _queue_header(report: QueueReport) -> list[str]:
+QUEUE_HEADER = (
+    # TRANSLATORS: CSV column names: short, lower case, no spaces, like the English ones
+    N_("queue"),
+    N_("offered"),
+    N_("answered"),
+    N_("abandoned"),
+    N_("short_abandoned"),
+    N_("service_level_pct"),
+    N_("asa_seconds"),
+    N_("aht_seconds"),
+    N_("longest_wait_seconds"),
+)
+
+
+def _queue_header() -> list[str]:
+    buckets = bucket_labels()
     return [
-        "queue", "offered", "answered", "abandoned", "short_abandoned", "service_level_pct",
-        "asa_seconds", "aht_seconds", "longest_wait_seconds",
-        *(f"answered_wait {b}" for b in report.buckets),
-        *(f"abandoned_wait {b}" for b in report.buckets),
-    ]  # fmt: skip
+        *(_(h) for h in QUEUE_HEADER),
+        *(_("answered_wait %(bucket)s", bucket=b) for b in buckets),
+        *(_("abandoned_wait %(bucket)s", bucket=b) for b in buckets),
+    ]
 
 
 def _rep_cells(r: RepQueueFigures) -> list[str]:
@@ -162,23 +183,31 @@ def _rep_cells(r: RepQueueFigures) -> list[str]:
     ]
 
 
-REP_HEADER = ["rep", "queue_answered", "rona", "queue_talk_seconds", "talk_seconds_all_calls",
-              "pause_seconds", "registered_seconds", "occupancy_pct"]  # fmt: skip
+REP_HEADER = (
+    N_("rep"),
+    N_("queue_answered"),
+    N_("rona"),
+    N_("queue_talk_seconds"),
+    N_("talk_seconds_all_calls"),
+    N_("pause_seconds"),
+    N_("registered_seconds"),
+    N_("occupancy_pct"),
+)
 
 
 def csv_table(report: QueueReport, table: str) -> list[list[str]]:
     """One of the page's tables as CSV rows, header first."""
     rows: list[Sequence[str]]
     if table == "reps":
-        rows = [REP_HEADER, *(_rep_cells(r) for r in report.reps)]
+        rows = [[_(h) for h in REP_HEADER], *(_rep_cells(r) for r in report.reps)]
     elif table == "days":
-        rows = [["day", *_queue_header(report)]]
+        rows = [[_("day"), *_queue_header()]]
         rows += [[day, *_queue_cells(q)] for day, qs in report.by_day.items() for q in qs]
     elif table == "hours":
-        rows = [["hour", *_queue_header(report)]]
+        rows = [[_("hour"), *_queue_header()]]
         rows += [[f"{h:02d}:00", *_queue_cells(q)] for h, qs in report.by_hour.items() for q in qs]
     else:
-        rows = [_queue_header(report), *(_queue_cells(q) for q in report.queues)]
+        rows = [_queue_header(), *(_queue_cells(q) for q in report.queues)]
         if report.queues:
             rows.append(_queue_cells(report.total))
     return [[neutralise(c) for c in row] for row in rows]
