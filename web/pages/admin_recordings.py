@@ -91,7 +91,7 @@ async def purge_now(request: web.Request) -> web.StreamResponse:
             "deleted (%(files)d files).",
             recordings=len(report.marked),
             days=days,
-            files=report.deleted,
+            files=len(report.deleted),
         ),
     )
 
