@@ -37,6 +37,7 @@ LABELS: dict[str, str] = {
     "outbound_call": N_("outbound call"),
     "manual": N_("entered by hand"),
     "import": N_("import"),
+    "all": N_("all"),
     # callbacks
     "closed": N_("closed"),
     # roles

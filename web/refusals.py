@@ -135,6 +135,29 @@ _PATTERNS: list[tuple[str, str]] = [
     (r"choose at least one user", N_("choose at least one user")),
     (r"language: not a language code", N_("language: not a language code")),
     (r"time zone: not a known time zone", N_("time zone: not a known time zone")),
+    # crm/queue_settings.py (``label`` is one of its field labels, translated as well)
+    (r"(?P<label>[^:]+: [^:]+): a whole number", N_("%(label)s: a whole number")),
+    (
+        r"(?P<label>[^:]+: [^:]+): from (?P<low>\d+) to (?P<high>\d+)",
+        N_("%(label)s: from %(low)s to %(high)s"),
+    ),
+    (
+        r"Callers waiting: red must be at or above amber",
+        N_("Callers waiting: red must be at or above amber"),
+    ),
+    (
+        r"Longest wait: red must be at or above amber",
+        N_("Longest wait: red must be at or above amber"),
+    ),
+    (
+        r"Service level: red must be at or below amber",
+        N_("Service level: red must be at or below amber"),
+    ),
+    (
+        r"queue: a queue name as the PBX knows it \(letters, digits, \. _ - @ \+\)",
+        N_("queue: a queue name as the PBX knows it (letters, digits, . _ - @ +)"),
+    ),
+    (r"the default settings cannot be removed", N_("the default settings cannot be removed")),
     # crm/reports.py, crm/tokens.py
     (r"the period must end after it starts", N_("the period must end after it starts")),
     (r"token name: 1-100 characters", N_("token name: 1-100 characters")),
@@ -150,7 +173,10 @@ def translate(message: str) -> str:
     for pattern, msgid in _COMPILED:
         match = pattern.fullmatch(message)
         if match:
-            return gettext(msgid, **match.groupdict()) if match.groupdict() else gettext(msgid)
+            values = match.groupdict()
+            if "label" in values:  # a field label the web layer also shows: its words
+                values["label"] = gettext(values["label"])
+            return gettext(msgid, **values) if values else gettext(msgid)
     return gettext(message)  # a message the web layer itself marked
 
 

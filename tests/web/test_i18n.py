@@ -206,3 +206,14 @@ def test_every_refusal_the_domain_writes_out_has_its_words() -> None:
         untranslated = sorted(m for m in messages if refusal(InvalidInput(m)) == m)
         assert untranslated == []
         assert refusal(Forbidden("snooze: at most 90 days")) == "отложить: не дольше чем на 90 дн."
+
+
+def test_a_queue_setting_refusal_names_the_field_in_the_readers_words() -> None:
+    from crm.errors import InvalidInput
+    from web.refusals import refusal
+
+    exc = InvalidInput("Service level: answered within: from 1 to 3600")
+    with i18n.using("ru"):
+        assert refusal(exc) == "Уровень обслуживания: ответ в пределах: от 1 до 3600"
+    with i18n.using("en"):
+        assert refusal(exc) == "Service level: answered within: from 1 to 3600"

@@ -17,6 +17,7 @@ from crm.queue_settings import DEFAULT, FIELDS, QueueSettingsBook
 
 from ..app import current_user, roles, runtime
 from ..i18n import _
+from ..refusals import refusal
 from ..render import render
 
 routes = web.RouteTableDef()
@@ -92,7 +93,7 @@ async def save_queue(request: web.Request) -> web.StreamResponse:
         await rt.service.save_queue_settings(queue, form, user.username)
     except InvalidInput as exc:
         values = {f.name: str(form.get(f.name, "")) for f in FIELDS}
-        return await _page(request, str(exc), {"queue": queue, "values": values}, 400)
+        return await _page(request, refusal(exc), {"queue": queue, "values": values}, 400)
     raise web.HTTPSeeOther("/admin/queues?done=saved")
 
 
@@ -104,7 +105,7 @@ async def reset_queue(request: web.Request) -> web.StreamResponse:
     try:
         await rt.service.forget_queue_settings(str(form.get("queue", "")), user.username)
     except InvalidInput as exc:
-        return await _page(request, str(exc), status=400)
+        return await _page(request, refusal(exc), status=400)
     raise web.HTTPSeeOther("/admin/queues?done=reset")
 
 
