@@ -105,7 +105,7 @@ async def convert(request: web.Request) -> web.StreamResponse:
         )
     except (InvalidInput, Forbidden) as exc:
         if contact.lead is None or contact.lead.status == "converted":
-            raise web.HTTPBadRequest(text=str(exc)) from None
+            raise web.HTTPBadRequest(text=refusal(exc)) from None
         return _page(request, view, contact, values, refusal(exc), status=400)
     raise web.HTTPSeeOther(f"/contacts/{contact.id}?converted=1")
 
