@@ -85,7 +85,9 @@ async def test_a_manager_audits_missed_calls_and_reads_reports_in_japanese(
     browser: Browser, pbx_site: Site
 ) -> None:
     await seed(pbx_site)
-    maria = pbx_site.people.manager
+    # read back: seed put maria in a team, and update_user writes every field
+    maria = await pbx_site.rt.store.get_user_by_username("maria")
+    assert maria is not None and maria.team_id is not None
     maria.language, maria.timezone = "ja", "Asia/Tokyo"
     await pbx_site.rt.store.update_user(maria)
     page = await login_page(browser, pbx_site, "maria")
