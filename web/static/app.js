@@ -264,6 +264,31 @@
   });
   crm.on("call_recorded", function (d) { if (d.call) closePop(d.call.linkedid); });
 
+  // -- the ☰ menu on a narrow screen: a real button (Enter/Space, aria-expanded); Escape
+  //    closes it and gives the focus back to the button. Without this the menu stays open.
+  function setupMenu() {
+    const button = document.getElementById("navburger");
+    const nav = document.getElementById("mainnav");
+    if (!button || !nav) return;
+    function set(open) {
+      button.setAttribute("aria-expanded", open ? "true" : "false");
+      nav.classList.toggle("open", open);
+    }
+    button.hidden = false;
+    button.closest(".topbar").classList.add("menu-ready");
+    button.addEventListener("click", function () {
+      set(button.getAttribute("aria-expanded") !== "true");
+    });
+    document.addEventListener("keydown", function (ev) {
+      if (ev.key === "Escape" && button.getAttribute("aria-expanded") === "true") {
+        set(false);
+        button.focus();
+      }
+    });
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", setupMenu);
+  else setupMenu();
+
   // -- the stream -------------------------------------------------------------------------
   document.addEventListener("DOMContentLoaded", function () {
     if (!document.body.dataset.user || !window.EventSource) return;

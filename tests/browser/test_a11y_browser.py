@@ -1,0 +1,214 @@
+"""Accessibility: axe-core finds no violations on any page, as every role, at desktop and
+phone width; the menu, the skip link and the recording's waveform work from the keyboard.
+
+The pages are read from the application's router when the test runs (every GET route
+that answers HTML), with real ids from the demo's sample data in the path, so a page
+added later is checked without touching this file.  A route with a path parameter this
+file cannot fill fails the test until ``ID_OF`` says which object to show.
+
+axe-core comes from the npm registry, pinned, installed by ``scripts/bootstrap`` into
+``.npm-tools/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from playwright.async_api import Browser, Page
+
+from ami_bridge.replay import replay_file
+from config.settings import pbx_profile
+from tests.web.conftest import web_settings
+from tests.web.test_recordings_http import ingest_capture_with_recording
+from web.app import create_app
+from web.demo import DEMO_PASSWORD, seed
+from web.runtime import Runtime, open_runtime, resolve_path
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.browser
+
+AXE = ROOT / ".npm-tools" / "node_modules" / "axe-core" / "axe.min.js"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+ROLES = {"rep": "alice", "manager": "maria", "admin": "admin"}
+CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
+
+
+@dataclass
+class DemoSite:
+    url: str
+    rt: Runtime
+    ids: dict[str, int]
+    """Path parameter -> a real object's id (see ``ID_OF``)."""
+
+
+async def _demo_ids(rt: Runtime, recorded_call_id: int) -> dict[str, int]:
+    """Real objects of the demo for the detail pages: alice's recorded call (so the call
+    page shows the player), a contact with a call history, a lead, a user."""
+    s = rt.service
+    users = {u.username: u for u in await s.list_users(include_inactive=True)}
+    call = await s.get_call(recorded_call_id)
+    assert call is not None
+    everyone = await s.store.list_contacts(limit=1000)
+    contacts = [c for c in everyone if c.lead is None]
+    leads = [c for c in everyone if c.lead is not None]
+    assert contacts and leads, "the demo data should hold contacts and leads"
+    contact_id = call.contact_id or contacts[0].id
+    ids = {"call_id": recorded_call_id, "contact_id": contact_id, "lead_id": leads[0].id,
+           "user_id": users["alice"].id, "team_id": users["alice"].team_id}  # fmt: skip
+    callbacks = await _callbacks(rt)
+    if callbacks:
+        ids["callback_id"] = callbacks[0]
+    return {k: v for k, v in ids.items() if v is not None}
+
+
+async def _callbacks(rt: Runtime) -> list[int]:
+    return [r.id for r in await rt.service.list_callbacks(limit=5) if r.id is not None]
+
+
+@pytest.fixture
+async def demo_site(aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[DemoSite]:
+    """The demo's people and contacts, the demo's recorded calls through the ingest, and
+    one call with its recording transcoded (alice's: the call page shows the player)."""
+    rt = await open_runtime(web_settings(tmp_path), with_link=False)
+    try:
+        assert await seed(rt)
+        profile = pbx_profile(rt.settings)
+        for capture in rt.settings.get("demo", {}).get("captures", []):
+            for record in replay_file(resolve_path(capture), profile):
+                await rt.ingest.record(record)
+        rt.settings["recordings"]["media_dir"] = str(tmp_path / "media")
+        recorded = await ingest_capture_with_recording(rt)
+        assert recorded.call.id is not None
+        ids = await _demo_ids(rt, recorded.call.id)
+        server = await aiohttp_server(create_app(rt))
+        yield DemoSite(str(server.make_url("/")).rstrip("/"), rt, ids)
+    finally:
+        await rt.close()
+
+
+PARAM = re.compile(r"\{(\w+)\}")
+ID_OF: dict[str, Callable[[str, dict[str, int]], int | str | None]] = {
+    "call_id": lambda path, ids: ids.get("call_id"),
+    "contact_id": lambda path, ids: ids.get("lead_id" if path.startswith("/leads/") else "contact_id"),
+    "id": lambda path, ids: ids.get("lead_id" if path.startswith("/leads/") else "contact_id"),
+    "user_id": lambda path, ids: ids.get("user_id"),
+    "team_id": lambda path, ids: ids.get("team_id"),
+    "callback_id": lambda path, ids: ids.get("callback_id"),
+}  # fmt: skip
+"""How to fill a path parameter of a page; a page with another parameter fails the test
+until a line is added here."""
+
+
+def page_paths(site: DemoSite) -> list[str]:
+    """Every GET route of the router, with real ids; the API, static files and routes
+    the HTML check below turns away are filtered later."""
+    app = create_app(site.rt)
+    paths: set[str] = set()
+    missing: list[str] = []
+    for route in app.router.routes():
+        if route.method != "GET" or route.resource is None:
+            continue
+        path = route.resource.canonical
+        if path.startswith(("/api/", "/static", "/recordings/")) or path in ("/metrics",):
+            continue
+        for name in PARAM.findall(path):
+            filler = ID_OF.get(name)
+            value = filler(path, site.ids) if filler else None
+            if value is None:
+                missing.append(f"{path}: no id for {{{name}}}")
+                break
+            path = path.replace(f"{{{name}}}", str(value))
+        else:
+            paths.add(path)
+    assert not missing, "add these parameters to ID_OF:\n" + "\n".join(missing)
+    return sorted(paths)
+
+
+async def html_pages(site: DemoSite, username: str | None) -> list[str]:
+    """The paths that answer ``username`` (None: logged out) with an HTML page: no
+    redirect, no refusal, no CSV, no event stream (only the headers are read)."""
+    out: list[str] = []
+    async with aiohttp.ClientSession(site.url) as http:
+        if username is not None:
+            async with http.get("/login") as resp:
+                csrf = CSRF_RE.search(await resp.text())
+            assert csrf
+            form = {"_csrf": csrf.group(1), "username": username, "password": DEMO_PASSWORD}
+            async with http.post("/login", data=form, allow_redirects=False) as resp:
+                assert resp.status in (302, 303), resp.status
+        for path in page_paths(site):
+            async with http.get(path, allow_redirects=False) as resp:
+                kind = resp.headers.get("Content-Type", "")
+                if resp.status == 200 and kind.startswith("text/html"):
+                    out.append(path)
+    return out
+
+
+async def open_as(browser: Browser, site: DemoSite, username: str | None,
+                  viewport: dict[str, int]) -> Page:  # fmt: skip
+    context = await browser.new_context(viewport=viewport)  # type: ignore[arg-type]
+    page = await context.new_page()
+    if username is not None:
+        await page.goto(f"{site.url}/login")
+        await page.fill("input[name=username]", username)
+        await page.fill("input[name=password]", DEMO_PASSWORD)
+        await page.click("button[type=submit]")
+        await page.wait_for_url(f"{site.url}/")
+    return page
+
+
+async def axe_violations(page: Page) -> list[str]:
+    """axe-core's violations on the page as it is now, one line per rule and element."""
+    if not AXE.exists():
+        pytest.fail(f"{AXE} is missing: run scripts/bootstrap (installs axe-core from npm)")
+    await page.add_script_tag(path=str(AXE))
+    found = await page.evaluate("""async () => {
+        const r = await axe.run(document, {resultTypes: ['violations']});
+        return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+            nodes: v.nodes.map(n => n.target.join(' ') + ' :: ' +
+                               (n.failureSummary || '').replace(/\\s+/g, ' '))}));
+    }""")  # fmt: skip
+    return [f"{v['id']} ({v['impact']}): {v['help']}\n      {node}"
+            for v in found for node in v["nodes"]]  # fmt: skip
+
+
+async def sweep(browser: Browser, site: DemoSite, username: str | None,
+                viewport: dict[str, int]) -> list[str]:  # fmt: skip
+    paths = await html_pages(site, username)
+    assert paths, "no HTML page found"
+    page = await open_as(browser, site, username, viewport)
+    problems: list[str] = []
+    for path in paths:
+        resp = await page.goto(f"{site.url}{path}")
+        assert resp is not None and resp.status == 200, path
+        for line in await axe_violations(page):
+            problems.append(f"{path}: {line}")
+    await page.context.close()
+    return problems
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+@pytest.mark.parametrize("role", sorted(ROLES))
+async def test_no_axe_violation_on_any_page(
+    browser: Browser, demo_site: DemoSite, role: str, viewport: dict[str, int]
+) -> None:
+    problems = await sweep(browser, demo_site, ROLES[role], viewport)
+    assert not problems, f"{len(problems)} axe violations:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+async def test_no_axe_violation_logged_out(
+    browser: Browser, demo_site: DemoSite, viewport: dict[str, int]
+) -> None:
+    paths = await html_pages(demo_site, None)
+    assert "/login" in paths
+    problems = await sweep(browser, demo_site, None, viewport)
+    assert not problems, f"{len(problems)} axe violations:\n" + "\n".join(problems)
