@@ -136,7 +136,8 @@ async def html_pages(site: DemoSite, username: str | None) -> list[str]:
     """The paths that answer ``username`` (None: logged out) with an HTML page: no
     redirect, no refusal, no CSV, no event stream (only the headers are read)."""
     out: list[str] = []
-    async with aiohttp.ClientSession(site.url) as http:
+    jar = aiohttp.CookieJar(unsafe=True)  # the test server is on 127.0.0.1
+    async with aiohttp.ClientSession(site.url, cookie_jar=jar) as http:
         if username is not None:
             async with http.get("/login") as resp:
                 csrf = CSRF_RE.search(await resp.text())
@@ -169,7 +170,9 @@ async def axe_violations(page: Page) -> list[str]:
     """axe-core's violations on the page as it is now, one line per rule and element."""
     if not AXE.exists():
         pytest.fail(f"{AXE} is missing: run scripts/bootstrap (installs axe-core from npm)")
-    await page.add_script_tag(path=str(AXE))
+    # evaluated through the debugging protocol: the page's Content-Security-Policy stays on
+    # (an injected <script> would be refused by it)
+    await page.evaluate(AXE.read_text() + "\n;void 0")
     found = await page.evaluate("""async () => {
         const r = await axe.run(document, {resultTypes: ['violations']});
         return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
@@ -212,3 +215,86 @@ async def test_no_axe_violation_logged_out(
     assert "/login" in paths
     problems = await sweep(browser, demo_site, None, viewport)
     assert not problems, f"{len(problems)} axe violations:\n" + "\n".join(problems)
+
+
+async def test_skip_link_and_menu_button_from_the_keyboard(
+    browser: Browser, demo_site: DemoSite
+) -> None:
+    """On a phone: the first Tab reaches "Skip to content", which moves the focus to the
+    page's main content; the ☰ button opens and closes the menu with the keyboard and says
+    so (aria-expanded); Escape closes it and leaves the focus on the button."""
+    page = await open_as(browser, demo_site, "alice", PHONE)
+    await page.goto(f"{demo_site.url}/calls")
+    await page.keyboard.press("Tab")
+    skip = page.locator("a.skip-link")
+    assert await skip.evaluate("a => a === document.activeElement")
+    assert (await skip.bounding_box() or {}).get("y", -1) >= 0, "the skip link must show"
+    await page.keyboard.press("Enter")
+    assert await page.evaluate("() => document.activeElement.id") == "main"
+
+    menu = page.get_by_role("button", name="Menu")
+    nav = page.locator("nav#mainnav")
+    assert await menu.get_attribute("aria-expanded") == "false"
+    assert not await nav.is_visible()
+    await menu.focus()
+    await page.keyboard.press("Enter")
+    assert await menu.get_attribute("aria-expanded") == "true"
+    await nav.get_by_role("link", name="Contacts").wait_for()
+    await page.keyboard.press("Tab")
+    focused = await page.evaluate("() => document.activeElement.textContent.trim()")
+    assert focused == "Home", "the next Tab goes into the open menu"
+    await page.keyboard.press("Escape")
+    assert await menu.get_attribute("aria-expanded") == "false"
+    assert not await nav.is_visible()
+    assert await menu.evaluate("b => b === document.activeElement")
+    await page.keyboard.press("Space")
+    assert await menu.get_attribute("aria-expanded") == "true"
+    await nav.get_by_role("link", name="Contacts").click()
+    await page.wait_for_url(f"{demo_site.url}/contacts")
+
+
+async def test_menu_without_javascript_is_open(browser: Browser, demo_site: DemoSite) -> None:
+    """Server-rendered first: with scripts off the menu is there, and no dead button."""
+    context = await browser.new_context(viewport=PHONE, java_script_enabled=False)  # type: ignore[arg-type]
+    page = await context.new_page()
+    await page.goto(f"{demo_site.url}/login")
+    await page.fill("input[name=username]", "alice")
+    await page.fill("input[name=password]", DEMO_PASSWORD)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{demo_site.url}/")
+    assert await page.locator("nav#mainnav a", has_text="Contacts").is_visible()
+    assert not await page.locator("#navburger").is_visible()
+    await context.close()
+
+
+async def test_waveform_is_a_keyboard_slider(browser: Browser, demo_site: DemoSite) -> None:
+    """The recording's waveform takes the focus and moves the playback position with the
+    arrows, Page Up/Down, Home and End, and says where it is (aria-valuetext)."""
+    page = await open_as(browser, demo_site, "alice", DESKTOP)
+    await page.goto(f"{demo_site.url}/calls/{demo_site.ids['call_id']}")
+    wave = page.get_by_role("slider", name="Position in the recording")
+    await wave.wait_for()
+    duration = await page.evaluate("""() => new Promise((ok, fail) => {
+        const a = document.querySelector('audio.player-audio');
+        if (a.readyState >= 1) ok(a.duration);
+        else a.addEventListener('loadedmetadata', () => ok(a.duration));
+        a.addEventListener('error', () => fail(new Error('audio error')));
+    })""")  # fmt: skip
+    assert duration > 12
+    position = "() => document.querySelector('audio.player-audio').currentTime"
+    await wave.focus()
+    assert await wave.evaluate("w => w === document.activeElement")
+    await page.keyboard.press("ArrowRight")
+    assert await page.evaluate(position) == pytest.approx(5, abs=0.3)
+    assert await wave.get_attribute("aria-valuenow") == "5"
+    text = await wave.get_attribute("aria-valuetext") or ""
+    assert text.startswith("0:05 of 0:"), text
+    await page.keyboard.press("ArrowRight")
+    await page.keyboard.press("ArrowLeft")
+    assert await page.evaluate(position) == pytest.approx(5, abs=0.3)
+    await page.keyboard.press("End")
+    assert await page.evaluate(position) == pytest.approx(duration, abs=0.3)
+    assert await wave.get_attribute("aria-valuenow") == str(round(duration))
+    await page.keyboard.press("Home")
+    assert await page.evaluate(position) == pytest.approx(0, abs=0.1)
+    assert (await wave.get_attribute("aria-valuetext") or "").startswith("0:00 of ")
