@@ -95,10 +95,16 @@ async def demo_site(aiohttp_server: Any, tmp_path: Path) -> AsyncIterator[DemoSi
 
 
 PARAM = re.compile(r"\{(\w+)\}")
+
+
+def _contact_or_lead(path: str, ids: dict[str, int]) -> int | None:
+    return ids.get("lead_id" if path.startswith("/leads/") else "contact_id")
+
+
 ID_OF: dict[str, Callable[[str, dict[str, int]], int | str | None]] = {
     "call_id": lambda path, ids: ids.get("call_id"),
-    "contact_id": lambda path, ids: ids.get("lead_id" if path.startswith("/leads/") else "contact_id"),
-    "id": lambda path, ids: ids.get("lead_id" if path.startswith("/leads/") else "contact_id"),
+    "contact_id": _contact_or_lead,
+    "id": _contact_or_lead,
     "user_id": lambda path, ids: ids.get("user_id"),
     "team_id": lambda path, ids: ids.get("team_id"),
     "callback_id": lambda path, ids: ids.get("callback_id"),
