@@ -6,7 +6,9 @@ python run.py --demo          serve with the replay PBX and sample data (config/
 python run.py --demo --port N the same on another port (also: serve --port N)
 python run.py replay FILE     print the calls a capture contains, one JSON per line
 python run.py migrate         apply database migrations
-python run.py create-user NAME --role rep --extension 101   (password from CRM_PASSWORD or a prompt)
+python run.py rebuild-figures recompute the managers' figures from the calls
+python run.py create-user NAME --role rep --extension 101 [--team East]
+                              (password from CRM_PASSWORD or a prompt)
 python run.py create-token USERNAME NAME [--read-only] [--expires-days N]  (prints a token once)
 python run.py import-contacts FILE.csv                      (all rows or none, with a report)
 """
@@ -37,11 +39,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("path")
     sub.add_parser("migrate", help="apply database migrations and exit")
+    sub.add_parser("rebuild-figures",
+                   help="recompute the missed-calls and report figures from the calls")
     cu = sub.add_parser("create-user", help="create a user (password: CRM_PASSWORD or a prompt)")
     cu.add_argument("username")
     cu.add_argument("--name", help="display name")
     cu.add_argument("--role", choices=("rep", "manager", "admin"), default="rep")
     cu.add_argument("--extension", action="append", help="an extension (repeat for several)")
+    cu.add_argument("--team", help="the user's team, by name (made when it does not exist)")
     ct = sub.add_parser("create-token", help="create an API token for a user and print it")
     ct.add_argument("username")
     ct.add_argument("name", help="what the token is for")
@@ -78,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         from web.server import migrate
 
         return migrate(settings)
+    if args.command == "rebuild-figures":
+        from web.server import rebuild_figures
+
+        return rebuild_figures(settings)
     from web.server import serve
 
     port = getattr(args, "port", None) or args.top_port

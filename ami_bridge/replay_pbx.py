@@ -256,10 +256,18 @@ class OriginateScript:
     fill_from_action: bool = False
     respond: bool = True
     gate: asyncio.Event | None = None
+    answer_as: tuple[str, str] | None = None
+    """(Channel, Exten) of the recorded Originate: when given, the recorded answer is
+    played as the answer to *this* Originate, its extension and number swapped for the
+    requested ones (a demo's click on any number rings that number, from that rep's
+    phone).  Recording file names are left as recorded, so the file is still found."""
 
     @classmethod
-    def from_capture(cls, path: str | Path, action_id: str) -> OriginateScript:
-        """The traffic that followed the recorded Originate ``action_id`` in a capture."""
+    def from_capture(
+        cls, path: str | Path, action_id: str, answer_as: tuple[str, str] | None = None
+    ) -> OriginateScript:
+        """The traffic that followed the recorded Originate ``action_id`` in a capture;
+        ``answer_as``: see the field."""
         events: list[Timed] = []
         started = False
         for msg, at in read_capture(path):
@@ -270,7 +278,7 @@ class OriginateScript:
                 events.append((msg, at))
         if not started:
             raise ValueError(f"{path}: no response to an Originate with ActionID {action_id}")
-        return cls(events=events, source_action_id=action_id)
+        return cls(events=events, source_action_id=action_id, answer_as=answer_as)
 
     @classmethod
     def failure(cls, reason: int = 3, delay: float = 0.0) -> OriginateScript:
@@ -332,8 +340,13 @@ class _Session(asyncio.Protocol):
                 self.pbx._handle_action(self, msg)
             except Exception:
                 log.exception("replay PBX failed on action %r", _masked(msg))
-                self.send({"Response": "Error", "ActionID": first(msg.get("ActionID")),
-                           "Message": "Internal error"})
+                self.send(
+                    {
+                        "Response": "Error",
+                        "ActionID": first(msg.get("ActionID")),
+                        "Message": "Internal error",
+                    }
+                )
 
     def send(self, fields: Message | dict[str, object]) -> None:
         if self.muted or self.transport is None or self.transport.is_closing():
@@ -373,6 +386,34 @@ def _replace_in_values(msg: Message, old: str, new: str) -> Message:
             out[key] = [v.replace(old, new) for v in value]
         else:
             out[key] = value.replace(old, new) if old in value else value
+    return out
+
+
+def _endpoint(channel: str) -> str:
+    """``PJSIP/101`` -> ``101``."""
+    return channel.rsplit("/", 1)[-1].split("-", 1)[0]
+
+
+def _answer_as(msg: Message, recorded: tuple[str, str], action: Message) -> Message:
+    """``msg`` of a recorded click-to-call as if it answered ``action``: the recorded
+    extension and number, as whole tokens, become the requested ones."""
+    old_ext, old_num = _endpoint(recorded[0]), recorded[1]
+    new_ext = _endpoint(first(action.get("Channel")))
+    new_num = first(action.get("Exten"))
+    swaps = [(re.compile(rf"(?<![\d.]){re.escape(old_num)}(?![\d.])"), new_num)]
+    swaps.append((re.compile(rf"(?<![\d.]){re.escape(old_ext)}(?![\d.])"), new_ext))
+
+    def swap(value: str) -> str:
+        if ".wav" in value or ".WAV" in value:
+            return value  # the recording keeps its recorded name: the file exists
+        for pattern, new in swaps:
+            if new:
+                value = pattern.sub(new, value)
+        return value
+
+    out: Message = {}
+    for key, value in msg.items():
+        out[key] = [swap(v) for v in value] if isinstance(value, list) else swap(value)
     return out
 
 
@@ -826,21 +867,25 @@ class ReplayPbx:
         session.send({"Response": "Success", **reply, "Message": "Authentication accepted"})
         if session.wants_event({"Privilege": "system,all"}):
             uptime = str(int(time.time() - self.started_at))
-            session.send({
-                "Event": "FullyBooted",
-                "Privilege": "system,all",
-                "Uptime": uptime,
-                "LastReload": uptime,
-                "Status": "Fully Booted",
-            })
+            session.send(
+                {
+                    "Event": "FullyBooted",
+                    "Privilege": "system,all",
+                    "Uptime": uptime,
+                    "LastReload": uptime,
+                    "Status": "Fully Booted",
+                }
+            )
 
     def _ping(self, session: _Session, msg: Message, reply: dict[str, str]) -> None:
-        session.send({
-            "Response": "Success",
-            **reply,
-            "Ping": "Pong",
-            "Timestamp": f"{time.time():.6f}",
-        })
+        session.send(
+            {
+                "Response": "Success",
+                **reply,
+                "Ping": "Pong",
+                "Timestamp": f"{time.time():.6f}",
+            }
+        )
 
     def _events_action(self, session: _Session, msg: Message, reply: dict[str, str]) -> None:
         session.events_on, session.event_classes = _event_mask(first(msg.get("EventMask")))
@@ -848,29 +893,35 @@ class ReplayPbx:
         session.send({"Response": "Success", **reply, "Events": state})
 
     def _core_show_channels(self, session: _Session, msg: Message, reply: dict[str, str]) -> None:
-        session.send({
-            "Response": "Success",
-            **reply,
-            "EventList": "start",
-            "Message": "Channels will follow",
-        })
+        session.send(
+            {
+                "Response": "Success",
+                **reply,
+                "EventList": "start",
+                "Message": "Channels will follow",
+            }
+        )
         chans = list(self.channels.live.values())
         for chan in chans:
             event: dict[str, object] = {"Event": "CoreShowChannel", **reply}
             event.update(chan.fields)
-            event.update({
-                "BridgeId": chan.bridge_id,
-                "Application": chan.application,
-                "ApplicationData": chan.application_data,
-                "Duration": chan.duration(self.now),
-            })
+            event.update(
+                {
+                    "BridgeId": chan.bridge_id,
+                    "Application": chan.application,
+                    "ApplicationData": chan.application_data,
+                    "Duration": chan.duration(self.now),
+                }
+            )
             session.send(event)
-        session.send({
-            "Event": "CoreShowChannelsComplete",
-            **reply,
-            "EventList": "Complete",
-            "ListItems": str(len(chans)),
-        })
+        session.send(
+            {
+                "Event": "CoreShowChannelsComplete",
+                **reply,
+                "EventList": "Complete",
+                "ListItems": str(len(chans)),
+            }
+        )
 
     def _status(self, session: _Session, msg: Message, reply: dict[str, str]) -> None:
         wanted = first(msg.get("Channel"))
@@ -880,32 +931,38 @@ class ReplayPbx:
         if wanted and not chans:
             session.send({"Response": "Error", **reply, "Message": "No such channel"})
             return
-        session.send({
-            "Response": "Success",
-            **reply,
-            "EventList": "start",
-            "Message": "Channel status will follow",
-        })
+        session.send(
+            {
+                "Response": "Success",
+                **reply,
+                "EventList": "start",
+                "Message": "Channel status will follow",
+            }
+        )
         for chan in chans:
             event: dict[str, object] = {"Event": "Status", "Privilege": "Call", **reply}
             event.update(chan.fields)
-            event.update({
-                "Type": chan.fields["Channel"].split("/", 1)[0],
-                "DNID": "",
-                "TimeToHangup": "0",
-                "BridgeID": chan.bridge_id,
-                "Application": chan.application,
-                "Data": chan.application_data,
-                "Seconds": str(max(0, int(self.now - chan.created))),
-            })
+            event.update(
+                {
+                    "Type": chan.fields["Channel"].split("/", 1)[0],
+                    "DNID": "",
+                    "TimeToHangup": "0",
+                    "BridgeID": chan.bridge_id,
+                    "Application": chan.application,
+                    "Data": chan.application_data,
+                    "Seconds": str(max(0, int(self.now - chan.created))),
+                }
+            )
             session.send(event)
-        session.send({
-            "Event": "StatusComplete",
-            **reply,
-            "EventList": "Complete",
-            "ListItems": str(len(chans)),
-            "Items": str(len(chans)),
-        })
+        session.send(
+            {
+                "Event": "StatusComplete",
+                **reply,
+                "EventList": "Complete",
+                "ListItems": str(len(chans)),
+                "Items": str(len(chans)),
+            }
+        )
 
     def _originate(self, session: _Session, msg: Message, reply: dict[str, str]) -> None:
         script = self._next_script()
@@ -955,6 +1012,8 @@ class ReplayPbx:
                 out["ActionID"] = action_id
             elif source_id and action_id:
                 out = _replace_in_values(out, source_id, action_id)
+            if script.answer_as is not None:
+                out = _answer_as(out, script.answer_as, action)
             if out.get("Event") == "OriginateResponse":
                 if script.fill_from_action:
                     for key in ("Channel", "Context", "Exten"):
@@ -965,11 +1024,17 @@ class ReplayPbx:
                 await asyncio.sleep(0)
         if not is_async:
             if success:
-                session.send({"Response": "Success", "ActionID": action_id,
-                              "Message": "Originate successfully queued"})
+                session.send(
+                    {
+                        "Response": "Success",
+                        "ActionID": action_id,
+                        "Message": "Originate successfully queued",
+                    }
+                )
             else:
-                session.send({"Response": "Error", "ActionID": action_id,
-                              "Message": "Originate failed"})
+                session.send(
+                    {"Response": "Error", "ActionID": action_id, "Message": "Originate failed"}
+                )
 
 
 # ------------------------------------------------------------------ its own process

@@ -51,10 +51,13 @@ from ami_bridge.facts import CallRecord, Fact  # noqa: E402
 from ami_bridge.link import AmiLink, LinkSettings  # noqa: E402
 from ami_bridge.profile import PbxProfile  # noqa: E402
 from ami_bridge.protocol import Message  # noqa: E402
+from ami_bridge.replay import replay_facts  # noqa: E402
 from ami_bridge.replay_pbx import IdAllocator, ReplayPbx  # noqa: E402
 from ami_bridge.tracker import CallTracker  # noqa: E402
+from crm.batching import MAX_CALLS, MAX_WAIT  # noqa: E402
 from crm.events import EventBus  # noqa: E402
-from crm.ingest import Ingest  # noqa: E402
+from crm.holding import HoldingSink  # noqa: E402
+from crm.ingest import Ingest, LiveSnapshot  # noqa: E402
 from crm.policy import LeadPolicy  # noqa: E402
 from crm.store import Store, open_store  # noqa: E402
 
@@ -153,41 +156,78 @@ class Pipeline:
     tracker: CallTracker
     link: AmiLink
     counters: Counters
+    holding: HoldingSink
+    sink: Sink
+    """What the link hands every fact to (counting, then the holding sink)."""
 
     async def close(self) -> None:
         await self.link.stop()
+        await self.holding.close()
         await self.store.close()
 
 
 async def build_pipeline(
-    url: str, host: str, port: int, extra_sinks: Sequence[Sink] = ()
+    url: str,
+    host: str,
+    port: int,
+    extra_sinks: Sequence[Sink] = (),
+    *,
+    batch: bool = True,
+    batch_calls: int = MAX_CALLS,
+    batch_wait: float = MAX_WAIT,
 ) -> Pipeline:
-    """Store + ingest + tracker + link, the sink counting what it writes.  ``extra_sinks``
-    get every fact after the ingest (an SSE stage subscribes to ``pipeline.bus``)."""
+    """Store + ingest + holding sink + tracker + link, wired as the link manager wires a
+    PBX link (``web.linkmanager``): the link's row, calls in progress kept in
+    ``live_calls``, finished calls through a journaled ``HoldingSink``, batched
+    (``batch=False``: one transaction per call and per live snapshot, as before
+    ``crm.batching``).  A call counts as written once its transaction committed.
+    ``extra_sinks`` get every fact after the ingest (an SSE stage subscribes to
+    ``pipeline.bus``)."""
     store = await open_store(url)
     bus = EventBus()
-    ingest = Ingest(store, LeadPolicy(own_numbers=("5551000",)), bus)
+    row = await store.ensure_pbx_link("bench", None)
+    policy = LeadPolicy(own_numbers=("5551000",))
+    ingest = Ingest(store, policy, bus, pbx_link_id=row.id, keep_live=True)
     counters = Counters()
     tracker = CallTracker(PbxProfile())
+    accepted: dict[str, float] = {}
+
+    def committed(recs: Sequence[CallRecord]) -> None:
+        now = time.perf_counter()
+        for rec in recs:
+            counters.write_ms.append((now - accepted.pop(rec.linkedid, now)) * 1000)
+        counters.written += len(recs)
+        counters.first_write = counters.first_write or now
+        counters.last_write = now
+
+    async def handle(fact: Fact) -> None:
+        await ingest.handle(fact)
+        if isinstance(fact, CallRecord):
+            committed([fact])
+
+    async def write_many(recs: Sequence[CallRecord], live: Sequence[LiveSnapshot]) -> None:
+        await ingest.record_many(recs, live)
+        committed(recs)
+
+    journal = Path(tempfile.mkdtemp(prefix="bench-held-")) / "held-calls-bench.jsonl"
+    holding = HoldingSink(
+        handle,
+        journal=journal,
+        write_many=write_many if batch else None,
+        batch_calls=batch_calls,
+        batch_wait=batch_wait,
+    )
+    if batch:
+        ingest.defer_live = holding.defer_live
 
     async def sink(fact: Fact) -> None:
         counters.facts += 1
-        is_record = isinstance(fact, CallRecord)
-        if is_record:
+        if isinstance(fact, CallRecord):
             counters.records += 1
-            counters.per_call[fact.linkedid] += 1  # type: ignore[union-attr]
-        t0 = time.perf_counter()
-        try:
-            await ingest.handle(fact)
-        except Exception:
-            counters.sink_errors += 1
-            raise
-        if is_record:
-            now = time.perf_counter()
-            counters.write_ms.append((now - t0) * 1000)
-            counters.written += 1
-            counters.first_write = counters.first_write or now
-            counters.last_write = now
+            counters.per_call[fact.linkedid] += 1
+            accepted.setdefault(fact.linkedid, time.perf_counter())
+        await holding(fact)
+        counters.sink_errors = holding.status.retries + holding.status.live_dropped
         for extra in extra_sinks:
             result = extra(fact)
             if asyncio.iscoroutine(result):
@@ -195,7 +235,7 @@ async def build_pipeline(
 
     settings = LinkSettings(host=host, port=port, username="crm", secret="crmsecret")
     link = AmiLink(settings, tracker, sink)
-    return Pipeline(store, bus, ingest, tracker, link, counters)
+    return Pipeline(store, bus, ingest, tracker, link, counters, holding, sink)
 
 
 def _rss_mb() -> float:
@@ -233,6 +273,7 @@ async def _database(engine: str) -> Any:
 @dataclass
 class Result:
     engine: str
+    batch: bool
     speed: float
     calls_expected: int
     peak_calls_offered: int
@@ -267,6 +308,8 @@ async def run_load(
     loops: int,
     stagger: float,
     stage: Callable[[Pipeline], Callable[[], dict[str, object]]] | None = None,
+    batch: bool = True,
+    batch_calls: int = MAX_CALLS,
 ) -> Result:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
@@ -278,7 +321,9 @@ async def run_load(
         span = items[-1][1] - items[0][1]
         expected = 20 * copies * loops
         async with _database(engine) as url:
-            pipe = await build_pipeline(url, "127.0.0.1", port)
+            pipe = await build_pipeline(
+                url, "127.0.0.1", port, batch=batch, batch_calls=batch_calls
+            )
             stage_counters = stage(pipe) if stage else (lambda: {})
             await pipe.link.start()
             await pipe.link.wait_state("connected", timeout=10)
@@ -293,7 +338,8 @@ async def run_load(
             while time.perf_counter() < deadline:
                 await asyncio.sleep(0.05)
                 now = time.perf_counter() - t0
-                max_queue = max(max_queue, pipe.link._facts.qsize())
+                pending = pipe.holding.batcher.pending if pipe.holding.batcher else 0
+                max_queue = max(max_queue, pipe.link._facts.qsize() + pending)
                 max_live = max(max_live, pipe.tracker.live_calls)
                 if now - last_sample >= 1.0:
                     rss.append((now, _rss_mb()))
@@ -320,32 +366,37 @@ async def run_load(
     per_call = c.per_call
     write_ms = sorted(c.write_ms) or [0.0]
     played = pbx_done[1] if pbx_done else 0
-    return Result(
-        engine=engine,
-        speed=speed,
-        calls_expected=expected,
-        peak_calls_offered=0,
-        events_played=played,
-        asked_seconds=loops * (span + 1.0) / speed if speed > 0 else 0.0,
-        pbx_seconds=pbx_done[2] if pbx_done else float("nan"),
-        pbx_max_send_buffer=pbx_done[3] if pbx_done else 0,
-        link_events=link_events,
-        read_seconds=read_done if read_done is not None else float("nan"),
-        write_seconds=(c.last_write or 0) - t0 if c.last_write else float("nan"),
-        write_window=(c.last_write or 0) - (c.first_write or 0),
-        total_seconds=total,
-        calls_written=c.written,
-        rows=rows,
-        duplicates=sum(1 for n in per_call.values() if n > 1),
-        missing=max(0, expected - len(per_call)),
-        sink_errors=c.sink_errors,
-        max_queue=max_queue,
-        max_live_calls=max_live,
-        write_ms_p50=statistics.median(write_ms),
-        write_ms_p99=write_ms[min(len(write_ms) - 1, int(len(write_ms) * 0.99))],
-        rss=rss,
-        stage=extra,
-    ) if per_loop else _empty(engine, speed)
+    return (
+        Result(
+            engine=engine,
+            batch=batch,
+            speed=speed,
+            calls_expected=expected,
+            peak_calls_offered=0,
+            events_played=played,
+            asked_seconds=loops * (span + 1.0) / speed if speed > 0 else 0.0,
+            pbx_seconds=pbx_done[2] if pbx_done else float("nan"),
+            pbx_max_send_buffer=pbx_done[3] if pbx_done else 0,
+            link_events=link_events,
+            read_seconds=read_done if read_done is not None else float("nan"),
+            write_seconds=(c.last_write or 0) - t0 if c.last_write else float("nan"),
+            write_window=(c.last_write or 0) - (c.first_write or 0),
+            total_seconds=total,
+            calls_written=c.written,
+            rows=rows,
+            duplicates=sum(1 for n in per_call.values() if n > 1),
+            missing=max(0, expected - len(per_call)),
+            sink_errors=c.sink_errors,
+            max_queue=max_queue,
+            max_live_calls=max_live,
+            write_ms_p50=statistics.median(write_ms),
+            write_ms_p99=write_ms[min(len(write_ms) - 1, int(len(write_ms) * 0.99))],
+            rss=rss,
+            stage=extra,
+        )
+        if per_loop
+        else _empty(engine, speed)
+    )
 
 
 def _empty(engine: str, speed: float) -> Result:
@@ -381,13 +432,10 @@ def _fmt(r: Result) -> str:
     taken = r.link_events / r.read_seconds if r.read_seconds else 0.0
     calls_s = r.calls_written / r.write_window if r.write_window > 0 else 0.0
     mem = " ".join(f"{t:.0f}s:{m:.0f}" for t, m in _thin(r.rss, 8))
-    ok = (
-        "OK"
-        if not r.duplicates and not r.missing and r.rows == r.calls_expected
-        else "FAIL"
-    )
+    ok = "OK" if not r.duplicates and not r.missing and r.rows == r.calls_expected else "FAIL"
     return (
-        f"{r.engine:10} {r.speed:>5g}x  offered {offered:>9,.0f} ev/s  taken {taken:>9,.0f} ev/s"
+        f"{r.engine:10} {_mode(r.batch):>12} {r.speed:>5g}x  offered {offered:>9,.0f} ev/s"
+        f"  taken {taken:>9,.0f} ev/s"
         f"  calls/s {calls_s:>7,.1f}  live<= {r.max_live_calls:>4}  queue<= {r.max_queue:>5}"
         f"  write p50/p99 {r.write_ms_p50:.1f}/{r.write_ms_p99:.1f} ms\n"
         f"{'':17}played {r.events_played:,} events in {r.pbx_seconds:.1f} s; read by "
@@ -400,6 +448,86 @@ def _fmt(r: Result) -> str:
         f"{'':17}first bottleneck: {bottleneck(r)}"
         + (f"\n{'':17}stage: {r.stage}" if r.stage else "")
     )
+
+
+@dataclass
+class WriteResult:
+    engine: str
+    batch: bool
+    facts: int
+    calls: int
+    seconds: float
+    rows: int
+    live_left: int
+    duplicates: int
+    errors: int
+    batches: int
+    largest: int
+    write_ms_p50: float
+    write_ms_p99: float
+
+    @property
+    def calls_s(self) -> float:
+        return self.calls / self.seconds if self.seconds else 0.0
+
+
+def tracked_facts(copies: int, stagger: float) -> list[Fact]:
+    """The facts the tracker makes of ``copies`` overlapped bursts (fresh ids each)."""
+    return replay_facts(overlapped(BURST, copies, stagger))
+
+
+async def run_writes(
+    engine: str, facts: Sequence[Fact], batch: bool, batch_calls: int = MAX_CALLS
+) -> WriteResult:
+    """The store stage alone: the tracker's facts (screen pops, live snapshots, finished
+    calls) handed to the link's sink as fast as it takes them, no PBX and no socket:
+    how many calls per second the CRM can write, once the wire is not the limit."""
+    calls = sum(1 for f in facts if isinstance(f, CallRecord))
+    async with _database(engine) as url:
+        pipe = await build_pipeline(url, "127.0.0.1", 9, batch=batch, batch_calls=batch_calls)
+        t0 = time.perf_counter()
+        for fact in facts:
+            await pipe.sink(fact)
+        await pipe.holding.drain()
+        seconds = time.perf_counter() - t0
+        rows = await pipe.store.count_calls()
+        live_left = len(await pipe.store.live_calls_for_link(pipe.ingest.pbx_link_id))
+        batcher = pipe.holding.batcher
+        c = pipe.counters
+        await pipe.close()
+    write_ms = sorted(c.write_ms) or [0.0]
+    return WriteResult(
+        engine=engine,
+        batch=batch,
+        facts=len(facts),
+        calls=calls,
+        seconds=seconds,
+        rows=rows,
+        live_left=live_left,
+        duplicates=sum(1 for n in c.per_call.values() if n > 1),
+        errors=c.sink_errors,
+        batches=batcher.batches if batcher else c.written,
+        largest=batcher.largest if batcher else 1,
+        write_ms_p50=statistics.median(write_ms),
+        write_ms_p99=write_ms[min(len(write_ms) - 1, int(len(write_ms) * 0.99))],
+    )
+
+
+def _fmt_writes(r: WriteResult, before: WriteResult | None) -> str:
+    ok = "OK" if r.rows == r.calls and not r.duplicates and not r.live_left else "FAIL"
+    ratio = f"  ({r.calls_s / before.calls_s:.1f}x one per call)" if before else ""
+    return (
+        f"{r.engine:10} writes {_mode(r.batch):>12}  calls/s {r.calls_s:>7,.0f}{ratio}  "
+        f"{r.calls} calls + {r.facts - r.calls:,} live facts in {r.seconds:.1f} s; "
+        f"{r.batches} transactions (largest {r.largest} calls); write p50/p99 "
+        f"{r.write_ms_p50:.1f}/{r.write_ms_p99:.1f} ms\n"
+        f"{'':17}exactly once: {ok} (rows {r.rows}, dup {r.duplicates}, live rows left "
+        f"{r.live_left}, errors {r.errors})"
+    )
+
+
+def _mode(batch: bool) -> str:
+    return "batched" if batch else "one per call"
 
 
 def _thin(points: list[tuple[float, float]], n: int) -> Iterator[tuple[float, float]]:
@@ -418,7 +546,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--copies", type=int, default=25, help="overlapped burst copies (x20 calls)")
     ap.add_argument("--loops", type=int, default=2, help="times the PBX plays them")
     ap.add_argument("--stagger", type=float, default=0.2, help="seconds between copies")
+    ap.add_argument(
+        "--modes",
+        default="single,batched",
+        help="single (one transaction per call, as before), batched, or both",
+    )
+    ap.add_argument(
+        "--stages",
+        default="writes,replay",
+        help="writes (the store alone, facts as fast as it takes them), "
+        "replay (through the replay PBX at each speed), or both",
+    )
+    ap.add_argument("--batch-calls", type=int, default=MAX_CALLS, help="calls per transaction")
     args = ap.parse_args(argv)
+    modes = [m.strip() == "batched" for m in args.modes.split(",") if m.strip()]
+    stages = {x.strip() for x in args.stages.split(",")}
     engines = ("sqlite", "postgresql") if args.engine == "both" else (args.engine,)
     speeds = [float(s) for s in args.speeds.split(",") if s.strip()]
     items = overlapped(BURST, args.copies, args.stagger)
@@ -428,10 +570,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"peak {peak_concurrency(items)} calls up at once; capture span "
         f"{items[-1][1] - items[0][1]:.1f} s per loop; cpu {os.cpu_count()}"
     )
+    facts = tracked_facts(args.copies * args.loops, args.stagger) if "writes" in stages else []
     for engine in engines:
+        if "writes" in stages:
+            before: WriteResult | None = None
+            for batch in modes:
+                w = asyncio.run(run_writes(engine, facts, batch, args.batch_calls))
+                print(_fmt_writes(w, before if batch else None), flush=True)
+                before = before or (w if not batch else None)
+        if "replay" not in stages:
+            continue
         for speed in speeds:
-            result = asyncio.run(run_load(engine, speed, args.copies, args.loops, args.stagger))
-            print(_fmt(result), flush=True)
+            for batch in modes:
+                result = asyncio.run(
+                    run_load(
+                        engine,
+                        speed,
+                        args.copies,
+                        args.loops,
+                        args.stagger,
+                        batch=batch,
+                        batch_calls=args.batch_calls,
+                    )
+                )
+                print(_fmt(result), flush=True)
     return 0
 
 

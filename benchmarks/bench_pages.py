@@ -4,7 +4,8 @@ time for D seconds; p50/p99 per page.
 
     .venv/bin/python -m benchmarks.bench_pages [--contacts 1000000] [--calls 5000000]
         [--clients 16] [--seconds 10] [--engine sqlite|postgresql] [--reuse]
-        [--db /tmp/crm-bench-pages.db] [--explain]
+        [--db /tmp/crm-bench-pages.db] [--pg-db bench_pages] [--explain]
+        [--old] [--save FILE] [--baseline FILE]
 
 The data (``crm.store.bulk``) is 90 days of calls over 40 reps in 4 teams, most of them
 with the caller's own rep, missed calls with their callback tasks.  Loading the full size
@@ -16,6 +17,10 @@ measured as the user who would open it (a manager sees their team of 10, the adm
 a rep their own).  ``--explain`` then replays one request per page in-process with the
 SQL traced, and prints each statement's time and SQLite's EXPLAIN QUERY PLAN for the
 slowest page, to say *why* it is slow.
+
+``--old`` serves the reports from the calls as before the figures kept by ingest
+(``crm.store.sql_figures``); ``--save`` and ``--baseline`` keep one run's figures and print
+another's ratio to them, so old and new are measured on the same data and machine.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import multiprocessing as mp
 import random
 import re
@@ -45,12 +51,19 @@ import aiohttp  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from crm.services import encode_cursor  # noqa: E402
 from crm.store import open_store  # noqa: E402
-from crm.store.bulk import BulkSpec, Rep, load_postgres, load_sqlite, owner_index  # noqa: E402
+from crm.store.bulk import (  # noqa: E402
+    BulkSpec,
+    Rep,
+    contact_number,
+    load_postgres,
+    load_sqlite,
+    owner_index,
+)
 
 PASSWORD = "bench-password-1"
 TEAMS, REPS_PER_TEAM = 4, 10
 PG_ADMIN_URL = "postgresql://127.0.0.1:5432/test"
-PG_URL = "postgresql://127.0.0.1:5432/bench_pages"
+PG_DB = "bench_pages"
 CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 
@@ -87,17 +100,17 @@ async def _counts(url: str) -> tuple[int, int]:
     return int(c), int(k)
 
 
-async def _pg_fresh(reuse: bool) -> None:
+async def _pg_fresh(reuse: bool, name: str) -> None:
     import asyncpg
 
     con = await asyncpg.connect(PG_ADMIN_URL)
     try:
-        exists = await con.fetchval("SELECT 1 FROM pg_database WHERE datname = 'bench_pages'")
+        exists = await con.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if exists and not reuse:
-            await con.execute("DROP DATABASE bench_pages WITH (FORCE)")
+            await con.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
             exists = None
         if not exists:
-            await con.execute("CREATE DATABASE bench_pages")
+            await con.execute(f'CREATE DATABASE "{name}"')
     finally:
         await con.close()
 
@@ -105,8 +118,8 @@ async def _pg_fresh(reuse: bool) -> None:
 async def prepare(args: argparse.Namespace, work: Path) -> str:
     """The store URL, loaded (or reused) to the asked-for size."""
     if args.engine == "postgresql":
-        await _pg_fresh(args.reuse)
-        url = PG_URL
+        await _pg_fresh(args.reuse, args.pg_db)
+        url = f"postgresql://127.0.0.1:5432/{args.pg_db}"
     else:
         path = Path(args.db)
         if not args.reuse:
@@ -153,6 +166,15 @@ async def prepare(args: argparse.Namespace, work: Path) -> str:
         counts = await asyncio.to_thread(load_sqlite, url.removeprefix("sqlite:///"), spec,
                                          progress)  # fmt: skip
     print(f"loaded in {time.perf_counter() - started:.0f} s: {counts}")
+    # The bulk load writes the calls behind the store's back: the figures the reports read
+    # are computed from them once, as ``run.py rebuild-figures`` does.
+    store = await open_store(url)
+    try:
+        t0 = time.perf_counter()
+        rows = await store.rebuild_figures(settings_for(url, work)["server"]["display_tz"])
+        print(f"figures rebuilt in {time.perf_counter() - t0:.0f} s: {rows}")
+    finally:
+        await store.close()
     return url
 
 
@@ -167,7 +189,16 @@ async def _reps(url: str) -> list[Rep]:
 
 
 # -- the server --------------------------------------------------------------------------
-def _serve(url: str, work: str, conn: Connection) -> None:
+def _serve(url: str, work: str, conn: Connection, old: bool = False) -> None:
+    if old:
+        # The reports read the calls as before the figures existed (``--old``).
+        from crm.store.sql_figures import FigureQueries
+
+        async def none(*args: Any) -> None:
+            return None
+
+        FigureQueries.figure_days = none  # type: ignore[assignment,method-assign]
+
     async def main() -> None:
         from aiohttp import web
 
@@ -213,8 +244,10 @@ class Timing:
     def line(self) -> str:
         n = len(self.latencies)
         mean = statistics.fmean(self.latencies) * 1000 if n else float("nan")
-        return (f"{self.page:44s} {self.alone * 1000:8.1f} {n / self.seconds:8.1f} "
-                f"{self.pct(50):8.1f} {self.pct(99):8.1f} {mean:8.1f} {self.errors:6d}")
+        return (
+            f"{self.page:44s} {self.alone * 1000:8.1f} {n / self.seconds:8.1f} "
+            f"{self.pct(50):8.1f} {self.pct(99):8.1f} {mean:8.1f} {self.errors:6d}"
+        )
 
 
 def pages(contacts: int, now: float, team1: Sequence[int]) -> list[Page]:
@@ -228,6 +261,11 @@ def pages(contacts: int, now: float, team1: Sequence[int]) -> list[Page]:
             i = rng.randrange(1, contacts + 1)
             if owner_index(i, reps) == 1:
                 return f"/contacts/{i}"
+
+    def fragment(rng: random.Random, digits: int) -> str:
+        # the last digits of a random contact's number: what a rep types from a note
+        number = contact_number(rng.randrange(1, contacts + 1))
+        return number[-digits:]
 
     return [
         Page("calls, first page (manager, team)", "m1", lambda r: "/calls"),
@@ -246,6 +284,16 @@ def pages(contacts: int, now: float, team1: Sequence[int]) -> list[Page]:
         Page("missed-calls audit (admin)", "admin", lambda r: "/missed"),
         Page("reports (manager)", "m1", lambda r: "/reports"),
         Page("reports (admin)", "admin", lambda r: "/reports"),
+        Page("lead statistics (manager)", "m1", lambda r: "/reports/leads"),
+        Page("lead statistics (admin)", "admin", lambda r: "/reports/leads"),
+        Page("calls, part of a number, 7 digits (manager)", "m1",
+             lambda r: f"/calls?number={fragment(r, 7)}"),
+        Page("calls, part of a number, 4 digits (admin)", "admin",
+             lambda r: f"/calls?number={fragment(r, 4)}"),
+        Page("header search, part of a number (manager)", "m1",
+             lambda r: f"/search?q={fragment(r, 7)}"),
+        Page("header search, a name (rep)", "r02",
+             lambda r: f"/search?q=Smith+{r.randrange(1, contacts + 1)}"),
     ]  # fmt: skip
 
 
@@ -283,6 +331,7 @@ async def measure(base: str, page: Page, clients: int, seconds: float,
             rng = random.Random(i)
             while time.perf_counter() < deadline:
                 t0 = time.perf_counter()
+                resp = None
                 try:
                     async with s.get(base + page.path(rng)) as resp:
                         await resp.read()
@@ -293,6 +342,9 @@ async def measure(base: str, page: Page, clients: int, seconds: float,
                     timing.latencies.append(time.perf_counter() - t0)
                 else:
                     timing.errors += 1
+                    if timing.errors == 1:
+                        why = "timeout" if resp is None else f"HTTP {resp.status}"
+                        print(f"  {page.name}: first failure: {why}", flush=True)
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(i, s) for i, s in enumerate(sessions)))
@@ -329,8 +381,11 @@ async def explain(url: str, work: Path, chosen: Sequence[Page]) -> None:
                 html = await (await c.get("/login")).text()
                 m = CSRF_RE.search(html)
                 assert m
-                await c.post("/login", data={"username": page.user, "password": PASSWORD,
-                                             "_csrf": m.group(1)}, allow_redirects=False)
+                await c.post(
+                    "/login",
+                    data={"username": page.user, "password": PASSWORD, "_csrf": m.group(1)},
+                    allow_redirects=False,
+                )
                 statements.clear()
                 path = page.path(random.Random(1))
                 t0 = time.perf_counter()
@@ -347,7 +402,7 @@ async def explain(url: str, work: Path, chosen: Sequence[Page]) -> None:
                     db.execute(sql).fetchall()
                     timed.append(((time.perf_counter() - t1) * 1000, sql))
                 timed.sort(reverse=True)
-                for ms, sql in timed[:3]:
+                for ms, sql in timed[:8]:
                     print(f"  {ms:8.1f} ms  {' '.join(sql.split())[:220]}")
                 if timed and timed[0][0] > 5:
                     plan = db.execute("EXPLAIN QUERY PLAN " + timed[0][1]).fetchall()
@@ -359,19 +414,41 @@ async def explain(url: str, work: Path, chosen: Sequence[Page]) -> None:
         await rt.close()
 
 
-def _report(results: list[Timing], clients: int) -> None:
+def _report(results: list[Timing], clients: int, baseline: dict[str, Any]) -> None:
     heads = ("alone ms", "req/s", "p50 ms", "p99 ms", "mean ms")
-    print(f"\n{'page':44s} " + " ".join(f"{h:>8s}" for h in heads)
-          + f" {'errors':>6s}   ({clients} concurrent clients)")
+    print(
+        f"\n{'page':44s} "
+        + " ".join(f"{h:>8s}" for h in heads)
+        + f" {'errors':>6s}   ({clients} concurrent clients)"
+    )
     for r in results:
         print(r.line())
+    if baseline:
+        print(
+            f"\nratio to the baseline (old / new; above 1 is faster now)\n{'page':44s} "
+            f"{'alone':>14s} {'p50':>16s} {'p99':>16s}"
+        )
+        for r in results:
+            b = baseline.get(r.page)
+            if b is None:
+                continue
+            cells = []
+            for key, new_ms in (("alone", r.alone * 1000), ("p50", r.pct(50)), ("p99", r.pct(99))):
+                cells.append(
+                    f"{b[key]:7.0f}/{new_ms:<6.0f}"
+                    + (f"{b[key] / new_ms:5.1f}x" if new_ms else "  -  ")
+                )
+            print(f"{r.page:44s} " + " ".join(cells))
+
     def cost(r: Timing) -> tuple[int, float]:
         # a page whose requests timed out is slower than any page that answered
         return (r.errors, r.alone if r.errors else r.pct(99))
 
     slowest = max(results, key=cost)
-    print(f"\nslowest page: {slowest.page}, alone {slowest.alone * 1000:.0f} ms, "
-          f"p99 {slowest.pct(99):.0f} ms, {slowest.errors} requests failed or timed out")
+    print(
+        f"\nslowest page: {slowest.page}, alone {slowest.alone * 1000:.0f} ms, "
+        f"p99 {slowest.pct(99):.0f} ms, {slowest.errors} requests failed or timed out"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -382,20 +459,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--engine", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--db", default="/tmp/crm-bench-pages.db", help="the SQLite file")
+    ap.add_argument("--pg-db", default=PG_DB, help="the PostgreSQL database's name")
     ap.add_argument("--reuse", action="store_true", help="keep and reuse the loaded store")
+    ap.add_argument("--work", default="/tmp/crm-bench-pages",
+                    help="the server's key file and recordings folder")
     ap.add_argument("--timeout", type=float, default=60.0,
                     help="seconds after which a request counts as failed")
     ap.add_argument("--only", default="", help="measure only pages whose name contains this")
     ap.add_argument("--explain", action="store_true", help="SQL time and plan per page")
+    ap.add_argument(
+        "--old",
+        action="store_true",
+        help="serve the reports from the calls, as before the figures (0017)",
+    )
+    ap.add_argument("--save", help="write the figures to this JSON file")
+    ap.add_argument("--baseline", help="a JSON file from --save: print the ratio to it")
     args = ap.parse_args(argv)
-    work = Path("/tmp/crm-bench-pages")
+    work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     url = asyncio.run(prepare(args, work))
     team1 = [r.user_id for r in asyncio.run(_reps(url))[:REPS_PER_TEAM]]
     chosen = [p for p in pages(args.contacts, time.time(), team1) if args.only in p.name]
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_serve, args=(url, str(work), child), daemon=True)
+    proc = ctx.Process(target=_serve, args=(url, str(work), child, args.old), daemon=True)
     proc.start()
     try:
         port = parent.recv()
@@ -404,8 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         async def run_all() -> list[Timing]:
             out = []
             for page in chosen:
-                out.append(await measure(base, page, args.clients, args.seconds,
-                                         args.timeout))
+                out.append(await measure(base, page, args.clients, args.seconds, args.timeout))
                 print(out[-1].line(), flush=True)
             return out
 
@@ -414,7 +500,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             parent.send("stop")
         proc.join(30)
-    _report(results, args.clients)
+    baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else {}
+    _report(results, args.clients, baseline)
+    if args.save:
+        Path(args.save).write_text(
+            json.dumps(
+                {
+                    r.page: {
+                        "alone": r.alone * 1000,
+                        "p50": r.pct(50),
+                        "p99": r.pct(99),
+                        "errors": r.errors,
+                        "requests": len(r.latencies),
+                    }
+                    for r in results
+                },
+                indent=1,
+            )
+        )
     if args.explain and args.engine == "sqlite":
         asyncio.run(explain(url, work, chosen))
     return 0

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing as mp
+import os
 import re
 import sys
 import tempfile
@@ -110,65 +111,103 @@ def _pbx_child(conn: Connection, copies: int, stagger: float, speed: float, loop
 
 
 # -- the SSE clients (own process) -----------------------------------------------------
-def _clients_child(conn: Connection, base: str, users: list[str]) -> None:
-    """One SSE connection per entry of ``users`` (a username may repeat: several tabs)."""
+_POP_START = b'data: {"kind":"call_progress"'
+_POP_LINE = re.compile(rb'^data: \{"kind":"call_progress","data":\{"linkedid":"([^"]+)"')
+
+
+def _linkedid(line: bytes) -> str | None:
+    """The linkedid of a ``call_progress`` line the quick pattern missed."""
+    data = json.loads(line[6:]).get("data")
+    return data.get("linkedid") if isinstance(data, dict) else None
+
+
+def _clients_child(conn: Connection, base: str | list[str], users: list[str], tabs: int) -> None:
+    """One SSE connection per entry of ``users`` (a username may repeat); every ``tabs``
+    connections of one user share one login (tabs of one browser), so 500 connections
+    need not mean 500 argon2 password checks before the run.  Several ``base`` URLs
+    (web processes): connection ``i`` goes to ``base[i % len(base)]``.
+
+    A reader only stamps and finds the linkedid of the messages it gets (the hub's JSON
+    starts with the kind and the call's linkedid): 500 connections in one process on a
+    2-core box are 500 browsers on 500 machines, and decoding every message in full
+    here would count this process's own queue as the server's latency."""
     import aiohttp
 
     async def main() -> None:
         receipts: list[tuple[int, str, str, float]] = []  # client, user, linkedid, at
-        stop = asyncio.Event()
         ready = 0
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+        logins: dict[tuple[str, str, int], dict[str, str]] = {}
 
-        async def client(i: int, username: str) -> None:
-            nonlocal ready
+        bases = [base] if isinstance(base, str) else list(base)
+
+        async def login(username: str, url: str) -> dict[str, str]:
             jar = aiohttp.CookieJar(unsafe=True)
-            timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
             async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as s:
-                html = await (await s.get(f"{base}/login")).text()
+                html = await (await s.get(f"{url}/login")).text()
                 m = CSRF_RE.search(html)
                 assert m, "no CSRF token"
-                r = await s.post(f"{base}/login", allow_redirects=False, data={
-                    "username": username, "password": PASSWORD, "_csrf": m.group(1)})
+                r = await s.post(
+                    f"{url}/login",
+                    allow_redirects=False,
+                    data={"username": username, "password": PASSWORD, "_csrf": m.group(1)},
+                )
                 assert r.status == 302, f"login {username}: {r.status}"
-                async with s.get(f"{base}/events") as resp:
-                    assert resp.status == 200, resp.status
-                    ready += 1
-                    seen: set[str] = set()
-                    buf = b""
-                    while not stop.is_set():
-                        try:
-                            chunk = await asyncio.wait_for(resp.content.readany(), 0.5)
-                        except TimeoutError:
-                            continue
-                        if not chunk:
-                            break
-                        now = time.monotonic()
-                        buf += chunk
-                        *frames, buf = buf.split(b"\n\n")
-                        for frame in frames:
-                            for line in frame.split(b"\n"):
-                                if not line.startswith(b"data: "):
-                                    continue
-                                msg = json.loads(line[6:])
-                                data = msg.get("data") or {}
-                                lid = data.get("linkedid") if isinstance(data, dict) else None
-                                if msg.get("kind") == "call_progress" and lid and lid not in seen:
-                                    seen.add(lid)
-                                    receipts.append((i, username, lid, now))
+                return {c.key: c.value for c in jar}
 
-        tasks = [asyncio.create_task(client(i, u)) for i, u in enumerate(users)]
+        seq: dict[tuple[str, str], int] = {}
+        keys = []
+        for i, username in enumerate(users):
+            url = bases[i % len(bases)]
+            n = seq[username, url] = seq.get((username, url), -1) + 1
+            keys.append((username, url, n // max(1, tabs)))
+        for key in dict.fromkeys(keys):
+            logins[key] = await login(key[0], key[1])
+
+        async def client(i: int, username: str, cookies: dict[str, str]) -> None:
+            nonlocal ready
+            jar = aiohttp.CookieJar(unsafe=True)
+            session = aiohttp.ClientSession(cookie_jar=jar, cookies=cookies, timeout=timeout)
+            url = bases[i % len(bases)]
+            async with session as s, s.get(f"{url}/events") as resp:
+                assert resp.status == 200, resp.status
+                ready += 1
+                seen: set[str] = set()
+                buf = b""
+                while True:
+                    chunk = await resp.content.readany()
+                    if not chunk:
+                        break
+                    now = time.monotonic()
+                    buf += chunk
+                    *frames, buf = buf.split(b"\n\n")
+                    for frame in frames:
+                        for line in frame.split(b"\n"):
+                            if not line.startswith(_POP_START):
+                                continue
+                            m = _POP_LINE.match(line)
+                            lid = m.group(1).decode() if m else _linkedid(line)
+                            if lid and lid not in seen:
+                                seen.add(lid)
+                                receipts.append((i, username, lid, now))
+
+        tasks = [asyncio.create_task(client(i, u, logins[k]))
+                 for i, (u, k) in enumerate(zip(users, keys, strict=True))]  # fmt: skip
         while ready < len(users):
             await asyncio.sleep(0.05)
             for t in tasks:
                 if t.done() and t.exception():
                     raise t.exception()  # type: ignore[misc]
         conn.send(("ready", len(users)))
-        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # "stop"
-        stop.set()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, conn.recv)  # "go"
+        cpu0 = time.process_time()
+        await loop.run_in_executor(None, conn.recv)  # "stop"
+        cpu = time.process_time() - cpu0
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        conn.send(("receipts", receipts))
+        conn.send(("receipts", receipts, cpu))
 
     asyncio.run(main())
 
@@ -206,7 +245,8 @@ def _pct(values: Sequence[float], p: float) -> float:
 
 
 async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
-              stagger: float) -> dict[str, Any]:  # fmt: skip
+              stagger: float, tabs: int = 1,
+              profile: str | None = None) -> dict[str, Any]:  # fmt: skip
     ctx = mp.get_context("spawn")
     pbx_conn, pbx_child = ctx.Pipe()
     pbx = ctx.Process(target=_pbx_child, args=(pbx_child, copies, stagger, speed, loops),
@@ -226,13 +266,19 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
                 await pipe.link.start()
                 await pipe.link.wait_state("connected", timeout=10)
                 cl_conn, cl_child = ctx.Pipe()
-                cl_proc = ctx.Process(target=_clients_child, daemon=True,
-                                      args=(cl_child, f"http://127.0.0.1:{web_port}", users))
+                cl_proc = ctx.Process(
+                    target=_clients_child,
+                    daemon=True,
+                    args=(cl_child, f"http://127.0.0.1:{web_port}", users, tabs),
+                )
                 cl_proc.start()
                 while not cl_conn.poll():
                     await asyncio.sleep(0.05)
                 cl_conn.recv()  # ready
+                profiler = _profiler(profile)
                 t0 = time.perf_counter()
+                cpu0 = time.process_time()
+                cl_conn.send("go")
                 pbx_conn.send("go")
                 done: tuple[Any, ...] | None = None
                 deadline = t0 + 120 + 40 * loops / max(speed, 0.1)
@@ -244,10 +290,14 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
                         break
                 await asyncio.sleep(1.0)  # the last pops in flight
                 elapsed = time.perf_counter() - t0
+                server_cpu = time.process_time() - cpu0
+                if profiler is not None:
+                    profiler.disable()
+                    profiler.dump_stats(profile)
                 cl_conn.send("stop")
                 while not cl_conn.poll():
                     await asyncio.sleep(0.05)
-                _, receipts = cl_conn.recv()
+                _, receipts, clients_cpu = cl_conn.recv()
                 hub = rt.extras.get("live_hub")
                 dropped = sum(getattr(c, "dropped", 0) for c in getattr(hub, "clients", ()))
                 counters = pipe.counters
@@ -285,7 +335,20 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
         "dial_max_ms": max(from_dial, default=float("nan")),
         "gap_late": sum(1 for g in gaps if g > 100), "gap_count": len(gaps),
         "write_p50_ms": _pct(write_ms, 50), "write_p99_ms": _pct(write_ms, 99),
+        "server_cpu_s": server_cpu, "clients_cpu_s": clients_cpu,
+        "load": os.getloadavg()[0],
     }  # fmt: skip
+
+
+def _profiler(path: str | None) -> Any:
+    """cProfile of this (the server's) process for the replay, when asked."""
+    if not path:
+        return None
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    return profiler
 
 
 def _fmt(r: dict[str, Any]) -> str:
@@ -297,7 +360,11 @@ def _fmt(r: dict[str, Any]) -> str:
         f"{r['write_p50_ms']:.1f}/{r['write_p99_ms']:.1f} ms  in {r['seconds']:.1f} s\n"
         f"{'':16}from DialBegin instead: p50/p99/max {r['dial_p50_ms']:.1f}/"
         f"{r['dial_p99_ms']:.1f}/{r['dial_max_ms']:.1f} ms ({r['gap_late']} of "
-        f"{r['gap_count']} dials rang > 100 ms after their DialBegin in the replayed timeline)"
+        f"{r['gap_count']} dials rang > 100 ms after their DialBegin in the replayed timeline)\n"
+        f"{'':16}CPU: server {r['server_cpu_s']:.1f} s, clients {r['clients_cpu_s']:.1f} s "
+        f"({1000 * r['server_cpu_s'] / max(1, r['pops_received']):.2f} / "
+        f"{1000 * r['clients_cpu_s'] / max(1, r['pops_received']):.2f} ms per pop); "
+        f"load average {r['load']:.1f} on {os.cpu_count()} CPUs"
     )
 
 
@@ -309,13 +376,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--copies", type=int, default=10, help="overlapped burst copies (x20 calls)")
     ap.add_argument("--loops", type=int, default=2)
     ap.add_argument("--stagger", type=float, default=0.2)
+    ap.add_argument(
+        "--tabs",
+        type=int,
+        default=1,
+        help="SSE connections sharing one login (tabs of one browser)",
+    )
+    ap.add_argument("--profile", help="write a cProfile of the server's replay to this file")
     args = ap.parse_args(argv)
     engines = ("sqlite", "postgresql") if args.engine == "both" else (args.engine,)
     for engine in engines:
         for n in (int(x) for x in args.clients.split(",")):
             with contextlib.suppress(KeyboardInterrupt):
                 print(_fmt(asyncio.run(run(engine, n, args.speed, args.copies, args.loops,
-                                           args.stagger))), flush=True)  # fmt: skip
+                                           args.stagger, args.tabs, args.profile))),
+                      flush=True)  # fmt: skip
     return 0
 
 

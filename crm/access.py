@@ -70,10 +70,14 @@ def can_see_contact(scope: Scope | None, contact: Contact) -> bool:
 
 
 def can_see_callback(scope: Scope | None, task: CallbackTask) -> bool:
-    """Callbacks are visible to their owner's scope; unowned tasks to everyone."""
+    """Callbacks are visible to their owner's scope; an unowned task only to the scopes
+    of the users its calls rang (``task.rung_user_ids``): a rep who was never rung does
+    not see it.  The store's ``_visible_task`` is the same rule in SQL."""
     if scope is None or scope.user_ids is None:
         return True
-    return task.owner_id is None or task.owner_id in scope.user_ids
+    if task.owner_id is not None:
+        return task.owner_id in scope.user_ids
+    return any(u in scope.user_ids for u in task.rung_user_ids)
 
 
 def owner_change_refusal(user: User, scope: Scope, current: int | None,
@@ -85,8 +89,10 @@ def owner_change_refusal(user: User, scope: Scope, current: int | None,
         return None
     if user.role == "rep":
         if current != user.id:
-            return ("owner: only a manager can change the owner of a contact you do not own "
-                    "(shared contacts stay visible to everyone)")
+            return (
+                "owner: only a manager can change the owner of a contact you do not own "
+                "(shared contacts stay visible to everyone)"
+            )
         if new is not None and new != user.id:
             return "owner: you can share your contact or keep it, not give it to someone else"
         return None
@@ -101,5 +107,7 @@ def merge_refusal(user: User, keep: Contact, drop: Contact) -> str | None:
     same owner (both theirs, or both shared)."""
     if user.role != "rep" or keep.owner_id == drop.owner_id:
         return None
-    return ("merge: these contacts have different owners; a manager can merge them "
-            "(a merge would move a shared contact's history to one rep)")
+    return (
+        "merge: these contacts have different owners; a manager can merge them "
+        "(a merge would move a shared contact's history to one rep)"
+    )

@@ -1,7 +1,9 @@
 """Missed calls become callback tasks, and answered calls close them.
 
 One open task per number: a caller who tries five times before anyone rings back is one
-task with ``missed_count`` 5, not five tasks.  Links between tasks and calls are stored,
+task with ``missed_count`` 5, not five tasks.  A task nobody owns (no contact owner, no
+default owner) goes to one of the reps the call rang, the one with the fewest open
+callbacks, so it never sits in everyone's list.  Links between tasks and calls are stored,
 so ingesting the same call again (replay, resync) never counts it twice.
 """
 
@@ -50,14 +52,19 @@ async def _register_miss(
             task.missed_count += 1
             if task.contact_id is None:
                 task.contact_id = call.contact_id
+            if task.owner_id is None:
+                task.owner_id = await tx.least_loaded_rung_user(call.id)
             await tx.save_callback(task)
-        return CallbackChange("joined", task)
+        return CallbackChange("joined", await tx.get_callback(task.id) or task)
     opened = call.ended_at
+    owner = contact_owner_id if contact_owner_id is not None else policy.default_owner_id
+    if owner is None:
+        owner = await tx.least_loaded_rung_user(call.id)
     task = CallbackTask(
         id=None,
         number_e164=call.remote_e164,
         contact_id=call.contact_id,
-        owner_id=contact_owner_id if contact_owner_id is not None else policy.default_owner_id,
+        owner_id=owner,
         opened_at=opened,
         due_at=opened + policy.callback_sla_seconds,
     )
@@ -69,6 +76,7 @@ async def _register_miss(
     task = await tx.add_callback(task)
     assert task.id is not None
     await tx.link_callback_call(task.id, call.id)
+    task = await tx.get_callback(task.id) or task  # with the users it rang
     return CallbackChange("closed" if later else "opened", task)
 
 
@@ -78,6 +86,7 @@ def _close(task: CallbackTask, by: Call) -> None:
     task.closed_by_user_id = by.user_id
     task.closed_by_call = by.id
     task.time_to_callback = max(0.0, by.started_at - task.opened_at)
+    task.close_reason = "called_back"
 
 
 async def _close_by(tx: Store, call: Call) -> CallbackChange | None:

@@ -17,6 +17,17 @@ every call that ends loses its record.  ``HoldingSink`` sits between the link an
   whenever that changes, so the admin sees "12 calls waiting for the database: database
   is locked" instead of nothing.
 
+With ``write_many`` (the link manager gives one), calls are not written one transaction
+each but collected by a ``crm.batching.Batcher`` and written a batch per transaction
+(``Ingest.record_many``), with the snapshots of calls in progress the ingest defers
+(``keep_live``).  The guarantees above stay per call: a batch the store refuses is tried
+again one call at a time in order, so the first refusal holds that call and every later
+one (journaled), and a call the store cannot take for a reason of its own does not keep
+the others of its batch out; held calls are written back in batches too.  A call
+accepted into a batch and not yet written is in memory only, as it was while it waited
+in the link's queue: after a crash the taker-over finishes it from its ``live_calls``
+row (``crm.recovery``).
+
 Held calls are also journaled on disk when a ``journal`` path is given (the link
 manager gives one per link, in the data dir): every held record is appended as a JSON
 line and fsynced before the sink returns, so a process killed while the database is
@@ -37,17 +48,22 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from ami_bridge.facts import CallRecord, Fact
 
+from .batching import MAX_CALLS, MAX_WAIT, Batch, Batcher
 from .eventjson import from_jsonable, jsonable
+from .ingest import LiveSnapshot
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Fact], Awaitable[object]]
+BatchWriter = Callable[[Sequence[CallRecord], Sequence[LiveSnapshot]], Awaitable[object]]
+"""Writes calls and live snapshots in one transaction, all or nothing (``Ingest.record_many``)."""
 StatusListener = Callable[["HoldingStatus"], Awaitable[None] | None]
 
 
@@ -159,8 +175,17 @@ class HoldingSink:
         on_change: StatusListener | None = None,
         clock: Callable[[], float] = time.time,
         journal: Path | None = None,
+        write_many: BatchWriter | None = None,
+        batch_calls: int = MAX_CALLS,
+        batch_wait: float = MAX_WAIT,
     ) -> None:
         self._handle = handle
+        self._write_many = write_many
+        self._batch_calls = batch_calls
+        self._batcher: Batcher[CallRecord, LiveSnapshot] | None = None
+        if write_many is not None:
+            self._batcher = Batcher(self._flush, max_calls=batch_calls, max_wait=batch_wait,
+                                    live_key=_live_key)  # fmt: skip
         self._journal = Journal(journal) if journal is not None else None
         self._retry_initial = retry_initial
         self._retry_max = retry_max
@@ -201,12 +226,34 @@ class HoldingSink:
             self._hold(fact)  # behind the ones already waiting, in order
             await self._journal_append(fact)
             return
+        if self._batcher is not None:
+            await self._batcher.add_call(fact)
+            return
         try:
             await self._handle(fact)
         except Exception as exc:
             self._failed(exc)
             self._hold(fact)
             await self._journal_append(fact)
+
+    def defer_live(self, snap: LiveSnapshot) -> None:
+        """Give a snapshot of a call in progress to the next batch (``Ingest.defer_live``)."""
+        assert self._batcher is not None, "defer_live needs write_many"
+        self._batcher.add_live(snap)
+
+    @property
+    def batching(self) -> bool:
+        return self._batcher is not None
+
+    @property
+    def batcher(self) -> Batcher[CallRecord, LiveSnapshot] | None:
+        """The batcher (its counters say how full the batches were), if batching."""
+        return self._batcher
+
+    async def drain(self) -> None:
+        """Wait until every call accepted so far is written or held (batching only)."""
+        if self._batcher is not None:
+            await self._batcher.drain()
 
     async def replay_journal(self) -> int:
         """Write (or hold again) the calls a previous process journaled and never wrote;
@@ -216,6 +263,7 @@ class HoldingSink:
         recs = await self._journal.read()
         for rec in recs:
             await self(rec)
+        await self.drain()  # written (or held again) before the file is emptied
         if recs:
             log.warning("%d held call(s) from the journal %s replayed", len(recs),
                         self._journal.path)  # fmt: skip
@@ -243,7 +291,9 @@ class HoldingSink:
         self._wake.set()
 
     async def close(self, timeout: float = 5.0) -> None:
-        """One last attempt to write what is held, then stop retrying."""
+        """Write what is batched, one last attempt to write what is held, then stop."""
+        if self._batcher is not None:
+            await self._batcher.close(timeout)
         if self._held:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._write_held(), timeout)
@@ -256,6 +306,47 @@ class HoldingSink:
                       ", ".join(self._held))  # fmt: skip
 
     # -- internals
+
+    async def _flush(self, batch: Batch[CallRecord, LiveSnapshot]) -> None:
+        """Write one batch; on a refusal, fall back to one call at a time (see above)."""
+        assert self._write_many is not None
+        calls = batch.calls
+        if self._held:  # the calls behind held ones wait their turn, in order
+            for rec in calls:
+                self._hold(rec)
+                await self._journal_append(rec)
+            calls = []
+        if not calls and not batch.live:
+            return
+        try:
+            await self._write_many(calls, batch.live)
+            return
+        except Exception as exc:
+            if not calls:  # live snapshots only: tried once, like a screen pop
+                self._live_dropped += len(batch.live)
+                log.warning("%d snapshots of calls in progress not kept: %s",
+                            len(batch.live), exc)  # fmt: skip
+                return
+            log.warning("a batch of %d calls was refused (%s); writing them one by one",
+                        len(calls), str(exc) or type(exc).__name__)  # fmt: skip
+        if batch.live:
+            try:
+                await self._write_many((), batch.live)
+            except Exception as exc:
+                self._live_dropped += len(batch.live)
+                log.warning("%d snapshots of calls in progress not kept: %s",
+                            len(batch.live), exc)  # fmt: skip
+        for rec in calls:
+            if self._held:
+                self._hold(rec)
+                await self._journal_append(rec)
+                continue
+            try:
+                await self._handle(rec)
+            except Exception as exc:
+                self._failed(exc)
+                self._hold(rec)
+                await self._journal_append(rec)
 
     def _hold(self, rec: CallRecord) -> None:
         if rec.linkedid in self._held:
@@ -293,18 +384,33 @@ class HoldingSink:
                 delay = min(self._retry_max, delay * 2)
 
     async def _write_held(self) -> bool:
-        """Write held calls oldest first; False at the first refusal (the rest keep waiting)."""
+        """Write held calls oldest first; False at the first refusal (the rest keep waiting).
+        Batching, a batch at a time; a batch refused is tried again with its first call
+        alone, so one call the store rejects can only hold up the others behind it."""
         while self._held:
-            linkedid, rec = next(iter(self._held.items()))
+            chunk = list(islice(self._held.items(), self._batch_calls if self._batcher else 1))
             try:
-                await self._handle(rec)
+                if len(chunk) == 1:
+                    await self._handle(chunk[0][1])
+                else:
+                    assert self._write_many is not None
+                    await self._write_many([rec for _, rec in chunk], ())
             except Exception as exc:
-                self._failed(exc)
-                self._changed()
-                return False
-            if self._held.get(linkedid) is rec:
-                del self._held[linkedid]
-            self._written_late += 1
+                if len(chunk) == 1:
+                    self._failed(exc)
+                    self._changed()
+                    return False
+                chunk = chunk[:1]
+                try:
+                    await self._handle(chunk[0][1])
+                except Exception as exc:
+                    self._failed(exc)
+                    self._changed()
+                    return False
+            for linkedid, rec in chunk:
+                if self._held.get(linkedid) is rec:
+                    del self._held[linkedid]
+                self._written_late += 1
         self._held_since = None
         self._last_error = None
         log.warning("the database is back: held calls written (%d in all)", self._written_late)
@@ -322,3 +428,7 @@ class HoldingSink:
                 task.add_done_callback(lambda t: t.cancelled() or t.exception())
         except Exception:
             log.exception("holding status listener failed")
+
+
+def _live_key(snap: LiveSnapshot) -> tuple[int | None, str]:
+    return snap.pbx_link_id, snap.linkedid

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ami_bridge.facts import CallProgress, CallRecord, Fact, OriginateResult, PbxIncompatible
 
@@ -48,6 +49,16 @@ class LiveCall:
     contact_id: int | None
     contact_name: str | None
     match_reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSnapshot:
+    """What is kept of a call in progress (a ``live_calls`` row), for a deferred write."""
+
+    linkedid: str
+    pbx_link_id: int | None
+    snapshot: dict[str, Any]
+    at: float
 
 
 @dataclass(slots=True)
@@ -91,6 +102,11 @@ class Ingest:
         self.keep_live = keep_live
         """Persist the state of calls in progress (``live_calls``) so that the process
         taking the link over after this one dies can finish them (``crm.recovery``)."""
+        self.defer_live: Callable[[LiveSnapshot], None] | None = None
+        """Given (the link manager gives its holding sink's), the snapshots of calls in
+        progress go out with the next batch of finished calls (``record_many``) instead
+        of a transaction each: a busy PBX sends several per call, and the link must not
+        wait on the database between two screen pops."""
         self._pops: OrderedDict[str, tuple[int | None, str | None, str]] = OrderedDict()
         self._seen: OrderedDict[str, LiveTrace] = OrderedDict()
 
@@ -111,12 +127,52 @@ class Ingest:
 
     # -- finished calls --------------------------------------------------------------
     async def record(self, rec: CallRecord) -> Ingested:
+        """One finished call in its own transaction; its events once it is committed."""
+        return await self._record(self.store, rec, self._publish_record)
+
+    async def record_many(
+        self, recs: Sequence[CallRecord], live: Sequence[LiveSnapshot] = ()
+    ) -> list[Ingested]:
+        """Several finished calls (and snapshots of calls in progress) in one transaction:
+        all commit or none does, and the events go out after the commit.
+
+        Each call is written by the same code as ``record`` (``_record``), joined to the
+        batch's transaction, so a batch means exactly what the calls one by one would.  A
+        busy link writes a few hundred calls per commit instead of one (``crm.batching``).
+        The phone numbers are locked up front in sorted order, so two processes writing
+        batches never each hold a number the other waits for.
+
+        The batch is the store's ``in_transaction`` work: it must await nothing but the
+        store (on SQLite it runs whole in the database's thread); what it publishes
+        waits in ``done`` until it is back on the event loop."""
+        done: list[Ingested] = []
+
+        async def write(tx: Store) -> list[Ingested]:
+            done.clear()  # a batch retried after a refusal publishes once
+            numbers = {leads.remote_party(rec, self.policy)[0] for rec in recs}
+            for number in sorted(n for n in numbers if n):
+                await tx.lock_number(number)
+            for snap in live:
+                await tx.save_live_call(snap.linkedid, snap.pbx_link_id, snap.snapshot, snap.at)
+            return [await self._record(tx, rec, done.append) for rec in recs]
+
+        results = await self.store.in_transaction(write)
+        for result in done:
+            self._publish_record(result)
+        return results
+
+    async def _record(
+        self, store: Store, rec: CallRecord, publish: Callable[[Ingested], None]
+    ) -> Ingested:
+        """The write of one finished call, in a transaction of ``store`` (its own on the
+        root store, the batch's on a bound one); ``publish`` gets what it did unless it
+        changed nothing."""
         remote, reason = leads.remote_party(rec, self.policy)
         now = self.clock()
         lead: Contact | None = None
         reopened = False
         change: CallbackChange | None = None
-        async with self.store.transaction() as tx:
+        async with store.transaction() as tx:
             if remote:
                 await tx.lock_number(remote)
             existing = await tx.get_call_by_linkedid(rec.linkedid, self.pbx_link_id)
@@ -176,7 +232,7 @@ class Ingest:
                     contact.last_contact_at = rec.started_at
             change = await apply_call(tx, call, self.policy, contact.owner_id if contact else None)
         result = Ingested(call, existing is None, lead, reopened, change)
-        self._publish_record(result)
+        publish(result)
         return result
 
     @staticmethod
@@ -253,6 +309,11 @@ class Ingest:
             "rung": sorted(trace.rung),
             "answered_at": trace.answered_at,
         }
+        if self.defer_live is not None:
+            self.defer_live(LiveSnapshot(fact.linkedid, self.pbx_link_id, snapshot, fact.at))
+            if fact.state == "ended":
+                self._seen.pop(fact.linkedid, None)
+            return
         try:
             await self.store.save_live_call(fact.linkedid, self.pbx_link_id, snapshot, fact.at)
         except Exception:
@@ -267,9 +328,15 @@ class Ingest:
         e164 = normalize(number, self.policy.default_region)
         if e164 is None or self.policy.is_own_number(e164):
             return None, None, "none"
-        ids = await self.store.contact_ids_by_e164(e164)
+
+        async def find(tx: Store) -> tuple[list[int], Contact | None]:
+            ids = await tx.contact_ids_by_e164(e164)
+            return ids, (await tx.get_contact(ids[0]) if ids else None)
+
+        # One trip to the database for both reads (``in_transaction``): on a busy
+        # machine each trip, not the lookup, is what delays the pop.
+        ids, contact = await self.store.in_transaction(find, read_only=True)
         if not ids:
             return None, None, "none"
-        contact = await self.store.get_contact(ids[0])
         reason = "unique" if len(ids) == 1 else f"most_recent_of_{len(ids)}"
         return ids[0], contact.name if contact else None, reason

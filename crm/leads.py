@@ -7,7 +7,11 @@ without a database; ``crm.ingest`` applies them inside its transaction.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import ZoneInfo
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_datetime
 
 from ami_bridge.facts import CallRecord
 
@@ -63,11 +67,30 @@ def wants_lead(rec: CallRecord, policy: LeadPolicy) -> bool:
     return True
 
 
+def N_(phrase: str) -> str:
+    """Marks generated text for the catalogs (``scripts/i18n extract``); translated by
+    ``LeadPolicy.words`` into the install's language when used."""
+    return phrase
+
+
 _KIND = {
-    "missed_call": "missed call",
-    "inbound_call": "inbound call",
-    "outbound_call": "outbound call",
+    "missed_call": N_("missed call"),
+    "inbound_call": N_("inbound call"),
+    "outbound_call": N_("outbound call"),
 }
+
+
+def _day_and_time(when: dt.datetime, language: str) -> str:
+    """The day and time of a lead name in the install's language: "23 Nov 14:05",
+    "23 нояб. 14:05", "11月23日 14:05"."""
+    if language == "en":
+        return f"{when.day} {when:%b %H:%M}"
+    try:
+        locale = Locale.parse(language)
+        day = locale.datetime_skeletons["MMMd"].pattern
+    except (ValueError, KeyError, UnknownLocaleError):
+        return f"{when.day} {when:%b %H:%M}"
+    return format_datetime(when, f"{day} HH:mm", locale=locale)
 
 
 def lead_name(e164: str, rec: CallRecord, policy: LeadPolicy) -> str:
@@ -75,7 +98,7 @@ def lead_name(e164: str, rec: CallRecord, policy: LeadPolicy) -> str:
     the caller-ID name when the carrier sent a real one."""
     number = format_display(e164, policy.default_region, style="international")
     when = dt.datetime.fromtimestamp(rec.started_at, tz=ZoneInfo(policy.display_tz))
-    detail = f"{_KIND[lead_source(rec)]}, {when.day} {when:%b %H:%M}"
+    detail = f"{policy.words(_KIND[lead_source(rec)])}, {_day_and_time(when, policy.language)}"
     name = (rec.caller_name or "").strip() if rec.direction == "inbound" else ""
     if name and not is_withheld(name) and normalize(name, policy.default_region) is None:
         return f"{name} · {number} ({detail})"
@@ -104,3 +127,18 @@ def should_reopen(contact: Contact, rec: CallRecord, policy: LeadPolicy) -> bool
         return False
     last = contact.last_contact_at
     return last is None or rec.started_at - last > policy.repeat_window_seconds
+
+
+_MADE_NAME = re.compile(
+    r"^(?:(?P<name>.+) · )?\+?[\d ()+\-]+ \((?:missed|inbound|outbound) call, [^)]*\)$"
+)
+
+
+def customer_name_suggestion(name: str) -> str:
+    """What the convert form offers as the customer's name: a name the ingest made
+    ("+44 20 7946 0000 (missed call, 3 Mar 10:12)") is no name, except for the caller-ID
+    name it may start with; a name a person typed stays."""
+    found = _MADE_NAME.match(name.strip())
+    if found is None:
+        return name.strip()
+    return (found.group("name") or "").strip()

@@ -15,6 +15,7 @@ Role = Literal["rep", "manager", "admin"]
 LeadStatus = Literal["new", "contacted", "qualified", "converted", "junk"]
 LeadSource = Literal["inbound_call", "missed_call", "outbound_call", "manual", "import"]
 CallbackStatus = Literal["open", "closed"]
+CallbackKind = Literal["missed", "follow_up"]
 T = TypeVar("T")
 MatchReason = str
 """How a call found its contact: ``unique``, ``most_recent_of_N`` (N contacts share the
@@ -223,6 +224,8 @@ class Note:
     result: str = ""
     comment: str = ""
     created_at: float = 0.0
+    updated_at: float | None = None
+    updated_by: int | None = None
 
 
 @dataclass(slots=True)
@@ -241,6 +244,33 @@ class CallbackTask:
     time_to_callback: float | None = None
     missed_count: int = 1
     status: CallbackStatus = "open"
+    attempts: int = 0
+    """Callback attempts logged by reps (``CallbackAttempt``), counted apart from misses."""
+    snoozed_until: float | None = None
+    close_reason: str = ""
+    claimed_at: float | None = None
+    overdue_at: float | None = None
+    """When the overdue signal (live and ``callback.overdue``) went out; None: not yet."""
+    kind: CallbackKind = "missed"
+    rung_user_ids: tuple[int, ...] = ()
+    """Users whose extensions the task's calls rang: an unowned task is theirs to see
+    (``crm.access.can_see_callback``).  Read from ``call_rang``, never stored here."""
+
+
+ATTEMPT_RESULTS: tuple[str, ...] = ("no_answer", "left_message", "reached", "wrong_number")
+"""What a callback attempt came to (``callback_attempts.result``)."""
+
+
+@dataclass(slots=True)
+class CallbackAttempt:
+    """One try at ringing a callback task's number, logged by a rep."""
+
+    id: int | None
+    task_id: int
+    user_id: int | None
+    at: float
+    result: str
+    comment: str = ""
 
 
 @dataclass(slots=True)
@@ -264,6 +294,9 @@ class CallFilter:
     user_id: int | None = None
     number_e164: str | None = None
     contact_id: int | None = None
+    number_digits: str | None = None
+    """Any part of the remote number: digits found inside its E.164 form
+    (``crm.phones.number_fragment`` reads them from what was typed)."""
 
 
 @dataclass(slots=True)
@@ -348,16 +381,17 @@ class WebSession:
     user_agent: str = ""
 
 
-TimelineKind = Literal["call", "note", "callback"]
+TimelineKind = Literal["call", "note", "callback", "lead"]
 
 
 @dataclass(frozen=True, slots=True)
 class TimelineItem:
-    """One entry of a contact's history page; ``item`` is the Call, Note or CallbackTask."""
+    """One entry of a contact's history page; ``item`` is the Call, Note or CallbackTask,
+    or the AuditEntry of a lead status change (``lead.status``, ``lead.converted``)."""
 
     kind: TimelineKind
     at: float
-    item: Call | Note | CallbackTask
+    item: Call | Note | CallbackTask | AuditEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,3 +463,55 @@ class AgentEvent:
     queue: str | None
     reason: str | None
     pbx_link_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeadStatRow:
+    """Leads created in a period with one source and one owner (None: unassigned): how
+    many, how many became customers, and the time those took (where it is known)."""
+
+    source: LeadSource
+    owner_id: int | None
+    leads: int
+    converted: int
+    conversion_seconds: float
+    """Sum of (converted at - created at) over the ``timed`` conversions."""
+    timed: int
+    """Conversions with a known time (conversions before migration 0014 have none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandoverShare:
+    """What one receiving rep gets from a handover."""
+
+    user_id: int
+    contacts: int
+    """Contacts that are not open leads (customers, converted or junk leads)."""
+    leads: int
+    """Open leads (new, contacted, qualified)."""
+    callbacks: int
+    """Open callback tasks."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandoverPlan:
+    """A leaving rep's contacts, open leads and open callbacks, and who gets which: the
+    preview a manager confirms, and what the handover then moves."""
+
+    from_user_id: int
+    to_user_ids: tuple[int, ...]
+    shares: tuple[HandoverShare, ...]
+    sample: tuple[Contact, ...] = ()
+    """A few of the contacts that move, for the preview."""
+
+    @property
+    def contacts(self) -> int:
+        return sum(s.contacts for s in self.shares)
+
+    @property
+    def leads(self) -> int:
+        return sum(s.leads for s in self.shares)
+
+    @property
+    def callbacks(self) -> int:
+        return sum(s.callbacks for s in self.shares)

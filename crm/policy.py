@@ -6,6 +6,7 @@ fields, and so tests can state a rule variant in one line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,6 +28,11 @@ class LeadPolicy:
     default_region: str = "US"
     display_tz: str = "UTC"
     """Time zone used in generated lead names."""
+    language: str = "en"
+    """The install's default language: generated text (lead names) is written in it."""
+    words: Callable[[str], str] = field(default=str, compare=False, repr=False)
+    """Translates a phrase of generated text into ``language`` (the web layer hands in its
+    catalog's gettext; the default keeps the English)."""
     _own: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

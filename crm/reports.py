@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from .access import Scope
 from .errors import InvalidInput
+from .lead_stats import LeadStats, lead_stats
 from .models import MissedSummary, RepFigures
 
 if TYPE_CHECKING:
@@ -74,3 +75,9 @@ class ReportServices:
             await self.store.busiest_hours(since, until, _ids(scope), _offset(utc_offset))
         )
         return [(hour, counts.get(hour, 0)) for hour in range(24)]
+
+    async def lead_stats(self, since: float, until: float, scope: Scope | None = None) -> LeadStats:
+        """Leads created in the period by source and by rep (owned within ``scope``;
+        unassigned leads only without one), converted share and time to conversion."""
+        _period(since, until)
+        return lead_stats(await self.store.lead_stats(since, until, _ids(scope)))

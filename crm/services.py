@@ -9,6 +9,7 @@ and changes nothing.
 from __future__ import annotations
 
 import asyncio
+import enum
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +24,7 @@ from .access import can_see_contact as _can_see_contact
 from .admin_settings import SettingsServices
 from .catalogue import RecordingServices
 from .errors import Forbidden, InvalidInput, NotFound
+from .handover import HandoverServices
 from .limits import (
     NOTE_COMMENT_MAX,
     NOTE_RESULT_MAX,
@@ -53,7 +55,7 @@ from .models import (
     TimelineItem,
     User,
 )
-from .phones import digits_only, normalize
+from .phones import FRAGMENT_MIN_DIGITS, digits_only, normalize, number_fragment
 from .policy import LeadPolicy
 from .reports import ReportServices
 from .store import CallCursor, Store
@@ -65,6 +67,16 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 _EXTENSION = re.compile(r"^\d{2,6}$")
 T = TypeVar("T")
+
+
+class Unset(enum.Enum):
+    """A keyword left out (``owner_id`` may be set to None, which means "shared")."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
+
 OPEN_LEAD_STATUSES: tuple[LeadStatus, ...] = ("new", "contacted", "qualified")
 """A lead still being worked: neither converted nor junk."""
 
@@ -83,7 +95,9 @@ def decode_cursor(text: str | None) -> CallCursor | None:
         raise InvalidInput("bad page cursor") from exc
 
 
-class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServices):
+class CrmService(
+    ReportServices, TokenServices, RecordingServices, SettingsServices, HandoverServices
+):
     def __init__(
         self, store: Store, policy: LeadPolicy, clock: Callable[[], float] = time.time
     ) -> None:
@@ -319,6 +333,26 @@ class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServi
             await self.audit(actor, "user.team", f"user:{user_id}", {"team_id": team_id}, tx)
         return user
 
+    async def set_teams(self, user_ids: Sequence[int], team_id: int | None, actor: str) -> int:
+        """Several users into one team (None: no team) at once, one audit entry naming
+        them; returns how many users changed."""
+        ids = list(dict.fromkeys(user_ids))
+        if not ids:
+            raise InvalidInput("choose at least one user")
+        async with self.store.transaction() as tx:
+            if team_id is not None and all(t.id != team_id for t in await tx.list_teams()):
+                raise NotFound(f"team {team_id}")
+            names = []
+            for uid in ids:
+                user = await tx.get_user(uid)
+                if user is None:
+                    raise NotFound(f"user {uid}")
+                user.team_id = team_id
+                await tx.update_user(user)
+                names.append(user.username)
+            await self.audit(actor, "users.team", f"team:{team_id}", {"users": names}, tx)
+        return len(ids)
+
     async def _user(self, user_id: int) -> User:
         user = await self.store.get_user(user_id)
         if user is None:
@@ -420,12 +454,10 @@ class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServi
         ``scope`` (owned by someone in it, or by nobody)."""
         query = (query or "").strip()
         e164 = normalize(query, self.policy.default_region) if query else None
-        digits = digits_only(query)
-        mostly_digits = len(digits) >= 4 and len(digits) * 2 >= len(query.replace(" ", ""))
         return await self.store.search_contacts(
             text=query or None,
             e164=e164,
-            digits=digits if mostly_digits else None,
+            digits=number_fragment(query),
             owner_id=owner_id,
             limit=limit,
             after_id=after_id,
@@ -449,9 +481,7 @@ class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServi
         """(text, e164, digits) of a search box, read as ``search_contacts`` reads it."""
         query = (query or "").strip()
         e164 = normalize(query, self.policy.default_region) if query else None
-        digits = digits_only(query)
-        mostly_digits = len(digits) >= 4 and len(digits) * 2 >= len(query.replace(" ", ""))
-        return query or None, e164, digits if mostly_digits else None
+        return query or None, e164, number_fragment(query)
 
     async def list_leads(
         self,
@@ -550,15 +580,70 @@ class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServi
         contact = await self.get_contact(contact_id)
         if contact.lead is None:
             raise InvalidInput("this contact is not a lead")
+        before = contact.lead.status
+        if before == status:
+            return contact
         contact.lead.status = status
         contact.updated_at = self.clock()
-        await self.store.update_contact(contact)
+        async with self.store.transaction() as tx:
+            await tx.update_contact(contact)
+            if before == "converted":
+                await tx.set_lead_converted_at(contact_id, None)
+            # the contact's timeline shows who changed the status and when
+            await self.audit(
+                actor, "lead.status", f"contact:{contact_id}", {"from": before, "to": status}, tx
+            )
         return contact
 
-    async def convert_lead(self, contact_id: int, actor: str) -> Contact:
-        contact = await self.set_lead_status(contact_id, "converted", actor)
-        await self.audit(actor, "lead.converted", f"contact:{contact_id}")
+    async def convert_lead(
+        self,
+        contact_id: int,
+        actor: str,
+        *,
+        name: str | None = None,
+        company: str | None = None,
+        owner_id: int | Unset | None = UNSET,
+        by: User | None = None,
+    ) -> Contact:
+        """The lead becomes a customer, named by the rep (not the machine-made "+44 20 ...
+        (missed call, 3 Mar 10:12)"), with the company and owner they chose; the time is
+        kept for the lead statistics and the change goes on the contact's timeline."""
+        contact = await self.get_contact(contact_id)
+        if contact.lead is None:
+            raise InvalidInput("this contact is not a lead")
+        if contact.lead.status == "converted":
+            raise InvalidInput("this lead is already converted")
+        fields: dict[str, Any] = {}
+        if name is not None:
+            if not name.strip():
+                raise InvalidInput("the customer needs a name")
+            fields["name"] = name.strip()
+        if company is not None:
+            fields["company"] = company.strip()
+        if not isinstance(owner_id, Unset):
+            fields["owner_id"] = owner_id
+        if fields:
+            contact = await self.update_contact(contact_id, actor, by=by, **fields)
+        before = contact.lead.status if contact.lead else "new"
+        assert contact.lead is not None
+        contact.lead.status = "converted"
+        now = self.clock()
+        contact.updated_at = now
+        async with self.store.transaction() as tx:
+            await tx.update_contact(contact)
+            await tx.set_lead_converted_at(contact_id, now)
+            await self.audit(
+                actor,
+                "lead.converted",
+                f"contact:{contact_id}",
+                {"from": before, "to": "converted", **{k: v for k, v in fields.items()}},
+                tx,
+            )
         return contact
+
+    async def lead_history(self, contact_id: int, limit: int = 100) -> list[AuditEntry]:
+        """The lead's status changes (who, when, from, to), newest first."""
+        return await self.store.audit_for_target(f"contact:{contact_id}", "lead.", limit)
 
     async def erase_contact(self, contact_id: int, actor: str) -> list[tuple[int, str]]:
         """GDPR erasure: personal data goes, anonymous call statistics stay.  Returns
@@ -592,6 +677,11 @@ class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServi
         scope: Scope | None = None,
     ) -> Page[Call]:
         flt = flt or CallFilter()
+        if flt.number_digits is not None:
+            digits = digits_only(flt.number_digits)
+            if len(digits) < FRAGMENT_MIN_DIGITS - 1:
+                raise InvalidInput(f"type at least {FRAGMENT_MIN_DIGITS} digits of the number")
+            flt = replace(flt, number_digits=digits)
         if flt.number_e164 and not flt.number_e164.startswith("+"):
             e164 = normalize(flt.number_e164, self.policy.default_region)
             if e164 is None:
@@ -665,15 +755,18 @@ class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServi
         return updated
 
     async def contact_timeline(self, contact_id: int, limit: int = 200) -> list[TimelineItem]:
-        """A contact's history for its page: calls, notes and callbacks, newest first."""
+        """A contact's history for its page: calls, notes, callbacks and lead status
+        changes, newest first."""
         await self.get_contact(contact_id)
         calls = await self.store.list_calls(CallFilter(contact_id=contact_id), limit)
         notes = await self.store.notes_for_contact(contact_id, limit)
         tasks = await self.store.callbacks_for_contact(contact_id, limit)
+        history = await self.lead_history(contact_id, limit)
         items = [
             *(TimelineItem("call", c.started_at, c) for c in calls),
             *(TimelineItem("note", n.created_at, n) for n in notes),
             *(TimelineItem("callback", t.opened_at, t) for t in tasks),
+            *(TimelineItem("lead", e.at, e) for e in history),
         ]
         items.sort(key=lambda i: (i.at, i.item.id or 0), reverse=True)
         return items[:limit]
@@ -699,6 +792,37 @@ class CrmService(ReportServices, TokenServices, RecordingServices, SettingsServi
 
     async def notes(self, call_id: int) -> list[Note]:
         return await self.store.notes_for_call(call_id)
+
+    async def edit_note(
+        self, user: User, note_id: int, topic: str = "", result: str = "", comment: str = ""
+    ) -> Note:
+        """Change a note: its author may, and managers and admins who may see its call.
+        The previous text goes to the audit log (``note.edited``), so nothing said is
+        lost."""
+        note = await self.store.get_note(note_id)
+        if note is None:
+            raise NotFound(f"note {note_id}")
+        call = await self.get_call(note.call_id)
+        if not await self.can_see_call(await self.scope_for(user), call):
+            raise NotFound(f"note {note_id}")
+        if note.author_id != user.id and user.role not in ("manager", "admin"):
+            raise Forbidden("only the author of a note (or a manager) can change it")
+        topic, result, comment = topic.strip(), result.strip(), comment.strip()
+        if not (topic or result or comment):
+            raise InvalidInput("an empty note")
+        check_text("topic", topic, NOTE_TOPIC_MAX)
+        check_text("result", result, NOTE_RESULT_MAX)
+        check_text("comment", comment, NOTE_COMMENT_MAX)
+        before = {"topic": note.topic, "result": note.result, "comment": note.comment}
+        note.topic, note.result, note.comment = topic, result, comment
+        note.updated_at, note.updated_by = self.clock(), user.id
+        async with self.store.transaction() as tx:
+            await tx.update_note(note)
+            await self.audit(
+                user.username, "note.edited", f"note:{note_id}",
+                {"call": note.call_id, "before": before}, tx,
+            )  # fmt: skip
+        return note
 
     # -- callbacks -------------------------------------------------------------------
     async def open_callbacks(

@@ -25,13 +25,23 @@ async def _create_user(settings: dict[str, Any], args: Any) -> int:
     password = os.environ.get("CRM_PASSWORD") or getpass.getpass(f"password for {args.username}: ")
     rt = await open_runtime(settings, with_link=False)
     try:
+        team_name = (getattr(args, "team", None) or "").strip()
+        team = None
+        if team_name:  # first, so a bad team name creates no user
+            found = [
+                t for t in await rt.service.list_teams() if t.name.lower() == team_name.lower()
+            ]
+            team = found[0] if found else await rt.service.create_team(team_name, ACTOR)
         user = await rt.service.create_user(
             args.username, args.name or args.username, password, args.role,
             args.extension or (), actor=ACTOR,
         )  # fmt: skip
+        if team is not None and user.id is not None and team.id is not None:
+            user = await rt.service.set_team(user.id, team.id, ACTOR)
     finally:
         await rt.close()
-    print(f"user {user.username} ({user.role}) created")
+    in_team = f" in team {team.name}" if team is not None else ""
+    print(f"user {user.username} ({user.role}) created{in_team}")
     return 0
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ami_bridge.capture import read_capture
 from ami_bridge.protocol import Message
-from ami_bridge.replay_pbx import ReplayPbx
+from ami_bridge.replay_pbx import OriginateScript, ReplayPbx
 
 from .runtime import Runtime, resolve_path, start_link
 
@@ -28,6 +28,11 @@ USERS = (
     ("bob", "Bob Rep", "rep", ("102",)),
     ("carol", "Carol Rep", "rep", ("103",)),
 )
+TEAM = "Sales"
+CLICK_TO_CALL = "tests/fixtures/asterisk-22/06-click-to-call/events.jsonl"
+"""The recorded click-to-call the replay PBX answers every click with (``answer_as``:
+the Originate it answered, from ``crm-sent.ami``), so a callback can be closed."""
+CLICK_RECORDED = ("PJSIP/103", "4155550123")
 FIRST = ("Olivia", "Liam", "Emma", "Noah", "Ava", "Lucas", "Mia", "Ethan", "Zoe", "Leo")
 LAST = ("Nguyen", "Garcia", "Smith", "Kowalski", "Rossi", "Dubois", "Okafor", "Tanaka")
 COMPANIES = ("Acme Corp", "Globex", "Initech", "Umbrella Ltd", "Hooli", "Stark Supplies", "")
@@ -54,8 +59,13 @@ async def seed(rt: Runtime) -> bool:
     if await service.list_users(include_inactive=True):
         return False
     ids: dict[str, int] = {}
+    # the manager and the reps are one team, so the manager's pages show their work
+    team = await service.create_team(TEAM, actor="demo")
     for username, name, role, exts in USERS:
-        user = await service.create_user(username, name, DEMO_PASSWORD, role, exts, actor="demo")
+        user = await service.create_user(
+            username, name, DEMO_PASSWORD, role, exts,
+            team.id if role != "admin" else None, actor="demo",
+        )  # fmt: skip
         assert user.id is not None
         ids[username] = user.id
     # one team, so the manager's board and reports show the reps
@@ -101,6 +111,12 @@ async def start_demo(rt: Runtime) -> dict[str, Any]:
         loops=None if demo.get("loop", True) else 1,
         loop_gap=float(demo.get("loop_gap", 6.0)),
     )
+    click = demo.get("click_to_call", CLICK_TO_CALL)
+    if click:
+        script = OriginateScript.from_capture(
+            resolve_path(click), "c2c-0001", answer_as=CLICK_RECORDED
+        )
+        pbx.script_originate(script, times=None)
     await pbx.start()
     rt.pbx = pbx
     ami = rt.settings.setdefault("ami", {})

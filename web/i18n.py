@@ -58,6 +58,7 @@ def translations(language: str) -> _gettext.NullTranslations:
     return _gettext.GNUTranslations(buf)
 
 
+@cache
 def language_name(language: str) -> str:
     """A language's own name for itself ("Русский", "日本語"), for the switchers."""
     try:

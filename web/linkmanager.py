@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,10 +42,11 @@ from ami_bridge.presence.combined import WithPresence
 from ami_bridge.protocol import Message, first
 from ami_bridge.tracker import CallTracker
 from config.settings import pbx_profile
+from crm.batching import MAX_CALLS, MAX_WAIT
 from crm.closing import cancel_all, close_within
 from crm.events import Event
 from crm.holding import HoldingSink
-from crm.ingest import Ingest
+from crm.ingest import Ingest, LiveSnapshot
 from crm.models import CallFilter, PbxLink, User
 from crm.originate_relay import OriginateDesk, RelayedLink, consumer_event
 from crm.policy import LeadPolicy
@@ -122,6 +124,16 @@ async def team_owner(store: Store, row: PbxLink, username: str | None) -> int | 
     managers = [u for u in await store.list_users()
                 if u.role == "manager" and u.team_id == row.team_id and u.active]  # fmt: skip
     return min((u.id for u in managers if u.id is not None), default=None)
+
+
+def batch_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``[database] batch_calls`` / ``batch_wait_ms``: how finished calls are batched
+    (``batch_calls = 0``: not at all, one transaction per call and per live snapshot)."""
+    db = settings.get("database", {})
+    return {
+        "batch_calls": max(0, int(db.get("batch_calls", MAX_CALLS))),
+        "batch_wait": max(0.0, float(db.get("batch_wait_ms", MAX_WAIT * 1000)) / 1000),
+    }
 
 
 def link_policy(root: LeadPolicy, owner_id: int | None) -> LeadPolicy:
@@ -326,7 +338,7 @@ class LinkManager:
 
         gave_up = [False]
 
-        async def handle(fact: Fact) -> None:
+        async def when_ready() -> None:
             if not ready.is_set():
                 # The row is read in milliseconds unless the database is down; then a
                 # finished call is better held and journaled (the sink) than kept waiting
@@ -340,12 +352,26 @@ class LinkManager:
                     raise RuntimeError("the link is not registered in the database yet") from None
             # The admin page may have replaced the root policy: follow it.
             ingest.policy = link_policy(root.policy, owner[0])
+
+        async def handle(fact: Fact) -> None:
+            await when_ready()
             await ingest.handle(fact)
 
-        # A finished call the store refuses for a while (locked, restarting) is held
-        # and retried (and journaled on disk: ``crm.holding``).
+        async def write_many(recs: Sequence[CallRecord], live: Sequence[LiveSnapshot]) -> None:
+            await when_ready()
+            await ingest.record_many(recs, live)
+
+        # Finished calls are written a batch per transaction, with the snapshots of the
+        # calls in progress (``crm.batching``); one the store refuses for a while (locked,
+        # restarting) is held and retried (and journaled on disk: ``crm.holding``).
+        batching = batch_settings(rt.settings)
+        if not batching["batch_calls"]:
+            batching = {}
         sink = HoldingSink(handle, on_change=lambda st: rt.bus.publish(Event("store_status", st)),
-                           journal=self._journal_path(cfg.name))  # fmt: skip
+                           journal=self._journal_path(cfg.name),
+                           write_many=write_many if batching else None, **batching)  # fmt: skip
+        if batching:
+            ingest.defer_live = sink.defer_live
 
         # Calls that began and ended while nobody held the link: from the PBX's CDR.
         from .runtime import cdr_backfill

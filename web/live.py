@@ -23,7 +23,19 @@ plus ISO strings, never internal objects.
 At call-centre scale (hundreds of browsers) a change of a call is offered only to the
 connections it may concern, found by extension (plus admins, and those already told of
 the call), and its message is encoded once for every connection that sees the same
-thing; a waiting SSE handler is woken by ``Client.put`` itself.
+thing.  Events are handled in lanes (``dispatch``): one per call, in order, so a call
+waiting for its caller's details or for the store never holds up another call's pop;
+every other event shares one lane.  A connection whose SSE handler waits with nothing
+queued gets its messages from the hub itself (``Client.attach``, ``Flusher``): all the
+messages of one turn of the event loop in one write, no task switch per connection; a
+browser that does not read gets them queued instead, and its handler waits for it.
+
+Plugging in (other modules' SSE messages): publish an ``Event`` on the bus with a kind
+of your own; unless the hub knows the kind, it goes, encoded once (``message_line``),
+to the connections whose extensions or user id it targets, or, untargeted, to every
+manager and admin.  A module that decides per viewer itself keeps its own index and
+calls ``Client.put(kind, data)`` / ``Client.put_line(message_line(kind, data))`` on the
+hub's ``clients``; ``put`` never blocks and never raises for a gone browser.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ import json
 import logging
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +64,7 @@ from crm.originate_relay import RELAY_KINDS
 from crm.phones import normalize
 
 from . import i18n
+from .linkstate import link_down
 from .render import format_number
 
 if TYPE_CHECKING:
@@ -180,6 +194,15 @@ class Viewer:
     """Extensions whose live calls are listed for this user; None: every call."""
     locale: tuple[str, str, str] = ("en", "UTC", "US")
     """Language, time zone and number region the user's rows are rendered in."""
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        # the hub looks viewers up per connection and per message: hash them once
+        compared = (getattr(self, f.name) for f in dataclasses.fields(self) if f.compare)
+        object.__setattr__(self, "_hash", hash(tuple(compared)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def supervisor(self) -> bool:
@@ -193,6 +216,8 @@ class Client:
         self.viewer = viewer
         self.maxsize = maxsize
         self.dropped = 0
+        self.written = 0
+        """Messages the hub wrote to the browser itself (``attach``)."""
         self.closed = False
         self.calls: set[str] = set()
         """Linkedids this connection was told about (so it hears how they end)."""
@@ -206,19 +231,59 @@ class Client:
         self._queue: deque[tuple[str, float | None]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._write_now: Callable[[bytes], bool] | None = None
+        self._flusher: Flusher | None = None
+        self._outbox: list[str] = []
 
-    def put(self, kind: str, data: Any, received_at: float | None = None) -> None:
+    def attach(self, write_now: Callable[[bytes], bool], flusher: Flusher) -> None:
+        """Let the hub write messages to the browser itself while the SSE handler waits
+        with nothing queued: ``flusher`` writes them at the end of the event loop's
+        turn, all of this turn's messages in one ``write_now`` (one SSE frame each, one
+        write); ``write_now`` says whether they went out (False: the browser's buffer is
+        full or it left; they are then queued for the handler, which waits for the
+        browser).  At hundreds of connections a turn of the handler's task per message
+        (wake, resume, write, wait again) cost the server more than the write itself."""
+        self._write_now = write_now
+        self._flusher = flusher
+
+    def put(self, kind: str, data: Any, received_at: float | None = None) -> bool:
         """Queue a message; ``received_at``: it is a screen pop, and when its event was
-        read from the PBX."""
+        read from the PBX.  True: it was written to the browser at once (``attach``)."""
         if self.closed:
-            return
-        self.put_line(message_line(kind, data), received_at)
+            return False
+        return self.put_line(message_line(kind, data), received_at)
 
-    def put_line(self, line: str, received_at: float | None = None) -> None:
+    def put_line(self, line: str, received_at: float | None = None) -> bool:
         """Queue a message already encoded (``message_line``): the hub encodes a message
-        once for every connection that sees the same thing."""
+        once for every connection that sees the same thing.  True: written at once."""
         if self.closed:
+            return False
+        if self._outbox:
+            self._outbox.append(line)
+            return True
+        flusher = self._flusher
+        if flusher is not None and self._waiter is not None and not self._queue:
+            self._outbox.append(line)
+            flusher.add(self)
+            return True
+        self._enqueue(line, received_at)
+        return False
+
+    def flush(self) -> None:
+        """Write what the hub gave this connection this turn (``attach``), or, when the
+        browser cannot take it now, queue it for the handler (in order: nothing was
+        queued meanwhile, ``put_line`` adds to the outbox while it is not empty)."""
+        lines, self._outbox = self._outbox, []
+        if not lines or self.closed or self._write_now is None:
             return
+        frame = sse_frame(lines[0]) if len(lines) == 1 else b"".join(map(sse_frame, lines))
+        if self._write_now(frame):
+            self.written += len(lines)
+            return
+        for line in lines:
+            self._enqueue(line, None)  # its pop was counted as written already
+
+    def _enqueue(self, line: str, received_at: float | None) -> None:
         if len(self._queue) >= self.maxsize:
             self._queue.popleft()
             self.dropped += 1
@@ -267,9 +332,38 @@ class Client:
         self._wake()
 
 
+class Flusher:
+    """Writes what the hub handed idle connections (``Client.attach``) once at the end
+    of the event loop's turn: every message a connection got in one turn (several
+    calls' events read from one AMI packet, say) leaves in one write."""
+
+    def __init__(self) -> None:
+        self._dirty: list[Client] = []
+
+    def add(self, client: Client) -> None:
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._dirty.append(client)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for client in dirty:
+            try:
+                client.flush()
+            except Exception:
+                log.exception("live: could not write to a browser")
+
+
 def message_line(kind: str, data: Any) -> str:
     """One SSE message's JSON, as ``Client.put`` encodes it."""
     return json.dumps({"kind": kind, "data": data}, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=64)
+def sse_frame(line: str) -> bytes:
+    """A message line as its SSE frame (one ``data:`` line): shared, like the line, by
+    every connection it goes to at once."""
+    return f"data: {line}\n\n".encode()
 
 
 # -- the board of calls in progress --------------------------------------------------
@@ -311,6 +405,17 @@ class LiveState:
         if p.direction == "internal" and p.callee:
             out.add(p.callee)
         return frozenset(out)
+
+
+def _lane_of(event: Event) -> str:
+    """The call an event is about (its linkedid), or "" for every other event."""
+    if event.kind == "call_progress":
+        progress = getattr(event.payload, "progress", event.payload)
+        return str(getattr(progress, "linkedid", "") or "")
+    if event.kind == "call_recorded":
+        call = getattr(event.payload, "call", event.payload)
+        return str(getattr(call, "linkedid", "") or "")
+    return ""
 
 
 def view_of(viewer: Viewer, st: LiveState) -> tuple[str | None, str | None, bool]:
@@ -378,6 +483,8 @@ class LiveHub:
         a manager's team's): a call is offered only to the connections its extensions
         lead to, plus ``_everything`` and those told of it (``_told``)."""
         self._everything: set[Client] = set()
+        self._viewers: dict[Viewer, list[Any]] = {}
+        """Each distinct viewer once, with how many connections share it (``_intern``)."""
         """Connections that list every call (an admin's)."""
         self._managers: set[Client] = set()
         """Managers' connections: they also list a call that concerns no extension yet."""
@@ -386,12 +493,23 @@ class LiveHub:
         self._sub: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
         self._users_at = -1e9
+        self._users_stale = True
+        """The next read of the users is waited for (first use, ``users_changed``)."""
+        self._users_task: asyncio.Task[None] | None = None
         self._by_id: dict[int, User] = {}
         self._by_ext: dict[str, User] = {}
         self._info_cache: OrderedDict[tuple[int | None, str | None], tuple[float, dict[str, Any]]]
         self._info_cache = OrderedDict()
         self._contacts: OrderedDict[int, tuple[float, Contact | None]] = OrderedDict()
+        self._fetching: dict[tuple[int | None, str | None], asyncio.Future[dict[str, Any]]] = {}
+        """Caller lookups under way, by (contact, number): one fetch for calls alike."""
+        self._info_epoch = 0
         self._late: set[asyncio.Task[None]] = set()
+        self._lanes: dict[str, deque[Event]] = {}
+        self._written_pops: list[float] = []
+        self.flusher = Flusher()
+        """Writes the messages of connections whose handler waits (``Client.attach``)."""
+        """Events waiting for their turn, by the call they are about (``dispatch``)."""
         self._ended: OrderedDict[str, None] = OrderedDict()
         self.handled = 0
 
@@ -411,10 +529,12 @@ class LiveHub:
         self._by_ext_clients.clear()
         self._everything.clear()
         self._managers.clear()
+        self._viewers.clear()
         self._told.clear()
         if self._sub is not None:
             self._sub.close()
             self._sub = None
+        self._lanes.clear()
         tasks = [t for t in (self._task, *self._late) if t is not None]
         for task in tasks:
             task.cancel()
@@ -427,11 +547,36 @@ class LiveHub:
         assert self._sub is not None
         sub = self._sub
         while True:
-            event = await sub.get()
-            try:
-                await self.handle(event)
-            except Exception:
-                log.exception("live: could not handle %s", event.kind)
+            self.dispatch(await sub.get())
+
+    def dispatch(self, event: Event) -> None:
+        """Hand ``event`` to its lane (``handle`` in order, in a task): the events of one
+        call keep their order, but a call waiting for its caller's details, or for the
+        store, never holds up the pops of the others.  Every event that is not about a
+        call (callbacks, link state, click-to-call progress, what other modules publish)
+        shares one lane of its own."""
+        key = _lane_of(event)
+        lane = self._lanes.get(key)
+        if lane is not None:
+            lane.append(event)
+            return
+        lane = self._lanes[key] = deque((event,))
+        task = asyncio.create_task(self._drain(key, lane), name="live-lane")
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
+
+    async def _drain(self, key: str, lane: deque[Event]) -> None:
+        try:
+            while lane:
+                event = lane[0]
+                try:
+                    await self.handle(event)
+                except Exception:
+                    log.exception("live: could not handle %s", event.kind)
+                lane.popleft()
+        finally:
+            if self._lanes.get(key) is lane:
+                del self._lanes[key]
 
     def _seed_from_ingest(self) -> None:
         """Calls already in progress, if the ingest keeps them (``live_calls``)."""
@@ -537,7 +682,7 @@ class LiveHub:
     def connect(self, viewer: Viewer) -> Client:
         """A new SSE connection; it gets the calls in progress that concern it at once
         (so a pop survives moving to another page) and the PBX link state."""
-        client = Client(viewer)
+        client = Client(self._intern(viewer))
         self.clients.add(client)
         self._index(client)
         self._sweep()
@@ -546,6 +691,9 @@ class LiveHub:
         status = self.rt.link_status
         if status is not None:
             client.put("link_status", self._link_json(status, viewer))
+        elif hasattr(self.rt, "extras") and link_down(self.rt) is not None:
+            # this process consumes no link; the board heard another process's
+            client.put("link_status", self._link_json(None, viewer))
         return client
 
     def written(self, client: Client) -> None:
@@ -573,8 +721,18 @@ class LiveHub:
 
     def disconnect(self, client: Client) -> None:
         client.close()
-        self.clients.discard(client)
-        self._unindex(client)
+        if client in self.clients:
+            self.clients.discard(client)
+            self._unindex(client)
+
+    def _intern(self, viewer: Viewer) -> Viewer:
+        """One ``Viewer`` object for equal viewers (the tabs of one user): the hub's
+        per-viewer lookups then compare by identity."""
+        entry = self._viewers.get(viewer)
+        if entry is None:
+            entry = self._viewers[viewer] = [viewer, 0]
+        entry[1] += 1
+        return entry[0]
 
     def _index(self, client: Client) -> None:
         v = client.viewer
@@ -587,6 +745,11 @@ class LiveHub:
 
     def _unindex(self, client: Client) -> None:
         v = client.viewer
+        entry = self._viewers.get(v)
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del self._viewers[v]
         self._everything.discard(client)
         self._managers.discard(client)
         for ext in v.extensions | (v.watch or frozenset()):
@@ -634,8 +797,14 @@ class LiveHub:
 
     # -- events ------------------------------------------------------------------------
     async def handle(self, event: Event) -> None:
-        """Take one bus event and send it where it belongs (public for tests)."""
-        self.handled += 1
+        """Take one bus event and send it where it belongs (public for tests);
+        ``handled`` counts the events done with."""
+        try:
+            await self._handle(event)
+        finally:
+            self.handled += 1
+
+    async def _handle(self, event: Event) -> None:
         kind = event.kind
         if kind == "call_progress":
             await self._on_progress(event.payload)
@@ -644,12 +813,20 @@ class LiveHub:
         elif kind.startswith("callback_"):
             await self._on_callback(kind, event.payload)
         elif kind == "click_progress":
+            line = message_line(kind, jsonable(event.payload))
             for client in list(self.clients):
                 if client.viewer.user_id in event.user_ids:
-                    client.put(kind, jsonable(event.payload))
+                    client.put_line(line)
         elif kind == "link_status":
+            banner = self._banner()  # once per event, not per connection
+            by_role: dict[bool, str] = {}
             for client in list(self.clients):
-                client.put(kind, self._link_json(event.payload, client.viewer))
+                admin = client.viewer.role == "admin"
+                if admin not in by_role:
+                    by_role[admin] = message_line(
+                        kind, self._link_json(event.payload, client.viewer, banner)
+                    )
+                client.put_line(by_role[admin])
         elif kind == "streams_close":
             self.close_streams(event.payload)
         elif kind == "originate_result":
@@ -657,14 +834,14 @@ class LiveHub:
         elif kind in RELAY_KINDS:
             return  # work between processes (originate_request...), never for a browser
         else:
-            data = jsonable(event.payload)
+            line = message_line(kind, jsonable(event.payload))
             for client in list(self.clients):
                 v = client.viewer
                 if event.targeted:
                     if v.extensions & event.extensions or v.user_id in event.user_ids:
-                        client.put(kind, data)
+                        client.put_line(line)
                 elif v.supervisor:
-                    client.put(kind, data)
+                    client.put_line(line)
 
     def _update_state(self, payload: Any) -> LiveState | None:
         progress = getattr(payload, "progress", payload)
@@ -717,9 +894,18 @@ class LiveHub:
             if view is None:
                 view = views[viewer] = self._view_line(viewer, st)
             self._deliver(client, st, *view)
+        self._observe_written()
 
     def _send_call(self, client: Client, st: LiveState) -> None:
         self._deliver(client, st, *self._view_line(client.viewer, st))
+        self._observe_written()
+
+    def _observe_written(self) -> None:
+        """The pops the hub wrote to browsers itself are delivered (``written``)."""
+        stamps, self._written_pops = self._written_pops, []
+        metrics = getattr(self.rt, "metrics", None)
+        if stamps and metrics is not None:
+            metrics.observe_pops(stamps)
 
     def _view_line(self, viewer: Viewer, st: LiveState) -> tuple[str | None, str | None, bool, Any]:
         """(``me``, ``pop``, ``listed``, a function giving the encoded message) of the call
@@ -760,7 +946,8 @@ class LiveHub:
         if pop == "ringing" and me == "ringing" and st.linkedid not in client.popped:
             client.popped.add(st.linkedid)
             received_at = st.progress.received_at  # the pop's latency is measured from it
-        client.put_line(line, received_at)
+        if client.put_line(line, received_at) and received_at is not None:
+            self._written_pops.append(received_at)
         if listed:
             client.calls.add(st.linkedid)
             self._told.setdefault(st.linkedid, set()).add(client)
@@ -819,23 +1006,34 @@ class LiveHub:
                 else None
             ),
         }
-        rows: dict[tuple[bool, tuple[str, str, str]], str] = {}
+        # one decision per viewer and one encoding per kind of row, as for the pops
+        lines: dict[tuple[bool, tuple[str, str, str]], str] = {}
+        by_viewer: dict[Viewer, str | None] = {}
         for client in list(self.clients):
-            scope = client.viewer.scope
-            if not can_see_call(scope, call, task):
-                continue
-            can_open = contact is not None and can_see_contact(scope, contact)
-            row_key = (can_open, client.viewer.locale)
-            if row_key not in rows:
-                rows[row_key] = self._render(
-                    "_call_row.html",
-                    client.viewer.locale,
-                    call=call,
-                    contact=contact,
-                    can_open_contact=can_open,
-                    rep=self._by_id.get(call.user_id) if call.user_id else None,
-                )
-            client.put("call_recorded", {**base, "row_html": rows[row_key]})
+            viewer = client.viewer
+            if viewer not in by_viewer:
+                scope = viewer.scope
+                line = None
+                if can_see_call(scope, call, task):
+                    can_open = contact is not None and can_see_contact(scope, contact)
+                    row_key = (can_open, viewer.locale)
+                    line = lines.get(row_key)
+                    if line is None:
+                        row = self._render(
+                            "_call_row.html",
+                            viewer.locale,
+                            call=call,
+                            contact=contact,
+                            can_open_contact=can_open,
+                            rep=self._by_id.get(call.user_id) if call.user_id else None,
+                        )
+                        line = lines[row_key] = message_line(
+                            "call_recorded", {**base, "row_html": row}
+                        )
+                by_viewer[viewer] = line
+            line = by_viewer[viewer]
+            if line is not None:
+                client.put_line(line)
 
     async def _on_callback(self, kind: str, task: Any) -> None:
         if not isinstance(task, CallbackTask):
@@ -844,24 +1042,34 @@ class LiveHub:
         await self._refresh_users()
         contact = await self._contact(task.contact_id)
         data = {"kind": kind.removeprefix("callback_"), "task": task_json(task, self.rt.clock())}
-        rows: dict[tuple[bool, tuple[str, str, str]], str] = {}
+        lines: dict[tuple[bool, tuple[str, str, str]], str] = {}
+        by_viewer: dict[Viewer, str | None] = {}
         for client in list(self.clients):
-            scope = client.viewer.scope
-            if not can_see_callback(scope, task):
-                continue
-            can_open = contact is not None and can_see_contact(scope, contact)
-            row_key = (can_open, client.viewer.locale)
-            if task.status == "open" and row_key not in rows:
-                rows[row_key] = self._render(
-                    "_callback_row.html",
-                    client.viewer.locale,
-                    task=task,
-                    contact=contact,
-                    can_open_contact=can_open,
-                    owner=self._by_id.get(task.owner_id) if task.owner_id else None,
-                    now=self.rt.clock(),
-                )
-            client.put(kind, {**data, "row_html": rows.get(row_key)})
+            viewer = client.viewer
+            if viewer not in by_viewer:
+                scope = viewer.scope
+                line = None
+                if can_see_callback(scope, task):
+                    can_open = contact is not None and can_see_contact(scope, contact)
+                    row_key = (can_open, viewer.locale)
+                    line = lines.get(row_key)
+                    if line is None:
+                        row = None
+                        if task.status == "open":
+                            row = self._render(
+                                "_callback_row.html",
+                                viewer.locale,
+                                task=task,
+                                contact=contact,
+                                can_open_contact=can_open,
+                                owner=self._by_id.get(task.owner_id) if task.owner_id else None,
+                                now=self.rt.clock(),
+                            )
+                        line = lines[row_key] = message_line(kind, {**data, "row_html": row})
+                by_viewer[viewer] = line
+            line = by_viewer[viewer]
+            if line is not None:
+                client.put_line(line)
 
     # -- what a pop says ---------------------------------------------------------------
     def _shared(self, st: LiveState) -> dict[str, Any]:
@@ -884,12 +1092,14 @@ class LiveHub:
                 contact = _hidden_contact(other_rep=st.info is not None or visible is False)
         last = data["last_call"]
         rep_id = last.get("rep_id") if last is not None else None
-        if last is not None and not (viewer.scope.covers(rep_id) or (
-                rep_id is None and (st.contact_id is None or can_open))):
+        if last is not None and not (
+            viewer.scope.covers(rep_id) or (rep_id is None and (st.contact_id is None or can_open))
+        ):
             last = None  # fmt: skip
         callback = data["open_callback"]
-        if callback is not None and not (callback.get("owner_id") is None
-                                         or viewer.scope.covers(callback.get("owner_id"))):
+        if callback is not None and not (
+            callback.get("owner_id") is None or viewer.scope.covers(callback.get("owner_id"))
+        ):
             callback = None  # fmt: skip
         if (contact, last, callback) == (data["contact"], data["last_call"],
                                          data["open_callback"]):  # fmt: skip
@@ -1013,11 +1223,24 @@ class LiveHub:
         now = time.monotonic()
         if cached is not None and cached[0] > now:
             return cached[1]
-        info = await self._fetch_info(st.contact_id, e164)
-        self._info_cache[key] = (now + INFO_TTL, info)
-        while len(self._info_cache) > 2000:
-            self._info_cache.popitem(last=False)
+        # Calls from one number at once (a burst, a flood) share one fetch.
+        fetch = self._fetching.get(key)
+        if fetch is None:
+            fetch = self._fetching[key] = asyncio.ensure_future(self._fetch_info(*key))
+            fetch.add_done_callback(functools.partial(self._fetched, key))
+        epoch = self._info_epoch
+        info = await asyncio.shield(fetch)
+        if self._info_epoch == epoch:  # nothing changed meanwhile (``_drop_info``)
+            self._info_cache[key] = (now + INFO_TTL, info)
+            while len(self._info_cache) > 2000:
+                self._info_cache.popitem(last=False)
         return info
+
+    def _fetched(self, key: tuple[int | None, str | None], fetch: asyncio.Future[Any]) -> None:
+        if self._fetching.get(key) is fetch:
+            del self._fetching[key]
+        if not fetch.cancelled():
+            fetch.exception()  # retrieved: whoever awaited it logged it
 
     async def _fetch_info(self, contact_id: int | None, e164: str | None) -> dict[str, Any]:
         store = self.rt.store
@@ -1067,6 +1290,10 @@ class LiveHub:
         for key in [k for k in self._info_cache if k[0] == contact_id or k[1] == e164]:
             if key[0] is not None or key[1] is not None:
                 self._info_cache.pop(key, None)
+        self._info_epoch += 1  # a lookup under way now is not cached
+        for key in [k for k in self._fetching if k[0] == contact_id or k[1] == e164]:
+            if key[0] is not None or key[1] is not None:
+                del self._fetching[key]  # the next call looks again
         if contact_id is not None:
             self._contacts.pop(contact_id, None)
 
@@ -1086,10 +1313,28 @@ class LiveHub:
         return contact
 
     async def _refresh_users(self, force: bool = False) -> None:
+        """Users (names, extensions) at most ``USERS_TTL`` old.  Only the first read, or
+        one after ``users_changed``, is waited for; a merely old copy is re-read in the
+        background, so a pop never waits behind the store for it."""
         now = time.monotonic()
         if not force and now - self._users_at < USERS_TTL:
             return
         self._users_at = now
+        if force or self._users_stale:
+            self._users_stale = False
+            await self._read_users()
+        elif self._users_task is None or self._users_task.done():
+            task = self._users_task = asyncio.create_task(self._reread_users())
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
+
+    async def _reread_users(self) -> None:
+        try:
+            await self._read_users()
+        except Exception:
+            log.exception("live: could not re-read the users")
+
+    async def _read_users(self) -> None:
         users = await self.rt.store.list_users(include_inactive=True)
         self._by_id = {u.id: u for u in users if u.id is not None}
         self._by_ext = {ext: u for u in users for ext in u.extensions}
@@ -1097,12 +1342,22 @@ class LiveHub:
     def users_changed(self) -> None:
         """Re-read users (names, extensions) before the next event."""
         self._users_at = -1e9
+        self._users_stale = True
 
-    def _link_json(self, status: Any, viewer: Viewer) -> dict[str, Any]:
+    def _banner(self) -> dict[str, Any]:
+        """Every user's banner: is any configured link down, and since when
+        (``web.linkstate``)."""
+        down = link_down(self.rt) if hasattr(self.rt, "extras") else None
+        return {"down": down is not None, "down_since": down.since if down else None}
+
+    def _link_json(
+        self, status: Any, viewer: Viewer, banner: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         state = getattr(status, "state", None)
+        banner = banner if banner is not None else self._banner()
         if viewer.role == "admin":
-            return {**jsonable(status), "state": state}
-        return {"state": state}
+            return {**(jsonable(status) if status is not None else {}), "state": state, **banner}
+        return {"state": state, **banner}
 
     def _render(self, name: str, locale: tuple[str, str, str] | None = None, **ctx: Any) -> str:
         """A row in one viewer's language, time zone and region (``Viewer.locale``)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,7 @@ def make_env(settings: dict[str, Any]) -> jinja2.Environment:
     return env
 
 
+@lru_cache(maxsize=128)
 def page_i18n(language: str, timezone: str) -> Markup:
     """The JSON the browser's scripts read (``#crm-i18n``): strings in the reader's language,
     and the time zone, patterns and names to format times exactly as the page does."""
@@ -132,6 +134,16 @@ def _static(request: web.Request) -> Any:
     return url
 
 
+def _link_down(request: web.Request) -> Any:
+    """The banner's "PBX link down since" (``web.linkstate``), None when up or when the
+    app runs without a runtime."""
+    from .app import RUNTIME
+    from .linkstate import link_down
+
+    rt = request.app.get(RUNTIME)
+    return link_down(rt) if rt is not None else None
+
+
 def render(
     request: web.Request, name: str, context: dict[str, Any] | None = None, status: int = 200
 ) -> web.Response:
@@ -143,6 +155,7 @@ def render(
         "lang": language, "lang_tag": language.replace("_", "-"), "timezone": timezone,
         "languages": [(code, i18n.language_name(code)) for code in i18n.LANGUAGES],
         "i18n_json": lambda: page_i18n(language, timezone),
+        "pbx_link_down": lambda: _link_down(request),
     }  # fmt: skip
     ctx.update(context or {})
     html = env.get_template(name).render(ctx)

@@ -19,6 +19,7 @@ from ami_bridge.link import AmiLink, LinkStatus
 from ami_bridge.replay_pbx import ReplayPbx
 from config.settings import pbx_profile
 from crm.backfill import CdrBackfill, backfill_settings
+from crm.callback_work import CallbackWork
 from crm.clock import Clock
 from crm.closing import cancel_all, close_within
 from crm.events import Event, EventBus
@@ -30,6 +31,7 @@ from crm.secretbox import SecretBox
 from crm.services import CrmService
 from crm.store import Store, open_store
 
+from . import i18n
 from .metrics import Metrics
 from .security import LoginLimiter, Signer, load_secret_key
 
@@ -40,8 +42,18 @@ CLOSE_STEP_SECONDS = 10.0
 close before it is cancelled and left behind."""
 
 
+def install_words(language: str) -> Callable[[str], str]:
+    """gettext in the install's language, for text the CRM writes for everyone."""
+
+    def words(phrase: str) -> str:
+        return i18n.translations(language).gettext(phrase)
+
+    return words
+
+
 def lead_policy(settings: dict[str, Any], default_owner_id: int | None = None) -> LeadPolicy:
     leads = settings.get("leads", {})
+    language = i18n.normalize(str(settings.get("server", {}).get("language", "en"))) or "en"
     return LeadPolicy(
         create_on=leads.get("create_on", "every_call"),
         repeat_window_hours=float(leads.get("repeat_window_hours", 72.0)),
@@ -50,6 +62,8 @@ def lead_policy(settings: dict[str, Any], default_owner_id: int | None = None) -
         own_numbers=tuple(str(n) for n in settings.get("pbx", {}).get("own_numbers", ())),
         default_region=str(settings.get("numbers", {}).get("default_region", "US")),
         display_tz=str(leads.get("display_tz", "UTC")),
+        language=language,
+        words=install_words(language),
     )
 
 
@@ -168,6 +182,9 @@ async def open_runtime(
     ingest = Ingest(store, policy, bus, clock)
     rt = Runtime(settings, store, service, bus, ingest, Signer(key), clock=clock)
     rt.metrics.bind(rt)
+    from .linkstate import board
+
+    board(rt)  # hears every link_status from now on (the banner, /healthz)
     if store.dialect == "postgres":
         await start_fanout(rt, url)
     if with_link:
@@ -230,7 +247,7 @@ def data_dir(settings: dict[str, Any]) -> Path | None:
     else:
         url = str(settings.get("database", {}).get("url", ""))
         if url.startswith("sqlite:"):
-            path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+            path = url[len("sqlite:///") :] if url.startswith("sqlite:///") else ""
             if not path or path == ":memory:" or "mode=memory" in path:
                 return None
             folder = resolve_path(path).parent
@@ -275,3 +292,12 @@ async def restart_links(rt: Runtime) -> None:
         start_link(rt)
     else:
         await manager.restart()
+
+
+def callback_work(rt: Runtime) -> CallbackWork:
+    """The runtime's ``CallbackWork`` (claim, attempt, snooze, close, follow-up,
+    overdue), made on first use."""
+    work = rt.extras.get("callback_work")
+    if work is None:
+        work = rt.extras["callback_work"] = CallbackWork(rt.service, rt.bus)
+    return work  # type: ignore[no-any-return]

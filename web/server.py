@@ -1,4 +1,5 @@
-"""Process entry points behind ``run.py``: serve (with or without the demo) and migrate."""
+"""Process entry points behind ``run.py``: serve (with or without the demo), migrate and
+rebuild-figures."""
 
 from __future__ import annotations
 
@@ -31,6 +32,31 @@ def migrate(settings: dict[str, Any]) -> int:
         print(f"run.py migrate: {exc}", file=sys.stderr)
         return 1
     print(f"database schema at version {version}")
+    return 0
+
+
+def rebuild_figures(settings: dict[str, Any]) -> int:
+    """Recount the managers' figures from the calls in the display time zone
+    (``crm.store.sql_figures``): after an upgrade, a change of ``server.display_tz``, a
+    restore, or a bulk load that wrote calls behind the store's back.  Restart the web
+    processes afterwards when the zone changed."""
+    from crm.store import open_store
+
+    zone = str(settings.get("server", {}).get("display_tz", "UTC"))
+
+    async def run() -> tuple[int, int]:
+        store = await open_store(sqlite_url_absolute(settings["database"]["url"]))
+        try:
+            return await store.rebuild_figures(zone)
+        finally:
+            await store.close()
+
+    try:
+        figures, hours = asyncio.run(run())
+    except Exception as exc:  # shown to the admin, not a traceback
+        print(f"run.py rebuild-figures: {exc}", file=sys.stderr)
+        return 1
+    print(f"figures recounted from the calls in {zone}: {figures} day rows, {hours} hour rows")
     return 0
 
 

@@ -44,12 +44,12 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from crm.events import Event, EventBus
-from crm.models import MISSED_OUTCOMES, Call, Contact
+from crm.models import MISSED_OUTCOMES, Call, CallbackTask, Contact
 
-from .api.serialize import call_json, contact_json, iso
+from .api.serialize import call_json, callback_json, contact_json, iso
 
 log = logging.getLogger(__name__)
-EVENTS = ("call.ringing", "call.ended", "call.missed", "lead.created")
+EVENTS = ("call.ringing", "call.ended", "call.missed", "lead.created", "callback.overdue")
 USER_AGENT = "SwitchboardCRM-Webhooks/1"
 TOLERANCE = 300.0
 """Seconds a receiver accepts between ``X-CRM-Timestamp`` and its own clock."""
@@ -240,7 +240,18 @@ class EventMapper:
             return self._recorded(event.payload)
         if event.kind == "lead_created" and isinstance(event.payload, Contact):
             return [("lead.created", {"contact": contact_json(event.payload), "via": "manual"})]
+        if event.kind == "callback_overdue":
+            return self._overdue(event)
         return []
+
+    @staticmethod
+    def _overdue(event: Event) -> list[tuple[str, dict[str, Any]]]:
+        """``callback.overdue``: a task went past its SLA (or its snooze), once per task
+        across processes (``CallbackWork.signal_overdue`` claims it in the store); a
+        copy fanned out from another process is that process's to send."""
+        if event.origin is not None or not isinstance(event.payload, CallbackTask):
+            return []
+        return [("callback.overdue", {"callback": callback_json(event.payload)})]
 
     def _ringing(self, live: Any) -> list[tuple[str, dict[str, Any]]]:
         p = getattr(live, "progress", live)

@@ -1,6 +1,6 @@
 """Background work started with the server: the recordings worker and retention, the
-click-to-call service, outgoing webhooks.  Each is optional and guarded, so one that
-cannot start is logged and the CRM still serves.
+click-to-call service, outgoing webhooks, the overdue-callback sweep.  Each is optional
+and guarded, so one that cannot start is logged and the CRM still serves.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from .runtime import Runtime, resolve_path
 log = logging.getLogger(__name__)
 Hook = Callable[[Runtime], Awaitable[None]]
 DAY = 86400.0
+OVERDUE_CHECK_SECONDS = 20.0
+"""How often open callbacks are checked for going past due (the live mark and the
+``callback.overdue`` webhook come at most this late)."""
 
 
 async def start_recordings(rt: Runtime) -> None:
@@ -67,11 +70,28 @@ async def start_webhooks(rt: Runtime) -> None:
     rt.spawn(start(rt), "webhooks")
 
 
+async def start_overdue(rt: Runtime) -> None:
+    """Every ``OVERDUE_CHECK_SECONDS``: announce the callbacks that went past due
+    (``CallbackWork.signal_overdue``, once per task however many processes sweep)."""
+    from .runtime import callback_work
+
+    async def sweep() -> None:
+        while True:
+            try:
+                await callback_work(rt).signal_overdue()
+            except Exception:
+                log.exception("overdue callbacks: sweep failed; retrying")
+            await asyncio.sleep(OVERDUE_CHECK_SECONDS)
+
+    rt.spawn(sweep(), "callbacks-overdue")
+
+
 def startup_hooks() -> list[tuple[str, Hook]]:
     return [
         ("click-to-call", start_clicktocall),
         ("recordings", start_recordings),
         ("webhooks", start_webhooks),
+        ("overdue callbacks", start_overdue),
     ]
 
 

@@ -276,6 +276,7 @@ def load_sqlite(path: str, spec: BulkSpec, progress: Any = None) -> dict[str, in
             counts[names[kind]] += len(buf)
             flush(*target[kind], buf)
         con.execute(_RANG_SQLITE)
+        con.execute(_NUMBERS_SQL + " ON CONFLICT DO NOTHING")
         if progress:
             progress("indexes", len(indexes))
         for _name, sql in indexes:
@@ -294,6 +295,13 @@ def load_sqlite(path: str, spec: BulkSpec, progress: Any = None) -> dict[str, in
     finally:
         con.close()
     return counts
+
+
+_NUMBERS_SQL = (
+    "INSERT INTO call_numbers (e164) SELECT DISTINCT remote_e164 FROM calls "
+    "WHERE remote_e164 IS NOT NULL"
+)
+"""The partial-number search's list of distinct remote numbers (migration 0014)."""
 
 
 # -- PostgreSQL ------------------------------------------------------------------------
@@ -347,6 +355,7 @@ async def load_postgres(url: str, spec: BulkSpec, progress: Any = None) -> dict[
             counts["links"] = len(pending_links)
             await copy("callback_calls", LINK_COLUMNS, pending_links)
             await con.execute(_RANG_POSTGRES)
+            await con.execute(_NUMBERS_SQL + " ON CONFLICT DO NOTHING")
             await con.execute(
                 "UPDATE contacts SET last_contact_at = m.last FROM (SELECT contact_id, "
                 "max(started_at) AS last FROM calls WHERE contact_id IS NOT NULL "

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 from ..models import (
     AgentEvent,
@@ -20,10 +20,13 @@ from ..models import (
     AuditEntry,
     BackfillState,
     Call,
+    CallbackAttempt,
     CallbackStatus,
     CallbackTask,
     CallFilter,
     Contact,
+    HandoverShare,
+    LeadStatRow,
     LiveCallRow,
     MissedCallRow,
     MissedSummary,
@@ -53,6 +56,9 @@ class AnyLink(enum.Enum):
 ANY_LINK = AnyLink.ANY
 
 
+T = TypeVar("T")
+
+
 class Store(ABC):
     dialect: str
     """``sqlite`` or ``postgres``."""
@@ -64,10 +70,27 @@ class Store(ABC):
         joins the outer transaction."""
 
     @abstractmethod
+    async def in_transaction(
+        self, work: Callable[[Store], Awaitable[T]], *, read_only: bool = False
+    ) -> T:
+        """``work`` on a store bound to one transaction (committed if it returns, rolled
+        back if it raises).  ``work`` must await nothing but that store: SQLite runs it
+        whole in the database's own thread (one thread hop instead of one per statement,
+        ``crm.store.sqlite``), and refuses work that waits for anything else.
+        ``read_only``: work that only reads (SQLite: a deferred transaction, no write
+        lock; PostgreSQL: one connection, no BEGIN/COMMIT round trips)."""
+
+    @abstractmethod
     async def close(self) -> None: ...
 
     @abstractmethod
     async def schema_version(self) -> int: ...
+
+    @abstractmethod
+    async def rebuild_figures(self, zone: str | None = None) -> tuple[int, int]:
+        """Recount the figures the reports read (kept by every write) from the calls, in
+        the days of ``zone`` (default: the zone they are in), in one transaction; the
+        numbers of (day, hour) figure rows written."""
 
     @abstractmethod
     async def lock_number(self, e164: str) -> None:
@@ -193,6 +216,42 @@ class Store(ABC):
     async def reassign_owner(self, from_user_id: int, to_user_id: int) -> tuple[int, int]:
         """Contacts and open callbacks of one rep to another: (contacts, callbacks)."""
 
+    # -- leads and handover (crm/store/sql_leads.py, sql_handover.py) ---------------
+    @abstractmethod
+    async def set_lead_converted_at(self, contact_id: int, at: float | None) -> None:
+        """When the lead became a customer (None: not converted)."""
+
+    @abstractmethod
+    async def audit_for_target(
+        self, target: str, prefix: str = "", limit: int = 200
+    ) -> list[AuditEntry]:
+        """Audit entries about ``target`` (``contact:12``), actions starting with
+        ``prefix``, newest first."""
+
+    @abstractmethod
+    async def lead_stats(
+        self, since: float, until: float, user_ids: UserIds = None
+    ) -> list[LeadStatRow]:
+        """Leads created in [since, until) by source and owner (owned within
+        ``user_ids`` when given)."""
+
+    @abstractmethod
+    async def handover_shares(
+        self, from_user_id: int, to_user_ids: Sequence[int]
+    ) -> list[HandoverShare]:
+        """What each receiver would get of ``from_user_id``'s contacts, open leads and
+        open callbacks (``crm/store/sql_handover.py`` says the rule)."""
+
+    @abstractmethod
+    async def handover_sample(self, from_user_id: int, limit: int = 10) -> list[Contact]:
+        """A few of the contacts a handover would move, open leads first."""
+
+    @abstractmethod
+    async def handover_move(
+        self, from_user_id: int, to_user_ids: Sequence[int], at: float
+    ) -> tuple[int, int]:
+        """Move them as ``handover_shares`` said: (contacts, callbacks) moved."""
+
     @abstractmethod
     async def erase_contact(self, contact_id: int, at: float) -> list[tuple[int, str]]:
         """Remove personal data, keep anonymous call rows; returns the (id, path) of the
@@ -268,6 +327,13 @@ class Store(ABC):
     async def notes_for_contact(self, contact_id: int, limit: int = 500) -> list[Note]:
         """Notes on the contact's calls, newest first."""
 
+    @abstractmethod
+    async def get_note(self, note_id: int) -> Note | None: ...
+
+    @abstractmethod
+    async def update_note(self, note: Note) -> None:
+        """Topic, result, comment, ``updated_at`` and ``updated_by`` of ``note.id``."""
+
     # -- callbacks -------------------------------------------------------------------
     @abstractmethod
     async def add_callback(self, task: CallbackTask) -> CallbackTask: ...
@@ -296,11 +362,31 @@ class Store(ABC):
         limit: int = 200,
         user_ids: UserIds = None,
     ) -> list[CallbackTask]:
-        """Oldest due first; with ``user_ids`` only theirs and unowned ones."""
+        """Oldest due first; with ``user_ids`` only theirs, and unowned ones whose calls
+        rang one of them."""
 
     @abstractmethod
     async def callbacks_for_contact(self, contact_id: int, limit: int = 500) -> list[CallbackTask]:
         """Newest opened first."""
+
+    @abstractmethod
+    async def least_loaded_rung_user(self, call_id: int) -> int | None:
+        """The active user rung by ``call_id`` with the fewest open callbacks."""
+
+    @abstractmethod
+    async def add_callback_attempt(self, attempt: CallbackAttempt) -> CallbackAttempt: ...
+
+    @abstractmethod
+    async def callback_attempts(self, task_ids: list[int]) -> list[CallbackAttempt]:
+        """The attempts on these tasks, oldest first."""
+
+    @abstractmethod
+    async def overdue_unsignalled(self, now: float, limit: int = 200) -> list[CallbackTask]:
+        """Open tasks past due and past any snooze, not yet signalled as overdue."""
+
+    @abstractmethod
+    async def mark_callback_overdue(self, task_id: int, at: float) -> bool:
+        """Set ``overdue_at`` unless set: True for the one caller that set it."""
 
     # -- agent events (crm/store/sql_agent_events.py) ---------------------------------
     @abstractmethod

@@ -96,6 +96,7 @@ class PostgresStore(SqlStore):
     def _bound(self, conn: Conn) -> SqlStore:
         bound = PostgresStore(self._pool)
         bound._conn = conn
+        bound._figures_state = self._figures_state  # the figures' zone, read once
         return bound
 
     @asynccontextmanager
@@ -150,6 +151,10 @@ class PostgresStore(SqlStore):
 
     def _ids_in(self, n: int) -> str:
         return f"= ANY(${n}::bigint[])"
+
+    def _per_row(self) -> str:
+        # An OFFSET keeps the planner from turning EXISTS into a hashed subplan.
+        return " OFFSET 0"
 
     def _ids_param(self, ids: Sequence[int]) -> Any:
         return list(ids)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ami_bridge.facts import Transfer
 
@@ -20,8 +20,6 @@ from ..models import (
     MISSED_OUTCOMES,
     AuditEntry,
     Call,
-    CallbackStatus,
-    CallbackTask,
     CallFilter,
     Contact,
     Lead,
@@ -34,14 +32,19 @@ from ..models import (
 from .interface import ANY_LINK, AnyLink, CallCursor, Store, UserIds
 from .sql_agent_events import AgentEventQueries
 from .sql_backfill import BackfillQueries
+from .sql_callbacks import CallbackQueries
 from .sql_catalogue import CatalogueQueries
 from .sql_common import CONTACT_COLS, MISSED_SQL
+from .sql_figures import FigureQueries
 from .sql_filters import FilterQueries
+from .sql_handover import HandoverQueries
+from .sql_leads import LeadQueries
 from .sql_links import LinkQueries
 from .sql_reports import ReportQueries
 from .sql_sessions import SessionQueries
 
 Row = Mapping[str, Any]
+T = TypeVar("T")
 
 
 class Conn(Protocol):
@@ -80,10 +83,9 @@ CALL_COLS = (
     "hangup_cause, complete, uniqueids, remote_e164, contact_id, user_id, match_reason, "
     "pbx_link_id, declined, source"
 )
-TASK_COLS = (
-    "id, number_e164, contact_id, owner_id, opened_at, due_at, closed_at, closed_by_user_id, "
-    "closed_by_call_id, time_to_callback, missed_count, status"
-)
+
+
+NOTE_COLS = "id, call_id, author_id, topic, result, comment, created_at, updated_at, updated_by"
 
 
 def _call_cols(prefix: str) -> str:
@@ -155,23 +157,6 @@ def _call_row(row: Row, recording_ids: list[int]) -> Call:
     )
 
 
-def _task_row(row: Row) -> CallbackTask:
-    return CallbackTask(
-        id=row["id"],
-        number_e164=row["number_e164"],
-        contact_id=row["contact_id"],
-        owner_id=row["owner_id"],
-        opened_at=row["opened_at"],
-        due_at=row["due_at"],
-        closed_at=row["closed_at"],
-        closed_by_user_id=row["closed_by_user_id"],
-        closed_by_call=row["closed_by_call_id"],
-        time_to_callback=row["time_to_callback"],
-        missed_count=row["missed_count"],
-        status=row["status"],
-    )
-
-
 def _audit_row(row: Row) -> AuditEntry:
     return AuditEntry(
         id=row["id"],
@@ -184,8 +169,9 @@ def _audit_row(row: Row) -> AuditEntry:
 
 
 class SqlStore(
-    ReportQueries, CatalogueQueries, LinkQueries, FilterQueries, BackfillQueries,
-    SessionQueries, AgentEventQueries, Store
+    ReportQueries, FigureQueries, CatalogueQueries, LinkQueries, FilterQueries,
+    BackfillQueries, SessionQueries, AgentEventQueries, CallbackQueries, LeadQueries,
+    HandoverQueries, Store
 ):
     """Everything but connection handling.  ``_conn`` is set on stores handed out by
     ``transaction()``; the root store borrows a connection per call."""
@@ -194,6 +180,7 @@ class SqlStore(
 
     def __init__(self) -> None:
         self._conn: Conn | None = None
+        self._figures_state: dict[str, Any] = {}
 
     # -- engine hooks ----------------------------------------------------------------
     @abstractmethod
@@ -251,16 +238,30 @@ class SqlStore(
         """A join yielding the elements of a JSON array column as ``alias.value``."""
         return f"CROSS JOIN json_each({column}) AS {alias}"
 
-    def _visible_call(self, alias: str, n: int) -> str:
+    def _visible_call(self, alias: str, n: int, per_row: bool = False) -> str:
         """The visibility rule of ``crm.access`` in SQL (ids bound as parameter $n): the
-        call's rep is in scope, or its callback task is owned by someone in scope or by
-        nobody (a missed call that nobody answered has no rep)."""
+        call's rep is in scope, or its callback task is visible (``_visible_task``: owned
+        in scope, or unowned and it rang someone in scope).  ``per_row`` for a page walked
+        newest first: the task is looked up for the few calls the walk reads
+        (``_per_row``), never hashed for every task there is."""
         return (
             f"({alias}.user_id {self._ids_in(n)} OR EXISTS (SELECT 1 FROM callback_calls vcc "
             "JOIN callback_tasks vt ON vt.id = vcc.task_id "
-            f"WHERE vcc.call_id = {alias}.id AND (vt.owner_id IS NULL OR vt.owner_id "
-            f"{self._ids_in(n)})))"
+            f"WHERE vcc.call_id = {alias}.id AND {self._visible_task('vt', n)}"
+            f"{self._per_row() if per_row else ''}))"
         )
+
+    def _per_row(self) -> str:
+        """What keeps a correlated EXISTS evaluated per row (PostgreSQL otherwise hashes
+        its whole subquery first: every callback task, 400 ms at 5,000,000 calls, to
+        show a manager 50 calls); SQLite always looks it up per row."""
+        return ""
+
+    def _read(self) -> AbstractAsyncContextManager[Conn]:
+        """A connection for one read that must not wait behind another caller's write
+        transaction (the screen pop's lookups): the engine's own reader where it has
+        one (SQLite: a second connection), else ``_acquire``."""
+        return self._acquire()
 
     @asynccontextmanager
     async def _use(self) -> AsyncIterator[Conn]:
@@ -268,6 +269,16 @@ class SqlStore(
             yield self._conn
         else:
             async with self._acquire() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def _use_read(self) -> AsyncIterator[Conn]:
+        """``_use`` for reads on the screen pop's path (``_read``); inside a
+        transaction, its connection."""
+        if self._conn is not None:
+            yield self._conn
+        else:
+            async with self._read() as conn:
                 yield conn
 
     @asynccontextmanager
@@ -289,6 +300,15 @@ class SqlStore(
             return
         async with self._begin() as conn:
             yield self._bound(conn)
+
+    async def in_transaction(
+        self, work: Callable[[Store], Awaitable[T]], *, read_only: bool = False
+    ) -> T:
+        if read_only and self._conn is None:
+            async with self._acquire() as conn:
+                return await work(self._bound(conn))
+        async with self.transaction() as tx:
+            return await work(tx)
 
     async def schema_version(self) -> int:
         async with self._use() as c:
@@ -413,7 +433,7 @@ class SqlStore(
         return users[0] if users else None
 
     async def list_users(self, include_inactive: bool = False) -> list[User]:
-        async with self._use() as c:
+        async with self._use_read() as c:
             rows = await c.fetch(
                 f"SELECT {self._USER_COLS} FROM users WHERE active OR $1 ORDER BY username",
                 include_inactive,
@@ -511,7 +531,7 @@ class SqlStore(
             await self._insert_phones(c, contact.id, contact.phones)
 
     async def get_contact(self, contact_id: int) -> Contact | None:
-        async with self._use() as c:
+        async with self._use_read() as c:
             rows = await c.fetch(f"SELECT {CONTACT_COLS} FROM contacts WHERE id = $1", contact_id)
             found = await self._contacts(c, rows)
         return found[0] if found else None
@@ -539,7 +559,7 @@ class SqlStore(
     )
 
     async def contact_ids_by_e164(self, e164: str) -> list[int]:
-        async with self._use() as c:
+        async with self._use_read() as c:
             rows = await c.fetch(f"SELECT c.id {self._BY_E164}", e164)
         return [r["id"] for r in rows]
 
@@ -658,12 +678,22 @@ class SqlStore(
                 from_user_id,
                 to_user_id,
             )
+            # The tasks' calls change owner for the visibility rule: their figures move.
+            task_ids = [
+                r["id"]
+                for r in await c.fetch(
+                    "SELECT id FROM callback_tasks WHERE owner_id = $1 AND status = 'open'",
+                    from_user_id,
+                )
+            ]
+            await self._count_task_calls(c, task_ids, -1)
             tasks = await c.fetch(
                 "UPDATE callback_tasks SET owner_id = $2 WHERE owner_id = $1 AND status = 'open' "
                 "RETURNING id",
                 from_user_id,
                 to_user_id,
             )
+            await self._count_task_calls(c, task_ids, 1)
         return len(moved), len(tasks)
 
     async def erase_contact(self, contact_id: int, at: float) -> list[tuple[int, str]]:
@@ -715,6 +745,14 @@ class SqlStore(
                 f"WHERE direction <> 'inbound' AND id {self._ids_in(1)}",
                 ids,
                 at,
+            )
+            # what reps wrote about their attempts to ring the person back
+            await c.execute(
+                "UPDATE callback_attempts SET comment = '' WHERE task_id IN ("
+                "SELECT id FROM callback_tasks WHERE contact_id = $1 "
+                f"OR number_e164 {self._texts_in(2)})",
+                contact_id,
+                self._texts_param(numbers),
             )
             await c.execute(
                 "UPDATE callback_tasks SET number_e164 = NULL, contact_id = NULL, "
@@ -813,6 +851,14 @@ class SqlStore(
         key = ("linkedid", "pbx_link_id", "ingested_at")
         updates = ", ".join(f"{col} = excluded.{col}" for col in cols if col not in key)
         async with self._tx() as c:
+            # The figures lose the call as it stood and gain it as it stands (sql_figures).
+            before = await c.fetchval(
+                "SELECT id FROM calls WHERE COALESCE(pbx_link_id, 0) = $1 AND linkedid = $2",
+                call.pbx_link_id or 0,
+                call.linkedid,
+            )
+            if before is not None:
+                await self._count_call(c, before, -1)
             # Keyed by (link, linkedid): the unique index ``calls_link_linkedid`` (0006).
             call.id = await c.fetchval(
                 f"INSERT INTO calls ({', '.join(cols)}) VALUES ({placeholders}) "
@@ -831,8 +877,18 @@ class SqlStore(
                 "ON CONFLICT (call_id, path) DO NOTHING",
                 [(call.id, path, call.ended_at) for path in call.recordings],
             )
-            call.recording_ids = (await self._recording_ids(c, [call.id]))[call.id]
+            # No files: the DELETE above left none (one round trip less per call).
+            call.recording_ids = (
+                (await self._recording_ids(c, [call.id]))[call.id] if call.recordings else []
+            )
             await self._write_rang(c, call)
+            if call.remote_e164:
+                # the partial-number search's list of numbers (0014)
+                await c.execute(
+                    "INSERT INTO call_numbers (e164) VALUES ($1) ON CONFLICT DO NOTHING",
+                    call.remote_e164,
+                )
+            await self._count_call(c, call.id, 1)
         return call
 
     async def get_call(self, call_id: int) -> Call | None:
@@ -888,16 +944,43 @@ class SqlStore(
         where = self._call_filter(flt, args)
         if user_ids is not None:
             args.append(self._ids_param(user_ids))
-            where.append(self._visible_call("calls", len(args)))
+            where.append(self._visible_call("calls", len(args), per_row=True))
         if cursor is not None:
             args.extend(cursor)
             where.append(f"(calls.started_at, calls.id) < (${len(args) - 1}, ${len(args)})")
         sql = f"SELECT {CALL_COLS} FROM calls"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started_at DESC, id DESC LIMIT $1"
-        async with self._use() as c:
+        async with self._use_read() as c:
+            if flt.number_digits:
+                numbers = await self._numbers_containing(c, flt.number_digits)
+                if numbers is not None and not numbers:
+                    return []
+                if numbers is not None:
+                    args.append(self._texts_param(numbers))
+                    where.append(f"calls.remote_e164 {self._texts_in(len(args))}")
+                else:
+                    args.append("%" + flt.number_digits + "%")
+                    where.append(f"calls.remote_e164 LIKE ${len(args)}")
+            if where:
+                sql += " WHERE " + " AND ".join(where)
+            sql += " ORDER BY started_at DESC, id DESC LIMIT $1"
             return await self._calls(c, await c.fetch(sql, *args))
+
+    NUMBERS_PER_SEARCH = 200
+    """A partial number matching at most this many distinct numbers reads their calls
+    through ``calls_remote`` (a few index ranges); more, and the newest calls are walked
+    with the pattern instead, where matches are common enough to fill a page quickly."""
+
+    async def _numbers_containing(self, c: Conn, digits: str) -> list[str] | None:
+        """The distinct remote numbers of calls (``call_numbers``) with ``digits``
+        inside, or None when there are more than ``NUMBERS_PER_SEARCH``."""
+        rows = await c.fetch(
+            "SELECT e164 FROM call_numbers WHERE e164 LIKE $1 LIMIT $2",
+            "%" + digits + "%",
+            self.NUMBERS_PER_SEARCH + 1,
+        )
+        if len(rows) > self.NUMBERS_PER_SEARCH:
+            return None
+        return [r["e164"] for r in rows]
 
     async def set_call_contact(
         self, call_id: int, contact_id: int | None, reason: str, at: float
@@ -966,7 +1049,7 @@ class SqlStore(
             )
         if user_ids is not None:
             args.append(self._ids_param(user_ids))
-            where.append(self._visible_call("calls", len(args)))
+            where.append(self._visible_call("calls", len(args), per_row=True))
         if cursor is not None:
             args.extend(cursor)
             where.append(f"(calls.started_at, calls.id) < (${len(args) - 1}, ${len(args)})")
@@ -1020,130 +1103,40 @@ class SqlStore(
     async def notes_for_call(self, call_id: int) -> list[Note]:
         async with self._use() as c:
             rows = await c.fetch(
-                "SELECT id, call_id, author_id, topic, result, comment, created_at FROM notes "
-                "WHERE call_id = $1 ORDER BY id",
+                f"SELECT {NOTE_COLS} FROM notes WHERE call_id = $1 ORDER BY id",
                 call_id,
             )
         return [Note(**dict(r)) for r in rows]
+
+    async def get_note(self, note_id: int) -> Note | None:
+        async with self._use() as c:
+            row = await c.fetchrow(f"SELECT {NOTE_COLS} FROM notes WHERE id = $1", note_id)
+        return Note(**dict(row)) if row else None
+
+    async def update_note(self, note: Note) -> None:
+        async with self._use() as c:
+            await c.execute(
+                "UPDATE notes SET topic = $2, result = $3, comment = $4, updated_at = $5, "
+                "updated_by = $6 WHERE id = $1",
+                note.id,
+                note.topic,
+                note.result,
+                note.comment,
+                note.updated_at,
+                note.updated_by,
+            )
 
     async def notes_for_contact(self, contact_id: int, limit: int = 500) -> list[Note]:
         async with self._use() as c:
             rows = await c.fetch(
                 "SELECT n.id, n.call_id, n.author_id, n.topic, n.result, n.comment, "
-                "n.created_at FROM notes n JOIN calls ON calls.id = n.call_id "
+                "n.created_at, n.updated_at, n.updated_by FROM notes n "
+                "JOIN calls ON calls.id = n.call_id "
                 "WHERE calls.contact_id = $1 ORDER BY n.created_at DESC, n.id DESC LIMIT $2",
                 contact_id,
                 limit,
             )
         return [Note(**dict(r)) for r in rows]
-
-    # -- callbacks -------------------------------------------------------------------
-    @staticmethod
-    def _task_args(task: CallbackTask) -> tuple[Any, ...]:
-        return (
-            task.number_e164,
-            task.contact_id,
-            task.owner_id,
-            task.opened_at,
-            task.due_at,
-            task.closed_at,
-            task.closed_by_user_id,
-            task.closed_by_call,
-            task.time_to_callback,
-            task.missed_count,
-            task.status,
-        )
-
-    async def add_callback(self, task: CallbackTask) -> CallbackTask:
-        async with self._use() as c:
-            task.id = await c.fetchval(
-                "INSERT INTO callback_tasks (number_e164, contact_id, owner_id, opened_at, "
-                "due_at, closed_at, closed_by_user_id, closed_by_call_id, time_to_callback, "
-                "missed_count, status) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-                "RETURNING id",
-                *self._task_args(task),
-            )
-        return task
-
-    async def save_callback(self, task: CallbackTask) -> None:
-        async with self._use() as c:
-            await c.execute(
-                "UPDATE callback_tasks SET number_e164 = $2, contact_id = $3, owner_id = $4, "
-                "opened_at = $5, due_at = $6, closed_at = $7, closed_by_user_id = $8, "
-                "closed_by_call_id = $9, time_to_callback = $10, missed_count = $11, "
-                "status = $12 WHERE id = $1",
-                task.id,
-                *self._task_args(task),
-            )
-
-    async def _one_task(self, sql: str, *args: Any) -> CallbackTask | None:
-        async with self._use() as c:
-            row = await c.fetchrow(sql, *args)
-        return _task_row(row) if row else None
-
-    async def get_callback(self, task_id: int) -> CallbackTask | None:
-        return await self._one_task(
-            f"SELECT {TASK_COLS} FROM callback_tasks WHERE id = $1", task_id
-        )
-
-    async def open_callback_for_number(self, e164: str) -> CallbackTask | None:
-        return await self._one_task(
-            f"SELECT {TASK_COLS} FROM callback_tasks WHERE number_e164 = $1 AND status = 'open'",
-            e164,
-        )
-
-    async def link_callback_call(self, task_id: int, call_id: int) -> bool:
-        async with self._use() as c:
-            rows = await c.fetch(
-                "INSERT INTO callback_calls (task_id, call_id) VALUES ($1, $2) "
-                "ON CONFLICT (task_id, call_id) DO NOTHING RETURNING task_id",
-                task_id,
-                call_id,
-            )
-        return bool(rows)
-
-    async def callback_for_call(self, call_id: int) -> CallbackTask | None:
-        cols = ", ".join("t." + x.strip() for x in TASK_COLS.split(","))
-        return await self._one_task(
-            f"SELECT {cols} FROM callback_calls cc JOIN callback_tasks t ON t.id = cc.task_id "
-            "WHERE cc.call_id = $1 ORDER BY t.id DESC LIMIT 1",
-            call_id,
-        )
-
-    async def list_callbacks(
-        self,
-        owner_id: int | None = None,
-        status: CallbackStatus | None = "open",
-        limit: int = 200,
-        user_ids: UserIds = None,
-    ) -> list[CallbackTask]:
-        args: list[Any] = [limit]
-        where: list[str] = []
-        if user_ids is not None:
-            args.append(self._ids_param(user_ids))
-            where.append(f"(owner_id IS NULL OR owner_id {self._ids_in(len(args))})")
-        if owner_id is not None:
-            args.append(owner_id)
-            where.append(f"owner_id = ${len(args)}")
-        if status is not None:
-            args.append(status)
-            where.append(f"status = ${len(args)}")
-        sql = f"SELECT {TASK_COLS} FROM callback_tasks"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY due_at, id LIMIT $1"
-        async with self._use() as c:
-            return [_task_row(r) for r in await c.fetch(sql, *args)]
-
-    async def callbacks_for_contact(self, contact_id: int, limit: int = 500) -> list[CallbackTask]:
-        async with self._use() as c:
-            rows = await c.fetch(
-                f"SELECT {TASK_COLS} FROM callback_tasks WHERE contact_id = $1 "
-                "ORDER BY opened_at DESC, id DESC LIMIT $2",
-                contact_id,
-                limit,
-            )
-        return [_task_row(r) for r in rows]
 
     # -- audit -----------------------------------------------------------------------
     async def append_audit(self, entry: AuditEntry) -> AuditEntry:

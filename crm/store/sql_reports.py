@@ -27,6 +27,34 @@ def _rate(part: int, whole: int) -> float:
 
 
 class ReportQueries:
+    def _visible_figures(self, n: int) -> str:
+        """``_visible_call`` on ``call_figures`` rows (ids bound as parameter $n): the
+        rep is in scope, or the callback task's owner is.  An unowned task is visible
+        where its calls rang someone in scope (``_visible_task``); a task gets the
+        least-loaded rung rep as its owner when it opens (``crm.callbacks``), so an
+        unowned one is a task whose calls rang nobody with a login: visible to no scope."""
+        ids = self._ids_in(n)  # type: ignore[attr-defined]
+        return f"(f.user_id {ids} OR f.task_owner {ids})"
+
+    async def _days(
+        self, c: Any, since: float, until: float, utc_offset: float | None = None
+    ) -> tuple[int, int] | None:
+        """The figures' days for the period (``sql_figures``), or None to read the calls:
+        the period is not whole days of the figures' zone at one offset, or is grouped by
+        days and hours of another offset."""
+        found = await self.figure_days(c, since, until)  # type: ignore[attr-defined]
+        if found is None or (utc_offset is not None and found[2] != utc_offset):
+            return None
+        return found[0], found[1]
+
+    def _figures_where(self, args: list[Any], days: tuple[int, int], user_ids: Any) -> str:
+        args.extend(days)
+        where = f"f.day >= ${len(args) - 1} AND f.day < ${len(args)}"
+        if user_ids is not None:
+            args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
+            where += " AND " + self._visible_figures(len(args))
+        return where
+
     def _range_where(self, args: list[Any], user_ids: Any, since_n: int) -> str:
         """started_at in [$since_n, $since_n+1), plus the visibility filter if any."""
         where = f"calls.started_at >= ${since_n} AND calls.started_at < ${since_n + 1}"
@@ -42,17 +70,28 @@ class ReportQueries:
         # call_rang's partial index on missed rows: one range per extension and period,
         # counted in index order (no DISTINCT over the period).  A call counts once per
         # user, so users with several extensions get a COUNT(DISTINCT) of their own.
-        args: list[Any] = [since, until]
-        where = "cr.missed AND cr.started_at >= $1 AND cr.started_at < $2"
+        days = await self._days(c, since, until)
+        args: list[Any] = [since, until] if days is None else list(days)
+        scoped = ""
         if user_ids is not None:
             args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
-            where += f" AND ue.user_id {self._ids_in(3)}"  # type: ignore[attr-defined]
-        rows = await c.fetch(
-            "SELECT ue.extension AS extension, ue.user_id AS user_id, COUNT(*) AS n "
-            "FROM user_extensions ue JOIN call_rang cr ON cr.extension = ue.extension "
-            f"WHERE {where} GROUP BY ue.extension, ue.user_id",
-            *args,
-        )
+            scoped = f" AND ue.user_id {self._ids_in(3)}"  # type: ignore[attr-defined]
+        if days is None:
+            rows = await c.fetch(
+                "SELECT ue.extension AS extension, ue.user_id AS user_id, COUNT(*) AS n "
+                "FROM user_extensions ue JOIN call_rang cr ON cr.extension = ue.extension "
+                f"WHERE cr.missed AND cr.started_at >= $1 AND cr.started_at < $2{scoped} "
+                "GROUP BY ue.extension, ue.user_id",
+                *args,
+            )
+        else:
+            rows = await c.fetch(
+                "SELECT ue.extension AS extension, ue.user_id AS user_id, SUM(rf.missed) AS n "
+                "FROM user_extensions ue JOIN rang_figures rf ON rf.extension = ue.extension "
+                f"WHERE rf.day >= $1 AND rf.day < $2{scoped} "
+                "GROUP BY ue.extension, ue.user_id HAVING SUM(rf.missed) > 0",
+                *args,
+            )
         out: dict[int, int] = {}
         exts: dict[int, int] = {}
         for r in rows:
@@ -89,12 +128,7 @@ class ReportQueries:
         )
         n = len(args)
         async with self._use() as c:  # type: ignore[attr-defined]
-            lines = await c.fetch(
-                "SELECT calls.did AS did, COUNT(*) AS total, "
-                f"SUM(CASE WHEN calls.outcome {MISSED_SQL} THEN 1 ELSE 0 END) AS missed "
-                f"FROM calls WHERE {inbound} GROUP BY calls.did ORDER BY calls.did",
-                *args,
-            )
+            lines = await self._missed_lines(c, since, until, user_ids, inbound, args)
             tasks = await c.fetchrow(
                 f"{tasks_cte}SELECT COUNT(*) AS tasks, COUNT(ttc) AS returned, "
                 f"COALESCE(SUM(CASE WHEN ttc <= ${n + 1} THEN 1 ELSE 0 END), 0) AS in_sla "
@@ -143,6 +177,34 @@ class ReportQueries:
             ],
         )
 
+    async def _missed_lines(
+        self, c: Any, since: float, until: float, user_ids: Any, inbound: str, args: list[Any]
+    ) -> list[dict[str, Any]]:
+        """Per line (DID): inbound calls and missed ones, ordered by line as the database
+        orders it (NULL first on SQLite, last on PostgreSQL)."""
+        days = await self._days(c, since, until)
+        if days is None:
+            rows = await c.fetch(
+                "SELECT calls.did AS did, COUNT(*) AS total, "
+                f"SUM(CASE WHEN calls.outcome {MISSED_SQL} THEN 1 ELSE 0 END) AS missed "
+                f"FROM calls WHERE {inbound} GROUP BY calls.did ORDER BY calls.did",
+                *args,
+            )
+            return [dict(r) for r in rows]
+        fargs: list[Any] = []
+        where = self._figures_where(fargs, days, user_ids)
+        rows = await c.fetch(
+            "SELECT f.did AS did, SUM(f.calls) AS total, "
+            f"SUM(CASE WHEN f.outcome {MISSED_SQL} THEN f.calls ELSE 0 END) AS missed "
+            f"FROM call_figures f WHERE f.direction = 'inbound' AND {where} "
+            "GROUP BY f.did HAVING SUM(f.calls) > 0",
+            *fargs,
+        )
+        # '' is the figures' "no line"; both engines sort NULL as the calls query did.
+        out = [{**dict(r), "did": r["did"] or None} for r in rows]
+        nulls_first = self.dialect == "sqlite"  # type: ignore[attr-defined]
+        return sorted(out, key=lambda r: ((r["did"] is None) != nulls_first, r["did"] or ""))
+
     async def _missed_by_rep(
         self, c: Any, since: float, until: float, user_ids: Any
     ) -> list[MissedByRep]:
@@ -152,17 +214,26 @@ class ReportQueries:
         if user_ids is not None:
             args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
             mine = f" AND {{col}} {self._ids_in(3)}"  # type: ignore[attr-defined]
-        answered = {
-            r["user_id"]: int(r["n"])
-            for r in await c.fetch(
+        days = await self._days(c, since, until)
+        if days is None:
+            sql = (
                 "SELECT user_id, COUNT(*) AS n FROM calls WHERE calls.direction = 'inbound' "
                 "AND calls.answered AND calls.user_id IS NOT NULL "
                 "AND calls.started_at >= $1 AND calls.started_at < $2"
                 + mine.format(col="calls.user_id")
-                + " GROUP BY user_id",
-                *args,
+                + " GROUP BY user_id"
             )
-        }
+            answered_args = args
+        else:
+            sql = (
+                "SELECT f.user_id AS user_id, SUM(f.answered) AS n FROM call_figures f "
+                "WHERE f.direction = 'inbound' AND f.user_id > 0 "
+                "AND f.day >= $1 AND f.day < $2"
+                + mine.format(col="f.user_id")
+                + " GROUP BY f.user_id HAVING SUM(f.answered) > 0"
+            )
+            answered_args = [*days, *args[2:]]
+        answered = {r["user_id"]: int(r["n"]) for r in await c.fetch(sql, *answered_args)}
         closed = {
             r["uid"]: (int(r["n"]), r["avg_ttc"])
             for r in await c.fetch(
@@ -193,6 +264,18 @@ class ReportQueries:
     async def calls_per_day(
         self, since: float, until: float, user_ids: Any = None, utc_offset: float = 0.0
     ) -> list[tuple[str, str, int]]:
+        async with self._use() as c:  # type: ignore[attr-defined]
+            days = await self._days(c, since, until, utc_offset)
+            if days is not None:
+                fargs: list[Any] = []
+                fwhere = self._figures_where(fargs, days, user_ids)
+                rows = await c.fetch(
+                    "SELECT f.day AS day, f.outcome AS outcome, SUM(f.calls) AS n "
+                    f"FROM call_figures f WHERE {fwhere} GROUP BY 1, 2 "
+                    "HAVING SUM(f.calls) > 0 ORDER BY 1, 2",
+                    *fargs,
+                )
+                return [(_day_text(int(r["day"])), r["outcome"], int(r["n"])) for r in rows]
         args: list[Any] = [float(utc_offset), since, until]
         where = self._range_where(args, user_ids, 2)
         # Grouped by day number, formatted here: the same UTC days as ``_day`` without
@@ -213,16 +296,28 @@ class ReportQueries:
             args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
             where += f" AND calls.user_id {self._ids_in(3)}"  # type: ignore[attr-defined]
         async with self._use() as c:  # type: ignore[attr-defined]
+            days = await self._days(c, since, until)
+        if days is None:
+            sql = (
+                "SELECT calls.user_id AS user_id, "
+                "SUM(CASE WHEN calls.answered THEN 1 ELSE 0 END) AS answered, "
+                "COALESCE(SUM(calls.talk_seconds), 0) AS talk "
+                f"FROM calls {self._index_hint('calls_report')} "  # type: ignore[attr-defined]
+                f"WHERE {where} GROUP BY calls.user_id"
+            )
+        else:
+            args[:2] = days
+            scoped = f" AND f.user_id {self._ids_in(3)}" if user_ids is not None else ""  # type: ignore[attr-defined]
+            sql = (
+                "SELECT f.user_id AS user_id, SUM(f.answered) AS answered, "
+                "SUM(f.talk_seconds) AS talk FROM call_figures f "
+                f"WHERE f.user_id > 0 AND f.day >= $1 AND f.day < $2{scoped} "
+                "GROUP BY f.user_id HAVING SUM(f.calls) > 0"
+            )
+        async with self._use() as c:  # type: ignore[attr-defined]
             handled = {
                 r["user_id"]: (int(r["answered"]), float(r["talk"]))
-                for r in await c.fetch(
-                    "SELECT calls.user_id AS user_id, "
-                    "SUM(CASE WHEN calls.answered THEN 1 ELSE 0 END) AS answered, "
-                    "COALESCE(SUM(calls.talk_seconds), 0) AS talk "
-                    f"FROM calls {self._index_hint('calls_report')} "  # type: ignore[attr-defined]
-                    f"WHERE {where} GROUP BY calls.user_id",
-                    *args,
-                )
+                for r in await c.fetch(sql, *args)
             }
             missed = await self._rung_missed(c, since, until, user_ids)
             names = await self._user_names(c)
@@ -241,6 +336,17 @@ class ReportQueries:
     async def busiest_hours(
         self, since: float, until: float, user_ids: Any = None, utc_offset: float = 0.0
     ) -> list[tuple[int, int]]:
+        async with self._use() as c:  # type: ignore[attr-defined]
+            days = await self._days(c, since, until, utc_offset)
+            if days is not None:
+                fargs: list[Any] = []
+                fwhere = self._figures_where(fargs, days, user_ids)
+                rows = await c.fetch(
+                    "SELECT f.hour AS hour, SUM(f.calls) AS n FROM hour_figures f "
+                    f"WHERE {fwhere} GROUP BY f.hour HAVING SUM(f.calls) > 0 ORDER BY 1",
+                    *fargs,
+                )
+                return [(int(r["hour"]), int(r["n"])) for r in rows]
         args: list[Any] = [float(utc_offset), since, until]
         where = self._range_where(args, user_ids, 2)
         # Hours since the epoch, folded to the hour of the day here (UTC days are whole

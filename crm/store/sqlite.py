@@ -14,17 +14,20 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
+from .interface import Store
 from .migrations import Migration, migrations_for
 from .schema_shape import ColumnShape, IndexShape, SchemaShape, parse_index_sql, type_family
 from .sql import Conn, Row, SqlStore
+
+T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
 FILE_MODE = 0o600
@@ -45,27 +48,98 @@ def _q(sql: str) -> str:
 
 
 class _SqliteConn:
+    """Statements through aiosqlite's thread, each one trip there and back.
+
+    aiosqlite's own cursor API takes three trips for a query (execute, fetch, close);
+    on a loaded machine every trip waits for the scheduler, and those waits, not SQLite,
+    were most of a page's or a screen pop's time.  Where aiosqlite offers its thread
+    (``_execute``), the whole statement runs there in one trip."""
+
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        self._in_thread = getattr(db, "_execute", None)
 
     async def execute(self, sql: str, *args: Any) -> None:
-        await self._db.execute(_q(sql), args)
+        if self._in_thread is None:
+            await self._db.execute(_q(sql), args)
+            return
+        await self._in_thread(lambda: self._db._conn.execute(_q(sql), args).close())
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
             await self._db.executemany(_q(sql), rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        async with self._db.execute(_q(sql), args) as cur:
-            return list(await cur.fetchall())
+        if self._in_thread is None:
+            async with self._db.execute(_q(sql), args) as cur:
+                return list(await cur.fetchall())
+        rows: list[Row] = await self._in_thread(
+            lambda: self._db._conn.execute(_q(sql), args).fetchall()
+        )
+        return rows
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        async with self._db.execute(_q(sql), args) as cur:
-            return await cur.fetchone()
+        if self._in_thread is None:
+            async with self._db.execute(_q(sql), args) as cur:
+                return await cur.fetchone()
+        row: Row | None = await self._in_thread(lambda: _fetchone(self._db._conn, sql, args))
+        return row
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         row = await self.fetchrow(sql, *args)
         return None if row is None else row[0]
+
+
+def _fetchone(db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> Any:
+    cur = db.execute(_q(sql), args)
+    try:
+        return cur.fetchone()
+    finally:
+        cur.close()
+
+
+class _ThreadConn:
+    """The driver's own ``sqlite3`` connection, used from the database's thread itself
+    (``SqliteStore.in_transaction``): the same five calls, finished before they return."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        self._db.execute(_q(sql), args)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._db.executemany(_q(sql), rows)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return list(self._db.execute(_q(sql), args).fetchall())
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        row: Row | None = self._db.execute(_q(sql), args).fetchone()
+        return row
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        row = self._db.execute(_q(sql), args).fetchone()
+        return None if row is None else row[0]
+
+
+class Suspended(RuntimeError):
+    """Work given to ``in_transaction`` waited for something other than the database."""
+
+
+def _drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends to its end, without an event loop."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    except RuntimeError as exc:  # asked for the event loop: this thread has none
+        if "event loop" in str(exc):
+            raise Suspended(f"a transaction's work needed the event loop: {exc}") from exc
+        raise
+    coro.close()
+    raise Suspended("a transaction's work waited for something other than the database")
 
 
 class SqliteStore(SqlStore):
@@ -76,6 +150,11 @@ class SqliteStore(SqlStore):
         self._db = db
         self._lock = lock
         self._root_conn = _SqliteConn(db)
+        self._reader: aiosqlite.Connection | None = None
+        """A second, read-only connection for the screen pop's reads (``_read``): WAL
+        lets it read the last commit while the writer's transaction runs, so a pop never
+        waits behind a batch of finished calls being written."""
+        self._read_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: str, migrate: bool = True) -> SqliteStore:
@@ -96,6 +175,8 @@ class SqliteStore(SqlStore):
         if path != ":memory:":
             _private(path)
         store = cls(db, asyncio.Lock())
+        if path != ":memory:" and not path.startswith("file:"):
+            store._reader = await _open_reader(path)
         if migrate:
             await store.migrate()
         return store
@@ -103,6 +184,7 @@ class SqliteStore(SqlStore):
     def _bound(self, conn: Conn) -> SqlStore:
         bound = SqliteStore(self._db, self._lock)
         bound._conn = conn
+        bound._figures_state = self._figures_state  # the figures' zone, read once
         return bound
 
     @asynccontextmanager
@@ -112,6 +194,15 @@ class SqliteStore(SqlStore):
 
     def _acquire(self) -> AbstractAsyncContextManager[Conn]:
         return self._acquire_cm()
+
+    @asynccontextmanager
+    async def _read_cm(self) -> AsyncIterator[Conn]:
+        assert self._reader is not None
+        async with self._read_lock:
+            yield _SqliteConn(self._reader)
+
+    def _read(self) -> AbstractAsyncContextManager[Conn]:
+        return self._acquire_cm() if self._reader is None else self._read_cm()
 
     @asynccontextmanager
     async def _begin_cm(self) -> AsyncIterator[Conn]:
@@ -127,6 +218,40 @@ class SqliteStore(SqlStore):
 
     def _begin(self) -> AbstractAsyncContextManager[Conn]:
         return self._begin_cm()
+
+    async def in_transaction(
+        self, work: Callable[[Store], Awaitable[T]], *, read_only: bool = False
+    ) -> T:
+        """The whole transaction in aiosqlite's thread, in one hop.
+
+        Through aiosqlite every statement is a trip to its thread and back (a fetch is
+        two), and on a busy machine each trip waits for the scheduler: a batch of a
+        hundred calls is some three thousand trips, and they, not SQLite, were the cost.
+        Here ``work`` runs in that thread on the driver's own connection, its coroutine
+        driven by hand (``_drive``): the store's methods finish without suspending, so it
+        runs through; work that awaits anything else is refused (``Suspended``, rolled
+        back).  The event loop keeps running meanwhile: the thread releases the GIL in
+        SQLite and every few milliseconds in Python.  Nested in another transaction, or
+        without the driver's thread, it is a plain transaction."""
+        run_in_thread = getattr(self._db, "_execute", None)
+        if self._conn is not None or run_in_thread is None:
+            return await super().in_transaction(work, read_only=read_only)
+
+        def run() -> T:
+            db: sqlite3.Connection = self._db._conn
+            db.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
+            try:
+                bound = SqliteStore(self._db, self._lock)
+                bound._conn = _ThreadConn(db)
+                result = _drive(work(bound))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        async with self._lock:
+            return await run_in_thread(run)  # type: ignore[no-any-return]
 
     async def describe_schema(self) -> SchemaShape:
         """The schema as the migrations left it (for the engine-parity test)."""
@@ -159,6 +284,9 @@ class SqliteStore(SqlStore):
         return shape
 
     async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
         await self._db.close()
 
     async def migrate(self) -> list[int]:
@@ -207,6 +335,16 @@ class SqliteStore(SqlStore):
             except BaseException:
                 await self._db.execute("ROLLBACK")
                 raise
+
+
+async def _open_reader(path: str) -> aiosqlite.Connection:
+    """The read-only second connection (``SqliteStore._reader``)."""
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    reader = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+    reader.row_factory = aiosqlite.Row
+    for pragma in (f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}", "PRAGMA query_only=ON"):
+        await reader.execute(pragma)
+    return reader
 
 
 def _private(path: str) -> None:

@@ -156,10 +156,11 @@ async def test_rep_pages_work_and_look_right(browser: Browser, site: Any) -> Non
 
     await page.goto(f"{site.url}/calls/{data['call'].id}")
     assert await page.locator(".call-timeline li").count() >= 5
-    await page.fill("input[name=topic]", "Follow-up")
-    await page.select_option("select[name=result]", "Meeting booked")
-    await page.fill("textarea[name=comment]", "Demo booked for Thursday 10:00.")
-    await page.click(".note-form button[type=submit]")
+    # the wrap-up form (the notes above it have their own, folded edit forms)
+    await page.fill(".wrapup-form input[name=topic]", "Follow-up")
+    await page.select_option(".wrapup-form select[name=result]", "Meeting booked")
+    await page.fill(".wrapup-form textarea[name=comment]", "Demo booked for Thursday 10:00.")
+    await page.click(".wrapup-form button[type=submit]")
     await page.wait_for_url("**noted=1*")
     assert "Demo booked for Thursday" in await page.inner_text("#notes")
     await page.goto(f"{site.url}/calls/{data['call'].id}")

@@ -107,10 +107,12 @@ async def test_callbacks_scoped_by_owner(service: CrmService, ingest: Ingest) ->
     await service.create_contact("C", phones=["4155550143"], owner_id=o.carol.id)
     await ingest.handle(inbound("+14155550141", answered_by=None))
     await ingest.handle(inbound("+14155550143", answered_by=None, at=T0 + 10))
-    await ingest.handle(inbound("+14155550144", answered_by=None, at=T0 + 20))  # new lead, no owner
+    # a new lead, no owner: the task goes to a rep it rang (101 alice, 102 bob), the one
+    # with fewer open callbacks (bob)
+    await ingest.handle(inbound("+14155550144", answered_by=None, at=T0 + 20))
     mgr = await service.scope_for(o.mona)
     owners = [t.owner_id for t in await service.open_callbacks(scope=mgr)]
-    assert sorted(owners, key=lambda x: x or 0) == [None, o.alice.id]
+    assert sorted(owners, key=lambda x: x or 0) == [o.alice.id, o.bob.id]
     everyone = await service.list_callbacks(scope=await service.scope_for(o.root))
     assert len(everyone) == 3
 

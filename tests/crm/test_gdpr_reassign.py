@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from crm.ingest import Ingest
-from crm.models import CallFilter
+from crm.models import CallbackAttempt, CallFilter
 from crm.services import CrmService, InvalidInput, NotFound
 from crm.store import Store
 
@@ -23,6 +23,10 @@ async def test_erase_removes_personal_data_and_returns_recordings(
     await ingest.handle(inbound("+14155550199", answered_by=None, at=T0 + 100))
     called = await ingest.handle(outbound("4155550199", "+14155550199", at=T0 + 200))
     await service.add_note(answered.call.id, alice.id, "pricing", "call back", "wife is Ann")
+    [task] = await store.list_callbacks(status=None)
+    await store.add_callback_attempt(
+        CallbackAttempt(None, task.id, alice.id, T0 + 150, "left_message", "asked for Ann")
+    )
     paths = sorted([*answered.call.recordings, *called.call.recordings])
     assert len(paths) == 2
 
@@ -44,6 +48,8 @@ async def test_erase_removes_personal_data_and_returns_recordings(
     [note] = await store.notes_for_call(answered.call.id)
     assert (note.topic, note.result, note.comment) == ("", "", "")
     assert await store.list_callbacks(status="open") == []
+    [attempt] = await store.callback_attempts([task.id])
+    assert attempt.comment == "" and attempt.result == "left_message"  # the figure stays
     [entry] = await service.list_audit(action="contact.erased")
     assert entry.actor == "dpo" and entry.detail == {"recordings": len(removed)}
     # a replay of the same traffic does not bring the person back

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from crm.models import AuditEntry, CallFilter, Contact, Lead, PhoneNumber, User
@@ -123,3 +125,28 @@ async def test_audit_log_is_append_only_in_the_database(store: Store) -> None:
                 await conn.execute(sql)
     [got] = await store.list_audit()
     assert got.actor == "alice"
+
+
+async def test_the_screen_pops_reads_do_not_wait_behind_a_write_transaction(
+    store: Store,
+) -> None:
+    """While a write transaction is open (a batch of finished calls, say), the lookups
+    a screen pop makes (who calls, the contact, the last call, the open callback, the
+    users) answer from the last commit instead of waiting for it to end (SQLite: a
+    second connection; PostgreSQL: the pool's)."""
+    known = await store.add_contact(_contact("Known", "+14155550100", last=T0))
+    assert known.id is not None
+    async with store.transaction() as tx:
+        await tx.add_contact(_contact("Uncommitted", "+14155550100", last=T0 + 10))
+        reads = asyncio.gather(
+            store.contact_ids_by_e164("+14155550100"),
+            store.get_contact(known.id),
+            store.list_calls(CallFilter(contact_id=known.id), 1),
+            store.open_callback_for_number("+14155550100"),
+            store.list_users(include_inactive=True),
+        )
+        ids, contact, calls, callback, users = await asyncio.wait_for(reads, 10)
+        assert ids == [known.id], "the open transaction's contact is not seen yet"
+        assert contact is not None and contact.name == "Known"
+        assert calls == [] and callback is None and users == []
+    assert len(await store.contact_ids_by_e164("+14155550100")) == 2

@@ -47,6 +47,10 @@ class World:
     alice_missed: Call
     recorded_call: Call
     recording: RecordingRow
+    alice_task: int = 0
+    """The callback task alice's missed call opened (hers: her contact's number)."""
+    alice_note: int = 0
+    """A note alice wrote on her call."""
 
 
 async def build_world(rt: Runtime, people: People, media: Path) -> World:
@@ -71,8 +75,11 @@ async def build_world(rt: Runtime, people: People, media: Path) -> World:
     missed = (await rt.ingest.record(inbound("+14155550199", answered_by=None, at=NOW - 100))).call
     rt.settings["recordings"]["media_dir"] = str(media)
     recorded = await ingest_capture_with_recording(rt)
+    task = await rt.store.callback_for_call(missed.id or 0)
+    assert task is not None and task.id is not None and task.owner_id == people.alice.id
+    note = await s.add_note(alice_call.id or 0, people.alice.id, "", "", ALICE_MARK)
     return World(people, alice_contact, bob_contact, alice_lead, alice_call, bob_call, missed,
-                 recorded.call, recorded.rec)  # fmt: skip
+                 recorded.call, recorded.rec, task.id, note.id or 0)  # fmt: skip
 
 
 @pytest.fixture

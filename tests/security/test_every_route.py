@@ -68,6 +68,10 @@ DECISIONS: dict[str, Decision] = {
     "GET /calls/{call_id}": Decision(USERS, alices=True),
     "POST /calls/{call_id}/notes": Decision(USERS, alices=True),
     "POST /calls/{call_id}/contact": Decision(USERS, alices=True),
+    "POST /calls/{call_id}/notes/{note_id}": Decision(USERS, alices=True),
+    "GET /wrapup/options": Decision(USERS),
+    "GET /callbacks": Decision(USERS, lists=True),
+    "POST /callbacks/{task_id}/{action}": Decision(USERS, alices=True),
     "GET /contacts": Decision(USERS, lists=True),
     "GET /leads": Decision(USERS, lists=True),
     "GET /contacts/new": Decision(USERS),
@@ -79,7 +83,9 @@ DECISIONS: dict[str, Decision] = {
     "POST /contacts/{contact_id}/edit": Decision(USERS, alices=True),
     "GET /contacts/{contact_id}/merge": Decision(USERS, alices=True),
     "POST /contacts/{contact_id}/merge": Decision(USERS, alices=True),
+    "GET /contacts/{contact_id}/convert": Decision(USERS, alices=True, moves=True),
     "POST /contacts/{contact_id}/convert": Decision(USERS, alices=True),
+    "GET /search": Decision(USERS, lists=True),
     "POST /contacts/{contact_id}/lead-status": Decision(USERS, alices=True),
     "GET /contacts/import": Decision(SUPERVISORS),
     "POST /contacts/import": Decision(SUPERVISORS),
@@ -96,6 +102,10 @@ DECISIONS: dict[str, Decision] = {
     "GET /board/events": Decision(SUPERVISORS),
     "POST /board/pause": Decision(SUPERVISORS),
     "POST /board/membership": Decision(SUPERVISORS),
+    "GET /reports/leads": Decision(SUPERVISORS, lists=True),
+    "GET /handover": Decision(SUPERVISORS, lists=True),
+    "POST /handover": Decision(SUPERVISORS),
+    "GET /reports/leads.csv": Decision(SUPERVISORS, lists=True),
     "GET /recordings/{rec_id}/stream": Decision(USERS, alices=True),
     "GET /recordings/{rec_id}/waveform": Decision(USERS, alices=True),
     "GET /recordings/{rec_id}/download": Decision(SUPERVISORS, alices=True),
@@ -104,11 +114,14 @@ DECISIONS: dict[str, Decision] = {
     "POST /admin/pbx": Decision(ADMINS),
     "POST /admin/pbx/test": Decision(ADMINS),
     "GET /admin/settings": Decision(ADMINS),
+    "GET /admin/wrapup": Decision(ADMINS),
+    "POST /admin/wrapup": Decision(ADMINS),
     "POST /admin/settings": Decision(ADMINS),
     "GET /admin/audit": Decision(ADMINS),
     "GET /admin/users": Decision(ADMINS),
     "POST /admin/users": Decision(ADMINS),
     "POST /admin/teams": Decision(ADMINS),
+    "POST /admin/users/team": Decision(ADMINS),
     "GET /admin/users/{user_id}": Decision(ADMINS),
     "POST /admin/users/{user_id}/{what}": Decision(ADMINS),
     "GET /admin/extensions": Decision(ADMINS),
@@ -140,7 +153,7 @@ FORM = {
     "host": "127.0.0.1", "port": "5038", "secret": "x", "default_region": "US",
     "create_on": "every_call", "repeat_window_hours": "1", "callback_sla_minutes": "1",
     "to": "1", "next": "/", "confirm": "erase", "retention_days": "1",
-    "user_id": "1",
+    "user_id": "1", "reason": "other", "until": "2030-01-01T10:00", "results": "A\nB",
 }  # fmt: skip
 """One form that fills what every state-changing page reads, so the request would do
 something if it were let through."""
@@ -174,7 +187,8 @@ def url_for(app: web.Application, rt: Runtime, w: World, t: Target, who: str) ->
     rec = w.recording.id
     assert rec is not None and w.alice_contact.id is not None
     ids = {"{call_id}": w.alice_call.id, "{contact_id}": w.alice_contact.id, "{rec_id}": rec,
-           "{user_id}": w.people.alice.id, "{what}": "team", "{token_id}": 1}  # fmt: skip
+           "{user_id}": w.people.alice.id, "{what}": "team", "{token_id}": 1,
+           "{task_id}": w.alice_task, "{action}": "close", "{note_id}": w.alice_note}  # fmt: skip
     if path.startswith("/leads/") or "/leads/{id}" in path:
         ids["{contact_id}"] = ids["{id}"] = w.alice_lead.id
     elif path.startswith("/api/v1/calls/"):

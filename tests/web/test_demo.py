@@ -91,6 +91,10 @@ def test_admin_commands_create_user_token_and_import(tmp_path: Path) -> None:
     made = run("create-user", "alice", "--role", "rep", "--extension", "101")
     assert made.returncode == 0, made.stderr
     assert "user alice (rep) created" in made.stdout
+    teamed = run("create-user", "bob", "--extension", "102", "--team", "East")
+    assert teamed.returncode == 0 and "user bob (rep) created in team East" in teamed.stdout
+    boss = run("create-user", "maria", "--role", "manager", "--team", "east")
+    assert "in team East" in boss.stdout  # the same team, found by name in any case
     again = run("create-user", "alice")
     assert again.returncode == 2 and "taken" in again.stderr and "Traceback" not in again.stderr
     token = run("create-token", "alice", "sync")
@@ -103,3 +107,60 @@ def test_admin_commands_create_user_token_and_import(tmp_path: Path) -> None:
     bad.write_text("name,phones\nBob,555\n")
     refused = run("import-contacts", str(bad))
     assert refused.returncode == 1 and "line 2" in refused.stderr
+
+
+async def test_demo_team_and_a_click_to_call_closes_a_callback(tmp_path: Path) -> None:
+    """The newcomer's path: the manager has the reps in their team; a missed call opens a
+    callback; a rep clicks the number; the replay PBX answers with the recorded
+    click-to-call, for that number from that rep's phone; the callback closes and the
+    managers' "called back" figure moves."""
+    port = _free_port()
+    missed = "tests/fixtures/asterisk-22/02-inbound-missed/events.jsonl"
+    settings = web_settings(
+        tmp_path, server={"port": port}, demo={"speed": 20.0, "captures": [missed], "loop_gap": 2.0}
+    )
+    rt, runner = await start(settings, demo=True)
+    try:
+        s = rt.service
+        users = {u.username: u for u in await s.list_users()}
+        maria = users["maria"]
+        team = {u.username for u in users.values() if u.team_id == maria.team_id}
+        assert team == {"maria", "alice", "bob", "carol"}
+        scope = await s.scope_for(maria)
+        assert all(scope.covers(users[n].id) for n in ("alice", "bob", "carol"))
+        deadline = time.monotonic() + 30
+        tasks: list = []  # type: ignore[type-arg]
+        while not tasks and time.monotonic() < deadline:
+            tasks = [t for t in await s.list_callbacks(None, "open") if t.number_e164]
+            await asyncio.sleep(0.2)
+        task = tasks[0]  # the missed call repeats (the capture loops): one task, joined
+        assert task.number_e164 == "+14155550102"
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+            text = await (await http.get(f"{base}/login")).text()
+            token = text.split('name="csrf-token" content="')[1].split('"')[0]
+            await http.post(
+                f"{base}/login",
+                data={"username": "alice", "password": "demo-pass-2026", "_csrf": token},
+            )
+            text = await (await http.get(f"{base}/")).text()
+            token = text.split('name="csrf-token" content="')[1].split('"')[0]
+            resp = await http.post(
+                f"{base}/dial",
+                json={"number": task.number_e164},
+                headers={"X-CSRF-Token": token, "Accept": "application/json"},
+            )
+            assert resp.status == 202, await resp.text()
+        closed = None
+        while time.monotonic() < deadline:
+            closed = await rt.store.get_callback(task.id or 0)
+            if closed is not None and closed.status == "closed":
+                break
+            await asyncio.sleep(0.2)
+        assert closed is not None and closed.status == "closed"
+        summary = await s.missed_summary(task.opened_at - 60, rt.clock() + 60)
+        assert summary.returned >= 1  # "called back" moved
+        assert closed.closed_by_user_id == users["alice"].id
+    finally:
+        await runner.cleanup()
+        await rt.close()

@@ -124,3 +124,88 @@ async def test_a_waiting_connection_wakes_when_a_message_is_queued_not_on_its_ti
         assert client._timer is None and timer.cancelled()
     finally:
         await hub.close()
+
+
+async def test_a_slow_caller_lookup_holds_up_only_its_own_call(
+    rt: Runtime, people: People, monkeypatch: Any
+) -> None:
+    """Events reach the hub over the bus; the lookup of call A's caller hangs until
+    released.  Call B, from another number, pops meanwhile (before: B waited behind A's
+    lookup for A's whole budget); A pops, with its details, once its lookup returns."""
+    hub = LiveHub(rt, info_budget=30.0)
+    gate = asyncio.Event()
+    real = hub._fetch_info
+
+    async def fetch(contact_id: Any, e164: Any) -> Any:
+        if e164 == "+14155550111":
+            await gate.wait()
+        return await real(contact_id, e164)
+
+    monkeypatch.setattr(hub, "_fetch_info", fetch)
+    await hub.start()
+    try:
+        client = hub.connect(await hub.viewer_for(people.alice))
+        await client.wait(0)
+        await rt.ingest.progress(progress(linkedid="a.1", caller="+14155550111"))
+        await rt.ingest.progress(progress(linkedid="b.1", caller="+14155550122"))
+        first = " ".join(await client.wait(10.0))
+        assert '"linkedid":"b.1"' in first and '"pop":"ringing"' in first
+        assert '"linkedid":"a.1"' not in first
+        # A's later events wait in A's lane, in order, behind its lookup
+        await rt.ingest.progress(progress("answered", (), "101", linkedid="a.1",
+                                          caller="+14155550111"))  # fmt: skip
+        gate.set()
+        got: list[str] = []
+        while not any('"state":"answered"' in line for line in got):
+            got += await client.wait(10.0)
+        a_lines = [line for line in got if '"linkedid":"a.1"' in line]
+        assert '"pop":"ringing"' in a_lines[0] and '"details":true' in a_lines[0]
+        assert '"pop":"on_call"' in a_lines[-1]
+    finally:
+        await hub.close()
+
+
+async def test_the_hub_writes_to_a_waiting_connection_itself_once_per_turn(
+    rt: Runtime, people: People
+) -> None:
+    """A connection whose handler waits gets its messages from the hub directly: every
+    message of one turn of the loop in one write, in order, the handler left asleep; a
+    browser that cannot take more gets them queued for its handler instead."""
+    hub = LiveHub(rt)
+    writes: list[bytes] = []
+    full = False
+
+    def write_now(frame: bytes) -> bool:
+        if full:
+            return False
+        writes.append(frame)
+        return True
+
+    try:
+        client = hub.connect(await hub.viewer_for(people.alice))
+        await client.wait(0)
+        client.attach(write_now, hub.flusher)
+        waiting = asyncio.ensure_future(client.wait(3600.0))
+        await asyncio.sleep(0)
+        for n in range(3):
+            client.put("note", n)
+        assert writes == []  # not yet: at the end of this turn
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert writes == [b"".join(f'data: {{"kind":"note","data":{n}}}\n\n'.encode()
+                                   for n in range(3))]  # fmt: skip
+        assert client.written == 3 and not waiting.done(), "the handler slept through it"
+        # a pop goes the same way, encoded once for every tab
+        await _say(rt, hub, progress(ringing=("101",)))
+        await asyncio.sleep(0)
+        assert b'"pop":"ringing"' in writes[-1] and not waiting.done()
+        # the browser stops reading: the next messages wait in its queue, in order
+        full = True
+        client.put("note", 3)
+        client.put("note", 4)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert waiting.done()
+        assert waiting.result() == ['{"kind":"note","data":3}', '{"kind":"note","data":4}']
+    finally:
+        await hub.close()

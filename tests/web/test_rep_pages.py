@@ -272,7 +272,7 @@ async def test_calls_filters_and_keyset_pages_keep_the_filters(
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"number": "not a number"}, "cannot read"),
+        ({"number": "not a number"}, "at least 4 of its digits"),
         ({"since": "22/11/2026"}, "use a date like"),
         ({"direction": "sideways"}, "direction"),
         ({"outcome": "exploded"}, "outcome"),
@@ -351,7 +351,7 @@ async def test_notes_are_validated_and_saved(client: TestClient, rt: Runtime, wo
     token = await login(client, "alice")
     url = f"/calls/{world.alice_call.id}/notes"
     empty = await client.post(url, data={"_csrf": token, "topic": " ", "comment": ""})
-    assert empty.status == 400 and "the note is empty" in await empty.text()
+    assert empty.status == 400 and "the wrap-up is empty" in await empty.text()
     long = await client.post(url, data={"_csrf": token, "topic": "x" * 121, "comment": "kept"})
     text = await long.text()
     assert long.status == 400 and "under 120 characters" in text and ">kept</textarea>" in text
@@ -369,7 +369,7 @@ async def test_notes_are_validated_and_saved(client: TestClient, rt: Runtime, wo
     )
     assert ok.status == 303 and ok.headers["Location"].startswith(f"/calls/{world.alice_call.id}")
     html = await (await client.get(ok.headers["Location"])).text()
-    assert "Note saved" in html and "Wants &lt;b&gt;50&lt;/b&gt; seats" in html
+    assert "Wrap-up saved" in html and "Wants &lt;b&gt;50&lt;/b&gt; seats" in html
     notes = await rt.service.notes(world.alice_call.id or 0)
     assert [(n.topic, n.result, n.author_id) for n in notes] == [
         ("Quote", "Interested", world.people.alice.id)

@@ -14,6 +14,7 @@ from aiohttp import web
 from crm.errors import Forbidden, InvalidInput
 from crm.events import Event
 from crm.models import CallFilter, Contact, User
+from crm.phones import number_search
 
 from ..app import current_user, public, roles, runtime
 from ..pages.dial import click_json, clicktocall_of
@@ -223,14 +224,19 @@ async def calls(request: web.Request) -> web.StreamResponse:
     number = (request.query.get("number") or "").strip() or None
     if number is not None and len(number) > 40:
         raise ApiError(400, "number: at most 40 characters", "number")
+    # the pages' rule: a whole number exactly, else any number with these digits in it
+    e164, digits = number_search(number or "", rt.service.policy.default_region)
+    if number is not None and e164 is None and digits is None:
+        raise ApiError(400, "number: a phone number or at least 4 of its digits", "number")
     flt = CallFilter(
         since=time_param(request, "since"),
         until=time_param(request, "until"),
         direction=choice_param(request, "direction", DIRECTIONS),  # type: ignore[arg-type]
         outcome=choice_param(request, "outcome", OUTCOMES),  # type: ignore[arg-type]
         user_id=int_param(request, "user", high=MAX_ID),
-        number_e164=number,
+        number_e164=e164,
         contact_id=int_param(request, "contact", high=MAX_ID),
+        number_digits=digits,
     )
     cursor = request.query.get("cursor") or None
     limit, sc = limit_param(request), await scope(request)

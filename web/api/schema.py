@@ -286,7 +286,11 @@ SCHEMAS: dict[str, Schema] = {
             "closed_by_user_id": {"type": ["integer", "null"]},
             "closed_by_call": {"type": ["integer", "null"]},
             "time_to_callback": {"type": ["number", "null"]},
-            "missed_count": {"type": "integer"},
+            "missed_count": {"type": "integer", "description": "Missed calls from the number"},
+            "attempts": {"type": "integer", "description": "Callback attempts logged by reps"},
+            "kind": {"enum": ["missed", "follow_up"]},
+            "snoozed_until": nullable(TIME),
+            "close_reason": {"type": "string"},
         },
         "additionalProperties": False,
     },
@@ -351,7 +355,12 @@ CALL_FILTERS = [
     _param("direction", "query", {"enum": DIRECTIONS}),
     _param("outcome", "query", {"enum": OUTCOMES}),
     _param("user", "query", {"type": "integer"}, "The rep's user id."),
-    _param("number", "query", {"type": "string"}, "The remote number, any format."),
+    _param(
+        "number",
+        "query",
+        {"type": "string"},
+        "The remote number in any format, or at least 4 of its digits (any part of it).",
+    ),
     _param("contact", "query", {"type": "integer"}, "Contact id."),
 ]
 

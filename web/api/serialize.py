@@ -100,4 +100,8 @@ def callback_json(t: CallbackTask) -> dict[str, Any]:
         "closed_by_call": t.closed_by_call,
         "time_to_callback": t.time_to_callback,
         "missed_count": t.missed_count,
+        "attempts": t.attempts,
+        "kind": t.kind,
+        "snoozed_until": iso(t.snoozed_until),
+        "close_reason": t.close_reason,
     }

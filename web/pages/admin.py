@@ -30,6 +30,7 @@ from ..app import current_user, roles, runtime
 from ..formatting import babel_locale
 from ..i18n import N_, _, gettext_or_none
 from ..ratelimit import RateLimit, hit_all
+from ..refusals import refusal
 from ..render import ENV_KEY, render
 from ..runtime import Runtime, lead_policy, restart_links
 from .dial import clicktocall_of
@@ -120,15 +121,14 @@ async def backfill_view(rt: Runtime) -> dict[str, Any]:
     running = rt.extras.get("backfills") or {}
     try:
         configured = bool(running) or any(
-            backfill_settings(rt.settings, cfg.ami).configured
-            for cfg in link_configs(rt.settings)
+            backfill_settings(rt.settings, cfg.ami).configured for cfg in link_configs(rt.settings)
         )
     except ValueError as exc:
         return {"configured": True, "error": f"[cdr] settings: {exc}", "states": []}
     try:
         states = await rt.store.list_backfill_states()
     except Exception as exc:  # the database may be down: say so, keep the page
-        return {"configured": configured, "error": str(exc), "states": []}
+        return {"configured": configured, "error": refusal(exc), "states": []}
     return {"configured": configured, "error": None, "states": states}
 
 
@@ -247,7 +247,7 @@ async def save_pbx(request: web.Request) -> web.StreamResponse:
         form = await request.post()
         typed = {k: str(form.get(k, "")) for k in AMI_FIELDS}
         typed["tls"] = form.get("tls") in ("on", "1", "true")
-        return await _pbx_page(request, typed, str(exc), status=400)
+        return await _pbx_page(request, typed, refusal(exc), status=400)
     await rt.service.put_setting("ami", values, user.username)
     rt.settings["ami"] = merged
     restarted = await restart_link(rt)
@@ -279,7 +279,7 @@ async def test_pbx(request: web.Request) -> web.StreamResponse:
         form = await request.post()
         typed = {k: str(form.get(k, "")) for k in AMI_FIELDS}
         typed["tls"] = form.get("tls") in ("on", "1", "true")
-        return await _pbx_page(request, typed, str(exc), status=400)
+        return await _pbx_page(request, typed, refusal(exc), status=400)
     result = await probe_connection(settings_from_config(merged), PROBE_TIMEOUT)
     return await _pbx_page(request, typed, probe=result)
 
@@ -363,7 +363,7 @@ async def save_settings(request: web.Request) -> web.StreamResponse:
             raise InvalidInput(_("default owner: choose an active user"))
     except InvalidInput as exc:
         ctx = _settings_ctx(rt, users, typed)
-        ctx.update(error=str(exc), notice=None)
+        ctx.update(error=refusal(exc), notice=None)
         return render(request, "admin_settings.html", ctx, status=400)
     leads = {
         "create_on": typed["create_on"],

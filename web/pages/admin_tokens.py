@@ -10,6 +10,7 @@ from crm.errors import InvalidInput, NotFound
 
 from ..app import current_user, roles, runtime
 from ..i18n import _
+from ..refusals import refusal
 from ..render import render
 
 routes = web.RouteTableDef()
@@ -66,7 +67,7 @@ async def create_token(request: web.Request) -> web.StreamResponse:
             scope="read" if form.get("scope") == "read" else "full",
         )  # fmt: skip
     except (InvalidInput, NotFound) as exc:
-        return await _page(request, error=str(exc), status=400)
+        return await _page(request, error=refusal(exc), status=400)
     return await _page(request, new_token=token)
 
 

@@ -16,6 +16,7 @@ from crm.models import ROLES, CallFilter, User
 from .. import sessions
 from ..app import current_user, roles, runtime
 from ..i18n import N_, _, gettext_or_none
+from ..refusals import refusal
 from ..render import render
 from ..runtime import Runtime
 
@@ -26,6 +27,7 @@ NOTICES = {
     "created": N_("User created."),
     "role": N_("Role changed."),
     "team": N_("Team changed."),
+    "teams": N_("Teams changed for the chosen users."),
     "team-created": N_("Team created."),
     "password": N_("Password reset; the user's other sessions have ended."),
     "deactivated": N_("User deactivated: they can no longer log in."),
@@ -127,7 +129,7 @@ async def create_user(request: web.Request) -> web.StreamResponse:
         )
     except (InvalidInput, NotFound) as exc:
         form.pop("password", None)
-        return await _users_page(request, form, str(exc).strip("'\""), status=400)
+        return await _users_page(request, form, refusal(exc), status=400)
     raise web.HTTPSeeOther(f"/admin/users/{user.id}?done=created")
 
 
@@ -139,8 +141,26 @@ async def create_team(request: web.Request) -> web.StreamResponse:
     try:
         await rt.service.create_team(form.get("name", ""), current_user(request).username)
     except InvalidInput as exc:
-        return await _users_page(request, None, str(exc), status=400)
+        return await _users_page(request, None, refusal(exc), status=400)
     raise web.HTTPSeeOther("/admin/users?done=team-created")
+
+
+@routes.post("/admin/users/team")
+@roles("admin")
+async def bulk_team(request: web.Request) -> web.StreamResponse:
+    """The users ticked in the list into one team (or none), in one go."""
+    rt = runtime(request)
+    form = await request.post()
+    try:
+        ids = [int(str(v)) for v in form.getall("user", [])]
+        await rt.service.set_teams(
+            ids, _team_id(str(form.get("team_id", ""))), current_user(request).username
+        )
+    except ValueError:
+        return await _users_page(request, None, "choose users from the list", status=400)
+    except (InvalidInput, NotFound) as exc:
+        return await _users_page(request, None, str(exc).strip("'\""), status=400)
+    raise web.HTTPSeeOther("/admin/users?done=teams")
 
 
 # -- one user --------------------------------------------------------------------------
@@ -246,8 +266,8 @@ async def change_user(request: web.Request) -> web.StreamResponse:
         done = await _change(request, request.match_info["what"], target, actor, form)
     except (InvalidInput, NotFound) as exc:
         if back == "extensions":
-            return await _extensions_page(request, str(exc).strip("'\""), status=400)
-        return await _user_page(request, str(exc).strip("'\""), status=400)
+            return await _extensions_page(request, refusal(exc), status=400)
+        return await _user_page(request, refusal(exc), status=400)
     if target.id is not None and done in ENDS_SESSIONS:
         await sessions.end(rt, target.id)
     elif target.id is not None and done in REBUILDS_STREAMS:

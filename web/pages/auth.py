@@ -11,6 +11,7 @@ from .. import i18n, sessions
 from ..app import current_user, public, runtime, safe_next
 from ..i18n import _
 from ..language import LANG_COOKIE
+from ..linkstate import link_down
 from ..render import render, visitor
 from ..security import SESSION_COOKIE, cookie_secure
 
@@ -116,8 +117,9 @@ async def health(request: web.Request) -> web.StreamResponse:
     # ``ami.backlog_alarm`` means this process cannot keep up with its PBX
     overloaded = any(st.overloaded for st in statuses)
     too_old = status.pbx_too_old if status is not None else None
+    down = link_down(rt)
     body = {
-        "ok": held == 0 and too_old is None and not overloaded,
+        "ok": held == 0 and too_old is None and not overloaded and down is None,
         "link": status.state if status is not None else "not configured",
         "calls_waiting_for_database": held,
         "backlog": sum(st.backlog for st in statuses),
@@ -127,6 +129,11 @@ async def health(request: web.Request) -> web.StreamResponse:
     }
     if too_old is not None:
         body["pbx"] = too_old  # an Asterisk before 13: no calls are being recorded
+    if down is not None:
+        # a configured link is down: a load balancer or monitor must hear "not ok"
+        body["link_down_since"] = down.since
+        body["links_down"] = len(down.endpoints)
+        return web.json_response(body, status=503)
     return web.json_response(body)
 
 

@@ -16,13 +16,15 @@ from typing import Any
 from aiohttp import web
 
 from ami_bridge.facts import Direction, Outcome
+from crm import wrapup
 from crm.errors import InvalidInput, NotFound
 from crm.limits import NOTE_COMMENT_MAX, NOTE_TOPIC_MAX
 from crm.models import Call, CallFilter, Contact
-from crm.phones import normalize
+from crm.phones import number_search
 
 from ..i18n import N_, _
 from ..labels import label
+from ..refusals import refusal
 from ..render import format_duration, render
 from .rep_common import (
     RepView,
@@ -44,22 +46,12 @@ PAGE_SIZE = 50
 FILTERS = ("since", "until", "direction", "outcome", "rep", "number", "contact")
 DIRECTIONS: tuple[Direction, ...] = ("inbound", "outbound", "internal")
 OUTCOMES: tuple[Outcome, ...] = ("answered", "missed", "abandoned", "busy", "no_answer", "failed")
-NOTE_RESULTS = (
-    N_("Interested"),
-    N_("Not interested"),
-    N_("Call back later"),
-    N_("Meeting booked"),
-    N_("Sale"),
-    N_("Support request"),
-    N_("Wrong number"),
-    N_("Voicemail / no answer"),
-)
-"""Stored as these English words (reports group by them); shown in the reader's language."""
 NOTE_TOPICS = (
     N_("New enquiry"), N_("Follow-up"), N_("Quote"), N_("Order"), N_("Complaint"),
     N_("Billing"), N_("Other"),
 )  # fmt: skip
-"""Suggestions only: a topic is free text, kept as the rep typed it."""
+"""Suggestions only: a topic is free text, kept as the rep typed it.  The results a rep
+picks are the admin's (``crm.wrapup``, Admin > Wrap-up)."""
 TOPIC_MAX, COMMENT_MAX = NOTE_TOPIC_MAX, NOTE_COMMENT_MAX  # the service checks the same
 HANGUP_WORDS = {
     "caller": N_("the caller hung up"),
@@ -84,7 +76,7 @@ async def calls_list(request: web.Request) -> web.StreamResponse:
         if flt.since is not None and flt.until is not None and flt.until <= flt.since:
             raise InvalidInput(_("the 'To' date is before the 'From' date"))
     except InvalidInput as exc:
-        errors.append(str(exc))
+        errors.append(refusal(exc))
     if values["direction"]:
         if values["direction"] in DIRECTIONS:
             flt.direction = values["direction"]  # type: ignore[assignment]
@@ -108,13 +100,14 @@ async def calls_list(request: web.Request) -> web.StreamResponse:
                 raise InvalidInput(_("contact: no such contact"))
             flt.contact_id = contact_id
     except InvalidInput as exc:
-        errors.append(str(exc))
+        errors.append(refusal(exc))
     if values["number"]:
-        e164 = normalize(values["number"], view.rt.service.policy.default_region)
-        if e164 is None:
-            errors.append(_("number: cannot read %(number)s as a phone number",
-                            number=repr(values["number"])))  # fmt: skip
-        flt.number_e164 = e164
+        # A whole number finds its calls exactly; part of one (4+ digits), every number
+        # with those digits in it: the same rule as the contacts' search.
+        e164, fragment = number_search(values["number"], view.rt.service.policy.default_region)
+        if e164 is None and fragment is None:
+            errors.append(_("number: type a phone number or at least %(n)d of its digits", n=4))
+        flt.number_e164, flt.number_digits = e164, fragment
     calls: list[Call] = []
     next_cursor = None
     if not errors:
@@ -124,7 +117,7 @@ async def calls_list(request: web.Request) -> web.StreamResponse:
             )
             calls, next_cursor = page.items, page.next_cursor
         except InvalidInput as exc:
-            errors.append(str(exc))
+            errors.append(refusal(exc))
     # One query for the page's contacts and one for their phones, not two per row.
     found = await view.rt.store.contacts_by_ids(
         c.contact_id for c in calls if c.contact_id is not None
@@ -291,6 +284,7 @@ async def _call_context(request: web.Request, view: RepView, call: Call) -> dict
     player = await _player_items(request, call)
     recordings = [] if player is not None else await rt.service.recordings_for_call(call.id or 0)
     task = await rt.store.callback_for_call(call.id or 0) if call.id else None
+    wrapup_settings = await wrapup.load(rt.service)
     return {
         "view": view,
         "call": call,
@@ -306,9 +300,11 @@ async def _call_context(request: web.Request, view: RepView, call: Call) -> dict
         "recording_names": [os.path.basename(r) for r in call.recordings],
         "task": task,
         "rep": view.users.get(call.user_id) if call.user_id else None,
-        "results": NOTE_RESULTS,
+        "results": wrapup_settings.results_for(view.user),
+        "wrapup_required": wrapup_settings.required,
         "topics": NOTE_TOPICS,
-        "form": {"topic": "", "result": "", "comment": ""},
+        "form": {"topic": "", "result": "", "comment": "", "follow_up": ""},
+        "note_editable": lambda n: n.author_id == view.user.id or view.supervisor,
         "errors": {},
         "message": _message(request),
     }
@@ -316,7 +312,11 @@ async def _call_context(request: web.Request, view: RepView, call: Call) -> dict
 
 def _message(request: web.Request) -> str:
     if "noted" in request.query:
-        return _("Note saved.")
+        return _("Wrap-up saved.")
+    if "followup" in request.query:
+        return _("Wrap-up saved; the follow-up is on your callbacks list.")
+    if "edited" in request.query:
+        return _("Note changed; the previous text is kept in the audit log.")
     if "relinked" in request.query:
         return _("The call now belongs to the contact you chose.")
     return ""
@@ -327,39 +327,6 @@ async def call_page(request: web.Request) -> web.StreamResponse:
     view = await rep_view(request)
     call = await _visible_call(view, int(request.match_info["call_id"]))
     return render(request, "call.html", await _call_context(request, view, call))
-
-
-def validate_note(form: Any) -> tuple[dict[str, str], dict[str, str]]:
-    """The note's fields and the errors, by field (``_`` for the whole form)."""
-    raw = {k: form.get(k, "") for k in ("topic", "result", "comment")}
-    values = {k: (v if isinstance(v, str) else "").strip() for k, v in raw.items()}
-    errors: dict[str, str] = {}
-    if len(values["topic"]) > TOPIC_MAX:
-        errors["topic"] = _("Keep the topic under %(max)d characters.", max=TOPIC_MAX)
-    if values["result"] and values["result"] not in NOTE_RESULTS:
-        errors["result"] = _("Choose a result from the list.")
-    if len(values["comment"]) > COMMENT_MAX:
-        errors["comment"] = _("Keep the comment under %(max)d characters.", max=COMMENT_MAX)
-    if not any(values.values()):
-        errors["_"] = _("Write a topic, a result or a comment: the note is empty.")
-    return values, errors
-
-
-@routes.post(r"/calls/{call_id:\d+}/notes")
-async def add_note(request: web.Request) -> web.StreamResponse:
-    view = await rep_view(request)
-    call = await _visible_call(view, int(request.match_info["call_id"]))
-    values, errors = validate_note(await request.post())
-    if not errors:
-        try:
-            await view.rt.service.add_note(call.id or 0, view.user_id, **values)
-        except InvalidInput as exc:
-            errors["_"] = str(exc)
-    if errors:
-        ctx = await _call_context(request, view, call)
-        ctx.update(form=values, errors=errors)
-        return render(request, "call.html", ctx, status=400)
-    raise web.HTTPSeeOther(f"/calls/{call.id}?noted=1#notes")
 
 
 @routes.post(r"/calls/{call_id:\d+}/contact")
@@ -379,7 +346,7 @@ async def relink(request: web.Request) -> web.StreamResponse:
         try:
             await view.rt.service.relink_call(call.id or 0, contact_id, view.user.username)
         except (InvalidInput, NotFound) as exc:
-            error = str(exc)
+            error = refusal(exc)
     if error:
         ctx["errors"] = {"relink": error}
         return render(request, "call.html", ctx, status=400)

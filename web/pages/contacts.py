@@ -15,10 +15,19 @@ from aiohttp import web
 
 from crm.access import can_see_call, can_see_callback
 from crm.errors import Forbidden, InvalidInput, NotFound
-from crm.models import LEAD_STATUSES, Call, CallbackTask, Contact, Note, PhoneNumber
+from crm.models import (
+    LEAD_STATUSES,
+    AuditEntry,
+    Call,
+    CallbackTask,
+    Contact,
+    Note,
+    PhoneNumber,
+)
 from crm.services import OPEN_LEAD_STATUSES
 
 from ..i18n import _
+from ..refusals import refusal
 from ..render import render
 from .rep_common import RepView, form_str, int_param, not_found, pager, rep_view
 
@@ -134,7 +143,17 @@ async def _timeline(view: RepView, contact: Contact) -> list[dict[str, Any]]:
                 )
         elif isinstance(obj, CallbackTask) and can_see_callback(view.scope, obj):
             out.append({"kind": "callback", "at": item.at, "task": obj})
+        elif isinstance(obj, AuditEntry):
+            out.append({"kind": "lead", "at": item.at, "entry": obj, "who": _by_name(view, obj)})
     return out
+
+
+def _by_name(view: RepView, entry: AuditEntry) -> str:
+    """Who changed the lead: their display name, or the actor as logged."""
+    for u in view.users.values():
+        if u.username == entry.actor:
+            return u.display_name
+    return entry.actor
 
 
 def _message(request: web.Request) -> str:
@@ -281,7 +300,7 @@ async def create_contact(request: web.Request) -> web.StreamResponse:
         )
     except InvalidInput as exc:
         return render(
-            request, "contact_form.html", _form_ctx(view, values, None, str(exc)), status=400
+            request, "contact_form.html", _form_ctx(view, values, None, refusal(exc)), status=400
         )
     raise web.HTTPSeeOther(f"/contacts/{contact.id}?created=1")
 
@@ -313,7 +332,10 @@ async def edit_contact(request: web.Request) -> web.StreamResponse:
     except (InvalidInput, Forbidden) as exc:
         status = 403 if isinstance(exc, Forbidden) else 400
         return render(
-            request, "contact_form.html", _form_ctx(view, values, contact, str(exc)), status=status
+            request,
+            "contact_form.html",
+            _form_ctx(view, values, contact, refusal(exc)),
+            status=status,
         )
     raise web.HTTPSeeOther(f"/contacts/{contact.id}?saved=1")
 
@@ -376,22 +398,10 @@ async def merge(request: web.Request) -> web.StreamResponse:
         await view.rt.service.merge_contacts(keep.id or 0, other.id or 0, view.user.username,
                                              by=view.user)  # fmt: skip
     except Forbidden as exc:
-        raise web.HTTPForbidden(text=str(exc)) from None
+        raise web.HTTPForbidden(text=refusal(exc)) from None
     except (InvalidInput, NotFound) as exc:
-        raise web.HTTPBadRequest(text=str(exc)) from None
+        raise web.HTTPBadRequest(text=refusal(exc)) from None
     raise web.HTTPSeeOther(f"/contacts/{keep.id}?merged=1")
-
-
-@routes.post(r"/contacts/{contact_id:\d+}/convert")
-async def convert(request: web.Request) -> web.StreamResponse:
-    view = await rep_view(request)
-    contact = await visible_contact(view, int(request.match_info["contact_id"]))
-    try:
-        await view.rt.service.convert_lead(contact.id or 0, view.user.username)
-    except InvalidInput as exc:
-        ctx = await _card(request, view, contact, {"lead": str(exc)})
-        return render(request, "contact.html", ctx, status=400)
-    raise web.HTTPSeeOther(f"/contacts/{contact.id}?converted=1")
 
 
 @routes.post(r"/contacts/{contact_id:\d+}/lead-status")
@@ -400,16 +410,16 @@ async def lead_status(request: web.Request) -> web.StreamResponse:
     contact = await visible_contact(view, int(request.match_info["contact_id"]))
     status = form_str(await request.post(), "status", 20)
     try:
-        if status == "converted":
-            await view.rt.service.convert_lead(contact.id or 0, view.user.username)
-        else:
-            await view.rt.service.set_lead_status(
-                contact.id or 0,
-                status,  # type: ignore[arg-type]
-                view.user.username,
-            )
+        if status == "converted" and contact.lead and contact.lead.status != "converted":
+            # converting asks for the customer's name, company and owner first
+            raise web.HTTPSeeOther(f"/contacts/{contact.id}/convert")
+        await view.rt.service.set_lead_status(
+            contact.id or 0,
+            status,  # type: ignore[arg-type]
+            view.user.username,
+        )
     except InvalidInput as exc:
-        ctx = await _card(request, view, contact, {"lead": str(exc)})
+        ctx = await _card(request, view, contact, {"lead": refusal(exc)})
         return render(request, "contact.html", ctx, status=400)
     raise web.HTTPSeeOther(f"/contacts/{contact.id}?status=1")
 

@@ -19,6 +19,7 @@ from recordings.retention import erase_recordings
 from ..app import current_user, roles, runtime
 from ..i18n import _
 from ..recordings_view import media_dir
+from ..refusals import refusal
 from ..render import render
 from ..runtime import resolve_path
 from .contacts import visible_contact
@@ -49,7 +50,7 @@ async def import_upload(request: web.Request) -> web.StreamResponse:
     try:
         report = await import_contacts(rt.service, data, user.username, max_bytes=MAX_UPLOAD)
     except ImportFileError as exc:
-        ctx = {"report": None, "error": str(exc)}
+        ctx = {"report": None, "error": refusal(exc)}
         return render(request, "contacts_import.html", ctx, status=400)
     status = 200 if report.applied else 422
     return render(request, "contacts_import.html", {"report": report, "error": None}, status)

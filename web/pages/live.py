@@ -9,8 +9,9 @@ connection.  The fan-out logic lives in ``web.live``.
 from __future__ import annotations
 
 import asyncio
+import functools
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from .. import sessions
 from ..app import RUNTIME, current_user, runtime
@@ -21,6 +22,27 @@ from ..security import SESSION_COOKIE
 routes = web.RouteTableDef()
 POLL = 1.0
 """Seconds between checks that the browser is still there."""
+WRITE_NOW_LIMIT = 64 * 1024
+"""Bytes a browser may leave unread before its messages wait in its queue instead."""
+
+
+def _write_now(transport: asyncio.BaseTransport, frame: bytes) -> bool:
+    """Write one SSE frame as one HTTP/1.1 chunk (the framing of aiohttp's own chunked
+    writes, so the two interleave safely: the hub writes only while the handler waits),
+    unless the browser left or has not read what it was sent (then the handler writes
+    it, waiting for the browser without holding anybody else up)."""
+    assert isinstance(transport, asyncio.WriteTransport)
+    if transport.is_closing() or transport.get_write_buffer_size() > WRITE_NOW_LIMIT:
+        return False
+    transport.write(_chunk(frame))
+    return True
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk(frame: bytes) -> bytes:
+    """``frame`` as one HTTP/1.1 chunk; the same message to hundreds of browsers is
+    framed once."""
+    return b"%x\r\n%b\r\n" % (len(frame), frame)
 
 
 def _gone(request: web.Request) -> bool:
@@ -54,13 +76,19 @@ async def events(request: web.Request) -> web.StreamResponse:
             "X-Accel-Buffering": "no",
         }
     )
+    chunked = request.version >= HttpVersion11
+    if chunked:
+        response.enable_chunked_encoding()  # what aiohttp does anyway without a length
     await response.prepare(request)
     if request.method == "HEAD":  # aiohttp routes HEAD here too: headers only, no stream
         return response
     client = hub.connect(viewer)
     client.session = visitor(request).session
+    if chunked and request.transport is not None:
+        client.attach(functools.partial(_write_now, request.transport), hub.flusher)
     loop = asyncio.get_running_loop()
     beat = loop.time() + hub.heartbeat
+    written = client.written
     try:
         await response.write(b"retry: 3000\n: connected\n\n")
         while not client.closed:
@@ -68,6 +96,9 @@ async def events(request: web.Request) -> web.StreamResponse:
             if messages:
                 await response.write("".join(f"data: {m}\n\n" for m in messages).encode())
                 hub.written(client)
+                beat = loop.time() + hub.heartbeat
+            elif client.written != written:  # the hub wrote (``Client.attach``): not idle
+                written = client.written
                 beat = loop.time() + hub.heartbeat
             elif loop.time() >= beat:
                 if not await _still_valid(request, user.role):

@@ -23,6 +23,7 @@ from crm.services import Scope
 from ..app import current_user, roles, runtime
 from ..i18n import N_, _
 from ..labels import label
+from ..refusals import refusal
 from ..render import format_time, render
 from ..runtime import Runtime
 from .reports import Period, period_of
@@ -172,7 +173,7 @@ async def _context(
     try:
         flt = filter_of(request)
     except InvalidInput as exc:
-        flt, errors = MissedFilter(), [*errors, str(exc)]
+        flt, errors = MissedFilter(), [*errors, refusal(exc)]
     scope = await rt.service.scope_for(user)
     people = People(await rt.service.list_users(include_inactive=True))
     return rt, user, period, flt, scope, people, errors
@@ -187,7 +188,7 @@ async def missed(request: web.Request) -> web.StreamResponse:
     try:
         page = await fetch(rt, period, flt, scope, PAGE_SIZE, cursor)
     except InvalidInput as exc:
-        errors.append(str(exc))
+        errors.append(refusal(exc))
         page = await fetch(rt, period, flt, scope, PAGE_SIZE, None)
     query = {"from": period.first.isoformat(), "to": period.last.isoformat(), **flt.query()}
     lines = sorted({r.did for r in summary.by_line if r.did})

@@ -182,3 +182,22 @@ async def contacts_by_id(rt: Runtime, ids: Iterable[int | None]) -> dict[int, Co
 def form_str(form: MultiDict[Any] | Mapping[str, Any], name: str, limit: int = 200) -> str:
     value = form.get(name, "")
     return (value if isinstance(value, str) else "").strip()[:limit]
+
+
+def parse_local_time(value: str | None, tz: dt.tzinfo, label: str) -> float | None:
+    """A ``datetime-local`` field (``YYYY-MM-DDTHH:MM``, in the display time zone) as
+    epoch seconds; empty is None."""
+    if not value or not value.strip():
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise InvalidInput(f"{label}: use a time like 2026-11-22T14:30") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=tz)
+    return when.timestamp()
+
+
+def local_input(epoch: float, tz: dt.tzinfo) -> str:
+    """Epoch seconds as a ``datetime-local`` value in the display time zone."""
+    return dt.datetime.fromtimestamp(epoch, tz).strftime("%Y-%m-%dT%H:%M")

@@ -21,6 +21,7 @@ from ..app import current_user, roles, runtime
 from ..formatting import tzinfo
 from ..i18n import _
 from ..labels import label
+from ..refusals import refusal
 from ..render import format_duration, render
 
 routes = web.RouteTableDef()
@@ -80,7 +81,7 @@ def period_of(request: web.Request) -> tuple[Period, str | None]:
         last = _date(q["to"], "to") if q.get("to") else max(default.last, first)
         return make_period(first, last, tz), None
     except InvalidInput as exc:
-        return default, str(exc)
+        return default, refusal(exc)
 
 
 def _per_day(rows: list[tuple[str, str, int]], days: list[str]) -> dict[str, list[int]]:

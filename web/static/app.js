@@ -159,110 +159,22 @@
     dot.title = _("PBX link: %(state)s", { state: d.state ? words(d.state) : _("unknown") });
   });
 
-  // -- the screen pop -------------------------------------------------------------------
-  const pops = new Map();
-  const dismissed = new Set();
-
-  function popTitle(d) {
-    if (d.contact && d.contact.other_rep) return _("Known contact of another rep");
-    if (d.contact && d.contact.name) return d.contact.name;
-    if (d.direction === "internal") {
-      return d.caller_user || d.caller_name || _("ext %(ext)s", { ext: d.caller });
+  // -- the "PBX link down" banner (every user; web.linkstate says down and since when) --
+  crm.on("link_status", function (d) {
+    const banner = document.getElementById("link-banner");
+    if (!banner || !d || d.down === undefined) return;
+    banner.hidden = !d.down;
+    if (d.down && d.down_since) {
+      banner.dataset.since = d.down_since;
+      const t = banner.querySelector(".link-since");
+      if (t) {
+        t.textContent = when(d.down_since);
+        t.setAttribute("datetime", new Date(d.down_since * 1000).toISOString());
+      }
     }
-    if (d.caller_name && d.direction === "inbound") return d.caller_name;
-    return _("Unknown caller");
-  }
-
-  function popBody(d) {
-    const c = d.contact;
-    const parts = [];
-    const state = d.pop === "on_call" ? _("On call") : _("Incoming call");
-    const where = d.pop === "on_call" ? "" : (d.did ? " · " + _("line %(line)s", { line: d.did }) : "");
-    parts.push(el("div", { class: "pop-state" },
-      el("span", { class: "pop-dot" }), state + where));
-    parts.push(el("div", { class: "pop-title" }, popTitle(d),
-      c && c.is_lead ? el("span", { class: "badge lead" }, _("lead")) : null));
-    const sub = [];
-    if (c && c.company) sub.push(c.company);
-    if (c && c.owner) sub.push(_("owner %(name)s", { name: c.owner }));
-    else if (c && c.id && d.details) sub.push(_("shared contact"));
-    if (c && c.other_rep && d.caller_name && d.direction === "inbound") {
-      sub.push(_("caller ID: %(name)s", { name: d.caller_name }));
-    }
-    if (!c && d.direction === "internal") sub.push(_("colleague, ext %(ext)s", { ext: d.caller }));
-    if (!c && d.direction === "inbound" && d.caller_name) {
-      sub.push(_("caller ID: %(name)s", { name: d.caller_name }));
-    }
-    if (sub.length) parts.push(el("div", { class: "pop-sub" }, sub.join(" · ")));
-    parts.push(el("div", { class: "pop-number" }, crm.dialLink(d.number, d.number_display)));
-    const facts = el("ul", { class: "pop-facts" });
-    if (d.last_call) {
-      const lc = d.last_call;
-      facts.append(el("li", { class: "pop-last-call" },
-        _("Last call %(when)s", { when: when(lc.at) }) + " · " +
-        words(lc.outcome) + (lc.rep ? " · " + lc.rep : "")));
-    } else if (d.details && d.direction !== "internal") {
-      facts.append(el("li", null, _("First call from this number")));
-    }
-    if (d.open_callback) {
-      const cb = d.open_callback;
-      facts.append(el("li", { class: "pop-callback" + (cb.overdue ? " warn" : "") },
-        _("Open callback") + " · " + _("missed: %(count)s", { count: cb.missed_count }) +
-        " · " + _("due %(due_at)s", { due_at: when(cb.due_at) }) +
-        (cb.owner ? " · " + cb.owner : "")));
-    }
-    if (facts.children.length) parts.push(facts);
-    const actions = el("div", { class: "pop-actions" });
-    if (c && c.id && d.can_open) {
-      actions.append(el("a", { class: "button primary", href: c.url || "/contacts/" + c.id },
-        _("Open card")));
-    } else if (!c && d.direction !== "internal" && d.number) {
-      actions.append(el("a", { class: "button", href: "/contacts/new?phone=" +
-        encodeURIComponent(d.number) }, _("Create contact")));
-    }
-    const close = el("button", { class: "pop-close", type: "button", title: _("Hide"),
-      "aria-label": _("Hide") }, "×");
-    close.addEventListener("click", function () {
-      dismissed.add(d.linkedid);
-      closePop(d.linkedid);
-    });
-    actions.append(close);
-    parts.push(actions);
-    return parts;
-  }
-
-  function showPop(d) {
-    if (dismissed.has(d.linkedid)) return;
-    const box = document.getElementById("pops");
-    if (!box) return;
-    let pop = pops.get(d.linkedid);
-    if (!pop) {
-      pop = el("div", { class: "pop", role: "alert", "data-linkedid": d.linkedid });
-      pops.set(d.linkedid, pop);
-      box.prepend(pop);
-    }
-    pop.classList.toggle("on-call", d.pop === "on_call");
-    pop.classList.toggle("ringing", d.pop === "ringing");
-    pop.dataset.state = d.pop;
-    pop.replaceChildren(...popBody(d));
-    crm.updated(pop);
-  }
-
-  function closePop(linkedid) {
-    const pop = pops.get(linkedid);
-    if (!pop) return;
-    pops.delete(linkedid);
-    pop.classList.add("closing");
-    setTimeout(function () { pop.remove(); }, 160);
-  }
-  crm.pops = pops;
-
-  crm.on("call_progress", function (d) {
-    if (d.pop) showPop(d);
-    else closePop(d.linkedid);
-    if (d.state === "ended") dismissed.delete(d.linkedid);
   });
-  crm.on("call_recorded", function (d) { if (d.call) closePop(d.call.linkedid); });
+
+  // -- the screen pops: static/pops.js (the stack, the wrap-up card, notifications) -----
 
   // -- the ☰ menu on a narrow screen: a real button (Enter/Space, aria-expanded); Escape
   //    closes it and gives the focus back to the button. Without this the menu stays open.

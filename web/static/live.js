@@ -85,7 +85,7 @@
     counts();
   });
 
-  // callbacks (opened, joined, closed)
+  // callbacks (opened, joined, closed; claimed, attempted or snoozed; gone overdue)
   function onCallback(d) {
     const table = document.getElementById("callbacks");
     if (!table || !d.task) return;
@@ -107,7 +107,8 @@
     setEmpty(table);
     counts();
   }
-  for (const kind of ["callback_opened", "callback_joined", "callback_closed"]) {
+  for (const kind of ["callback_opened", "callback_joined", "callback_closed",
+                      "callback_updated", "callback_overdue"]) {
     crm.on(kind, onCallback);
   }
 

@@ -1,0 +1,346 @@
+"""The whole pipeline, sustained: replay PBX -> TCP -> link -> tracker -> holding sink
+(batched writes) -> store -> event bus -> live hub -> SSE -> a browser, at a rate of
+calls per second, with every call exactly once at the end.
+
+    .venv/bin/python -m benchmarks.bench_pipeline [--engine sqlite|postgresql|both]
+        [--rates 100,300,400] [--seconds 20] [--modes single,batched] [--reps 10]
+
+The burst capture (20 overlapping calls, 116 AMI events a call) is overlapped with fresh
+ids as many times as it takes to offer ``rate`` finished calls per second for
+``seconds`` seconds.  Three processes, so no stage's CPU is counted as another's wait:
+
+* the PBX: a replay PBX whose frames are encoded before the clock starts (the Python
+  replay PBX of ``bench_load`` spends about 50 us of its own CPU per event renaming and
+  encoding, which caps it near 18 k events/s = 160 calls/s, below what is measured here);
+  it stamps when it wrote each call's last event;
+* the CRM: ``bench_load.build_pipeline`` (the link manager's wiring: link row,
+  ``live_calls``, journaled holding sink, batched or one transaction per call) with the
+  web application on top, as in the CRM process;
+* the browsers: an admin's ``/events`` stream (every call's ``call_recorded``) plus
+  ``--reps`` reps' streams (their screen pops), stamping every message they read.
+
+Printed per run: calls/s offered by the PBX and delivered to the admin's browser (from
+the first call delivered to the last), the lag from the PBX writing a call's last event
+to the browser reading that it was recorded (p50/p99/max), the link's largest backlog,
+and the exactly-once check: every call delivered to the browser once, and one row each.
+"Sustained" means the lag stays flat (the p99 is not the length of the run) and nothing
+is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from ami_bridge.capture import read_capture  # noqa: E402
+from ami_bridge.protocol import Message, encode_action  # noqa: E402
+from ami_bridge.replay_pbx import IdAllocator, ReplayPbx  # noqa: E402
+from benchmarks.bench_load import BURST, _database, build_pipeline  # noqa: E402
+from crm.batching import MAX_CALLS  # noqa: E402
+
+PASSWORD = "bench-password-1"
+CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
+CALLS_PER_COPY = 20
+
+
+def copies_for(rate: float, seconds: float) -> int:
+    return max(1, round(rate * seconds / CALLS_PER_COPY))
+
+
+def timeline(rate: float, seconds: float) -> tuple[list[tuple[Message, float]], int, float]:
+    """Copies of the burst with fresh ids, started so that ``rate`` calls a second end
+    for ``seconds`` seconds (once the first copies are through); the items, the number
+    of calls, and the speed to play them at (capture time runs ``speed`` times faster)."""
+    events = [(m, at) for m, at in read_capture(BURST) if "Event" in m]
+    span = events[-1][1] - events[0][1]
+    # A copy's 20 calls end over about its span: play at a speed where a copy takes ~1 s
+    # and start copies 20/rate seconds apart.
+    speed = max(1.0, span / 1.0)
+    copies = copies_for(rate, seconds)
+    stagger = CALLS_PER_COPY / rate * speed  # in capture seconds
+    alloc = IdAllocator()
+    alloc.observe(m for m, _ in events)
+    out: list[tuple[Message, float]] = []
+    for n in range(copies):
+        renamer = alloc.renamer() if n else None
+        out += [(renamer.rename(m) if renamer else m, at + n * stagger) for m, at in events]
+    out.sort(key=lambda item: item[1])
+    return out, copies * CALLS_PER_COPY, speed
+
+
+class EncodedPbx(ReplayPbx):
+    """The replay PBX with every frame encoded up front, stamping each call's last event."""
+
+    def __init__(self, items: list[tuple[Message, float]], **kwargs: Any) -> None:
+        super().__init__(items, **kwargs)
+        self._frames = {id(m): encode_action(m) for m, _ in self._events}
+        self.last_event: dict[str, float] = {}
+
+    def _emit(self, msg: Message, at: float) -> None:
+        if at > self.now:
+            self.now = at
+        self.played += 1
+        data = self._frames.get(id(msg)) or encode_action(msg)
+        for session in tuple(self._sessions):
+            if session.wants_event(msg):
+                session.send_bytes(data)
+        linkedid = msg.get("Linkedid")
+        if isinstance(linkedid, str):
+            self.last_event[linkedid] = time.monotonic()
+
+
+def _pbx_child(conn: Connection, rate: float, seconds: float) -> None:
+    async def main() -> None:
+        items, _calls, speed = timeline(rate, seconds)
+        pbx = EncodedPbx(items, speed=speed, loops=1, paused=True)
+        async with pbx:
+            conn.send(("port", pbx.port))
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, conn.recv)  # "go"
+            started = time.perf_counter()
+            pbx.resume()
+            while not pbx._done.is_set():
+                await asyncio.sleep(0.02)
+            await pbx.drain()
+            conn.send(("done", pbx.played, time.perf_counter() - started, pbx.last_event))
+            await loop.run_in_executor(None, conn.recv)  # "stop"
+
+    asyncio.run(main())
+
+
+def _clients_child(conn: Connection, base: str, users: list[str]) -> None:
+    """One SSE stream per user; the first is the admin, whose ``call_recorded`` count."""
+    import aiohttp
+
+    async def main() -> None:
+        recorded: list[tuple[str, float]] = []
+        pops = 0
+        stop = asyncio.Event()
+        ready = 0
+
+        async def client(i: int, username: str) -> None:
+            nonlocal ready, pops
+            jar = aiohttp.CookieJar(unsafe=True)
+            timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
+            async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as s:
+                html = await (await s.get(f"{base}/login")).text()
+                m = CSRF_RE.search(html)
+                assert m, "no CSRF token"
+                r = await s.post(f"{base}/login", allow_redirects=False, data={
+                    "username": username, "password": PASSWORD, "_csrf": m.group(1)})  # fmt: skip
+                assert r.status == 302, f"login {username}: {r.status}"
+                async with s.get(f"{base}/events") as resp:
+                    assert resp.status == 200, resp.status
+                    ready += 1
+                    buf = b""
+                    while not stop.is_set():
+                        try:
+                            chunk = await asyncio.wait_for(resp.content.readany(), 0.5)
+                        except TimeoutError:
+                            continue
+                        if not chunk:
+                            break
+                        now = time.monotonic()
+                        buf += chunk
+                        *frames, buf = buf.split(b"\n\n")
+                        for frame in frames:
+                            for line in frame.split(b"\n"):
+                                if not line.startswith(b"data: "):
+                                    continue
+                                msg = json.loads(line[6:])
+                                kind = msg.get("kind")
+                                if i == 0 and kind == "call_recorded":
+                                    call = (msg.get("data") or {}).get("call") or {}
+                                    recorded.append((str(call.get("linkedid")), now))
+                                elif i and kind == "call_progress":
+                                    pops += 1
+
+        tasks = [asyncio.create_task(client(i, u)) for i, u in enumerate(users)]
+        while ready < len(users):
+            await asyncio.sleep(0.05)
+            for t in tasks:
+                if t.done() and t.exception():
+                    raise t.exception()  # type: ignore[misc]
+        conn.send(("ready", len(users)))
+        loop = asyncio.get_running_loop()
+        while not conn.poll():
+            await asyncio.sleep(0.1)
+            conn.send(("count", len(recorded)))
+        await loop.run_in_executor(None, conn.recv)  # "stop"
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        conn.send(("recorded", recorded, pops))
+
+    asyncio.run(main())
+
+
+async def _serve(pipe: Any, work: Path, reps: int) -> tuple[Any, int, list[str]]:
+    from aiohttp import web
+
+    from config.settings import load_settings
+    from crm.services import CrmService
+    from web.app import create_app
+    from web.runtime import Runtime
+    from web.security import Signer, load_secret_key
+
+    settings = load_settings(env={}, demo=True)
+    settings["server"]["key_file"] = str(work / "key")
+    settings["recordings"]["directory"] = str(work / "monitor")
+    service = CrmService(pipe.store, pipe.ingest.policy)
+    await service.create_user("boss", "Boss", PASSWORD, "admin", [])
+    names = ("alice", "bob", "carol")  # the capture's phones 101, 102, 103
+    for n, name in enumerate(names):
+        await service.create_user(name, name.title(), PASSWORD, "rep", [str(101 + n)])
+    users = ["boss", *(names[n % len(names)] for n in range(reps))]  # tabs
+    key = load_secret_key("", work / "key")
+    rt = Runtime(settings, pipe.store, service, pipe.bus, pipe.ingest, Signer(key))
+    runner = web.AppRunner(create_app(rt), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, runner.addresses[0][1], users
+
+
+def _pct(values: Sequence[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def run(
+    engine: str, rate: float, seconds: float, batch: bool, reps: int, batch_calls: int = MAX_CALLS
+) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    pbx_conn, pbx_child = ctx.Pipe()
+    pbx = ctx.Process(target=_pbx_child, args=(pbx_child, rate, seconds), daemon=True)
+    pbx.start()
+    cl_proc = None
+    try:
+        _, port = pbx_conn.recv()
+        expected = copies_for(rate, seconds) * CALLS_PER_COPY
+        async with _database(engine) as url:
+            pipe = await build_pipeline(
+                url, "127.0.0.1", port, batch=batch, batch_calls=batch_calls
+            )
+            with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+                runner, web_port, users = await _serve(pipe, Path(tmp), reps)
+                await pipe.link.start()
+                await pipe.link.wait_state("connected", timeout=10)
+                cl_conn, cl_child = ctx.Pipe()
+                base = f"http://127.0.0.1:{web_port}"
+                cl_proc = ctx.Process(
+                    target=_clients_child, daemon=True, args=(cl_child, base, users)
+                )
+                cl_proc.start()
+                while not cl_conn.poll():
+                    await asyncio.sleep(0.05)
+                cl_conn.recv()  # ready
+                t0 = time.perf_counter()
+                pbx_conn.send("go")
+                done: tuple[Any, ...] | None = None
+                delivered = 0
+                max_backlog = 0
+                deadline = t0 + 60 + 3 * seconds
+                while time.perf_counter() < deadline:
+                    await asyncio.sleep(0.05)
+                    pending = pipe.holding.batcher.pending if pipe.holding.batcher else 0
+                    max_backlog = max(max_backlog, pipe.link._facts.qsize() + pending)
+                    while cl_conn.poll():
+                        msg = cl_conn.recv()
+                        if msg[0] == "count":
+                            delivered = msg[1]
+                    if done is None and pbx_conn.poll():
+                        done = pbx_conn.recv()
+                    if done is not None and delivered >= expected:
+                        break
+                await asyncio.sleep(0.5)  # anything late, or twice
+                cl_conn.send("stop")
+                result: tuple[Any, ...] = ("",)
+                while result[0] != "recorded":
+                    result = await asyncio.get_running_loop().run_in_executor(None, cl_conn.recv)
+                _, recorded, pops = result
+                rows = await pipe.store.count_calls()
+                counters = pipe.counters
+                await runner.cleanup()
+                await pipe.close()
+        pbx_conn.send("stop")
+    finally:
+        for proc in (pbx, cl_proc):
+            if proc is not None:
+                proc.join(10)
+                if proc.is_alive():
+                    proc.kill()
+    last_event: dict[str, float] = done[3] if done else {}
+    per_call = Counter(lid for lid, _ in recorded)
+    lags = [(at - last_event[lid]) * 1000 for lid, at in recorded if lid in last_event]
+    times = sorted(at for _, at in recorded)
+    window = times[-1] - times[0] if len(times) > 1 else 0.0
+    return {
+        "engine": engine, "batch": batch, "rate": rate, "expected": expected,
+        "offered": expected / done[2] if done and done[2] else 0.0,
+        "events": done[1] if done else 0, "pbx_seconds": done[2] if done else float("nan"),
+        "delivered": len(per_call), "twice": sum(1 for n in per_call.values() if n > 1),
+        "rows": rows, "written": counters.written,
+        "calls_s": (len(times) - 1) / window if window else 0.0,
+        "lag_p50": _pct(lags, 50), "lag_p99": _pct(lags, 99), "lag_max": max(lags, default=0.0),
+        "backlog": max_backlog, "pops": pops, "reps": reps,
+    }  # fmt: skip
+
+
+def _fmt(r: dict[str, Any]) -> str:
+    ok = r["delivered"] == r["expected"] == r["rows"] and not r["twice"]
+    mode = "batched" if r["batch"] else "one per call"
+    return (
+        f"{r['engine']:10} {mode:>12}  asked {r['rate']:>4g} calls/s: offered "
+        f"{r['offered']:>5.0f}, delivered to the browser {r['calls_s']:>5.0f} calls/s; "
+        f"lag p50/p99/max {r['lag_p50']:.0f}/{r['lag_p99']:.0f}/{r['lag_max']:.0f} ms; "
+        f"backlog<= {r['backlog']}\n"
+        f"{'':12}{r['events']:,} events in {r['pbx_seconds']:.1f} s; exactly once: "
+        f"{'OK' if ok else 'FAIL'} (calls {r['expected']}, in the browser {r['delivered']}, "
+        f"twice {r['twice']}, rows {r['rows']}); {r['reps']} reps read {r['pops']} pops"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--engine", choices=("sqlite", "postgresql", "both"), default="both")
+    ap.add_argument("--rates", default="300", help="calls per second asked, comma-separated")
+    ap.add_argument("--seconds", type=float, default=10.0, help="how long each rate is held")
+    ap.add_argument("--modes", default="batched", help="single, batched, or both")
+    ap.add_argument("--reps", type=int, default=10, help="reps' SSE streams besides the admin")
+    ap.add_argument("--batch-calls", type=int, default=MAX_CALLS, help="calls per transaction")
+    args = ap.parse_args(argv)
+    engines = ("sqlite", "postgresql") if args.engine == "both" else (args.engine,)
+    modes = [m.strip() == "batched" for m in args.modes.split(",") if m.strip()]
+    for engine in engines:
+        for rate in (float(x) for x in args.rates.split(",")):
+            for batch in modes:
+                with contextlib.suppress(KeyboardInterrupt):
+                    result = asyncio.run(
+                        run(engine, rate, args.seconds, batch, args.reps, args.batch_calls)
+                    )
+                    print(_fmt(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,203 @@
+"""Screen-pop latency with several web processes on PostgreSQL: ``bench_pop``'s measure
+(from the replay PBX saying a rep's phone rings to the SSE message read by the client)
+with N real ``run.py serve`` processes on one database, as a large team runs the CRM.
+
+    .venv/bin/python -m benchmarks.bench_pop_cluster [--processes 3] [--clients 500]
+        [--speed 1] [--copies 5] [--loops 1] [--tabs 50]
+
+One PBX link (office ``east``: alice on 101, bob on 102) is consumed by whichever
+process takes its lock; the SSE clients are spread evenly over every process, so most
+pops cross processes (PostgreSQL LISTEN/NOTIFY, ``crm.fanout``) before reaching their
+browser.  PBX, servers and clients are separate processes, as in ``bench_pop``; the
+figures are split by whether the client sat on the link's process or another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import asyncpg  # noqa: E402
+
+from benchmarks.bench_pop import PASSWORD, _clients_child, _pbx_child, _pct  # noqa: E402
+from crm.policy import LeadPolicy  # noqa: E402
+from crm.services import CrmService  # noqa: E402
+from crm.store import open_store  # noqa: E402
+from crm.store.postgres import split_url  # noqa: E402
+from tests.crm.pg import session_database  # noqa: E402
+from tests.scale.cluster import EAST, Cluster, link_holder  # noqa: E402
+
+REPS = {"alice": "101", "bob": "102"}
+
+
+async def _seed(url: str) -> None:
+    store = await open_store(url, migrate=False)
+    try:
+        service = CrmService(store, LeadPolicy())
+        link = await store.ensure_pbx_link(EAST.link, EAST.team)
+        for username, ext in REPS.items():
+            await service.create_user(username, username.title(), PASSWORD, "rep", [ext],
+                                      team_id=link.team_id)  # fmt: skip
+    finally:
+        await store.close()
+
+
+async def _count_calls(url: str) -> int:
+    dsn, schema = split_url(url)
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema or "public"})
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM calls"))
+    finally:
+        await conn.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (``/proc``)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _wait_holder(url: str, timeout: float = 60.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        holder = await link_holder(url, EAST.link)
+        if holder:
+            return holder
+        await asyncio.sleep(0.2)
+    raise TimeoutError("no process took the PBX link")
+
+
+async def run(processes: int, clients: int, speed: float, copies: int, loops: int,
+              stagger: float, tabs: int, db: str) -> dict[str, Any]:  # fmt: skip
+    ctx = mp.get_context("spawn")
+    pbx_conn, pbx_child = ctx.Pipe()
+    pbx = ctx.Process(target=_pbx_child, args=(pbx_child, copies, stagger, speed, loops),
+                      daemon=True)  # fmt: skip
+    pbx.start()
+    cl_proc = None
+    url = f"{db}?schema=pop_{processes}_{int(time.time() * 1000) % 10**9}"
+    work = Path(tempfile.mkdtemp(prefix="bench-pop-cluster-"))
+    try:
+        _, port = pbx_conn.recv()
+        cluster = Cluster(work, url, [(EAST, port)], retry=1.0)
+        try:
+            cluster.migrate()
+            await _seed(url)
+            procs = [cluster.spawn() for _ in range(processes)]
+            for proc in procs:
+                await cluster.wait_healthy(proc)
+            holder = await _wait_holder(url)
+            users = [list(REPS)[i % len(REPS)] for i in range(clients)]
+            bases = [proc.url for proc in procs]
+            cl_conn, cl_child = ctx.Pipe()
+            cl_proc = ctx.Process(target=_clients_child, daemon=True,
+                                  args=(cl_child, bases, users, tabs))  # fmt: skip
+            cl_proc.start()
+            while not cl_conn.poll():
+                await asyncio.sleep(0.05)
+            cl_conn.recv()  # ready
+            expected_calls = 20 * copies * loops
+            cpu0 = {p.pid: _cpu_seconds(p.pid) for p in procs}
+            t0 = time.perf_counter()
+            cl_conn.send("go")
+            pbx_conn.send("go")
+            done: tuple[Any, ...] | None = None
+            written = 0
+            deadline = t0 + 120 + 40 * loops / max(speed, 0.1)
+            while time.perf_counter() < deadline:
+                await asyncio.sleep(0.25)
+                if done is None and pbx_conn.poll():
+                    done = pbx_conn.recv()
+                if done is not None:
+                    written = await _count_calls(url)
+                    if written >= expected_calls:
+                        break
+            await asyncio.sleep(1.0)  # the last pops in flight
+            elapsed = time.perf_counter() - t0
+            cpu = {p.pid: _cpu_seconds(p.pid) - cpu0[p.pid] for p in procs}
+            cl_conn.send("stop")
+            while not cl_conn.poll():
+                await asyncio.sleep(0.05)
+            _, receipts, clients_cpu = cl_conn.recv()
+        finally:
+            cluster.stop_all()
+        pbx_conn.send("stop")
+        shutil.rmtree(work, ignore_errors=True)  # kept (servers' logs) when a run fails
+    finally:
+        for proc in (pbx, cl_proc):
+            if proc is not None:
+                proc.join(10)
+                if proc.is_alive():
+                    proc.kill()
+    ring_at: dict[tuple[str, str], float] = done[3] if done else {}
+    tabs_of = {u: users.count(u) for u in set(users)}
+    local, remote = [], []
+    holder_index = [p.pid for p in procs].index(holder) if holder in cpu else -1
+    for i, user, lid, at in receipts:
+        t = ring_at.get((lid, REPS[user]))
+        if t is not None:
+            (local if i % len(procs) == holder_index else remote).append((at - t) * 1000)
+    every = local + remote
+    expected_pops = sum(tabs_of[u] for u in tabs_of for (_, ext) in ring_at if ext == REPS[u])
+    return {
+        "processes": processes, "clients": clients, "speed": speed, "seconds": elapsed,
+        "calls_expected": expected_calls, "calls_written": written,
+        "pops_expected": expected_pops, "pops_received": len(every),
+        "p50": _pct(every, 50), "p99": _pct(every, 99), "max": max(every, default=float("nan")),
+        "local": (len(local), _pct(local, 50), _pct(local, 99)),
+        "remote": (len(remote), _pct(remote, 50), _pct(remote, 99)),
+        "server_cpu": sum(cpu.values()), "holder_cpu": cpu.get(holder, 0.0),
+        "clients_cpu": clients_cpu, "load": os.getloadavg()[0],
+    }  # fmt: skip
+
+
+def _fmt(r: dict[str, Any]) -> str:
+    n_l, l50, l99 = r["local"]
+    n_r, r50, r99 = r["remote"]
+    return (
+        f"postgresql {r['speed']:>4g}x {r['clients']:>4} SSE clients on {r['processes']} "
+        f"processes  pop p50/p99/max {r['p50']:.1f}/{r['p99']:.1f}/{r['max']:.1f} ms  pops "
+        f"{r['pops_received']}/{r['pops_expected']}  calls {r['calls_written']}/"
+        f"{r['calls_expected']}  in {r['seconds']:.1f} s\n"
+        f"{'':16}on the link's process: {n_l} pops p50/p99 {l50:.1f}/{l99:.1f} ms; "
+        f"on the others: {n_r} pops p50/p99 {r50:.1f}/{r99:.1f} ms\n"
+        f"{'':16}CPU: servers {r['server_cpu']:.1f} s (the link's {r['holder_cpu']:.1f} s), "
+        f"clients {r['clients_cpu']:.1f} s; load average {r['load']:.1f} on "
+        f"{os.cpu_count()} CPUs"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--processes", type=int, default=3)
+    ap.add_argument("--clients", type=int, default=500)
+    ap.add_argument("--speed", type=float, default=1.0)
+    ap.add_argument("--copies", type=int, default=5, help="overlapped burst copies (x20 calls)")
+    ap.add_argument("--loops", type=int, default=1)
+    ap.add_argument("--stagger", type=float, default=0.2)
+    ap.add_argument("--tabs", type=int, default=50,
+                    help="SSE connections sharing one login (tabs of one browser)")  # fmt: skip
+    args = ap.parse_args(argv)
+    with session_database() as db:
+        result = asyncio.run(run(args.processes, args.clients, args.speed, args.copies,
+                                 args.loops, args.stagger, args.tabs, db))  # fmt: skip
+    print(_fmt(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

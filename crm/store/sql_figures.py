@@ -1,0 +1,218 @@
+"""Figures kept up to date by every write that changes what the managers' pages count,
+so the missed-calls audit and the reports add up a month of daily rows rather than read
+a month of calls (``call_figures``, ``hour_figures``, ``rang_figures``, migration 0017).
+
+Why days of one time zone: the pages ask for whole days of the display zone, and a day
+is the coarsest bucket that still answers them (hours would be as many rows as calls,
+once split by rep, line and outcome).  The zone is stored (``figures_zone``); a period
+that is not whole days of it at one offset (another zone, a daylight-saving change inside
+the period) is answered from the calls by ``sql_reports``, so the numbers are the same
+either way.  ``rebuild_figures(zone)`` (``run.py rebuild-figures``) recounts them in the
+install's zone.
+
+Why a count per call, not a recount per day: each write removes the call's contribution
+as it stood and adds it as it stands (``_count_call`` with -1 then +1), inside the
+call's own transaction, so figures and calls commit or roll back together, and a batch
+of calls per transaction composes (the function is per call).  What moves a call's
+contribution: its row (re-ingest), its callback link and that task's owner (a manager's
+visibility rule reads the task owner), and who it rang.  Erasure and relinking change
+none of these and leave the figures alone.
+
+A mixin of ``SqlStore`` (``_use``, ``_tx``, ``_floor_div``, ``_ids_in``, ``_ids_param``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from typing import Any
+from zoneinfo import ZoneInfo
+
+_KEY = "day, direction, outcome, did, user_id, task_owner"
+_VISIBILITY = (
+    "COALESCE(calls.user_id, 0), "
+    "CASE WHEN cc.task_id IS NULL THEN -1 ELSE COALESCE(t.owner_id, 0) END"
+)
+_CALL_TASK = (
+    "FROM calls LEFT JOIN callback_calls cc ON cc.call_id = calls.id "
+    "LEFT JOIN callback_tasks t ON t.id = cc.task_id"
+)
+
+
+def offset_at(zone: ZoneInfo, at: float) -> float:
+    """The zone's offset from UTC, in seconds, at the POSIX time ``at``."""
+    delta = dt.datetime.fromtimestamp(at, dt.UTC).astimezone(zone).utcoffset()
+    return delta.total_seconds() if delta else 0.0
+
+
+def bucket(zone: ZoneInfo, at: float) -> tuple[int, int]:
+    """(day number since 1970-01-01, hour 0-23) of ``at`` in ``zone``: the same
+    arithmetic as the reports' ``floor((t + offset) / 86400)``."""
+    local = at + offset_at(zone, at)
+    return int(local // 86400), int(local // 3600) % 24
+
+
+class FigureQueries:
+    _figures_state: dict[str, Any]
+    """Shared by the root store and the stores its transactions hand out."""
+
+    async def _zone(self, c: Any) -> ZoneInfo:
+        """The zone the stored figures count in (read once per process; a rebuild in
+        another zone needs the other processes restarted)."""
+        zone = self._figures_state.get("zone")
+        if zone is None:
+            name = await c.fetchval("SELECT zone FROM figures_zone WHERE id = 1")
+            zone = self._figures_state["zone"] = ZoneInfo(name or "UTC")
+        return zone
+
+    async def figure_days(
+        self, c: Any, since: float, until: float
+    ) -> tuple[int, int, float] | None:
+        """The figures' days [first, end) covering exactly [since, until) and the one
+        offset they have there; None when the figures cannot answer that period."""
+        zone = await self._zone(c)
+        offset = offset_at(zone, since)
+        if (since + offset) % 86400 or (until + offset) % 86400:
+            return None
+        midnight = since
+        while midnight < until:
+            if offset_at(zone, midnight) != offset:
+                return None
+            midnight += 86400
+        if offset_at(zone, until - 1) != offset:
+            return None
+        return int((since + offset) // 86400), int((until + offset) // 86400), offset
+
+    async def _count_call(self, c: Any, call_id: int, sign: int) -> None:
+        """Add (+1) or remove (-1) one call's contribution to the figures: call it with -1
+        before changing the call, its callback task or who it rang, +1 after, in the same
+        transaction."""
+        at = await c.fetchval("SELECT started_at FROM calls WHERE id = $1", call_id)
+        if at is None:
+            return
+        day, hour = bucket(await self._zone(c), float(at))
+        s = int(sign)
+        await c.execute(
+            f"INSERT INTO call_figures ({_KEY}, calls, answered, talk_seconds) "
+            "SELECT CAST($2 AS BIGINT), calls.direction, calls.outcome, "
+            f"COALESCE(calls.did, ''), {_VISIBILITY}, {s} * COUNT(*), "
+            f"{s} * SUM(CASE WHEN calls.answered THEN 1 ELSE 0 END), "
+            f"{s} * COALESCE(SUM(calls.talk_seconds), 0) {_CALL_TASK} "
+            "WHERE calls.id = $1 GROUP BY 2, 3, 4, 5, 6 "
+            f"ON CONFLICT ({_KEY}) DO UPDATE SET "
+            "calls = call_figures.calls + excluded.calls, "
+            "answered = call_figures.answered + excluded.answered, "
+            "talk_seconds = call_figures.talk_seconds + excluded.talk_seconds",
+            call_id,
+            day,
+        )
+        await c.execute(
+            "INSERT INTO hour_figures (day, hour, user_id, task_owner, calls) "
+            f"SELECT CAST($2 AS BIGINT), CAST($3 AS BIGINT), {_VISIBILITY}, {s} * COUNT(*) "
+            f"{_CALL_TASK} WHERE calls.id = $1 GROUP BY 3, 4 "
+            "ON CONFLICT (day, hour, user_id, task_owner) DO UPDATE SET "
+            "calls = hour_figures.calls + excluded.calls",
+            call_id,
+            day,
+            hour,
+        )
+        await c.execute(
+            "INSERT INTO rang_figures (day, extension, missed) "
+            f"SELECT CAST($2 AS BIGINT), extension, {s} * COUNT(*) FROM call_rang "
+            "WHERE call_id = $1 AND missed GROUP BY extension "
+            "ON CONFLICT (extension, day) DO UPDATE SET "
+            "missed = rang_figures.missed + excluded.missed",
+            call_id,
+            day,
+        )
+
+    async def _count_task_calls(self, c: Any, task_ids: list[int], sign: int) -> None:
+        """The same for every call linked to these callback tasks (their owner changes)."""
+        if not task_ids:
+            return
+        rows = await c.fetch(
+            f"SELECT call_id FROM callback_calls WHERE task_id {self._ids_in(1)}",  # type: ignore[attr-defined]
+            self._ids_param(task_ids),  # type: ignore[attr-defined]
+        )
+        for r in rows:
+            await self._count_call(c, r["call_id"], sign)
+
+    async def rebuild_figures(self, zone: str | None = None) -> tuple[int, int]:
+        """Recount every figure from the calls in ``zone`` (default: the stored one), in
+        one transaction (writers wait; readers see the old figures until it commits).
+        Returns the numbers of (day, hour) figure rows written."""
+        async with self._tx() as c:  # type: ignore[attr-defined]
+            if self.dialect == "postgres":  # type: ignore[attr-defined]
+                await c.execute(
+                    "LOCK TABLE figures_zone, call_figures, hour_figures, rang_figures "
+                    "IN EXCLUSIVE MODE"
+                )
+            tz = ZoneInfo(zone) if zone else await self._zone(c)
+            for table in ("call_figures", "hour_figures", "rang_figures"):
+                await c.execute(f"DELETE FROM {table}")
+            await c.execute("UPDATE figures_zone SET zone = $1 WHERE id = 1", str(tz.key))
+            counted = await self._recount(c, tz)
+        self._figures_state["zone"] = tz
+        return counted
+
+    async def _recount(self, c: Any, tz: ZoneInfo) -> tuple[int, int]:
+        # The database groups by slices of time that never cross a local hour (an hour,
+        # or a quarter for zones at :30 and :45), the zone's days are applied here.
+        slice_s = 3600 if all(o % 3600 == 0 for o in _offsets(tz)) else 900
+        q = self._floor_div("calls.started_at", slice_s)  # type: ignore[attr-defined]
+        days: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0, 0, 0.0])
+        hours: dict[tuple[int, int, int, int], int] = defaultdict(int)
+        cache: dict[int, tuple[int, int]] = {}
+        for r in await c.fetch(
+            f"SELECT {q} AS q, calls.direction AS direction, calls.outcome AS outcome, "
+            "COALESCE(calls.did, '') AS did, COALESCE(calls.user_id, 0) AS u, "
+            "CASE WHEN cc.task_id IS NULL THEN -1 ELSE COALESCE(t.owner_id, 0) END AS o, "
+            "COUNT(*) AS n, SUM(CASE WHEN calls.answered THEN 1 ELSE 0 END) AS a, "
+            f"COALESCE(SUM(calls.talk_seconds), 0) AS talk {_CALL_TASK} "
+            "GROUP BY 1, 2, 3, 4, 5, 6"
+        ):
+            qn = int(r["q"])
+            if qn not in cache:
+                cache[qn] = bucket(tz, qn * slice_s)
+            day, hour = cache[qn]
+            acc = days[(day, r["direction"], r["outcome"], r["did"], r["u"], r["o"])]
+            acc[0] += int(r["n"])
+            acc[1] += int(r["a"])
+            acc[2] += float(r["talk"])
+            hours[(day, hour, int(r["u"]), int(r["o"]))] += int(r["n"])
+        rang: dict[tuple[int, str], int] = defaultdict(int)
+        q = self._floor_div("started_at", slice_s)  # type: ignore[attr-defined]
+        for r in await c.fetch(
+            f"SELECT {q} AS q, extension, COUNT(*) AS n FROM call_rang WHERE missed GROUP BY 1, 2"
+        ):
+            qn = int(r["q"])
+            if qn not in cache:
+                cache[qn] = bucket(tz, qn * slice_s)
+            rang[(cache[qn][0], r["extension"])] += int(r["n"])
+        await c.executemany(
+            f"INSERT INTO call_figures ({_KEY}, calls, answered, talk_seconds) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            [(*k, int(v[0]), int(v[1]), float(v[2])) for k, v in days.items()],
+        )
+        await c.executemany(
+            "INSERT INTO hour_figures (day, hour, user_id, task_owner, calls) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            [(*k, v) for k, v in hours.items()],
+        )
+        await c.executemany(
+            "INSERT INTO rang_figures (day, extension, missed) VALUES ($1, $2, $3)",
+            [(*k, v) for k, v in rang.items()],
+        )
+        return len(days), len(hours)
+
+
+def _offsets(tz: ZoneInfo) -> set[float]:
+    """The offsets a zone has had since 1970 (sampled daily over the years calls have)."""
+    start = dt.datetime(1970, 1, 1, tzinfo=dt.UTC).timestamp()
+    end = dt.datetime.now(dt.UTC).timestamp() + 366 * 86400
+    out: set[float] = set()
+    at = start
+    while at < end:
+        out.add(offset_at(tz, at))
+        at += 7 * 86400
+    return out
