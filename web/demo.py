@@ -68,11 +68,6 @@ async def seed(rt: Runtime) -> bool:
         )  # fmt: skip
         assert user.id is not None
         ids[username] = user.id
-    # one team, so the manager's board and reports show the reps
-    team = await service.create_team("Sales", "demo")
-    assert team.id is not None
-    for username in ("maria", "alice", "bob", "carol"):
-        await service.set_team(ids[username], team.id, "demo")
     known = [
         ("Grace Hopper", "Navy Computing", "+14155550199", "alice"),
         ("Alan Turing", "Bletchley Ltd", "+14155550201", "alice"),
