@@ -198,8 +198,17 @@
       }
     });
   }
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", setupMenu);
-  else setupMenu();
+  // A table that scrolls sideways (.table-wrap) must take the focus, so a keyboard user can
+  // scroll it: the templates say tabindex="0"; this covers a page that forgot it.
+  function focusableTables(root) {
+    for (const wrap of (root || document).querySelectorAll(".table-wrap:not([tabindex])")) {
+      wrap.tabIndex = 0;
+    }
+  }
+  function setupPage() { setupMenu(); focusableTables(document); }
+  document.addEventListener("crm:updated", function (ev) { focusableTables(ev.detail.root); });
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", setupPage);
+  else setupPage();
 
   // -- the stream -------------------------------------------------------------------------
   document.addEventListener("DOMContentLoaded", function () {
