@@ -62,7 +62,8 @@ async def _demo_ids(rt: Runtime, recorded_call_id: int) -> dict[str, int]:
     assert contacts and leads, "the demo data should hold contacts and leads"
     contact_id = call.contact_id or contacts[0].id
     ids = {"call_id": recorded_call_id, "contact_id": contact_id, "lead_id": leads[0].id,
-           "user_id": users["alice"].id, "team_id": users["alice"].team_id}  # fmt: skip
+           "user_id": users["alice"].id, "other_user_id": users["bob"].id,
+           "team_id": users["alice"].team_id}  # fmt: skip
     callbacks = await _callbacks(rt)
     if callbacks:
         ids["callback_id"] = callbacks[0]
@@ -111,6 +112,8 @@ ID_OF: dict[str, Callable[[str, dict[str, int]], int | str | None]] = {
 }  # fmt: skip
 """How to fill a path parameter of a page; a page with another parameter fails the test
 until a line is added here."""
+STATES = ("/handover?from={user_id}&to={other_user_id}", "/search?q=4155", "/calls?q=4155")
+"""Pages in a state their bare route does not show (a handover's preview, search results)."""
 
 
 def page_paths(site: DemoSite) -> list[str]:
@@ -135,6 +138,7 @@ def page_paths(site: DemoSite) -> list[str]:
         else:
             paths.add(path)
     assert not missing, "add these parameters to ID_OF:\n" + "\n".join(missing)
+    paths.update(state.format(**site.ids) for state in STATES)
     return sorted(paths)
 
 
