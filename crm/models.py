@@ -440,6 +440,47 @@ class MissedSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueCallGroup:
+    """Queue calls of one queue and slot (a day, or an hour of the day) that share an
+    outcome (answered or not) and a wait class, as the store groups them for
+    ``crm.queue_stats``: every wait in the group is at most ``wait_limit`` (None: above
+    every limit asked for) and above the next lower limit asked for."""
+
+    queue: str
+    slot: int
+    """Day number since the epoch, or hour of the day 0-23, in the report's time zone."""
+    answered: bool
+    wait_limit: float | None
+    calls: int
+    wait_sum: float
+    wait_max: float
+    talk_sum: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRepGroup:
+    """A rep's queue calls in one queue: answered (and their talk), rang not answered."""
+
+    user_id: int
+    queue: str
+    answered: int
+    talk_seconds: float
+    rona: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEventRow:
+    """One stored agent event (``agent_events``) with the user its extension maps to now."""
+
+    ts: float
+    kind: str
+    extension: str
+    queue: str | None
+    reason: str | None
+    user_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class RepFigures:
     """Per-rep report row: calls the rep ended up with (answered), missed inbound calls
     that rang them, and their talk time."""

@@ -57,6 +57,8 @@ from .models import (
 )
 from .phones import FRAGMENT_MIN_DIGITS, digits_only, normalize, number_fragment
 from .policy import LeadPolicy
+from .queue_settings import QueueSettingsServices
+from .queue_stats import QueueStatsServices
 from .reports import ReportServices
 from .store import CallCursor, Store
 from .tokens import TokenServices
@@ -96,7 +98,8 @@ def decode_cursor(text: str | None) -> CallCursor | None:
 
 
 class CrmService(
-    ReportServices, TokenServices, RecordingServices, SettingsServices, HandoverServices
+    ReportServices, QueueStatsServices, QueueSettingsServices, TokenServices,
+    RecordingServices, SettingsServices, HandoverServices
 ):
     def __init__(
         self, store: Store, policy: LeadPolicy, clock: Callable[[], float] = time.time

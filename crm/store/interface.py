@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from ..models import (
     AgentEvent,
+    AgentEventRow,
     ApiToken,
     AuditEntry,
     BackfillState,
@@ -32,6 +33,8 @@ from ..models import (
     MissedSummary,
     Note,
     PbxLink,
+    QueueCallGroup,
+    QueueRepGroup,
     RecordingRow,
     RecordingStatus,
     RepFigures,
@@ -436,6 +439,42 @@ class Store(ABC):
         self, since: float, until: float, user_ids: UserIds = None, utc_offset: float = 0.0
     ) -> list[tuple[int, int]]:
         """(hour 0-23, calls started in it) for the hours that had calls."""
+
+    # -- queue figures (crm/store/sql_queues.py) ---------------------------------------
+    @abstractmethod
+    async def queue_call_groups(
+        self,
+        since: float,
+        until: float,
+        user_ids: UserIds = None,
+        utc_offset: float = 0.0,
+        limits: Sequence[float] = (),
+        by: str = "day",
+    ) -> list[QueueCallGroup]:
+        """Queue calls started in [since, until) that ``user_ids`` may see, grouped by
+        queue, day (``by="day"``) or hour of the day (``"hour"``), answered or not, and
+        the first of the sorted ``limits`` their wait does not exceed."""
+
+    @abstractmethod
+    async def queue_rep_groups(
+        self, since: float, until: float, user_ids: UserIds = None
+    ) -> list[QueueRepGroup]:
+        """Per rep and queue: queue calls answered, their talk time, rang not answered."""
+
+    @abstractmethod
+    async def talk_seconds_by_user(
+        self, since: float, until: float, user_ids: UserIds = None
+    ) -> dict[int, float]:
+        """Talk time of all of each rep's calls started in the period."""
+
+    @abstractmethod
+    async def agent_state_events(self, since: float, until: float) -> list[AgentEventRow]:
+        """Pause and registration events of the period, after the last one of each kind
+        before it (the state the period starts in); oldest first."""
+
+    @abstractmethod
+    async def queue_names(self) -> list[str]:
+        """The queues stored calls went through, sorted."""
 
     # -- API tokens ------------------------------------------------------------------
     @abstractmethod

@@ -40,6 +40,7 @@ from .sql_filters import FilterQueries
 from .sql_handover import HandoverQueries
 from .sql_leads import LeadQueries
 from .sql_links import LinkQueries
+from .sql_queues import QueueQueries
 from .sql_reports import ReportQueries
 from .sql_sessions import SessionQueries
 
@@ -169,7 +170,7 @@ def _audit_row(row: Row) -> AuditEntry:
 
 
 class SqlStore(
-    ReportQueries, FigureQueries, CatalogueQueries, LinkQueries, FilterQueries,
+    ReportQueries, FigureQueries, QueueQueries, CatalogueQueries, LinkQueries, FilterQueries,
     BackfillQueries, SessionQueries, AgentEventQueries, CallbackQueries, LeadQueries,
     HandoverQueries, Store
 ):

@@ -29,21 +29,33 @@ def _rate(part: int, whole: int) -> float:
 class ReportQueries:
     def _visible_figures(self, n: int) -> str:
         """``_visible_call`` on ``call_figures`` rows (ids bound as parameter $n): the
-        rep is in scope, or the callback task's owner is.  An unowned task is visible
-        where its calls rang someone in scope (``_visible_task``); a task gets the
-        least-loaded rung rep as its owner when it opens (``crm.callbacks``), so an
-        unowned one is a task whose calls rang nobody with a login: visible to no scope."""
+        rep is in scope, or the callback task's owner is.  Periods holding an unowned
+        task's calls are read from the calls instead (``_days``)."""
         ids = self._ids_in(n)  # type: ignore[attr-defined]
         return f"(f.user_id {ids} OR f.task_owner {ids})"
 
     async def _days(
-        self, c: Any, since: float, until: float, utc_offset: float | None = None
+        self,
+        c: Any,
+        since: float,
+        until: float,
+        utc_offset: float | None = None,
+        user_ids: Any = None,
     ) -> tuple[int, int] | None:
         """The figures' days for the period (``sql_figures``), or None to read the calls:
         the period is not whole days of the figures' zone at one offset, or is grouped by
-        days and hours of another offset."""
+        days and hours of another offset, or (for a scope) it holds calls of an unowned
+        callback task, whose visibility hangs on who its calls rang (``_visible_task``),
+        which the figures do not keep."""
         found = await self.figure_days(c, since, until)  # type: ignore[attr-defined]
         if found is None or (utc_offset is not None and found[2] != utc_offset):
+            return None
+        if user_ids is not None and await c.fetchval(
+            "SELECT 1 FROM call_figures f WHERE f.day >= $1 AND f.day < $2 "
+            "AND f.task_owner = 0 LIMIT 1",
+            found[0],
+            found[1],
+        ):
             return None
         return found[0], found[1]
 
@@ -70,7 +82,7 @@ class ReportQueries:
         # call_rang's partial index on missed rows: one range per extension and period,
         # counted in index order (no DISTINCT over the period).  A call counts once per
         # user, so users with several extensions get a COUNT(DISTINCT) of their own.
-        days = await self._days(c, since, until)
+        days = await self._days(c, since, until, user_ids=user_ids)
         args: list[Any] = [since, until] if days is None else list(days)
         scoped = ""
         if user_ids is not None:
@@ -182,7 +194,7 @@ class ReportQueries:
     ) -> list[dict[str, Any]]:
         """Per line (DID): inbound calls and missed ones, ordered by line as the database
         orders it (NULL first on SQLite, last on PostgreSQL)."""
-        days = await self._days(c, since, until)
+        days = await self._days(c, since, until, user_ids=user_ids)
         if days is None:
             rows = await c.fetch(
                 "SELECT calls.did AS did, COUNT(*) AS total, "
@@ -214,7 +226,7 @@ class ReportQueries:
         if user_ids is not None:
             args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
             mine = f" AND {{col}} {self._ids_in(3)}"  # type: ignore[attr-defined]
-        days = await self._days(c, since, until)
+        days = await self._days(c, since, until, user_ids=user_ids)
         if days is None:
             sql = (
                 "SELECT user_id, COUNT(*) AS n FROM calls WHERE calls.direction = 'inbound' "
@@ -265,7 +277,7 @@ class ReportQueries:
         self, since: float, until: float, user_ids: Any = None, utc_offset: float = 0.0
     ) -> list[tuple[str, str, int]]:
         async with self._use() as c:  # type: ignore[attr-defined]
-            days = await self._days(c, since, until, utc_offset)
+            days = await self._days(c, since, until, utc_offset, user_ids=user_ids)
             if days is not None:
                 fargs: list[Any] = []
                 fwhere = self._figures_where(fargs, days, user_ids)
@@ -296,7 +308,7 @@ class ReportQueries:
             args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
             where += f" AND calls.user_id {self._ids_in(3)}"  # type: ignore[attr-defined]
         async with self._use() as c:  # type: ignore[attr-defined]
-            days = await self._days(c, since, until)
+            days = await self._days(c, since, until, user_ids=user_ids)
         if days is None:
             sql = (
                 "SELECT calls.user_id AS user_id, "
@@ -337,7 +349,7 @@ class ReportQueries:
         self, since: float, until: float, user_ids: Any = None, utc_offset: float = 0.0
     ) -> list[tuple[int, int]]:
         async with self._use() as c:  # type: ignore[attr-defined]
-            days = await self._days(c, since, until, utc_offset)
+            days = await self._days(c, since, until, utc_offset, user_ids=user_ids)
             if days is not None:
                 fargs: list[Any] = []
                 fwhere = self._figures_where(fargs, days, user_ids)

@@ -1,0 +1,112 @@
+"""Admin > Queues: each queue's service-level seconds, short-abandon seconds and the
+amber/red thresholds of the board and the queue report (``crm/queue_settings.py``).
+
+One form per queue the calls went through (plus the default for all others, and any
+queue typed in by name before its first call); saving is audited by the settings
+service.  A queue reset goes back to the default settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from crm.errors import InvalidInput
+from crm.queue_settings import DEFAULT, FIELDS, QueueSettingsBook
+
+from ..app import current_user, roles, runtime
+from ..i18n import _
+from ..render import render
+
+routes = web.RouteTableDef()
+
+
+def _labels() -> dict[str, str]:
+    """The form's field labels in the reader's language (``crm.queue_settings.FIELDS``)."""
+    return {
+        "service_level_seconds": _("Service level: answered within"),
+        "short_abandon_seconds": _("Short abandon: hung up within"),
+        "waiting_amber": _("Callers waiting: amber from"),
+        "waiting_red": _("Callers waiting: red from"),
+        "longest_wait_amber": _("Longest wait: amber from"),
+        "longest_wait_red": _("Longest wait: red from"),
+        "service_level_amber": _("Service level: amber at or below"),
+        "service_level_red": _("Service level: red at or below"),
+    }
+
+
+def _units() -> dict[str, str]:
+    return {"s": _("seconds"), "callers": _("callers"), "%": "%"}
+
+
+def _notices() -> dict[str, str]:
+    return {
+        "saved": _("Queue settings saved."),
+        "reset": _("The queue uses the default settings again."),
+    }
+
+
+async def _page(
+    request: web.Request,
+    error: str | None = None,
+    typed: dict[str, Any] | None = None,
+    status: int = 200,
+) -> web.Response:
+    rt = runtime(request)
+    book: QueueSettingsBook = await rt.service.queue_settings()
+    names = sorted(set(await rt.store.queue_names()) | set(book.queues))
+    entries = [(DEFAULT, book.default.as_dict(), False)]
+    entries += [(n, book.for_queue(n).as_dict(), n in book.queues) for n in names]
+    if typed is not None:
+        entries = [(n, typed["values"] if n == typed["queue"] else v, own)
+                   for n, v, own in entries]  # fmt: skip
+        if typed["queue"] not in {n for n, _v, _o in entries}:
+            entries.append((typed["queue"], typed["values"], False))
+    ctx = {
+        "section": "queues",
+        "entries": entries,
+        "fields": FIELDS,
+        "labels": _labels(),
+        "units": _units(),
+        "error": error,
+        "error_queue": typed["queue"] if typed else None,
+        "notice": _notices().get(request.query.get("done", "")),
+    }
+    return render(request, "admin_queues.html", ctx, status=status)
+
+
+@routes.get("/admin/queues")
+@roles("admin")
+async def queues_page(request: web.Request) -> web.StreamResponse:
+    return await _page(request)
+
+
+@routes.post("/admin/queues")
+@roles("admin")
+async def save_queue(request: web.Request) -> web.StreamResponse:
+    rt, user = runtime(request), current_user(request)
+    form = await request.post()
+    queue = str(form.get("queue", "")).strip()
+    try:
+        await rt.service.save_queue_settings(queue, form, user.username)
+    except InvalidInput as exc:
+        values = {f.name: str(form.get(f.name, "")) for f in FIELDS}
+        return await _page(request, str(exc), {"queue": queue, "values": values}, 400)
+    raise web.HTTPSeeOther("/admin/queues?done=saved")
+
+
+@routes.post("/admin/queues/reset")
+@roles("admin")
+async def reset_queue(request: web.Request) -> web.StreamResponse:
+    rt, user = runtime(request), current_user(request)
+    form = await request.post()
+    try:
+        await rt.service.forget_queue_settings(str(form.get("queue", "")), user.username)
+    except InvalidInput as exc:
+        return await _page(request, str(exc), status=400)
+    raise web.HTTPSeeOther("/admin/queues?done=reset")
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)
