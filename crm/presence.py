@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 PENDING_MAX = 100_000
 """Agent events kept for a store that refuses them, at most (the oldest go first)."""
+WRAPUP_SECONDS = 120.0
+"""After a call, the board shows its rep "in wrap-up" this long, or until the rep saves
+the wrap-up (``clear_wrapup``), whichever comes first."""
 PRESENCE_EVENT = "presence"
 """Bus kind; payload ``{"link": name, "rep": {...}}``, ``{"link", "queue": {...}}`` or
 ``{"link", "wrapup": {"extension", "until"}}``."""
@@ -68,6 +71,7 @@ class PresenceService:
         self._pending: list[AgentEvent] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        bus.add_tap(self._on_event)
         self._latest: dict[tuple[str, str, str], dict[str, Any]] = {}
         """The last payload per (link, "rep"|"queue", key): what a board hub that starts
         after the link (or restarts) begins from."""
@@ -141,6 +145,23 @@ class PresenceService:
     def snapshot(self) -> list[dict[str, Any]]:
         """The latest payload of every rep and queue this process's links reported."""
         return list(self._latest.values())
+
+    def _on_event(self, event: Event) -> None:
+        """A finished call puts the rep who had it last "in wrap-up" (a bus tap: runs
+        inside ``publish``, so the new event goes out on the next loop turn)."""
+        if event.kind != "call_recorded":
+            return
+        call = getattr(event.payload, "call", None)
+        extension = call and (call.final_agent or call.answered_by)
+        if not extension:
+            return
+        until = float(call.ended_at) + WRAPUP_SECONDS
+        asyncio.get_running_loop().call_soon(self.set_wrapup, "", str(extension), until)
+
+    def clear_wrapup(self, extensions: Sequence[str]) -> None:
+        """The rep saved the wrap-up: the board shows the phone's own state again."""
+        for extension in extensions:
+            self.set_wrapup("", extension, None)
 
     def set_wrapup(self, link: str, extension: str, until: float | None) -> None:
         """The wrap-up hook: ``extension`` is writing up a call until ``until`` (epoch

@@ -242,3 +242,34 @@ async def test_agent_changes_are_stored_with_the_link(rt: Runtime) -> None:
         ("unpaused", "102", None, link.id),
     ]
     assert isinstance(stored[0].ts, float) and AuditEntry  # the capture's own times
+
+
+async def test_a_rep_is_in_wrap_up_after_a_call_until_it_is_saved(
+    client: TestClient, rt: Runtime, world: People
+) -> None:
+    import time
+
+    from tests.crm.factories import inbound
+
+    await feed(rt, [rep_change("101", "available", time.time())])
+    await login(client, "maria")
+    row = (await (await client.get("/board")).text()).split('id="rep-101"')
+    assert "state-available" in row[0][-80:] + row[1][:80]
+    call = (await rt.ingest.record(inbound("+14155550199", at=time.time() - 30))).call
+    await asyncio.sleep(0.1)  # the tap's event goes out on the next loop turn
+    row = (await (await client.get("/board")).text()).split('id="rep-101"')
+    assert "state-wrapup" in row[0][-80:] + row[1][:80]
+    await client.post("/logout", data={"_csrf": await _csrf(client)})
+    await login(client, "alice")
+    saved = await client.post(
+        f"/calls/{call.id}/notes",
+        data={"result": "Sale"},
+        headers={"Accept": "application/json", "X-CSRF-Token": await _csrf(client)},
+    )
+    assert saved.status == 200
+    await asyncio.sleep(0.1)
+    await client.post("/logout", data={"_csrf": await _csrf(client)})
+    await login(client, "maria")
+    row = (await (await client.get("/board")).text()).split('id="rep-101"')
+    assert "state-wrapup" not in row[0][-80:] + row[1][:80]
+    assert "state-available" in row[0][-80:] + row[1][:80]

@@ -97,6 +97,8 @@ async def save_wrapup(request: web.Request) -> web.StreamResponse:
             )
         except InvalidInput as exc:
             errors["_"] = str(exc)
+    if saved is not None:
+        view.rt.presence.clear_wrapup(view.user.extensions)
     if wants_json(request):
         if errors:
             return web.json_response({"ok": False, "errors": errors}, status=400)
