@@ -59,7 +59,8 @@ async def seed(rt: Runtime) -> bool:
     if await service.list_users(include_inactive=True):
         return False
     ids: dict[str, int] = {}
-    # the manager and the reps are one team, so the manager's pages show their work
+    # the manager and the reps are one team, so the manager's pages (missed calls,
+    # reports, the board) show their work
     team = await service.create_team(TEAM, actor="demo")
     for username, name, role, exts in USERS:
         user = await service.create_user(
