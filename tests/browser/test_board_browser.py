@@ -82,3 +82,8 @@ async def test_a_manager_pauses_a_member_and_watches_callers_wait(
     await expect(page.locator("[data-queue=support] [data-role=waiting-count]")).to_have_text("0")
     await expect(wall.locator(".wall-queue [data-role=waiting-count]")).to_have_text("0")
     await expect(bob.locator("[data-role=state]")).to_have_text("Available", timeout=3000)
+    # today's figures follow the stored calls without a reload: of the two answered callers
+    # the manager's team (bob, 102) took one; 103 has no user in her team
+    figures = page.locator("#queue-figures")
+    await expect(figures.locator("[data-figure=offered]").first).to_have_text("1", timeout=10000)
+    await expect(figures.locator("[data-figure=answered]").first).to_have_text("1")

@@ -167,8 +167,8 @@ async def test_rep_pages_work_and_look_right(browser: Browser, site: Any) -> Non
     await screenshot(page, "call")
 
     await page.goto(f"{site.url}/contacts")
-    await page.fill("input[name=q]", "(415) 555-0199")
-    await page.press("input[name=q]", "Enter")
+    await page.fill("main input[name=q]", "(415) 555-0199")
+    await page.press("main input[name=q]", "Enter")
     await page.wait_for_url("**q=*")
     assert await page.locator("#contacts tbody tr").count() == 1
     await page.goto(f"{site.url}/contacts")

@@ -101,7 +101,7 @@ async def _board_context(request: web.Request) -> dict[str, Any]:
 @roles("manager", "admin")
 async def board(request: web.Request) -> web.StreamResponse:
     ctx = await _board_context(request)
-    ctx["figures"] = await queue_figures_context(request)
+    ctx.update(await queue_figures_context(request))
     return render(request, "board.html", ctx)
 
 
@@ -109,7 +109,7 @@ async def board(request: web.Request) -> web.StreamResponse:
 @roles("manager", "admin")
 async def wall(request: web.Request) -> web.StreamResponse:
     ctx = await _board_context(request)
-    ctx["figures"] = await queue_figures_context(request)
+    ctx.update(await queue_figures_context(request))
     return render(request, "board_wall.html", ctx)
 
 
@@ -190,7 +190,7 @@ async def _act(request: web.Request, op: str) -> web.StreamResponse:
             {"ok": result.ok, "message": _(result.text, **result.params)}, status=result.status
         )
     ctx = await _board_context(request)
-    ctx["figures"] = await queue_figures_context(request)
+    ctx.update(await queue_figures_context(request))
     ctx["notice"] = {"ok": result.ok, "message": _(result.text, **result.params)}
     return render(request, "board.html", ctx, status=result.status)
 

@@ -176,6 +176,40 @@
 
   // -- the screen pops: static/pops.js (the stack, the wrap-up card, notifications) -----
 
+  // -- the ☰ menu on a narrow screen: a real button (Enter/Space, aria-expanded); Escape
+  //    closes it and gives the focus back to the button. Without this the menu stays open.
+  function setupMenu() {
+    const button = document.getElementById("navburger");
+    const nav = document.getElementById("mainnav");
+    if (!button || !nav) return;
+    function set(open) {
+      button.setAttribute("aria-expanded", open ? "true" : "false");
+      nav.classList.toggle("open", open);
+    }
+    button.hidden = false;
+    button.closest(".topbar").classList.add("menu-ready");
+    button.addEventListener("click", function () {
+      set(button.getAttribute("aria-expanded") !== "true");
+    });
+    document.addEventListener("keydown", function (ev) {
+      if (ev.key === "Escape" && button.getAttribute("aria-expanded") === "true") {
+        set(false);
+        button.focus();
+      }
+    });
+  }
+  // A table that scrolls sideways (.table-wrap) must take the focus, so a keyboard user can
+  // scroll it: the templates say tabindex="0"; this covers a page that forgot it.
+  function focusableTables(root) {
+    for (const wrap of (root || document).querySelectorAll(".table-wrap:not([tabindex])")) {
+      wrap.tabIndex = 0;
+    }
+  }
+  function setupPage() { setupMenu(); focusableTables(document); }
+  document.addEventListener("crm:updated", function (ev) { focusableTables(ev.detail.root); });
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", setupPage);
+  else setupPage();
+
   // -- the stream -------------------------------------------------------------------------
   document.addEventListener("DOMContentLoaded", function () {
     if (!document.body.dataset.user || !window.EventSource) return;

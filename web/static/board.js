@@ -198,8 +198,30 @@
       for (const q of msg.data.queues) putQueue(q);
     } else if (msg.kind === "rep") putRep(msg.data);
     else if (msg.kind === "queue") putQueue(msg.data);
+    if (msg.kind === "queue" || msg.kind === "rep") refreshFigures();
     document.dispatchEvent(new CustomEvent("board:updated", { detail: msg }));
   }
+
+  // -- today's figures (stored facts: web/pages/queue_figures.py) ------------------------
+  // A queue or rep change (a caller joined, was answered or gave up, a call ended) moves
+  // them: the section is read again from the server a few seconds later (the call is
+  // stored by then), at most once per few seconds, and at least every minute.
+  let figuresDue = null;
+  function refreshFigures() {
+    if (figuresDue || !document.getElementById("queue-figures")) return;
+    figuresDue = setTimeout(async function () {
+      figuresDue = null;
+      try {
+        const resp = await fetch(location.pathname, { headers: { Accept: "text/html" } });
+        if (!resp.ok) return;
+        const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
+        const fresh = doc.getElementById("queue-figures");
+        const current = document.getElementById("queue-figures");
+        if (fresh && current) current.replaceWith(document.importNode(fresh, true));
+      } catch (err) { console.error(err); }
+    }, 4000);
+  }
+  setInterval(refreshFigures, 60000);
   const es = new EventSource("/board/events");
   es.onmessage = function (e) {
     try { apply(JSON.parse(e.data)); } catch (err) { console.error(err); }

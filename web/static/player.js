@@ -46,10 +46,25 @@
       ctx.fillRect(Math.min(w - 2, done * w), 0, 2, h);
     }
 
+    const _ = (m, v) => (window.crm && window.crm._ ? window.crm._(m, v) : m);
+
     function update() {
       if (bar) { bar.max = length() || 1; bar.value = audio.currentTime; }
       if (time) time.textContent = clock(audio.currentTime);
+      if (canvas) {
+        // the slider's value, read out by screen readers as "0:35 of 1:20"
+        canvas.setAttribute("aria-valuemax", String(Math.round(length())));
+        canvas.setAttribute("aria-valuenow", String(Math.round(audio.currentTime)));
+        canvas.setAttribute("aria-valuetext", _("%(position)s of %(duration)s",
+          { position: clock(audio.currentTime), duration: clock(length()) }));
+      }
       draw();
+    }
+
+    function seek(to) {
+      if (!length()) return;
+      audio.currentTime = Math.max(0, Math.min(length(), to));
+      update();
     }
 
     if (canvas) {
@@ -60,7 +75,18 @@
       canvas.addEventListener("click", function (ev) {
         const rect = canvas.getBoundingClientRect();
         const at = (ev.clientX - rect.left) / rect.width;
-        if (length()) { audio.currentTime = Math.max(0, Math.min(1, at)) * length(); update(); }
+        seek(Math.max(0, Math.min(1, at)) * length());
+      });
+      // the keyboard: as a native slider does (arrows 5 s, Page Up/Down 30 s, Home/End)
+      canvas.addEventListener("keydown", function (ev) {
+        const now = audio.currentTime;
+        const moves = {
+          ArrowRight: now + 5, ArrowUp: now + 5, ArrowLeft: now - 5, ArrowDown: now - 5,
+          PageUp: now + 30, PageDown: now - 30, Home: 0, End: length(),
+        };
+        if (!(ev.key in moves)) return;
+        ev.preventDefault();
+        seek(moves[ev.key]);
       });
       fetch(canvas.dataset.waveform, { credentials: "same-origin" })
         .then((r) => (r.ok ? r.json() : null))
@@ -83,7 +109,6 @@
       box.dataset.status = "error";
       const p = document.createElement("p");
       p.className = "alert error player-error";
-      const _ = (m) => (window.crm && window.crm._ ? window.crm._(m) : m);
       p.textContent = _("This recording could not be loaded (no access, or the link expired: reload the page).");
       box.appendChild(p);
     });
