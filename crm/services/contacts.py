@@ -35,6 +35,15 @@ class ContactServices(TeamServices):
             raise InvalidInput(f"not an e-mail address: {email!r}")
         return email
 
+    def _phones(self, phones: Iterable[str | PhoneNumber]) -> list[PhoneNumber]:
+        """Typed numbers normalised, each number once (the first label wins)."""
+        return _dedupe([self.phone(p) for p in phones])
+
+    @staticmethod
+    def _check_lead_status(status: str) -> None:
+        if status not in LEAD_STATUSES:
+            raise InvalidInput(f"lead status must be one of {', '.join(LEAD_STATUSES)}")
+
     async def create_contact(
         self,
         name: str,
@@ -51,8 +60,8 @@ class ContactServices(TeamServices):
         check_contact_fields(name, company, email, tags, phones, custom)
         if not name and not phones:
             raise InvalidInput("a contact needs a name or a number")
-        if lead_status is not None and lead_status not in LEAD_STATUSES:
-            raise InvalidInput(f"lead status must be one of {', '.join(LEAD_STATUSES)}")
+        if lead_status is not None:
+            self._check_lead_status(lead_status)
         now = self.clock()
         contact = Contact(
             id=None,
@@ -60,9 +69,9 @@ class ContactServices(TeamServices):
             company=(company or "").strip(),
             email=self._check_email(email),
             owner_id=owner_id,
-            tags=sorted({t.strip() for t in tags if t.strip()}),
+            tags=_tags(tags),
             custom=dict(custom or {}),
-            phones=_dedupe([self.phone(p) for p in phones]),
+            phones=self._phones(phones),
             lead=Lead(lead_status, "manual", now) if lead_status else None,
             created_at=now,
             updated_at=now,
@@ -98,9 +107,9 @@ class ContactServices(TeamServices):
         if "email" in fields:
             fields["email"] = self._check_email(fields["email"])
         if "phones" in fields:
-            fields["phones"] = _dedupe([self.phone(p) for p in fields["phones"]])
+            fields["phones"] = self._phones(fields["phones"])
         if "tags" in fields:
-            fields["tags"] = sorted({t.strip() for t in fields["tags"] if t.strip()})
+            fields["tags"] = _tags(fields["tags"])
         contact = replace(contact, **fields, updated_at=self.clock())
         await self.store.update_contact(contact)
         return contact
@@ -231,3 +240,7 @@ def _dedupe(phones: list[PhoneNumber]) -> list[PhoneNumber]:
             seen.add(key)
             out.append(p)
     return out
+
+
+def _tags(tags: Iterable[str]) -> list[str]:
+    return sorted({t.strip() for t in tags if t.strip()})

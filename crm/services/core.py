@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import InvalidInput
-from ..models import AuditEntry, PhoneNumber
+from ..errors import InvalidInput, NotFound
+from ..models import AuditEntry, PhoneNumber, User
 from ..phones import normalize
 from ..policy import LeadPolicy
 from ..store import Store
@@ -35,6 +35,13 @@ class ServiceCore:
         if e164 is None:
             raise InvalidInput(f"not a phone number: {raw!r}")
         return PhoneNumber(raw=raw.strip(), e164=e164, label=label)
+
+    async def _user(self, user_id: int, store: Store | None = None) -> User:
+        """The user with this id (read through ``store``: a transaction), else NotFound."""
+        user = await (store or self.store).get_user(user_id)
+        if user is None:
+            raise NotFound(f"user {user_id}")
+        return user
 
     # -- audit -----------------------------------------------------------------------
     async def audit(

@@ -86,8 +86,7 @@ class LeadServices(ContactServices):
         return Page(found, None)
 
     async def set_lead_status(self, contact_id: int, status: LeadStatus, actor: str) -> Contact:
-        if status not in LEAD_STATUSES:
-            raise InvalidInput(f"lead status must be one of {', '.join(LEAD_STATUSES)}")
+        self._check_lead_status(status)
         contact = await self.get_contact(contact_id)
         if contact.lead is None:
             raise InvalidInput("this contact is not a lead")

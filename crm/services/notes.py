@@ -19,15 +19,9 @@ class NoteServices(CallServices, TeamServices):
         result: str = "",
         comment: str = "",
     ) -> Note:
-        if not (topic.strip() or result.strip() or comment.strip()):
-            raise InvalidInput("an empty note")
-        check_text("topic", topic.strip(), NOTE_TOPIC_MAX)
-        check_text("result", result.strip(), NOTE_RESULT_MAX)
-        check_text("comment", comment.strip(), NOTE_COMMENT_MAX)
+        topic, result, comment = _note_text(topic, result, comment)
         await self.get_call(call_id)
-        note = Note(
-            None, call_id, author_id, topic.strip(), result.strip(), comment.strip(), self.clock()
-        )
+        note = Note(None, call_id, author_id, topic, result, comment, self.clock())
         return await self.store.add_note(note)
 
     async def notes(self, call_id: int) -> list[Note]:
@@ -47,12 +41,7 @@ class NoteServices(CallServices, TeamServices):
             raise NotFound(f"note {note_id}")
         if note.author_id != user.id and user.role not in ("manager", "admin"):
             raise Forbidden("only the author of a note (or a manager) can change it")
-        topic, result, comment = topic.strip(), result.strip(), comment.strip()
-        if not (topic or result or comment):
-            raise InvalidInput("an empty note")
-        check_text("topic", topic, NOTE_TOPIC_MAX)
-        check_text("result", result, NOTE_RESULT_MAX)
-        check_text("comment", comment, NOTE_COMMENT_MAX)
+        topic, result, comment = _note_text(topic, result, comment)
         before = {"topic": note.topic, "result": note.result, "comment": note.comment}
         note.topic, note.result, note.comment = topic, result, comment
         note.updated_at, note.updated_by = self.clock(), user.id
@@ -63,3 +52,14 @@ class NoteServices(CallServices, TeamServices):
                 {"call": note.call_id, "before": before}, tx,
             )  # fmt: skip
         return note
+
+
+def _note_text(topic: str, result: str, comment: str) -> tuple[str, str, str]:
+    """A note's three texts trimmed, refused when all are empty or one is too long."""
+    topic, result, comment = topic.strip(), result.strip(), comment.strip()
+    if not (topic or result or comment):
+        raise InvalidInput("an empty note")
+    check_text("topic", topic, NOTE_TOPIC_MAX)
+    check_text("result", result, NOTE_RESULT_MAX)
+    check_text("comment", comment, NOTE_COMMENT_MAX)
+    return topic, result, comment

@@ -10,6 +10,7 @@ from ..access import can_see_call as _can_see_call
 from ..access import can_see_contact as _can_see_contact
 from ..errors import InvalidInput, NotFound
 from ..models import Call, Contact, Team, User
+from ..store import Store
 from .core import ServiceCore
 
 
@@ -52,11 +53,8 @@ class TeamServices(ServiceCore):
 
     async def set_team(self, user_id: int, team_id: int | None, actor: str) -> User:
         async with self.store.transaction() as tx:
-            user = await tx.get_user(user_id)
-            if user is None:
-                raise NotFound(f"user {user_id}")
-            if team_id is not None and all(t.id != team_id for t in await tx.list_teams()):
-                raise NotFound(f"team {team_id}")
+            user = await self._user(user_id, tx)
+            await _check_team(tx, team_id)
             user.team_id = team_id
             await tx.update_user(user)
             await self.audit(actor, "user.team", f"user:{user_id}", {"team_id": team_id}, tx)
@@ -69,15 +67,18 @@ class TeamServices(ServiceCore):
         if not ids:
             raise InvalidInput("choose at least one user")
         async with self.store.transaction() as tx:
-            if team_id is not None and all(t.id != team_id for t in await tx.list_teams()):
-                raise NotFound(f"team {team_id}")
+            await _check_team(tx, team_id)
             names = []
             for uid in ids:
-                user = await tx.get_user(uid)
-                if user is None:
-                    raise NotFound(f"user {uid}")
+                user = await self._user(uid, tx)
                 user.team_id = team_id
                 await tx.update_user(user)
                 names.append(user.username)
             await self.audit(actor, "users.team", f"team:{team_id}", {"users": names}, tx)
         return len(ids)
+
+
+async def _check_team(tx: Store, team_id: int | None) -> None:
+    """NotFound unless ``team_id`` is None (no team) or a team that exists."""
+    if team_id is not None and all(t.id != team_id for t in await tx.list_teams()):
+        raise NotFound(f"team {team_id}")

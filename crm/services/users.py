@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterable
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .. import passwords
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput
 from ..models import ROLES, Role, User
 from .core import ServiceCore
 
@@ -31,10 +32,8 @@ class UserServices(ServiceCore):
     ) -> User:
         if not _USERNAME.match(username or ""):
             raise InvalidInput("username: 1-64 letters, digits, . _ @ -")
-        if role not in ROLES:
-            raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
-        if len(password) < 8:
-            raise InvalidInput("password: at least 8 characters")
+        _check_role(role)
+        _check_password(password)
         exts = self._extensions(extensions)
         password_hash = await asyncio.to_thread(passwords.hash_password, password)
         async with self.store.transaction() as tx:
@@ -80,13 +79,10 @@ class UserServices(ServiceCore):
         return user
 
     async def set_password(self, user_id: int, password: str, actor: str) -> None:
-        if len(password) < 8:
-            raise InvalidInput("password: at least 8 characters")
+        _check_password(password)
         user = await self._user(user_id)
         user.password_hash = await asyncio.to_thread(passwords.hash_password, password)
-        async with self.store.transaction() as tx:
-            await tx.update_user(user)
-            await self.audit(actor, "user.password_changed", f"user:{user_id}", None, tx)
+        await self._save_user(user, actor, "user.password_changed")
 
     async def set_preferences(
         self, user_id: int, language: str | None, timezone: str | None, actor: str
@@ -107,20 +103,14 @@ class UserServices(ServiceCore):
         if (user.language, user.timezone) != (language, timezone):
             old = {"language": user.language, "timezone": user.timezone}
             user.language, user.timezone = language, timezone
-            async with self.store.transaction() as tx:
-                await tx.update_user(user)
-                await self.audit(
-                    actor, "user.preferences", f"user:{user_id}",
-                    {"from": old, "to": {"language": language, "timezone": timezone}}, tx,
-                )  # fmt: skip
+            change = {"from": old, "to": {"language": language, "timezone": timezone}}
+            await self._save_user(user, actor, "user.preferences", change)
         return user
 
     async def set_extensions(self, user_id: int, extensions: Iterable[str], actor: str) -> User:
         exts = self._extensions(extensions)
         async with self.store.transaction() as tx:
-            user = await tx.get_user(user_id)
-            if user is None:
-                raise NotFound(f"user {user_id}")
+            user = await self._user(user_id, tx)
             for ext in exts:
                 other = await tx.user_for_extension(ext)
                 if other and other.id != user_id:
@@ -134,38 +124,41 @@ class UserServices(ServiceCore):
         """The user can no longer log in and gets no new calls; history keeps the name."""
         user = await self._user(user_id)
         user.active = False
-        async with self.store.transaction() as tx:
-            await tx.update_user(user)
-            await self.audit(actor, "user.deactivated", f"user:{user_id}", None, tx)
+        await self._save_user(user, actor, "user.deactivated")
         return user
 
     async def reactivate_user(self, user_id: int, actor: str) -> User:
         user = await self._user(user_id)
         if not user.active:
             user.active = True
-            async with self.store.transaction() as tx:
-                await tx.update_user(user)
-                await self.audit(actor, "user.reactivated", f"user:{user_id}", None, tx)
+            await self._save_user(user, actor, "user.reactivated")
         return user
 
     async def set_role(self, user_id: int, role: Role, actor: str) -> User:
-        if role not in ROLES:
-            raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+        _check_role(role)
         user = await self._user(user_id)
         if user.role != role:
             old, user.role = user.role, role
-            async with self.store.transaction() as tx:
-                await tx.update_user(user)
-                await self.audit(
-                    actor, "user.role", f"user:{user_id}", {"from": old, "to": role}, tx
-                )
+            await self._save_user(user, actor, "user.role", {"from": old, "to": role})
         return user
 
     async def list_users(self, include_inactive: bool = False) -> list[User]:
         return await self.store.list_users(include_inactive)
 
-    async def _user(self, user_id: int) -> User:
-        user = await self.store.get_user(user_id)
-        if user is None:
-            raise NotFound(f"user {user_id}")
-        return user
+    async def _save_user(
+        self, user: User, actor: str, action: str, detail: dict[str, Any] | None = None
+    ) -> None:
+        """Store a changed user and audit the change, in one transaction."""
+        async with self.store.transaction() as tx:
+            await tx.update_user(user)
+            await self.audit(actor, action, f"user:{user.id}", detail, tx)
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+
+
+def _check_password(password: str) -> None:
+    if len(password) < 8:
+        raise InvalidInput("password: at least 8 characters")
