@@ -56,7 +56,9 @@ class PbxLink:
 
 @dataclass(slots=True)
 class LiveCallRow:
-    """The last known state of a call in progress on a link (``crm.recovery``)."""
+    """The last known state of a call in progress on a link (``crm.recovery``).  Shaped
+    like ``crm.ingest.LiveSnapshot`` on purpose: that is what is written, this what the
+    store reads back (with the time it was written)."""
 
     linkedid: str
     pbx_link_id: int | None
