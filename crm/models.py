@@ -155,7 +155,10 @@ class Call(CallRecord):
 
     @classmethod
     def from_record(cls, rec: CallRecord, **extra: Any) -> Call:
-        return cls(**{f.name: getattr(rec, f.name) for f in fields(CallRecord)}, **extra)
+        return cls(**{name: getattr(rec, name) for name in _RECORD_FIELDS}, **extra)
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(CallRecord))
 
 
 @dataclass(slots=True)
