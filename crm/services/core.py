@@ -65,6 +65,7 @@ class ServiceCore:
         limit: int = 100,
         before_id: int | None = None,
     ) -> list[AuditEntry]:
+        # The store's own filters, passed through as they are: nothing to check here.
         return await self.store.list_audit(action, actor, since, limit, before_id)
 
     # -- audited actions the web layer reports --------------------------------------
