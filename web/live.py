@@ -1326,7 +1326,10 @@ class LiveHub:
         cached = self._contacts.get(contact_id)
         if cached is not None and cached[0] > now and not fresh:
             return cached[1]
-        contact = await asyncio.shield(self._read_contact(contact_id))
+        if fresh:  # the pop's details: on the store's reader, now (not behind a batch)
+            contact = await self.rt.store.get_contact(contact_id)
+        else:
+            contact = await asyncio.shield(self._read_contact(contact_id))
         if contact is not None and contact.erased:
             contact = None
         self._contacts[contact_id] = (now + INFO_TTL, contact)
@@ -1337,8 +1340,9 @@ class LiveHub:
     def _read_contact(self, contact_id: int) -> asyncio.Future[Contact | None]:
         """The contact as the store has it now, read together with every other contact
         asked for in this turn of the event loop: the calls a batch of writes finished
-        arrive together, and each wants its contact (one query for them all, not one
-        each, on the loop that also reads the PBX)."""
+        arrive together, and each wants its contact for its row (one query for them
+        all, not one each, on the loop that also reads the PBX; and not on the store's
+        reader, which the screen pops' lookups need)."""
         batch = self._contact_batch
         if batch is None:
             batch = self._contact_batch = {}

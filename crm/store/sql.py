@@ -542,7 +542,7 @@ class SqlStore(
         ids = list(dict.fromkeys(contact_ids))
         if not ids:
             return {}
-        async with self._use_read() as c:
+        async with self._use() as c:
             rows = await c.fetch(
                 f"SELECT {CONTACT_COLS} FROM contacts WHERE id {self._ids_in(1)}",
                 self._ids_param(ids),
