@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..models import CallbackAttempt, CallbackStatus, CallbackTask
-from .interface import UserIds
+from .params import UserIds
 
 Row = Mapping[str, Any]
 
@@ -141,6 +141,7 @@ class CallbackQueries:
         )
 
     async def link_callback_call(self, task_id: int, call_id: int) -> bool:
+        """True when the call was not linked to the task before (idempotent ingest)."""
         async with self._tx() as c:  # type: ignore[attr-defined]
             # The task's owner joins the call's visibility: its figures move.
             await self._count_call(c, call_id, -1)  # type: ignore[attr-defined]
@@ -168,6 +169,8 @@ class CallbackQueries:
         limit: int = 200,
         user_ids: UserIds = None,
     ) -> list[CallbackTask]:
+        """Oldest due first; with ``user_ids`` only theirs, and unowned ones whose calls
+        rang one of them."""
         args: list[Any] = [limit]
         where: list[str] = []
         if user_ids is not None:
@@ -187,6 +190,7 @@ class CallbackQueries:
             return [task_row(r) for r in await c.fetch(sql, *args)]
 
     async def callbacks_for_contact(self, contact_id: int, limit: int = 500) -> list[CallbackTask]:
+        """Newest opened first."""
         async with self._use() as c:  # type: ignore[attr-defined]
             rows = await c.fetch(
                 f"SELECT {TASK_COLS} FROM callback_tasks WHERE contact_id = $1 "

@@ -16,7 +16,7 @@ CONTACT_COLS = (
     "id, name, company, email, owner_id, tags, custom, lead_status, lead_source, "
     "lead_created_at, created_at, updated_at, last_contact_at, erased"
 )
-"""The columns ``sql._contact_row`` reads, in the order the INSERTs write them."""
+"""The columns ``sql_contacts._contact_row`` reads, in the order the INSERTs write them."""
 
 
 def dumps(value: Any) -> str:
