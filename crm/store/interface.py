@@ -55,8 +55,8 @@ class Store(
     AgentEventQueries, CallbackQueries, LeadQueries, HandoverQueries,
     ABC,
 ):  # fmt: skip
-    """The order of the mixins is the order their methods win in; none defines a name
-    another defines, so it is the order ``SqlStore`` has always listed them in."""
+    """No mixin defines a name another defines (or ``SqlStore`` does), so their order
+    decides nothing: it groups them by domain."""
 
     dialect: str
     """``sqlite`` or ``postgres``."""

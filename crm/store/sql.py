@@ -196,31 +196,26 @@ class SqlStore(Store):
         return self._acquire()
 
     @asynccontextmanager
-    async def _use(self) -> AsyncIterator[Conn]:
+    async def _on(
+        self, opener: Callable[[], AbstractAsyncContextManager[Conn]]
+    ) -> AsyncIterator[Conn]:
+        """Inside a transaction, its connection; on the root, one from ``opener``."""
         if self._conn is not None:
             yield self._conn
         else:
-            async with self._acquire() as conn:
+            async with opener() as conn:
                 yield conn
 
-    @asynccontextmanager
-    async def _use_read(self) -> AsyncIterator[Conn]:
-        """``_use`` for reads on the screen pop's path (``_read``); inside a
-        transaction, its connection."""
-        if self._conn is not None:
-            yield self._conn
-        else:
-            async with self._read() as conn:
-                yield conn
+    def _use(self) -> AbstractAsyncContextManager[Conn]:
+        return self._on(self._acquire)
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[Conn]:
+    def _use_read(self) -> AbstractAsyncContextManager[Conn]:
+        """``_use`` for reads on the screen pop's path (``_read``)."""
+        return self._on(self._read)
+
+    def _tx(self) -> AbstractAsyncContextManager[Conn]:
         """Several statements that must stay together even when called on the root."""
-        if self._conn is not None:
-            yield self._conn
-        else:
-            async with self._begin() as conn:
-                yield conn
+        return self._on(self._begin)
 
     def transaction(self) -> AbstractAsyncContextManager[Store]:
         return self._transaction()

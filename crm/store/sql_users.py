@@ -60,6 +60,12 @@ class UserQueries:
             for r in rows
         ]
 
+    async def _insert_extensions(self, c: Conn, user: User) -> None:
+        await c.executemany(
+            "INSERT INTO user_extensions (extension, user_id) VALUES ($1, $2)",
+            [(ext, user.id) for ext in user.extensions],
+        )
+
     async def add_user(self, user: User, at: float) -> User:
         async with self._tx() as c:
             user.id = await c.fetchval(
@@ -76,10 +82,7 @@ class UserQueries:
                 user.language,
                 user.timezone,
             )
-            await c.executemany(
-                "INSERT INTO user_extensions (extension, user_id) VALUES ($1, $2)",
-                [(ext, user.id) for ext in user.extensions],
-            )
+            await self._insert_extensions(c, user)
         return user
 
     async def update_user(self, user: User) -> None:
@@ -100,10 +103,7 @@ class UserQueries:
                 user.timezone,
             )
             await c.execute("DELETE FROM user_extensions WHERE user_id = $1", user.id)
-            await c.executemany(
-                "INSERT INTO user_extensions (extension, user_id) VALUES ($1, $2)",
-                [(ext, user.id) for ext in user.extensions],
-            )
+            await self._insert_extensions(c, user)
 
     async def get_user(self, user_id: int) -> User | None:
         async with self._use() as c:
