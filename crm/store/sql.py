@@ -217,6 +217,11 @@ class SqlStore(Store):
         """Several statements that must stay together even when called on the root."""
         return self._on(self._begin)
 
+    async def _updated(self, sql: str, *args: Any) -> bool:
+        """Run an ``UPDATE ... RETURNING id``: True when it changed a row."""
+        async with self._use() as c:
+            return bool(await c.fetch(sql, *args))
+
     def transaction(self) -> AbstractAsyncContextManager[Store]:
         return self._transaction()
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..models import Contact, Lead, PhoneNumber
 from .params import UserIds
-from .sql_common import CONTACT_COLS, Row, dumps, loads
+from .sql_common import CONTACT_COLS, Row, dumps, grouped, loads
 
 if TYPE_CHECKING:
     from .sql import Conn
@@ -46,17 +46,16 @@ def _contact_row(row: Row, phones: list[PhoneNumber]) -> Contact:
 
 class ContactQueries:
     async def _phones(self, c: Conn, contact_ids: Sequence[int]) -> dict[int, list[PhoneNumber]]:
-        out: dict[int, list[PhoneNumber]] = {cid: [] for cid in contact_ids}
         if not contact_ids:
-            return out
+            return {}
         rows = await c.fetch(
             "SELECT contact_id, raw, e164, label FROM contact_phones "
             f"WHERE contact_id {self._ids_in(1)} ORDER BY id",
             self._ids_param(contact_ids),
         )
-        for r in rows:
-            out[r["contact_id"]].append(PhoneNumber(r["raw"], r["e164"], r["label"]))
-        return out
+        return grouped(
+            contact_ids, rows, "contact_id", lambda r: PhoneNumber(r["raw"], r["e164"], r["label"])
+        )
 
     async def _contacts(self, c: Conn, rows: list[Row]) -> list[Contact]:
         phones = await self._phones(c, [r["id"] for r in rows])

@@ -1,5 +1,5 @@
 """The recordings catalogue (``call_recordings``): the files the worker checks, their
-state, and what retention deletes.  A mixin of ``SqlStore`` (uses ``_use``)."""
+state, and what retention deletes.  A mixin of ``SqlStore`` (uses ``_use``, ``_updated``)."""
 
 from __future__ import annotations
 
@@ -91,8 +91,3 @@ class RecordingQueries:
             rec_id,
             at,
         )
-
-    async def _updated(self, sql: str, *args: Any) -> bool:
-        """Run an ``UPDATE ... RETURNING id``: True when it touched a row."""
-        async with self._use() as c:
-            return bool(await c.fetch(sql, *args))

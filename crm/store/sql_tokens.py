@@ -1,5 +1,5 @@
 """API tokens: stored as SHA-256, found by hash with their owner, revoked.
-A mixin of ``SqlStore`` (uses ``_use``, and ``_users`` of ``sql_users``)."""
+A mixin of ``SqlStore`` (uses ``_use``, ``_updated``, and ``_users`` of ``sql_users``)."""
 
 from __future__ import annotations
 
@@ -75,11 +75,9 @@ class TokenQueries:
 
     async def revoke_api_token(self, token_id: int, at: float) -> bool:
         """False when there is no such live token."""
-        async with self._use() as c:
-            rows = await c.fetch(
-                "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL "
-                "RETURNING id",
-                token_id,
-                at,
-            )
-        return bool(rows)
+        return await self._updated(
+            "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL "
+            "RETURNING id",
+            token_id,
+            at,
+        )

@@ -7,15 +7,29 @@ A mixin of ``SqlStore`` (uses ``_use``, ``_use_read``, ``_tx``, ``_ids_in``, ``_
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..models import Team, User
-from .sql_common import Row
+from .sql_common import Row, grouped
 
 USER_COLS = "id, username, display_name, role, password_hash, active, team_id, language, timezone"
 
 if TYPE_CHECKING:
     from .sql import Conn
+
+
+def _user_args(user: User) -> tuple[Any, ...]:
+    """The user's columns in the order both the INSERT and the UPDATE bind them."""
+    return (
+        user.username,
+        user.display_name,
+        user.role,
+        user.password_hash,
+        user.active,
+        user.team_id,
+        user.language,
+        user.timezone,
+    )
 
 
 class UserQueries:
@@ -30,17 +44,14 @@ class UserQueries:
         return [Team(r["id"], r["name"]) for r in rows]
 
     async def _extensions(self, c: Conn, user_ids: Sequence[int]) -> dict[int, list[str]]:
-        out: dict[int, list[str]] = {uid: [] for uid in user_ids}
         if not user_ids:
-            return out
+            return {}
         rows = await c.fetch(
             "SELECT user_id, extension FROM user_extensions "
             f"WHERE user_id {self._ids_in(1)} ORDER BY extension",
             self._ids_param(user_ids),
         )
-        for r in rows:
-            out[r["user_id"]].append(r["extension"])
-        return out
+        return grouped(user_ids, rows, "user_id", lambda r: r["extension"])
 
     async def _users(self, c: Conn, rows: list[Row]) -> list[User]:
         exts = await self._extensions(c, [r["id"] for r in rows])
@@ -70,17 +81,10 @@ class UserQueries:
         async with self._tx() as c:
             user.id = await c.fetchval(
                 "INSERT INTO users (username, display_name, role, password_hash, active, "
-                "team_id, created_at, language, timezone) "
+                "team_id, language, timezone, created_at) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-                user.username,
-                user.display_name,
-                user.role,
-                user.password_hash,
-                user.active,
-                user.team_id,
+                *_user_args(user),
                 at,
-                user.language,
-                user.timezone,
             )
             await self._insert_extensions(c, user)
         return user
@@ -93,14 +97,7 @@ class UserQueries:
                 "password_hash = $5, active = $6, team_id = $7, language = $8, timezone = $9 "
                 "WHERE id = $1",
                 user.id,
-                user.username,
-                user.display_name,
-                user.role,
-                user.password_hash,
-                user.active,
-                user.team_id,
-                user.language,
-                user.timezone,
+                *_user_args(user),
             )
             await c.execute("DELETE FROM user_extensions WHERE user_id = $1", user.id)
             await self._insert_extensions(c, user)
