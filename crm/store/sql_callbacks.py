@@ -28,27 +28,10 @@ _RUNG_USERS = (
 
 
 def task_row(row: Row, rung: tuple[int, ...] = ()) -> CallbackTask:
-    return CallbackTask(
-        id=row["id"],
-        number_e164=row["number_e164"],
-        contact_id=row["contact_id"],
-        owner_id=row["owner_id"],
-        opened_at=row["opened_at"],
-        due_at=row["due_at"],
-        closed_at=row["closed_at"],
-        closed_by_user_id=row["closed_by_user_id"],
-        closed_by_call=row["closed_by_call_id"],
-        time_to_callback=row["time_to_callback"],
-        missed_count=row["missed_count"],
-        status=row["status"],
-        attempts=row["attempts"],
-        snoozed_until=row["snoozed_until"],
-        close_reason=row["close_reason"],
-        claimed_at=row["claimed_at"],
-        overdue_at=row["overdue_at"],
-        kind=row["kind"],
-        rung_user_ids=rung,
-    )
+    """A row of ``TASK_COLS`` (the task's fields by name, but ``closed_by_call_id``)."""
+    fields = dict(row)
+    fields["closed_by_call"] = fields.pop("closed_by_call_id")
+    return CallbackTask(**fields, rung_user_ids=rung)
 
 
 def _task_args(task: CallbackTask) -> tuple[Any, ...]:
