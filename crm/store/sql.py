@@ -23,6 +23,8 @@ from ..models import MISSED_OUTCOMES, Call, CallFilter, MissedCallRow
 from .interface import Store
 from .params import ANY_LINK, AnyLink, CallCursor, UserIds
 from .sql_common import MISSED_SQL, Row
+
+# The calls' code below spells these with an underscore, as when they were defined here.
 from .sql_common import dumps as _dumps
 from .sql_common import loads as _loads
 
