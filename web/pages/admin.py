@@ -150,7 +150,9 @@ def _shown_ami(rt: Runtime, form: dict[str, Any] | None = None) -> dict[str, Any
     return shown
 
 
-async def _pbx_page(
+@routes.get("/admin")
+@roles("admin")
+async def admin_home(
     request: web.Request,
     form: dict[str, Any] | None = None,
     error: str | None = None,
@@ -178,12 +180,6 @@ def _originate_refused(rt: Runtime) -> float | None:
     originate (None: it has not, or a click went through since)."""
     c2c = clicktocall_of(rt)
     return getattr(c2c, "refused_at", None) if c2c is not None else None
-
-
-@routes.get("/admin")
-@roles("admin")
-async def admin_home(request: web.Request) -> web.StreamResponse:
-    return await _pbx_page(request)
 
 
 @routes.get("/admin/link-status")
@@ -247,7 +243,7 @@ async def save_pbx(request: web.Request) -> web.StreamResponse:
         form = await request.post()
         typed = {k: str(form.get(k, "")) for k in AMI_FIELDS}
         typed["tls"] = form.get("tls") in ("on", "1", "true")
-        return await _pbx_page(request, typed, refusal(exc), status=400)
+        return await admin_home(request, typed, refusal(exc), status=400)
     await rt.service.put_setting("ami", values, user.username)
     rt.settings["ami"] = merged
     restarted = await restart_link(rt)
@@ -270,7 +266,7 @@ async def test_pbx(request: web.Request) -> web.StreamResponse:
         typed["tls"] = form.get("tls") in ("on", "1", "true")
         message = _("Too many connection tests; wait %(seconds)d s and try again.",
                     seconds=int(wait) + 1)  # fmt: skip
-        resp = await _pbx_page(request, typed, message, status=429)
+        resp = await admin_home(request, typed, message, status=429)
         resp.headers["Retry-After"] = str(int(wait) + 1)
         return resp
     try:
@@ -279,9 +275,9 @@ async def test_pbx(request: web.Request) -> web.StreamResponse:
         form = await request.post()
         typed = {k: str(form.get(k, "")) for k in AMI_FIELDS}
         typed["tls"] = form.get("tls") in ("on", "1", "true")
-        return await _pbx_page(request, typed, refusal(exc), status=400)
+        return await admin_home(request, typed, refusal(exc), status=400)
     result = await probe_connection(settings_from_config(merged), PROBE_TIMEOUT)
-    return await _pbx_page(request, typed, probe=result)
+    return await admin_home(request, typed, probe=result)
 
 
 # -- numbers, leads, callback SLA ------------------------------------------------------

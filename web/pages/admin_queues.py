@@ -48,7 +48,9 @@ def _notices() -> dict[str, str]:
     }
 
 
-async def _page(
+@routes.get("/admin/queues")
+@roles("admin")
+async def queues_page(
     request: web.Request,
     error: str | None = None,
     typed: dict[str, Any] | None = None,
@@ -77,12 +79,6 @@ async def _page(
     return render(request, "admin_queues.html", ctx, status=status)
 
 
-@routes.get("/admin/queues")
-@roles("admin")
-async def queues_page(request: web.Request) -> web.StreamResponse:
-    return await _page(request)
-
-
 @routes.post("/admin/queues")
 @roles("admin")
 async def save_queue(request: web.Request) -> web.StreamResponse:
@@ -93,7 +89,7 @@ async def save_queue(request: web.Request) -> web.StreamResponse:
         await rt.service.save_queue_settings(queue, form, user.username)
     except InvalidInput as exc:
         values = {f.name: str(form.get(f.name, "")) for f in FIELDS}
-        return await _page(request, refusal(exc), {"queue": queue, "values": values}, 400)
+        return await queues_page(request, refusal(exc), {"queue": queue, "values": values}, 400)
     raise web.HTTPSeeOther("/admin/queues?done=saved")
 
 
@@ -105,7 +101,7 @@ async def reset_queue(request: web.Request) -> web.StreamResponse:
     try:
         await rt.service.forget_queue_settings(str(form.get("queue", "")), user.username)
     except InvalidInput as exc:
-        return await _page(request, refusal(exc), status=400)
+        return await queues_page(request, refusal(exc), status=400)
     raise web.HTTPSeeOther("/admin/queues?done=reset")
 
 

@@ -32,7 +32,11 @@ def _current(rt: Runtime) -> dict[str, object]:
     }
 
 
-def _page(request: web.Request, status: int = 200, **extra: object) -> web.Response:
+@routes.get("/admin/recordings")
+@roles("admin")
+async def recordings_settings(
+    request: web.Request, status: int = 200, **extra: object
+) -> web.Response:
     ctx: dict[str, object] = {
         "section": "recordings",
         "current": _current(runtime(request)),
@@ -41,12 +45,6 @@ def _page(request: web.Request, status: int = 200, **extra: object) -> web.Respo
     }
     ctx.update(extra)
     return render(request, "admin_recordings.html", ctx, status=status)
-
-
-@routes.get("/admin/recordings")
-@roles("admin")
-async def recordings_settings(request: web.Request) -> web.StreamResponse:
-    return _page(request)
 
 
 @routes.post("/admin/recordings")
@@ -61,7 +59,7 @@ async def save_recordings_settings(request: web.Request) -> web.StreamResponse:
     except ValueError:
         message = _("Retention: a whole number of days, 0 to %(max)d (0 keeps recordings "
                     "for ever).", max=MAX_DAYS)  # fmt: skip
-        return _page(request, error=message, status=400)
+        return await recordings_settings(request, error=message, status=400)
     values = {"retention_days": days, "delete_originals": form.get("delete_originals") == "on"}
     await rt.service.put_setting("recordings", values, current_user(request).username)
     rt.settings.setdefault("recordings", {}).update(values)
@@ -84,7 +82,7 @@ async def purge_now(request: web.Request) -> web.StreamResponse:
         current_user(request).username, "recordings.purged", "recordings",
         {"days": days, "deleted_files": report.deleted, "recordings": len(report.marked)},
     )  # fmt: skip
-    return _page(
+    return await recordings_settings(
         request,
         notice=_(
             "Retention applied: %(recordings)d recordings older than %(days)d days "

@@ -70,7 +70,9 @@ async def seen_extensions(rt: Runtime) -> list[str]:
 
 
 # -- users list and creation ----------------------------------------------------------
-async def _users_page(
+@routes.get("/admin/users")
+@roles("admin")
+async def users(
     request: web.Request,
     form: dict[str, str] | None = None,
     error: str | None = None,
@@ -91,12 +93,6 @@ async def _users_page(
         "notice": gettext_or_none(NOTICES.get(request.query.get("done", ""))),
     }
     return render(request, "admin_users.html", ctx, status=status)
-
-
-@routes.get("/admin/users")
-@roles("admin")
-async def users(request: web.Request) -> web.StreamResponse:
-    return await _users_page(request)
 
 
 def _team_id(text: str) -> int | None:
@@ -129,7 +125,7 @@ async def create_user(request: web.Request) -> web.StreamResponse:
         )
     except (InvalidInput, NotFound) as exc:
         form.pop("password", None)
-        return await _users_page(request, form, refusal(exc), status=400)
+        return await users(request, form, refusal(exc), status=400)
     raise web.HTTPSeeOther(f"/admin/users/{user.id}?done=created")
 
 
@@ -141,7 +137,7 @@ async def create_team(request: web.Request) -> web.StreamResponse:
     try:
         await rt.service.create_team(form.get("name", ""), current_user(request).username)
     except InvalidInput as exc:
-        return await _users_page(request, None, refusal(exc), status=400)
+        return await users(request, None, refusal(exc), status=400)
     raise web.HTTPSeeOther("/admin/users?done=team-created")
 
 
@@ -157,14 +153,16 @@ async def bulk_team(request: web.Request) -> web.StreamResponse:
             ids, _team_id(str(form.get("team_id", ""))), current_user(request).username
         )
     except ValueError:
-        return await _users_page(request, None, "choose users from the list", status=400)
+        return await users(request, None, "choose users from the list", status=400)
     except (InvalidInput, NotFound) as exc:
-        return await _users_page(request, None, str(exc).strip("'\""), status=400)
+        return await users(request, None, str(exc).strip("'\""), status=400)
     raise web.HTTPSeeOther("/admin/users?done=teams")
 
 
 # -- one user --------------------------------------------------------------------------
-async def _user_page(
+@routes.get("/admin/users/{user_id}")
+@roles("admin")
+async def user_page(
     request: web.Request, error: str | None = None, status: int = 200
 ) -> web.Response:
     rt = runtime(request)
@@ -194,12 +192,6 @@ def _notice(request: web.Request) -> str | None:
             return _("Handed over %(contacts)s contacts and %(callbacks)s open callbacks.",
                      contacts=contacts, callbacks=callbacks)  # fmt: skip
     return gettext_or_none(NOTICES.get(q.get("done", "")))
-
-
-@routes.get("/admin/users/{user_id}")
-@roles("admin")
-async def user_page(request: web.Request) -> web.StreamResponse:
-    return await _user_page(request)
 
 
 async def _change(
@@ -266,8 +258,8 @@ async def change_user(request: web.Request) -> web.StreamResponse:
         done = await _change(request, request.match_info["what"], target, actor, form)
     except (InvalidInput, NotFound) as exc:
         if back == "extensions":
-            return await _extensions_page(request, refusal(exc), status=400)
-        return await _user_page(request, refusal(exc), status=400)
+            return await extensions(request, refusal(exc), status=400)
+        return await user_page(request, refusal(exc), status=400)
     if target.id is not None and done in ENDS_SESSIONS:
         await sessions.end(rt, target.id)
     elif target.id is not None and done in REBUILDS_STREAMS:
@@ -283,7 +275,9 @@ async def change_user(request: web.Request) -> web.StreamResponse:
 
 
 # -- extensions ------------------------------------------------------------------------
-async def _extensions_page(
+@routes.get("/admin/extensions")
+@roles("admin")
+async def extensions(
     request: web.Request, error: str | None = None, status: int = 200
 ) -> web.Response:
     rt = runtime(request)
@@ -300,12 +294,6 @@ async def _extensions_page(
         "notice": gettext_or_none(NOTICES.get(request.query.get("done", ""))),
     }
     return render(request, "admin_extensions.html", ctx, status=status)
-
-
-@routes.get("/admin/extensions")
-@roles("admin")
-async def extensions(request: web.Request) -> web.StreamResponse:
-    return await _extensions_page(request)
 
 
 def setup(app: web.Application) -> None:

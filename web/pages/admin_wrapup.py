@@ -19,7 +19,9 @@ from ..render import render
 routes = web.RouteTableDef()
 
 
-async def _page(
+@routes.get("/admin/wrapup")
+@roles("admin")
+async def wrapup_page(
     request: web.Request, form: dict[str, Any] | None = None, error: str = "", status: int = 200
 ) -> web.StreamResponse:
     rt = runtime(request)
@@ -38,12 +40,6 @@ async def _page(
         "notice": _("Wrap-up settings saved.") if request.query.get("done") else "",
     }
     return render(request, "admin_wrapup.html", ctx, status=status)
-
-
-@routes.get("/admin/wrapup")
-@roles("admin")
-async def wrapup_page(request: web.Request) -> web.StreamResponse:
-    return await _page(request)
 
 
 @routes.post("/admin/wrapup")
@@ -69,7 +65,7 @@ async def save_wrapup(request: web.Request) -> web.StreamResponse:
             rt.service, current_user(request).username, results, per_team, typed["required"]
         )
     except InvalidInput as exc:
-        return await _page(request, typed, refusal(exc), status=400)
+        return await wrapup_page(request, typed, refusal(exc), status=400)
     raise web.HTTPSeeOther("/admin/wrapup?done=1")
 
 
