@@ -19,22 +19,14 @@ from ..app import current_user, roles, runtime
 from ..i18n import _
 from ..refusals import refusal
 from ..render import render
+from ..words import words
 
 routes = web.RouteTableDef()
 
 
 def _labels() -> dict[str, str]:
     """The form's field labels in the reader's language (``crm.queue_settings.FIELDS``)."""
-    return {
-        "service_level_seconds": _("Service level: answered within"),
-        "short_abandon_seconds": _("Short abandon: hung up within"),
-        "waiting_amber": _("Callers waiting: amber from"),
-        "waiting_red": _("Callers waiting: red from"),
-        "longest_wait_amber": _("Longest wait: amber from"),
-        "longest_wait_red": _("Longest wait: red from"),
-        "service_level_amber": _("Service level: amber at or below"),
-        "service_level_red": _("Service level: red at or below"),
-    }
+    return words("queue_field")
 
 
 def _units() -> dict[str, str]:
@@ -42,10 +34,7 @@ def _units() -> dict[str, str]:
 
 
 def _notices() -> dict[str, str]:
-    return {
-        "saved": _("Queue settings saved."),
-        "reset": _("The queue uses the default settings again."),
-    }
+    return words("queue_notice")
 
 
 @routes.get("/admin/queues")
