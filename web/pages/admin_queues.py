@@ -15,13 +15,14 @@ from aiohttp import web
 from crm.errors import InvalidInput
 from crm.queue_settings import DEFAULT, FIELDS, QueueSettingsBook
 
-from ..app import current_user, roles, runtime
+from ..app import current_user, runtime
 from ..i18n import _
 from ..refusals import refusal
 from ..render import render
 from ..words import words
+from .admin_routes import AdminRoutes
 
-routes = web.RouteTableDef()
+routes = AdminRoutes()
 
 
 def _labels() -> dict[str, str]:
@@ -38,7 +39,6 @@ def _notices() -> dict[str, str]:
 
 
 @routes.get("/admin/queues")
-@roles("admin")
 async def queues_page(
     request: web.Request,
     error: str | None = None,
@@ -69,7 +69,6 @@ async def queues_page(
 
 
 @routes.post("/admin/queues")
-@roles("admin")
 async def save_queue(request: web.Request) -> web.StreamResponse:
     rt, user = runtime(request), current_user(request)
     form = await request.post()
@@ -83,7 +82,6 @@ async def save_queue(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/admin/queues/reset")
-@roles("admin")
 async def reset_queue(request: web.Request) -> web.StreamResponse:
     rt, user = runtime(request), current_user(request)
     form = await request.post()

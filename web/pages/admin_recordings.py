@@ -13,13 +13,14 @@ from aiohttp import web
 from crm.errors import InvalidInput
 from recordings.retention import purge
 
-from ..app import current_user, roles, runtime
+from ..app import current_user, runtime
 from ..i18n import _
 from ..recordings_view import media_dir
 from ..render import render
 from ..runtime import Runtime, resolve_path
+from .admin_routes import AdminRoutes
 
-routes = web.RouteTableDef()
+routes = AdminRoutes()
 MAX_DAYS = 36500
 
 
@@ -33,7 +34,6 @@ def _current(rt: Runtime) -> dict[str, object]:
 
 
 @routes.get("/admin/recordings")
-@roles("admin")
 async def recordings_settings(
     request: web.Request, status: int = 200, **extra: object
 ) -> web.Response:
@@ -48,10 +48,8 @@ async def recordings_settings(
 
 
 @routes.post("/admin/recordings")
-@roles("admin")
 async def save_recordings_settings(request: web.Request) -> web.StreamResponse:
-    rt = runtime(request)
-    form = await request.post()
+    rt, form = runtime(request), await request.post()
     try:
         days = int(str(form.get("retention_days", "")).strip())
         if not 0 <= days <= MAX_DAYS:
@@ -67,7 +65,6 @@ async def save_recordings_settings(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/admin/recordings/purge")
-@roles("admin")
 async def purge_now(request: web.Request) -> web.StreamResponse:
     rt = runtime(request)
     cfg = _current(rt)

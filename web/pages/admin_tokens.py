@@ -8,16 +8,16 @@ from aiohttp import web
 
 from crm.errors import InvalidInput, NotFound
 
-from ..app import current_user, roles, runtime
+from ..app import current_user, runtime
 from ..i18n import _
 from ..refusals import refusal
 from ..render import render
+from .admin_routes import AdminRoutes
 
-routes = web.RouteTableDef()
+routes = AdminRoutes()
 
 
 @routes.get("/admin/tokens")
-@roles("admin")
 async def tokens(
     request: web.Request, *, new_token: str | None = None, error: str | None = None,
     status: int = 200,
@@ -40,10 +40,8 @@ async def tokens(
 
 
 @routes.post("/admin/tokens")
-@roles("admin")
 async def create_token(request: web.Request) -> web.StreamResponse:
-    rt = runtime(request)
-    form = await request.post()
+    rt, form = runtime(request), await request.post()
     try:
         user_id = int(str(form.get("user_id", "")))
     except ValueError:
@@ -68,7 +66,6 @@ async def create_token(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post(r"/admin/tokens/{token_id:\d+}/revoke")
-@roles("admin")
 async def revoke_token(request: web.Request) -> web.StreamResponse:
     rt = runtime(request)
     await rt.service.revoke_api_token(

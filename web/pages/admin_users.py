@@ -14,13 +14,14 @@ from crm.errors import InvalidInput, NotFound
 from crm.models import ROLES, CallFilter, User
 
 from .. import sessions
-from ..app import current_user, roles, runtime
+from ..app import current_user, runtime
 from ..i18n import N_, _, gettext_or_none
 from ..refusals import refusal
 from ..render import render
 from ..runtime import Runtime
+from .admin_routes import AdminRoutes
 
-routes = web.RouteTableDef()
+routes = AdminRoutes()
 SCAN_CALLS = 1000
 """Recent calls read to offer the extensions the PBX uses."""
 NOTICES = {
@@ -71,7 +72,6 @@ async def seen_extensions(rt: Runtime) -> list[str]:
 
 # -- users list and creation ----------------------------------------------------------
 @routes.get("/admin/users")
-@roles("admin")
 async def users(
     request: web.Request,
     form: dict[str, str] | None = None,
@@ -105,7 +105,6 @@ def _team_id(text: str) -> int | None:
 
 
 @routes.post("/admin/users")
-@roles("admin")
 async def create_user(request: web.Request) -> web.StreamResponse:
     rt = runtime(request)
     actor = current_user(request)
@@ -130,7 +129,6 @@ async def create_user(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/admin/teams")
-@roles("admin")
 async def create_team(request: web.Request) -> web.StreamResponse:
     rt = runtime(request)
     form = await _form(request)
@@ -142,11 +140,9 @@ async def create_team(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/admin/users/team")
-@roles("admin")
 async def bulk_team(request: web.Request) -> web.StreamResponse:
     """The users ticked in the list into one team (or none), in one go."""
-    rt = runtime(request)
-    form = await request.post()
+    rt, form = runtime(request), await request.post()
     try:
         ids = [int(str(v)) for v in form.getall("user", [])]
         await rt.service.set_teams(
@@ -161,7 +157,6 @@ async def bulk_team(request: web.Request) -> web.StreamResponse:
 
 # -- one user --------------------------------------------------------------------------
 @routes.get("/admin/users/{user_id}")
-@roles("admin")
 async def user_page(
     request: web.Request, error: str | None = None, status: int = 200
 ) -> web.Response:
@@ -245,7 +240,6 @@ REBUILDS_STREAMS = frozenset({"role", "team", "extensions"})
 
 
 @routes.post("/admin/users/{user_id}/{what}")
-@roles("admin")
 async def change_user(request: web.Request) -> web.StreamResponse:
     rt = runtime(request)
     actor = current_user(request)
@@ -276,7 +270,6 @@ async def change_user(request: web.Request) -> web.StreamResponse:
 
 # -- extensions ------------------------------------------------------------------------
 @routes.get("/admin/extensions")
-@roles("admin")
 async def extensions(
     request: web.Request, error: str | None = None, status: int = 200
 ) -> web.Response:

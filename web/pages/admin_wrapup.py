@@ -11,16 +11,16 @@ from aiohttp import web
 from crm import wrapup
 from crm.errors import InvalidInput
 
-from ..app import current_user, roles, runtime
+from ..app import current_user, runtime
 from ..i18n import _
 from ..refusals import refusal
 from ..render import render
+from .admin_routes import AdminRoutes
 
-routes = web.RouteTableDef()
+routes = AdminRoutes()
 
 
 @routes.get("/admin/wrapup")
-@roles("admin")
 async def wrapup_page(
     request: web.Request, form: dict[str, Any] | None = None, error: str = "", status: int = 200
 ) -> web.StreamResponse:
@@ -43,10 +43,8 @@ async def wrapup_page(
 
 
 @routes.post("/admin/wrapup")
-@roles("admin")
 async def save_wrapup(request: web.Request) -> web.StreamResponse:
-    rt = runtime(request)
-    form = await request.post()
+    rt, form = runtime(request), await request.post()
     teams = await rt.service.list_teams()
 
     def text(name: str) -> str:

@@ -71,20 +71,23 @@ async def _board_context(request: web.Request) -> dict[str, Any]:
     }
 
 
+async def _board_page(request: web.Request, template: str) -> web.StreamResponse:
+    """The board or the wall: the live state and today's queue figures."""
+    ctx = await _board_context(request)
+    ctx.update(await queue_figures_context(request))
+    return render(request, template, ctx)
+
+
 @routes.get("/board")
 @roles("manager", "admin")
 async def board(request: web.Request) -> web.StreamResponse:
-    ctx = await _board_context(request)
-    ctx.update(await queue_figures_context(request))
-    return render(request, "board.html", ctx)
+    return await _board_page(request, "board.html")
 
 
 @routes.get("/board/wall")
 @roles("manager", "admin")
 async def wall(request: web.Request) -> web.StreamResponse:
-    ctx = await _board_context(request)
-    ctx.update(await queue_figures_context(request))
-    return render(request, "board_wall.html", ctx)
+    return await _board_page(request, "board_wall.html")
 
 
 @routes.get("/board/events")
