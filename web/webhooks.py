@@ -429,6 +429,9 @@ class WebhookSender:
         session = self._session or (
             aiohttp.ClientSession() if self.opts.allow_private else guarded_session()
         )
+        # Deliberately alike in shape to the followers in crm/clicktocall.py and
+        # crm/originate_relay.py (subscribe, handle each event, log and go on): a helper
+        # on the bus would serve all three; crm is not this change's to edit.
         sub = self.bus.subscribe(maxsize=10_000)
         self.workers = [TargetWorker(t, session, self.opts) for t in self.targets]
         for w in self.workers:

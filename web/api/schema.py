@@ -352,6 +352,8 @@ def op(summary: str, ok: tuple[int, Schema | None, str], *, params: list[Schema]
 
 
 SCOPE_NOTE = "Only what your role sees in the UI: a rep their own, a manager their team's."
+# Deliberately alike (`duplicates` pairs its entries, e.g. /leads with /leads/{id}/convert):
+# every operation is one op(...) call of the same shape, data to read, not logic to share.
 PATHS: dict[str, dict[str, Schema]] = {
     "/me": {"get": op("Who the token or session belongs to", (200, ref("Me"), "You"), tag="me")},
     "/contacts": {
