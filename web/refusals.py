@@ -23,7 +23,7 @@ _SLOTS: dict[str, str] = {
 """What each ``%(name)s`` of a refusal stands for in the domain's English message."""
 
 _MESSAGES: list[str] = [
-    # crm/services.py
+    # crm/services/
     N_("bad page cursor"),
     N_("not a phone number: %(value)s"),
     N_("username: 1-64 letters, digits, . _ @ -"),
@@ -84,7 +84,7 @@ _MESSAGES: list[str] = [
     N_("the leaving rep cannot also receive the work"),
     N_("choose at most %(limit)s receiving reps"),
     N_("%(name)s is deactivated and cannot receive work"),
-    # crm/services.py (notes, lead conversion, search, preferences, teams)
+    # crm/services/ (notes, lead conversion, search, preferences, teams)
     N_("only the author of a note (or a manager) can change it"),
     N_("the customer needs a name"),
     N_("this lead is already converted"),
