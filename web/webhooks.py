@@ -429,22 +429,13 @@ class WebhookSender:
         session = self._session or (
             aiohttp.ClientSession() if self.opts.allow_private else guarded_session()
         )
-        # Deliberately alike in shape to the followers in crm/clicktocall.py and
-        # crm/originate_relay.py (subscribe, handle each event, log and go on): a helper
-        # on the bus would serve all three; crm is not this change's to edit.
         sub = self.bus.subscribe(maxsize=10_000)
         self.workers = [TargetWorker(t, session, self.opts) for t in self.targets]
         for w in self.workers:
             w.task = asyncio.create_task(w.run(), name=f"webhook {w.where}")
         try:
-            while True:
-                event = await sub.get()
-                try:
-                    self.dispatch(event)
-                except Exception:
-                    log.exception("webhooks: could not map %s", event.kind)
+            await sub.feed(self.dispatch, log, "webhooks: could not map %s")
         finally:
-            sub.close()
             for w in self.workers:
                 if w.task is not None:
                     w.task.cancel()
