@@ -35,7 +35,7 @@ from .sql_backfill import BackfillQueries
 from .sql_callbacks import CallbackQueries
 from .sql_catalogue import CatalogueQueries
 from .sql_common import CONTACT_COLS, MISSED_SQL
-from .sql_figures import FigureQueries
+from .sql_figures import FigureQueries, FigureTally
 from .sql_filters import FilterQueries
 from .sql_handover import HandoverQueries
 from .sql_leads import LeadQueries
@@ -300,7 +300,10 @@ class SqlStore(
             yield self
             return
         async with self._begin() as conn:
-            yield self._bound(conn)
+            bound = self._bound(conn)
+            bound._tally = FigureTally()
+            yield bound
+            await bound._flush_figures(conn)
 
     async def in_transaction(
         self, work: Callable[[Store], Awaitable[T]], *, read_only: bool = False

@@ -26,6 +26,7 @@ from .interface import Store
 from .migrations import Migration, migrations_for
 from .schema_shape import ColumnShape, IndexShape, SchemaShape, parse_index_sql, type_family
 from .sql import Conn, Row, SqlStore
+from .sql_figures import FigureTally
 
 T = TypeVar("T")
 
@@ -243,7 +244,10 @@ class SqliteStore(SqlStore):
             try:
                 bound = SqliteStore(self._db, self._lock)
                 bound._conn = _ThreadConn(db)
+                bound._figures_state = self._figures_state
+                bound._tally = FigureTally()
                 result = _drive(work(bound))
+                _drive(bound._flush_figures(bound._conn))
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
