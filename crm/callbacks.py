@@ -28,23 +28,29 @@ def _missed(call: Call) -> bool:
 
 
 async def apply_call(
-    tx: Store, call: Call, policy: LeadPolicy, contact_owner_id: int | None
+    tx: Store,
+    call: Call,
+    policy: LeadPolicy,
+    contact_owner_id: int | None,
+    *,
+    new: bool = False,
 ) -> CallbackChange | None:
-    """Open, join or close the callback task this call affects (inside ``tx``)."""
+    """Open, join or close the callback task this call affects (inside ``tx``).
+    ``new``: the call's row was just made, so no task has it yet."""
     if call.id is None or not call.remote_e164 or policy.is_own_number(call.remote_e164):
         return None
     if _missed(call):
-        return await _register_miss(tx, call, policy, contact_owner_id)
+        return await _register_miss(tx, call, policy, contact_owner_id, new)
     if call.answered and call.direction in ("inbound", "outbound"):
         return await _close_by(tx, call)
     return None
 
 
 async def _register_miss(
-    tx: Store, call: Call, policy: LeadPolicy, contact_owner_id: int | None
+    tx: Store, call: Call, policy: LeadPolicy, contact_owner_id: int | None, new: bool
 ) -> CallbackChange | None:
     assert call.id is not None and call.remote_e164 is not None
-    if await tx.callback_for_call(call.id) is not None:
+    if not new and await tx.callback_for_call(call.id) is not None:
         return None  # seen before
     task = await tx.open_callback_for_number(call.remote_e164)
     if task is not None and task.id is not None:

@@ -9,6 +9,7 @@ double-counts, and two PBXes reporting the same linkedid keep a row each.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections import OrderedDict
@@ -22,7 +23,7 @@ from . import leads
 from .callbacks import CallbackChange, apply_call
 from .eventjson import jsonable
 from .events import Event, EventBus
-from .models import Call, Contact
+from .models import Call, Contact, User
 from .phones import normalize
 from .policy import LeadPolicy
 from .store import Store
@@ -140,7 +141,10 @@ class Ingest:
         batch's transaction, so a batch means exactly what the calls one by one would.  A
         busy link writes a few hundred calls per commit instead of one (``crm.batching``).
         The phone numbers are locked up front in sorted order, so two processes writing
-        batches never each hold a number the other waits for.
+        batches never each hold a number the other waits for.  What ``_record`` would ask
+        the store call by call (is the call known, whose extension, which contacts have
+        the number) is asked once for the batch (``_BatchLookups``), and the small writes
+        it would make per call (last contact, ``live_calls``) are made once at its end.
 
         The batch is the store's ``in_transaction`` work: it must await nothing but the
         store (on SQLite it runs whole in the database's thread); what it publishes
@@ -150,11 +154,26 @@ class Ingest:
         async def write(tx: Store) -> list[Ingested]:
             done.clear()  # a batch retried after a refusal publishes once
             numbers = {leads.remote_party(rec, self.policy)[0] for rec in recs}
-            for number in sorted(n for n in numbers if n):
-                await tx.lock_number(number)
-            for snap in live:
-                await tx.save_live_call(snap.linkedid, snap.pbx_link_id, snap.snapshot, snap.at)
-            return [await self._record(tx, rec, done.append) for rec in recs]
+            await tx.lock_numbers(n for n in numbers if n)
+            finishing = {rec.linkedid for rec in recs}
+            # A snapshot of a call this batch finishes would be deleted with its record.
+            kept = [
+                (s.linkedid, s.pbx_link_id, s.snapshot, s.at)
+                for s in live
+                if s.linkedid not in finishing or s.pbx_link_id != self.pbx_link_id
+            ]
+            if kept:
+                await tx.save_live_calls(kept)
+            batch = await _BatchLookups.load(
+                tx,
+                self.pbx_link_id,
+                [rec.linkedid for rec in recs],
+                [ext for rec in recs for ext in self._rep_extensions(rec)],
+                [n for n in numbers if n],
+            )
+            results = [await self._record(tx, rec, done.append, batch) for rec in recs]
+            await batch.finish()
+            return results
 
         results = await self.store.in_transaction(write)
         for result in done:
@@ -162,20 +181,25 @@ class Ingest:
         return results
 
     async def _record(
-        self, store: Store, rec: CallRecord, publish: Callable[[Ingested], None]
+        self,
+        store: Store,
+        rec: CallRecord,
+        publish: Callable[[Ingested], None],
+        batch: _BatchLookups | None = None,
     ) -> Ingested:
         """The write of one finished call, in a transaction of ``store`` (its own on the
         root store, the batch's on a bound one); ``publish`` gets what it did unless it
-        changed nothing."""
+        changed nothing.  ``batch``: the batch's lookups, in place of the store's."""
         remote, reason = leads.remote_party(rec, self.policy)
         now = self.clock()
         lead: Contact | None = None
         reopened = False
         change: CallbackChange | None = None
         async with store.transaction() as tx:
-            if remote:
+            look = batch if batch is not None else _Lookups(tx, self.pbx_link_id)
+            if remote and batch is None:
                 await tx.lock_number(remote)
-            existing = await tx.get_call_by_linkedid(rec.linkedid, self.pbx_link_id)
+            existing = await look.call(rec.linkedid)
             if existing is not None and existing.match_reason == "erased":
                 return Ingested(existing, created=False)  # never bring erased data back
             if existing is not None and (
@@ -187,21 +211,21 @@ class Ingest:
                 return Ingested(existing, created=False)
             user = None
             for ext in self._rep_extensions(rec):
-                user = await tx.user_for_extension(ext)
+                user = await look.user(ext)
                 if user is not None:
                     break
             user_id = user.id if user is not None and user.active else None
             contact: Contact | None = None
             if existing is not None and existing.contact_id is not None:
-                contact = await tx.get_contact(existing.contact_id)
+                contact = await look.contact(existing.contact_id)
                 if contact is not None and not contact.erased:
                     reason = existing.match_reason
                 else:
                     contact = None
             if contact is None and remote:
-                ids = await tx.contact_ids_by_e164(remote)
+                ids = await look.contact_ids(remote)
                 if ids:
-                    contact = await tx.get_contact(ids[0])
+                    contact = await look.contact(ids[0])
                     reason = "unique" if len(ids) == 1 else f"most_recent_of_{len(ids)}"
             if contact is not None and leads.should_reopen(contact, rec, self.policy):
                 assert contact.lead is not None
@@ -223,14 +247,18 @@ class Ingest:
                 match_reason=reason,
                 pbx_link_id=self.pbx_link_id,
             )
-            call = await tx.upsert_call(call, now)
+            call = await tx.upsert_call(call, now, new=batch is not None and existing is None)
+            look.written(call)
             if self.keep_live:
-                await tx.delete_live_call(rec.linkedid, self.pbx_link_id)
+                await look.ended(rec.linkedid)
             if contact is not None and contact.id is not None:
-                await tx.touch_contact(contact.id, rec.started_at)
+                await look.touch(contact.id, rec.started_at)
                 if contact.last_contact_at is None or contact.last_contact_at < rec.started_at:
                     contact.last_contact_at = rec.started_at
-            change = await apply_call(tx, call, self.policy, contact.owner_id if contact else None)
+                look.remember(contact)
+            change = await apply_call(
+                tx, call, self.policy, contact.owner_id if contact else None, new=existing is None
+            )
         result = Ingested(call, existing is None, lead, reopened, change)
         publish(result)
         return result
@@ -340,3 +368,127 @@ class Ingest:
             return None, None, "none"
         reason = "unique" if len(ids) == 1 else f"most_recent_of_{len(ids)}"
         return ids[0], contact.name if contact else None, reason
+
+
+class _Lookups:
+    """What ``_record`` asks the store and the small writes it makes, one call at a
+    time: a call written on its own (``Ingest.record``)."""
+
+    def __init__(self, tx: Store, pbx_link_id: int | None) -> None:
+        self.tx = tx
+        self.pbx_link_id = pbx_link_id
+
+    async def call(self, linkedid: str) -> Call | None:
+        return await self.tx.get_call_by_linkedid(linkedid, self.pbx_link_id)
+
+    async def user(self, extension: str) -> User | None:
+        return await self.tx.user_for_extension(extension)
+
+    async def contact(self, contact_id: int) -> Contact | None:
+        return await self.tx.get_contact(contact_id)
+
+    async def contact_ids(self, e164: str) -> list[int]:
+        return await self.tx.contact_ids_by_e164(e164)
+
+    def written(self, call: Call) -> None:
+        """The call as now stored."""
+
+    def remember(self, contact: Contact) -> None:
+        """The contact as now stored (made, reopened or touched)."""
+
+    async def touch(self, contact_id: int, at: float) -> None:
+        await self.tx.touch_contact(contact_id, at)
+
+    async def ended(self, linkedid: str) -> None:
+        await self.tx.delete_live_call(linkedid, self.pbx_link_id)
+
+
+class _BatchLookups(_Lookups):
+    """The same answers for a batch of calls, read once for the batch (``load``) and
+    kept up to date with what its calls write, so each call sees what it would see
+    after the earlier ones were written one by one; the small writes wait for
+    ``finish``.  Contacts are handed out as copies: an event's contact does not change
+    with a later call of the batch."""
+
+    def __init__(
+        self,
+        tx: Store,
+        pbx_link_id: int | None,
+        calls: dict[str, Call],
+        users: dict[str, User],
+        contacts: dict[int, Contact],
+        by_number: dict[str, list[int]],
+    ) -> None:
+        super().__init__(tx, pbx_link_id)
+        self.calls = calls
+        self.users = users
+        self.contacts = contacts
+        self.by_number = by_number
+        self.touched: dict[int, float] = {}
+        self.finished: list[str] = []
+
+    @classmethod
+    async def load(
+        cls,
+        tx: Store,
+        pbx_link_id: int | None,
+        linkedids: Sequence[str],
+        extensions: Iterable[str],
+        numbers: Iterable[str],
+    ) -> _BatchLookups:
+        calls = await tx.calls_by_linkedids(linkedids, pbx_link_id)
+        users = await tx.users_for_extensions(extensions)
+        by_number = await tx.contact_ids_by_numbers(numbers)
+        wanted = {i for ids in by_number.values() for i in ids}
+        wanted.update(c.contact_id for c in calls.values() if c.contact_id is not None)
+        contacts = await tx.contacts_by_ids(sorted(wanted))
+        return cls(tx, pbx_link_id, calls, users, contacts, by_number)
+
+    async def call(self, linkedid: str) -> Call | None:
+        return self.calls.get(linkedid)
+
+    async def user(self, extension: str) -> User | None:
+        return self.users.get(extension)
+
+    async def contact(self, contact_id: int) -> Contact | None:
+        found = self.contacts.get(contact_id)
+        if found is None:
+            found = await self.tx.get_contact(contact_id)
+            if found is None:
+                return None
+            self.contacts[contact_id] = found
+        return copy.deepcopy(found)
+
+    async def contact_ids(self, e164: str) -> list[int]:
+        ids = self.by_number.get(e164)
+        if ids is None:
+            return await self.tx.contact_ids_by_e164(e164)
+
+        def recent(i: int) -> tuple[bool, float, int]:  # as ``contact_ids_by_e164`` orders
+            last = self.contacts[i].last_contact_at
+            return last is None, -(last or 0.0), -i
+
+        return sorted((i for i in ids if i in self.contacts), key=recent)
+
+    def written(self, call: Call) -> None:
+        self.calls[call.linkedid] = call
+
+    def remember(self, contact: Contact) -> None:
+        assert contact.id is not None
+        self.contacts[contact.id] = copy.deepcopy(contact)
+        for phone in contact.phones:
+            ids = self.by_number.get(phone.e164 or "")
+            if ids is not None and contact.id not in ids and not contact.erased:
+                ids.append(contact.id)
+
+    async def touch(self, contact_id: int, at: float) -> None:
+        self.touched[contact_id] = max(at, self.touched.get(contact_id, at))
+
+    async def ended(self, linkedid: str) -> None:
+        self.finished.append(linkedid)
+
+    async def finish(self) -> None:
+        """The small writes the batch's calls left for its end."""
+        if self.touched:
+            await self.tx.touch_contacts(self.touched)
+        await self.tx.delete_live_calls(self.finished, self.pbx_link_id)

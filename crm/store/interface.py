@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
@@ -262,9 +262,44 @@ class Store(ABC):
 
     # -- calls -----------------------------------------------------------------------
     @abstractmethod
-    async def upsert_call(self, call: Call, at: float) -> Call:
+    async def upsert_call(self, call: Call, at: float, *, new: bool = False) -> Call:
         """Insert or update by (link, linkedid): two PBXes may report the same linkedid,
-        each keeps its own row.  The returned call has its id and recording ids."""
+        each keeps its own row.  The returned call has its id and recording ids.
+        ``new``: the caller saw no row of it in this transaction (a shortcut; a row
+        that exists after all is still updated, never doubled)."""
+
+    # -- a batch of finished calls (``Ingest.record_many``): one statement per batch --
+    @abstractmethod
+    async def lock_numbers(self, numbers: Iterable[str]) -> None:
+        """``lock_number`` for each, in sorted order."""
+
+    @abstractmethod
+    async def calls_by_linkedids(
+        self, linkedids: Sequence[str], pbx_link_id: int | None
+    ) -> dict[str, Call]:
+        """The calls of these linkedids on that link, by linkedid."""
+
+    @abstractmethod
+    async def users_for_extensions(self, extensions: Iterable[str]) -> dict[str, User]:
+        """``user_for_extension`` for each extension that has a user."""
+
+    @abstractmethod
+    async def contact_ids_by_numbers(self, numbers: Iterable[str]) -> dict[str, list[int]]:
+        """The ids of the contacts (not erased) having each number, in no order."""
+
+    @abstractmethod
+    async def touch_contacts(self, last_contact: Mapping[int, float]) -> None:
+        """``touch_contact`` for each (contact id, call start)."""
+
+    @abstractmethod
+    async def delete_live_calls(self, linkedids: Sequence[str], pbx_link_id: int | None) -> None:
+        """``delete_live_call`` for several calls of one link."""
+
+    @abstractmethod
+    async def save_live_calls(
+        self, rows: Sequence[tuple[str, int | None, dict[str, Any], float]]
+    ) -> None:
+        """``save_live_call`` for each (linkedid, link id, snapshot, at)."""
 
     @abstractmethod
     async def get_call(self, call_id: int) -> Call | None: ...

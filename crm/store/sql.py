@@ -32,6 +32,7 @@ from ..models import (
 from .interface import ANY_LINK, AnyLink, CallCursor, Store, UserIds
 from .sql_agent_events import AgentEventQueries
 from .sql_backfill import BackfillQueries
+from .sql_call_batch import CallBatchQueries
 from .sql_callbacks import CallbackQueries
 from .sql_catalogue import CatalogueQueries
 from .sql_common import CONTACT_COLS, MISSED_SQL
@@ -170,9 +171,9 @@ def _audit_row(row: Row) -> AuditEntry:
 
 
 class SqlStore(
-    ReportQueries, FigureQueries, QueueQueries, CatalogueQueries, LinkQueries, FilterQueries,
-    BackfillQueries, SessionQueries, AgentEventQueries, CallbackQueries, LeadQueries,
-    HandoverQueries, Store
+    CallBatchQueries, ReportQueries, FigureQueries, QueueQueries, CatalogueQueries,
+    LinkQueries, FilterQueries, BackfillQueries, SessionQueries, AgentEventQueries,
+    CallbackQueries, LeadQueries, HandoverQueries, Store
 ):
     """Everything but connection handling.  ``_conn`` is set on stores handed out by
     ``transaction()``; the root store borrows a connection per call."""
@@ -182,6 +183,8 @@ class SqlStore(
     def __init__(self) -> None:
         self._conn: Conn | None = None
         self._figures_state: dict[str, Any] = {}
+        self._new_numbers: set[str] | None = None
+        """Set in a transaction (``_open``): calls' numbers for ``call_numbers``."""
 
     # -- engine hooks ----------------------------------------------------------------
     @abstractmethod
@@ -300,10 +303,29 @@ class SqlStore(
             yield self
             return
         async with self._begin() as conn:
-            bound = self._bound(conn)
-            bound._tally = FigureTally()
+            bound = self._open(conn)
             yield bound
-            await bound._flush_figures(conn)
+            await bound._before_commit()
+
+    def _open(self, conn: Conn) -> SqlStore:
+        """A store bound to a transaction just begun on ``conn``, with the writes it
+        gathers until its commit (figures, ``call_numbers``)."""
+        bound = self._bound(conn)
+        bound._tally = FigureTally()
+        bound._new_numbers = set()
+        return bound
+
+    async def _before_commit(self) -> None:
+        """What a transaction gathered, written once (the store ``_open`` made)."""
+        assert self._conn is not None
+        await self._flush_figures(self._conn)
+        if self._new_numbers:
+            # the partial-number search's list of numbers (0014)
+            await self._conn.executemany(
+                "INSERT INTO call_numbers (e164) VALUES ($1) ON CONFLICT DO NOTHING",
+                [(n,) for n in sorted(self._new_numbers)],
+            )
+            self._new_numbers.clear()
 
     async def in_transaction(
         self, work: Callable[[Store], Awaitable[T]], *, read_only: bool = False
@@ -799,9 +821,11 @@ class SqlStore(
         recs = await self._recording_ids(c, [r["id"] for r in rows])
         return [_call_row(r, recs[r["id"]]) for r in rows]
 
-    async def _write_rang(self, c: Conn, call: Call) -> None:
-        """Replace the call's ``call_rang`` rows (who it rang, for the reports)."""
-        await c.execute("DELETE FROM call_rang WHERE call_id = $1", call.id)
+    async def _write_rang(self, c: Conn, call: Call, fresh: bool = False) -> None:
+        """Replace the call's ``call_rang`` rows (who it rang, for the reports);
+        ``fresh``: a row just inserted has none."""
+        if not fresh:
+            await c.execute("DELETE FROM call_rang WHERE call_id = $1", call.id)
         missed = call.direction == "inbound" and call.outcome in MISSED_OUTCOMES
         await c.executemany(
             "INSERT INTO call_rang (call_id, extension, started_at, missed) "
@@ -813,7 +837,10 @@ class SqlStore(
             ],
         )
 
-    async def upsert_call(self, call: Call, at: float) -> Call:
+    async def upsert_call(self, call: Call, at: float, *, new: bool = False) -> Call:
+        """``new``: the caller found no row of this call in this transaction (a batch's
+        lookup): it is inserted without looking first, and written the long way only
+        if a row turns up after all."""
         values = (
             call.linkedid,
             call.direction,
@@ -852,41 +879,32 @@ class SqlStore(
         )
         cols = [*[x.strip() for x in CALL_COLS.split(",")][1:], "ingested_at", "updated_at"]
         placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1)) + f", ${len(values)}"
-        key = ("linkedid", "pbx_link_id", "ingested_at")
-        updates = ", ".join(f"{col} = excluded.{col}" for col in cols if col not in key)
         async with self._tx() as c:
-            # The figures lose the call as it stood and gain it as it stands (sql_figures).
-            before = await c.fetchval(
-                "SELECT id FROM calls WHERE COALESCE(pbx_link_id, 0) = $1 AND linkedid = $2",
-                call.pbx_link_id or 0,
-                call.linkedid,
-            )
-            if before is not None:
-                await self._count_call(c, before, -1)
-            # Keyed by (link, linkedid): the unique index ``calls_link_linkedid`` (0006).
-            call.id = await c.fetchval(
-                f"INSERT INTO calls ({', '.join(cols)}) VALUES ({placeholders}) "
-                f"ON CONFLICT (COALESCE(pbx_link_id, 0), linkedid) DO UPDATE SET {updates} "
-                "RETURNING id",
-                *values,
-            )
-            await c.execute(
-                f"DELETE FROM call_recordings WHERE call_id = $1 AND NOT path {self._texts_in(2)}",
-                call.id,
-                self._texts_param(call.recordings),
-            )
+            fresh = None
+            if new:
+                fresh = await c.fetchval(
+                    f"INSERT INTO calls ({', '.join(cols)}) VALUES ({placeholders}) "
+                    "ON CONFLICT (COALESCE(pbx_link_id, 0), linkedid) DO NOTHING RETURNING id",
+                    *values,
+                )
+            if fresh is not None:
+                call.id = fresh  # no recordings, rang rows or figures of its own yet
+            else:
+                await self._update_call(c, call, cols, placeholders, values)
             # A file is as old as the call that finished it (retention counts from there).
             await c.executemany(
                 "INSERT INTO call_recordings (call_id, path, created_at) VALUES ($1, $2, $3) "
                 "ON CONFLICT (call_id, path) DO NOTHING",
                 [(call.id, path, call.ended_at) for path in call.recordings],
             )
-            # No files: the DELETE above left none (one round trip less per call).
+            # No files: none left (one round trip less per call).
             call.recording_ids = (
                 (await self._recording_ids(c, [call.id]))[call.id] if call.recordings else []
             )
-            await self._write_rang(c, call)
-            if call.remote_e164:
+            await self._write_rang(c, call, fresh=fresh is not None)
+            if call.remote_e164 and self._new_numbers is not None:
+                self._new_numbers.add(call.remote_e164)  # written at commit
+            elif call.remote_e164:
                 # the partial-number search's list of numbers (0014)
                 await c.execute(
                     "INSERT INTO call_numbers (e164) VALUES ($1) ON CONFLICT DO NOTHING",
@@ -894,6 +912,33 @@ class SqlStore(
                 )
             await self._count_call(c, call.id, 1)
         return call
+
+    async def _update_call(
+        self, c: Conn, call: Call, cols: list[str], placeholders: str, values: tuple[Any, ...]
+    ) -> None:
+        """The upsert of a call that may exist: its figures, row and recordings."""
+        key = ("linkedid", "pbx_link_id", "ingested_at")
+        updates = ", ".join(f"{col} = excluded.{col}" for col in cols if col not in key)
+        # The figures lose the call as it stood and gain it as it stands (sql_figures).
+        before = await c.fetchval(
+            "SELECT id FROM calls WHERE COALESCE(pbx_link_id, 0) = $1 AND linkedid = $2",
+            call.pbx_link_id or 0,
+            call.linkedid,
+        )
+        if before is not None:
+            await self._count_call(c, before, -1)
+        # Keyed by (link, linkedid): the unique index ``calls_link_linkedid`` (0006).
+        call.id = await c.fetchval(
+            f"INSERT INTO calls ({', '.join(cols)}) VALUES ({placeholders}) "
+            f"ON CONFLICT (COALESCE(pbx_link_id, 0), linkedid) DO UPDATE SET {updates} "
+            "RETURNING id",
+            *values,
+        )
+        await c.execute(
+            f"DELETE FROM call_recordings WHERE call_id = $1 AND NOT path {self._texts_in(2)}",
+            call.id,
+            self._texts_param(call.recordings),
+        )
 
     async def get_call(self, call_id: int) -> Call | None:
         async with self._use() as c:

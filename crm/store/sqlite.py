@@ -26,7 +26,6 @@ from .interface import Store
 from .migrations import Migration, migrations_for
 from .schema_shape import ColumnShape, IndexShape, SchemaShape, parse_index_sql, type_family
 from .sql import Conn, Row, SqlStore
-from .sql_figures import FigureTally
 
 T = TypeVar("T")
 
@@ -242,12 +241,9 @@ class SqliteStore(SqlStore):
             db: sqlite3.Connection = self._db._conn
             db.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
             try:
-                bound = SqliteStore(self._db, self._lock)
-                bound._conn = _ThreadConn(db)
-                bound._figures_state = self._figures_state
-                bound._tally = FigureTally()
+                bound = self._open(_ThreadConn(db))
                 result = _drive(work(bound))
-                _drive(bound._flush_figures(bound._conn))
+                _drive(bound._before_commit())
             except BaseException:
                 db.execute("ROLLBACK")
                 raise

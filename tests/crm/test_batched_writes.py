@@ -87,10 +87,10 @@ async def test_a_failing_call_rolls_the_whole_batch_back_and_publishes_nothing(
     real = store.__class__.upsert_call
     bad = recs[7].linkedid
 
-    async def upsert(self: Store, call, at):  # type: ignore[no-untyped-def]
+    async def upsert(self: Store, call, at, **kw):  # type: ignore[no-untyped-def]
         if call.linkedid == bad:
             raise RuntimeError("this call cannot be written")
-        return await real(self, call, at)
+        return await real(self, call, at, **kw)
 
     monkeypatch.setattr(store.__class__, "upsert_call", upsert)
     with pytest.raises(RuntimeError, match="cannot be written"):
