@@ -64,6 +64,19 @@ class LiveSnapshot:
 
 
 @dataclass(slots=True)
+class _Pending:
+    """A finished call worked out and not written yet (``Ingest._prepare``)."""
+
+    rec: CallRecord
+    call: Call
+    existing: Call | None
+    contact: Contact | None
+    lead: Contact | None
+    reopened: bool
+    now: float
+
+
+@dataclass(slots=True)
 class LiveTrace:
     """What the ingest remembers of a call in progress beyond its latest progress."""
 
@@ -172,7 +185,11 @@ class Ingest:
                 [ext for rec in recs for ext in self._rep_extensions(rec)],
                 [n for n in numbers if n],
             )
-            results = [await self._record(tx, rec, done.append, batch) for rec in recs]
+            if not batch.calls and len(finishing) == len(recs):
+                results = await self._record_new(tx, recs, batch)
+                done.extend(results)
+            else:
+                results = [await self._record(tx, rec, done.append, batch) for rec in recs]
             await batch.finish()
             return results
 
@@ -191,78 +208,116 @@ class Ingest:
         """The write of one finished call, in a transaction of ``store`` (its own on the
         root store, the batch's on a bound one); ``publish`` gets what it did unless it
         changed nothing.  ``batch``: the batch's lookups, in place of the store's."""
-        remote, reason = leads.remote_party(rec, self.policy)
-        now = self.clock()
-        lead: Contact | None = None
-        reopened = False
-        change: CallbackChange | None = None
         async with store.transaction() as tx:
             look = batch if batch is not None else _Lookups(tx, self.pbx_link_id)
+            remote = leads.remote_party(rec, self.policy)[0]
             if remote and batch is None:
                 await tx.lock_number(remote)
-            existing = await look.call(rec.linkedid)
-            if existing is not None and existing.match_reason == "erased":
-                return Ingested(existing, created=False)  # never bring erased data back
-            if existing is not None and (
-                rec.source == "cdr" or (existing.source == "cdr" and not rec.complete)
-            ):
-                # A call backfilled from the PBX's CDR (crm.backfill) is written once:
-                # what a link saw stands, and a partial view (a resync's) never replaces
-                # the PBX's own record.
-                return Ingested(existing, created=False)
-            user = None
-            for ext in self._rep_extensions(rec):
-                user = await look.user(ext)
-                if user is not None:
-                    break
-            user_id = user.id if user is not None and user.active else None
-            contact: Contact | None = None
-            if existing is not None and existing.contact_id is not None:
-                contact = await look.contact(existing.contact_id)
-                if contact is not None and not contact.erased:
-                    reason = existing.match_reason
-                else:
-                    contact = None
-            if contact is None and remote:
-                ids = await look.contact_ids(remote)
-                if ids:
-                    contact = await look.contact(ids[0])
-                    reason = "unique" if len(ids) == 1 else f"most_recent_of_{len(ids)}"
-            if contact is not None and leads.should_reopen(contact, rec, self.policy):
-                assert contact.lead is not None
-                contact.lead.status = "new"
-                contact.lead.source = leads.lead_source(rec)
-                contact.lead.created_at = rec.started_at
-                contact.updated_at = now
-                await tx.update_contact(contact)
-                reopened = True
-            if contact is None and remote and leads.wants_lead(rec, self.policy):
-                owner = user_id if user_id is not None else self.policy.default_owner_id
-                contact = await tx.add_contact(leads.new_lead(remote, rec, self.policy, owner, now))
-                lead, reason = contact, "new_lead"
-            call = Call.from_record(
-                rec,
-                remote_e164=remote,
-                contact_id=contact.id if contact else None,
-                user_id=user_id,
-                match_reason=reason,
-                pbx_link_id=self.pbx_link_id,
-            )
-            call = await tx.upsert_call(call, now, new=batch is not None and existing is None)
-            look.written(call)
-            if self.keep_live:
-                await look.ended(rec.linkedid)
-            if contact is not None and contact.id is not None:
-                await look.touch(contact.id, rec.started_at)
-                if contact.last_contact_at is None or contact.last_contact_at < rec.started_at:
-                    contact.last_contact_at = rec.started_at
-                look.remember(contact)
-            change = await apply_call(
-                tx, call, self.policy, contact.owner_id if contact else None, new=existing is None
-            )
-        result = Ingested(call, existing is None, lead, reopened, change)
+            pending = await self._prepare(tx, rec, look, self.clock())
+            if isinstance(pending, Ingested):
+                return pending
+            new = batch is not None and pending.existing is None
+            await tx.upsert_call(pending.call, pending.now, new=new)
+            result = await self._finish(tx, pending, look)
         publish(result)
         return result
+
+    async def _record_new(
+        self, tx: Store, recs: Sequence[CallRecord], batch: _BatchLookups
+    ) -> list[Ingested]:
+        """A batch of calls none of which is stored yet: each worked out in order as
+        ``_record`` would, their rows written together (``Store.insert_calls``), then
+        each call's callback in order.  A call's callback sees the calls before it in
+        the batch and not those after it (``later``), as one by one."""
+        now = self.clock()
+        pending: list[_Pending] = []
+        for rec in recs:
+            p = await self._prepare(tx, rec, batch, now)
+            assert isinstance(p, _Pending), "a call not stored yet is always written"
+            pending.append(p)
+        calls = await tx.insert_calls([p.call for p in pending], now)
+        ids = [c.id for c in calls if c.id is not None]
+        return [
+            await self._finish(tx, p, batch, later=ids[n + 1 :]) for n, p in enumerate(pending)
+        ]
+
+    async def _prepare(
+        self, tx: Store, rec: CallRecord, look: _Lookups, now: float
+    ) -> _Pending | Ingested:
+        """Everything about one finished call before its row is written: the rep, the
+        contact (matched, reopened or made a lead), the row to write; an ``Ingested``
+        when the call must not be written (erased, or the CDR's record stands)."""
+        remote, reason = leads.remote_party(rec, self.policy)
+        lead: Contact | None = None
+        reopened = False
+        existing = await look.call(rec.linkedid)
+        if existing is not None and existing.match_reason == "erased":
+            return Ingested(existing, created=False)  # never bring erased data back
+        if existing is not None and (
+            rec.source == "cdr" or (existing.source == "cdr" and not rec.complete)
+        ):
+            # A call backfilled from the PBX's CDR (crm.backfill) is written once:
+            # what a link saw stands, and a partial view (a resync's) never replaces
+            # the PBX's own record.
+            return Ingested(existing, created=False)
+        user = None
+        for ext in self._rep_extensions(rec):
+            user = await look.user(ext)
+            if user is not None:
+                break
+        user_id = user.id if user is not None and user.active else None
+        contact: Contact | None = None
+        if existing is not None and existing.contact_id is not None:
+            contact = await look.contact(existing.contact_id)
+            if contact is not None and not contact.erased:
+                reason = existing.match_reason
+            else:
+                contact = None
+        if contact is None and remote:
+            ids = await look.contact_ids(remote)
+            if ids:
+                contact = await look.contact(ids[0])
+                reason = "unique" if len(ids) == 1 else f"most_recent_of_{len(ids)}"
+        if contact is not None and leads.should_reopen(contact, rec, self.policy):
+            assert contact.lead is not None
+            contact.lead.status = "new"
+            contact.lead.source = leads.lead_source(rec)
+            contact.lead.created_at = rec.started_at
+            contact.updated_at = now
+            await tx.update_contact(contact)
+            reopened = True
+        if contact is None and remote and leads.wants_lead(rec, self.policy):
+            owner = user_id if user_id is not None else self.policy.default_owner_id
+            contact = await tx.add_contact(leads.new_lead(remote, rec, self.policy, owner, now))
+            lead, reason = contact, "new_lead"
+        call = Call.from_record(
+            rec,
+            remote_e164=remote,
+            contact_id=contact.id if contact else None,
+            user_id=user_id,
+            match_reason=reason,
+            pbx_link_id=self.pbx_link_id,
+        )
+        if contact is not None and contact.id is not None:
+            await look.touch(contact.id, rec.started_at)
+            if contact.last_contact_at is None or contact.last_contact_at < rec.started_at:
+                contact.last_contact_at = rec.started_at
+            look.remember(contact)
+        return _Pending(rec, call, existing, contact, lead, reopened, now)
+
+    async def _finish(
+        self, tx: Store, p: _Pending, look: _Lookups, later: Sequence[int] = ()
+    ) -> Ingested:
+        """After the call's row is written: its ``live_calls`` row goes, its callback
+        task opens, joins or closes (not seeing the calls ``later`` in its batch)."""
+        look.written(p.call)
+        if self.keep_live:
+            await look.ended(p.rec.linkedid)
+        owner = p.contact.owner_id if p.contact else None
+        change = await apply_call(
+            tx, p.call, self.policy, owner, new=p.existing is None, later=later
+        )
+        return Ingested(p.call, p.existing is None, p.lead, p.reopened, change)
 
     @staticmethod
     def _rep_extensions(rec: CallRecord) -> list[str]:

@@ -268,6 +268,10 @@ class Store(ABC):
         ``new``: the caller saw no row of it in this transaction (a shortcut; a row
         that exists after all is still updated, never doubled)."""
 
+    @abstractmethod
+    async def insert_calls(self, calls: Sequence[Call], at: float) -> list[Call]:
+        """``upsert_call(new=True)`` for several calls, their rows in one statement."""
+
     # -- a batch of finished calls (``Ingest.record_many``): one statement per batch --
     @abstractmethod
     async def lock_numbers(self, numbers: Iterable[str]) -> None:
@@ -332,8 +336,11 @@ class Store(ABC):
     async def count_calls(self) -> int: ...
 
     @abstractmethod
-    async def answered_call_after(self, e164: str, after: float) -> Call | None:
-        """The earliest answered call with this remote number started at/after ``after``."""
+    async def answered_call_after(
+        self, e164: str, after: float, not_ids: Sequence[int] = ()
+    ) -> Call | None:
+        """The earliest answered call with this remote number started at/after ``after``
+        (none of ``not_ids``)."""
 
     @abstractmethod
     async def missed_calls(

@@ -94,6 +94,51 @@ def _call_cols(prefix: str) -> str:
     return ", ".join(f"{prefix}.{c.strip()}" for c in CALL_COLS.split(","))
 
 
+CALL_WRITE_COLS = [*[x.strip() for x in CALL_COLS.split(",")][1:], "ingested_at", "updated_at"]
+"""The columns ``upsert_call`` writes, in the order of ``_call_values``."""
+
+
+def _call_values(call: Call, at: float) -> tuple[Any, ...]:
+    """A call's row for ``CALL_WRITE_COLS`` (``at`` is both ingested_at and updated_at)."""
+    return (
+        call.linkedid,
+        call.direction,
+        call.caller,
+        call.caller_raw,
+        call.caller_name,
+        call.callee,
+        call.callee_e164,
+        call.did,
+        _dumps(list(call.rang)),
+        call.answered,
+        call.answered_by,
+        call.final_agent,
+        _transfers_json(call.transfers),
+        call.outcome,
+        call.hangup_by,
+        call.started_at,
+        call.answered_at,
+        call.ended_at,
+        call.ring_seconds,
+        call.talk_seconds,
+        _dumps(list(call.recordings)),
+        call.originate_id,
+        call.queue,
+        call.hangup_cause,
+        call.complete,
+        _dumps(list(call.uniqueids)),
+        call.remote_e164,
+        call.contact_id,
+        call.user_id,
+        call.match_reason,
+        call.pbx_link_id,
+        _dumps(list(call.declined)),
+        call.source,
+        at,
+        at,
+    )
+
+
 def _contact_row(row: Row, phones: list[PhoneNumber]) -> Contact:
     lead = None
     if row["lead_status"] is not None:
@@ -821,17 +866,23 @@ class SqlStore(
         recs = await self._recording_ids(c, [r["id"] for r in rows])
         return [_call_row(r, recs[r["id"]]) for r in rows]
 
-    async def _write_rang(self, c: Conn, call: Call, fresh: bool = False) -> None:
-        """Replace the call's ``call_rang`` rows (who it rang, for the reports);
-        ``fresh``: a row just inserted has none."""
+    async def _write_rang(self, c: Conn, calls: Sequence[Call], fresh: bool = False) -> None:
+        """Replace the calls' ``call_rang`` rows (who they rang, for the reports);
+        ``fresh``: rows just inserted have none."""
         if not fresh:
-            await c.execute("DELETE FROM call_rang WHERE call_id = $1", call.id)
-        missed = call.direction == "inbound" and call.outcome in MISSED_OUTCOMES
+            for call in calls:
+                await c.execute("DELETE FROM call_rang WHERE call_id = $1", call.id)
         await c.executemany(
             "INSERT INTO call_rang (call_id, extension, started_at, missed) "
             "VALUES ($1, $2, $3, $4) ON CONFLICT (call_id, extension) DO NOTHING",
             [
-                (call.id, ext, call.started_at, missed)
+                (
+                    call.id,
+                    ext,
+                    call.started_at,
+                    call.direction == "inbound" and call.outcome in MISSED_OUTCOMES,
+                )
+                for call in calls
                 for ext in dict.fromkeys(call.rang)
                 if ext is not None
             ],
@@ -841,82 +892,83 @@ class SqlStore(
         """``new``: the caller found no row of this call in this transaction (a batch's
         lookup): it is inserted without looking first, and written the long way only
         if a row turns up after all."""
-        values = (
-            call.linkedid,
-            call.direction,
-            call.caller,
-            call.caller_raw,
-            call.caller_name,
-            call.callee,
-            call.callee_e164,
-            call.did,
-            _dumps(list(call.rang)),
-            call.answered,
-            call.answered_by,
-            call.final_agent,
-            _transfers_json(call.transfers),
-            call.outcome,
-            call.hangup_by,
-            call.started_at,
-            call.answered_at,
-            call.ended_at,
-            call.ring_seconds,
-            call.talk_seconds,
-            _dumps(list(call.recordings)),
-            call.originate_id,
-            call.queue,
-            call.hangup_cause,
-            call.complete,
-            _dumps(list(call.uniqueids)),
-            call.remote_e164,
-            call.contact_id,
-            call.user_id,
-            call.match_reason,
-            call.pbx_link_id,
-            _dumps(list(call.declined)),
-            call.source,
-            at,
-        )
-        cols = [*[x.strip() for x in CALL_COLS.split(",")][1:], "ingested_at", "updated_at"]
-        placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1)) + f", ${len(values)}"
+        if new:
+            return (await self.insert_calls([call], at))[0]
+        values = _call_values(call, at)
         async with self._tx() as c:
-            fresh = None
-            if new:
-                fresh = await c.fetchval(
-                    f"INSERT INTO calls ({', '.join(cols)}) VALUES ({placeholders}) "
-                    "ON CONFLICT (COALESCE(pbx_link_id, 0), linkedid) DO NOTHING RETURNING id",
-                    *values,
-                )
-            if fresh is not None:
-                call.id = fresh  # no recordings, rang rows or figures of its own yet
-            else:
-                await self._update_call(c, call, cols, placeholders, values)
-            # A file is as old as the call that finished it (retention counts from there).
-            await c.executemany(
-                "INSERT INTO call_recordings (call_id, path, created_at) VALUES ($1, $2, $3) "
-                "ON CONFLICT (call_id, path) DO NOTHING",
-                [(call.id, path, call.ended_at) for path in call.recordings],
-            )
-            # No files: none left (one round trip less per call).
-            call.recording_ids = (
-                (await self._recording_ids(c, [call.id]))[call.id] if call.recordings else []
-            )
-            await self._write_rang(c, call, fresh=fresh is not None)
-            if call.remote_e164 and self._new_numbers is not None:
-                self._new_numbers.add(call.remote_e164)  # written at commit
-            elif call.remote_e164:
-                # the partial-number search's list of numbers (0014)
-                await c.execute(
-                    "INSERT INTO call_numbers (e164) VALUES ($1) ON CONFLICT DO NOTHING",
-                    call.remote_e164,
-                )
-            await self._count_call(c, call.id, 1)
+            await self._update_call(c, call, values)
+            await self._call_details(c, [call], fresh=False)
         return call
 
-    async def _update_call(
-        self, c: Conn, call: Call, cols: list[str], placeholders: str, values: tuple[Any, ...]
-    ) -> None:
-        """The upsert of a call that may exist: its figures, row and recordings."""
+    INSERT_ROWS = 200
+    """Calls per INSERT statement at most (35 parameters each: SQLite's limit is 32,766)."""
+
+    async def insert_calls(self, calls: Sequence[Call], at: float) -> list[Call]:
+        """Write calls the caller found no row of in this transaction (a batch's new
+        calls): one INSERT per ``INSERT_ROWS`` calls, then their recordings, rang rows
+        and numbers in one statement each.  A call whose row turns up after all (another
+        writer was faster) is updated the long way, never doubled."""
+        width = len(CALL_WRITE_COLS)
+        taken: list[Call] = []
+        async with self._tx() as c:
+            for first in range(0, len(calls), self.INSERT_ROWS):
+                chunk = calls[first : first + self.INSERT_ROWS]
+                rows = ", ".join(
+                    "(" + ", ".join(f"${n * width + i}" for i in range(1, width + 1)) + ")"
+                    for n in range(len(chunk))
+                )
+                ids = {
+                    (r["pbx_link_id"] or 0, r["linkedid"]): r["id"]
+                    for r in await c.fetch(
+                        f"INSERT INTO calls ({', '.join(CALL_WRITE_COLS)}) VALUES {rows} "
+                        "ON CONFLICT (COALESCE(pbx_link_id, 0), linkedid) DO NOTHING "
+                        "RETURNING id, pbx_link_id, linkedid",
+                        *[v for call in chunk for v in _call_values(call, at)],
+                    )
+                }
+                for call in chunk:
+                    call.id = ids.pop((call.pbx_link_id or 0, call.linkedid), None)
+                    if call.id is not None:
+                        taken.append(call)  # no recordings, rang rows or figures yet
+                    else:
+                        await self._update_call(c, call, _call_values(call, at))
+                        await self._call_details(c, [call], fresh=False)
+            await self._call_details(c, taken, fresh=True)
+        return list(calls)
+
+    async def _call_details(self, c: Conn, calls: Sequence[Call], fresh: bool) -> None:
+        """What goes with the calls' rows (they have their ids): recordings, who they
+        rang, their numbers, their figures.  ``fresh``: rows just inserted (nothing of
+        theirs to replace)."""
+        if not calls:
+            return
+        # A file is as old as the call that finished it (retention counts from there).
+        await c.executemany(
+            "INSERT INTO call_recordings (call_id, path, created_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (call_id, path) DO NOTHING",
+            [(call.id, path, call.ended_at) for call in calls for path in call.recordings],
+        )
+        with_files = [call.id for call in calls if call.recordings and call.id is not None]
+        files = await self._recording_ids(c, with_files)
+        for call in calls:
+            # No files: none left (one round trip less per call).
+            call.recording_ids = files.get(call.id, []) if call.id is not None else []
+        await self._write_rang(c, calls, fresh=fresh)
+        numbers = {call.remote_e164 for call in calls if call.remote_e164}
+        if self._new_numbers is not None:
+            self._new_numbers.update(numbers)  # written at commit
+        else:
+            # the partial-number search's list of numbers (0014)
+            await c.executemany(
+                "INSERT INTO call_numbers (e164) VALUES ($1) ON CONFLICT DO NOTHING",
+                [(n,) for n in sorted(numbers)],
+            )
+        await self._count_calls(c, [call.id for call in calls if call.id is not None], 1)
+
+    async def _update_call(self, c: Conn, call: Call, values: tuple[Any, ...]) -> None:
+        """The upsert of a call that may exist: its figures, row and stale recordings."""
+        cols = CALL_WRITE_COLS
+        placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
         key = ("linkedid", "pbx_link_id", "ingested_at")
         updates = ", ".join(f"{col} = excluded.{col}" for col in cols if col not in key)
         # The figures lose the call as it stood and gain it as it stands (sql_figures).
@@ -1049,13 +1101,17 @@ class SqlStore(
         async with self._use() as c:
             return int(await c.fetchval("SELECT COUNT(*) FROM calls"))
 
-    async def answered_call_after(self, e164: str, after: float) -> Call | None:
+    async def answered_call_after(
+        self, e164: str, after: float, not_ids: Sequence[int] = ()
+    ) -> Call | None:
         async with self._use() as c:
             rows = await c.fetch(
                 f"SELECT {CALL_COLS} FROM calls WHERE remote_e164 = $1 AND answered "
-                "AND started_at >= $2 ORDER BY started_at, id LIMIT 1",
+                f"AND started_at >= $2 AND NOT id {self._ids_in(3)} "
+                "ORDER BY started_at, id LIMIT 1",
                 e164,
                 after,
+                self._ids_param(not_ids),
             )
             found = await self._calls(c, rows)
         return found[0] if found else None

@@ -92,7 +92,16 @@ async def test_a_failing_call_rolls_the_whole_batch_back_and_publishes_nothing(
             raise RuntimeError("this call cannot be written")
         return await real(self, call, at, **kw)
 
+    real_many = store.__class__.insert_calls
+
+    async def insert(self: Store, calls, at):  # type: ignore[no-untyped-def]
+        written = await real_many(self, calls, at)  # the rows are in, then it fails
+        if any(call.linkedid == bad for call in calls):
+            raise RuntimeError("this call cannot be written")
+        return written
+
     monkeypatch.setattr(store.__class__, "upsert_call", upsert)
+    monkeypatch.setattr(store.__class__, "insert_calls", insert)
     with pytest.raises(RuntimeError, match="cannot be written"):
         await ingest.record_many(recs)
     assert await store.count_calls() == 0
