@@ -162,3 +162,54 @@ async def test_a_read_only_transaction_reads_in_one_trip(store: Store, ingest: I
         return await tx.count_calls(), call.outcome if call else None
 
     assert await store.in_transaction(read, read_only=True) == (1, rec.outcome)
+
+
+async def test_a_batch_of_misses_and_callbacks_ends_as_one_by_one(
+    store_url: str, tmp_path: Path, policy: LeadPolicy
+) -> None:
+    """The callbacks of a batch's calls see the calls before them and not those after
+    them: a miss answered later in the batch opens its task, the answer closes it; an
+    answer written before an earlier miss makes that miss's task born closed."""
+    from .factories import T0, inbound, outbound
+
+    a, b = "+14155550111", "+14155550122"
+    recs = [
+        inbound(a, answered_by=None, at=T0),  # missed: opens a's task
+        inbound(a, answered_by=None, at=T0 + 60),  # joins it
+        outbound("4155550111", a, at=T0 + 120),  # calls back: closes it
+        outbound("4155550122", b, at=T0 + 300),  # b answered first in the batch ...
+        inbound(b, answered_by=None, at=T0 + 200),  # ... then b's earlier miss: born closed
+        inbound(a, answered_by=None, at=T0 + 400),  # a new miss of a: a new task
+    ]
+    one = await open_store(store_url)
+    other_url = (
+        f"sqlite:///{tmp_path / 'other.db'}"
+        if store_url.startswith("sqlite")
+        else store_url.replace("?schema=", "?schema=c")
+    )
+    many = await open_store(other_url)
+    try:
+        bus_one, bus_many = EventBus(), EventBus()
+        sub_one, sub_many = bus_one.subscribe(maxsize=100), bus_many.subscribe(maxsize=100)
+        for rec in recs:
+            await Ingest(one, policy, bus_one).record(rec)
+        await Ingest(many, policy, bus_many).record_many(recs)
+
+        async def tasks(store: Store) -> list[tuple[object, ...]]:
+            out = []
+            for t in await store.list_callbacks(status=None, limit=100):
+                closer = await store.get_call(t.closed_by_call) if t.closed_by_call else None
+                out.append((t.number_e164, t.status, t.missed_count, t.opened_at,
+                            closer.linkedid if closer else None))  # fmt: skip
+            return sorted(out, key=repr)
+
+        assert await tasks(many) == await tasks(one)
+        assert [t[1] for t in await tasks(one)] == ["closed", "open", "closed"]
+        assert await _state(many) == await _state(one)
+        kinds_one = [sub_one.get_nowait().kind for _ in range(sub_one.pending())]
+        kinds_many = [sub_many.get_nowait().kind for _ in range(sub_many.pending())]
+        assert kinds_many == kinds_one
+        assert "callback_opened" in kinds_one and "callback_closed" in kinds_one
+    finally:
+        await one.close()
+        await many.close()
