@@ -213,3 +213,33 @@ async def test_a_batch_of_misses_and_callbacks_ends_as_one_by_one(
     finally:
         await one.close()
         await many.close()
+
+
+async def test_two_processes_writing_batches_on_the_same_numbers_make_one_lead_each(
+    store_url: str, policy: LeadPolicy
+) -> None:
+    """Each batch locks its numbers up front, in one order: two writers whose batches
+    share callers (in opposite orders) neither deadlock nor make twin leads."""
+    from .factories import T0, inbound
+
+    numbers = [f"+1415555{n:04d}" for n in range(30)]
+    first = [inbound(n, answered_by=None, at=T0 + i) for i, n in enumerate(numbers)]
+    second = [inbound(n, answered_by=None, at=T0 + 100 + i) for i, n in enumerate(numbers)]
+    second.reverse()
+    one, other = await open_store(store_url), await open_store(store_url)
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(
+                Ingest(one, policy).record_many(first),
+                Ingest(other, policy).record_many(second),
+            ),
+            30,
+        )
+        assert await one.count_calls() == 60
+        contacts = await one.list_contacts(limit=100)
+        assert sorted(p.e164 for c in contacts for p in c.phones) == sorted(numbers)
+        tasks = await one.list_callbacks(status=None, limit=100)
+        assert sorted(t.missed_count for t in tasks) == [2] * 30
+    finally:
+        await one.close()
+        await other.close()
