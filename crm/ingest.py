@@ -413,17 +413,13 @@ class Ingest:
         if e164 is None or self.policy.is_own_number(e164):
             return None, None, "none"
 
-        async def find(tx: Store) -> tuple[list[int], Contact | None]:
-            ids = await tx.contact_ids_by_e164(e164)
-            return ids, (await tx.get_contact(ids[0]) if ids else None)
-
-        # One trip to the database for both reads (``in_transaction``): on a busy
-        # machine each trip, not the lookup, is what delays the pop.
-        ids, contact = await self.store.in_transaction(find, read_only=True)
-        if not ids:
+        # One statement: on a busy machine each trip to the database, not the lookup,
+        # is what delays the pop.
+        found = await self.store.contact_names_by_e164(e164)
+        if not found:
             return None, None, "none"
-        reason = "unique" if len(ids) == 1 else f"most_recent_of_{len(ids)}"
-        return ids[0], contact.name if contact else None, reason
+        reason = "unique" if len(found) == 1 else f"most_recent_of_{len(found)}"
+        return found[0][0], found[0][1], reason
 
 
 def _copy(contact: Contact) -> Contact:

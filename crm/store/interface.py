@@ -292,6 +292,10 @@ class Store(ABC):
         """The ids of the contacts (not erased) having each number, in no order."""
 
     @abstractmethod
+    async def contact_names_by_e164(self, e164: str) -> list[tuple[int, str]]:
+        """(id, name) of the contacts having the number, most recent first (the pop)."""
+
+    @abstractmethod
     async def touch_contacts(self, last_contact: Mapping[int, float]) -> None:
         """``touch_contact`` for each (contact id, call start)."""
 

@@ -84,6 +84,14 @@ class CallBatchQueries:
             out[r["e164"]].append(r["id"])
         return out
 
+    async def contact_names_by_e164(self, e164: str) -> list[tuple[int, str]]:
+        """(id, name) of the contacts having the number, as ``contact_ids_by_e164``
+        orders them: the screen pop's lookup in one statement, on the reader (SQLite's
+        second connection: never behind a batch being written)."""
+        async with self._use_read() as c:  # type: ignore[attr-defined]
+            rows = await c.fetch(f"SELECT c.id, c.name {self._BY_E164}", e164)  # type: ignore[attr-defined]
+        return [(r["id"], r["name"]) for r in rows]
+
     async def touch_contacts(self, last_contact: Mapping[int, float]) -> None:
         """``touch_contact`` for several contacts: one statement."""
         async with self._use() as c:  # type: ignore[attr-defined]
