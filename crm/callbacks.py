@@ -36,15 +36,17 @@ async def apply_call(
     *,
     new: bool = False,
     later: Sequence[int] = (),
+    none_open: bool = False,
 ) -> CallbackChange | None:
     """Open, join or close the callback task this call affects (inside ``tx``).
     ``new``: the call's row was just made, so no task has it yet.  ``later``: calls
-    written in the same batch that come after this one (not seen yet, as one by one)."""
+    written in the same batch that come after this one (not seen yet, as one by one).
+    ``none_open``: the caller knows the number has no open task (a batch's lookup)."""
     if call.id is None or not call.remote_e164 or policy.is_own_number(call.remote_e164):
         return None
     if _missed(call):
-        return await _register_miss(tx, call, policy, contact_owner_id, new, later)
-    if call.answered and call.direction in ("inbound", "outbound"):
+        return await _register_miss(tx, call, policy, contact_owner_id, new, later, none_open)
+    if call.answered and call.direction in ("inbound", "outbound") and not none_open:
         return await _close_by(tx, call)
     return None
 
@@ -56,11 +58,12 @@ async def _register_miss(
     contact_owner_id: int | None,
     new: bool,
     later: Sequence[int],
+    none_open: bool,
 ) -> CallbackChange | None:
     assert call.id is not None and call.remote_e164 is not None
     if not new and await tx.callback_for_call(call.id) is not None:
         return None  # seen before
-    task = await tx.open_callback_for_number(call.remote_e164)
+    task = None if none_open else await tx.open_callback_for_number(call.remote_e164)
     if task is not None and task.id is not None:
         if await tx.link_callback_call(task.id, call.id):
             task.missed_count += 1

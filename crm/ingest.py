@@ -314,9 +314,18 @@ class Ingest:
         if self.keep_live:
             await look.ended(p.rec.linkedid)
         owner = p.contact.owner_id if p.contact else None
+        number = p.call.remote_e164
         change = await apply_call(
-            tx, p.call, self.policy, owner, new=p.existing is None, later=later
+            tx,
+            p.call,
+            self.policy,
+            owner,
+            new=p.existing is None,
+            later=later,
+            none_open=not look.may_have_open_task(number),
         )
+        if change is not None and change.kind != "closed" and number:
+            look.task_opened(number)
         return Ingested(p.call, p.existing is None, p.lead, p.reopened, change)
 
     @staticmethod
@@ -456,6 +465,13 @@ class _Lookups:
     def written(self, call: Call) -> None:
         """The call as now stored."""
 
+    def may_have_open_task(self, e164: str | None) -> bool:
+        """False only when the number surely has no open callback task."""
+        return True
+
+    def task_opened(self, e164: str) -> None:
+        """A callback task of the number is open now."""
+
     def remember(self, contact: Contact) -> None:
         """The contact as now stored (made, reopened or touched)."""
 
@@ -481,8 +497,12 @@ class _BatchLookups(_Lookups):
         users: dict[str, User],
         contacts: dict[int, Contact],
         by_number: dict[str, list[int]],
+        open_tasks: set[str],
     ) -> None:
         super().__init__(tx, pbx_link_id)
+        self.open_tasks = open_tasks
+        """The numbers that may have an open callback task: those that had one when the
+        batch began, and those whose task a call of the batch opened or joined."""
         self.calls = calls
         self.users = users
         self.contacts = contacts
@@ -505,7 +525,8 @@ class _BatchLookups(_Lookups):
         wanted = {i for ids in by_number.values() for i in ids}
         wanted.update(c.contact_id for c in calls.values() if c.contact_id is not None)
         contacts = await tx.contacts_by_ids(sorted(wanted))
-        return cls(tx, pbx_link_id, calls, users, contacts, by_number)
+        open_tasks = await tx.numbers_with_open_callbacks(by_number)
+        return cls(tx, pbx_link_id, calls, users, contacts, by_number, open_tasks)
 
     async def call(self, linkedid: str) -> Call | None:
         return self.calls.get(linkedid)
@@ -535,6 +556,12 @@ class _BatchLookups(_Lookups):
 
     def written(self, call: Call) -> None:
         self.calls[call.linkedid] = call
+
+    def may_have_open_task(self, e164: str | None) -> bool:
+        return e164 is not None and e164 in self.open_tasks
+
+    def task_opened(self, e164: str) -> None:
+        self.open_tasks.add(e164)
 
     def remember(self, contact: Contact) -> None:
         assert contact.id is not None

@@ -296,6 +296,10 @@ class Store(ABC):
         """(id, name) of the contacts having the number, most recent first (the pop)."""
 
     @abstractmethod
+    async def numbers_with_open_callbacks(self, numbers: Iterable[str]) -> set[str]:
+        """Which of these numbers have an open callback task."""
+
+    @abstractmethod
     async def touch_contacts(self, last_contact: Mapping[int, float]) -> None:
         """``touch_contact`` for each (contact id, call start)."""
 

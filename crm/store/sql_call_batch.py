@@ -92,6 +92,19 @@ class CallBatchQueries:
             rows = await c.fetch(f"SELECT c.id, c.name {self._BY_E164}", e164)  # type: ignore[attr-defined]
         return [(r["id"], r["name"]) for r in rows]
 
+    async def numbers_with_open_callbacks(self, numbers: Iterable[str]) -> set[str]:
+        """Which of these numbers have an open callback task."""
+        wanted = sorted(set(numbers))
+        if not wanted:
+            return set()
+        async with self._use() as c:  # type: ignore[attr-defined]
+            rows = await c.fetch(
+                "SELECT DISTINCT number_e164 FROM callback_tasks "
+                f"WHERE status = 'open' AND number_e164 {self._texts_in(1)}",  # type: ignore[attr-defined]
+                self._texts_param(wanted),  # type: ignore[attr-defined]
+            )
+        return {r["number_e164"] for r in rows}
+
     async def touch_contacts(self, last_contact: Mapping[int, float]) -> None:
         """``touch_contact`` for several contacts: one statement."""
         async with self._use() as c:  # type: ignore[attr-defined]

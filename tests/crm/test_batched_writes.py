@@ -172,8 +172,10 @@ async def test_a_batch_of_misses_and_callbacks_ends_as_one_by_one(
     answer written before an earlier miss makes that miss's task born closed."""
     from .factories import T0, inbound, outbound
 
-    a, b = "+14155550111", "+14155550122"
+    a, b, c = "+14155550111", "+14155550122", "+14155550133"
+    before = inbound(c, answered_by=None, at=T0 - 600)  # c's task open before the batch
     recs = [
+        outbound("4155550133", c, at=T0 + 30),  # closes c's task
         inbound(a, answered_by=None, at=T0),  # missed: opens a's task
         inbound(a, answered_by=None, at=T0 + 60),  # joins it
         outbound("4155550111", a, at=T0 + 120),  # calls back: closes it
@@ -191,6 +193,8 @@ async def test_a_batch_of_misses_and_callbacks_ends_as_one_by_one(
     try:
         bus_one, bus_many = EventBus(), EventBus()
         sub_one, sub_many = bus_one.subscribe(maxsize=100), bus_many.subscribe(maxsize=100)
+        await Ingest(one, policy).record(before)
+        await Ingest(many, policy).record(before)
         for rec in recs:
             await Ingest(one, policy, bus_one).record(rec)
         await Ingest(many, policy, bus_many).record_many(recs)
@@ -204,7 +208,7 @@ async def test_a_batch_of_misses_and_callbacks_ends_as_one_by_one(
             return sorted(out, key=repr)
 
         assert await tasks(many) == await tasks(one)
-        assert [t[1] for t in await tasks(one)] == ["closed", "open", "closed"]
+        assert [t[1] for t in await tasks(one)] == ["closed", "open", "closed", "closed"]
         assert await _state(many) == await _state(one)
         kinds_one = [sub_one.get_nowait().kind for _ in range(sub_one.pending())]
         kinds_many = [sub_many.get_nowait().kind for _ in range(sub_many.pending())]
