@@ -237,9 +237,7 @@ class Ingest:
             pending.append(p)
         calls = await tx.insert_calls([p.call for p in pending], now)
         ids = [c.id for c in calls if c.id is not None]
-        return [
-            await self._finish(tx, p, batch, later=ids[n + 1 :]) for n, p in enumerate(pending)
-        ]
+        return [await self._finish(tx, p, batch, later=ids[n + 1 :]) for n, p in enumerate(pending)]
 
     async def _prepare(
         self, tx: Store, rec: CallRecord, look: _Lookups, now: float
