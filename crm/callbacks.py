@@ -72,7 +72,9 @@ async def _register_miss(
             if task.owner_id is None:
                 task.owner_id = await tx.least_loaded_rung_user(call.id)
             await tx.save_callback(task)
-        return CallbackChange("joined", await tx.get_callback(task.id) or task)
+            # the row as saved; who it rang grew with this call
+            task.rung_user_ids = await tx.callback_rung_users(task.id)
+        return CallbackChange("joined", task)
     opened = call.ended_at
     owner = contact_owner_id if contact_owner_id is not None else policy.default_owner_id
     if owner is None:

@@ -405,6 +405,10 @@ class Store(ABC):
         """True when the call was not linked to the task before (idempotent ingest)."""
 
     @abstractmethod
+    async def callback_rung_users(self, task_id: int) -> tuple[int, ...]:
+        """The users the task's calls rang, sorted (``CallbackTask.rung_user_ids``)."""
+
+    @abstractmethod
     async def callback_for_call(self, call_id: int) -> CallbackTask | None: ...
 
     @abstractmethod
