@@ -4,7 +4,9 @@ leads, callbacks and events as one call at a time, all or nothing, on both engin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -42,18 +44,31 @@ async def _state(store: Store) -> dict[str, object]:
     }
 
 
+@contextlib.asynccontextmanager
+async def _one_and_many(
+    store_url: str, tmp_path: Path, tag: str
+) -> AsyncIterator[tuple[Store, Store]]:
+    """Two empty stores of the engine under test: one written call by call, one by
+    batches (``tag`` names the second PostgreSQL schema)."""
+    one = await open_store(store_url)
+    other_url = (
+        f"sqlite:///{tmp_path / f'other-{tag}.db'}"
+        if store_url.startswith("sqlite")
+        else store_url.replace("?schema=", f"?schema={tag}")
+    )
+    many = await open_store(other_url)
+    try:
+        yield one, many
+    finally:
+        await one.close()
+        await many.close()
+
+
 async def test_a_batch_writes_what_the_calls_one_by_one_write(
     store_url: str, tmp_path: Path, policy: LeadPolicy
 ) -> None:
     recs = burst()
-    one = await open_store(store_url)
-    other_url = (
-        f"sqlite:///{tmp_path / 'other.db'}"
-        if store_url.startswith("sqlite")
-        else store_url.replace("?schema=", "?schema=b")
-    )
-    many = await open_store(other_url)
-    try:
+    async with _one_and_many(store_url, tmp_path, "b") as (one, many):
         bus_one, bus_many = EventBus(), EventBus()
         sub_one, sub_many = bus_one.subscribe(maxsize=1000), bus_many.subscribe(maxsize=1000)
         for rec in recs:
@@ -65,9 +80,6 @@ async def test_a_batch_writes_what_the_calls_one_by_one_write(
         kinds_one = [sub_one.get_nowait().kind for _ in range(sub_one.pending())]
         kinds_many = [sub_many.get_nowait().kind for _ in range(sub_many.pending())]
         assert kinds_many == kinds_one and kinds_many.count("call_recorded") == 20
-    finally:
-        await one.close()
-        await many.close()
 
 
 async def test_a_batch_twice_is_still_one_row_per_call(store: Store, ingest: Ingest) -> None:
@@ -183,14 +195,7 @@ async def test_a_batch_of_misses_and_callbacks_ends_as_one_by_one(
         inbound(b, answered_by=None, at=T0 + 200),  # ... then b's earlier miss: born closed
         inbound(a, answered_by=None, at=T0 + 400),  # a new miss of a: a new task
     ]
-    one = await open_store(store_url)
-    other_url = (
-        f"sqlite:///{tmp_path / 'other.db'}"
-        if store_url.startswith("sqlite")
-        else store_url.replace("?schema=", "?schema=c")
-    )
-    many = await open_store(other_url)
-    try:
+    async with _one_and_many(store_url, tmp_path, "c") as (one, many):
         bus_one, bus_many = EventBus(), EventBus()
         sub_one, sub_many = bus_one.subscribe(maxsize=100), bus_many.subscribe(maxsize=100)
         await Ingest(one, policy).record(before)
@@ -214,9 +219,6 @@ async def test_a_batch_of_misses_and_callbacks_ends_as_one_by_one(
         kinds_many = [sub_many.get_nowait().kind for _ in range(sub_many.pending())]
         assert kinds_many == kinds_one
         assert "callback_opened" in kinds_one and "callback_closed" in kinds_one
-    finally:
-        await one.close()
-        await many.close()
 
 
 async def test_two_processes_writing_batches_on_the_same_numbers_make_one_lead_each(
