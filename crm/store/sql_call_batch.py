@@ -7,7 +7,8 @@ make small writes (the contact's last call, the call's ``live_calls`` row, the s
 of calls in progress) one statement each.  On PostgreSQL each is a round trip, and the
 trips, not the work, were the batch's time.  Here each is one statement per batch; the
 ingest keeps the answers for the batch and applies in Python what its earlier calls
-changed, so the calls mean what they would one by one.
+changed, so the calls mean what they would one by one.  The screen pop's lookup of a
+caller (``contact_names_by_e164``) is here too: one statement, on the reader.
 
 A mixin of ``SqlStore`` (``_use``, ``_tx``, ``_ids_in``, ``_ids_param``, ``_texts_in``,
 ``_texts_param``, ``_calls``, ``_users``).
