@@ -227,7 +227,7 @@ class Ingest:
             if isinstance(pending, Ingested):
                 return pending
             new = batch is not None and pending.existing is None
-            await tx.upsert_call(pending.call, pending.now, new=new)
+            pending.call = await tx.upsert_call(pending.call, pending.now, new=new)
             result = await self._finish(tx, pending, look)
         publish(result)
         return result
@@ -246,6 +246,8 @@ class Ingest:
             assert isinstance(p, _Pending), "a call not stored yet is always written"
             pending.append(p)
         calls = await tx.insert_calls([p.call for p in pending], now)
+        for p, call in zip(pending, calls, strict=True):
+            p.call = call  # with its ids
         ids = [c.id for c in calls if c.id is not None]
         return [await self._finish(tx, p, batch, later=ids[n + 1 :]) for n, p in enumerate(pending)]
 

@@ -12,6 +12,7 @@ import json
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
 from ami_bridge.facts import Transfer
@@ -894,11 +895,9 @@ class SqlStore(
         if a row turns up after all."""
         if new:
             return (await self.insert_calls([call], at))[0]
-        values = _call_values(call, at)
         async with self._tx() as c:
-            await self._update_call(c, call, values)
-            await self._call_details(c, [call], fresh=False)
-        return call
+            call = replace(call, id=await self._update_call(c, call, _call_values(call, at)))
+            return (await self._call_details(c, [call], fresh=False))[0]
 
     INSERT_ROWS = 200
     """Calls per INSERT statement at most (35 parameters each: SQLite's limit is 32,766)."""
@@ -907,9 +906,12 @@ class SqlStore(
         """Write calls the caller found no row of in this transaction (a batch's new
         calls): one INSERT per ``INSERT_ROWS`` calls, then their recordings, rang rows
         and numbers in one statement each.  A call whose row turns up after all (another
-        writer was faster) is updated the long way, never doubled."""
+        writer was faster) is updated the long way, never doubled.  The calls come back
+        in order, with their ids."""
         width = len(CALL_WRITE_COLS)
-        taken: list[Call] = []
+        out: list[Call] = []
+        fresh: dict[int, int] = {}
+        """Index in ``out`` of each call just inserted, by its id."""
         async with self._tx() as c:
             for first in range(0, len(calls), self.INSERT_ROWS):
                 chunk = calls[first : first + self.INSERT_ROWS]
@@ -927,21 +929,25 @@ class SqlStore(
                     )
                 }
                 for call in chunk:
-                    call.id = ids.pop((call.pbx_link_id or 0, call.linkedid), None)
-                    if call.id is not None:
-                        taken.append(call)  # no recordings, rang rows or figures yet
+                    new_id = ids.pop((call.pbx_link_id or 0, call.linkedid), None)
+                    if new_id is not None:
+                        fresh[new_id] = len(out)  # no recordings, rang rows or figures yet
+                        out.append(replace(call, id=new_id))
                     else:
-                        await self._update_call(c, call, _call_values(call, at))
-                        await self._call_details(c, [call], fresh=False)
-            await self._call_details(c, taken, fresh=True)
-        return list(calls)
+                        found = await self._update_call(c, call, _call_values(call, at))
+                        done = await self._call_details(c, [replace(call, id=found)], False)
+                        out.append(done[0])
+            for call in await self._call_details(c, [out[i] for i in fresh.values()], True):
+                assert call.id is not None
+                out[fresh[call.id]] = call
+        return out
 
-    async def _call_details(self, c: Conn, calls: Sequence[Call], fresh: bool) -> None:
+    async def _call_details(self, c: Conn, calls: Sequence[Call], fresh: bool) -> list[Call]:
         """What goes with the calls' rows (they have their ids): recordings, who they
-        rang, their numbers, their figures.  ``fresh``: rows just inserted (nothing of
-        theirs to replace)."""
+        rang, their numbers, their figures; the calls with their recording ids.
+        ``fresh``: rows just inserted (nothing of theirs to replace)."""
         if not calls:
-            return
+            return []
         # A file is as old as the call that finished it (retention counts from there).
         await c.executemany(
             "INSERT INTO call_recordings (call_id, path, created_at) VALUES ($1, $2, $3) "
@@ -950,11 +956,10 @@ class SqlStore(
         )
         with_files = [call.id for call in calls if call.recordings and call.id is not None]
         files = await self._recording_ids(c, with_files)
-        for call in calls:
-            # No files: none left (one round trip less per call).
-            call.recording_ids = files.get(call.id, []) if call.id is not None else []
-        await self._write_rang(c, calls, fresh=fresh)
-        numbers = {call.remote_e164 for call in calls if call.remote_e164}
+        # No files: none left (one round trip less per call).
+        done = [replace(call, recording_ids=files.get(call.id or 0, [])) for call in calls]
+        await self._write_rang(c, done, fresh=fresh)
+        numbers = {call.remote_e164 for call in done if call.remote_e164}
         if self._new_numbers is not None:
             self._new_numbers.update(numbers)  # written at commit
         else:
@@ -963,10 +968,12 @@ class SqlStore(
                 "INSERT INTO call_numbers (e164) VALUES ($1) ON CONFLICT DO NOTHING",
                 [(n,) for n in sorted(numbers)],
             )
-        await self._count_calls(c, [call.id for call in calls if call.id is not None], 1)
+        await self._count_calls(c, [call.id for call in done if call.id is not None], 1)
+        return done
 
-    async def _update_call(self, c: Conn, call: Call, values: tuple[Any, ...]) -> None:
-        """The upsert of a call that may exist: its figures, row and stale recordings."""
+    async def _update_call(self, c: Conn, call: Call, values: tuple[Any, ...]) -> int:
+        """The upsert of a call that may exist: its figures, row and stale recordings;
+        its id."""
         cols = CALL_WRITE_COLS
         placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
         key = ("linkedid", "pbx_link_id", "ingested_at")
@@ -980,17 +987,20 @@ class SqlStore(
         if before is not None:
             await self._count_call(c, before, -1)
         # Keyed by (link, linkedid): the unique index ``calls_link_linkedid`` (0006).
-        call.id = await c.fetchval(
-            f"INSERT INTO calls ({', '.join(cols)}) VALUES ({placeholders}) "
-            f"ON CONFLICT (COALESCE(pbx_link_id, 0), linkedid) DO UPDATE SET {updates} "
-            "RETURNING id",
-            *values,
+        call_id = int(
+            await c.fetchval(
+                f"INSERT INTO calls ({', '.join(cols)}) VALUES ({placeholders}) "
+                f"ON CONFLICT (COALESCE(pbx_link_id, 0), linkedid) DO UPDATE SET {updates} "
+                "RETURNING id",
+                *values,
+            )
         )
         await c.execute(
             f"DELETE FROM call_recordings WHERE call_id = $1 AND NOT path {self._texts_in(2)}",
-            call.id,
+            call_id,
             self._texts_param(call.recordings),
         )
+        return call_id
 
     async def get_call(self, call_id: int) -> Call | None:
         async with self._use() as c:
