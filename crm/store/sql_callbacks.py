@@ -111,6 +111,12 @@ class CallbackQueries:
             rung = await c.fetch(_RUNG_USERS, row["id"])
         return task_row(row, tuple(sorted(r["user_id"] for r in rung)))
 
+    async def callback_rung_users(self, task_id: int) -> tuple[int, ...]:
+        """The users the task's calls rang (``CallbackTask.rung_user_ids``)."""
+        async with self._use() as c:  # type: ignore[attr-defined]
+            rung = await c.fetch(_RUNG_USERS, task_id)
+        return tuple(sorted(r["user_id"] for r in rung))
+
     async def get_callback(self, task_id: int) -> CallbackTask | None:
         return await self._one_task(
             f"SELECT {TASK_COLS} FROM callback_tasks WHERE id = $1", task_id
