@@ -82,6 +82,8 @@ USERS_TTL = 30.0
 STALE_CALL_SECONDS = 6 * 3600.0
 SEED_LIMIT = 500
 """Calls in progress read from the store per seeding (a PBX has far fewer up at once)."""
+FLUSH_WINDOW = 0.005
+"""Seconds between two writes to the browsers in a burst of messages (``Flusher``)."""
 ENDED_MEMORY = 2000
 """Linkedids of calls that ended recently: a seed must not bring one back from a
 ``live_calls`` row that its ingest has not deleted yet."""
@@ -333,16 +335,29 @@ class Client:
 
 
 class Flusher:
-    """Writes what the hub handed idle connections (``Client.attach``) once at the end
-    of the event loop's turn: every message a connection got in one turn (several
-    calls' events read from one AMI packet, say) leaves in one write."""
+    """Writes what the hub handed idle connections (``Client.attach``) at the end of the
+    event loop's turn: every message a connection got in one turn (several calls' events
+    read from one AMI packet, say) leaves in one write.
 
-    def __init__(self) -> None:
+    In a burst (the last flush ended less than ``window`` seconds ago) the next one waits
+    until ``window`` after it: twenty calls ringing at once are then a few writes to each
+    browser, not twenty.  Each write to a browser is a system call of its own, and at
+    hundreds of browsers they, not the JSON, are most of a pop's cost; a pop outside a
+    burst leaves at once, one inside it waits ``window`` at most."""
+
+    def __init__(self, window: float = FLUSH_WINDOW) -> None:
+        self.window = window
         self._dirty: list[Client] = []
+        self._last = float("-inf")
 
     def add(self, client: Client) -> None:
         if not self._dirty:
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop = asyncio.get_running_loop()
+            due = self._last + self.window
+            if loop.time() < due:
+                loop.call_at(due, self.flush)
+            else:
+                loop.call_soon(self.flush)
         self._dirty.append(client)
 
     def flush(self) -> None:
@@ -352,6 +367,8 @@ class Flusher:
                 client.flush()
             except Exception:
                 log.exception("live: could not write to a browser")
+        if dirty:
+            self._last = asyncio.get_running_loop().time()
 
 
 def message_line(kind: str, data: Any) -> str:
