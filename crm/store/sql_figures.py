@@ -28,6 +28,8 @@ from collections import defaultdict
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .sql_common import MISSED_SQL
+
 _KEY = "day, direction, outcome, did, user_id, task_owner"
 _VISIBILITY = (
     "COALESCE(calls.user_id, 0), "
@@ -37,6 +39,30 @@ _CALL_TASK = (
     "FROM calls LEFT JOIN callback_calls cc ON cc.call_id = calls.id "
     "LEFT JOIN callback_tasks t ON t.id = cc.task_id"
 )
+
+
+# One row per callback task with calls: its first and last call, the reps they had (one,
+# or -1 for several, or when a call is not a missed inbound one) and its owner.
+_CALLBACK_ROW = (
+    "SELECT t.id AS task_id, COALESCE(t.owner_id, 0) AS owner, "
+    "t.time_to_callback AS ttc, MIN(calls.started_at) AS first_at, "
+    "MAX(calls.started_at) AS last_at, "
+    "CASE WHEN COUNT(DISTINCT COALESCE(calls.user_id, 0)) = 1 AND MIN(CASE WHEN "
+    f"calls.direction = 'inbound' AND calls.outcome {MISSED_SQL} THEN 1 ELSE 0 END) = 1 "
+    "THEN MIN(COALESCE(calls.user_id, 0)) ELSE -1 END AS rep "
+    "FROM callback_tasks t JOIN callback_calls cc ON cc.task_id = t.id "
+    "JOIN calls ON calls.id = cc.call_id"
+)
+_CALLBACK_INSERT = (
+    "INSERT INTO callback_figures (task_id, day, last_day, task_owner, user_id, "
+    "time_to_callback) VALUES ($1, $2, $3, $4, $5, $6)"
+)
+
+
+def _callback_values(zone: ZoneInfo, r: Any) -> tuple[Any, ...]:
+    ttc = None if r["ttc"] is None else float(r["ttc"])
+    return (r["task_id"], bucket(zone, float(r["first_at"]))[0],
+            bucket(zone, float(r["last_at"]))[0], int(r["owner"]), int(r["rep"]), ttc)  # fmt: skip
 
 
 def offset_at(zone: ZoneInfo, at: float) -> float:
@@ -61,9 +87,20 @@ class FigureQueries:
         another zone needs the other processes restarted)."""
         zone = self._figures_state.get("zone")
         if zone is None:
-            name = await c.fetchval("SELECT zone FROM figures_zone WHERE id = 1")
-            zone = self._figures_state["zone"] = ZoneInfo(name or "UTC")
+            row = await c.fetchrow("SELECT zone, callbacks_counted FROM figures_zone WHERE id = 1")
+            zone = self._figures_state["zone"] = ZoneInfo(row["zone"] if row else "UTC")
+            self._figures_state["callbacks"] = bool(row and row["callbacks_counted"])
         return zone
+
+    async def callback_days(
+        self, c: Any, since: float, until: float
+    ) -> tuple[int, int, float] | None:
+        """``figure_days`` for ``callback_figures``: None too while they are not counted
+        in the figures' zone (migrated in another zone, until a rebuild)."""
+        await self._zone(c)
+        if not self._figures_state.get("callbacks"):
+            return None
+        return await self.figure_days(c, since, until)
 
     async def figure_days(
         self, c: Any, since: float, until: float
@@ -125,6 +162,21 @@ class FigureQueries:
             call_id,
             day,
         )
+        if sign > 0:
+            tasks = await c.fetch("SELECT task_id FROM callback_calls WHERE call_id = $1", call_id)
+            await self._count_callbacks(c, [r["task_id"] for r in tasks])
+
+    async def _count_callbacks(self, c: Any, task_ids: list[int]) -> None:
+        """Write these callback tasks' rows of ``callback_figures`` as they stand now (the
+        audit's tasks, time to callback and median): recounted whole, not added to, since
+        whether a task is "spread" depends on all its calls.  Called by ``_count_call``
+        after a call changes (+1) and after a task's time to callback or owner changes."""
+        zone = await self._zone(c)
+        for task_id in task_ids:
+            row = await c.fetchrow(_CALLBACK_ROW + " WHERE t.id = $1 GROUP BY 1, 2, 3", task_id)
+            await c.execute("DELETE FROM callback_figures WHERE task_id = $1", task_id)
+            if row is not None:
+                await c.execute(_CALLBACK_INSERT, *_callback_values(zone, row))
 
     async def _count_task_calls(self, c: Any, task_ids: list[int], sign: int) -> None:
         """The same for every call linked to these callback tasks (their owner changes)."""
@@ -144,15 +196,19 @@ class FigureQueries:
         async with self._tx() as c:  # type: ignore[attr-defined]
             if self.dialect == "postgres":  # type: ignore[attr-defined]
                 await c.execute(
-                    "LOCK TABLE figures_zone, call_figures, hour_figures, rang_figures "
-                    "IN EXCLUSIVE MODE"
+                    "LOCK TABLE figures_zone, call_figures, hour_figures, rang_figures, "
+                    "callback_figures IN EXCLUSIVE MODE"
                 )
             tz = ZoneInfo(zone) if zone else await self._zone(c)
-            for table in ("call_figures", "hour_figures", "rang_figures"):
+            for table in ("call_figures", "hour_figures", "rang_figures", "callback_figures"):
                 await c.execute(f"DELETE FROM {table}")
-            await c.execute("UPDATE figures_zone SET zone = $1 WHERE id = 1", str(tz.key))
+            await c.execute(
+                "UPDATE figures_zone SET zone = $1, callbacks_counted = $2 WHERE id = 1",
+                str(tz.key),
+                True,
+            )
             counted = await self._recount(c, tz)
-        self._figures_state["zone"] = tz
+        self._figures_state.update(zone=tz, callbacks=True)
         return counted
 
     async def _recount(self, c: Any, tz: ZoneInfo) -> tuple[int, int]:
@@ -202,6 +258,10 @@ class FigureQueries:
         await c.executemany(
             "INSERT INTO rang_figures (day, extension, missed) VALUES ($1, $2, $3)",
             [(*k, v) for k, v in rang.items()],
+        )
+        await c.executemany(
+            _CALLBACK_INSERT,
+            [_callback_values(tz, r) for r in await c.fetch(_CALLBACK_ROW + " GROUP BY 1, 2, 3")],
         )
         return len(days), len(hours)
 

@@ -132,41 +132,16 @@ class ReportQueries:
     ) -> MissedSummary:
         args: list[Any] = [since, until]
         inbound = "calls.direction = 'inbound' AND " + self._range_where(args, user_ids, 1)
-        tasks_cte = (
-            "WITH tasks AS (SELECT DISTINCT t.id AS id, t.time_to_callback AS ttc "
-            "FROM calls JOIN callback_calls cc ON cc.call_id = calls.id "
-            "JOIN callback_tasks t ON t.id = cc.task_id "
-            f"WHERE {inbound} AND calls.outcome {MISSED_SQL}) "
-        )
-        n = len(args)
         async with self._use() as c:  # type: ignore[attr-defined]
             lines = await self._missed_lines(c, since, until, user_ids, inbound, args)
-            tasks = await c.fetchrow(
-                f"{tasks_cte}SELECT COUNT(*) AS tasks, COUNT(ttc) AS returned, "
-                f"COALESCE(SUM(CASE WHEN ttc <= ${n + 1} THEN 1 ELSE 0 END), 0) AS in_sla "
-                "FROM tasks",
-                *args,
-                float(sla_seconds),
+            n_tasks, returned, in_sla, median = await self._task_figures(
+                c, since, until, float(sla_seconds), user_ids, inbound, args
             )
-            returned = int(tasks["returned"])
-            median: float | None = None
-            if returned:
-                # The median by ORDER BY/OFFSET works on both engines (SQLite has no
-                # percentile function); one or two rows come back.
-                middle = await c.fetch(
-                    f"{tasks_cte}SELECT ttc FROM tasks WHERE ttc IS NOT NULL "
-                    f"ORDER BY ttc LIMIT ${n + 1} OFFSET ${n + 2}",
-                    *args,
-                    1 if returned % 2 else 2,
-                    (returned - 1) // 2,
-                )
-                median = sum(float(r["ttc"]) for r in middle) / len(middle)
             by_rep = await self._missed_by_rep(c, since, until, user_ids)
         # Every inbound call is in exactly one line group (NULL did included): the totals
         # are the lines' sums, so the period is read once.
         total = sum(int(r["total"]) for r in lines)
         missed = sum(int(r["missed"]) for r in lines)
-        n_tasks = int(tasks["tasks"])
         return MissedSummary(
             since=since,
             until=until,
@@ -176,7 +151,7 @@ class ReportQueries:
             callbacks=n_tasks,
             returned=returned,
             median_time_to_callback=median,
-            returned_within_sla=_rate(int(tasks["in_sla"]), n_tasks) if n_tasks else None,
+            returned_within_sla=_rate(in_sla, n_tasks) if n_tasks else None,
             by_rep=by_rep,
             by_line=[
                 MissedByLine(
@@ -188,6 +163,80 @@ class ReportQueries:
                 for r in lines
             ],
         )
+
+    async def _task_figures(
+        self,
+        c: Any,
+        since: float,
+        until: float,
+        sla: float,
+        user_ids: Any,
+        inbound: str,
+        args: list[Any],
+    ) -> tuple[int, int, int, float | None]:
+        """(tasks, returned, returned within ``sla``, median time to callback) of the
+        callback tasks of the period's visible missed inbound calls.  From
+        ``callback_figures`` when it answers the period: a task whose calls are all missed
+        inbound calls of one day and one rep is counted from its row; the few others
+        ("spread": several days or reps) have their calls checked here."""
+        tasks_of_calls = (
+            "SELECT DISTINCT t.id AS id, t.time_to_callback AS ttc "
+            "FROM calls JOIN callback_calls cc ON cc.call_id = calls.id "
+            "JOIN callback_tasks t ON t.id = cc.task_id "
+            f"WHERE {inbound} AND calls.outcome {MISSED_SQL}"
+        )
+        days = await self.callback_days(c, since, until)  # type: ignore[attr-defined]
+        if days is None:
+            source, sargs = tasks_of_calls, list(args)
+        else:
+            spread = await c.fetch(
+                "SELECT task_id FROM callback_figures WHERE last_day >= $1 AND day < $2 "
+                "AND (last_day > day OR user_id < 0)",
+                days[0],
+                days[1],
+            )
+            sargs = [*args, self._ids_param([r["task_id"] for r in spread])]  # type: ignore[attr-defined]
+            counted = await c.fetch(
+                f"{tasks_of_calls} AND t.id {self._ids_in(len(sargs))}",  # type: ignore[attr-defined]
+                *sargs,
+            )
+            sargs = [days[0], days[1], self._ids_param([r["id"] for r in counted])]  # type: ignore[attr-defined]
+            simple = "f.day >= $1 AND f.day < $2 AND f.last_day = f.day AND f.user_id >= 0"
+            if user_ids is not None:
+                sargs.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
+                ids = self._ids_in(4)  # type: ignore[attr-defined]
+                simple += (
+                    f" AND (f.user_id {ids} OR f.task_owner {ids} OR (f.task_owner = 0 AND "
+                    "EXISTS (SELECT 1 FROM callback_tasks t WHERE t.id = f.task_id AND "
+                    f"{self._visible_task('t', 4)})))"  # type: ignore[attr-defined]
+                )
+            source = (
+                "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figures f "
+                f"WHERE {simple} UNION ALL SELECT f.task_id, f.time_to_callback "
+                f"FROM callback_figures f WHERE f.task_id {self._ids_in(3)}"  # type: ignore[attr-defined]
+            )
+        n = len(sargs)
+        tasks = await c.fetchrow(
+            f"WITH tasks AS ({source}) SELECT COUNT(*) AS tasks, COUNT(ttc) AS returned, "
+            f"COALESCE(SUM(CASE WHEN ttc <= ${n + 1} THEN 1 ELSE 0 END), 0) AS in_sla "
+            "FROM tasks",
+            *sargs,
+            sla,
+        )
+        returned = int(tasks["returned"])
+        median: float | None = None
+        if returned:
+            # The median by ORDER BY/OFFSET works on both engines (SQLite has no
+            # percentile function); one or two rows come back.
+            middle = await c.fetch(
+                f"WITH tasks AS ({source}) SELECT ttc FROM tasks WHERE ttc IS NOT NULL "
+                f"ORDER BY ttc LIMIT ${n + 1} OFFSET ${n + 2}",
+                *sargs,
+                1 if returned % 2 else 2,
+                (returned - 1) // 2,
+            )
+            median = sum(float(r["ttc"]) for r in middle) / len(middle)
+        return int(tasks["tasks"]), returned, int(tasks["in_sla"]), median
 
     async def _missed_lines(
         self, c: Any, since: float, until: float, user_ids: Any, inbound: str, args: list[Any]
