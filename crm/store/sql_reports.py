@@ -44,20 +44,62 @@ class ReportQueries:
     ) -> tuple[int, int] | None:
         """The figures' days for the period (``sql_figures``), or None to read the calls:
         the period is not whole days of the figures' zone at one offset, or is grouped by
-        days and hours of another offset, or (for a scope) it holds calls of an unowned
-        callback task, whose visibility hangs on who its calls rang (``_visible_task``),
-        which the figures do not keep."""
+        days and hours of another offset.  ``user_ids``: for a figure that counts by the
+        visibility rule, whose unowned callback tasks are visible by who their calls rang
+        (``_visible_task``), which ``call_figures`` does not keep: their calls are added
+        by ``_unowned_calls``, or while ``callback_figures`` are not counted (which finds
+        them) a period holding such calls is read from the calls."""
         found = await self.figure_days(c, since, until)  # type: ignore[attr-defined]
         if found is None or (utc_offset is not None and found[2] != utc_offset):
             return None
-        if user_ids is not None and await c.fetchval(
-            "SELECT 1 FROM call_figures f WHERE f.day >= $1 AND f.day < $2 "
-            "AND f.task_owner = 0 LIMIT 1",
-            found[0],
-            found[1],
+        if (
+            user_ids is not None
+            and await self.callback_days(c, since, until) is None  # type: ignore[attr-defined]
+            and await c.fetchval(
+                "SELECT 1 FROM call_figures f WHERE f.day >= $1 AND f.day < $2 "
+                "AND f.task_owner = 0 LIMIT 1",
+                found[0],
+                found[1],
+            )
         ):
             return None
         return found[0], found[1]
+
+    async def _unowned_calls(
+        self,
+        c: Any,
+        since: float,
+        until: float,
+        days: tuple[int, int],
+        user_ids: Any,
+        select: str,
+        group: str,
+        where: str = "TRUE",
+        *more: Any,
+    ) -> list[Any]:
+        """``select ... group by group`` over the calls a scope sees only because their
+        unowned callback task rang someone in it (their rep is not in it): what a scoped
+        figure adds to the ``call_figures`` rows ``_visible_figures`` keeps.  The tasks
+        come from ``callback_figures`` (those nobody owns, with calls in the days)."""
+        if user_ids is None or await self.callback_days(c, since, until) is None:  # type: ignore[attr-defined]
+            return []
+        ids = self._ids_in(3)  # type: ignore[attr-defined]
+        return await c.fetch(
+            f"SELECT {select} FROM callback_figures cf "
+            "JOIN callback_tasks t ON t.id = cf.task_id "
+            "JOIN callback_calls cc ON cc.task_id = cf.task_id "
+            "JOIN calls ON calls.id = cc.call_id "
+            "WHERE cf.task_owner = 0 AND cf.last_day >= $4 AND cf.day < $5 "
+            "AND calls.started_at >= $1 AND calls.started_at < $2 "
+            f"AND NOT (COALESCE(calls.user_id, 0) {ids}) AND {self._visible_task('t', 3)} "  # type: ignore[attr-defined]
+            f"AND {where} GROUP BY {group}",
+            since,
+            until,
+            self._ids_param(user_ids),  # type: ignore[attr-defined]
+            days[0],
+            days[1],
+            *more,
+        )
 
     def _figures_where(self, args: list[Any], days: tuple[int, int], user_ids: Any) -> str:
         args.extend(days)
@@ -82,7 +124,7 @@ class ReportQueries:
         # call_rang's partial index on missed rows: one range per extension and period,
         # counted in index order (no DISTINCT over the period).  A call counts once per
         # user, so users with several extensions get a COUNT(DISTINCT) of their own.
-        days = await self._days(c, since, until, user_ids=user_ids)
+        days = await self._days(c, since, until)
         args: list[Any] = [since, until] if days is None else list(days)
         scoped = ""
         if user_ids is not None:
@@ -261,8 +303,18 @@ class ReportQueries:
             "GROUP BY f.did HAVING SUM(f.calls) > 0",
             *fargs,
         )
+        merged = {r["did"]: [int(r["total"]), int(r["missed"])] for r in rows}
+        for r in await self._unowned_calls(
+            c, since, until, days, user_ids,
+            "COALESCE(calls.did, '') AS did, COUNT(*) AS total, "
+            f"SUM(CASE WHEN calls.outcome {MISSED_SQL} THEN 1 ELSE 0 END) AS missed",
+            "COALESCE(calls.did, '')", "calls.direction = 'inbound'",
+        ):  # fmt: skip
+            line = merged.setdefault(r["did"], [0, 0])
+            line[0] += int(r["total"])
+            line[1] += int(r["missed"])
         # '' is the figures' "no line"; both engines sort NULL as the calls query did.
-        out = [{**dict(r), "did": r["did"] or None} for r in rows]
+        out = [{"did": did or None, "total": n, "missed": m} for did, (n, m) in merged.items()]
         nulls_first = self.dialect == "sqlite"  # type: ignore[attr-defined]
         return sorted(out, key=lambda r: ((r["did"] is None) != nulls_first, r["did"] or ""))
 
@@ -275,7 +327,7 @@ class ReportQueries:
         if user_ids is not None:
             args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
             mine = f" AND {{col}} {self._ids_in(3)}"  # type: ignore[attr-defined]
-        days = await self._days(c, since, until, user_ids=user_ids)
+        days = await self._days(c, since, until)
         if days is None:
             sql = (
                 "SELECT user_id, COUNT(*) AS n FROM calls WHERE calls.direction = 'inbound' "
@@ -333,10 +385,19 @@ class ReportQueries:
                 rows = await c.fetch(
                     "SELECT f.day AS day, f.outcome AS outcome, SUM(f.calls) AS n "
                     f"FROM call_figures f WHERE {fwhere} GROUP BY 1, 2 "
-                    "HAVING SUM(f.calls) > 0 ORDER BY 1, 2",
+                    "HAVING SUM(f.calls) > 0",
                     *fargs,
                 )
-                return [(_day_text(int(r["day"])), r["outcome"], int(r["n"])) for r in rows]
+                counts = {(int(r["day"]), r["outcome"]): int(r["n"]) for r in rows}
+                day = self._floor_div("calls.started_at + $6", 86400)  # type: ignore[attr-defined]
+                for r in await self._unowned_calls(
+                    c, since, until, days, user_ids,
+                    f"{day} AS day, calls.outcome AS outcome, COUNT(*) AS n", "1, 2", "TRUE",
+                    float(utc_offset),
+                ):  # fmt: skip
+                    key = (int(r["day"]), r["outcome"])
+                    counts[key] = counts.get(key, 0) + int(r["n"])
+                return [(_day_text(d), o, n) for (d, o), n in sorted(counts.items())]
         args: list[Any] = [float(utc_offset), since, until]
         where = self._range_where(args, user_ids, 2)
         # Grouped by day number, formatted here: the same UTC days as ``_day`` without
@@ -357,7 +418,7 @@ class ReportQueries:
             args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
             where += f" AND calls.user_id {self._ids_in(3)}"  # type: ignore[attr-defined]
         async with self._use() as c:  # type: ignore[attr-defined]
-            days = await self._days(c, since, until, user_ids=user_ids)
+            days = await self._days(c, since, until)
         if days is None:
             sql = (
                 "SELECT calls.user_id AS user_id, "
@@ -404,10 +465,18 @@ class ReportQueries:
                 fwhere = self._figures_where(fargs, days, user_ids)
                 rows = await c.fetch(
                     "SELECT f.hour AS hour, SUM(f.calls) AS n FROM hour_figures f "
-                    f"WHERE {fwhere} GROUP BY f.hour HAVING SUM(f.calls) > 0 ORDER BY 1",
+                    f"WHERE {fwhere} GROUP BY f.hour HAVING SUM(f.calls) > 0",
                     *fargs,
                 )
-                return [(int(r["hour"]), int(r["n"])) for r in rows]
+                hours = {int(r["hour"]): int(r["n"]) for r in rows}
+                hour = self._floor_div("calls.started_at + $6", 3600)  # type: ignore[attr-defined]
+                for r in await self._unowned_calls(
+                    c, since, until, days, user_ids, f"{hour} AS hour, COUNT(*) AS n", "1",
+                    "TRUE", float(utc_offset),
+                ):  # fmt: skip
+                    h = int(r["hour"]) % 24
+                    hours[h] = hours.get(h, 0) + int(r["n"])
+                return sorted(hours.items())
         args: list[Any] = [float(utc_offset), since, until]
         where = self._range_where(args, user_ids, 2)
         # Hours since the epoch, folded to the hour of the day here (UTC days are whole
