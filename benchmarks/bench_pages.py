@@ -316,8 +316,15 @@ async def measure(base: str, page: Page, clients: int, seconds: float,
     limit = aiohttp.ClientTimeout(total=timeout)
     for _ in range(clients):
         s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=limit)
-        await login(s, base, page.user)
         sessions.append(s)
+        for attempt in range(5):
+            # the server may still be busy with the previous page's timed-out requests
+            try:
+                await login(s, base, page.user)
+                break
+            except TimeoutError:
+                if attempt == 4:
+                    raise
     try:
         t0 = time.perf_counter()
         first = await sessions[0].get(base + page.path(random.Random(0)))
