@@ -478,7 +478,7 @@ async def explain(url: str, work: Path, chosen: Sequence[Page]) -> None:
                 for ms, sql in timed[:8]:
                     print(f"  {ms:8.1f} ms  {' '.join(sql.split())[:220]}")
                 for line in plan:
-                    print(f"             plan: {line}")
+                    print(f"             plan: {line[:200]}")
     finally:
         traced.detach()
         await server.close()

@@ -159,8 +159,10 @@ def call_rows(spec: BulkSpec) -> Iterator[tuple[str, tuple[Any, ...]]]:
                     if task is None:
                         task_id += 1
                         k = None if contact_id is None else owner_index(contact_id, len(reps))
-                        owner_id = rep.user_id if contact_id is None else (
-                            None if k is None else reps[k].user_id
+                        owner_id = (
+                            rep.user_id
+                            if contact_id is None
+                            else (None if k is None else reps[k].user_id)
                         )
                         task = _Open(task_id, t, owner_id, contact_id, number, 0)
                         open_tasks[number] = task
@@ -183,10 +185,34 @@ def call_rows(spec: BulkSpec) -> Iterator[tuple[str, tuple[Any, ...]]]:
                 yield "call", row
             else:  # internal
                 other = reps[(reps.index(rep) + 1) % len(reps)]
-                row = (call_id, linkedid, "internal", rep.extension, rep.extension, None,
-                       other.extension, None, None, json.dumps([other.extension]), True,
-                       other.extension, other.extension, "answered", "caller", t, t + 3,
-                       t + 3 + talk, 3.0, talk, None, None, rep.user_id, "internal", t, t)
+                row = (
+                    call_id,
+                    linkedid,
+                    "internal",
+                    rep.extension,
+                    rep.extension,
+                    None,
+                    other.extension,
+                    None,
+                    None,
+                    json.dumps([other.extension]),
+                    True,
+                    other.extension,
+                    other.extension,
+                    "answered",
+                    "caller",
+                    t,
+                    t + 3,
+                    t + 3 + talk,
+                    3.0,
+                    talk,
+                    None,
+                    None,
+                    rep.user_id,
+                    "internal",
+                    t,
+                    t,
+                )
                 yield "call", row
     for task in open_tasks.values():
         yield "task", (task.task_id, task.number, task.contact_id, task.owner_id,
@@ -231,7 +257,8 @@ def load_sqlite(path: str, spec: BulkSpec, progress: Any = None) -> dict[str, in
               "call_rang")  # fmt: skip
     indexes = con.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-        f"AND tbl_name IN ({','.join('?' * len(tables))})", tables
+        f"AND tbl_name IN ({','.join('?' * len(tables))})",
+        tables,
     ).fetchall()
     counts = dict.fromkeys(("contacts", "calls", "tasks", "links"), 0)
     try:
@@ -312,6 +339,7 @@ async def load_postgres(url: str, spec: BulkSpec, progress: Any = None) -> dict[
     con = await asyncpg.connect(url)
     counts = dict.fromkeys(("contacts", "calls", "tasks", "links"), 0)
     try:
+
         async def copy(table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
             if rows:
                 await con.copy_records_to_table(table, records=rows, columns=list(columns))

@@ -170,9 +170,19 @@ def _audit_row(row: Row) -> AuditEntry:
 
 
 class SqlStore(
-    ReportQueries, FigureQueries, QueueQueries, CatalogueQueries, LinkQueries, FilterQueries,
-    BackfillQueries, SessionQueries, AgentEventQueries, CallbackQueries, LeadQueries,
-    HandoverQueries, Store
+    ReportQueries,
+    FigureQueries,
+    QueueQueries,
+    CatalogueQueries,
+    LinkQueries,
+    FilterQueries,
+    BackfillQueries,
+    SessionQueries,
+    AgentEventQueries,
+    CallbackQueries,
+    LeadQueries,
+    HandoverQueries,
+    Store,
 ):
     """Everything but connection handling.  ``_conn`` is set on stores handed out by
     ``transaction()``; the root store borrows a connection per call."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -42,7 +43,8 @@ _CALL_TASK = (
 
 
 # One row per callback task with calls: its first and last call, the reps they had (one,
-# or -1 for several, or when a call is not a missed inbound one) and its owner.
+# or -1 for several, or when a call is not a missed inbound one), its owner and, when it
+# has none, the extensions its calls rang (``rang_text``: who may see it, ``_visible_task``).
 _CALLBACK_ROW = (
     "SELECT t.id AS task_id, COALESCE(t.owner_id, 0) AS owner, "
     "t.time_to_callback AS ttc, MIN(calls.started_at) AS first_at, "
@@ -55,14 +57,26 @@ _CALLBACK_ROW = (
 )
 _CALLBACK_INSERT = (
     "INSERT INTO callback_figures (task_id, day, last_day, task_owner, user_id, "
-    "time_to_callback) VALUES ($1, $2, $3, $4, $5, $6)"
+    "time_to_callback, rang) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+)
+_TASK_RANG = (
+    "SELECT DISTINCT cc.task_id AS task_id, cr.extension AS extension FROM callback_tasks t "
+    "JOIN callback_calls cc ON cc.task_id = t.id JOIN call_rang cr ON cr.call_id = cc.call_id "
+    "WHERE t.owner_id IS NULL"
 )
 
 
-def _callback_values(zone: ZoneInfo, r: Any) -> tuple[Any, ...]:
+def rang_text(extensions: Iterable[str]) -> str:
+    """``,201,205,``: each extension between commas, so ``,201,`` finds one ('' for none)."""
+    found = sorted(set(extensions))
+    return "," + ",".join(found) + "," if found else ""
+
+
+def _callback_values(zone: ZoneInfo, r: Any, rang: Iterable[str]) -> tuple[Any, ...]:
     ttc = None if r["ttc"] is None else float(r["ttc"])
     return (r["task_id"], bucket(zone, float(r["first_at"]))[0],
-            bucket(zone, float(r["last_at"]))[0], int(r["owner"]), int(r["rep"]), ttc)  # fmt: skip
+            bucket(zone, float(r["last_at"]))[0], int(r["owner"]), int(r["rep"]), ttc,
+            rang_text(rang) if int(r["owner"]) == 0 else "")  # fmt: skip
 
 
 def offset_at(zone: ZoneInfo, at: float) -> float:
@@ -176,7 +190,10 @@ class FigureQueries:
             row = await c.fetchrow(_CALLBACK_ROW + " WHERE t.id = $1 GROUP BY 1, 2, 3", task_id)
             await c.execute("DELETE FROM callback_figures WHERE task_id = $1", task_id)
             if row is not None:
-                await c.execute(_CALLBACK_INSERT, *_callback_values(zone, row))
+                rang = await c.fetch(_TASK_RANG + " AND t.id = $1", task_id)
+                await c.execute(
+                    _CALLBACK_INSERT, *_callback_values(zone, row, (r["extension"] for r in rang))
+                )
 
     async def _count_task_calls(self, c: Any, task_ids: list[int], sign: int) -> None:
         """The same for every call linked to these callback tasks (their owner changes)."""
@@ -259,9 +276,15 @@ class FigureQueries:
             "INSERT INTO rang_figures (day, extension, missed) VALUES ($1, $2, $3)",
             [(*k, v) for k, v in rang.items()],
         )
+        rung: dict[int, list[str]] = defaultdict(list)
+        for r in await c.fetch(_TASK_RANG):
+            rung[r["task_id"]].append(r["extension"])
         await c.executemany(
             _CALLBACK_INSERT,
-            [_callback_values(tz, r) for r in await c.fetch(_CALLBACK_ROW + " GROUP BY 1, 2, 3")],
+            [
+                _callback_values(tz, r, rung.get(r["task_id"], ()))
+                for r in await c.fetch(_CALLBACK_ROW + " GROUP BY 1, 2, 3")
+            ],
         )
         return len(days), len(hours)
 

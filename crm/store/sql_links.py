@@ -73,8 +73,7 @@ class LinkQueries:
                 await c.execute("DELETE FROM live_calls WHERE linkedid = $1", linkedid)
             else:
                 await c.execute(
-                    "DELETE FROM live_calls "
-                    "WHERE COALESCE(pbx_link_id, 0) = $1 AND linkedid = $2",
+                    "DELETE FROM live_calls WHERE COALESCE(pbx_link_id, 0) = $1 AND linkedid = $2",
                     pbx_link_id or 0,
                     linkedid,
                 )

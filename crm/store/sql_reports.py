@@ -86,20 +86,45 @@ class ReportQueries:
         ids = self._ids_in(3)  # type: ignore[attr-defined]
         return await c.fetch(
             f"SELECT {select} FROM callback_figures cf "
-            "JOIN callback_tasks t ON t.id = cf.task_id "
             "JOIN callback_calls cc ON cc.task_id = cf.task_id "
             "JOIN calls ON calls.id = cc.call_id "
             "WHERE cf.task_owner = 0 AND cf.last_day >= $4 AND cf.day < $5 "
+            f"AND {self._rang_seen('cf.rang', 6)} "
             "AND calls.started_at >= $1 AND calls.started_at < $2 "
-            f"AND NOT (COALESCE(calls.user_id, 0) {ids}) AND {self._visible_task('t', 3)} "  # type: ignore[attr-defined]
-            f"AND {where} GROUP BY {group}",
+            f"AND NOT (COALESCE(calls.user_id, 0) {ids}) AND {where} GROUP BY {group}",
             since,
             until,
             self._ids_param(user_ids),  # type: ignore[attr-defined]
             days[0],
             days[1],
+            await self._rang_patterns(c, user_ids),
             *more,
         )
+
+    def _rang_seen(self, column: str, n: int) -> str:
+        """SQL: the ``rang_text`` in ``column`` holds one of the patterns bound as $n
+        (``_rang_patterns``): an unowned task rang someone in the scope."""
+        if self.dialect == "postgres":  # type: ignore[attr-defined]
+            return (
+                f"EXISTS (SELECT 1 FROM unnest(${n}::text[]) AS p(x) "
+                f"WHERE strpos({column}, p.x) > 0)"
+            )
+        return f"EXISTS (SELECT 1 FROM json_each(${n}) WHERE instr({column}, value) > 0)"
+
+    async def _rang_patterns(self, c: Any, user_ids: Any) -> Any:
+        """``,ext,`` for each extension of the scope's users now (the current map, as
+        ``_visible_task`` reads it), bound for ``_rang_seen``."""
+        rows = await c.fetch(
+            f"SELECT extension FROM user_extensions WHERE user_id {self._ids_in(1)}",  # type: ignore[attr-defined]
+            self._ids_param(user_ids),  # type: ignore[attr-defined]
+        )
+        return self._texts_param([f",{r['extension']}," for r in rows])  # type: ignore[attr-defined]
+
+    def _floats_rows(self, n: int) -> str:
+        """SQL: one row (``value``) per number of the list bound as $n (``_ids_param``)."""
+        if self.dialect == "postgres":  # type: ignore[attr-defined]
+            return f"SELECT unnest(${n}::float8[])"
+        return f"SELECT value FROM json_each(${n})"
 
     def _figures_where(self, args: list[Any], days: tuple[int, int], user_ids: Any) -> str:
         args.extend(days)
@@ -231,31 +256,36 @@ class ReportQueries:
         if days is None:
             source, sargs = tasks_of_calls, list(args)
         else:
-            spread = await c.fetch(
-                "SELECT task_id FROM callback_figures WHERE last_day >= $1 AND day < $2 "
-                "AND (last_day > day OR user_id < 0)",
-                days[0],
-                days[1],
-            )
-            sargs = [*args, self._ids_param([r["task_id"] for r in spread])]  # type: ignore[attr-defined]
-            counted = await c.fetch(
-                f"{tasks_of_calls} AND t.id {self._ids_in(len(sargs))}",  # type: ignore[attr-defined]
-                *sargs,
-            )
-            sargs = [days[0], days[1], self._ids_param([r["id"] for r in counted])]  # type: ignore[attr-defined]
-            simple = "f.day >= $1 AND f.day < $2 AND f.last_day = f.day AND f.user_id >= 0"
+            sargs = [days[0], days[1]]
+            seen = ""
             if user_ids is not None:
-                sargs.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
-                ids = self._ids_in(4)  # type: ignore[attr-defined]
-                simple += (
-                    f" AND (f.user_id {ids} OR f.task_owner {ids} OR (f.task_owner = 0 AND "
-                    "EXISTS (SELECT 1 FROM callback_tasks t WHERE t.id = f.task_id AND "
-                    f"{self._visible_task('t', 4)})))"  # type: ignore[attr-defined]
+                sargs += [self._ids_param(user_ids), await self._rang_patterns(c, user_ids)]  # type: ignore[attr-defined]
+                ids = self._ids_in(3)  # type: ignore[attr-defined]
+                seen = (
+                    f"(f.task_owner {ids} OR (f.task_owner = 0 AND {self._rang_seen('f.rang', 4)}))"
                 )
-            source = (
+            # Spread tasks: those with a visible missed inbound call in the period.
+            spread = await c.fetch(
                 "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figures f "
-                f"WHERE {simple} UNION ALL SELECT f.task_id, f.time_to_callback "
-                f"FROM callback_figures f WHERE f.task_id {self._ids_in(3)}"  # type: ignore[attr-defined]
+                "JOIN callback_calls cc ON cc.task_id = f.task_id "
+                "JOIN calls ON calls.id = cc.call_id "
+                "WHERE f.last_day >= $1 AND f.day < $2 AND (f.last_day > f.day OR f.user_id < 0) "
+                f"AND calls.direction = 'inbound' AND calls.outcome {MISSED_SQL} "
+                f"AND calls.started_at >= ${len(sargs) + 1} "
+                f"AND calls.started_at < ${len(sargs) + 2}"
+                + (f" AND (calls.user_id {self._ids_in(3)} OR {seen})" if seen else "")  # type: ignore[attr-defined]
+                + " GROUP BY f.task_id, f.time_to_callback",
+                *sargs,
+                since,
+                until,
+            )
+            simple = "f.day >= $1 AND f.day < $2 AND f.last_day = f.day AND f.user_id >= 0"
+            if seen:
+                simple += f" AND (f.user_id {self._ids_in(3)} OR {seen})"  # type: ignore[attr-defined]
+            sargs.append(self._ids_param([r["ttc"] for r in spread]))  # type: ignore[attr-defined]
+            source = (
+                f"SELECT f.time_to_callback AS ttc FROM callback_figures f WHERE {simple} "
+                f"UNION ALL {self._floats_rows(len(sargs))}"
             )
         n = len(sargs)
         tasks = await c.fetchrow(
@@ -389,7 +419,7 @@ class ReportQueries:
                     *fargs,
                 )
                 counts = {(int(r["day"]), r["outcome"]): int(r["n"]) for r in rows}
-                day = self._floor_div("calls.started_at + $6", 86400)  # type: ignore[attr-defined]
+                day = self._floor_div("calls.started_at + $7", 86400)  # type: ignore[attr-defined]
                 for r in await self._unowned_calls(
                     c, since, until, days, user_ids,
                     f"{day} AS day, calls.outcome AS outcome, COUNT(*) AS n", "1, 2", "TRUE",
@@ -469,7 +499,7 @@ class ReportQueries:
                     *fargs,
                 )
                 hours = {int(r["hour"]): int(r["n"]) for r in rows}
-                hour = self._floor_div("calls.started_at + $6", 3600)  # type: ignore[attr-defined]
+                hour = self._floor_div("calls.started_at + $7", 3600)  # type: ignore[attr-defined]
                 for r in await self._unowned_calls(
                     c, since, until, days, user_ids, f"{hour} AS hour, COUNT(*) AS n", "1",
                     "TRUE", float(utc_offset),

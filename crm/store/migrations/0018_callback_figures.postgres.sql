@@ -2,7 +2,8 @@
 -- to callback) read one row per callback task instead of a month of calls
 -- (crm/store/sql_figures.py, ``_count_callbacks``): the day of its calls in the figures'
 -- zone, the rep they had (0 = none) and its owner (0 = nobody), as the visibility rule
--- reads them, and its time to callback.  A task whose calls span several days, have
+-- reads them, its time to callback and, for a task nobody owns, the extensions its calls
+-- rang (",201,205,": a manager sees it when it rang someone in the team).  A task whose calls span several days, have
 -- different reps or are not all missed inbound calls (``user_id`` -1, or ``last_day``
 -- after ``day``) is "spread": the audit checks its calls one by one.
 --
@@ -15,7 +16,8 @@ CREATE TABLE callback_figures (
     last_day BIGINT NOT NULL,
     task_owner BIGINT NOT NULL,
     user_id BIGINT NOT NULL,
-    time_to_callback DOUBLE PRECISION
+    time_to_callback DOUBLE PRECISION,
+    rang TEXT NOT NULL
 );
 CREATE INDEX callback_figures_day
     ON callback_figures(day, task_owner, user_id, last_day, time_to_callback);
@@ -34,7 +36,11 @@ SELECT t.id, CAST(FLOOR(MIN(calls.started_at) / 86400) AS BIGINT),
                            AND calls.outcome IN ('missed', 'abandoned', 'busy', 'no_answer')
                           THEN 1 ELSE 0 END) = 1
             THEN MIN(COALESCE(calls.user_id, 0)) ELSE -1 END,
-       t.time_to_callback
+       t.time_to_callback,
+       CASE WHEN t.owner_id IS NULL
+            THEN COALESCE((SELECT ',' || string_agg(DISTINCT cr.extension, ',') || ',' FROM callback_calls rc
+                  JOIN call_rang cr ON cr.call_id = rc.call_id WHERE rc.task_id = t.id), '')
+            ELSE '' END
 FROM callback_tasks t
 JOIN callback_calls cc ON cc.task_id = t.id
 JOIN calls ON calls.id = cc.call_id
