@@ -264,12 +264,14 @@ class ReportQueries:
                 seen = (
                     f"(f.task_owner {ids} OR (f.task_owner = 0 AND {self._rang_seen('f.rang', 4)}))"
                 )
-            # Spread tasks: those with a visible missed inbound call in the period.
+            # Spread tasks: those with a visible missed inbound call in the period, read
+            # from the few spread rows to their calls (not from the period's calls).
             spread = await c.fetch(
                 "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figures f "
-                "JOIN callback_calls cc ON cc.task_id = f.task_id "
-                "JOIN calls ON calls.id = cc.call_id "
-                "WHERE f.last_day >= $1 AND f.day < $2 AND (f.last_day > f.day OR f.user_id < 0) "
+                f"{self._index_hint('callback_figures_spread')} "  # type: ignore[attr-defined]
+                "CROSS JOIN callback_calls cc CROSS JOIN calls "
+                "WHERE cc.task_id = f.task_id AND calls.id = cc.call_id "
+                "AND f.last_day >= $1 AND f.day < $2 AND (f.last_day > f.day OR f.user_id < 0) "
                 f"AND calls.direction = 'inbound' AND calls.outcome {MISSED_SQL} "
                 f"AND calls.started_at >= ${len(sargs) + 1} "
                 f"AND calls.started_at < ${len(sargs) + 2}"
