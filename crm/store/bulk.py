@@ -96,6 +96,22 @@ def contact_rows(spec: BulkSpec) -> Iterator[tuple[tuple[Any, ...], tuple[Any, .
         yield row, (i, i, number, number, "")
 
 
+def contact_batches(
+    spec: BulkSpec,
+) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+    """``contact_rows`` as (contacts, phones) lists of ``spec.batch`` rows; the last pair
+    is shorter, empty when the rows came out even (a full batch is worth a progress note)."""
+    contacts: list[tuple[Any, ...]] = []
+    phones: list[tuple[Any, ...]] = []
+    for contact, phone in contact_rows(spec):
+        contacts.append(contact)
+        phones.append(phone)
+        if len(contacts) >= spec.batch:
+            yield contacts, phones
+            contacts, phones = [], []
+    yield contacts, phones
+
+
 @dataclass
 class _Open:
     task_id: int
@@ -159,10 +175,8 @@ def call_rows(spec: BulkSpec) -> Iterator[tuple[str, tuple[Any, ...]]]:
                     if task is None:
                         task_id += 1
                         k = None if contact_id is None else owner_index(contact_id, len(reps))
-                        owner_id = (
-                            rep.user_id
-                            if contact_id is None
-                            else (None if k is None else reps[k].user_id)
+                        owner_id = rep.user_id if contact_id is None else (
+                            None if k is None else reps[k].user_id
                         )
                         task = _Open(task_id, t, owner_id, contact_id, number, 0)
                         open_tasks[number] = task
@@ -185,34 +199,10 @@ def call_rows(spec: BulkSpec) -> Iterator[tuple[str, tuple[Any, ...]]]:
                 yield "call", row
             else:  # internal
                 other = reps[(reps.index(rep) + 1) % len(reps)]
-                row = (
-                    call_id,
-                    linkedid,
-                    "internal",
-                    rep.extension,
-                    rep.extension,
-                    None,
-                    other.extension,
-                    None,
-                    None,
-                    json.dumps([other.extension]),
-                    True,
-                    other.extension,
-                    other.extension,
-                    "answered",
-                    "caller",
-                    t,
-                    t + 3,
-                    t + 3 + talk,
-                    3.0,
-                    talk,
-                    None,
-                    None,
-                    rep.user_id,
-                    "internal",
-                    t,
-                    t,
-                )
+                row = (call_id, linkedid, "internal", rep.extension, rep.extension, None,
+                       other.extension, None, None, json.dumps([other.extension]), True,
+                       other.extension, other.extension, "answered", "caller", t, t + 3,
+                       t + 3 + talk, 3.0, talk, None, None, rep.user_id, "internal", t, t)
                 yield "call", row
     for task in open_tasks.values():
         yield "task", (task.task_id, task.number, task.contact_id, task.owner_id,
@@ -257,8 +247,7 @@ def load_sqlite(path: str, spec: BulkSpec, progress: Any = None) -> dict[str, in
               "call_rang")  # fmt: skip
     indexes = con.execute(
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-        f"AND tbl_name IN ({','.join('?' * len(tables))})",
-        tables,
+        f"AND tbl_name IN ({','.join('?' * len(tables))})", tables
     ).fetchall()
     counts = dict.fromkeys(("contacts", "calls", "tasks", "links"), 0)
     try:
@@ -273,20 +262,13 @@ def load_sqlite(path: str, spec: BulkSpec, progress: Any = None) -> dict[str, in
                                 rows)  # fmt: skip
                 rows.clear()
 
-        contacts: list[tuple[Any, ...]] = []
-        phones: list[tuple[Any, ...]] = []
-        for contact, phone in contact_rows(spec):
-            contacts.append(contact)
-            phones.append(phone)
-            if len(contacts) >= spec.batch:
-                counts["contacts"] += len(contacts)
-                flush("contacts", CONTACT_COLUMNS, contacts)
-                flush("contact_phones", PHONE_COLUMNS, phones)
-                if progress:
-                    progress("contacts", counts["contacts"])
-        counts["contacts"] += len(contacts)
-        flush("contacts", CONTACT_COLUMNS, contacts)
-        flush("contact_phones", PHONE_COLUMNS, phones)
+        for contacts, phones in contact_batches(spec):
+            full = len(contacts) == spec.batch
+            counts["contacts"] += len(contacts)
+            flush("contacts", CONTACT_COLUMNS, contacts)
+            flush("contact_phones", PHONE_COLUMNS, phones)
+            if progress and full:
+                progress("contacts", counts["contacts"])
         buffers: dict[str, list[tuple[Any, ...]]] = {"call": [], "task": [], "link": []}
         target = {"call": ("calls", CALL_COLUMNS), "task": ("callback_tasks", TASK_COLUMNS),
                   "link": ("callback_calls", LINK_COLUMNS)}  # fmt: skip
@@ -339,27 +321,19 @@ async def load_postgres(url: str, spec: BulkSpec, progress: Any = None) -> dict[
     con = await asyncpg.connect(url)
     counts = dict.fromkeys(("contacts", "calls", "tasks", "links"), 0)
     try:
-
         async def copy(table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
             if rows:
                 await con.copy_records_to_table(table, records=rows, columns=list(columns))
                 rows.clear()
 
         async with con.transaction():
-            contacts: list[tuple[Any, ...]] = []
-            phones: list[tuple[Any, ...]] = []
-            for contact, phone in contact_rows(spec):
-                contacts.append(contact)
-                phones.append(phone)
-                if len(contacts) >= spec.batch:
-                    counts["contacts"] += len(contacts)
-                    await copy("contacts", CONTACT_COLUMNS, contacts)
-                    await copy("contact_phones", PHONE_COLUMNS, phones)
-                    if progress:
-                        progress("contacts", counts["contacts"])
-            counts["contacts"] += len(contacts)
-            await copy("contacts", CONTACT_COLUMNS, contacts)
-            await copy("contact_phones", PHONE_COLUMNS, phones)
+            for contacts, phones in contact_batches(spec):
+                full = len(contacts) == spec.batch
+                counts["contacts"] += len(contacts)
+                await copy("contacts", CONTACT_COLUMNS, contacts)
+                await copy("contact_phones", PHONE_COLUMNS, phones)
+                if progress and full:
+                    progress("contacts", counts["contacts"])
             buffers: dict[str, list[tuple[Any, ...]]] = {"call": [], "task": [], "link": []}
             target = {"call": ("calls", CALL_COLUMNS),
                       "task": ("callback_tasks", TASK_COLUMNS),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..models import LiveCallRow, PbxLink
-from .interface import ANY_LINK, AnyLink
+from .params import ANY_LINK, AnyLink
 from .sql_common import dumps, loads
 
 
@@ -73,7 +73,8 @@ class LinkQueries:
                 await c.execute("DELETE FROM live_calls WHERE linkedid = $1", linkedid)
             else:
                 await c.execute(
-                    "DELETE FROM live_calls WHERE COALESCE(pbx_link_id, 0) = $1 AND linkedid = $2",
+                    "DELETE FROM live_calls "
+                    "WHERE COALESCE(pbx_link_id, 0) = $1 AND linkedid = $2",
                     pbx_link_id or 0,
                     linkedid,
                 )
