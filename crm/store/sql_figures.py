@@ -32,8 +32,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from .sql_common import MISSED_SQL
 
 _KEY = "day, direction, outcome, did, user_id, task_owner"
 _VISIBILITY = (
@@ -44,6 +47,43 @@ _CALL_TASK = (
     "FROM calls LEFT JOIN callback_calls cc ON cc.call_id = calls.id "
     "LEFT JOIN callback_tasks t ON t.id = cc.task_id"
 )
+
+
+# One row per callback task with calls: its first and last call, the reps they had (one,
+# or -1 for several, or when a call is not a missed inbound one), its owner and, when it
+# has none, the extensions its calls rang (``rang_text``: who may see it, ``_visible_task``).
+_CALLBACK_ROW = (
+    "SELECT t.id AS task_id, COALESCE(t.owner_id, 0) AS owner, "
+    "t.time_to_callback AS ttc, MIN(calls.started_at) AS first_at, "
+    "MAX(calls.started_at) AS last_at, "
+    "CASE WHEN COUNT(DISTINCT COALESCE(calls.user_id, 0)) = 1 AND MIN(CASE WHEN "
+    f"calls.direction = 'inbound' AND calls.outcome {MISSED_SQL} THEN 1 ELSE 0 END) = 1 "
+    "THEN MIN(COALESCE(calls.user_id, 0)) ELSE -1 END AS rep "
+    "FROM callback_tasks t JOIN callback_calls cc ON cc.task_id = t.id "
+    "JOIN calls ON calls.id = cc.call_id"
+)
+_CALLBACK_INSERT = (
+    "INSERT INTO callback_figures (task_id, day, last_day, task_owner, user_id, "
+    "time_to_callback, rang) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+)
+_TASK_RANG = (
+    "SELECT DISTINCT cc.task_id AS task_id, cr.extension AS extension FROM callback_tasks t "
+    "JOIN callback_calls cc ON cc.task_id = t.id JOIN call_rang cr ON cr.call_id = cc.call_id "
+    "WHERE t.owner_id IS NULL"
+)
+
+
+def rang_text(extensions: Iterable[str]) -> str:
+    """``,201,205,``: each extension between commas, so ``,201,`` finds one ('' for none)."""
+    found = sorted(set(extensions))
+    return "," + ",".join(found) + "," if found else ""
+
+
+def _callback_values(zone: ZoneInfo, r: Any, rang: Iterable[str]) -> tuple[Any, ...]:
+    ttc = None if r["ttc"] is None else float(r["ttc"])
+    return (r["task_id"], bucket(zone, float(r["first_at"]))[0],
+            bucket(zone, float(r["last_at"]))[0], int(r["owner"]), int(r["rep"]), ttc,
+            rang_text(rang) if int(r["owner"]) == 0 else "")  # fmt: skip
 
 
 def offset_at(zone: ZoneInfo, at: float) -> float:
@@ -87,9 +127,20 @@ class FigureQueries:
         another zone needs the other processes restarted)."""
         zone = self._figures_state.get("zone")
         if zone is None:
-            name = await c.fetchval("SELECT zone FROM figures_zone WHERE id = 1")
-            zone = self._figures_state["zone"] = ZoneInfo(name or "UTC")
+            row = await c.fetchrow("SELECT zone, callbacks_counted FROM figures_zone WHERE id = 1")
+            zone = self._figures_state["zone"] = ZoneInfo(row["zone"] if row else "UTC")
+            self._figures_state["callbacks"] = bool(row and row["callbacks_counted"])
         return zone
+
+    async def callback_days(
+        self, c: Any, since: float, until: float
+    ) -> tuple[int, int, float] | None:
+        """``figure_days`` for ``callback_figures``: None too while they are not counted
+        in the figures' zone (migrated in another zone, until a rebuild)."""
+        await self._zone(c)
+        if not self._figures_state.get("callbacks"):
+            return None
+        return await self.figure_days(c, since, until)
 
     async def figure_days(
         self, c: Any, since: float, until: float
@@ -115,6 +166,22 @@ class FigureQueries:
         transaction."""
         await self._count_calls(c, [call_id], sign)
 
+    async def _count_callbacks(self, c: Any, task_ids: list[int]) -> None:
+        """Write these callback tasks' rows of ``callback_figures`` as they stand now (the
+        audit's tasks, time to callback and median): recounted whole, not added to, since
+        whether a task is "spread" depends on all its calls.  Called once the
+        touched calls stand as they will commit (``_count_calls``, ``_flush_figures``) and
+        after a task's time to callback changes."""
+        zone = await self._zone(c)
+        for task_id in task_ids:
+            row = await c.fetchrow(_CALLBACK_ROW + " WHERE t.id = $1 GROUP BY 1, 2, 3", task_id)
+            await c.execute("DELETE FROM callback_figures WHERE task_id = $1", task_id)
+            if row is not None:
+                rang = await c.fetch(_TASK_RANG + " AND t.id = $1", task_id)
+                await c.execute(
+                    _CALLBACK_INSERT, *_callback_values(zone, row, (r["extension"] for r in rang))
+                )
+
     async def _count_task_calls(self, c: Any, task_ids: list[int], sign: int) -> None:
         """The same for every call linked to these callback tasks (their owner changes)."""
         if not task_ids:
@@ -135,6 +202,8 @@ class FigureQueries:
             now = FigureTally()
             await self._tally_calls(c, now, call_ids, sign)
             await self._write_tally(c, now)
+            if sign > 0:
+                await self._count_callbacks(c, await self._tasks_of(c, call_ids))
             return
         first = [i for i in dict.fromkeys(call_ids) if i not in tally.touched]
         tally.touched.update(first)
@@ -148,9 +217,21 @@ class FigureQueries:
         tally = self._tally
         if tally is None or not tally.touched:
             return
-        await self._tally_calls(c, tally, sorted(tally.touched), 1)
+        touched = sorted(tally.touched)
+        await self._tally_calls(c, tally, touched, 1)
         await self._write_tally(c, tally)
         tally.clear()
+        await self._count_callbacks(c, await self._tasks_of(c, touched))
+
+    async def _tasks_of(self, c: Any, call_ids: list[int]) -> list[int]:
+        """The callback tasks these calls are linked to."""
+        if not call_ids:
+            return []
+        rows = await c.fetch(
+            f"SELECT DISTINCT task_id FROM callback_calls WHERE call_id {self._ids_in(1)}",  # type: ignore[attr-defined]
+            self._ids_param(call_ids),  # type: ignore[attr-defined]
+        )
+        return sorted(r["task_id"] for r in rows)
 
     async def _tally_calls(
         self, c: Any, tally: FigureTally, call_ids: list[int], sign: int
@@ -221,16 +302,20 @@ class FigureQueries:
         async with self._tx() as c:  # type: ignore[attr-defined]
             if self.dialect == "postgres":  # type: ignore[attr-defined]
                 await c.execute(
-                    "LOCK TABLE figures_zone, call_figures, hour_figures, rang_figures "
-                    "IN EXCLUSIVE MODE"
+                    "LOCK TABLE figures_zone, call_figures, hour_figures, rang_figures, "
+                    "callback_figures IN EXCLUSIVE MODE"
                 )
             await self._flush_figures(c)  # so later changes in this transaction add up
             tz = ZoneInfo(zone) if zone else await self._zone(c)
-            for table in ("call_figures", "hour_figures", "rang_figures"):
+            for table in ("call_figures", "hour_figures", "rang_figures", "callback_figures"):
                 await c.execute(f"DELETE FROM {table}")
-            await c.execute("UPDATE figures_zone SET zone = $1 WHERE id = 1", str(tz.key))
+            await c.execute(
+                "UPDATE figures_zone SET zone = $1, callbacks_counted = $2 WHERE id = 1",
+                str(tz.key),
+                True,
+            )
             counted = await self._recount(c, tz)
-        self._figures_state["zone"] = tz
+        self._figures_state.update(zone=tz, callbacks=True)
         return counted
 
     async def _recount(self, c: Any, tz: ZoneInfo) -> tuple[int, int]:
@@ -280,6 +365,16 @@ class FigureQueries:
         await c.executemany(
             "INSERT INTO rang_figures (day, extension, missed) VALUES ($1, $2, $3)",
             [(*k, v) for k, v in rang.items()],
+        )
+        rung: dict[int, list[str]] = defaultdict(list)
+        for r in await c.fetch(_TASK_RANG):
+            rung[r["task_id"]].append(r["extension"])
+        await c.executemany(
+            _CALLBACK_INSERT,
+            [
+                _callback_values(tz, r, rung.get(r["task_id"], ()))
+                for r in await c.fetch(_CALLBACK_ROW + " GROUP BY 1, 2, 3")
+            ],
         )
         return len(days), len(hours)
 
