@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..models import CallbackAttempt, CallbackStatus, CallbackTask
-from .interface import UserIds
+from .params import UserIds
 
 Row = Mapping[str, Any]
 
@@ -28,27 +28,10 @@ _RUNG_USERS = (
 
 
 def task_row(row: Row, rung: tuple[int, ...] = ()) -> CallbackTask:
-    return CallbackTask(
-        id=row["id"],
-        number_e164=row["number_e164"],
-        contact_id=row["contact_id"],
-        owner_id=row["owner_id"],
-        opened_at=row["opened_at"],
-        due_at=row["due_at"],
-        closed_at=row["closed_at"],
-        closed_by_user_id=row["closed_by_user_id"],
-        closed_by_call=row["closed_by_call_id"],
-        time_to_callback=row["time_to_callback"],
-        missed_count=row["missed_count"],
-        status=row["status"],
-        attempts=row["attempts"],
-        snoozed_until=row["snoozed_until"],
-        close_reason=row["close_reason"],
-        claimed_at=row["claimed_at"],
-        overdue_at=row["overdue_at"],
-        kind=row["kind"],
-        rung_user_ids=rung,
-    )
+    """A row of ``TASK_COLS`` (the task's fields by name, but ``closed_by_call_id``)."""
+    fields = dict(row)
+    fields["closed_by_call"] = fields.pop("closed_by_call_id")
+    return CallbackTask(**fields, rung_user_ids=rung)
 
 
 def _task_args(task: CallbackTask) -> tuple[Any, ...]:
@@ -101,9 +84,14 @@ class CallbackQueries:
         async with self._tx() as c:  # type: ignore[attr-defined]
             # A new owner changes who may see the task's calls: their figures move.
             owner_before = await c.fetchrow(
-                "SELECT owner_id FROM callback_tasks WHERE id = $1", task.id
+                "SELECT owner_id, time_to_callback FROM callback_tasks WHERE id = $1", task.id
             )
             moved = owner_before is not None and owner_before["owner_id"] != task.owner_id
+            # So does its time to callback the audit's figures (closed, reopened).
+            returned = (
+                owner_before is not None
+                and owner_before["time_to_callback"] != task.time_to_callback
+            )
             if moved:
                 await self._count_task_calls(c, [task.id], -1)  # type: ignore[attr-defined]
             await c.execute(
@@ -117,6 +105,8 @@ class CallbackQueries:
             )
             if moved:
                 await self._count_task_calls(c, [task.id], 1)  # type: ignore[attr-defined]
+            elif returned:
+                await self._count_callbacks(c, [task.id])  # type: ignore[attr-defined]
 
     async def _one_task(self, sql: str, *args: Any, pop: bool = False) -> CallbackTask | None:
         """``pop``: on the screen pop's path, read without waiting behind a write."""
@@ -127,6 +117,12 @@ class CallbackQueries:
                 return None
             rung = await c.fetch(_RUNG_USERS, row["id"])
         return task_row(row, tuple(sorted(r["user_id"] for r in rung)))
+
+    async def callback_rung_users(self, task_id: int) -> tuple[int, ...]:
+        """The users the task's calls rang (``CallbackTask.rung_user_ids``)."""
+        async with self._use() as c:  # type: ignore[attr-defined]
+            rung = await c.fetch(_RUNG_USERS, task_id)
+        return tuple(sorted(r["user_id"] for r in rung))
 
     async def get_callback(self, task_id: int) -> CallbackTask | None:
         return await self._one_task(
@@ -141,6 +137,7 @@ class CallbackQueries:
         )
 
     async def link_callback_call(self, task_id: int, call_id: int) -> bool:
+        """True when the call was not linked to the task before (idempotent ingest)."""
         async with self._tx() as c:  # type: ignore[attr-defined]
             # The task's owner joins the call's visibility: its figures move.
             await self._count_call(c, call_id, -1)  # type: ignore[attr-defined]
@@ -168,6 +165,8 @@ class CallbackQueries:
         limit: int = 200,
         user_ids: UserIds = None,
     ) -> list[CallbackTask]:
+        """Oldest due first; with ``user_ids`` only theirs, and unowned ones whose calls
+        rang one of them."""
         args: list[Any] = [limit]
         where: list[str] = []
         if user_ids is not None:
@@ -187,6 +186,7 @@ class CallbackQueries:
             return [task_row(r) for r in await c.fetch(sql, *args)]
 
     async def callbacks_for_contact(self, contact_id: int, limit: int = 500) -> list[CallbackTask]:
+        """Newest opened first."""
         async with self._use() as c:  # type: ignore[attr-defined]
             rows = await c.fetch(
                 f"SELECT {TASK_COLS} FROM callback_tasks WHERE contact_id = $1 "
