@@ -38,3 +38,15 @@ def grouped(
     for r in rows:
         out[r[key]].append(value(r))
     return out
+
+
+def rep_calls_where(store: Any, since: float, until: float, user_ids: Any) -> tuple[str, list[Any]]:
+    """WHERE text and its arguments ($1, $2, then $3 for ``user_ids``) for the calls a
+    rep had in ``[since, until)``, only those reps' when ``user_ids`` is given: what
+    every per-rep figure starts from."""
+    args: list[Any] = [since, until]
+    where = "calls.user_id IS NOT NULL AND calls.started_at >= $1 AND calls.started_at < $2"
+    if user_ids is not None:
+        args.append(store._ids_param(user_ids))
+        where += f" AND calls.user_id {store._ids_in(3)}"
+    return where, args
