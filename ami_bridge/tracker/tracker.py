@@ -1004,9 +1004,7 @@ class CallTracker:
 
     def _on_varset(self, msg: Message, at: float, out: list[Fact]) -> None:
         ch = self._channel(msg, at)
-        if ch is None:
-            return
-        call = self._call_of(ch)
+        call = self._call_of(ch) if ch is not None else None
         if call is None:
             return
         var = first(msg.get("Variable"))
@@ -1038,9 +1036,7 @@ class CallTracker:
         ch = self._channels.get(uid)
         if ch is None:
             ch = self._channels.get(self._by_name.get(first(msg.get("Channel")), ""))
-        if ch is None:
-            return
-        call = self._call_of(ch)
+        call = self._call_of(ch) if ch is not None else None
         if call is None:
             return
         field = first(msg.get("UserField"))

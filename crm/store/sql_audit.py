@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..models import AuditEntry
-from .sql_common import Row, dumps, loads
+from .sql_common import Row, dumps, loads, where_clause
 
 AUDIT_COLS = "id, at, actor, action, target, detail"
 
@@ -57,10 +57,8 @@ class AuditQueries:
             if value is not None:
                 args.append(value)
                 where.append(f"{column} {op} ${len(args)}")
-        sql = f"SELECT {AUDIT_COLS} FROM audit_log"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return await self._audit(sql + " ORDER BY id DESC LIMIT $1", args)
+        sql = f"SELECT {AUDIT_COLS} FROM audit_log{where_clause(where)} ORDER BY id DESC LIMIT $1"
+        return await self._audit(sql, args)
 
     async def audit_for_target(
         self, target: str, prefix: str = "", limit: int = 200

@@ -40,6 +40,11 @@ def grouped(
     return out
 
 
+def where_clause(conditions: Sequence[str]) -> str:
+    """`` WHERE a AND b`` for the conditions, or nothing when there is none."""
+    return " WHERE " + " AND ".join(conditions) if conditions else ""
+
+
 def rep_calls_where(store: Any, since: float, until: float, user_ids: Any) -> tuple[str, list[Any]]:
     """WHERE text and its arguments ($1, $2, then $3 for ``user_ids``) for the calls a
     rep had in ``[since, until)``, only those reps' when ``user_ids`` is given: what
