@@ -40,6 +40,25 @@ def grouped(
     return out
 
 
+async def children(
+    store: Any,
+    c: Any,
+    ids: Sequence[int],
+    select: str,
+    key: str,
+    order: str,
+    value: Callable[[Row], T],
+) -> dict[int, list[T]]:
+    """The child rows of the parents ``ids`` (``select``, narrowed to ``key`` in ``ids``,
+    in ``order``), as ``value`` of each under its parent; every id has a list."""
+    if not ids:
+        return {}
+    rows = await c.fetch(
+        f"{select} WHERE {key} {store._ids_in(1)} ORDER BY {order}", store._ids_param(ids)
+    )
+    return grouped(ids, rows, key, value)
+
+
 def where_clause(conditions: Sequence[str]) -> str:
     """`` WHERE a AND b`` for the conditions, or nothing when there is none."""
     return " WHERE " + " AND ".join(conditions) if conditions else ""
