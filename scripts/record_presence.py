@@ -61,6 +61,7 @@ async def resync(lab: Lab, tag: str, log: list[dict[str, object]]) -> None:
     await asyncio.sleep(1.0)
 
 
+# The scenarios are alike in shape on purpose: each is one rig script and its truth.
 async def s30(lab: Lab, log: list) -> dict[str, object]:
     await resync(lab, "idle", log)
     await send(

@@ -305,6 +305,7 @@ def synthetic_failed_originate(
     )
 
 
+# Alike in shape to the CDR's full CallRecord on purpose: all fields named.
 def unconnected_originate(
     profile: PbxProfile,
     *,

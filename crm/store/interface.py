@@ -133,6 +133,7 @@ class Store(
     async def answered_call_after(self, e164: str, after: float) -> Call | None:
         """The earliest answered call with this remote number started at/after ``after``."""
 
+    # Repeated by SqlStore and the services on purpose: this signature is their contract.
     @abstractmethod
     async def missed_calls(
         self,

@@ -12,6 +12,7 @@ from .sql_common import Row, dumps, loads, where_clause
 AUDIT_COLS = "id, at, actor, action, target, detail"
 
 
+# Alike in shape to the other row readers (_call_row, ...): one named column a line.
 def _audit_row(row: Row) -> AuditEntry:
     return AuditEntry(
         id=row["id"],
@@ -24,6 +25,7 @@ def _audit_row(row: Row) -> AuditEntry:
 
 
 class AuditQueries:
+    # Alike in shape to add_note on purpose: an INSERT of the fields, RETURNING the id.
     async def append_audit(self, entry: AuditEntry) -> AuditEntry:
         async with self._use() as c:
             entry.id = await c.fetchval(

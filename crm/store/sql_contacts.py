@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .sql import Conn
 
 
+# Alike in shape to the other row readers (_call_row, ...): one named column a line.
 def _contact_row(row: Row, phones: list[PhoneNumber]) -> Contact:
     lead = None
     if row["lead_status"] is not None:
@@ -214,6 +215,7 @@ class ContactQueries:
             where.append(f"(c.owner_id IS NULL OR c.owner_id {self._ids_in(len(args))})")
         return where
 
+    # Alike in shape to list_leads and list_audit: optional filters, a page, a cursor.
     async def search_contacts(
         self,
         text: str | None = None,

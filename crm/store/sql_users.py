@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .sql import Conn
 
 
+# Alike in shape to sql_callbacks._task_args: each table's bind order, one a line.
 def _user_args(user: User) -> tuple[Any, ...]:
     """The user's columns in the order both the INSERT and the UPDATE bind them."""
     return (
