@@ -111,6 +111,7 @@ async def s30(lab: Lab, log: list) -> dict[str, object]:
     }
 
 
+# Alike in shape to s30 and s32 on purpose: a rig script of actions, then its truth.
 async def s31(lab: Lab, log: list) -> dict[str, object]:
     await send(
         lab,

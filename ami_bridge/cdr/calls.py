@@ -429,6 +429,7 @@ class CdrCalls:
         callee_e164 = None
         if callee and not profile.is_extension(callee):
             callee_e164 = valid_e164(callee, profile.default_region, profile.intl_prefixes)
+        # Alike in shape to summary.unconnected_originate on purpose: all fields named.
         return CallRecord(
             linkedid=linkedid,
             direction=direction,
