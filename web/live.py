@@ -11,8 +11,9 @@ fans every event out to the SSE connections it concerns:
 * a manager also sees the live calls of their team's extensions, an admin every call;
 * finished calls and callbacks go to whoever may see them (``crm.access``);
 * a pop or live row names the caller's contact, its last call and open callback only to a
-  viewer who may see them (``view_json``): a rep whose phone rings for another rep's
-  customer gets the number and a "known contact of another rep" marker, nothing more;
+  viewer who may see them (``CallDisplay.view_json``, ``web.live_display``): a rep whose
+  phone rings for another rep's customer gets the number and a "known contact of another
+  rep" marker, nothing more;
 * click-to-call progress goes to the rep who clicked.
 
 The ingest never waits for a browser: the hub's own queue is large and drops the oldest
@@ -36,6 +37,13 @@ to the connections whose extensions or user id it targets, or, untargeted, to ev
 manager and admin.  A module that decides per viewer itself keeps its own index and
 calls ``Client.put(kind, data)`` / ``Client.put_line(message_line(kind, data))`` on the
 hub's ``clients``; ``put`` never blocks and never raises for a gone browser.
+
+This module is the hub itself (events in, decisions, delivery); its parts live beside it:
+``web.live_json`` (calls and callbacks as JSON), ``web.live_streams`` (one browser's
+stream: ``Viewer``, ``Client``, ``Flusher``), ``web.live_state`` (a call in progress and
+who may see it), ``web.live_details`` (the caller lookups, users and contacts) and
+``web.live_display`` (what a pop or row says to each viewer).  Every name other modules
+imported from here before the split still is (``__all__``).
 """
 
 from __future__ import annotations
@@ -43,443 +51,83 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
-import json
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import jinja2
 from aiohttp import web
 
-from ami_bridge.facts import CallProgress, iso_utc
-from crm.access import Scope, can_see_call, can_see_callback, can_see_contact
+from ami_bridge.facts import CallProgress
+from crm.access import can_see_call, can_see_callback, can_see_contact
 from crm.eventjson import from_jsonable
 from crm.events import Event, Subscription
-from crm.models import Call, CallbackTask, CallFilter, Contact, LiveCallRow, User
+from crm.models import Call, CallbackTask, LiveCallRow, User
 from crm.originate_relay import RELAY_KINDS
 from crm.phones import normalize
 
 from . import i18n
 from .linkstate import link_down
-from .render import format_number
+from .live_details import INFO_TTL, USERS_TTL, CallerDetails
+from .live_display import CallDisplay
+from .live_json import call_json, jsonable, remote_number, task_json
+from .live_state import LiveState, lane_of, view_of
+from .live_streams import (
+    CLIENT_QUEUE,
+    FLUSH_WINDOW,
+    Client,
+    Flusher,
+    Viewer,
+    message_line,
+    sse_frame,
+)
 
 if TYPE_CHECKING:
     from .runtime import Runtime
 
+__all__ = [  # what other modules and tests import from here, as before the split
+    "CLIENT_QUEUE",
+    "ENDED_MEMORY",
+    "FLUSH_WINDOW",
+    "HEARTBEAT_SECONDS",
+    "INFO_BUDGET",
+    "INFO_TTL",
+    "LIVE_HUB",
+    "SEED_LIMIT",
+    "STALE_CALL_SECONDS",
+    "USERS_TTL",
+    "CallDisplay",
+    "CallerDetails",
+    "Client",
+    "Flusher",
+    "LiveHub",
+    "LiveState",
+    "Viewer",
+    "call_json",
+    "hub_of",
+    "jsonable",
+    "lane_of",
+    "message_line",
+    "remote_number",
+    "sse_frame",
+    "task_json",
+    "view_of",
+]
+
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 15.0
-CLIENT_QUEUE = 200
 INFO_BUDGET = 0.12
 """Seconds the first event of a call may wait for the caller lookup; a slower lookup
 sends the pop without the details and an update when they arrive."""
-INFO_TTL = 20.0
-USERS_TTL = 30.0
 STALE_CALL_SECONDS = 6 * 3600.0
 SEED_LIMIT = 500
 """Calls in progress read from the store per seeding (a PBX has far fewer up at once)."""
-FLUSH_WINDOW = 0.005
-"""Seconds between two writes to the browsers in a burst of messages (``Flusher``)."""
 ENDED_MEMORY = 2000
 """Linkedids of calls that ended recently: a seed must not bring one back from a
 ``live_calls`` row that its ingest has not deleted yet."""
-
-
-# -- plain JSON ----------------------------------------------------------------------
-def jsonable(value: Any) -> Any:
-    """Dataclasses, tuples, sets and dicts as JSON-ready values (epoch floats stay
-    numbers); anything else that JSON cannot hold becomes its ``str``."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        to_json = getattr(value, "to_json", None)
-        if callable(to_json):
-            return jsonable(to_json())
-        return {
-            f.name.rstrip("_"): jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
-        }
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        items = [jsonable(v) for v in value]
-        return sorted(items, key=str) if isinstance(value, set | frozenset) else items
-    return str(value)
-
-
-def remote_number(direction: str, caller: str | None, callee: str | None) -> str | None:
-    """The outside party of a call (inbound: who called; otherwise who was dialled)."""
-    return caller if direction == "inbound" else callee
-
-
-def call_json(call: Call) -> dict[str, Any]:
-    """A finished call as the live lists need it."""
-    number = call.remote_e164 or remote_number(call.direction, call.caller, call.callee)
-    return {
-        "id": call.id,
-        "url": f"/calls/{call.id}",
-        "linkedid": call.linkedid,
-        "direction": call.direction,
-        "number": number,
-        "caller": call.caller,
-        "callee": call.callee,
-        "did": call.did,
-        "outcome": call.outcome,
-        "answered": call.answered,
-        "answered_by": call.answered_by,
-        "rang": list(call.rang),
-        "user_id": call.user_id,
-        "contact_id": call.contact_id,
-        "started_at": call.started_at,
-        "started_iso": iso_utc(call.started_at),
-        "ended_at": call.ended_at,
-        "talk_seconds": call.talk_seconds,
-        "ring_seconds": call.ring_seconds,
-    }
-
-
-def task_json(task: CallbackTask, now: float | None = None) -> dict[str, Any]:
-    now = time.time() if now is None else now
-    return {
-        "id": task.id,
-        "number": task.number_e164,
-        "contact_id": task.contact_id,
-        "owner_id": task.owner_id,
-        "status": task.status,
-        "opened_at": task.opened_at,
-        "due_at": task.due_at,
-        "due_iso": iso_utc(task.due_at),
-        "overdue": task.status == "open" and task.due_at < now,
-        "missed_count": task.missed_count,
-        "closed_at": task.closed_at,
-    }
-
-
-def _hidden_contact(other_rep: bool) -> dict[str, Any]:
-    """The contact as a viewer who may not see it gets it: no id, name or company.
-    ``other_rep``: the number is a known contact someone else owns; False: not known yet
-    (the details are still being looked up)."""
-    return {"id": None, "name": "", "url": None, "company": "", "owner_id": None,
-            "owner": None, "is_lead": False, "lead_status": None, "other_rep": other_rep,
-            "pending": not other_rep}  # fmt: skip
-
-
-def _bare_contact(contact_id: int | None, name: str | None) -> dict[str, Any] | None:
-    """The contact as the ingest named it, before (or without) the details."""
-    if contact_id is None:
-        return None
-    return {
-        "id": contact_id,
-        "name": name or "",
-        "url": f"/contacts/{contact_id}",
-        "company": "",
-        "owner_id": None,
-        "owner": None,
-        "is_lead": False,
-        "lead_status": None,
-    }
-
-
-# -- who is watching -----------------------------------------------------------------
-@dataclass(frozen=True)
-class Viewer:
-    """One logged-in user as the hub sees them."""
-
-    user_id: int
-    role: str
-    extensions: frozenset[str]
-    scope: Scope
-    watch: frozenset[str] | None
-    """Extensions whose live calls are listed for this user; None: every call."""
-    locale: tuple[str, str, str] = ("en", "UTC", "US")
-    """Language, time zone and number region the user's rows are rendered in."""
-    _hash: int = field(init=False, repr=False, compare=False, default=0)
-
-    def __post_init__(self) -> None:
-        # the hub looks viewers up per connection and per message: hash them once
-        compared = (getattr(self, f.name) for f in dataclasses.fields(self) if f.compare)
-        object.__setattr__(self, "_hash", hash(tuple(compared)))
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    @property
-    def supervisor(self) -> bool:
-        return self.role in ("manager", "admin")
-
-
-class Client:
-    """One SSE connection: a bounded queue of ready-to-send JSON lines."""
-
-    def __init__(self, viewer: Viewer, maxsize: int = CLIENT_QUEUE) -> None:
-        self.viewer = viewer
-        self.maxsize = maxsize
-        self.dropped = 0
-        self.written = 0
-        """Messages the hub wrote to the browser itself (``attach``)."""
-        self.closed = False
-        self.calls: set[str] = set()
-        """Linkedids this connection was told about (so it hears how they end)."""
-        self.session: str | None = None
-        """The store's id of the login session this stream rides on (``web.sessions``)."""
-        self.popped: set[str] = set()
-        """Linkedids this connection got a ringing pop for (its latency is measured once)."""
-        self.in_flight: list[float] = []
-        """Receive times of the pops in the messages ``wait`` last returned: the SSE
-        handler reports them (``LiveHub.written``) once it has written them."""
-        self._queue: deque[tuple[str, float | None]] = deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._write_now: Callable[[bytes], bool] | None = None
-        self._flusher: Flusher | None = None
-        self._outbox: list[str] = []
-
-    def attach(self, write_now: Callable[[bytes], bool], flusher: Flusher) -> None:
-        """Let the hub write messages to the browser itself while the SSE handler waits
-        with nothing queued: ``flusher`` writes them at the end of the event loop's
-        turn, all of this turn's messages in one ``write_now`` (one SSE frame each, one
-        write); ``write_now`` says whether they went out (False: the browser's buffer is
-        full or it left; they are then queued for the handler, which waits for the
-        browser).  At hundreds of connections a turn of the handler's task per message
-        (wake, resume, write, wait again) cost the server more than the write itself."""
-        self._write_now = write_now
-        self._flusher = flusher
-
-    def put(self, kind: str, data: Any, received_at: float | None = None) -> bool:
-        """Queue a message; ``received_at``: it is a screen pop, and when its event was
-        read from the PBX.  True: it was written to the browser at once (``attach``)."""
-        if self.closed:
-            return False
-        return self.put_line(message_line(kind, data), received_at)
-
-    def put_line(self, line: str, received_at: float | None = None) -> bool:
-        """Queue a message already encoded (``message_line``): the hub encodes a message
-        once for every connection that sees the same thing.  True: written at once."""
-        if self.closed:
-            return False
-        if self._outbox:
-            self._outbox.append(line)
-            return True
-        flusher = self._flusher
-        if flusher is not None and self._waiter is not None and not self._queue:
-            self._outbox.append(line)
-            flusher.add(self)
-            return True
-        self._enqueue(line, received_at)
-        return False
-
-    def flush(self) -> None:
-        """Write what the hub gave this connection this turn (``attach``), or, when the
-        browser cannot take it now, queue it for the handler (in order: nothing was
-        queued meanwhile, ``put_line`` adds to the outbox while it is not empty)."""
-        lines, self._outbox = self._outbox, []
-        if not lines or self.closed or self._write_now is None:
-            return
-        frame = sse_frame(lines[0]) if len(lines) == 1 else b"".join(map(sse_frame, lines))
-        if self._write_now(frame):
-            self.written += len(lines)
-            return
-        for line in lines:
-            self._enqueue(line, None)  # its pop was counted as written already
-
-    def _enqueue(self, line: str, received_at: float | None) -> None:
-        if len(self._queue) >= self.maxsize:
-            self._queue.popleft()
-            self.dropped += 1
-        self._queue.append((line, received_at))
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def pending(self) -> int:
-        return len(self._queue)
-
-    async def wait(self, timeout: float) -> list[str]:
-        """The queued messages (maybe none, after at most ``timeout`` seconds).
-
-        A bare future that ``put`` resolves, and one timer per connection that outlives
-        the waits: it is armed when none is pending and fires ``timeout`` later (a wait
-        may then return empty before its own ``timeout``).  At hundreds of connections
-        ``asyncio.wait_for`` (a task, a second future and a timer for every message) was
-        a large share of the server's time per pop."""
-        if not self._queue and not self.closed:
-            loop = asyncio.get_running_loop()
-            waiter = self._waiter = loop.create_future()
-            if self._timer is None:
-                self._timer = loop.call_later(timeout, self._on_timer)
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-        out = [line for line, _ in self._queue]
-        self.in_flight = [at for _, at in self._queue if at is not None]
-        self._queue.clear()
-        return out
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._wake()
-
-    def close(self) -> None:
-        self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._wake()
-
-
-class Flusher:
-    """Writes what the hub handed idle connections (``Client.attach``) at the end of the
-    event loop's turn: every message a connection got in one turn (several calls' events
-    read from one AMI packet, say) leaves in one write.
-
-    In a burst (the last flush ended less than ``window`` seconds ago, or less than it
-    took) the next one waits until then: twenty calls ringing at once are a few writes to
-    each browser, not twenty.  Each write to a browser is a system call of its own, and
-    at hundreds of browsers they, not the JSON, are most of a pop's cost; waiting as long
-    as the last flush took keeps the writes to half the loop's time at most when it is
-    busy, the other half left for the events behind them.  A pop outside a burst leaves
-    at once."""
-
-    def __init__(self, window: float = FLUSH_WINDOW) -> None:
-        self.window = window
-        self._dirty: list[Client] = []
-        self._due = float("-inf")
-        """When the next flush may start."""
-
-    def add(self, client: Client) -> None:
-        if not self._dirty:
-            loop = asyncio.get_running_loop()
-            wait = self._due - time.monotonic()  # not loop.time(): uvloop's is per turn
-            if wait > 0:
-                loop.call_later(wait, self.flush)
-            else:
-                loop.call_soon(self.flush)
-        self._dirty.append(client)
-
-    def flush(self) -> None:
-        dirty, self._dirty = self._dirty, []
-        if not dirty:
-            return
-        start = time.monotonic()
-        for client in dirty:
-            try:
-                client.flush()
-            except Exception:
-                log.exception("live: could not write to a browser")
-        end = time.monotonic()
-        self._due = end + max(self.window, end - start)
-
-
-def message_line(kind: str, data: Any) -> str:
-    """One SSE message's JSON, as ``Client.put`` encodes it."""
-    return json.dumps({"kind": kind, "data": data}, separators=(",", ":"))
-
-
-@functools.lru_cache(maxsize=64)
-def sse_frame(line: str) -> bytes:
-    """A message line as its SSE frame (one ``data:`` line): shared, like the line, by
-    every connection it goes to at once."""
-    return f"data: {line}\n\n".encode()
-
-
-# -- the board of calls in progress --------------------------------------------------
-@dataclass
-class LiveState:
-    linkedid: str
-    progress: CallProgress
-    contact_id: int | None
-    contact_name: str | None
-    match_reason: str
-    started_at: float
-    rung: set[str] = field(default_factory=set)
-    answered_at: float | None = None
-    seen: float = field(default_factory=time.monotonic)
-    info: dict[str, Any] | None = None
-    info_task: asyncio.Task[dict[str, Any]] | None = None
-    version: int = 0
-    cache: dict[Any, Any] = field(default_factory=dict)
-    """Rendered JSON and rows of the current ``version`` (shared by every viewer)."""
-    from_store: bool = False
-    """Known only from the store's ``live_calls`` (no bus event seen yet): dropped when
-    a later seed no longer finds it there."""
-
-    def changed(self) -> None:
-        self.version += 1
-        self.cache.clear()
-
-    @property
-    def audience(self) -> frozenset[str]:
-        """Every extension this call concerns: rung, ringing, answering, calling."""
-        p = self.progress
-        out = set(self.rung) | set(p.ringing)
-        if p.answered_by:
-            out.add(p.answered_by)
-        if p.agent:
-            out.add(p.agent)
-        if p.direction != "inbound" and p.caller:
-            out.add(p.caller)
-        if p.direction == "internal" and p.callee:
-            out.add(p.callee)
-        return frozenset(out)
-
-
-def _lane_of(event: Event) -> str:
-    """The call an event is about (its linkedid), or "" for every other event."""
-    if event.kind == "call_progress":
-        progress = getattr(event.payload, "progress", event.payload)
-        return str(getattr(progress, "linkedid", "") or "")
-    if event.kind == "call_recorded":
-        call = getattr(event.payload, "call", event.payload)
-        return str(getattr(call, "linkedid", "") or "")
-    return ""
-
-
-def view_of(viewer: Viewer, st: LiveState) -> tuple[str | None, str | None, bool]:
-    """(``me``, ``pop``, ``listed``) of a live call for one viewer.
-
-    ``me``: how the call involves the viewer's own phone (``caller``, ``answered``,
-    ``ringing``, ``rung``, ``transferred``: they answered it and handed it on); ``pop``:
-    ``ringing`` or ``on_call`` while the screen pop should show; ``listed``: whether the
-    call belongs in the viewer's live list.  A transfer offers an answered call on: its
-    target rings (``ringing``) and then has it (``agent``)."""
-    p = st.progress
-    mine = viewer.extensions
-    if p.state == "ended":
-        return None, None, False
-    me: str | None = None
-    pop: str | None = None
-    # who has the call now: the rep a transfer handed it to, else whoever answered it
-    # (unless they handed it on)
-    holder = p.agent or (None if p.answered_by in p.handed_on else p.answered_by)
-    if p.direction != "inbound" and p.caller in mine:
-        me = "caller"  # they placed it (or their click-to-call rings them first): no pop
-    elif holder is not None and holder in mine:
-        me, pop = "answered", "on_call"
-    elif mine & set(p.ringing):
-        me, pop = "ringing", "ringing"
-    elif mine & set(p.handed_on):
-        me = "transferred"  # theirs once, handed on since: listed, no pop
-    elif p.answered_by:
-        me = None  # answered elsewhere
-    elif mine & st.rung:
-        me, pop = "rung", "ringing"  # stopped ringing, nobody answered yet: keep the pop
-    if me is not None:
-        return me, pop, True
-    audience = st.audience
-    if viewer.watch is None:
-        listed = True
-    elif viewer.role == "manager":
-        listed = bool(viewer.watch & audience) or not audience
-    else:
-        listed = False
-    return None, None, listed
 
 
 class LiveHub:
@@ -515,19 +163,11 @@ class LiveHub:
         """Connections told of a call (``Client.calls``) by linkedid: they hear how it ends."""
         self._sub: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
-        self._users_at = -1e9
-        self._users_stale = True
-        """The next read of the users is waited for (first use, ``users_changed``)."""
-        self._users_task: asyncio.Task[None] | None = None
-        self._by_id: dict[int, User] = {}
-        self._by_ext: dict[str, User] = {}
-        self._info_cache: OrderedDict[tuple[int | None, str | None], tuple[float, dict[str, Any]]]
-        self._info_cache = OrderedDict()
-        self._contacts: OrderedDict[int, tuple[float, Contact | None]] = OrderedDict()
-        self._fetching: dict[tuple[int | None, str | None], asyncio.Future[dict[str, Any]]] = {}
-        """Caller lookups under way, by (contact, number): one fetch for calls alike."""
-        self._info_epoch = 0
         self._late: set[asyncio.Task[None]] = set()
+        self.details = CallerDetails(rt, self.region, self._late)
+        """The caller lookups, and the users and contacts they name."""
+        self.display = CallDisplay(env, self.region, self.details)
+        """What each viewer's pop or row of a call says."""
         self._lanes: dict[str, deque[Event]] = {}
         self._written_pops: list[float] = []
         self.flusher = Flusher()
@@ -535,9 +175,6 @@ class LiveHub:
         """Events waiting for their turn, by the call they are about (``dispatch``)."""
         self._ended: OrderedDict[str, None] = OrderedDict()
         self.handled = 0
-        self._templates: dict[str, tuple[float, jinja2.Template]] = {}
-        self._contact_batch: dict[int, asyncio.Future[Contact | None]] | None = None
-        """Contacts asked for in this turn of the loop, read at its end (``_read_contact``)."""
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -581,7 +218,7 @@ class LiveHub:
         store, never holds up the pops of the others.  Every event that is not about a
         call (callbacks, link state, click-to-call progress, what other modules publish)
         shares one lane of its own."""
-        key = _lane_of(event)
+        key = lane_of(event)
         lane = self._lanes.get(key)
         if lane is not None:
             lane.append(event)
@@ -639,7 +276,7 @@ class LiveHub:
         fresh = [r for r in fresh if r.linkedid not in self._ended]
         if not fresh:
             return
-        await self._refresh_users()
+        await self.details.refresh_users()
         for row in fresh:
             try:
                 await self._seed_row(row)
@@ -685,7 +322,7 @@ class LiveHub:
         ids = await self.rt.store.contact_ids_by_e164(e164)
         if not ids:
             return None, None, "none"
-        contact = await self._contact(ids[0])
+        contact = await self.details.contact(ids[0])
         reason = "unique" if len(ids) == 1 else f"most_recent_of_{len(ids)}"
         return ids[0], contact.name if contact else None, reason
 
@@ -696,10 +333,10 @@ class LiveHub:
         if scope.unrestricted:
             watch: frozenset[str] | None = None
         else:
-            await self._refresh_users()
+            await self.details.refresh_users()
             ids = scope.user_ids or frozenset()
             watch = frozenset(
-                ext for uid in ids if (u := self._by_id.get(uid)) for ext in u.extensions
+                ext for uid in ids if (u := self.details.by_id.get(uid)) for ext in u.extensions
             ) | frozenset(user.extensions)
         locale = (i18n.CURRENT_LANGUAGE.get(), i18n.CURRENT_TIMEZONE.get(),
                   i18n.CURRENT_REGION.get())  # the /events request's (web.language)  # fmt: skip
@@ -816,8 +453,8 @@ class LiveHub:
         for st in reversed(self.calls.values()):
             me, pop, listed = view_of(viewer, st)
             if listed:
-                can_open = self._can_open(viewer, st)
-                out.append({**self.view_json(viewer, st, can_open), "me": me, "pop": pop,
+                can_open = self.display.can_open(viewer, st)
+                out.append({**self.display.view_json(viewer, st, can_open), "me": me, "pop": pop,
                             "can_open": can_open})  # fmt: skip
         return out
 
@@ -905,7 +542,7 @@ class LiveHub:
             return
         if self._superseded(st, payload):
             return
-        await self._refresh_users()
+        await self.details.refresh_users()
         if st.progress.state != "ended" and st.info is None:
             await self._await_info(st)
         self._broadcast(st)
@@ -963,7 +600,7 @@ class LiveHub:
                 continue
             line = view[1]
             if line is None:
-                line = view[1] = self._line(viewer, st, view[3], view[4], view[0])
+                line = view[1] = self.display.line(viewer, st, view[3], view[4], view[0])
             if view[2] and linkedid not in client.popped:
                 client.popped.add(linkedid)  # the pop's latency is measured from its event
                 if client.put_line(line, popped_at) and popped_at is not None:
@@ -992,27 +629,6 @@ class LiveHub:
         metrics = getattr(self.rt, "metrics", None)
         if stamps and metrics is not None:
             metrics.observe_pops(stamps)
-
-    def _line(
-        self, viewer: Viewer, st: LiveState, me: str | None, pop: str | None, listed: bool
-    ) -> str:
-        can_open = self._can_open(viewer, st)
-        view = self.view_json(viewer, st, can_open)
-        shared = self._shared(st)
-        contact = view["contact"]
-        # Everything a viewer's message depends on: connections that agree on it get the
-        # same line, encoded once per version of the call (the cache clears on a change).
-        key = ("line", me, pop, listed, can_open, contact is shared["contact"],
-               (contact or {}).get("other_rep"), view["last_call"] is None,
-               view["open_callback"] is None, viewer.locale)  # fmt: skip
-        line = st.cache.get(key)
-        if line is None:
-            data = {**view, "me": me, "pop": pop, "listed": listed}
-            data["can_open"] = can_open
-            # the live list shows a row only while the call is listed (it removes it else)
-            data["row_html"] = self._live_row(st, can_open, data, viewer.locale) if listed else ""
-            line = st.cache[key] = message_line("call_progress", data)
-        return line
 
     def _forget(self, linkedid: str) -> None:
         self._ended[linkedid] = None
@@ -1043,11 +659,11 @@ class LiveHub:
             st.changed()
             self._broadcast(st)
             self._forget(call.linkedid)
-        self._drop_info(call.contact_id, call.remote_e164)
-        await self._refresh_users()
+        self.details.drop_info(call.contact_id, call.remote_e164)
+        await self.details.refresh_users()
         change = getattr(payload, "callback", None)
         task = change.task if change is not None and change.kind in ("opened", "joined") else None
-        contact = await self._contact(call.contact_id)
+        contact = await self.details.contact(call.contact_id)
         lead = getattr(payload, "lead_created", None)
         base = {
             "call": call_json(call),
@@ -1074,13 +690,13 @@ class LiveHub:
                     row_key = (can_open, viewer.locale)
                     line = lines.get(row_key)
                     if line is None:
-                        row = self._render(
+                        row = self.display.render(
                             "_call_row.html",
                             viewer.locale,
                             call=call,
                             contact=contact,
                             can_open_contact=can_open,
-                            rep=self._by_id.get(call.user_id) if call.user_id else None,
+                            rep=self.details.by_id.get(call.user_id) if call.user_id else None,
                         )
                         line = lines[row_key] = message_line(
                             "call_recorded", {**base, "row_html": row}
@@ -1093,9 +709,9 @@ class LiveHub:
     async def _on_callback(self, kind: str, task: Any) -> None:
         if not isinstance(task, CallbackTask):
             return
-        self._drop_info(task.contact_id, task.number_e164)
-        await self._refresh_users()
-        contact = await self._contact(task.contact_id)
+        self.details.drop_info(task.contact_id, task.number_e164)
+        await self.details.refresh_users()
+        contact = await self.details.contact(task.contact_id)
         data = {"kind": kind.removeprefix("callback_"), "task": task_json(task, self.rt.clock())}
         lines: dict[tuple[bool, tuple[str, str, str]], str] = {}
         by_viewer: dict[Viewer, str | None] = {}
@@ -1111,13 +727,15 @@ class LiveHub:
                     if line is None:
                         row = None
                         if task.status == "open":
-                            row = self._render(
+                            row = self.display.render(
                                 "_callback_row.html",
                                 viewer.locale,
                                 task=task,
                                 contact=contact,
                                 can_open_contact=can_open,
-                                owner=self._by_id.get(task.owner_id) if task.owner_id else None,
+                                owner=self.details.by_id.get(task.owner_id)
+                                if task.owner_id
+                                else None,
                                 now=self.rt.clock(),
                             )
                         line = lines[row_key] = message_line(kind, {**data, "row_html": row})
@@ -1126,119 +744,12 @@ class LiveHub:
             if line is not None:
                 client.put_line(line)
 
-    # -- what a pop says ---------------------------------------------------------------
-    def _shared(self, st: LiveState) -> dict[str, Any]:
-        cached = st.cache.get("json")
-        if cached is None:
-            cached = st.cache["json"] = self._build_shared(st)
-        return cached
-
-    def view_json(self, viewer: Viewer, st: LiveState, can_open: bool) -> dict[str, Any]:
-        """The call as ``viewer`` may see it: the contact only when they may open it (an
-        admin, its owner's scope, or shared), the last call only when it was theirs to
-        see, the open callback only when they may see it."""
-        data = self._shared(st)
-        if viewer.scope.unrestricted:
-            return data
-        contact = data["contact"]
-        if contact is not None and not can_open:
-            visible = self._visible_before_details(viewer, st)
-            if visible is not True:
-                contact = _hidden_contact(other_rep=st.info is not None or visible is False)
-        last = data["last_call"]
-        rep_id = last.get("rep_id") if last is not None else None
-        if last is not None and not (
-            viewer.scope.covers(rep_id) or (rep_id is None and (st.contact_id is None or can_open))
-        ):
-            last = None  # fmt: skip
-        callback = data["open_callback"]
-        if callback is not None and not (
-            callback.get("owner_id") is None or viewer.scope.covers(callback.get("owner_id"))
-        ):
-            callback = None  # fmt: skip
-        if (contact, last, callback) == (data["contact"], data["last_call"],
-                                         data["open_callback"]):  # fmt: skip
-            return data
-        return {**data, "contact": contact, "last_call": last, "open_callback": callback}
-
-    def _visible_before_details(self, viewer: Viewer, st: LiveState) -> bool | None:
-        """Before the details arrive: whether the contact the ingest named is the
-        viewer's to see, from the contact cache (None: not known yet)."""
-        if st.info is not None or st.contact_id is None:
-            return None
-        cached = self._contacts.get(st.contact_id)
-        if cached is None or cached[1] is None:
-            return None
-        owner = cached[1].owner_id
-        return owner is None or viewer.scope.covers(owner)
-
-    def _live_row(self, st: LiveState, can_open: bool, view: dict[str, Any],
-                  locale: tuple[str, str, str]) -> str:  # fmt: skip
-        hidden = bool((view.get("contact") or {}).get("id") is None and st.contact_id)
-        key = ("row", can_open, hidden, locale)
-        html = st.cache.get(key)
-        if html is None:
-            live = {**view, "can_open": can_open}
-            html = st.cache[key] = self._render("_live_row.html", locale, live=live)
-        return html
-
-    def _build_shared(self, st: LiveState) -> dict[str, Any]:
-        p = st.progress
-        number = remote_number(p.direction, p.caller, p.callee)
-        if p.direction == "internal":
-            number = p.caller
-        caller_user = self._by_ext.get(p.caller or "") if p.caller else None
-        answered_user = self._by_ext.get(p.answered_by or "") if p.answered_by else None
-        info = st.info or {}
-        data: dict[str, Any] = {
-            "linkedid": st.linkedid,
-            "state": p.state,
-            "direction": p.direction,
-            "number": number,
-            "number_display": format_number(number, self.region),
-            "caller": p.caller,
-            "caller_name": p.caller_name,
-            "caller_user": caller_user.display_name if caller_user else None,
-            "callee": p.callee,
-            "did": p.did,
-            "ringing": list(p.ringing),
-            "rung": sorted(st.rung),
-            "answered_by": p.answered_by,
-            "answered_by_name": answered_user.display_name if answered_user else None,
-            "at": p.at,
-            "at_iso": iso_utc(p.at),
-            "started_at": st.started_at,
-            "started_iso": iso_utc(st.started_at),
-            "answered_at": st.answered_at,
-            "originate_id": p.originate_id,
-            "match_reason": st.match_reason,
-            "contact": info.get("contact") or _bare_contact(st.contact_id, st.contact_name),
-            "last_call": info.get("last_call"),
-            "open_callback": info.get("open_callback"),
-            "details": st.info is not None,
-        }
-        return data
-
-    @staticmethod
-    def _can_open(viewer: Viewer, st: LiveState) -> bool:
-        """Whether the viewer may open the caller's contact card (the pop and the row
-        link to it only then)."""
-        if st.contact_id is None:
-            return False
-        if viewer.scope.unrestricted:
-            return True
-        contact = (st.info or {}).get("contact")
-        if not contact:
-            return False
-        owner = contact.get("owner_id")
-        return owner is None or viewer.scope.covers(owner)
-
     async def _await_info(self, st: LiveState) -> None:
         """Wait up to ``info_budget`` for the caller's details, once per call; a slower
         lookup finishes in the background and sends an update."""
         if st.info_task is not None:
             return
-        st.info_task = asyncio.ensure_future(self._lookup(st))
+        st.info_task = asyncio.ensure_future(self.details.lookup(st))
         done, _ = await asyncio.wait({st.info_task}, timeout=self.info_budget)
         if done:
             st.info = self._result(st.info_task)
@@ -1265,182 +776,9 @@ class LiveHub:
         if self.calls.get(st.linkedid) is st:
             self._broadcast(st)
 
-    def _number_e164(self, st: LiveState) -> str | None:
-        p = st.progress
-        if p.direction == "internal":
-            return None
-        return normalize(remote_number(p.direction, p.caller, p.callee), self.region)
-
-    async def _lookup(self, st: LiveState) -> dict[str, Any]:
-        e164 = self._number_e164(st)
-        key = (st.contact_id, e164)
-        cached = self._info_cache.get(key)
-        now = time.monotonic()
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        # Calls from one number at once (a burst, a flood) share one fetch.
-        fetch = self._fetching.get(key)
-        if fetch is None:
-            fetch = self._fetching[key] = asyncio.ensure_future(self._fetch_info(*key))
-            fetch.add_done_callback(functools.partial(self._fetched, key))
-        epoch = self._info_epoch
-        info = await asyncio.shield(fetch)
-        if self._info_epoch == epoch:  # nothing changed meanwhile (``_drop_info``)
-            self._info_cache[key] = (now + INFO_TTL, info)
-            while len(self._info_cache) > 2000:
-                self._info_cache.popitem(last=False)
-        return info
-
-    def _fetched(self, key: tuple[int | None, str | None], fetch: asyncio.Future[Any]) -> None:
-        if self._fetching.get(key) is fetch:
-            del self._fetching[key]
-        if not fetch.cancelled():
-            fetch.exception()  # retrieved: whoever awaited it logged it
-
-    async def _fetch_info(self, contact_id: int | None, e164: str | None) -> dict[str, Any]:
-        store = self.rt.store
-        info: dict[str, Any] = {}
-        contact = await self._contact(contact_id, fresh=True)
-        if contact is not None:
-            owner = self._by_id.get(contact.owner_id) if contact.owner_id else None
-            info["contact"] = {
-                "id": contact.id,
-                "name": contact.name,
-                "url": f"/contacts/{contact.id}",
-                "company": contact.company,
-                "owner_id": contact.owner_id,
-                "owner": owner.display_name if owner else None,
-                "is_lead": contact.lead is not None and contact.lead.status != "converted",
-                "lead_status": contact.lead.status if contact.lead else None,
-            }
-            calls = await store.list_calls(CallFilter(contact_id=contact.id), 1)
-        elif e164:
-            calls = await store.list_calls(CallFilter(number_e164=e164), 1)
-        else:
-            calls = []
-        if calls:
-            last = calls[0]
-            rep = self._by_id.get(last.user_id) if last.user_id else None
-            info["last_call"] = {
-                "id": last.id,
-                "url": f"/calls/{last.id}",
-                "at": last.started_at,
-                "at_iso": iso_utc(last.started_at),
-                "direction": last.direction,
-                "outcome": last.outcome,
-                "rep": rep.display_name if rep else None,
-                "rep_id": last.user_id,
-            }
-        if e164:
-            task = await store.open_callback_for_number(e164)
-            if task is not None:
-                owner = self._by_id.get(task.owner_id) if task.owner_id else None
-                info["open_callback"] = {
-                    **task_json(task, self.rt.clock()),
-                    "owner": owner.display_name if owner else None,
-                }
-        return info
-
-    def _drop_info(self, contact_id: int | None, e164: str | None) -> None:
-        for key in [k for k in self._info_cache if k[0] == contact_id or k[1] == e164]:
-            if key[0] is not None or key[1] is not None:
-                self._info_cache.pop(key, None)
-        self._info_epoch += 1  # a lookup under way now is not cached
-        for key in [k for k in self._fetching if k[0] == contact_id or k[1] == e164]:
-            if key[0] is not None or key[1] is not None:
-                del self._fetching[key]  # the next call looks again
-        if contact_id is not None:
-            self._contacts.pop(contact_id, None)
-
-    async def _contact(self, contact_id: int | None, fresh: bool = False) -> Contact | None:
-        if contact_id is None:
-            return None
-        now = time.monotonic()
-        cached = self._contacts.get(contact_id)
-        if cached is not None and cached[0] > now and not fresh:
-            return cached[1]
-        if fresh:  # the pop's details: on the store's reader, now (not behind a batch)
-            contact = await self.rt.store.get_contact(contact_id)
-        else:
-            contact = await asyncio.shield(self._read_contact(contact_id))
-        if contact is not None and contact.erased:
-            contact = None
-        self._contacts[contact_id] = (now + INFO_TTL, contact)
-        while len(self._contacts) > 2000:
-            self._contacts.popitem(last=False)
-        return contact
-
-    def _read_contact(self, contact_id: int) -> asyncio.Future[Contact | None]:
-        """The contact as the store has it now, read together with every other contact
-        asked for in this turn of the event loop: the calls a batch of writes finished
-        arrive together, and each wants its contact for its row (one query for them
-        all, not one each, on the loop that also reads the PBX; and not on the store's
-        reader, which the screen pops' lookups need)."""
-        batch = self._contact_batch
-        if batch is None:
-            batch = self._contact_batch = {}
-            asyncio.get_running_loop().call_soon(self._read_contacts)
-        read = batch.get(contact_id)
-        if read is None:
-            read = batch[contact_id] = asyncio.get_running_loop().create_future()
-        return read
-
-    def _read_contacts(self) -> None:
-        batch, self._contact_batch = self._contact_batch or {}, None
-        task = asyncio.ensure_future(self._read_contacts_now(batch))
-        self._late.add(task)
-        task.add_done_callback(self._late.discard)
-
-    async def _read_contacts_now(self, batch: dict[int, asyncio.Future[Contact | None]]) -> None:
-        found: dict[int, Contact] | None = None
-        error: Exception | None = None
-        try:
-            found = await self.rt.store.contacts_by_ids(batch)
-        except Exception as exc:
-            error = exc
-        finally:  # cancelled too (the hub closing): nobody waits for ever
-            for contact_id, read in batch.items():
-                if read.done():
-                    continue
-                if found is not None:
-                    read.set_result(found.get(contact_id))
-                elif error is not None:
-                    read.set_exception(error)
-                    read.exception()  # retrieved: each caller's own handler logs it
-                else:
-                    read.cancel()
-
-    async def _refresh_users(self, force: bool = False) -> None:
-        """Users (names, extensions) at most ``USERS_TTL`` old.  Only the first read, or
-        one after ``users_changed``, is waited for; a merely old copy is re-read in the
-        background, so a pop never waits behind the store for it."""
-        now = time.monotonic()
-        if not force and now - self._users_at < USERS_TTL:
-            return
-        self._users_at = now
-        if force or self._users_stale:
-            self._users_stale = False
-            await self._read_users()
-        elif self._users_task is None or self._users_task.done():
-            task = self._users_task = asyncio.create_task(self._reread_users())
-            self._late.add(task)
-            task.add_done_callback(self._late.discard)
-
-    async def _reread_users(self) -> None:
-        try:
-            await self._read_users()
-        except Exception:
-            log.exception("live: could not re-read the users")
-
-    async def _read_users(self) -> None:
-        users = await self.rt.store.list_users(include_inactive=True)
-        self._by_id = {u.id: u for u in users if u.id is not None}
-        self._by_ext = {ext: u for u in users for ext in u.extensions}
-
     def users_changed(self) -> None:
         """Re-read users (names, extensions) before the next event."""
-        self._users_at = -1e9
-        self._users_stale = True
+        self.details.users_changed()
 
     def _banner(self) -> dict[str, Any]:
         """Every user's banner: is any configured link down, and since when
@@ -1456,30 +794,6 @@ class LiveHub:
         if viewer.role == "admin":
             return {**(jsonable(status) if status is not None else {}), "state": state, **banner}
         return {"state": state, **banner}
-
-    def _render(self, name: str, locale: tuple[str, str, str] | None = None, **ctx: Any) -> str:
-        """A row in one viewer's language, time zone and region (``Viewer.locale``)."""
-        if self.env is None:
-            return ""
-        try:
-            template = self._template(name)
-            if locale is None:
-                return template.render(ctx)
-            with i18n.using(*locale):
-                return template.render(ctx)
-        except jinja2.TemplateError:
-            log.exception("live: could not render %s", name)
-            return ""
-
-    def _template(self, name: str) -> jinja2.Template:
-        """The template, asked of the environment at most once a second: asking checks
-        the file's time on disk (so an edited template shows), once per row rendered."""
-        assert self.env is not None
-        now = time.monotonic()
-        cached = self._templates.get(name)
-        if cached is None or cached[0] < now:
-            cached = self._templates[name] = (now + 1.0, self.env.get_template(name))
-        return cached[1]
 
 
 LIVE_HUB: web.AppKey[LiveHub] = web.AppKey("live_hub", LiveHub)

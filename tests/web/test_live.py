@@ -453,13 +453,13 @@ async def test_a_slow_lookup_sends_the_pop_first_and_the_details_after(
 ) -> None:
     await rt.service.create_contact("Grace Hopper", "Navy Computing", "", ["+14155550199"])
     hub = LiveHub(rt, info_budget=0.02)
-    real = hub._fetch_info
+    real = hub.details._fetch_info
 
     async def slow(*args: Any) -> dict[str, Any]:
         await asyncio.sleep(0.3)
         return await real(*args)
 
-    monkeypatch.setattr(hub, "_fetch_info", slow)
+    monkeypatch.setattr(hub.details, "_fetch_info", slow)
     await hub.start()
     try:
         client = hub.connect(await hub.viewer_for(people.alice))

@@ -134,14 +134,14 @@ async def test_a_slow_caller_lookup_holds_up_only_its_own_call(
     lookup for A's whole budget); A pops, with its details, once its lookup returns."""
     hub = LiveHub(rt, info_budget=30.0)
     gate = asyncio.Event()
-    real = hub._fetch_info
+    real = hub.details._fetch_info
 
     async def fetch(contact_id: Any, e164: Any) -> Any:
         if e164 == "+14155550111":
             await gate.wait()
         return await real(contact_id, e164)
 
-    monkeypatch.setattr(hub, "_fetch_info", fetch)
+    monkeypatch.setattr(hub.details, "_fetch_info", fetch)
     await hub.start()
     try:
         client = hub.connect(await hub.viewer_for(people.alice))
