@@ -58,6 +58,15 @@ def _seen(sub: Any) -> list[tuple[str, str, str]]:
     return out
 
 
+def _slow_pipeline(
+    store: Store, policy: LeadPolicy, bus: EventBus
+) -> tuple[SlowLookups, CallLanes]:
+    """An ingest whose lookup of ``SLOW`` waits, behind lanes."""
+    slow = SlowLookups(store, SLOW)
+    ingest = Ingest(slow, policy, bus)  # type: ignore[arg-type]
+    return slow, CallLanes(ingest.handle, ingest.needs_lookup)
+
+
 async def _until(check: Any, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not check():
@@ -67,9 +76,7 @@ async def _until(check: Any, timeout: float = 5.0) -> None:
 async def test_a_slow_lookup_does_not_delay_another_calls_pop(
     store: Store, policy: LeadPolicy, bus: EventBus
 ) -> None:
-    slow = SlowLookups(store, SLOW)
-    ingest = Ingest(slow, policy, bus)  # type: ignore[arg-type]
-    lanes = CallLanes(ingest.handle, ingest.needs_lookup)
+    slow, lanes = _slow_pipeline(store, policy, bus)
     sub = bus.subscribe()
     await lanes(_progress("a", SLOW))
     await lanes(_progress("a", SLOW, "answered", T0 + 1))
@@ -87,9 +94,7 @@ async def test_a_slow_lookup_does_not_delay_another_calls_pop(
 async def test_a_calls_facts_reach_the_bus_in_order_and_its_record_last(
     store: Store, policy: LeadPolicy, bus: EventBus
 ) -> None:
-    slow = SlowLookups(store, SLOW)
-    ingest = Ingest(slow, policy, bus)  # type: ignore[arg-type]
-    lanes = CallLanes(ingest.handle, ingest.needs_lookup)
+    slow, lanes = _slow_pipeline(store, policy, bus)
     sub = bus.subscribe()
     rec = inbound(SLOW, linkedid="a")
     facts: list[Fact] = [
