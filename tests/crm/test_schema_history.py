@@ -67,8 +67,7 @@ async def postgres_catalogue(url: str) -> dict[str, list[list[Any]]]:
         for part, sql in _PG_QUERIES.items():
             rows = await conn.fetch(sql, schema)
             out[part] = [
-                [v.replace(f"{schema}.", "") if isinstance(v, str) else v for v in r]
-                for r in rows
+                [v.replace(f"{schema}.", "") if isinstance(v, str) else v for v in r] for r in rows
             ]
         return out
     finally:
