@@ -6,9 +6,10 @@
 -- SQLite cannot drop the UNIQUE of a column: the tables are rebuilt (the migration runner
 -- turns foreign keys off around migrations, so dropping ``calls`` does not cascade to
 -- its notes, recordings, callbacks; it checks them before committing).  The rebuild
--- repeats the columns of 0001-0005 and the indexes the drop took with it, in SQLite's
--- words as shipped: this is history, what SQLite databases migrated by it hold, and
--- cannot be written as a reference to the earlier files.
+-- repeats 0001's columns of ``calls`` (SQLite's words, without the UNIQUE) and the
+-- indexes of 0001-0005 that the drop took with it: SQL has no "copy this table but one
+-- constraint", and this text is history (the SQLite databases migrated by it hold it in
+-- sqlite_master), so it stays as shipped.
 
 {{sqlite drop_constraint}}
 CREATE TABLE calls_new (
