@@ -30,6 +30,8 @@ from __future__ import annotations
 import re
 from functools import partial
 
+from .schema_shape import split_top_level
+
 DIALECTS = ("sqlite", "postgres")
 
 PLACEHOLDERS: dict[str, tuple[str, str]] = {
@@ -134,7 +136,7 @@ def _inline(match: re.Match[str], dialect: str, number: int) -> str:
         return PLACEHOLDERS[name][column]
     if args is not None and name in FUNCTIONS:
         template = FUNCTIONS[name][column]
-        values = [a.strip() for a in args.split(",")]
+        values = split_top_level(args)
         if len(values) != len(set(re.findall(r"\{(\d+)\}", template))):
             raise MigrationSyntaxError(f"line {number}: {match[0]!r}: wrong number of arguments")
         return template.format(*values)

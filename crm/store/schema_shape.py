@@ -86,7 +86,8 @@ class SchemaShape:
     """(table, columns) of UNIQUE constraints, whose index the engine names itself."""
 
 
-def _split_top_level(text: str) -> list[str]:
+def split_top_level(text: str) -> list[str]:
+    """``text`` split at the commas outside parentheses, each part stripped."""
     parts, depth, current = [], 0, ""
     for ch in text:
         if ch == "," and depth == 0:
@@ -110,6 +111,6 @@ def parse_index_sql(sql: str) -> tuple[tuple[str, ...], bool]:
     while depth:
         depth += {"(": 1, ")": -1}.get(sql[end], 0)
         end += 1
-    keys = tuple(normalise_expression(k) for k in _split_top_level(sql[start : end - 1]))
+    keys = tuple(normalise_expression(k) for k in split_top_level(sql[start : end - 1]))
     partial = re.search(r"\bWHERE\b", sql[end:], re.IGNORECASE) is not None
     return keys, partial
