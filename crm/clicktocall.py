@@ -97,7 +97,8 @@ class ClickResult:
 
 
 class OriginateLink(Protocol):
-    """What click-to-call needs of ``ami_bridge.link.AmiLink``."""
+    """What click-to-call needs of ``ami_bridge.link.AmiLink`` (and the relay's desk of a
+    link it consumes: ``crm.originate_relay``)."""
 
     @property
     def status(self) -> Any: ...
@@ -506,34 +507,25 @@ class ClickToCall:
     def _ensure_follower(self) -> None:
         if self._follower is None or self._follower.done():
             sub = self.bus.subscribe(maxsize=10000)
-            self._follower = asyncio.create_task(self._follow(sub), name="click-to-call-follower")
-
-    async def _follow(self, sub: Any) -> None:
-        try:
-            while True:
-                event = await sub.get()
-                try:
-                    self.on_event(event)
-                except Exception:
-                    log.exception("click-to-call: could not follow %s", event.kind)
-        finally:
-            sub.close()
+            follow = sub.feed(self.on_event, log, "click-to-call: could not follow %s")
+            self._follower = asyncio.create_task(follow, name="click-to-call-follower")
 
     def on_event(self, event: Event) -> None:
         """Take what the ingest published about a click's call (public for tests and for a
         web process that gets the bus events some other way, e.g. PostgreSQL NOTIFY)."""
         if event.kind == "originate_result":
             result = event.payload
-            click = self._clicks.get(getattr(result, "action_id", None) or "")
-            if click is not None:
+            if click := self._click_of(result, "action_id"):
                 self._on_originate_result(click, result)
         elif event.kind == "call_progress":
             progress = getattr(event.payload, "progress", event.payload)
-            click = self._clicks.get(getattr(progress, "originate_id", None) or "")
-            if click is not None:
+            if click := self._click_of(progress, "originate_id"):
                 self._on_call_progress(click, progress)
         elif event.kind == "call_recorded":
             call = getattr(event.payload, "call", event.payload)
-            click = self._clicks.get(getattr(call, "originate_id", None) or "")
-            if click is not None:
+            if click := self._click_of(call, "originate_id"):
                 self._on_call_recorded(click, call)
+
+    def _click_of(self, fact: Any, key: str) -> _Click | None:
+        """The click whose ActionID the fact's ``key`` field carries, if it is ours."""
+        return self._clicks.get(getattr(fact, key, None) or "")

@@ -86,6 +86,21 @@ class Subscription:
         while True:
             yield await self._queue.get()
 
+    async def feed(self, handle: Callable[[Event], object], logger: logging.Logger,
+                   failed: str) -> None:  # fmt: skip
+        """Hand every event to ``handle`` until cancelled, then unsubscribe.  A handler
+        that raises is logged (``failed`` with the event's kind) and the next event is
+        handled: one bad event never ends a follower."""
+        try:
+            while True:
+                event = await self.get()
+                try:
+                    handle(event)
+                except Exception:
+                    logger.exception(failed, event.kind)
+        finally:
+            self.close()
+
 
 Tap = Callable[[Event], None]
 

@@ -3,7 +3,8 @@ receiving reps, previewed first, moved in one transaction, audited with the user
 
 Managers hand over within their own team, admins between anyone.  The split between
 receivers is the store's rule (``crm/store/sql_handover.py``): the preview and the move
-compute it the same way, so what the manager confirmed is what moves.
+compute it the same way, so what the manager confirmed is what moves.  ``reassign`` is
+the quick form: everything of one rep to one other user.
 """
 
 from __future__ import annotations
@@ -99,3 +100,24 @@ class HandoverServices:
                 tx,
             )
         return HandoverPlan(from_user_id, ids, tuple(shares))
+
+    async def reassign(self, from_user_id: int, to_user_id: int, actor: str) -> tuple[int, int]:
+        """Hand all of a rep's contacts and open callbacks to one other user, all or nothing:
+        the admin's quick form of a handover (no preview, no team check)."""
+        if from_user_id == to_user_id:
+            raise InvalidInput("choose a different user")
+        async with self.store.transaction() as tx:
+            target = await tx.get_user(to_user_id)
+            if target is None or not target.active:
+                raise InvalidInput("the new owner must be an active user")
+            if await tx.get_user(from_user_id) is None:
+                raise NotFound(f"user {from_user_id}")
+            contacts, callbacks = await tx.reassign_owner(from_user_id, to_user_id)
+            await self.audit(
+                actor,
+                "user.reassigned",
+                f"user:{from_user_id}",
+                {"to": to_user_id, "contacts": contacts, "callbacks": callbacks},
+                tx,
+            )
+        return contacts, callbacks

@@ -223,18 +223,12 @@ class HoldingSink:
                 log.warning("live update %s not delivered: %s", type(fact).__name__, exc)
             return
         if self._held:
-            self._hold(fact)  # behind the ones already waiting, in order
-            await self._journal_append(fact)
+            await self._keep(fact)  # behind the ones already waiting, in order
             return
         if self._batcher is not None:
             await self._batcher.add_call(fact)
             return
-        try:
-            await self._handle(fact)
-        except Exception as exc:
-            self._failed(exc)
-            self._hold(fact)
-            await self._journal_append(fact)
+        await self._write_one(fact)
 
     def defer_live(self, snap: LiveSnapshot) -> None:
         """Give a snapshot of a call in progress to the next batch (``Ingest.defer_live``)."""
@@ -313,8 +307,7 @@ class HoldingSink:
         calls = batch.calls
         if self._held:  # the calls behind held ones wait their turn, in order
             for rec in calls:
-                self._hold(rec)
-                await self._journal_append(rec)
+                await self._keep(rec)
             calls = []
         if not calls and not batch.live:
             return
@@ -323,9 +316,7 @@ class HoldingSink:
             return
         except Exception as exc:
             if not calls:  # live snapshots only: tried once, like a screen pop
-                self._live_dropped += len(batch.live)
-                log.warning("%d snapshots of calls in progress not kept: %s",
-                            len(batch.live), exc)  # fmt: skip
+                self._snapshots_lost(len(batch.live), exc)
                 return
             log.warning("a batch of %d calls was refused (%s); writing them one by one",
                         len(calls), str(exc) or type(exc).__name__)  # fmt: skip
@@ -333,20 +324,29 @@ class HoldingSink:
             try:
                 await self._write_many((), batch.live)
             except Exception as exc:
-                self._live_dropped += len(batch.live)
-                log.warning("%d snapshots of calls in progress not kept: %s",
-                            len(batch.live), exc)  # fmt: skip
+                self._snapshots_lost(len(batch.live), exc)
         for rec in calls:
             if self._held:
-                self._hold(rec)
-                await self._journal_append(rec)
-                continue
-            try:
-                await self._handle(rec)
-            except Exception as exc:
-                self._failed(exc)
-                self._hold(rec)
-                await self._journal_append(rec)
+                await self._keep(rec)
+            else:
+                await self._write_one(rec)
+
+    async def _write_one(self, rec: CallRecord) -> None:
+        """Write one call now; held and journaled when the database refuses it."""
+        try:
+            await self._handle(rec)
+        except Exception as exc:
+            self._failed(exc)
+            await self._keep(rec)
+
+    async def _keep(self, rec: CallRecord) -> None:
+        """Hold a call until the database takes it, and journal it for the next start."""
+        self._hold(rec)
+        await self._journal_append(rec)
+
+    def _snapshots_lost(self, count: int, exc: Exception) -> None:
+        self._live_dropped += count
+        log.warning("%d snapshots of calls in progress not kept: %s", count, exc)
 
     def _hold(self, rec: CallRecord) -> None:
         if rec.linkedid in self._held:
@@ -389,18 +389,13 @@ class HoldingSink:
         alone, so one call the store rejects can only hold up the others behind it."""
         while self._held:
             chunk = list(islice(self._held.items(), self._batch_calls if self._batcher else 1))
-            try:
-                if len(chunk) == 1:
-                    await self._handle(chunk[0][1])
-                else:
-                    assert self._write_many is not None
+            if len(chunk) > 1:
+                assert self._write_many is not None
+                try:
                     await self._write_many([rec for _, rec in chunk], ())
-            except Exception as exc:
-                if len(chunk) == 1:
-                    self._failed(exc)
-                    self._changed()
-                    return False
-                chunk = chunk[:1]
+                except Exception:
+                    chunk = chunk[:1]
+            if len(chunk) == 1:
                 try:
                     await self._handle(chunk[0][1])
                 except Exception as exc:

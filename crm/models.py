@@ -6,10 +6,10 @@ them freely; the store is the only place that knows how they map to tables.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Generic, Literal, TypeVar
 
-from ami_bridge.facts import CallRecord, Direction, HangupBy, Outcome, Transfer
+from ami_bridge.facts import CallRecord, Direction, Outcome
 
 Role = Literal["rep", "manager", "admin"]
 LeadStatus = Literal["new", "contacted", "qualified", "converted", "junk"]
@@ -56,7 +56,9 @@ class PbxLink:
 
 @dataclass(slots=True)
 class LiveCallRow:
-    """The last known state of a call in progress on a link (``crm.recovery``)."""
+    """The last known state of a call in progress on a link (``crm.recovery``).  Shaped
+    like ``crm.ingest.LiveSnapshot`` on purpose: that is what is written, this what the
+    store reads back (with the time it was written)."""
 
     linkedid: str
     pbx_link_id: int | None
@@ -136,83 +138,27 @@ class Contact:
     erased: bool = False
 
 
-@dataclass(slots=True)
-class Call:
-    """One finished call as the CRM keeps it: the bridge's facts plus what the CRM worked
-    out (the remote party's E.164, contact, rep, why that contact)."""
+@dataclass(frozen=True, slots=True)
+class Call(CallRecord):
+    """One finished call as the CRM keeps it: the bridge's facts (every ``CallRecord``
+    field, so a new fact is declared once, there) plus what the CRM worked out (the
+    remote party's E.164, contact, rep, why that contact).  Frozen like the record: the
+    store hands back a copy with its ids (``dataclasses.replace``)."""
 
-    id: int | None
-    linkedid: str
-    direction: Direction
-    caller: str | None
-    caller_raw: str | None
-    caller_name: str | None
-    callee: str | None
-    callee_e164: str | None
-    did: str | None
-    rang: tuple[str, ...]
-    answered: bool
-    answered_by: str | None
-    final_agent: str | None
-    transfers: tuple[Transfer, ...]
-    outcome: Outcome
-    hangup_by: HangupBy | None
-    started_at: float
-    answered_at: float | None
-    ended_at: float
-    ring_seconds: float
-    talk_seconds: float
-    recordings: tuple[str, ...]
-    originate_id: str | None
-    queue: str | None = None
-    hangup_cause: int | None = None
-    complete: bool = True
-    uniqueids: tuple[str, ...] = ()
+    id: int | None = None
     remote_e164: str | None = None
     contact_id: int | None = None
     user_id: int | None = None
     match_reason: MatchReason = "none"
     recording_ids: list[int] = field(default_factory=list)
     pbx_link_id: int | None = None
-    declined: tuple[str, ...] = ()
-    source: str = "ami"
-    """Where the facts came from: ``ami`` (the live link) or ``cdr`` (backfilled from the
-    PBX's own CDR for a time no link was up; ``crm.backfill``)."""
 
     @classmethod
     def from_record(cls, rec: CallRecord, **extra: Any) -> Call:
-        return cls(
-            id=None,
-            linkedid=rec.linkedid,
-            direction=rec.direction,
-            caller=rec.caller,
-            caller_raw=rec.caller_raw,
-            caller_name=rec.caller_name,
-            callee=rec.callee,
-            callee_e164=rec.callee_e164,
-            did=rec.did,
-            rang=tuple(rec.rang),
-            answered=rec.answered,
-            answered_by=rec.answered_by,
-            final_agent=rec.final_agent,
-            transfers=tuple(rec.transfers),
-            outcome=rec.outcome,
-            hangup_by=rec.hangup_by,
-            started_at=rec.started_at,
-            answered_at=rec.answered_at,
-            ended_at=rec.ended_at,
-            ring_seconds=rec.ring_seconds,
-            talk_seconds=rec.talk_seconds,
-            recordings=tuple(rec.recordings),
-            originate_id=rec.originate_id,
-            queue=rec.queue,
-            hangup_cause=rec.hangup_cause,
-            complete=rec.complete,
-            uniqueids=tuple(rec.uniqueids),
-            declined=tuple(rec.declined),
-            source=rec.source,
-            **extra,
-        )
+        return cls(**{name: getattr(rec, name) for name in _RECORD_FIELDS}, **extra)
+
+
+_RECORD_FIELDS = tuple(f.name for f in fields(CallRecord))
 
 
 @dataclass(slots=True)

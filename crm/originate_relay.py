@@ -39,11 +39,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from ami_bridge.facts import OriginateResult
 from ami_bridge.originate import LINK_DOWN, OriginateRequest, failure
 
+from .clicktocall import OriginateLink
 from .eventjson import from_jsonable, jsonable
 from .events import Event, EventBus
 
@@ -61,17 +62,6 @@ ACCEPT_TIMEOUT = 3.0
 RESULT_MARGIN = 40.0
 """Seconds past the Originate's ring timeout the requester waits for the answer: the
 consumer's ``AmiLink`` gives up after ring timeout + ``originate_grace`` (30 s) itself."""
-
-
-class RelayLink(Protocol):
-    """What the desk needs of a link it consumes (``ami_bridge.link.AmiLink``)."""
-
-    @property
-    def status(self) -> Any: ...
-
-    async def originate(
-        self, req: OriginateRequest, timeout: float | None = None
-    ) -> OriginateResult: ...
 
 
 def request_event(req: OriginateRequest, link: str) -> Event:
@@ -182,7 +172,7 @@ class OriginateDesk:
     def __init__(
         self,
         bus: EventBus,
-        links: Callable[[str], RelayLink | None],
+        links: Callable[[str], OriginateLink | None],
         *,
         confirm: Callable[[], Awaitable[None]] | None = None,
         accept_window: float = ACCEPT_TIMEOUT,
@@ -205,7 +195,8 @@ class OriginateDesk:
     def start(self) -> None:
         if self._follower is None or self._follower.done():
             sub = self.bus.subscribe(user_ids=NOBODY, maxsize=10_000)
-            self._follower = asyncio.create_task(self._follow(sub), name="originate-desk")
+            follow = sub.feed(self.on_event, log, "originate desk: could not handle %s")
+            self._follower = asyncio.create_task(follow, name="originate-desk")
 
     async def close(self) -> None:
         tasks = [*self._tasks]
@@ -217,17 +208,6 @@ class OriginateDesk:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-
-    async def _follow(self, sub: Any) -> None:
-        try:
-            while True:
-                event = await sub.get()
-                try:
-                    self.on_event(event)
-                except Exception:
-                    log.exception("originate desk: could not handle %s", event.kind)
-        finally:
-            sub.close()
 
     def on_event(self, event: Event) -> None:
         """Take one bus event (public for tests)."""
@@ -261,7 +241,7 @@ class OriginateDesk:
                 left = self.accept_window - (now - at)
                 self._take(request_id, name, payload, link, wait_connected=max(0.0, left))
 
-    def _take(self, request_id: str, name: str, payload: dict[str, Any], link: RelayLink,
+    def _take(self, request_id: str, name: str, payload: dict[str, Any], link: OriginateLink,
               *, wait_connected: float) -> None:  # fmt: skip
         self._mark(request_id)
         task = asyncio.create_task(
@@ -287,7 +267,7 @@ class OriginateDesk:
             self._mark(request_id)  # too old to pick up: the requester has given up
 
     async def _serve(self, request_id: str, name: str, payload: dict[str, Any],
-                     link: RelayLink, wait_connected: float) -> None:  # fmt: skip
+                     link: OriginateLink, wait_connected: float) -> None:  # fmt: skip
         try:
             req = request_from(payload)
         except (KeyError, TypeError, ValueError) as exc:
@@ -314,7 +294,7 @@ class OriginateDesk:
         self.bus.publish(reply_event(request_id, name, result))
 
     @staticmethod
-    async def _until_connected(link: RelayLink, timeout: float) -> None:
+    async def _until_connected(link: OriginateLink, timeout: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while getattr(link.status, "state", None) != "connected" and loop.time() < deadline:

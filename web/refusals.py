@@ -16,7 +16,7 @@ from web import i18n
 from web.i18n import N_, gettext
 
 _PATTERNS: list[tuple[str, str]] = [
-    # crm/services.py
+    # crm/services/
     (r"bad page cursor", N_("bad page cursor")),
     (r"not a phone number: (?P<value>.+)", N_("not a phone number: %(value)s")),
     (r"username: 1-64 letters, digits, \. _ @ -", N_("username: 1-64 letters, digits, . _ @ -")),
@@ -121,7 +121,7 @@ _PATTERNS: list[tuple[str, str]] = [
         r"(?P<name>.+) is deactivated and cannot receive work",
         N_("%(name)s is deactivated and cannot receive work"),
     ),
-    # crm/services.py (notes, lead conversion, search, preferences, teams)
+    # crm/services/ (notes, lead conversion, search, preferences, teams)
     (
         r"only the author of a note \(or a manager\) can change it",
         N_("only the author of a note (or a manager) can change it"),

@@ -12,6 +12,7 @@ import json
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
 from ami_bridge.facts import Transfer
@@ -861,12 +862,12 @@ class SqlStore(
             if before is not None:
                 await self._count_call(c, before, -1)
             # Keyed by (link, linkedid): the unique index ``calls_link_linkedid`` (0006).
-            call.id = await c.fetchval(
+            call = replace(call, id=await c.fetchval(
                 f"INSERT INTO calls ({', '.join(cols)}) VALUES ({placeholders}) "
                 f"ON CONFLICT (COALESCE(pbx_link_id, 0), linkedid) DO UPDATE SET {updates} "
                 "RETURNING id",
                 *values,
-            )
+            ))
             await c.execute(
                 f"DELETE FROM call_recordings WHERE call_id = $1 AND NOT path {self._texts_in(2)}",
                 call.id,
@@ -879,9 +880,9 @@ class SqlStore(
                 [(call.id, path, call.ended_at) for path in call.recordings],
             )
             # No files: the DELETE above left none (one round trip less per call).
-            call.recording_ids = (
+            call = replace(call, recording_ids=(
                 (await self._recording_ids(c, [call.id]))[call.id] if call.recordings else []
-            )
+            ))
             await self._write_rang(c, call)
             if call.remote_e164:
                 # the partial-number search's list of numbers (0014)

@@ -5,6 +5,7 @@ engines, for an admin and for a scoped manager."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -139,7 +140,7 @@ async def test_call_rang_follows_updates_and_filters_missed_by_rep(
     # the first call is stored again, now ringing cara and answered by nobody else
     first = (await store.missed_calls(T0 - 60, T0 + DAY, rep_id=alice.id))[0].call
     assert first.rang == ("101", "101")
-    first.rang = ("104",)
+    first = dataclasses.replace(first, rang=("104",))
     await store.upsert_call(first, T0 + 120)
     await _check(store, T0 - 60, T0 + DAY, None)
     summary = await store.missed_summary(T0 - 60, T0 + DAY, 1800.0)
@@ -151,7 +152,7 @@ async def test_call_rang_follows_updates_and_filters_missed_by_rep(
     by_cara = await store.missed_calls(T0 - 60, T0 + DAY, rep_id=cara.id)
     assert [r.call.id for r in by_cara] == [first.id]
     # answered now: no longer a missed call that rang anyone
-    first.outcome, first.answered = "answered", True
+    first = dataclasses.replace(first, outcome="answered", answered=True)
     await store.upsert_call(first, T0 + 180)
     await _check(store, T0 - 60, T0 + DAY, None)
     assert await store.missed_calls(T0 - 60, T0 + DAY, rep_id=cara.id) == []

@@ -25,8 +25,7 @@ def roundtrip(event: Event) -> Event:
 
 def test_every_kind_comes_back_equal() -> None:
     rec = next(r for r in replay_file(BURST) if r.transfers or r.answered)
-    call = Call.from_record(rec, remote_e164="+14155550201", contact_id=3, user_id=1)
-    call.id = 9
+    call = Call.from_record(rec, id=9, remote_e164="+14155550201", contact_id=3, user_id=1)
     task = CallbackTask(4, "+14155550201", 3, None, 1.0, 61.0)
     phones = [PhoneNumber("+14155550201", "+14155550201")]
     lead = Contact(3, "+1 415-555-0201", phones=phones, lead=Lead("new", "inbound_call", 1.0),
