@@ -62,12 +62,9 @@ def anchor_time(msg: Message, zone_offset: float | None = None) -> float | None:
     when ``zone_offset`` (``pbx_zone_offset``) says how to bring it to UTC, never as if
     it were UTC.
     """
-    ts = msg.get("Timestamp")
-    if ts:
-        try:
-            return float(first(ts))
-        except ValueError:
-            pass
+    stamped = _timestamp(msg)
+    if stamped is not None:
+        return stamped
     tv = msg.get("EventTV")
     if tv:
         parsed = _parse_time(first(tv))
@@ -271,11 +268,19 @@ def _read_array(data: bytes, path: Path) -> Iterator[tuple[Message, float]]:
     return zip(messages, estimate_times(messages, step=0.01), strict=True)
 
 
-def _exact(msg: Message, wall: float | None) -> float:
+def _timestamp(msg: Message) -> float | None:
+    """The event's ``Timestamp`` header (``timestampevents=yes``), when it has a number."""
     ts = msg.get("Timestamp")
     if ts:
         try:
             return float(first(ts))
         except ValueError:
             pass
+    return None
+
+
+def _exact(msg: Message, wall: float | None) -> float:
+    stamped = _timestamp(msg)
+    if stamped is not None:
+        return stamped
     return wall if wall is not None else 0.0

@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import json
 import multiprocessing as mp
-import re
 import sys
 import tempfile
 import time
@@ -50,12 +49,11 @@ if str(ROOT) not in sys.path:
 
 from ami_bridge.capture import read_capture  # noqa: E402
 from ami_bridge.protocol import Message, encode_action  # noqa: E402
-from ami_bridge.replay_pbx import IdAllocator, ReplayPbx  # noqa: E402
-from benchmarks.bench_load import BURST, _database, build_pipeline  # noqa: E402
+from ami_bridge.replay_pbx import ReplayPbx  # noqa: E402
+from benchmarks.bench_load import BURST, _database, build_pipeline, overlapped  # noqa: E402
+from benchmarks.bench_pop import CSRF_RE, PASSWORD, _pct  # noqa: E402
 from crm.batching import MAX_CALLS  # noqa: E402
 
-PASSWORD = "bench-password-1"
-CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
 CALLS_PER_COPY = 20
 
 
@@ -74,14 +72,7 @@ def timeline(rate: float, seconds: float) -> tuple[list[tuple[Message, float]], 
     speed = max(1.0, span / 1.0)
     copies = copies_for(rate, seconds)
     stagger = CALLS_PER_COPY / rate * speed  # in capture seconds
-    alloc = IdAllocator()
-    alloc.observe(m for m, _ in events)
-    out: list[tuple[Message, float]] = []
-    for n in range(copies):
-        renamer = alloc.renamer() if n else None
-        out += [(renamer.rename(m) if renamer else m, at + n * stagger) for m, at in events]
-    out.sort(key=lambda item: item[1])
-    return out, copies * CALLS_PER_COPY, speed
+    return overlapped(BURST, copies, stagger), copies * CALLS_PER_COPY, speed
 
 
 class EncodedPbx(ReplayPbx):
@@ -217,13 +208,6 @@ async def _serve(pipe: Any, work: Path, reps: int) -> tuple[Any, int, list[str]]
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     return runner, runner.addresses[0][1], users
-
-
-def _pct(values: Sequence[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 async def run(

@@ -25,14 +25,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import asyncpg
-
 from ami_bridge.protocol import Message, first
 from ami_bridge.replay_pbx import ReplayPbx
+from benchmarks.bench_pop_cluster import _count_calls
 from crm.policy import LeadPolicy
 from crm.services import CrmService
 from crm.store import open_store
-from crm.store.postgres import split_url
 from tests.crm.pg import session_database
 from tests.scale.cluster import (
     EAST,
@@ -77,15 +75,6 @@ async def _seed(url: str) -> None:
                                           team_id=link.team_id)  # fmt: skip
     finally:
         await store.close()
-
-
-async def _count_calls(url: str) -> int:
-    dsn, schema = split_url(url)
-    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema or "public"})
-    try:
-        return int(await conn.fetchval("SELECT count(*) FROM calls"))
-    finally:
-        await conn.close()
 
 
 async def _until(predicate, timeout: float, step: float = 0.02) -> None:  # type: ignore[no-untyped-def]

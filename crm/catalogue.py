@@ -1,6 +1,10 @@
 """The recordings catalogue as the ``recordings/`` module sees it: which files still
 need checking, what was found (duration, transcoded copy, size, error), and which are
 old enough for retention.  The CRM keeps the facts; the recordings module touches files.
+
+The signatures repeat ``recordings.catalog.RecordingCatalog`` on purpose: that protocol
+is what ``recordings/`` is written against without importing the CRM, and these methods
+(which validate) are what satisfies it.
 """
 
 from __future__ import annotations

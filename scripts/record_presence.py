@@ -18,15 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import os
-import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "shared", "asterisk", "tools"))
-
-from lab import Lab, _size  # type: ignore[import-not-found]  # noqa: E402
+from lab_record import Lab, run_scenarios, write_scenario
 
 RESYNC = (
     "CoreShowChannels",
@@ -407,33 +402,8 @@ async def run_one(lab: Lab, key: str, outbase: str) -> None:
             await cap.wait_idle()
         else:
             await asyncio.sleep(3.0)
-    info = {
-        "scenario": dirname,
-        "title": title,
-        "started_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)),
-        **desc,
-        "actions": log,
-        "driver_notes": lab.notes,
-        "capture": {
-            "ami_user": "crm",
-            "events": sum(1 for m in cap.events if m["_type"] == "event"),
-            "raw_bytes": _size(os.path.join(cap.out, "raw.ami")),
-            "cdr_rows": len(cap.cdr_rows),
-        },
-    }
-    for name in ("scenario.json", "truth.json"):
-        with open(os.path.join(cap.out, name), "w") as f:
-            json.dump(info, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-    print(dirname, cap.summary(), lab.notes, flush=True)
-
-
-async def main(run_dir: str, out: str, keys: list[str]) -> None:
-    async with Lab(run_dir) as lab:
-        for key in keys or list(SCENARIOS):
-            await run_one(lab, key, out)
-            await asyncio.sleep(2)
+    write_scenario(lab, cap, dirname, title, t_start, desc, actions=log)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3:]))
+    run_scenarios(SCENARIOS, run_one)

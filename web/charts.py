@@ -11,7 +11,7 @@ print the same numbers as a table below the chart.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from markupsafe import Markup, escape
@@ -116,6 +116,26 @@ def _empty_note(x: float, y: float, total: float) -> list[str]:
     return [] if total > 0 else [_text(x, y, _("No calls in this period"), size=14)]
 
 
+def _stacked(
+    series: Sequence[Series], i: int, length: float, axis_max: float
+) -> Iterator[tuple[Series, float, float]]:
+    """The series' values at ``i`` that show (above zero), each with its length on an axis
+    ``length`` long that ends at ``axis_max``."""
+    for s in series:
+        v = s.values[i]
+        if v <= 0:
+            continue
+        yield s, v, length * v / axis_max
+
+
+def _segment(x: float, y: float, w: float, h: float, s: Series, tip: str) -> str:
+    """One series' piece of a column or a bar, its figure in the tooltip."""
+    return (
+        f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(w)}" height="{_f(h)}" '
+        f'fill="{s.color}"><title>{escape(tip)}</title></rect>'
+    )
+
+
 def column_chart(
     title: str,
     categories: Sequence[str],
@@ -144,17 +164,9 @@ def column_chart(
         w = max(1.0, band * 0.7)
         y = base
         out.append('<g class="column">')
-        for s in series:
-            v = s.values[i]
-            if v <= 0:
-                continue
-            h = plot_h * v / axis_max
+        for s, v, h in _stacked(series, i, plot_h, axis_max):
             y -= h
-            out.append(
-                f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(w)}" height="{_f(h)}" '
-                f'fill="{s.color}"><title>{escape(cat)} · {escape(s.name)}: '
-                f"{escape(fmt(v))}</title></rect>"
-            )
+            out.append(_segment(x, y, w, h, s, f"{cat} · {s.name}: {fmt(v)}"))
         out.append("</g>")
         if i % every == 0:
             out.append(_text(left + (i + 0.5) * band, base + 18, cat))
@@ -226,16 +238,8 @@ def bar_chart(
         out.append(_text(left - 8, y + h / 2 + 4, _short(name, 18), "end", 12, INK))
         x = left
         out.append('<g class="bar">')
-        for s in series:
-            v = s.values[i]
-            if v <= 0:
-                continue
-            w = plot_w * v / axis_max
-            out.append(
-                f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(w)}" height="{_f(h)}" '
-                f'fill="{s.color}"><title>{escape(name)} · {escape(s.name)}: '
-                f"{escape(fmt(v))}</title></rect>"
-            )
+        for s, v, w in _stacked(series, i, plot_w, axis_max):
+            out.append(_segment(x, y, w, h, s, f"{name} · {s.name}: {fmt(v)}"))
             x += w
         out.append("</g>")
     out.append(

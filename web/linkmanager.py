@@ -207,6 +207,8 @@ class RunningLink:
     recovered: list[str] = field(default_factory=list)
 
 
+# Deliberately alike in shape to crm/originate_relay.py's and crm/holding.py's __init__:
+# a constructor that keeps its keyword arguments; nothing to share but the idiom.
 class LinkManager:
     def __init__(
         self,

@@ -51,6 +51,8 @@ class SignedLink:
         return f"/recordings/{self.rec_id}/{action}?{query}"
 
 
+# Deliberately alike in shape to recordings/probe.py's ProbeResult (a frozen dataclass with
+# a status, a size and a property): the page's view of a recording, not the probe's.
 @dataclass(frozen=True, slots=True)
 class PlayerItem:
     """One recording of a call, as the ``_player.html`` partial shows it."""

@@ -434,14 +434,8 @@ class WebhookSender:
         for w in self.workers:
             w.task = asyncio.create_task(w.run(), name=f"webhook {w.where}")
         try:
-            while True:
-                event = await sub.get()
-                try:
-                    self.dispatch(event)
-                except Exception:
-                    log.exception("webhooks: could not map %s", event.kind)
+            await sub.feed(self.dispatch, log, "webhooks: could not map %s")
         finally:
-            sub.close()
             for w in self.workers:
                 if w.task is not None:
                     w.task.cancel()

@@ -46,7 +46,7 @@ RESYNC_ACTIONS: tuple[str, ...] = (
     "PJSIPShowContacts",
 )
 
-_CHANNEL_EVENTS = {
+_ON_CHANNEL = (
     "Newchannel",
     "Newstate",
     "Hangup",
@@ -54,24 +54,25 @@ _CHANNEL_EVENTS = {
     "Unhold",
     "NewConnectedLine",
     "CoreShowChannel",
-    "CoreShowChannelsComplete",
-}
-_QUEUE_EVENTS = {
+)
+_ON_MEMBER = (
     "QueueMemberStatus",
     "QueueMemberPause",
     "QueueMemberPaused",
     "QueueMemberAdded",
     "QueueMemberRemoved",
-    "QueueCallerJoin",
-    "QueueCallerLeave",
-    "QueueCallerAbandon",
+    "QueueMember",
+)
+_ON_CALLER = ("QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon", "QueueEntry")
+_CHANNEL_EVENTS = {*_ON_CHANNEL, "CoreShowChannelsComplete"}
+_QUEUE_EVENTS = {
+    *_ON_MEMBER,
+    *_ON_CALLER,
     "AgentCalled",
     "AgentConnect",
     "AgentComplete",
     "AgentRingNoAnswer",
     "QueueParams",
-    "QueueMember",
-    "QueueEntry",
     "QueueStatusComplete",
 }
 _DEVICE_EVENTS = {
@@ -592,35 +593,11 @@ def _moved(c: QueueCaller, position: int) -> QueueCaller:
 
 
 _HANDLERS: dict[str, Callable[[PresenceTracker, Message, float], None]] = {
-    **{
-        n: PresenceTracker._on_channel
-        for n in (
-            "Newchannel",
-            "Newstate",
-            "Hangup",
-            "Hold",
-            "Unhold",
-            "NewConnectedLine",
-            "CoreShowChannel",
-        )
-    },
+    **dict.fromkeys(_ON_CHANNEL, PresenceTracker._on_channel),
     "CoreShowChannelsComplete": PresenceTracker._on_channels_listed,
-    **{
-        n: PresenceTracker._on_member
-        for n in (
-            "QueueMemberStatus",
-            "QueueMemberPause",
-            "QueueMemberPaused",
-            "QueueMemberAdded",
-            "QueueMemberRemoved",
-            "QueueMember",
-        )
-    },
+    **dict.fromkeys(_ON_MEMBER, PresenceTracker._on_member),
     "QueueParams": PresenceTracker._on_queue_params,
-    **{
-        n: PresenceTracker._on_caller
-        for n in ("QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon", "QueueEntry")
-    },
+    **dict.fromkeys(_ON_CALLER, PresenceTracker._on_caller),
     **{n: PresenceTracker._on_agent for n in ("AgentCalled", "AgentConnect")},
     "QueueStatusComplete": PresenceTracker._on_queue_listed,
     "DeviceStateChange": PresenceTracker._on_device,

@@ -879,13 +879,9 @@ class CallTracker:
             return
         transferer = self._channel(msg, at, prefix="Transferer", create=False)
         transferee = self._channel(msg, at, prefix="Transferee", create=False)
-        holder = transferer or transferee
-        if holder is None:
-            return
-        call = self._call_of(holder)
+        call = self._transferred_call(at, transferer, transferee)
         if call is None:
             return
-        call.last_event_at = at
         # A transfer out of the PBX names the outside number as every outside party is
         # named in a record: in E.164, not as the rep keyed it in.
         target = number_party(first(msg.get("Extension")), self.profile)
@@ -901,18 +897,23 @@ class CallTracker:
         second = self._channel(msg, at, prefix="SecondTransferer", create=False)
         transferee = self._channel(msg, at, prefix="Transferee", create=False)
         target = self._channel(msg, at, prefix="TransferTarget", create=False)
-        holder = orig or transferee or second
-        if holder is None:
-            return
-        call = self._call_of(holder)
+        call = self._transferred_call(at, orig, transferee, second)
         if call is None:
             return
-        call.last_event_at = at
         to_label = self._attended_target(msg, call, target, (orig, second, transferee))
         from_ = party_of(orig, call, self.profile) if orig else None
         call.transfers.append(Transfer("attended", from_, to_label, at))
         self._move_anchor(call, orig, transferee)
         self._hand_on(call, at, out, orig, second)
+
+    def _transferred_call(self, at: float, *parties: Channel | None) -> Call | None:
+        """The call a transfer happened in, found through the first of ``parties`` that
+        is known, with its last event now; None when that one is in no tracked call."""
+        holder = next((ch for ch in parties if ch is not None), None)
+        call = None if holder is None else self._call_of(holder)
+        if call is not None:
+            call.last_event_at = at
+        return call
 
     def _attended_target(
         self,

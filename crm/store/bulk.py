@@ -96,6 +96,22 @@ def contact_rows(spec: BulkSpec) -> Iterator[tuple[tuple[Any, ...], tuple[Any, .
         yield row, (i, i, number, number, "")
 
 
+def contact_batches(
+    spec: BulkSpec,
+) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+    """``contact_rows`` as (contacts, phones) lists of ``spec.batch`` rows; the last pair
+    is shorter, empty when the rows came out even (a full batch is worth a progress note)."""
+    contacts: list[tuple[Any, ...]] = []
+    phones: list[tuple[Any, ...]] = []
+    for contact, phone in contact_rows(spec):
+        contacts.append(contact)
+        phones.append(phone)
+        if len(contacts) >= spec.batch:
+            yield contacts, phones
+            contacts, phones = [], []
+    yield contacts, phones
+
+
 @dataclass
 class _Open:
     task_id: int
@@ -246,20 +262,13 @@ def load_sqlite(path: str, spec: BulkSpec, progress: Any = None) -> dict[str, in
                                 rows)  # fmt: skip
                 rows.clear()
 
-        contacts: list[tuple[Any, ...]] = []
-        phones: list[tuple[Any, ...]] = []
-        for contact, phone in contact_rows(spec):
-            contacts.append(contact)
-            phones.append(phone)
-            if len(contacts) >= spec.batch:
-                counts["contacts"] += len(contacts)
-                flush("contacts", CONTACT_COLUMNS, contacts)
-                flush("contact_phones", PHONE_COLUMNS, phones)
-                if progress:
-                    progress("contacts", counts["contacts"])
-        counts["contacts"] += len(contacts)
-        flush("contacts", CONTACT_COLUMNS, contacts)
-        flush("contact_phones", PHONE_COLUMNS, phones)
+        for contacts, phones in contact_batches(spec):
+            full = len(contacts) == spec.batch
+            counts["contacts"] += len(contacts)
+            flush("contacts", CONTACT_COLUMNS, contacts)
+            flush("contact_phones", PHONE_COLUMNS, phones)
+            if progress and full:
+                progress("contacts", counts["contacts"])
         buffers: dict[str, list[tuple[Any, ...]]] = {"call": [], "task": [], "link": []}
         target = {"call": ("calls", CALL_COLUMNS), "task": ("callback_tasks", TASK_COLUMNS),
                   "link": ("callback_calls", LINK_COLUMNS)}  # fmt: skip
@@ -318,20 +327,13 @@ async def load_postgres(url: str, spec: BulkSpec, progress: Any = None) -> dict[
                 rows.clear()
 
         async with con.transaction():
-            contacts: list[tuple[Any, ...]] = []
-            phones: list[tuple[Any, ...]] = []
-            for contact, phone in contact_rows(spec):
-                contacts.append(contact)
-                phones.append(phone)
-                if len(contacts) >= spec.batch:
-                    counts["contacts"] += len(contacts)
-                    await copy("contacts", CONTACT_COLUMNS, contacts)
-                    await copy("contact_phones", PHONE_COLUMNS, phones)
-                    if progress:
-                        progress("contacts", counts["contacts"])
-            counts["contacts"] += len(contacts)
-            await copy("contacts", CONTACT_COLUMNS, contacts)
-            await copy("contact_phones", PHONE_COLUMNS, phones)
+            for contacts, phones in contact_batches(spec):
+                full = len(contacts) == spec.batch
+                counts["contacts"] += len(contacts)
+                await copy("contacts", CONTACT_COLUMNS, contacts)
+                await copy("contact_phones", PHONE_COLUMNS, phones)
+                if progress and full:
+                    progress("contacts", counts["contacts"])
             buffers: dict[str, list[tuple[Any, ...]]] = {"call": [], "task": [], "link": []}
             target = {"call": ("calls", CALL_COLUMNS),
                       "task": ("callback_tasks", TASK_COLUMNS),

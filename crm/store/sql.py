@@ -4,48 +4,31 @@ PostgreSQL takes ``$n`` as is; the SQLite engine rewrites it to ``?n`` (SQLite's
 parameters), so values are always bound, never formatted into the text.  The few places
 where the dialects differ are small overridable methods (``_ids_in``, ``_icontains``,
 ``bulk_load_contacts``, ``lock_number``).
+
+The queries are split by domain into ``sql_*.py`` mixins, which ``interface.Store`` is
+assembled from; this module holds what they share (``Conn``, the hooks, ``_use``/``_tx``)
+and the calls themselves (``upsert_call``, ``list_calls``, ``missed_calls``...).
 """
 
 from __future__ import annotations
 
-import json
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import Any, Protocol, TypeVar
 
 from ami_bridge.facts import Transfer
 
-from ..models import (
-    MISSED_OUTCOMES,
-    AuditEntry,
-    Call,
-    CallFilter,
-    Contact,
-    Lead,
-    MissedCallRow,
-    Note,
-    PhoneNumber,
-    Team,
-    User,
-)
-from .interface import ANY_LINK, AnyLink, CallCursor, Store, UserIds
-from .sql_agent_events import AgentEventQueries
-from .sql_backfill import BackfillQueries
-from .sql_callbacks import CallbackQueries
-from .sql_catalogue import CatalogueQueries
-from .sql_common import CONTACT_COLS, MISSED_SQL
-from .sql_figures import FigureQueries
-from .sql_filters import FilterQueries
-from .sql_handover import HandoverQueries
-from .sql_leads import LeadQueries
-from .sql_links import LinkQueries
-from .sql_queues import QueueQueries
-from .sql_reports import ReportQueries
-from .sql_sessions import SessionQueries
+from ..models import MISSED_OUTCOMES, Call, CallFilter, MissedCallRow
+from .interface import Store
+from .params import ANY_LINK, AnyLink, CallCursor, UserIds
+from .sql_common import MISSED_SQL, Row
 
-Row = Mapping[str, Any]
+# The calls' code below spells these with an underscore, as when they were defined here.
+from .sql_common import dumps as _dumps
+from .sql_common import loads as _loads
+
 T = TypeVar("T")
 
 
@@ -57,14 +40,6 @@ class Conn(Protocol):
     async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
     async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
     async def fetchval(self, sql: str, *args: Any) -> Any: ...
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _loads(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def _transfers_json(transfers: Sequence[Transfer]) -> str:
@@ -87,36 +62,8 @@ CALL_COLS = (
 )
 
 
-NOTE_COLS = "id, call_id, author_id, topic, result, comment, created_at, updated_at, updated_by"
-
-
 def _call_cols(prefix: str) -> str:
     return ", ".join(f"{prefix}.{c.strip()}" for c in CALL_COLS.split(","))
-
-
-def _contact_row(row: Row, phones: list[PhoneNumber]) -> Contact:
-    lead = None
-    if row["lead_status"] is not None:
-        lead = Lead(
-            status=row["lead_status"],
-            source=row["lead_source"] or "manual",
-            created_at=row["lead_created_at"] or 0.0,
-        )
-    return Contact(
-        id=row["id"],
-        name=row["name"],
-        company=row["company"],
-        email=row["email"],
-        owner_id=row["owner_id"],
-        tags=list(_loads(row["tags"]) or []),
-        custom=dict(_loads(row["custom"]) or {}),
-        phones=phones,
-        lead=lead,
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        last_contact_at=row["last_contact_at"],
-        erased=bool(row["erased"]),
-    )
 
 
 def _call_row(row: Row, recording_ids: list[int]) -> Call:
@@ -159,23 +106,9 @@ def _call_row(row: Row, recording_ids: list[int]) -> Call:
     )
 
 
-def _audit_row(row: Row) -> AuditEntry:
-    return AuditEntry(
-        id=row["id"],
-        at=row["at"],
-        actor=row["actor"],
-        action=row["action"],
-        target=row["target"],
-        detail=dict(_loads(row["detail"]) or {}),
-    )
-
-
-class SqlStore(
-    ReportQueries, FigureQueries, QueueQueries, CatalogueQueries, LinkQueries, FilterQueries,
-    BackfillQueries, SessionQueries, AgentEventQueries, CallbackQueries, LeadQueries,
-    HandoverQueries, Store
-):
-    """Everything but connection handling.  ``_conn`` is set on stores handed out by
+class SqlStore(Store):
+    """``Store`` (the query mixins) plus what they all lean on: connection handling, the
+    dialect hooks, transactions, and the calls.  ``_conn`` is set on stores handed out by
     ``transaction()``; the root store borrows a connection per call."""
 
     dialect = "sql"
@@ -266,31 +199,31 @@ class SqlStore(
         return self._acquire()
 
     @asynccontextmanager
-    async def _use(self) -> AsyncIterator[Conn]:
+    async def _on(
+        self, opener: Callable[[], AbstractAsyncContextManager[Conn]]
+    ) -> AsyncIterator[Conn]:
+        """Inside a transaction, its connection; on the root, one from ``opener``."""
         if self._conn is not None:
             yield self._conn
         else:
-            async with self._acquire() as conn:
+            async with opener() as conn:
                 yield conn
 
-    @asynccontextmanager
-    async def _use_read(self) -> AsyncIterator[Conn]:
-        """``_use`` for reads on the screen pop's path (``_read``); inside a
-        transaction, its connection."""
-        if self._conn is not None:
-            yield self._conn
-        else:
-            async with self._read() as conn:
-                yield conn
+    def _use(self) -> AbstractAsyncContextManager[Conn]:
+        return self._on(self._acquire)
 
-    @asynccontextmanager
-    async def _tx(self) -> AsyncIterator[Conn]:
+    def _use_read(self) -> AbstractAsyncContextManager[Conn]:
+        """``_use`` for reads on the screen pop's path (``_read``)."""
+        return self._on(self._read)
+
+    def _tx(self) -> AbstractAsyncContextManager[Conn]:
         """Several statements that must stay together even when called on the root."""
-        if self._conn is not None:
-            yield self._conn
-        else:
-            async with self._begin() as conn:
-                yield conn
+        return self._on(self._begin)
+
+    async def _updated(self, sql: str, *args: Any) -> bool:
+        """Run an ``UPDATE ... RETURNING id``: True when it changed a row."""
+        async with self._use() as c:
+            return bool(await c.fetch(sql, *args))
 
     def transaction(self) -> AbstractAsyncContextManager[Store]:
         return self._transaction()
@@ -318,467 +251,6 @@ class SqlStore(
 
     async def lock_number(self, e164: str) -> None:
         return None
-
-    # -- teams and users -------------------------------------------------------------
-    async def add_team(self, name: str) -> Team:
-        async with self._use() as c:
-            team_id = await c.fetchval("INSERT INTO teams (name) VALUES ($1) RETURNING id", name)
-        return Team(team_id, name)
-
-    async def list_teams(self) -> list[Team]:
-        async with self._use() as c:
-            rows = await c.fetch("SELECT id, name FROM teams ORDER BY name")
-        return [Team(r["id"], r["name"]) for r in rows]
-
-    async def _extensions(self, c: Conn, user_ids: Sequence[int]) -> dict[int, list[str]]:
-        out: dict[int, list[str]] = {uid: [] for uid in user_ids}
-        if not user_ids:
-            return out
-        rows = await c.fetch(
-            "SELECT user_id, extension FROM user_extensions "
-            f"WHERE user_id {self._ids_in(1)} ORDER BY extension",
-            self._ids_param(user_ids),
-        )
-        for r in rows:
-            out[r["user_id"]].append(r["extension"])
-        return out
-
-    async def _users(self, c: Conn, rows: list[Row]) -> list[User]:
-        exts = await self._extensions(c, [r["id"] for r in rows])
-        return [
-            User(
-                id=r["id"],
-                username=r["username"],
-                display_name=r["display_name"],
-                role=r["role"],
-                extensions=exts[r["id"]],
-                password_hash=r["password_hash"],
-                active=bool(r["active"]),
-                team_id=r["team_id"],
-                language=r["language"],
-                timezone=r["timezone"],
-            )
-            for r in rows
-        ]
-
-    _USER_COLS = (
-        "id, username, display_name, role, password_hash, active, team_id, language, timezone"
-    )
-
-    async def add_user(self, user: User, at: float) -> User:
-        async with self._tx() as c:
-            user.id = await c.fetchval(
-                "INSERT INTO users (username, display_name, role, password_hash, active, "
-                "team_id, created_at, language, timezone) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-                user.username,
-                user.display_name,
-                user.role,
-                user.password_hash,
-                user.active,
-                user.team_id,
-                at,
-                user.language,
-                user.timezone,
-            )
-            await c.executemany(
-                "INSERT INTO user_extensions (extension, user_id) VALUES ($1, $2)",
-                [(ext, user.id) for ext in user.extensions],
-            )
-        return user
-
-    async def update_user(self, user: User) -> None:
-        async with self._tx() as c:
-            await c.execute(
-                "UPDATE users SET username = $2, display_name = $3, role = $4, "
-                "password_hash = $5, active = $6, team_id = $7, language = $8, timezone = $9 "
-                "WHERE id = $1",
-                user.id,
-                user.username,
-                user.display_name,
-                user.role,
-                user.password_hash,
-                user.active,
-                user.team_id,
-                user.language,
-                user.timezone,
-            )
-            await c.execute("DELETE FROM user_extensions WHERE user_id = $1", user.id)
-            await c.executemany(
-                "INSERT INTO user_extensions (extension, user_id) VALUES ($1, $2)",
-                [(ext, user.id) for ext in user.extensions],
-            )
-
-    async def get_user(self, user_id: int) -> User | None:
-        async with self._use() as c:
-            rows = await c.fetch(f"SELECT {self._USER_COLS} FROM users WHERE id = $1", user_id)
-            users = await self._users(c, rows)
-        return users[0] if users else None
-
-    async def get_user_by_username(self, username: str) -> User | None:
-        async with self._use() as c:
-            rows = await c.fetch(
-                f"SELECT {self._USER_COLS} FROM users WHERE username = $1", username
-            )
-            users = await self._users(c, rows)
-        return users[0] if users else None
-
-    async def user_for_extension(self, extension: str) -> User | None:
-        async with self._use() as c:
-            rows = await c.fetch(
-                f"SELECT {', '.join('u.' + x.strip() for x in self._USER_COLS.split(','))} "
-                "FROM user_extensions e JOIN users u ON u.id = e.user_id "
-                "WHERE e.extension = $1",
-                extension,
-            )
-            users = await self._users(c, rows)
-        return users[0] if users else None
-
-    async def list_users(self, include_inactive: bool = False) -> list[User]:
-        async with self._use_read() as c:
-            rows = await c.fetch(
-                f"SELECT {self._USER_COLS} FROM users WHERE active OR $1 ORDER BY username",
-                include_inactive,
-            )
-            return await self._users(c, rows)
-
-    # -- contacts --------------------------------------------------------------------
-    async def _phones(self, c: Conn, contact_ids: Sequence[int]) -> dict[int, list[PhoneNumber]]:
-        out: dict[int, list[PhoneNumber]] = {cid: [] for cid in contact_ids}
-        if not contact_ids:
-            return out
-        rows = await c.fetch(
-            "SELECT contact_id, raw, e164, label FROM contact_phones "
-            f"WHERE contact_id {self._ids_in(1)} ORDER BY id",
-            self._ids_param(contact_ids),
-        )
-        for r in rows:
-            out[r["contact_id"]].append(PhoneNumber(r["raw"], r["e164"], r["label"]))
-        return out
-
-    async def _contacts(self, c: Conn, rows: list[Row]) -> list[Contact]:
-        phones = await self._phones(c, [r["id"] for r in rows])
-        return [_contact_row(r, phones[r["id"]]) for r in rows]
-
-    @staticmethod
-    def _contact_args(contact: Contact) -> tuple[Any, ...]:
-        lead = contact.lead
-        return (
-            contact.name,
-            contact.company,
-            contact.email,
-            contact.owner_id,
-            _dumps(contact.tags),
-            _dumps(contact.custom),
-            lead.status if lead else None,
-            lead.source if lead else None,
-            lead.created_at if lead else None,
-            contact.created_at,
-            contact.updated_at,
-            contact.last_contact_at,
-            contact.erased,
-        )
-
-    async def _insert_phones(self, c: Conn, contact_id: int, phones: list[PhoneNumber]) -> None:
-        await c.executemany(
-            "INSERT INTO contact_phones (contact_id, raw, e164, label) VALUES ($1, $2, $3, $4)",
-            [(contact_id, p.raw, p.e164, p.label) for p in phones],
-        )
-
-    async def add_contact(self, contact: Contact) -> Contact:
-        async with self._tx() as c:
-            contact.id = await c.fetchval(
-                "INSERT INTO contacts (name, company, email, owner_id, tags, custom, "
-                "lead_status, lead_source, lead_created_at, created_at, updated_at, "
-                "last_contact_at, erased) VALUES "
-                "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-                *self._contact_args(contact),
-            )
-            assert contact.id is not None
-            await self._insert_phones(c, contact.id, contact.phones)
-        return contact
-
-    async def bulk_load_contacts(self, contacts: Sequence[Contact]) -> int:
-        async with self._tx() as c:
-            first = int(await c.fetchval("SELECT COALESCE(MAX(id), 0) FROM contacts")) + 1
-            for offset, contact in enumerate(contacts):
-                contact.id = first + offset
-            await c.executemany(
-                "INSERT INTO contacts (id, name, company, email, owner_id, tags, custom, "
-                "lead_status, lead_source, lead_created_at, created_at, updated_at, "
-                "last_contact_at, erased) VALUES "
-                "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                [(ct.id, *self._contact_args(ct)) for ct in contacts],
-            )
-            await c.executemany(
-                "INSERT INTO contact_phones (contact_id, raw, e164, label) VALUES ($1, $2, $3, $4)",
-                [(ct.id, p.raw, p.e164, p.label) for ct in contacts for p in ct.phones],
-            )
-        return len(contacts)
-
-    async def update_contact(self, contact: Contact) -> None:
-        async with self._tx() as c:
-            await c.execute(
-                "UPDATE contacts SET name = $2, company = $3, email = $4, owner_id = $5, "
-                "tags = $6, custom = $7, lead_status = $8, lead_source = $9, "
-                "lead_created_at = $10, created_at = $11, updated_at = $12, "
-                # maintained by touch_contact: a stale object must not move it backwards
-                "last_contact_at = CASE WHEN last_contact_at IS NULL OR last_contact_at < $13 "
-                "THEN $13 ELSE last_contact_at END, erased = $14 WHERE id = $1",
-                contact.id,
-                *self._contact_args(contact),
-            )
-            await c.execute("DELETE FROM contact_phones WHERE contact_id = $1", contact.id)
-            assert contact.id is not None
-            await self._insert_phones(c, contact.id, contact.phones)
-
-    async def get_contact(self, contact_id: int) -> Contact | None:
-        async with self._use_read() as c:
-            rows = await c.fetch(f"SELECT {CONTACT_COLS} FROM contacts WHERE id = $1", contact_id)
-            found = await self._contacts(c, rows)
-        return found[0] if found else None
-
-    async def contacts_by_ids(self, contact_ids: Iterable[int]) -> dict[int, Contact]:
-        ids = list(dict.fromkeys(contact_ids))
-        if not ids:
-            return {}
-        async with self._use() as c:
-            rows = await c.fetch(
-                f"SELECT {CONTACT_COLS} FROM contacts WHERE id {self._ids_in(1)}",
-                self._ids_param(ids),
-            )
-            found = await self._contacts(c, rows)
-        return {ct.id: ct for ct in found if ct.id is not None}
-
-    async def delete_contact(self, contact_id: int) -> None:
-        async with self._use() as c:
-            await c.execute("DELETE FROM contacts WHERE id = $1", contact_id)
-
-    _BY_E164 = (
-        "FROM contacts c WHERE c.id IN "
-        "(SELECT p.contact_id FROM contact_phones p WHERE p.e164 = $1) AND NOT c.erased "
-        "ORDER BY c.last_contact_at DESC NULLS LAST, c.id DESC"
-    )
-
-    async def contact_ids_by_e164(self, e164: str) -> list[int]:
-        async with self._use_read() as c:
-            rows = await c.fetch(f"SELECT c.id {self._BY_E164}", e164)
-        return [r["id"] for r in rows]
-
-    async def contacts_by_e164(self, e164: str) -> list[Contact]:
-        async with self._use() as c:
-            rows = await c.fetch(f"SELECT {CONTACT_COLS} {self._BY_E164}", e164)
-            return await self._contacts(c, rows)
-
-    def _contact_filters(
-        self,
-        args: list[Any],
-        text: str | None,
-        e164: str | None,
-        digits: str | None,
-        owner_id: int | None,
-        user_ids: UserIds,
-    ) -> list[str]:
-        """The search and visibility terms of the contact lists (alias ``c``), binding
-        their values onto ``args``: shared by ``search_contacts`` and ``list_leads``."""
-        alternatives: list[str] = []
-        if text:
-            args.append("%" + text.lower().replace("%", "").replace("_", "") + "%")
-            n = len(args)
-            alternatives.append(self._icontains("c.name", n))
-            alternatives.append(self._icontains("c.company", n))
-            alternatives.append(self._icontains("c.email", n))
-        if e164:
-            args.append(e164)
-            alternatives.append(
-                f"c.id IN (SELECT contact_id FROM contact_phones WHERE e164 = ${len(args)})"
-            )
-        if digits:
-            args.append("%" + digits + "%")
-            alternatives.append(
-                f"c.id IN (SELECT contact_id FROM contact_phones WHERE e164 LIKE ${len(args)})"
-            )
-        where = ["NOT c.erased"]
-        if alternatives:
-            where.append("(" + " OR ".join(alternatives) + ")")
-        if owner_id is not None:
-            args.append(owner_id)
-            where.append(f"c.owner_id = ${len(args)}")
-        if user_ids is not None:
-            args.append(self._ids_param(user_ids))
-            where.append(f"(c.owner_id IS NULL OR c.owner_id {self._ids_in(len(args))})")
-        return where
-
-    async def search_contacts(
-        self,
-        text: str | None = None,
-        e164: str | None = None,
-        digits: str | None = None,
-        owner_id: int | None = None,
-        limit: int = 50,
-        after_id: int | None = None,
-        user_ids: UserIds = None,
-    ) -> list[Contact]:
-        args: list[Any] = [after_id or 0, limit]
-        where = ["c.id > $1", *self._contact_filters(args, text, e164, digits, owner_id, user_ids)]
-        async with self._use() as c:
-            rows = await c.fetch(
-                f"SELECT {CONTACT_COLS} FROM contacts c WHERE {' AND '.join(where)} "
-                "ORDER BY c.id LIMIT $2",
-                *args,
-            )
-            return await self._contacts(c, rows)
-
-    async def list_contacts(
-        self,
-        after_id: int | None = None,
-        limit: int = 500,
-        owner_id: int | None = None,
-        user_ids: UserIds = None,
-    ) -> list[Contact]:
-        return await self.search_contacts(
-            owner_id=owner_id, limit=limit, after_id=after_id, user_ids=user_ids
-        )
-
-    async def count_contacts(self) -> int:
-        async with self._use() as c:
-            return int(await c.fetchval("SELECT COUNT(*) FROM contacts WHERE NOT erased"))
-
-    async def touch_contact(self, contact_id: int, at: float) -> None:
-        async with self._use() as c:
-            await c.execute(
-                "UPDATE contacts SET last_contact_at = $2 WHERE id = $1 "
-                "AND (last_contact_at IS NULL OR last_contact_at < $2)",
-                contact_id,
-                at,
-            )
-
-    async def merge_contacts(self, keep_id: int, drop_id: int, at: float) -> None:
-        async with self._tx() as c:
-            await c.execute(
-                "UPDATE calls SET contact_id = $1, updated_at = $3 WHERE contact_id = $2",
-                keep_id,
-                drop_id,
-                at,
-            )
-            await c.execute(
-                "UPDATE callback_tasks SET contact_id = $1 WHERE contact_id = $2", keep_id, drop_id
-            )
-            await c.execute(
-                "UPDATE contact_phones SET contact_id = $1 WHERE contact_id = $2 AND "
-                "(e164 IS NULL OR e164 NOT IN "
-                "(SELECT e164 FROM contact_phones WHERE contact_id = $1 AND e164 IS NOT NULL))",
-                keep_id,
-                drop_id,
-            )
-            await c.execute("DELETE FROM contacts WHERE id = $1", drop_id)
-
-    async def reassign_owner(self, from_user_id: int, to_user_id: int) -> tuple[int, int]:
-        async with self._tx() as c:
-            moved = await c.fetch(
-                "UPDATE contacts SET owner_id = $2 WHERE owner_id = $1 RETURNING id",
-                from_user_id,
-                to_user_id,
-            )
-            # The tasks' calls change owner for the visibility rule: their figures move.
-            task_ids = [
-                r["id"]
-                for r in await c.fetch(
-                    "SELECT id FROM callback_tasks WHERE owner_id = $1 AND status = 'open'",
-                    from_user_id,
-                )
-            ]
-            await self._count_task_calls(c, task_ids, -1)
-            tasks = await c.fetch(
-                "UPDATE callback_tasks SET owner_id = $2 WHERE owner_id = $1 AND status = 'open' "
-                "RETURNING id",
-                from_user_id,
-                to_user_id,
-            )
-            await self._count_task_calls(c, task_ids, 1)
-        return len(moved), len(tasks)
-
-    async def erase_contact(self, contact_id: int, at: float) -> list[tuple[int, str]]:
-        async with self._tx() as c:
-            numbers = [
-                r["e164"]
-                for r in await c.fetch(
-                    "SELECT DISTINCT e164 FROM contact_phones "
-                    "WHERE contact_id = $1 AND e164 IS NOT NULL",
-                    contact_id,
-                )
-            ]
-            # The person's calls: those linked to them, and unlinked calls from their numbers.
-            call_ids = {
-                r["id"]
-                for r in await c.fetch("SELECT id FROM calls WHERE contact_id = $1", contact_id)
-            }
-            for number in numbers:
-                rows = await c.fetch(
-                    "SELECT id FROM calls WHERE remote_e164 = $1 AND contact_id IS NULL", number
-                )
-                call_ids.update(r["id"] for r in rows)
-            ids = self._ids_param(sorted(call_ids))
-            recordings = [
-                (r["id"], r["path"])
-                for r in await c.fetch(
-                    f"SELECT id, path FROM call_recordings WHERE call_id {self._ids_in(1)} "
-                    "ORDER BY id",
-                    ids,
-                )
-            ]
-            await c.execute(f"DELETE FROM call_recordings WHERE call_id {self._ids_in(1)}", ids)
-            await c.execute(
-                "UPDATE notes SET topic = '', result = '', comment = '' "
-                f"WHERE call_id {self._ids_in(1)}",
-                ids,
-            )
-            await c.execute(
-                "UPDATE calls SET caller = NULL, caller_raw = NULL, caller_name = NULL, "
-                "remote_e164 = NULL, recordings = '[]', contact_id = NULL, "
-                "match_reason = 'erased', updated_at = $2 "
-                f"WHERE direction = 'inbound' AND id {self._ids_in(1)}",
-                ids,
-                at,
-            )
-            await c.execute(
-                "UPDATE calls SET callee = NULL, callee_e164 = NULL, remote_e164 = NULL, "
-                "recordings = '[]', contact_id = NULL, match_reason = 'erased', updated_at = $2 "
-                f"WHERE direction <> 'inbound' AND id {self._ids_in(1)}",
-                ids,
-                at,
-            )
-            # what reps wrote about their attempts to ring the person back
-            await c.execute(
-                "UPDATE callback_attempts SET comment = '' WHERE task_id IN ("
-                "SELECT id FROM callback_tasks WHERE contact_id = $1 "
-                f"OR number_e164 {self._texts_in(2)})",
-                contact_id,
-                self._texts_param(numbers),
-            )
-            await c.execute(
-                "UPDATE callback_tasks SET number_e164 = NULL, contact_id = NULL, "
-                "status = 'closed', closed_at = COALESCE(closed_at, $2) "
-                "WHERE contact_id = $1",
-                contact_id,
-                at,
-            )
-            for number in numbers:
-                await c.execute(
-                    "UPDATE callback_tasks SET number_e164 = NULL, status = 'closed', "
-                    "closed_at = COALESCE(closed_at, $2) WHERE number_e164 = $1",
-                    number,
-                    at,
-                )
-            await c.execute("DELETE FROM contact_phones WHERE contact_id = $1", contact_id)
-            await c.execute(
-                "UPDATE contacts SET name = '', company = '', email = '', tags = '[]', "
-                "custom = '{}', erased = $2, updated_at = $3 WHERE id = $1",
-                contact_id,
-                True,
-                at,
-            )
-        return recordings
 
     # -- calls -----------------------------------------------------------------------
     async def _recording_ids(self, c: Conn, call_ids: Sequence[int]) -> dict[int, list[int]]:
@@ -1086,96 +558,3 @@ class SqlStore(
             )
             for call, r in zip(calls, rows, strict=True)
         ]
-
-    # -- notes -----------------------------------------------------------------------
-    async def add_note(self, note: Note) -> Note:
-        async with self._use() as c:
-            note.id = await c.fetchval(
-                "INSERT INTO notes (call_id, author_id, topic, result, comment, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                note.call_id,
-                note.author_id,
-                note.topic,
-                note.result,
-                note.comment,
-                note.created_at,
-            )
-        return note
-
-    async def notes_for_call(self, call_id: int) -> list[Note]:
-        async with self._use() as c:
-            rows = await c.fetch(
-                f"SELECT {NOTE_COLS} FROM notes WHERE call_id = $1 ORDER BY id",
-                call_id,
-            )
-        return [Note(**dict(r)) for r in rows]
-
-    async def get_note(self, note_id: int) -> Note | None:
-        async with self._use() as c:
-            row = await c.fetchrow(f"SELECT {NOTE_COLS} FROM notes WHERE id = $1", note_id)
-        return Note(**dict(row)) if row else None
-
-    async def update_note(self, note: Note) -> None:
-        async with self._use() as c:
-            await c.execute(
-                "UPDATE notes SET topic = $2, result = $3, comment = $4, updated_at = $5, "
-                "updated_by = $6 WHERE id = $1",
-                note.id,
-                note.topic,
-                note.result,
-                note.comment,
-                note.updated_at,
-                note.updated_by,
-            )
-
-    async def notes_for_contact(self, contact_id: int, limit: int = 500) -> list[Note]:
-        async with self._use() as c:
-            rows = await c.fetch(
-                "SELECT n.id, n.call_id, n.author_id, n.topic, n.result, n.comment, "
-                "n.created_at, n.updated_at, n.updated_by FROM notes n "
-                "JOIN calls ON calls.id = n.call_id "
-                "WHERE calls.contact_id = $1 ORDER BY n.created_at DESC, n.id DESC LIMIT $2",
-                contact_id,
-                limit,
-            )
-        return [Note(**dict(r)) for r in rows]
-
-    # -- audit -----------------------------------------------------------------------
-    async def append_audit(self, entry: AuditEntry) -> AuditEntry:
-        async with self._use() as c:
-            entry.id = await c.fetchval(
-                "INSERT INTO audit_log (at, actor, action, target, detail) "
-                "VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                entry.at,
-                entry.actor,
-                entry.action,
-                entry.target,
-                _dumps(entry.detail),
-            )
-        return entry
-
-    async def list_audit(
-        self,
-        action: str | None = None,
-        actor: str | None = None,
-        since: float | None = None,
-        limit: int = 100,
-        before_id: int | None = None,
-    ) -> list[AuditEntry]:
-        args: list[Any] = [limit]
-        where: list[str] = []
-        for column, value, op in (
-            ("action", action, "="),
-            ("actor", actor, "="),
-            ("at", since, ">="),
-            ("id", before_id, "<"),
-        ):
-            if value is not None:
-                args.append(value)
-                where.append(f"{column} {op} ${len(args)}")
-        sql = "SELECT id, at, actor, action, target, detail FROM audit_log"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT $1"
-        async with self._use() as c:
-            return [_audit_row(r) for r in await c.fetch(sql, *args)]

@@ -13,7 +13,8 @@ AGENT_EVENT_COLS = "ts, kind, extension, queue, reason, pbx_link_id"
 
 class AgentEventQueries:
     async def add_agent_events(self, events: Sequence[AgentEvent]) -> None:
-        """Append them in one round trip (a burst of pauses is one insert)."""
+        """Append a rep's pauses, memberships and registrations as they happened, in one
+        round trip (a burst of pauses is one insert)."""
         if not events:
             return
         async with self._use() as c:  # type: ignore[attr-defined]

@@ -10,21 +10,11 @@ _COLS = (
     "link, alive_at, file_id, file_offset, last_run_at, last_window_start, "
     "last_window_end, last_count, total_count, last_error"
 )
+"""``BackfillState``'s fields, so a row is one by name."""
 
 
 def _state(r: Row) -> BackfillState:
-    return BackfillState(
-        link=r["link"],
-        alive_at=r["alive_at"],
-        file_id=r["file_id"],
-        file_offset=r["file_offset"],
-        last_run_at=r["last_run_at"],
-        last_window_start=r["last_window_start"],
-        last_window_end=r["last_window_end"],
-        last_count=r["last_count"],
-        total_count=r["total_count"],
-        last_error=r["last_error"],
-    )
+    return BackfillState(**dict(r))
 
 
 class BackfillQueries:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..models import CallbackAttempt, CallbackStatus, CallbackTask
-from .interface import UserIds
+from .params import UserIds
 
 Row = Mapping[str, Any]
 
@@ -28,27 +28,10 @@ _RUNG_USERS = (
 
 
 def task_row(row: Row, rung: tuple[int, ...] = ()) -> CallbackTask:
-    return CallbackTask(
-        id=row["id"],
-        number_e164=row["number_e164"],
-        contact_id=row["contact_id"],
-        owner_id=row["owner_id"],
-        opened_at=row["opened_at"],
-        due_at=row["due_at"],
-        closed_at=row["closed_at"],
-        closed_by_user_id=row["closed_by_user_id"],
-        closed_by_call=row["closed_by_call_id"],
-        time_to_callback=row["time_to_callback"],
-        missed_count=row["missed_count"],
-        status=row["status"],
-        attempts=row["attempts"],
-        snoozed_until=row["snoozed_until"],
-        close_reason=row["close_reason"],
-        claimed_at=row["claimed_at"],
-        overdue_at=row["overdue_at"],
-        kind=row["kind"],
-        rung_user_ids=rung,
-    )
+    """A row of ``TASK_COLS`` (the task's fields by name, but ``closed_by_call_id``)."""
+    fields = dict(row)
+    fields["closed_by_call"] = fields.pop("closed_by_call_id")
+    return CallbackTask(**fields, rung_user_ids=rung)
 
 
 def _task_args(task: CallbackTask) -> tuple[Any, ...]:
@@ -141,6 +124,7 @@ class CallbackQueries:
         )
 
     async def link_callback_call(self, task_id: int, call_id: int) -> bool:
+        """True when the call was not linked to the task before (idempotent ingest)."""
         async with self._tx() as c:  # type: ignore[attr-defined]
             # The task's owner joins the call's visibility: its figures move.
             await self._count_call(c, call_id, -1)  # type: ignore[attr-defined]
@@ -168,6 +152,8 @@ class CallbackQueries:
         limit: int = 200,
         user_ids: UserIds = None,
     ) -> list[CallbackTask]:
+        """Oldest due first; with ``user_ids`` only theirs, and unowned ones whose calls
+        rang one of them."""
         args: list[Any] = [limit]
         where: list[str] = []
         if user_ids is not None:
@@ -187,6 +173,7 @@ class CallbackQueries:
             return [task_row(r) for r in await c.fetch(sql, *args)]
 
     async def callbacks_for_contact(self, contact_id: int, limit: int = 500) -> list[CallbackTask]:
+        """Newest opened first."""
         async with self._use() as c:  # type: ignore[attr-defined]
             rows = await c.fetch(
                 f"SELECT {TASK_COLS} FROM callback_tasks WHERE contact_id = $1 "

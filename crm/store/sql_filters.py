@@ -71,6 +71,9 @@ class FilterQueries:
         after_id: int | None = None,
         user_ids: Any = None,
     ) -> list[Contact]:
+        """Contacts whose lead status is one of ``statuses`` (and source ``source``),
+        ordered by id after ``after_id``; ``text``/``e164``/``digits``/``owner_id``/
+        ``user_ids`` as in ``search_contacts``."""
         sql, args = self._leads_sql(
             statuses, source, text, e164, digits, owner_id, after_id, limit, user_ids
         )
@@ -81,9 +84,10 @@ class FilterQueries:
     async def list_live_calls(
         self, since: float | None = None, limit: int = 500
     ) -> list[LiveCallRow]:
-        """Calls in progress on every link, latest update first, updated at/after
-        ``since``.  Small by nature (calls up right now), but indexed by update time so a
-        table full of stale rows from a dead link does not slow every page."""
+        """Calls in progress on every link (``live_calls``, kept when the ingest runs
+        with ``keep_live``), latest update first, updated at/after ``since``.  Small by
+        nature (calls up right now), but indexed by update time so a table full of stale
+        rows from a dead link does not slow every page."""
         args: list[Any] = [limit]
         where = ""
         if since is not None:

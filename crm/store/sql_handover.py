@@ -36,6 +36,8 @@ class HandoverQueries:
     async def handover_shares(
         self, from_user_id: int, to_user_ids: Sequence[int]
     ) -> list[HandoverShare]:
+        """What each receiver would get of ``from_user_id``'s contacts, open leads and
+        open callbacks (the rule is this module's docstring)."""
         n = len(to_user_ids)
         if n == 0:
             return []

@@ -1,6 +1,7 @@
-"""Leads: their conversion time, their history on the contact's timeline (from the audit
-log), and the managers' lead statistics, aggregated by the database so only grouped rows
-cross the wire (one row per source and owner, whatever the number of leads).
+"""Leads: their conversion time, and the managers' lead statistics, aggregated by the
+database so only grouped rows cross the wire (one row per source and owner, whatever the
+number of leads).  Their history on the contact's timeline is the audit log's
+(``sql_audit.audit_for_target``).
 
 A mixin of ``SqlStore`` (uses ``_use``, ``_ids_in``, ``_ids_param``).
 """
@@ -9,31 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..models import AuditEntry, LeadStatRow
+from ..models import LeadStatRow
 
 
 class LeadQueries:
     async def set_lead_converted_at(self, contact_id: int, at: float | None) -> None:
+        """When the lead became a customer (None: not converted)."""
         async with self._use() as c:  # type: ignore[attr-defined]
             await c.execute(
                 "UPDATE contacts SET lead_converted_at = $2 WHERE id = $1", contact_id, at
             )
-
-    async def audit_for_target(
-        self, target: str, prefix: str = "", limit: int = 200
-    ) -> list[AuditEntry]:
-        """Audit entries about one object (``contact:12``), newest first; only actions
-        starting with ``prefix`` (``lead.``) when given."""
-        from .sql import _audit_row
-
-        args: list[Any] = [target, limit]
-        sql = "SELECT id, at, actor, action, target, detail FROM audit_log WHERE target = $1"
-        if prefix:
-            args.append(prefix.replace("%", "").replace("_", "") + "%")
-            sql += f" AND action LIKE ${len(args)}"
-        sql += " ORDER BY id DESC LIMIT $2"
-        async with self._use() as c:  # type: ignore[attr-defined]
-            return [_audit_row(r) for r in await c.fetch(sql, *args)]
 
     async def lead_stats(
         self, since: float, until: float, user_ids: Any = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..models import LiveCallRow, PbxLink
-from .interface import ANY_LINK, AnyLink
+from .params import ANY_LINK, AnyLink
 from .sql_common import dumps, loads
 
 

@@ -48,6 +48,9 @@ class QueueQueries:
         limits: Sequence[float] = (),
         by: str = "day",
     ) -> list[QueueCallGroup]:
+        """Queue calls started in [since, until) that ``user_ids`` may see, grouped by
+        queue, day (``by="day"``) or hour of the day (``"hour"``), answered or not, and
+        the first of the sorted ``limits`` their wait does not exceed."""
         args: list[Any] = [since, until]
         where = self._queue_where(args, user_ids)
         args.append(float(utc_offset))

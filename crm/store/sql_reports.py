@@ -276,6 +276,7 @@ class ReportQueries:
     async def calls_per_day(
         self, since: float, until: float, user_ids: Any = None, utc_offset: float = 0.0
     ) -> list[tuple[str, str, int]]:
+        """(day ``YYYY-MM-DD``, outcome, count), by day then outcome."""
         async with self._use() as c:  # type: ignore[attr-defined]
             days = await self._days(c, since, until, utc_offset, user_ids=user_ids)
             if days is not None:
@@ -348,6 +349,7 @@ class ReportQueries:
     async def busiest_hours(
         self, since: float, until: float, user_ids: Any = None, utc_offset: float = 0.0
     ) -> list[tuple[int, int]]:
+        """(hour 0-23, calls started in it) for the hours that had calls."""
         async with self._use() as c:  # type: ignore[attr-defined]
             days = await self._days(c, since, until, utc_offset, user_ids=user_ids)
             if days is not None:

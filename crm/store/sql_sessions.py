@@ -31,6 +31,7 @@ class SessionQueries:
         return _session(row) if row else None
 
     async def touch_web_session(self, session_id: str, at: float) -> None:
+        """Note activity (the idle timeout counts from the last touch)."""
         async with self._use() as c:  # type: ignore[attr-defined]
             await c.execute(
                 "UPDATE web_sessions SET last_seen_at = $2 "
@@ -42,6 +43,7 @@ class SessionQueries:
     async def end_web_sessions(
         self, user_id: int, at: float, *, only: str | None = None, keep: str | None = None
     ) -> int:
+        """End the user's open sessions (just ``only``, or all but ``keep``); how many."""
         sql = "UPDATE web_sessions SET ended_at = $2 WHERE user_id = $1 AND ended_at IS NULL"
         args: list[object] = [user_id, at]
         if only is not None:
@@ -55,6 +57,7 @@ class SessionQueries:
         return len(rows)
 
     async def list_web_sessions(self, user_id: int) -> list[WebSession]:
+        """The user's sessions not yet ended, newest first."""
         async with self._use() as c:  # type: ignore[attr-defined]
             rows = await c.fetch(
                 f"SELECT {SESSION_COLS} FROM web_sessions WHERE user_id = $1 "
@@ -64,6 +67,7 @@ class SessionQueries:
         return [_session(r) for r in rows]
 
     async def purge_web_sessions(self, before: float) -> int:
+        """Delete sessions ended, or last seen, before ``before``."""
         async with self._use() as c:  # type: ignore[attr-defined]
             rows = await c.fetch(
                 "DELETE FROM web_sessions WHERE ended_at < $1 OR last_seen_at < $1 RETURNING id",

@@ -42,12 +42,37 @@ def page_of(name: str) -> Schema:
     }
 
 
+def record(properties: Schema, *, optional: tuple[str, ...] = ()) -> Schema:
+    """An object with exactly these properties, each required unless named ``optional``."""
+    return {
+        "type": "object",
+        "required": [name for name in properties if name not in optional],
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
 TIME = {"type": "string", "format": "date-time", "description": "ISO 8601, UTC"}
 E164 = {"type": "string", "pattern": r"^\+[1-9]\d{1,14}$", "description": "E.164"}
 DIRECTIONS = ["inbound", "outbound", "internal"]
 OUTCOMES = ["answered", "missed", "abandoned", "busy", "no_answer", "failed"]
 LEAD_STATUSES = ["new", "contacted", "qualified", "converted", "junk"]
 CLICK_STATES = ["ringing_you", "dialling", "connected", "ended", "failed"]
+
+CONTACT_INPUT: Schema = {
+    "name": {"type": "string", "maxLength": 200},
+    "company": {"type": "string", "maxLength": 200},
+    "email": {"type": "string", "maxLength": 254},
+    "phones": {
+        "type": "array",
+        "maxItems": 20,
+        "items": {"type": "string", "minLength": 1, "maxLength": 40},
+    },
+    "owner_id": {"type": ["integer", "null"]},
+    "tags": {"type": "array", "maxItems": 50, "items": {"type": "string", "maxLength": 50}},
+    "custom": {"type": "object"},
+}
+"""The fields a client may write on a contact (create and patch)."""
 
 SCHEMAS: dict[str, Schema] = {
     "Error": {
@@ -100,23 +125,8 @@ SCHEMAS: dict[str, Schema] = {
         },
         "additionalProperties": False,
     },
-    "Contact": {
-        "type": "object",
-        "required": [
-            "id",
-            "name",
-            "company",
-            "email",
-            "owner_id",
-            "tags",
-            "custom",
-            "phones",
-            "lead",
-            "created_at",
-            "updated_at",
-            "last_contact_at",
-        ],
-        "properties": {
+    "Contact": record(
+        {
             "id": {"type": "integer"},
             "name": {"type": "string"},
             "company": {"type": "string"},
@@ -129,23 +139,12 @@ SCHEMAS: dict[str, Schema] = {
             "created_at": TIME,
             "updated_at": TIME,
             "last_contact_at": nullable(TIME),
-        },
-        "additionalProperties": False,
-    },
+        }
+    ),
     "ContactCreate": {
         "type": "object",
         "properties": {
-            "name": {"type": "string", "maxLength": 200},
-            "company": {"type": "string", "maxLength": 200},
-            "email": {"type": "string", "maxLength": 254},
-            "phones": {
-                "type": "array",
-                "maxItems": 20,
-                "items": {"type": "string", "minLength": 1, "maxLength": 40},
-            },
-            "owner_id": {"type": ["integer", "null"]},
-            "tags": {"type": "array", "maxItems": 50, "items": {"type": "string", "maxLength": 50}},
-            "custom": {"type": "object"},
+            **CONTACT_INPUT,
             "lead_status": {"enum": LEAD_STATUSES},
         },
         "additionalProperties": False,
@@ -154,54 +153,11 @@ SCHEMAS: dict[str, Schema] = {
     "ContactPatch": {
         "type": "object",
         "minProperties": 1,
-        "properties": {
-            "name": {"type": "string", "maxLength": 200},
-            "company": {"type": "string", "maxLength": 200},
-            "email": {"type": "string", "maxLength": 254},
-            "phones": {
-                "type": "array",
-                "maxItems": 20,
-                "items": {"type": "string", "minLength": 1, "maxLength": 40},
-            },
-            "owner_id": {"type": ["integer", "null"]},
-            "tags": {"type": "array", "maxItems": 50, "items": {"type": "string", "maxLength": 50}},
-            "custom": {"type": "object"},
-        },
+        "properties": CONTACT_INPUT,
         "additionalProperties": False,
     },
-    "Call": {
-        "type": "object",
-        "required": [
-            "id",
-            "linkedid",
-            "direction",
-            "caller",
-            "callee",
-            "remote_e164",
-            "did",
-            "rang",
-            "answered",
-            "answered_by",
-            "final_agent",
-            "outcome",
-            "hangup_by",
-            "started_at",
-            "answered_at",
-            "ended_at",
-            "ring_seconds",
-            "talk_seconds",
-            "contact_id",
-            "user_id",
-            "match_reason",
-            "recording_ids",
-            "originate_id",
-            "queue",
-            "declined",
-            "transfers",
-            "complete",
-            "source",
-        ],
-        "properties": {
+    "Call": record(
+        {
             "id": {"type": "integer"},
             "linkedid": {"type": "string"},
             "direction": {"enum": DIRECTIONS},
@@ -259,22 +215,10 @@ SCHEMAS: dict[str, Schema] = {
                 "PBX's own CDR for a time no link was up (who hung up and transfers unknown)",
             },
         },
-        "additionalProperties": False,
-    },
-    "Callback": {
-        "type": "object",
-        "required": [
-            "id",
-            "number_e164",
-            "contact_id",
-            "owner_id",
-            "status",
-            "opened_at",
-            "due_at",
-            "closed_at",
-            "missed_count",
-        ],
-        "properties": {
+        optional=("caller_name",),
+    ),
+    "Callback": record(
+        {
             "id": {"type": "integer"},
             "number_e164": {"type": ["string", "null"]},
             "contact_id": {"type": ["integer", "null"]},
@@ -292,8 +236,16 @@ SCHEMAS: dict[str, Schema] = {
             "snoozed_until": nullable(TIME),
             "close_reason": {"type": "string"},
         },
-        "additionalProperties": False,
-    },
+        optional=(
+            "closed_by_user_id",
+            "closed_by_call",
+            "time_to_callback",
+            "attempts",
+            "kind",
+            "snoozed_until",
+            "close_reason",
+        ),
+    ),
     "ClickToCallRequest": {
         "type": "object",
         "required": ["number"],
@@ -400,6 +352,8 @@ def op(summary: str, ok: tuple[int, Schema | None, str], *, params: list[Schema]
 
 
 SCOPE_NOTE = "Only what your role sees in the UI: a rep their own, a manager their team's."
+# Deliberately alike (`duplicates` pairs its entries, e.g. /leads with /leads/{id}/convert):
+# every operation is one op(...) call of the same shape, data to read, not logic to share.
 PATHS: dict[str, dict[str, Schema]] = {
     "/me": {"get": op("Who the token or session belongs to", (200, ref("Me"), "You"), tag="me")},
     "/contacts": {

@@ -47,9 +47,7 @@ async def account(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/account/password")
 async def change_password(request: web.Request) -> web.StreamResponse:
-    rt = runtime(request)
-    user = current_user(request)
-    v = visitor(request)
+    rt, user, v = runtime(request), current_user(request), visitor(request)
     form = await request.post()
     current, new, again = (str(form.get(k, ""))[:1024] for k in ("current", "password", "again"))
     address = sessions.address_of(request, rt)
@@ -99,9 +97,7 @@ async def set_preferences(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/account/sessions")
 async def end_sessions(request: web.Request) -> web.StreamResponse:
-    rt = runtime(request)
-    user = current_user(request)
-    v = visitor(request)
+    rt, user, v = runtime(request), current_user(request), visitor(request)
     form = await request.post()
     assert user.id is not None
     if form.get("which") == "all" or v.session is None:

@@ -26,16 +26,17 @@ from crm.backfill import backfill_settings
 from crm.errors import InvalidInput
 from crm.policy import LeadPolicy
 
-from ..app import current_user, roles, runtime
+from ..app import current_user, runtime
 from ..formatting import babel_locale
 from ..i18n import N_, _, gettext_or_none
 from ..ratelimit import RateLimit, hit_all
 from ..refusals import refusal
 from ..render import ENV_KEY, render
 from ..runtime import Runtime, lead_policy, restart_links
+from .admin_routes import AdminRoutes
 from .dial import clicktocall_of
 
-routes = web.RouteTableDef()
+routes = AdminRoutes()
 AMI_FIELDS = ("host", "port", "username", "tls")
 CREATE_ON = {
     "every_call": N_("every call from an unknown number"),
@@ -150,7 +151,8 @@ def _shown_ami(rt: Runtime, form: dict[str, Any] | None = None) -> dict[str, Any
     return shown
 
 
-async def _pbx_page(
+@routes.get("/admin")
+async def admin_home(
     request: web.Request,
     form: dict[str, Any] | None = None,
     error: str | None = None,
@@ -180,14 +182,7 @@ def _originate_refused(rt: Runtime) -> float | None:
     return getattr(c2c, "refused_at", None) if c2c is not None else None
 
 
-@routes.get("/admin")
-@roles("admin")
-async def admin_home(request: web.Request) -> web.StreamResponse:
-    return await _pbx_page(request)
-
-
 @routes.get("/admin/link-status")
-@roles("admin")
 async def link_status(request: web.Request) -> web.StreamResponse:
     """The live link status for admin.js (refreshes the numbers between SSE events)."""
     return web.json_response(link_status_json(runtime(request).link_status))
@@ -197,6 +192,14 @@ def _endpoint(ami: dict[str, Any]) -> tuple[str, str, str, bool]:
     """Where a secret goes: host, port, user name and TLS (any change needs the secret)."""
     return (str(ami.get("host", "")).strip().lower(), str(ami.get("port", "")).strip(),
             str(ami.get("username", "")).strip(), bool(ami.get("tls", False)))  # fmt: skip
+
+
+async def _typed_ami(request: web.Request) -> dict[str, Any]:
+    """The PBX form as typed, to show it again with a refusal."""
+    form = await request.post()
+    typed: dict[str, Any] = {k: str(form.get(k, "")) for k in AMI_FIELDS}
+    typed["tls"] = form.get("tls") in ("on", "1", "true")
+    return typed
 
 
 async def _ami_form(request: web.Request) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -237,17 +240,14 @@ async def _ami_form(request: web.Request) -> tuple[dict[str, Any], dict[str, Any
 
 
 @routes.post("/admin/pbx")
-@roles("admin")
 async def save_pbx(request: web.Request) -> web.StreamResponse:
     rt = runtime(request)
     user = current_user(request)
     try:
         typed, values, merged = await _ami_form(request)
     except InvalidInput as exc:
-        form = await request.post()
-        typed = {k: str(form.get(k, "")) for k in AMI_FIELDS}
-        typed["tls"] = form.get("tls") in ("on", "1", "true")
-        return await _pbx_page(request, typed, refusal(exc), status=400)
+        typed = await _typed_ami(request)
+        return await admin_home(request, typed, refusal(exc), status=400)
     await rt.service.put_setting("ami", values, user.username)
     rt.settings["ami"] = merged
     restarted = await restart_link(rt)
@@ -255,7 +255,6 @@ async def save_pbx(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/admin/pbx/test")
-@roles("admin")
 async def test_pbx(request: web.Request) -> web.StreamResponse:
     """Try the values in the form (an empty secret: the stored one, for the stored
     endpoint only) without saving; a few tries a minute."""
@@ -265,23 +264,19 @@ async def test_pbx(request: web.Request) -> web.StreamResponse:
     )
     wait = hit_all((limits[0], user.id), (limits[1], None))
     if wait:
-        form = await request.post()
-        typed = {k: str(form.get(k, "")) for k in AMI_FIELDS}
-        typed["tls"] = form.get("tls") in ("on", "1", "true")
+        typed = await _typed_ami(request)
         message = _("Too many connection tests; wait %(seconds)d s and try again.",
                     seconds=int(wait) + 1)  # fmt: skip
-        resp = await _pbx_page(request, typed, message, status=429)
+        resp = await admin_home(request, typed, message, status=429)
         resp.headers["Retry-After"] = str(int(wait) + 1)
         return resp
     try:
         typed, _values, merged = await _ami_form(request)
     except InvalidInput as exc:
-        form = await request.post()
-        typed = {k: str(form.get(k, "")) for k in AMI_FIELDS}
-        typed["tls"] = form.get("tls") in ("on", "1", "true")
-        return await _pbx_page(request, typed, refusal(exc), status=400)
+        typed = await _typed_ami(request)
+        return await admin_home(request, typed, refusal(exc), status=400)
     result = await probe_connection(settings_from_config(merged), PROBE_TIMEOUT)
-    return await _pbx_page(request, typed, probe=result)
+    return await admin_home(request, typed, probe=result)
 
 
 # -- numbers, leads, callback SLA ------------------------------------------------------
@@ -312,7 +307,6 @@ def _settings_ctx(rt: Runtime, users: list[Any], form: dict[str, Any] | None) ->
 
 
 @routes.get("/admin/settings")
-@roles("admin")
 async def settings_page(request: web.Request) -> web.StreamResponse:
     rt = runtime(request)
     ctx = _settings_ctx(rt, await rt.service.list_users(), None)
@@ -332,7 +326,6 @@ def _number(text: str, what: str, low: float, high: float) -> float:
 
 
 @routes.post("/admin/settings")
-@roles("admin")
 async def save_settings(request: web.Request) -> web.StreamResponse:
     rt = runtime(request)
     user = current_user(request)

@@ -11,15 +11,15 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from ..app import roles, runtime
+from ..app import runtime
 from ..render import render
+from .admin_routes import AdminRoutes
 
-routes = web.RouteTableDef()
+routes = AdminRoutes()
 PAGE_SIZE = 50
 
 
 @routes.get("/admin/audit")
-@roles("admin")
 async def audit(request: web.Request) -> web.StreamResponse:
     rt = runtime(request)
     q = request.query

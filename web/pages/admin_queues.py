@@ -15,26 +15,19 @@ from aiohttp import web
 from crm.errors import InvalidInput
 from crm.queue_settings import DEFAULT, FIELDS, QueueSettingsBook
 
-from ..app import current_user, roles, runtime
+from ..app import current_user, runtime
 from ..i18n import _
 from ..refusals import refusal
 from ..render import render
+from ..words import words
+from .admin_routes import AdminRoutes
 
-routes = web.RouteTableDef()
+routes = AdminRoutes()
 
 
 def _labels() -> dict[str, str]:
     """The form's field labels in the reader's language (``crm.queue_settings.FIELDS``)."""
-    return {
-        "service_level_seconds": _("Service level: answered within"),
-        "short_abandon_seconds": _("Short abandon: hung up within"),
-        "waiting_amber": _("Callers waiting: amber from"),
-        "waiting_red": _("Callers waiting: red from"),
-        "longest_wait_amber": _("Longest wait: amber from"),
-        "longest_wait_red": _("Longest wait: red from"),
-        "service_level_amber": _("Service level: amber at or below"),
-        "service_level_red": _("Service level: red at or below"),
-    }
+    return words("queue_field")
 
 
 def _units() -> dict[str, str]:
@@ -42,13 +35,11 @@ def _units() -> dict[str, str]:
 
 
 def _notices() -> dict[str, str]:
-    return {
-        "saved": _("Queue settings saved."),
-        "reset": _("The queue uses the default settings again."),
-    }
+    return words("queue_notice")
 
 
-async def _page(
+@routes.get("/admin/queues")
+async def queues_page(
     request: web.Request,
     error: str | None = None,
     typed: dict[str, Any] | None = None,
@@ -77,14 +68,7 @@ async def _page(
     return render(request, "admin_queues.html", ctx, status=status)
 
 
-@routes.get("/admin/queues")
-@roles("admin")
-async def queues_page(request: web.Request) -> web.StreamResponse:
-    return await _page(request)
-
-
 @routes.post("/admin/queues")
-@roles("admin")
 async def save_queue(request: web.Request) -> web.StreamResponse:
     rt, user = runtime(request), current_user(request)
     form = await request.post()
@@ -93,19 +77,18 @@ async def save_queue(request: web.Request) -> web.StreamResponse:
         await rt.service.save_queue_settings(queue, form, user.username)
     except InvalidInput as exc:
         values = {f.name: str(form.get(f.name, "")) for f in FIELDS}
-        return await _page(request, refusal(exc), {"queue": queue, "values": values}, 400)
+        return await queues_page(request, refusal(exc), {"queue": queue, "values": values}, 400)
     raise web.HTTPSeeOther("/admin/queues?done=saved")
 
 
 @routes.post("/admin/queues/reset")
-@roles("admin")
 async def reset_queue(request: web.Request) -> web.StreamResponse:
     rt, user = runtime(request), current_user(request)
     form = await request.post()
     try:
         await rt.service.forget_queue_settings(str(form.get("queue", "")), user.username)
     except InvalidInput as exc:
-        return await _page(request, refusal(exc), status=400)
+        return await queues_page(request, refusal(exc), status=400)
     raise web.HTTPSeeOther("/admin/queues?done=reset")
 
 

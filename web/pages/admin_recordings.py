@@ -13,13 +13,14 @@ from aiohttp import web
 from crm.errors import InvalidInput
 from recordings.retention import purge
 
-from ..app import current_user, roles, runtime
+from ..app import current_user, runtime
 from ..i18n import _
 from ..recordings_view import media_dir
 from ..render import render
 from ..runtime import Runtime, resolve_path
+from .admin_routes import AdminRoutes
 
-routes = web.RouteTableDef()
+routes = AdminRoutes()
 MAX_DAYS = 36500
 
 
@@ -32,7 +33,10 @@ def _current(rt: Runtime) -> dict[str, object]:
     }
 
 
-def _page(request: web.Request, status: int = 200, **extra: object) -> web.Response:
+@routes.get("/admin/recordings")
+async def recordings_settings(
+    request: web.Request, status: int = 200, **extra: object
+) -> web.Response:
     ctx: dict[str, object] = {
         "section": "recordings",
         "current": _current(runtime(request)),
@@ -43,17 +47,9 @@ def _page(request: web.Request, status: int = 200, **extra: object) -> web.Respo
     return render(request, "admin_recordings.html", ctx, status=status)
 
 
-@routes.get("/admin/recordings")
-@roles("admin")
-async def recordings_settings(request: web.Request) -> web.StreamResponse:
-    return _page(request)
-
-
 @routes.post("/admin/recordings")
-@roles("admin")
 async def save_recordings_settings(request: web.Request) -> web.StreamResponse:
-    rt = runtime(request)
-    form = await request.post()
+    rt, form = runtime(request), await request.post()
     try:
         days = int(str(form.get("retention_days", "")).strip())
         if not 0 <= days <= MAX_DAYS:
@@ -61,7 +57,7 @@ async def save_recordings_settings(request: web.Request) -> web.StreamResponse:
     except ValueError:
         message = _("Retention: a whole number of days, 0 to %(max)d (0 keeps recordings "
                     "for ever).", max=MAX_DAYS)  # fmt: skip
-        return _page(request, error=message, status=400)
+        return await recordings_settings(request, error=message, status=400)
     values = {"retention_days": days, "delete_originals": form.get("delete_originals") == "on"}
     await rt.service.put_setting("recordings", values, current_user(request).username)
     rt.settings.setdefault("recordings", {}).update(values)
@@ -69,7 +65,6 @@ async def save_recordings_settings(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/admin/recordings/purge")
-@roles("admin")
 async def purge_now(request: web.Request) -> web.StreamResponse:
     rt = runtime(request)
     cfg = _current(rt)
@@ -84,7 +79,7 @@ async def purge_now(request: web.Request) -> web.StreamResponse:
         current_user(request).username, "recordings.purged", "recordings",
         {"days": days, "deleted_files": report.deleted, "recordings": len(report.marked)},
     )  # fmt: skip
-    return _page(
+    return await recordings_settings(
         request,
         notice=_(
             "Retention applied: %(recordings)d recordings older than %(days)d days "

@@ -8,15 +8,17 @@ from aiohttp import web
 
 from crm.errors import InvalidInput, NotFound
 
-from ..app import current_user, roles, runtime
+from ..app import current_user, runtime
 from ..i18n import _
 from ..refusals import refusal
 from ..render import render
+from .admin_routes import AdminRoutes
 
-routes = web.RouteTableDef()
+routes = AdminRoutes()
 
 
-async def _page(
+@routes.get("/admin/tokens")
+async def tokens(
     request: web.Request, *, new_token: str | None = None, error: str | None = None,
     status: int = 200,
 ) -> web.Response:  # fmt: skip
@@ -37,28 +39,20 @@ async def _page(
     return render(request, "admin_tokens.html", ctx, status=status)
 
 
-@routes.get("/admin/tokens")
-@roles("admin")
-async def tokens(request: web.Request) -> web.StreamResponse:
-    return await _page(request)
-
-
 @routes.post("/admin/tokens")
-@roles("admin")
 async def create_token(request: web.Request) -> web.StreamResponse:
-    rt = runtime(request)
-    form = await request.post()
+    rt, form = runtime(request), await request.post()
     try:
         user_id = int(str(form.get("user_id", "")))
     except ValueError:
-        return await _page(request, error=_("Choose the user the token acts as."), status=400)
+        return await tokens(request, error=_("Choose the user the token acts as."), status=400)
     try:
         days_text = str(form.get("expires_days", "")).strip()
         days = float(days_text) if days_text else None
         if days is not None and not 0 < days <= 3650:
             raise ValueError
     except ValueError:
-        return await _page(request, error=_("Expiry: a number of days (1-3650), or empty."),
+        return await tokens(request, error=_("Expiry: a number of days (1-3650), or empty."),
                            status=400)  # fmt: skip
     try:
         token = await rt.service.create_api_token(
@@ -67,12 +61,11 @@ async def create_token(request: web.Request) -> web.StreamResponse:
             scope="read" if form.get("scope") == "read" else "full",
         )  # fmt: skip
     except (InvalidInput, NotFound) as exc:
-        return await _page(request, error=refusal(exc), status=400)
-    return await _page(request, new_token=token)
+        return await tokens(request, error=refusal(exc), status=400)
+    return await tokens(request, new_token=token)
 
 
 @routes.post(r"/admin/tokens/{token_id:\d+}/revoke")
-@roles("admin")
 async def revoke_token(request: web.Request) -> web.StreamResponse:
     rt = runtime(request)
     await rt.service.revoke_api_token(

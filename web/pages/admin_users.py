@@ -14,13 +14,14 @@ from crm.errors import InvalidInput, NotFound
 from crm.models import ROLES, CallFilter, User
 
 from .. import sessions
-from ..app import current_user, roles, runtime
+from ..app import current_user, runtime
 from ..i18n import N_, _, gettext_or_none
 from ..refusals import refusal
 from ..render import render
 from ..runtime import Runtime
+from .admin_routes import AdminRoutes
 
-routes = web.RouteTableDef()
+routes = AdminRoutes()
 SCAN_CALLS = 1000
 """Recent calls read to offer the extensions the PBX uses."""
 NOTICES = {
@@ -70,7 +71,8 @@ async def seen_extensions(rt: Runtime) -> list[str]:
 
 
 # -- users list and creation ----------------------------------------------------------
-async def _users_page(
+@routes.get("/admin/users")
+async def users(
     request: web.Request,
     form: dict[str, str] | None = None,
     error: str | None = None,
@@ -93,12 +95,6 @@ async def _users_page(
     return render(request, "admin_users.html", ctx, status=status)
 
 
-@routes.get("/admin/users")
-@roles("admin")
-async def users(request: web.Request) -> web.StreamResponse:
-    return await _users_page(request)
-
-
 def _team_id(text: str) -> int | None:
     if not text:
         return None
@@ -109,7 +105,6 @@ def _team_id(text: str) -> int | None:
 
 
 @routes.post("/admin/users")
-@roles("admin")
 async def create_user(request: web.Request) -> web.StreamResponse:
     rt = runtime(request)
     actor = current_user(request)
@@ -129,42 +124,40 @@ async def create_user(request: web.Request) -> web.StreamResponse:
         )
     except (InvalidInput, NotFound) as exc:
         form.pop("password", None)
-        return await _users_page(request, form, refusal(exc), status=400)
+        return await users(request, form, refusal(exc), status=400)
     raise web.HTTPSeeOther(f"/admin/users/{user.id}?done=created")
 
 
 @routes.post("/admin/teams")
-@roles("admin")
 async def create_team(request: web.Request) -> web.StreamResponse:
     rt = runtime(request)
     form = await _form(request)
     try:
         await rt.service.create_team(form.get("name", ""), current_user(request).username)
     except InvalidInput as exc:
-        return await _users_page(request, None, refusal(exc), status=400)
+        return await users(request, None, refusal(exc), status=400)
     raise web.HTTPSeeOther("/admin/users?done=team-created")
 
 
 @routes.post("/admin/users/team")
-@roles("admin")
 async def bulk_team(request: web.Request) -> web.StreamResponse:
     """The users ticked in the list into one team (or none), in one go."""
-    rt = runtime(request)
-    form = await request.post()
+    rt, form = runtime(request), await request.post()
     try:
         ids = [int(str(v)) for v in form.getall("user", [])]
         await rt.service.set_teams(
             ids, _team_id(str(form.get("team_id", ""))), current_user(request).username
         )
     except ValueError:
-        return await _users_page(request, None, "choose users from the list", status=400)
+        return await users(request, None, "choose users from the list", status=400)
     except (InvalidInput, NotFound) as exc:
-        return await _users_page(request, None, str(exc).strip("'\""), status=400)
+        return await users(request, None, str(exc).strip("'\""), status=400)
     raise web.HTTPSeeOther("/admin/users?done=teams")
 
 
 # -- one user --------------------------------------------------------------------------
-async def _user_page(
+@routes.get("/admin/users/{user_id}")
+async def user_page(
     request: web.Request, error: str | None = None, status: int = 200
 ) -> web.Response:
     rt = runtime(request)
@@ -194,12 +187,6 @@ def _notice(request: web.Request) -> str | None:
             return _("Handed over %(contacts)s contacts and %(callbacks)s open callbacks.",
                      contacts=contacts, callbacks=callbacks)  # fmt: skip
     return gettext_or_none(NOTICES.get(q.get("done", "")))
-
-
-@routes.get("/admin/users/{user_id}")
-@roles("admin")
-async def user_page(request: web.Request) -> web.StreamResponse:
-    return await _user_page(request)
 
 
 async def _change(
@@ -253,7 +240,6 @@ REBUILDS_STREAMS = frozenset({"role", "team", "extensions"})
 
 
 @routes.post("/admin/users/{user_id}/{what}")
-@roles("admin")
 async def change_user(request: web.Request) -> web.StreamResponse:
     rt = runtime(request)
     actor = current_user(request)
@@ -266,8 +252,8 @@ async def change_user(request: web.Request) -> web.StreamResponse:
         done = await _change(request, request.match_info["what"], target, actor, form)
     except (InvalidInput, NotFound) as exc:
         if back == "extensions":
-            return await _extensions_page(request, refusal(exc), status=400)
-        return await _user_page(request, refusal(exc), status=400)
+            return await extensions(request, refusal(exc), status=400)
+        return await user_page(request, refusal(exc), status=400)
     if target.id is not None and done in ENDS_SESSIONS:
         await sessions.end(rt, target.id)
     elif target.id is not None and done in REBUILDS_STREAMS:
@@ -283,7 +269,8 @@ async def change_user(request: web.Request) -> web.StreamResponse:
 
 
 # -- extensions ------------------------------------------------------------------------
-async def _extensions_page(
+@routes.get("/admin/extensions")
+async def extensions(
     request: web.Request, error: str | None = None, status: int = 200
 ) -> web.Response:
     rt = runtime(request)
@@ -300,12 +287,6 @@ async def _extensions_page(
         "notice": gettext_or_none(NOTICES.get(request.query.get("done", ""))),
     }
     return render(request, "admin_extensions.html", ctx, status=status)
-
-
-@routes.get("/admin/extensions")
-@roles("admin")
-async def extensions(request: web.Request) -> web.StreamResponse:
-    return await _extensions_page(request)
 
 
 def setup(app: web.Application) -> None:

@@ -11,15 +11,17 @@ from aiohttp import web
 from crm import wrapup
 from crm.errors import InvalidInput
 
-from ..app import current_user, roles, runtime
+from ..app import current_user, runtime
 from ..i18n import _
 from ..refusals import refusal
 from ..render import render
+from .admin_routes import AdminRoutes
 
-routes = web.RouteTableDef()
+routes = AdminRoutes()
 
 
-async def _page(
+@routes.get("/admin/wrapup")
+async def wrapup_page(
     request: web.Request, form: dict[str, Any] | None = None, error: str = "", status: int = 200
 ) -> web.StreamResponse:
     rt = runtime(request)
@@ -40,17 +42,9 @@ async def _page(
     return render(request, "admin_wrapup.html", ctx, status=status)
 
 
-@routes.get("/admin/wrapup")
-@roles("admin")
-async def wrapup_page(request: web.Request) -> web.StreamResponse:
-    return await _page(request)
-
-
 @routes.post("/admin/wrapup")
-@roles("admin")
 async def save_wrapup(request: web.Request) -> web.StreamResponse:
-    rt = runtime(request)
-    form = await request.post()
+    rt, form = runtime(request), await request.post()
     teams = await rt.service.list_teams()
 
     def text(name: str) -> str:
@@ -69,7 +63,7 @@ async def save_wrapup(request: web.Request) -> web.StreamResponse:
             rt.service, current_user(request).username, results, per_team, typed["required"]
         )
     except InvalidInput as exc:
-        return await _page(request, typed, refusal(exc), status=400)
+        return await wrapup_page(request, typed, refusal(exc), status=400)
     raise web.HTTPSeeOther("/admin/wrapup?done=1")
 
 

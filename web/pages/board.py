@@ -21,6 +21,7 @@ from ..app import RUNTIME, current_user, roles, runtime, wants_json
 from ..board_live import BoardHub
 from ..i18n import _
 from ..render import render
+from ..words import words
 from .queue_figures import queue_figures_context
 
 routes = web.RouteTableDef()
@@ -31,39 +32,12 @@ STATES = ("available", "ringing", "on_call", "on_hold", "paused", "wrapup", "off
 
 
 def state_labels() -> dict[str, str]:
-    return {
-        "available": _("Available"),
-        "ringing": _("Ringing"),
-        "on_call": _("On a call"),
-        "on_hold": _("On hold"),
-        "paused": _("Paused"),
-        "wrapup": _("Wrap-up"),
-        "offline": _("Offline"),
-        "inbound": _("in"),
-        "outbound": _("out"),
-        "internal": _("internal"),
-    }
+    return words("rep_state")
 
 
 def js_labels() -> dict[str, str]:
     """What board.js writes on the page, translated here (it has no catalog)."""
-    return {
-        **state_labels(),
-        "waiting": _("waiting"),
-        "withheld": _("withheld"),
-        "pause": _("Pause"),
-        "unpause": _("Unpause"),
-        "reason": _("Reason"),
-        "pause_reason": _("Pause reason"),
-        "add": _("Add"),
-        "remove": _("Remove from %(queue)s"),
-        "ext": _("ext %(ext)s"),
-        # filled in by board.js (the placeholder survives this formatting)
-        "other_teams": _("Members of other teams: %(num)s", num="%(num)s"),
-        "longest": _("longest"),
-        "longest_wait": _("longest wait"),
-        "failed": _("The request failed; nothing was changed."),
-    }
+    return {**words("rep_state"), **words("board_js")}
 
 
 def member_state(status: int | None) -> str:
@@ -97,20 +71,23 @@ async def _board_context(request: web.Request) -> dict[str, Any]:
     }
 
 
+async def _board_page(request: web.Request, template: str) -> web.StreamResponse:
+    """The board or the wall: the live state and today's queue figures."""
+    ctx = await _board_context(request)
+    ctx.update(await queue_figures_context(request))
+    return render(request, template, ctx)
+
+
 @routes.get("/board")
 @roles("manager", "admin")
 async def board(request: web.Request) -> web.StreamResponse:
-    ctx = await _board_context(request)
-    ctx.update(await queue_figures_context(request))
-    return render(request, "board.html", ctx)
+    return await _board_page(request, "board.html")
 
 
 @routes.get("/board/wall")
 @roles("manager", "admin")
 async def wall(request: web.Request) -> web.StreamResponse:
-    ctx = await _board_context(request)
-    ctx.update(await queue_figures_context(request))
-    return render(request, "board_wall.html", ctx)
+    return await _board_page(request, "board_wall.html")
 
 
 @routes.get("/board/events")

@@ -21,6 +21,7 @@ from ..i18n import _
 from ..refusals import refusal
 from ..render import render
 from ..runtime import callback_work
+from ..words import words
 from .rep_common import (
     RepView,
     contacts_by_id,
@@ -37,23 +38,11 @@ SNOOZE_DEFAULT_SECONDS = 3600.0
 
 
 def attempt_words() -> dict[str, str]:
-    return {
-        "no_answer": _("No answer"),
-        "left_message": _("Left a message"),
-        "reached": _("Reached"),
-        "wrong_number": _("Wrong number"),
-    }
+    return words("attempt")
 
 
 def reason_words() -> dict[str, str]:
-    return {
-        "reached": _("Reached"),
-        "wrong_number": _("Wrong number"),
-        "not_needed": _("Not needed any more"),
-        "duplicate": _("Duplicate"),
-        "other": _("Other"),
-        "called_back": _("Called back"),
-    }
+    return words("close_reason")
 
 
 def done_message(action: str) -> str:

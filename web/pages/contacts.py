@@ -117,6 +117,12 @@ async def visible_contact(view: RepView, contact_id: int) -> Contact:
     return contact
 
 
+async def contact_in_path(request: web.Request) -> tuple[RepView, Contact]:
+    """The reader's view and the contact the path names, if they may open it (else 404)."""
+    view = await rep_view(request)
+    return view, await visible_contact(view, int(request.match_info["contact_id"]))
+
+
 async def _timeline(view: RepView, contact: Contact) -> list[dict[str, Any]]:
     """The card's history, newest first, without what the user may not see."""
     items = await view.rt.service.contact_timeline(contact.id or 0)
@@ -195,8 +201,7 @@ async def _card(
 
 @routes.get(r"/contacts/{contact_id:\d+}")
 async def contact_card(request: web.Request) -> web.StreamResponse:
-    view = await rep_view(request)
-    contact = await visible_contact(view, int(request.match_info["contact_id"]))
+    view, contact = await contact_in_path(request)
     return render(request, "contact.html", await _card(request, view, contact))
 
 
@@ -307,15 +312,13 @@ async def create_contact(request: web.Request) -> web.StreamResponse:
 
 @routes.get(r"/contacts/{contact_id:\d+}/edit")
 async def edit_contact_form(request: web.Request) -> web.StreamResponse:
-    view = await rep_view(request)
-    contact = await visible_contact(view, int(request.match_info["contact_id"]))
+    view, contact = await contact_in_path(request)
     return render(request, "contact_form.html", _form_ctx(view, _form_values(contact), contact))
 
 
 @routes.post(r"/contacts/{contact_id:\d+}/edit")
 async def edit_contact(request: web.Request) -> web.StreamResponse:
-    view = await rep_view(request)
-    contact = await visible_contact(view, int(request.match_info["contact_id"]))
+    view, contact = await contact_in_path(request)
     values = _read_form(await request.post())
     try:
         await view.rt.service.update_contact(
@@ -343,8 +346,7 @@ async def edit_contact(request: web.Request) -> web.StreamResponse:
 # -- merge, lead status, conversion ----------------------------------------------------
 @routes.get(r"/contacts/{contact_id:\d+}/merge")
 async def merge_form(request: web.Request) -> web.StreamResponse:
-    view = await rep_view(request)
-    keep = await visible_contact(view, int(request.match_info["contact_id"]))
+    view, keep = await contact_in_path(request)
     query = request.query.get("q", "").strip()[:200]
     other: Contact | None = None
     error = ""
@@ -384,8 +386,7 @@ async def merge_form(request: web.Request) -> web.StreamResponse:
 
 @routes.post(r"/contacts/{contact_id:\d+}/merge")
 async def merge(request: web.Request) -> web.StreamResponse:
-    view = await rep_view(request)
-    keep = await visible_contact(view, int(request.match_info["contact_id"]))
+    view, keep = await contact_in_path(request)
     form = await request.post()
     try:
         other_id = int_param(form_str(form, "other_id"))
@@ -406,8 +407,7 @@ async def merge(request: web.Request) -> web.StreamResponse:
 
 @routes.post(r"/contacts/{contact_id:\d+}/lead-status")
 async def lead_status(request: web.Request) -> web.StreamResponse:
-    view = await rep_view(request)
-    contact = await visible_contact(view, int(request.match_info["contact_id"]))
+    view, contact = await contact_in_path(request)
     status = form_str(await request.post(), "status", 20)
     try:
         if status == "converted" and contact.lead and contact.lead.status != "converted":

@@ -22,8 +22,7 @@ from ..recordings_view import media_dir
 from ..refusals import refusal
 from ..render import render
 from ..runtime import resolve_path
-from .contacts import visible_contact
-from .rep_common import rep_view
+from .contacts import contact_in_path
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -73,8 +72,8 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
 
 
 async def _visible_contact(request: web.Request) -> Contact:
-    view = await rep_view(request)
-    return await visible_contact(view, int(request.match_info["contact_id"]))
+    _view, contact = await contact_in_path(request)
+    return contact
 
 
 @routes.get(r"/contacts/{contact_id:\d+}/erase")

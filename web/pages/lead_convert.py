@@ -18,8 +18,8 @@ from crm.models import Contact
 from ..i18n import _
 from ..refusals import refusal
 from ..render import render
-from .contacts import visible_contact
-from .rep_common import RepView, form_str, int_param, rep_view
+from .contacts import contact_in_path
+from .rep_common import RepView, form_str, int_param
 
 routes = web.RouteTableDef()
 
@@ -56,8 +56,7 @@ def _page(
 
 
 async def _lead(request: web.Request) -> tuple[RepView, Contact]:
-    view = await rep_view(request)
-    contact = await visible_contact(view, int(request.match_info["contact_id"]))
+    view, contact = await contact_in_path(request)
     if contact.lead is None or contact.lead.status == "converted":
         raise web.HTTPSeeOther(f"/contacts/{contact.id}")
     return view, contact
@@ -77,8 +76,7 @@ async def convert_form(request: web.Request) -> web.StreamResponse:
 
 @routes.post(r"/contacts/{contact_id:\d+}/convert")
 async def convert(request: web.Request) -> web.StreamResponse:
-    view = await rep_view(request)
-    contact = await visible_contact(view, int(request.match_info["contact_id"]))
+    view, contact = await contact_in_path(request)
     form = await request.post()
     # A field left out of the form keeps its value (a client posting only the token
     # converts the lead as it is); a field sent empty is what the user typed.

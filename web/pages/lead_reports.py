@@ -6,9 +6,6 @@ the same figures.  A manager sees the leads their team owns, an admin every lead
 
 from __future__ import annotations
 
-import csv
-import io
-
 from aiohttp import web
 
 from crm.lead_stats import SOURCE_NAMES, csv_rows
@@ -16,7 +13,7 @@ from crm.lead_stats import SOURCE_NAMES, csv_rows
 from ..app import current_user, roles, runtime
 from ..i18n import N_, _
 from ..render import render
-from .reports import period_of
+from .reports import period_csv, period_of
 
 routes = web.RouteTableDef()
 CSV_HEADER = (
@@ -73,7 +70,7 @@ async def lead_report(request: web.Request) -> web.StreamResponse:
 @routes.get("/reports/leads.csv")
 @roles("manager", "admin")
 async def lead_report_csv(request: web.Request) -> web.StreamResponse:
-    rt, user, period, error, stats, names = await _stats(request)
+    _rt, _user, period, error, stats, names = await _stats(request)
     if error:
         raise web.HTTPBadRequest(text=error)
     rows = csv_rows(stats, {k: v for k, v in names.items() if k})
@@ -82,16 +79,8 @@ async def lead_report_csv(request: web.Request) -> web.StreamResponse:
         group, row[0] = row[0], _(CSV_WORDS[row[0]])
         if group == "source" or (group == "rep" and row[1] == "unassigned"):
             row[1] = _(CSV_WORDS[row[1]])
-    buf = io.StringIO()
-    csv.writer(buf).writerows(rows)
-    detail = {"from": period.first.isoformat(), "to": period.last.isoformat()}
-    await rt.service.audit(user.username, "lead_stats.exported", "lead statistics", detail)
-    name = f"leads-{period.first.isoformat()}-to-{period.last.isoformat()}.csv"
-    return web.Response(
-        text=buf.getvalue(),
-        content_type="text/csv",
-        charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    return await period_csv(
+        request, rows, period, stem="leads", action="lead_stats.exported", subject="lead statistics"
     )
 
 

@@ -7,9 +7,7 @@ Managers see their team (``scope_for``), admins everyone, reps nothing (403).
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -26,7 +24,7 @@ from ..labels import label
 from ..refusals import refusal
 from ..render import format_time, render
 from ..runtime import Runtime
-from .reports import Period, period_of
+from .reports import Period, period_csv, period_of
 
 routes = web.RouteTableDef()
 OUTCOMES = ("missed", "abandoned", "busy", "no_answer")
@@ -276,29 +274,16 @@ def csv_rows(views: list[MissedView], when: Callable[[float], str]) -> list[list
 @routes.get("/missed.csv")
 @roles("manager", "admin")
 async def missed_csv(request: web.Request) -> web.StreamResponse:
-    rt, user, period, flt, scope, people, errors = await _context(request)
+    rt, _user, period, flt, scope, people, errors = await _context(request)
     if errors:
         raise web.HTTPBadRequest(text="; ".join(errors))
     page = await fetch(rt, period, flt, scope, EXPORT_MAX, None)
     views = await _views(rt, page.items, people)
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(csv_header())
-    writer.writerows(csv_rows(views, lambda t: format_time(t, "datetime_s")))
-    detail = {
-        "rows": len(views),
-        "from": period.first.isoformat(),
-        "to": period.last.isoformat(),
-        **asdict(flt),
-    }
-    await rt.service.audit(user.username, "missed_calls.exported", "missed calls", detail)
-    name = f"missed-calls-{period.first.isoformat()}-to-{period.last.isoformat()}.csv"
-    return web.Response(
-        text=buf.getvalue(),
-        content_type="text/csv",
-        charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    rows = [csv_header(), *csv_rows(views, lambda t: format_time(t, "datetime_s"))]
+    return await period_csv(
+        request, rows, period, stem="missed-calls", action="missed_calls.exported",
+        subject="missed calls", before={"rows": len(views)}, after=asdict(flt),
+    )  # fmt: skip
 
 
 def setup(app: web.Application) -> None:

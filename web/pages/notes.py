@@ -20,7 +20,7 @@ from ..i18n import N_, _
 from ..refusals import refusal
 from ..render import render
 from ..runtime import callback_work
-from .calls import COMMENT_MAX, TOPIC_MAX, _call_context, _visible_call
+from .calls import COMMENT_MAX, TOPIC_MAX, _call_context, call_in_path
 from .rep_common import RepView, form_str, not_found, parse_local_time, rep_view
 
 routes = web.RouteTableDef()
@@ -78,8 +78,7 @@ async def wrapup_options(request: web.Request) -> web.StreamResponse:
 
 @routes.post(r"/calls/{call_id:\d+}/notes")
 async def save_wrapup(request: web.Request) -> web.StreamResponse:
-    view = await rep_view(request)
-    call = await _visible_call(view, int(request.match_info["call_id"]))
+    view, call = await call_in_path(request)
     settings = await wrapup.load(view.rt.service)
     values, errors, follow_up = validate(await request.post(), settings.all_results(), view)
     saved = None
@@ -118,8 +117,7 @@ async def save_wrapup(request: web.Request) -> web.StreamResponse:
 
 @routes.post(r"/calls/{call_id:\d+}/notes/{note_id:\d+}")
 async def edit_note(request: web.Request) -> web.StreamResponse:
-    view = await rep_view(request)
-    call = await _visible_call(view, int(request.match_info["call_id"]))
+    view, call = await call_in_path(request)
     note_id = int(request.match_info["note_id"])
     form = await request.post()
     error, status = "", 400

@@ -11,27 +11,19 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from crm.queue_stats import QueueReport
 
 from ..app import current_user, runtime
+from .rep_common import display_tz
 from .reports import make_period
-
-
-def _tz(request: web.Request) -> ZoneInfo:
-    name = str(runtime(request).settings.get("server", {}).get("display_tz", "UTC"))
-    try:
-        return ZoneInfo(name)
-    except (KeyError, ValueError):
-        return ZoneInfo("UTC")
 
 
 async def today_report(request: web.Request) -> QueueReport:
     rt = runtime(request)
-    tz = _tz(request)
+    tz = display_tz(rt)
     now = rt.clock()
     today = dt.datetime.fromtimestamp(now, tz).date()
     period = make_period(today, today, tz)

@@ -8,8 +8,6 @@ picks the period, draws and formats.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +20,7 @@ from ..app import current_user, roles, runtime
 from ..i18n import N_, _
 from ..render import render
 from .missed import neutralise
-from .reports import Period, period_of
+from .reports import Period, period_csv, period_of
 
 routes = web.RouteTableDef()
 CSV_TABLES = ("queues", "days", "hours", "reps")
@@ -222,18 +220,10 @@ async def queue_report_csv(request: web.Request) -> web.StreamResponse:
     period, error, report = await _report(request)
     if error:
         raise web.HTTPBadRequest(text=error)
-    rt, user = runtime(request), current_user(request)
-    buf = io.StringIO()
-    csv.writer(buf).writerows(csv_table(report, table))
-    detail = {"table": table, "from": period.first.isoformat(), "to": period.last.isoformat()}
-    await rt.service.audit(user.username, "queue_report.exported", "queue report", detail)
-    name = f"queue-{table}-{period.first.isoformat()}-to-{period.last.isoformat()}.csv"
-    return web.Response(
-        text=buf.getvalue(),
-        content_type="text/csv",
-        charset="utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
+    return await period_csv(
+        request, csv_table(report, table), period, stem=f"queue-{table}",
+        action="queue_report.exported", subject="queue report", before={"table": table},
+    )  # fmt: skip
 
 
 def setup(app: web.Application) -> None:

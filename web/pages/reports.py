@@ -7,7 +7,10 @@ in the display time zone, ``until`` included, defaulting to the last 30 days.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -82,6 +85,33 @@ def period_of(request: web.Request) -> tuple[Period, str | None]:
         return make_period(first, last, tz), None
     except InvalidInput as exc:
         return default, refusal(exc)
+
+
+async def period_csv(
+    request: web.Request,
+    rows: Iterable[Sequence[Any]],
+    period: Period,
+    *,
+    stem: str,
+    action: str,
+    subject: str,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> web.Response:
+    """A report's rows as a CSV file named for its period; the export is audited first, its
+    detail the period between what the report adds ``before`` and ``after`` it."""
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    first, last = period.first.isoformat(), period.last.isoformat()
+    detail = {**(before or {}), "from": first, "to": last, **(after or {})}
+    await runtime(request).service.audit(current_user(request).username, action, subject, detail)
+    name = f"{stem}-{first}-to-{last}.csv"
+    return web.Response(
+        text=buf.getvalue(),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 def _per_day(rows: list[tuple[str, str, int]], days: list[str]) -> dict[str, list[int]]:

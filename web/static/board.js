@@ -15,20 +15,7 @@
   const queues = {};
   const order = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
 
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === null || v === undefined || v === false) continue;
-      if (k === "class") node.className = v;
-      else if (k === "text") node.textContent = v;
-      else node.setAttribute(k, v === true ? "" : String(v));
-    }
-    for (const c of children) {
-      if (c === null || c === undefined || c === false) continue;
-      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
-    return node;
-  }
+  const el = window.crm.el; // app.js (loaded first on every page): text only, no HTML
   function fmt(seconds) {
     const s = Math.max(0, Math.round(seconds));
     if (s < 60) return s + "s";
