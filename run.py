@@ -87,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         from web.server import rebuild_figures
 
         return rebuild_figures(settings)
+    from web.eventloop import install
     from web.server import serve
 
+    install()  # uvloop for the web server, when installed
     port = getattr(args, "port", None) or args.top_port
     host = getattr(args, "host", None) or args.top_host
     if port:

@@ -321,8 +321,8 @@ class _Session(asyncio.Protocol):
         self.muted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport, but not necessarily an asyncio.Transport subclass (uvloop)
+        self.transport = transport  # type: ignore[assignment]
         self.pbx._sessions.add(self)
         self.pbx.connections_total += 1
         transport.write(BANNER)

@@ -164,6 +164,8 @@ class Pipeline:
         await self.link.stop()
         await self.holding.close()
         await self.store.close()
+        status = self.holding.status  # read once, not per fact: it is not free
+        self.counters.sink_errors = status.retries + status.live_dropped
 
 
 async def build_pipeline(
@@ -227,7 +229,6 @@ async def build_pipeline(
             counters.per_call[fact.linkedid] += 1
             accepted.setdefault(fact.linkedid, time.perf_counter())
         await holding(fact)
-        counters.sink_errors = holding.status.retries + holding.status.live_dropped
         for extra in extra_sinks:
             result = extra(fact)
             if asyncio.iscoroutine(result):

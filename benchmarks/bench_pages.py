@@ -15,8 +15,8 @@ database ``bench_pages``) and reuses it when it already holds the asked-for coun
 The server runs in a child process so the clients' CPU is not the server's.  Each page is
 measured as the user who would open it (a manager sees their team of 10, the admin all,
 a rep their own).  ``--explain`` then replays one request per page in-process with the
-SQL traced, and prints each statement's time and SQLite's EXPLAIN QUERY PLAN for the
-slowest page, to say *why* it is slow.
+SQL traced, and prints each statement's time and the slowest one's plan (SQLite's
+EXPLAIN QUERY PLAN, PostgreSQL's EXPLAIN ANALYZE), to say *why* it is slow.
 
 ``--old`` serves the reports from the calls as before the figures kept by ingest
 (``crm.store.sql_figures``); ``--save`` and ``--baseline`` keep one run's figures and print
@@ -316,8 +316,15 @@ async def measure(base: str, page: Page, clients: int, seconds: float,
     limit = aiohttp.ClientTimeout(total=timeout)
     for _ in range(clients):
         s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=limit)
-        await login(s, base, page.user)
         sessions.append(s)
+        for attempt in range(5):
+            # the server may still be busy with the previous page's timed-out requests
+            try:
+                await login(s, base, page.user)
+                break
+            except TimeoutError:
+                if attempt == 4:
+                    raise
     try:
         t0 = time.perf_counter()
         first = await sessions[0].get(base + page.path(random.Random(0)))
@@ -356,26 +363,99 @@ async def measure(base: str, page: Page, clients: int, seconds: float,
 
 
 # -- why: the SQL of one request per page --------------------------------------------------
+class _Traced:
+    """The SELECTs one request runs: SQLite's trace callback on the store's connection
+    (statements with their values inlined), or on PostgreSQL ``_PgConn``'s reads wrapped
+    (statements and their arguments)."""
+
+    def __init__(self) -> None:
+        self.statements: list[tuple[str, tuple[Any, ...]]] = []
+        self.undo: list[Callable[[], None]] = []
+
+    async def attach(self, rt: Any) -> bool:
+        raw = getattr(getattr(rt.store, "_db", None), "_conn", None)
+        if raw is not None:
+            await rt.store._db._execute(
+                raw.set_trace_callback, lambda sql: self.statements.append((sql, ()))
+            )
+            return True
+        if rt.store.dialect != "postgres":
+            return False
+        from crm.store import postgres
+
+        for name in ("fetch", "fetchrow", "fetchval"):
+            real = getattr(postgres._PgConn, name)
+
+            def traced(conn: Any, sql: str, *args: Any, _real: Any = real) -> Any:
+                self.statements.append((sql, args))
+                return _real(conn, sql, *args)
+
+            setattr(postgres._PgConn, name, traced)
+            self.undo.append(lambda name=name, real=real: setattr(postgres._PgConn, name, real))
+        return True
+
+    def detach(self) -> None:
+        for undo in self.undo:
+            undo()
+
+
+async def _timed_plan(url: str, traced: _Traced) -> tuple[list[tuple[float, str]], list[str]]:
+    """Each traced SELECT run again on its own connection: (ms, sql) slowest first, and
+    the slowest one's plan (SQLite's EXPLAIN QUERY PLAN, PostgreSQL's EXPLAIN ANALYZE)."""
+    reads = [
+        (sql, args)
+        for sql, args in traced.statements
+        if sql.lstrip().upper().startswith(("SELECT", "WITH"))
+    ]
+    timed: list[tuple[float, str, tuple[Any, ...]]] = []
+    plan: list[str] = []
+    if url.startswith("sqlite"):
+        db = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            for sql, args in reads:
+                t1 = time.perf_counter()
+                db.execute(sql).fetchall()
+                timed.append(((time.perf_counter() - t1) * 1000, sql, args))
+            timed.sort(key=lambda x: -x[0])
+            if timed and timed[0][0] > 5:
+                plan = [row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + timed[0][1])]
+        finally:
+            db.close()
+    else:
+        import asyncpg
+
+        con = await asyncpg.connect(url)
+        try:
+            for sql, args in reads:
+                t1 = time.perf_counter()
+                await con.fetch(sql, *args)
+                timed.append(((time.perf_counter() - t1) * 1000, sql, args))
+            timed.sort(key=lambda x: -x[0])
+            if timed and timed[0][0] > 5:
+                rows = await con.fetch("EXPLAIN (ANALYZE, BUFFERS) " + timed[0][1], *timed[0][2])
+                plan = [r[0] for r in rows]
+        finally:
+            await con.close()
+    return [(ms, sql) for ms, sql, _ in timed], plan
+
+
 async def explain(url: str, work: Path, chosen: Sequence[Page]) -> None:
-    """One request per page in-process with SQLite's trace callback on the store's
-    connection: each statement re-run on its own for its time, the slowest explained."""
+    """One request per page in-process with the SQL traced: each statement re-run on its
+    own for its time, the slowest explained."""
     from aiohttp.test_utils import TestClient, TestServer
 
     from web.app import create_app
     from web.runtime import open_runtime
 
     rt = await open_runtime(settings_for(url, work), with_link=False)
-    statements: list[str] = []
-    raw = getattr(getattr(rt.store, "_db", None), "_conn", None)
-    if raw is None:
-        print("(--explain: the store's sqlite3 connection is not reachable)")
+    traced = _Traced()
+    if not await traced.attach(rt):
+        print("(--explain: the store's connection is not reachable)")
         await rt.close()
         return
-    await rt.store._db._execute(raw.set_trace_callback, statements.append)  # type: ignore
     server = TestServer(create_app(rt))
     try:
         async with TestClient(server) as c:
-            db = sqlite3.connect(url.removeprefix("sqlite:///"))
             for page in chosen:
                 c.session.cookie_jar.clear()
                 html = await (await c.get("/login")).text()
@@ -386,30 +466,21 @@ async def explain(url: str, work: Path, chosen: Sequence[Page]) -> None:
                     data={"username": page.user, "password": PASSWORD, "_csrf": m.group(1)},
                     allow_redirects=False,
                 )
-                statements.clear()
+                traced.statements.clear()
                 path = page.path(random.Random(1))
                 t0 = time.perf_counter()
                 resp = await c.get(path)
                 await resp.read()
                 total = (time.perf_counter() - t0) * 1000
                 print(f"\n{page.name}: GET {path} -> {resp.status} in {total:.1f} ms, "
-                      f"{len(statements)} statements")  # fmt: skip
-                timed = []
-                for sql in statements:
-                    if not sql.lstrip().upper().startswith(("SELECT", "WITH")):
-                        continue
-                    t1 = time.perf_counter()
-                    db.execute(sql).fetchall()
-                    timed.append(((time.perf_counter() - t1) * 1000, sql))
-                timed.sort(reverse=True)
+                      f"{len(traced.statements)} statements")  # fmt: skip
+                timed, plan = await _timed_plan(url, traced)
                 for ms, sql in timed[:8]:
                     print(f"  {ms:8.1f} ms  {' '.join(sql.split())[:220]}")
-                if timed and timed[0][0] > 5:
-                    plan = db.execute("EXPLAIN QUERY PLAN " + timed[0][1]).fetchall()
-                    for row in plan:
-                        print(f"             plan: {row[-1]}")
-            db.close()
+                for line in plan:
+                    print(f"             plan: {line[:200]}")
     finally:
+        traced.detach()
         await server.close()
         await rt.close()
 
@@ -518,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 indent=1,
             )
         )
-    if args.explain and args.engine == "sqlite":
+    if args.explain:
         asyncio.run(explain(url, work, chosen))
     return 0
 

@@ -28,7 +28,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ if str(ROOT) not in sys.path:
 from ami_bridge.protocol import Message  # noqa: E402
 from ami_bridge.replay_pbx import ReplayPbx  # noqa: E402
 from benchmarks.bench_load import BURST, _database, build_pipeline, overlapped  # noqa: E402
+from web.eventloop import install  # noqa: E402
 
 PASSWORD = "bench-password-1"
 CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
@@ -93,6 +94,10 @@ class StampingPbx(ReplayPbx):
 
 
 def _pbx_child(conn: Connection, copies: int, stagger: float, speed: float, loops: int) -> None:
+    from web.eventloop import install
+
+    install()
+
     async def main() -> None:
         items = overlapped(BURST, copies, stagger)
         pbx = StampingPbx(items, speed=speed, loops=loops, paused=True, loop_gap=1.0)
@@ -112,7 +117,7 @@ def _pbx_child(conn: Connection, copies: int, stagger: float, speed: float, loop
 
 # -- the SSE clients (own process) -----------------------------------------------------
 _POP_START = b'data: {"kind":"call_progress"'
-_POP_LINE = re.compile(rb'^data: \{"kind":"call_progress","data":\{"linkedid":"([^"]+)"')
+_POP_LINE = re.compile(rb'data: \{"kind":"call_progress","data":\{"linkedid":"([^"]+)"')
 
 
 def _linkedid(line: bytes) -> str | None:
@@ -121,17 +126,69 @@ def _linkedid(line: bytes) -> str | None:
     return data.get("linkedid") if isinstance(data, dict) else None
 
 
-def _clients_child(conn: Connection, base: str | list[str], users: list[str], tabs: int) -> None:
+class _SseReader(asyncio.Protocol):
+    """A browser's ``/events`` stream read as raw bytes: the request written by hand, each
+    packet stamped the moment it is read (``data_received``), and a ``call_progress``
+    message's linkedid found by its prefix (the hub's JSON starts with the kind and the
+    call's linkedid; anything else is decoded in full).  No HTTP client, no task per
+    connection: a real browser runs on its own machine, and 500 aiohttp readers sharing
+    this box's 2 CPUs with the server queued behind each other for tens of ms (counted as
+    the server's latency).  The hub writes every SSE frame whole inside one HTTP chunk, so
+    splitting the raw bytes at blank lines finds every frame's ``data:`` line intact."""
+
+    def __init__(self, request: bytes, on_pop: Callable[[str, float], None]) -> None:
+        self.request = request
+        self.on_pop = on_pop
+        self.status: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self.head = b""
+        self.buf = b""
+        self.seen: set[str] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        if not self.status.done():
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.status.set_result(self.head[:end].split(b"\r\n", 1)[0])
+            data = self.head[end + 4 :]
+        *frames, self.buf = (self.buf + data).split(b"\n\n")
+        for frame in frames:
+            at = frame.find(_POP_START)
+            if at < 0:
+                continue
+            m = _POP_LINE.match(frame, at)
+            lid = m.group(1).decode() if m else _linkedid(frame[at:])
+            if lid and lid not in self.seen:
+                self.seen.add(lid)
+                self.on_pop(lid, now)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.status.done():
+            self.status.set_exception(exc or ConnectionError("closed before the headers"))
+
+
+def _clients_child(conn: Connection, base: str | list[str], users: list[str], tabs: int,
+                   readers: str = "raw") -> None:  # fmt: skip
     """One SSE connection per entry of ``users`` (a username may repeat); every ``tabs``
     connections of one user share one login (tabs of one browser), so 500 connections
     need not mean 500 argon2 password checks before the run.  Several ``base`` URLs
     (web processes): connection ``i`` goes to ``base[i % len(base)]``.
 
-    A reader only stamps and finds the linkedid of the messages it gets (the hub's JSON
-    starts with the kind and the call's linkedid): 500 connections in one process on a
-    2-core box are 500 browsers on 500 machines, and decoding every message in full
-    here would count this process's own queue as the server's latency."""
+    A reader only stamps and finds the linkedid of the messages it gets: 500 connections
+    in one process on a 2-core box are 500 browsers on 500 machines, and decoding every
+    message in full here would count this process's own queue as the server's latency.
+    ``readers``: ``raw`` (``_SseReader``, the default) or ``aiohttp`` (an aiohttp
+    client per connection, as the benchmark measured before: slower to read)."""
     import aiohttp
+
+    from web.eventloop import install
+
+    install()
 
     async def main() -> None:
         receipts: list[tuple[int, str, str, float]] = []  # client, user, linkedid, at
@@ -164,7 +221,31 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
         for key in dict.fromkeys(keys):
             logins[key] = await login(key[0], key[1])
 
-        async def client(i: int, username: str, cookies: dict[str, str]) -> None:
+        async def raw_client(i: int, username: str, cookies: dict[str, str]) -> None:
+            nonlocal ready
+            host, _, port = bases[i % len(bases)].removeprefix("http://").partition(":")
+            cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+            request = (
+                f"GET /events HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                f"Accept: text/event-stream\r\nCookie: {cookie}\r\n\r\n"
+            ).encode()
+
+            def on_pop(lid: str, at: float) -> None:
+                receipts.append((i, username, lid, at))
+
+            loop = asyncio.get_running_loop()
+            transport, reader = await loop.create_connection(
+                lambda: _SseReader(request, on_pop), host, int(port)
+            )
+            try:
+                status = await reader.status
+                assert b" 200 " in status + b" ", status
+                ready += 1
+                await asyncio.Event().wait()  # until cancelled: the protocol reads
+            finally:
+                transport.close()
+
+        async def aiohttp_client(i: int, username: str, cookies: dict[str, str]) -> None:
             nonlocal ready
             jar = aiohttp.CookieJar(unsafe=True)
             session = aiohttp.ClientSession(cookie_jar=jar, cookies=cookies, timeout=timeout)
@@ -191,6 +272,7 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
                                 seen.add(lid)
                                 receipts.append((i, username, lid, now))
 
+        client = raw_client if readers == "raw" else aiohttp_client
         tasks = [asyncio.create_task(client(i, u, logins[k]))
                  for i, (u, k) in enumerate(zip(users, keys, strict=True))]  # fmt: skip
         while ready < len(users):
@@ -245,8 +327,8 @@ def _pct(values: Sequence[float], p: float) -> float:
 
 
 async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
-              stagger: float, tabs: int = 1,
-              profile: str | None = None) -> dict[str, Any]:  # fmt: skip
+              stagger: float, tabs: int = 1, profile: str | None = None,
+              readers: str = "raw") -> dict[str, Any]:  # fmt: skip
     ctx = mp.get_context("spawn")
     pbx_conn, pbx_child = ctx.Pipe()
     pbx = ctx.Process(target=_pbx_child, args=(pbx_child, copies, stagger, speed, loops),
@@ -269,7 +351,7 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
                 cl_proc = ctx.Process(
                     target=_clients_child,
                     daemon=True,
-                    args=(cl_child, f"http://127.0.0.1:{web_port}", users, tabs),
+                    args=(cl_child, f"http://127.0.0.1:{web_port}", users, tabs, readers),
                 )
                 cl_proc.start()
                 while not cl_conn.poll():
@@ -336,8 +418,20 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
         "gap_late": sum(1 for g in gaps if g > 100), "gap_count": len(gaps),
         "write_p50_ms": _pct(write_ms, 50), "write_p99_ms": _pct(write_ms, 99),
         "server_cpu_s": server_cpu, "clients_cpu_s": clients_cpu,
-        "load": os.getloadavg()[0],
+        "load": os.getloadavg()[0], "readers": readers,
     }  # fmt: skip
+
+
+def _loop_name() -> str:
+    """The event loop ``asyncio.run`` uses here (and in the children: ``install``)."""
+    return type(asyncio.get_event_loop_policy()).__module__.split(".")[0]
+
+
+def how_measured(readers: str) -> str:
+    """One line saying how the clients read the pops (printed with the figures)."""
+    how = ("raw asyncio protocol, stamped on read, linkedid found by prefix"
+           if readers == "raw" else "one aiohttp client each, SSE parsed per line")  # fmt: skip
+    return f"clients: one process, {how}; server and clients on {_loop_name()}"
 
 
 def _profiler(path: str | None) -> Any:
@@ -364,7 +458,8 @@ def _fmt(r: dict[str, Any]) -> str:
         f"{'':16}CPU: server {r['server_cpu_s']:.1f} s, clients {r['clients_cpu_s']:.1f} s "
         f"({1000 * r['server_cpu_s'] / max(1, r['pops_received']):.2f} / "
         f"{1000 * r['clients_cpu_s'] / max(1, r['pops_received']):.2f} ms per pop); "
-        f"load average {r['load']:.1f} on {os.cpu_count()} CPUs"
+        f"load average {r['load']:.1f} on {os.cpu_count()} CPUs\n"
+        f"{'':16}{how_measured(r['readers'])}"
     )
 
 
@@ -383,13 +478,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="SSE connections sharing one login (tabs of one browser)",
     )
     ap.add_argument("--profile", help="write a cProfile of the server's replay to this file")
+    ap.add_argument(
+        "--readers",
+        choices=("raw", "aiohttp"),
+        default="raw",
+        help="how the clients read their streams (raw: as cheaply as possible)",
+    )
     args = ap.parse_args(argv)
+    install()
     engines = ("sqlite", "postgresql") if args.engine == "both" else (args.engine,)
     for engine in engines:
         for n in (int(x) for x in args.clients.split(",")):
             with contextlib.suppress(KeyboardInterrupt):
                 print(_fmt(asyncio.run(run(engine, n, args.speed, args.copies, args.loops,
-                                           args.stagger, args.tabs, args.profile))),
+                                           args.stagger, args.tabs, args.profile,
+                                           args.readers))),
                       flush=True)  # fmt: skip
     return 0
 

@@ -32,13 +32,20 @@ if str(ROOT) not in sys.path:
 
 import asyncpg  # noqa: E402
 
-from benchmarks.bench_pop import PASSWORD, _clients_child, _pbx_child, _pct  # noqa: E402
+from benchmarks.bench_pop import (  # noqa: E402
+    PASSWORD,
+    _clients_child,
+    _pbx_child,
+    _pct,
+    how_measured,
+)
 from crm.policy import LeadPolicy  # noqa: E402
 from crm.services import CrmService  # noqa: E402
 from crm.store import open_store  # noqa: E402
 from crm.store.postgres import split_url  # noqa: E402
 from tests.crm.pg import session_database  # noqa: E402
 from tests.scale.cluster import EAST, Cluster, link_holder  # noqa: E402
+from web.eventloop import install  # noqa: E402
 
 REPS = {"alice": "101", "bob": "102"}
 
@@ -82,7 +89,8 @@ async def _wait_holder(url: str, timeout: float = 60.0) -> int:
 
 
 async def run(processes: int, clients: int, speed: float, copies: int, loops: int,
-              stagger: float, tabs: int, db: str) -> dict[str, Any]:  # fmt: skip
+              stagger: float, tabs: int, db: str,
+              readers: str = "raw") -> dict[str, Any]:  # fmt: skip
     ctx = mp.get_context("spawn")
     pbx_conn, pbx_child = ctx.Pipe()
     pbx = ctx.Process(target=_pbx_child, args=(pbx_child, copies, stagger, speed, loops),
@@ -105,7 +113,7 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
             bases = [proc.url for proc in procs]
             cl_conn, cl_child = ctx.Pipe()
             cl_proc = ctx.Process(target=_clients_child, daemon=True,
-                                  args=(cl_child, bases, users, tabs))  # fmt: skip
+                                  args=(cl_child, bases, users, tabs, readers))  # fmt: skip
             cl_proc.start()
             while not cl_conn.poll():
                 await asyncio.sleep(0.05)
@@ -161,7 +169,7 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
         "local": (len(local), _pct(local, 50), _pct(local, 99)),
         "remote": (len(remote), _pct(remote, 50), _pct(remote, 99)),
         "server_cpu": sum(cpu.values()), "holder_cpu": cpu.get(holder, 0.0),
-        "clients_cpu": clients_cpu, "load": os.getloadavg()[0],
+        "clients_cpu": clients_cpu, "load": os.getloadavg()[0], "readers": readers,
     }  # fmt: skip
 
 
@@ -177,7 +185,8 @@ def _fmt(r: dict[str, Any]) -> str:
         f"on the others: {n_r} pops p50/p99 {r50:.1f}/{r99:.1f} ms\n"
         f"{'':16}CPU: servers {r['server_cpu']:.1f} s (the link's {r['holder_cpu']:.1f} s), "
         f"clients {r['clients_cpu']:.1f} s; load average {r['load']:.1f} on "
-        f"{os.cpu_count()} CPUs"
+        f"{os.cpu_count()} CPUs\n"
+        f"{'':16}{how_measured(r['readers'])} (servers: run.py serve)"
     )
 
 
@@ -191,10 +200,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--stagger", type=float, default=0.2)
     ap.add_argument("--tabs", type=int, default=50,
                     help="SSE connections sharing one login (tabs of one browser)")  # fmt: skip
+    ap.add_argument(
+        "--readers",
+        choices=("raw", "aiohttp"),
+        default="raw",
+        help="how the clients read their streams (raw: as cheaply as possible)",
+    )
     args = ap.parse_args(argv)
+    install()
     with session_database() as db:
         result = asyncio.run(run(args.processes, args.clients, args.speed, args.copies,
-                                 args.loops, args.stagger, args.tabs, db))  # fmt: skip
+                                 args.loops, args.stagger, args.tabs, db,
+                                 args.readers))  # fmt: skip
     print(_fmt(result), flush=True)
     return 0
 

@@ -9,6 +9,7 @@ so ingesting the same call again (replay, resync) never counts it twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -28,25 +29,41 @@ def _missed(call: Call) -> bool:
 
 
 async def apply_call(
-    tx: Store, call: Call, policy: LeadPolicy, contact_owner_id: int | None
+    tx: Store,
+    call: Call,
+    policy: LeadPolicy,
+    contact_owner_id: int | None,
+    *,
+    new: bool = False,
+    later: Sequence[int] = (),
+    none_open: bool = False,
 ) -> CallbackChange | None:
-    """Open, join or close the callback task this call affects (inside ``tx``)."""
+    """Open, join or close the callback task this call affects (inside ``tx``).
+    ``new``: the call's row was just made, so no task has it yet.  ``later``: calls
+    written in the same batch that come after this one (not seen yet, as one by one).
+    ``none_open``: the caller knows the number has no open task (a batch's lookup)."""
     if call.id is None or not call.remote_e164 or policy.is_own_number(call.remote_e164):
         return None
     if _missed(call):
-        return await _register_miss(tx, call, policy, contact_owner_id)
-    if call.answered and call.direction in ("inbound", "outbound"):
+        return await _register_miss(tx, call, policy, contact_owner_id, new, later, none_open)
+    if call.answered and call.direction in ("inbound", "outbound") and not none_open:
         return await _close_by(tx, call)
     return None
 
 
 async def _register_miss(
-    tx: Store, call: Call, policy: LeadPolicy, contact_owner_id: int | None
+    tx: Store,
+    call: Call,
+    policy: LeadPolicy,
+    contact_owner_id: int | None,
+    new: bool,
+    later: Sequence[int],
+    none_open: bool,
 ) -> CallbackChange | None:
     assert call.id is not None and call.remote_e164 is not None
-    if await tx.callback_for_call(call.id) is not None:
+    if not new and await tx.callback_for_call(call.id) is not None:
         return None  # seen before
-    task = await tx.open_callback_for_number(call.remote_e164)
+    task = None if none_open else await tx.open_callback_for_number(call.remote_e164)
     if task is not None and task.id is not None:
         if await tx.link_callback_call(task.id, call.id):
             task.missed_count += 1
@@ -55,7 +72,9 @@ async def _register_miss(
             if task.owner_id is None:
                 task.owner_id = await tx.least_loaded_rung_user(call.id)
             await tx.save_callback(task)
-        return CallbackChange("joined", await tx.get_callback(task.id) or task)
+            # the row as saved; who it rang grew with this call
+            task.rung_user_ids = await tx.callback_rung_users(task.id)
+        return CallbackChange("joined", task)
     opened = call.ended_at
     owner = contact_owner_id if contact_owner_id is not None else policy.default_owner_id
     if owner is None:
@@ -70,14 +89,14 @@ async def _register_miss(
     )
     # Calls can arrive out of order (resync): if the callback already happened, the
     # task is born closed so the audit still shows the miss and how fast it was handled.
-    later = await tx.answered_call_after(call.remote_e164, opened)
-    if later is not None:
-        _close(task, later)
+    answered = await tx.answered_call_after(call.remote_e164, opened, not_ids=later)
+    if answered is not None:
+        _close(task, answered)
     task = await tx.add_callback(task)
     assert task.id is not None
     await tx.link_callback_call(task.id, call.id)
     task = await tx.get_callback(task.id) or task  # with the users it rang
-    return CallbackChange("closed" if later else "opened", task)
+    return CallbackChange("closed" if answered else "opened", task)
 
 
 def _close(task: CallbackTask, by: Call) -> None:

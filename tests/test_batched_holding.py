@@ -195,14 +195,14 @@ async def test_a_call_the_store_rejects_holds_up_only_the_calls_behind_it(
     recs = replay_file(BURST)
     bad = recs[5].linkedid
     broken = [True]
-    real = ingest._record
+    real = ingest._prepare  # where every write of a call starts, batched or not
 
-    async def record(tx, rec, publish):  # type: ignore[no-untyped-def]
+    async def prepare(tx, rec, *args):  # type: ignore[no-untyped-def]
         if rec.linkedid == bad and broken[0]:
             raise ValueError("a call this version cannot write")
-        return await real(tx, rec, publish)
+        return await real(tx, rec, *args)
 
-    monkeypatch.setattr(ingest, "_record", record)
+    monkeypatch.setattr(ingest, "_prepare", prepare)
     sink = _sink(ingest)
     try:
         for rec in recs:

@@ -48,7 +48,7 @@ import json
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -82,6 +82,8 @@ USERS_TTL = 30.0
 STALE_CALL_SECONDS = 6 * 3600.0
 SEED_LIMIT = 500
 """Calls in progress read from the store per seeding (a PBX has far fewer up at once)."""
+FLUSH_WINDOW = 0.005
+"""Seconds between two writes to the browsers in a burst of messages (``Flusher``)."""
 ENDED_MEMORY = 2000
 """Linkedids of calls that ended recently: a seed must not bring one back from a
 ``live_calls`` row that its ingest has not deleted yet."""
@@ -333,25 +335,46 @@ class Client:
 
 
 class Flusher:
-    """Writes what the hub handed idle connections (``Client.attach``) once at the end
-    of the event loop's turn: every message a connection got in one turn (several
-    calls' events read from one AMI packet, say) leaves in one write."""
+    """Writes what the hub handed idle connections (``Client.attach``) at the end of the
+    event loop's turn: every message a connection got in one turn (several calls' events
+    read from one AMI packet, say) leaves in one write.
 
-    def __init__(self) -> None:
+    In a burst (the last flush ended less than ``window`` seconds ago, or less than it
+    took) the next one waits until then: twenty calls ringing at once are a few writes to
+    each browser, not twenty.  Each write to a browser is a system call of its own, and
+    at hundreds of browsers they, not the JSON, are most of a pop's cost; waiting as long
+    as the last flush took keeps the writes to half the loop's time at most when it is
+    busy, the other half left for the events behind them.  A pop outside a burst leaves
+    at once."""
+
+    def __init__(self, window: float = FLUSH_WINDOW) -> None:
+        self.window = window
         self._dirty: list[Client] = []
+        self._due = float("-inf")
+        """When the next flush may start."""
 
     def add(self, client: Client) -> None:
         if not self._dirty:
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop = asyncio.get_running_loop()
+            wait = self._due - time.monotonic()  # not loop.time(): uvloop's is per turn
+            if wait > 0:
+                loop.call_later(wait, self.flush)
+            else:
+                loop.call_soon(self.flush)
         self._dirty.append(client)
 
     def flush(self) -> None:
         dirty, self._dirty = self._dirty, []
+        if not dirty:
+            return
+        start = time.monotonic()
         for client in dirty:
             try:
                 client.flush()
             except Exception:
                 log.exception("live: could not write to a browser")
+        end = time.monotonic()
+        self._due = end + max(self.window, end - start)
 
 
 def message_line(kind: str, data: Any) -> str:
@@ -885,33 +908,69 @@ class LiveHub:
             self._forget(st.linkedid)
 
     def _broadcast(self, st: LiveState) -> None:
-        """Offer a change of ``st`` to the connections it may concern; tabs of one user
-        (equal viewers) share one decision and one encoded line."""
-        views: dict[Viewer, tuple[str | None, str | None, bool, Any]] = {}
-        for client in self._concerned(st):
+        """Offer a change of ``st`` to the connections it may concern."""
+        self._offer(st, self._concerned(st))
+
+    def _send_call(self, client: Client, st: LiveState) -> None:
+        self._offer(st, (client,))
+
+    def _offer(self, st: LiveState, clients: Iterable[Client]) -> None:
+        """Give each of ``clients`` the call as it now sees it, if it lists the call or
+        was told of it (then it hears that it no longer lists it).  Tabs of one user
+        (equal viewers) share one decision (``view_of``) and one encoded line, built only
+        if a connection needs it.  This loop runs for every connection a change of every
+        call concerns, hundreds at once: per connection it is a few set operations and
+        ``put_line``; who was told of the call is recorded for all of them at the end."""
+        linkedid = st.linkedid
+        popped_at = st.progress.received_at
+        written = self._written_pops
+        views: dict[Viewer, list[Any]] = {}
+        listing: list[Client] = []
+        unlisting: list[Client] = []
+        for client in clients:
             viewer = client.viewer
             view = views.get(viewer)
             if view is None:
-                view = views[viewer] = self._view_line(viewer, st)
-            self._deliver(client, st, *view)
-        self._observe_written()
-
-    def _send_call(self, client: Client, st: LiveState) -> None:
-        self._deliver(client, st, *self._view_line(client.viewer, st))
-        self._observe_written()
+                me, pop, listed = view_of(viewer, st)
+                # listed, its line (built on first use), a pop whose latency counts, me, pop
+                view = views[viewer] = [listed, None, pop == me == "ringing", me, pop]
+            if view[0]:
+                listing.append(client)
+            elif linkedid in client.calls:
+                unlisting.append(client)
+            else:
+                continue
+            line = view[1]
+            if line is None:
+                line = view[1] = self._line(viewer, st, view[3], view[4], view[0])
+            if view[2] and linkedid not in client.popped:
+                client.popped.add(linkedid)  # the pop's latency is measured from its event
+                if client.put_line(line, popped_at) and popped_at is not None:
+                    written.append(popped_at)
+            else:
+                client.put_line(line)
+        if listing:
+            for client in listing:
+                client.calls.add(linkedid)
+            self._told.setdefault(linkedid, set()).update(listing)
+        if unlisting:
+            group = self._told.get(linkedid)
+            for client in unlisting:
+                client.calls.discard(linkedid)
+                if group is not None:
+                    group.discard(client)
+            if group is not None and not group:
+                del self._told[linkedid]
+        if written:
+            asyncio.get_running_loop().call_soon(self._observe_written)
 
     def _observe_written(self) -> None:
-        """The pops the hub wrote to browsers itself are delivered (``written``)."""
+        """The pops the hub wrote to browsers itself are delivered (``written``); run
+        after the ``Flusher`` wrote them, so the figures never hold up a write."""
         stamps, self._written_pops = self._written_pops, []
         metrics = getattr(self.rt, "metrics", None)
         if stamps and metrics is not None:
             metrics.observe_pops(stamps)
-
-    def _view_line(self, viewer: Viewer, st: LiveState) -> tuple[str | None, str | None, bool, Any]:
-        """(``me``, ``pop``, ``listed``, a function giving the encoded message) of the call
-        for one viewer; the line is built only if some connection needs it."""
-        me, pop, listed = view_of(viewer, st)
-        return me, pop, listed, functools.cache(lambda: self._line(viewer, st, me, pop, listed))
 
     def _line(
         self, viewer: Viewer, st: LiveState, me: str | None, pop: str | None, listed: bool
@@ -932,32 +991,6 @@ class LiveHub:
             data["row_html"] = self._live_row(st, can_open, data, viewer.locale)
             line = st.cache[key] = message_line("call_progress", data)
         return line
-
-    def _deliver(
-        self, client: Client, st: LiveState, me: str | None, pop: str | None, listed: bool,
-        line: Any,
-    ) -> None:  # fmt: skip
-        told = st.linkedid in client.calls
-        if not (listed or told):
-            return
-        if callable(line):
-            line = line()
-        received_at = None
-        if pop == "ringing" and me == "ringing" and st.linkedid not in client.popped:
-            client.popped.add(st.linkedid)
-            received_at = st.progress.received_at  # the pop's latency is measured from it
-        if client.put_line(line, received_at) and received_at is not None:
-            self._written_pops.append(received_at)
-        if listed:
-            client.calls.add(st.linkedid)
-            self._told.setdefault(st.linkedid, set()).add(client)
-        elif told:
-            client.calls.discard(st.linkedid)
-            group = self._told.get(st.linkedid)
-            if group is not None:
-                group.discard(client)
-                if not group:
-                    del self._told[st.linkedid]
 
     def _forget(self, linkedid: str) -> None:
         self._ended[linkedid] = None

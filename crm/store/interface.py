@@ -13,11 +13,11 @@ where it is written (``docs/design.md`` lists them); both engines share them thr
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from ..models import Call, CallFilter, MissedCallRow
+from ..models import Call, CallFilter, MissedCallRow, User
 from .params import ANY_LINK, AnyLink, CallCursor, UserIds
 from .sql_agent_events import AgentEventQueries
 from .sql_audit import AuditQueries
@@ -95,9 +95,56 @@ class Store(
     # ``sql_calls.py`` mixin removes these declarations.
     # -- calls -----------------------------------------------------------------------
     @abstractmethod
-    async def upsert_call(self, call: Call, at: float) -> Call:
+    async def upsert_call(self, call: Call, at: float, *, new: bool = False) -> Call:
         """Insert or update by (link, linkedid): two PBXes may report the same linkedid,
-        each keeps its own row.  The returned call has its id and recording ids."""
+        each keeps its own row.  The returned call has its id and recording ids.
+        ``new``: the caller saw no row of it in this transaction (a shortcut; a row
+        that exists after all is still updated, never doubled)."""
+
+    @abstractmethod
+    async def insert_calls(self, calls: Sequence[Call], at: float) -> list[Call]:
+        """``upsert_call(new=True)`` for several calls, their rows in one statement."""
+
+    # -- a batch of finished calls (``Ingest.record_many``): one statement per batch --
+    @abstractmethod
+    async def lock_numbers(self, numbers: Iterable[str]) -> None:
+        """``lock_number`` for each, in sorted order."""
+
+    @abstractmethod
+    async def calls_by_linkedids(
+        self, linkedids: Sequence[str], pbx_link_id: int | None
+    ) -> dict[str, Call]:
+        """The calls of these linkedids on that link, by linkedid."""
+
+    @abstractmethod
+    async def users_for_extensions(self, extensions: Iterable[str]) -> dict[str, User]:
+        """``user_for_extension`` for each extension that has a user."""
+
+    @abstractmethod
+    async def contact_ids_by_numbers(self, numbers: Iterable[str]) -> dict[str, list[int]]:
+        """The ids of the contacts (not erased) having each number, in no order."""
+
+    @abstractmethod
+    async def contact_names_by_e164(self, e164: str) -> list[tuple[int, str]]:
+        """(id, name) of the contacts having the number, most recent first (the pop)."""
+
+    @abstractmethod
+    async def numbers_with_open_callbacks(self, numbers: Iterable[str]) -> set[str]:
+        """Which of these numbers have an open callback task."""
+
+    @abstractmethod
+    async def touch_contacts(self, last_contact: Mapping[int, float]) -> None:
+        """``touch_contact`` for each (contact id, call start)."""
+
+    @abstractmethod
+    async def delete_live_calls(self, linkedids: Sequence[str], pbx_link_id: int | None) -> None:
+        """``delete_live_call`` for several calls of one link."""
+
+    @abstractmethod
+    async def save_live_calls(
+        self, rows: Sequence[tuple[str, int | None, dict[str, Any], float]]
+    ) -> None:
+        """``save_live_call`` for each (linkedid, link id, snapshot, at)."""
 
     @abstractmethod
     async def get_call(self, call_id: int) -> Call | None: ...
@@ -130,8 +177,11 @@ class Store(
     async def count_calls(self) -> int: ...
 
     @abstractmethod
-    async def answered_call_after(self, e164: str, after: float) -> Call | None:
-        """The earliest answered call with this remote number started at/after ``after``."""
+    async def answered_call_after(
+        self, e164: str, after: float, not_ids: Sequence[int] = ()
+    ) -> Call | None:
+        """The earliest answered call with this remote number started at/after ``after``
+        (none of ``not_ids``)."""
 
     @abstractmethod
     async def missed_calls(

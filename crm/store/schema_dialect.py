@@ -6,7 +6,8 @@ into each engine's script; nothing else in a migration is engine-specific, so a 
 change cannot be made on one engine and forgotten on the other.
 
 Inline placeholders (``PLACEHOLDERS``, ``FUNCTIONS``): column types, boolean literals,
-a case-insensitive index key, integer division of an epoch.
+a case-insensitive index key, integer division of an epoch, a group's distinct values
+joined by commas.
 
 Engine blocks, for what one dialect cannot say in the other's words, each line on its own::
 
@@ -57,6 +58,9 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
     "ci": ("{0} COLLATE NOCASE", "lower({0}) text_pattern_ops"),
     # Whole days or hours of an epoch (positive: SQLite's CAST truncates, like FLOOR).
     "int_div": ("CAST({0} / {1} AS INTEGER)", "CAST(FLOOR({0} / {1}) AS BIGINT)"),
+    # The distinct values of a group joined by commas (in no set order); SQLite's
+    # group_concat takes no separator with DISTINCT, and its default is the comma.
+    "comma_list": ("group_concat(DISTINCT {0})", "string_agg(DISTINCT {0}, ',')"),
 }
 
 ENGINE_BLOCKS: dict[str, str] = {

@@ -23,11 +23,13 @@ from ami_bridge.facts import Transfer
 from ..models import MISSED_OUTCOMES, Call, CallFilter, MissedCallRow
 from .interface import Store
 from .params import ANY_LINK, AnyLink, CallCursor, UserIds
+from .sql_call_batch import CallBatchQueries
 from .sql_common import MISSED_SQL, Row
 
 # The calls' code below spells these with an underscore, as when they were defined here.
 from .sql_common import dumps as _dumps
 from .sql_common import loads as _loads
+from .sql_figures import FigureTally
 
 T = TypeVar("T")
 
@@ -64,6 +66,51 @@ CALL_COLS = (
 
 def _call_cols(prefix: str) -> str:
     return ", ".join(f"{prefix}.{c.strip()}" for c in CALL_COLS.split(","))
+
+
+CALL_WRITE_COLS = [*[x.strip() for x in CALL_COLS.split(",")][1:], "ingested_at", "updated_at"]
+"""The columns ``upsert_call`` writes, in the order of ``_call_values``."""
+
+
+def _call_values(call: Call, at: float) -> tuple[Any, ...]:
+    """A call's row for ``CALL_WRITE_COLS`` (``at`` is both ingested_at and updated_at)."""
+    return (
+        call.linkedid,
+        call.direction,
+        call.caller,
+        call.caller_raw,
+        call.caller_name,
+        call.callee,
+        call.callee_e164,
+        call.did,
+        _dumps(list(call.rang)),
+        call.answered,
+        call.answered_by,
+        call.final_agent,
+        _transfers_json(call.transfers),
+        call.outcome,
+        call.hangup_by,
+        call.started_at,
+        call.answered_at,
+        call.ended_at,
+        call.ring_seconds,
+        call.talk_seconds,
+        _dumps(list(call.recordings)),
+        call.originate_id,
+        call.queue,
+        call.hangup_cause,
+        call.complete,
+        _dumps(list(call.uniqueids)),
+        call.remote_e164,
+        call.contact_id,
+        call.user_id,
+        call.match_reason,
+        call.pbx_link_id,
+        _dumps(list(call.declined)),
+        call.source,
+        at,
+        at,
+    )
 
 
 def _call_row(row: Row, recording_ids: list[int]) -> Call:
@@ -106,7 +153,7 @@ def _call_row(row: Row, recording_ids: list[int]) -> Call:
     )
 
 
-class SqlStore(Store):
+class SqlStore(CallBatchQueries, Store):
     """``Store`` (the query mixins) plus what they all lean on: connection handling, the
     dialect hooks, transactions, and the calls.  ``_conn`` is set on stores handed out by
     ``transaction()``; the root store borrows a connection per call."""
@@ -116,6 +163,8 @@ class SqlStore(Store):
     def __init__(self) -> None:
         self._conn: Conn | None = None
         self._figures_state: dict[str, Any] = {}
+        self._new_numbers: set[str] | None = None
+        """Set in a transaction (``_open``): calls' numbers for ``call_numbers``."""
 
     # -- engine hooks ----------------------------------------------------------------
     @abstractmethod
@@ -234,7 +283,29 @@ class SqlStore(Store):
             yield self
             return
         async with self._begin() as conn:
-            yield self._bound(conn)
+            bound = self._open(conn)
+            yield bound
+            await bound._before_commit()
+
+    def _open(self, conn: Conn) -> SqlStore:
+        """A store bound to a transaction just begun on ``conn``, with the writes it
+        gathers until its commit (figures, ``call_numbers``)."""
+        bound = self._bound(conn)
+        bound._tally = FigureTally()
+        bound._new_numbers = set()
+        return bound
+
+    async def _before_commit(self) -> None:
+        """What a transaction gathered, written once (the store ``_open`` made)."""
+        assert self._conn is not None
+        await self._flush_figures(self._conn)
+        if self._new_numbers:
+            # the partial-number search's list of numbers (0014)
+            await self._conn.executemany(
+                "INSERT INTO call_numbers (e164) VALUES ($1) ON CONFLICT DO NOTHING",
+                [(n,) for n in sorted(self._new_numbers)],
+            )
+            self._new_numbers.clear()
 
     async def in_transaction(
         self, work: Callable[[Store], Awaitable[T]], *, read_only: bool = False
@@ -269,101 +340,140 @@ class SqlStore(Store):
         recs = await self._recording_ids(c, [r["id"] for r in rows])
         return [_call_row(r, recs[r["id"]]) for r in rows]
 
-    async def _write_rang(self, c: Conn, call: Call) -> None:
-        """Replace the call's ``call_rang`` rows (who it rang, for the reports)."""
-        await c.execute("DELETE FROM call_rang WHERE call_id = $1", call.id)
-        missed = call.direction == "inbound" and call.outcome in MISSED_OUTCOMES
+    async def _write_rang(self, c: Conn, calls: Sequence[Call], fresh: bool = False) -> None:
+        """Replace the calls' ``call_rang`` rows (who they rang, for the reports);
+        ``fresh``: rows just inserted have none."""
+        if not fresh:
+            for call in calls:
+                await c.execute("DELETE FROM call_rang WHERE call_id = $1", call.id)
         await c.executemany(
             "INSERT INTO call_rang (call_id, extension, started_at, missed) "
             "VALUES ($1, $2, $3, $4) ON CONFLICT (call_id, extension) DO NOTHING",
             [
-                (call.id, ext, call.started_at, missed)
+                (
+                    call.id,
+                    ext,
+                    call.started_at,
+                    call.direction == "inbound" and call.outcome in MISSED_OUTCOMES,
+                )
+                for call in calls
                 for ext in dict.fromkeys(call.rang)
                 if ext is not None
             ],
         )
 
-    async def upsert_call(self, call: Call, at: float) -> Call:
-        values = (
-            call.linkedid,
-            call.direction,
-            call.caller,
-            call.caller_raw,
-            call.caller_name,
-            call.callee,
-            call.callee_e164,
-            call.did,
-            _dumps(list(call.rang)),
-            call.answered,
-            call.answered_by,
-            call.final_agent,
-            _transfers_json(call.transfers),
-            call.outcome,
-            call.hangup_by,
-            call.started_at,
-            call.answered_at,
-            call.ended_at,
-            call.ring_seconds,
-            call.talk_seconds,
-            _dumps(list(call.recordings)),
-            call.originate_id,
-            call.queue,
-            call.hangup_cause,
-            call.complete,
-            _dumps(list(call.uniqueids)),
-            call.remote_e164,
-            call.contact_id,
-            call.user_id,
-            call.match_reason,
-            call.pbx_link_id,
-            _dumps(list(call.declined)),
-            call.source,
-            at,
+    async def upsert_call(self, call: Call, at: float, *, new: bool = False) -> Call:
+        """``new``: the caller found no row of this call in this transaction (a batch's
+        lookup): it is inserted without looking first, and written the long way only
+        if a row turns up after all."""
+        if new:
+            return (await self.insert_calls([call], at))[0]
+        async with self._tx() as c:
+            call = replace(call, id=await self._update_call(c, call, _call_values(call, at)))
+            return (await self._call_details(c, [call], fresh=False))[0]
+
+    INSERT_ROWS = 200
+    """Calls per INSERT statement at most (35 parameters each: SQLite's limit is 32,766)."""
+
+    async def insert_calls(self, calls: Sequence[Call], at: float) -> list[Call]:
+        """Write calls the caller found no row of in this transaction (a batch's new
+        calls): one INSERT per ``INSERT_ROWS`` calls, then their recordings, rang rows
+        and numbers in one statement each.  A call whose row turns up after all (another
+        writer was faster) is updated the long way, never doubled.  The calls come back
+        in order, with their ids."""
+        width = len(CALL_WRITE_COLS)
+        out: list[Call] = []
+        fresh: dict[int, int] = {}
+        """Index in ``out`` of each call just inserted, by its id."""
+        async with self._tx() as c:
+            for first in range(0, len(calls), self.INSERT_ROWS):
+                chunk = calls[first : first + self.INSERT_ROWS]
+                rows = ", ".join(
+                    "(" + ", ".join(f"${n * width + i}" for i in range(1, width + 1)) + ")"
+                    for n in range(len(chunk))
+                )
+                ids = {
+                    (r["pbx_link_id"] or 0, r["linkedid"]): r["id"]
+                    for r in await c.fetch(
+                        f"INSERT INTO calls ({', '.join(CALL_WRITE_COLS)}) VALUES {rows} "
+                        "ON CONFLICT (COALESCE(pbx_link_id, 0), linkedid) DO NOTHING "
+                        "RETURNING id, pbx_link_id, linkedid",
+                        *[v for call in chunk for v in _call_values(call, at)],
+                    )
+                }
+                for call in chunk:
+                    new_id = ids.pop((call.pbx_link_id or 0, call.linkedid), None)
+                    if new_id is not None:
+                        fresh[new_id] = len(out)  # no recordings, rang rows or figures yet
+                        out.append(replace(call, id=new_id))
+                    else:
+                        found = await self._update_call(c, call, _call_values(call, at))
+                        done = await self._call_details(c, [replace(call, id=found)], False)
+                        out.append(done[0])
+            for call in await self._call_details(c, [out[i] for i in fresh.values()], True):
+                assert call.id is not None
+                out[fresh[call.id]] = call
+        return out
+
+    async def _call_details(self, c: Conn, calls: Sequence[Call], fresh: bool) -> list[Call]:
+        """What goes with the calls' rows (they have their ids): recordings, who they
+        rang, their numbers, their figures; the calls with their recording ids.
+        ``fresh``: rows just inserted (nothing of theirs to replace)."""
+        if not calls:
+            return []
+        # A file is as old as the call that finished it (retention counts from there).
+        await c.executemany(
+            "INSERT INTO call_recordings (call_id, path, created_at) VALUES ($1, $2, $3) "
+            "ON CONFLICT (call_id, path) DO NOTHING",
+            [(call.id, path, call.ended_at) for call in calls for path in call.recordings],
         )
-        cols = [*[x.strip() for x in CALL_COLS.split(",")][1:], "ingested_at", "updated_at"]
-        placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1)) + f", ${len(values)}"
+        with_files = [call.id for call in calls if call.recordings and call.id is not None]
+        files = await self._recording_ids(c, with_files)
+        # No files: none left (one round trip less per call).
+        done = [replace(call, recording_ids=files.get(call.id or 0, [])) for call in calls]
+        await self._write_rang(c, done, fresh=fresh)
+        numbers = {call.remote_e164 for call in done if call.remote_e164}
+        if self._new_numbers is not None:
+            self._new_numbers.update(numbers)  # written at commit
+        else:
+            # the partial-number search's list of numbers (0014)
+            await c.executemany(
+                "INSERT INTO call_numbers (e164) VALUES ($1) ON CONFLICT DO NOTHING",
+                [(n,) for n in sorted(numbers)],
+            )
+        await self._count_calls(c, [call.id for call in done if call.id is not None], 1)
+        return done
+
+    async def _update_call(self, c: Conn, call: Call, values: tuple[Any, ...]) -> int:
+        """The upsert of a call that may exist: its figures, row and stale recordings;
+        its id."""
+        cols = CALL_WRITE_COLS
+        placeholders = ", ".join(f"${i}" for i in range(1, len(values) + 1))
         key = ("linkedid", "pbx_link_id", "ingested_at")
         updates = ", ".join(f"{col} = excluded.{col}" for col in cols if col not in key)
-        async with self._tx() as c:
-            # The figures lose the call as it stood and gain it as it stands (sql_figures).
-            before = await c.fetchval(
-                "SELECT id FROM calls WHERE COALESCE(pbx_link_id, 0) = $1 AND linkedid = $2",
-                call.pbx_link_id or 0,
-                call.linkedid,
-            )
-            if before is not None:
-                await self._count_call(c, before, -1)
-            # Keyed by (link, linkedid): the unique index ``calls_link_linkedid`` (0006).
-            call = replace(call, id=await c.fetchval(
+        # The figures lose the call as it stood and gain it as it stands (sql_figures).
+        before = await c.fetchval(
+            "SELECT id FROM calls WHERE COALESCE(pbx_link_id, 0) = $1 AND linkedid = $2",
+            call.pbx_link_id or 0,
+            call.linkedid,
+        )
+        if before is not None:
+            await self._count_call(c, before, -1)
+        # Keyed by (link, linkedid): the unique index ``calls_link_linkedid`` (0006).
+        call_id = int(
+            await c.fetchval(
                 f"INSERT INTO calls ({', '.join(cols)}) VALUES ({placeholders}) "
                 f"ON CONFLICT (COALESCE(pbx_link_id, 0), linkedid) DO UPDATE SET {updates} "
                 "RETURNING id",
                 *values,
-            ))
-            await c.execute(
-                f"DELETE FROM call_recordings WHERE call_id = $1 AND NOT path {self._texts_in(2)}",
-                call.id,
-                self._texts_param(call.recordings),
             )
-            # A file is as old as the call that finished it (retention counts from there).
-            await c.executemany(
-                "INSERT INTO call_recordings (call_id, path, created_at) VALUES ($1, $2, $3) "
-                "ON CONFLICT (call_id, path) DO NOTHING",
-                [(call.id, path, call.ended_at) for path in call.recordings],
-            )
-            # No files: the DELETE above left none (one round trip less per call).
-            call = replace(call, recording_ids=(
-                (await self._recording_ids(c, [call.id]))[call.id] if call.recordings else []
-            ))
-            await self._write_rang(c, call)
-            if call.remote_e164:
-                # the partial-number search's list of numbers (0014)
-                await c.execute(
-                    "INSERT INTO call_numbers (e164) VALUES ($1) ON CONFLICT DO NOTHING",
-                    call.remote_e164,
-                )
-            await self._count_call(c, call.id, 1)
-        return call
+        )
+        await c.execute(
+            f"DELETE FROM call_recordings WHERE call_id = $1 AND NOT path {self._texts_in(2)}",
+            call_id,
+            self._texts_param(call.recordings),
+        )
+        return call_id
 
     async def get_call(self, call_id: int) -> Call | None:
         async with self._use() as c:
@@ -474,13 +584,17 @@ class SqlStore(Store):
         async with self._use() as c:
             return int(await c.fetchval("SELECT COUNT(*) FROM calls"))
 
-    async def answered_call_after(self, e164: str, after: float) -> Call | None:
+    async def answered_call_after(
+        self, e164: str, after: float, not_ids: Sequence[int] = ()
+    ) -> Call | None:
         async with self._use() as c:
             rows = await c.fetch(
                 f"SELECT {CALL_COLS} FROM calls WHERE remote_e164 = $1 AND answered "
-                "AND started_at >= $2 ORDER BY started_at, id LIMIT 1",
+                f"AND started_at >= $2 AND NOT id {self._ids_in(3)} "
+                "ORDER BY started_at, id LIMIT 1",
                 e164,
                 after,
+                self._ids_param(not_ids),
             )
             found = await self._calls(c, rows)
         return found[0] if found else None

@@ -84,9 +84,14 @@ class CallbackQueries:
         async with self._tx() as c:  # type: ignore[attr-defined]
             # A new owner changes who may see the task's calls: their figures move.
             owner_before = await c.fetchrow(
-                "SELECT owner_id FROM callback_tasks WHERE id = $1", task.id
+                "SELECT owner_id, time_to_callback FROM callback_tasks WHERE id = $1", task.id
             )
             moved = owner_before is not None and owner_before["owner_id"] != task.owner_id
+            # So does its time to callback the audit's figures (closed, reopened).
+            returned = (
+                owner_before is not None
+                and owner_before["time_to_callback"] != task.time_to_callback
+            )
             if moved:
                 await self._count_task_calls(c, [task.id], -1)  # type: ignore[attr-defined]
             await c.execute(
@@ -100,6 +105,8 @@ class CallbackQueries:
             )
             if moved:
                 await self._count_task_calls(c, [task.id], 1)  # type: ignore[attr-defined]
+            elif returned:
+                await self._count_callbacks(c, [task.id])  # type: ignore[attr-defined]
 
     async def _one_task(self, sql: str, *args: Any, pop: bool = False) -> CallbackTask | None:
         """``pop``: on the screen pop's path, read without waiting behind a write."""
@@ -110,6 +117,12 @@ class CallbackQueries:
                 return None
             rung = await c.fetch(_RUNG_USERS, row["id"])
         return task_row(row, tuple(sorted(r["user_id"] for r in rung)))
+
+    async def callback_rung_users(self, task_id: int) -> tuple[int, ...]:
+        """The users the task's calls rang (``CallbackTask.rung_user_ids``)."""
+        async with self._use() as c:  # type: ignore[attr-defined]
+            rung = await c.fetch(_RUNG_USERS, task_id)
+        return tuple(sorted(r["user_id"] for r in rung))
 
     async def get_callback(self, task_id: int) -> CallbackTask | None:
         return await self._one_task(

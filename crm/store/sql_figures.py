@@ -12,11 +12,18 @@ install's zone.
 
 Why a count per call, not a recount per day: each write removes the call's contribution
 as it stood and adds it as it stands (``_count_call`` with -1 then +1), inside the
-call's own transaction, so figures and calls commit or roll back together, and a batch
-of calls per transaction composes (the function is per call).  What moves a call's
-contribution: its row (re-ingest), its callback link and that task's owner (a manager's
-visibility rule reads the task owner), and who it rang.  Erasure and relinking change
-none of these and leave the figures alone.
+call's own transaction, so figures and calls commit or roll back together.  What moves a
+call's contribution: its row (re-ingest), its callback link and that task's owner (a
+manager's visibility rule reads the task owner), and who it rang.  Erasure and relinking
+change none of these and leave the figures alone.
+
+Why a tally per transaction: a batch of finished calls (``Ingest.record_many``) touches
+each call several times (its row, its callback link, the task's owner), and three
+statements per touch were a third of a batch's statements.  In a transaction the store
+handed out, the first touch of a call removes its contribution as it stood (read in
+Python), and the commit adds every touched call as it stands, summed per figure row: one
+read and three ``executemany`` per transaction (``FigureTally``, ``_flush_figures``).  The
+sum is the same as touch by touch, since each -1/+1 pair telescopes.
 
 A mixin of ``SqlStore`` (``_use``, ``_tx``, ``_floor_div``, ``_ids_in``, ``_ids_param``).
 """
@@ -25,8 +32,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from .sql_common import MISSED_SQL
 
 _KEY = "day, direction, outcome, did, user_id, task_owner"
 _VISIBILITY = (
@@ -37,6 +47,43 @@ _CALL_TASK = (
     "FROM calls LEFT JOIN callback_calls cc ON cc.call_id = calls.id "
     "LEFT JOIN callback_tasks t ON t.id = cc.task_id"
 )
+
+
+# One row per callback task with calls: its first and last call, the reps they had (one,
+# or -1 for several, or when a call is not a missed inbound one), its owner and, when it
+# has none, the extensions its calls rang (``rang_text``: who may see it, ``_visible_task``).
+_CALLBACK_ROW = (
+    "SELECT t.id AS task_id, COALESCE(t.owner_id, 0) AS owner, "
+    "t.time_to_callback AS ttc, MIN(calls.started_at) AS first_at, "
+    "MAX(calls.started_at) AS last_at, "
+    "CASE WHEN COUNT(DISTINCT COALESCE(calls.user_id, 0)) = 1 AND MIN(CASE WHEN "
+    f"calls.direction = 'inbound' AND calls.outcome {MISSED_SQL} THEN 1 ELSE 0 END) = 1 "
+    "THEN MIN(COALESCE(calls.user_id, 0)) ELSE -1 END AS rep "
+    "FROM callback_tasks t JOIN callback_calls cc ON cc.task_id = t.id "
+    "JOIN calls ON calls.id = cc.call_id"
+)
+_CALLBACK_INSERT = (
+    "INSERT INTO callback_figures (task_id, day, last_day, task_owner, user_id, "
+    "time_to_callback, rang) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+)
+_TASK_RANG = (
+    "SELECT DISTINCT cc.task_id AS task_id, cr.extension AS extension FROM callback_tasks t "
+    "JOIN callback_calls cc ON cc.task_id = t.id JOIN call_rang cr ON cr.call_id = cc.call_id "
+    "WHERE t.owner_id IS NULL"
+)
+
+
+def rang_text(extensions: Iterable[str]) -> str:
+    """``,201,205,``: each extension between commas, so ``,201,`` finds one ('' for none)."""
+    found = sorted(set(extensions))
+    return "," + ",".join(found) + "," if found else ""
+
+
+def _callback_values(zone: ZoneInfo, r: Any, rang: Iterable[str]) -> tuple[Any, ...]:
+    ttc = None if r["ttc"] is None else float(r["ttc"])
+    return (r["task_id"], bucket(zone, float(r["first_at"]))[0],
+            bucket(zone, float(r["last_at"]))[0], int(r["owner"]), int(r["rep"]), ttc,
+            rang_text(rang) if int(r["owner"]) == 0 else "")  # fmt: skip
 
 
 def offset_at(zone: ZoneInfo, at: float) -> float:
@@ -52,18 +99,48 @@ def bucket(zone: ZoneInfo, at: float) -> tuple[int, int]:
     return int(local // 86400), int(local // 3600) % 24
 
 
+class FigureTally:
+    """The figure changes of one transaction, summed per figure row until its commit."""
+
+    def __init__(self) -> None:
+        self.touched: set[int] = set()
+        """Calls whose contribution as it stood is already removed."""
+        self.days: defaultdict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0, 0, 0.0])
+        self.hours: defaultdict[tuple[int, int, int, int], int] = defaultdict(int)
+        self.rang: defaultdict[tuple[int, str], int] = defaultdict(int)
+
+    def clear(self) -> None:
+        self.touched.clear()
+        self.days.clear()
+        self.hours.clear()
+        self.rang.clear()
+
+
 class FigureQueries:
     _figures_state: dict[str, Any]
     """Shared by the root store and the stores its transactions hand out."""
+    _tally: FigureTally | None = None
+    """Set on the stores transactions hand out: their figure changes wait for the commit."""
 
     async def _zone(self, c: Any) -> ZoneInfo:
         """The zone the stored figures count in (read once per process; a rebuild in
         another zone needs the other processes restarted)."""
         zone = self._figures_state.get("zone")
         if zone is None:
-            name = await c.fetchval("SELECT zone FROM figures_zone WHERE id = 1")
-            zone = self._figures_state["zone"] = ZoneInfo(name or "UTC")
+            row = await c.fetchrow("SELECT zone, callbacks_counted FROM figures_zone WHERE id = 1")
+            zone = self._figures_state["zone"] = ZoneInfo(row["zone"] if row else "UTC")
+            self._figures_state["callbacks"] = bool(row and row["callbacks_counted"])
         return zone
+
+    async def callback_days(
+        self, c: Any, since: float, until: float
+    ) -> tuple[int, int, float] | None:
+        """``figure_days`` for ``callback_figures``: None too while they are not counted
+        in the figures' zone (migrated in another zone, until a rebuild)."""
+        await self._zone(c)
+        if not self._figures_state.get("callbacks"):
+            return None
+        return await self.figure_days(c, since, until)
 
     async def figure_days(
         self, c: Any, since: float, until: float
@@ -87,44 +164,23 @@ class FigureQueries:
         """Add (+1) or remove (-1) one call's contribution to the figures: call it with -1
         before changing the call, its callback task or who it rang, +1 after, in the same
         transaction."""
-        at = await c.fetchval("SELECT started_at FROM calls WHERE id = $1", call_id)
-        if at is None:
-            return
-        day, hour = bucket(await self._zone(c), float(at))
-        s = int(sign)
-        await c.execute(
-            f"INSERT INTO call_figures ({_KEY}, calls, answered, talk_seconds) "
-            "SELECT CAST($2 AS BIGINT), calls.direction, calls.outcome, "
-            f"COALESCE(calls.did, ''), {_VISIBILITY}, {s} * COUNT(*), "
-            f"{s} * SUM(CASE WHEN calls.answered THEN 1 ELSE 0 END), "
-            f"{s} * COALESCE(SUM(calls.talk_seconds), 0) {_CALL_TASK} "
-            "WHERE calls.id = $1 GROUP BY 2, 3, 4, 5, 6 "
-            f"ON CONFLICT ({_KEY}) DO UPDATE SET "
-            "calls = call_figures.calls + excluded.calls, "
-            "answered = call_figures.answered + excluded.answered, "
-            "talk_seconds = call_figures.talk_seconds + excluded.talk_seconds",
-            call_id,
-            day,
-        )
-        await c.execute(
-            "INSERT INTO hour_figures (day, hour, user_id, task_owner, calls) "
-            f"SELECT CAST($2 AS BIGINT), CAST($3 AS BIGINT), {_VISIBILITY}, {s} * COUNT(*) "
-            f"{_CALL_TASK} WHERE calls.id = $1 GROUP BY 3, 4 "
-            "ON CONFLICT (day, hour, user_id, task_owner) DO UPDATE SET "
-            "calls = hour_figures.calls + excluded.calls",
-            call_id,
-            day,
-            hour,
-        )
-        await c.execute(
-            "INSERT INTO rang_figures (day, extension, missed) "
-            f"SELECT CAST($2 AS BIGINT), extension, {s} * COUNT(*) FROM call_rang "
-            "WHERE call_id = $1 AND missed GROUP BY extension "
-            "ON CONFLICT (extension, day) DO UPDATE SET "
-            "missed = rang_figures.missed + excluded.missed",
-            call_id,
-            day,
-        )
+        await self._count_calls(c, [call_id], sign)
+
+    async def _count_callbacks(self, c: Any, task_ids: list[int]) -> None:
+        """Write these callback tasks' rows of ``callback_figures`` as they stand now (the
+        audit's tasks, time to callback and median): recounted whole, not added to, since
+        whether a task is "spread" depends on all its calls.  Called once the
+        touched calls stand as they will commit (``_count_calls``, ``_flush_figures``) and
+        after a task's time to callback changes."""
+        zone = await self._zone(c)
+        for task_id in task_ids:
+            row = await c.fetchrow(_CALLBACK_ROW + " WHERE t.id = $1 GROUP BY 1, 2, 3", task_id)
+            await c.execute("DELETE FROM callback_figures WHERE task_id = $1", task_id)
+            if row is not None:
+                rang = await c.fetch(_TASK_RANG + " AND t.id = $1", task_id)
+                await c.execute(
+                    _CALLBACK_INSERT, *_callback_values(zone, row, (r["extension"] for r in rang))
+                )
 
     async def _count_task_calls(self, c: Any, task_ids: list[int], sign: int) -> None:
         """The same for every call linked to these callback tasks (their owner changes)."""
@@ -134,8 +190,110 @@ class FigureQueries:
             f"SELECT call_id FROM callback_calls WHERE task_id {self._ids_in(1)}",  # type: ignore[attr-defined]
             self._ids_param(task_ids),  # type: ignore[attr-defined]
         )
-        for r in rows:
-            await self._count_call(c, r["call_id"], sign)
+        await self._count_calls(c, [r["call_id"] for r in rows], sign)
+
+    async def _count_calls(self, c: Any, call_ids: list[int], sign: int) -> None:
+        """``_count_call`` for several calls.  In a transaction with a tally (every
+        transaction a store hands out) only the first touch of a call counts: its
+        contribution as it stood is removed now (-1), as it stands at commit is added
+        then (``_flush_figures``); outside one, now."""
+        tally = self._tally
+        if tally is None:
+            now = FigureTally()
+            await self._tally_calls(c, now, call_ids, sign)
+            await self._write_tally(c, now)
+            if sign > 0:
+                await self._count_callbacks(c, await self._tasks_of(c, call_ids))
+            return
+        first = [i for i in dict.fromkeys(call_ids) if i not in tally.touched]
+        tally.touched.update(first)
+        if sign < 0:
+            await self._tally_calls(c, tally, first, -1)
+        # +1 on a call not touched before: it counted nothing yet (a new row), and its
+        # contribution as it stands at commit is added then.
+
+    async def _flush_figures(self, c: Any) -> None:
+        """Add the touched calls as they stand and write the tally (before a commit)."""
+        tally = self._tally
+        if tally is None or not tally.touched:
+            return
+        touched = sorted(tally.touched)
+        await self._tally_calls(c, tally, touched, 1)
+        await self._write_tally(c, tally)
+        tally.clear()
+        await self._count_callbacks(c, await self._tasks_of(c, touched))
+
+    async def _tasks_of(self, c: Any, call_ids: list[int]) -> list[int]:
+        """The callback tasks these calls are linked to."""
+        if not call_ids:
+            return []
+        rows = await c.fetch(
+            f"SELECT DISTINCT task_id FROM callback_calls WHERE call_id {self._ids_in(1)}",  # type: ignore[attr-defined]
+            self._ids_param(call_ids),  # type: ignore[attr-defined]
+        )
+        return sorted(r["task_id"] for r in rows)
+
+    async def _tally_calls(
+        self, c: Any, tally: FigureTally, call_ids: list[int], sign: int
+    ) -> None:
+        """Add ``sign`` times these calls' contributions, as the database has them now,
+        to ``tally`` (the same grouping as ``_recount``: one call may count once per
+        callback task it is linked to)."""
+        if not call_ids:
+            return
+        zone = await self._zone(c)
+        ids = self._ids_param(call_ids)  # type: ignore[attr-defined]
+        ids_in = self._ids_in(1)  # type: ignore[attr-defined]
+        days: dict[int, int] = {}
+        for r in await c.fetch(
+            "SELECT calls.id AS id, calls.started_at AS at, calls.direction AS direction, "
+            "calls.outcome AS outcome, COALESCE(calls.did, '') AS did, "
+            "COALESCE(calls.user_id, 0) AS u, "
+            "CASE WHEN cc.task_id IS NULL THEN -1 ELSE COALESCE(t.owner_id, 0) END AS o, "
+            "CASE WHEN calls.answered THEN 1 ELSE 0 END AS a, "
+            f"COALESCE(calls.talk_seconds, 0) AS talk {_CALL_TASK} WHERE calls.id {ids_in}",
+            ids,
+        ):
+            day, hour = bucket(zone, float(r["at"]))
+            days[r["id"]] = day
+            acc = tally.days[(day, r["direction"], r["outcome"], r["did"], r["u"], r["o"])]
+            acc[0] += sign
+            acc[1] += sign * int(r["a"])
+            acc[2] += sign * float(r["talk"])
+            tally.hours[(day, hour, int(r["u"]), int(r["o"]))] += sign
+        if not days:
+            return
+        for r in await c.fetch(
+            f"SELECT call_id, extension FROM call_rang WHERE call_id {ids_in} AND missed", ids
+        ):
+            if r["call_id"] in days:
+                tally.rang[(days[r["call_id"]], r["extension"])] += sign
+
+    @staticmethod
+    async def _write_tally(c: Any, tally: FigureTally) -> None:
+        """Add the tally's non-zero changes to the stored figures: one statement per table."""
+        await c.executemany(
+            f"INSERT INTO call_figures ({_KEY}, calls, answered, talk_seconds) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+            f"ON CONFLICT ({_KEY}) DO UPDATE SET "
+            "calls = call_figures.calls + excluded.calls, "
+            "answered = call_figures.answered + excluded.answered, "
+            "talk_seconds = call_figures.talk_seconds + excluded.talk_seconds",
+            [(*k, v[0], v[1], float(v[2])) for k, v in tally.days.items() if any(v)],
+        )
+        await c.executemany(
+            "INSERT INTO hour_figures (day, hour, user_id, task_owner, calls) "
+            "VALUES ($1, $2, $3, $4, $5) "
+            "ON CONFLICT (day, hour, user_id, task_owner) DO UPDATE SET "
+            "calls = hour_figures.calls + excluded.calls",
+            [(*k, v) for k, v in tally.hours.items() if v],
+        )
+        await c.executemany(
+            "INSERT INTO rang_figures (day, extension, missed) VALUES ($1, $2, $3) "
+            "ON CONFLICT (extension, day) DO UPDATE SET "
+            "missed = rang_figures.missed + excluded.missed",
+            [(*k, v) for k, v in tally.rang.items() if v],
+        )
 
     async def rebuild_figures(self, zone: str | None = None) -> tuple[int, int]:
         """Recount every figure from the calls in ``zone`` (default: the stored one), in
@@ -144,15 +302,20 @@ class FigureQueries:
         async with self._tx() as c:  # type: ignore[attr-defined]
             if self.dialect == "postgres":  # type: ignore[attr-defined]
                 await c.execute(
-                    "LOCK TABLE figures_zone, call_figures, hour_figures, rang_figures "
-                    "IN EXCLUSIVE MODE"
+                    "LOCK TABLE figures_zone, call_figures, hour_figures, rang_figures, "
+                    "callback_figures IN EXCLUSIVE MODE"
                 )
+            await self._flush_figures(c)  # so later changes in this transaction add up
             tz = ZoneInfo(zone) if zone else await self._zone(c)
-            for table in ("call_figures", "hour_figures", "rang_figures"):
+            for table in ("call_figures", "hour_figures", "rang_figures", "callback_figures"):
                 await c.execute(f"DELETE FROM {table}")
-            await c.execute("UPDATE figures_zone SET zone = $1 WHERE id = 1", str(tz.key))
+            await c.execute(
+                "UPDATE figures_zone SET zone = $1, callbacks_counted = $2 WHERE id = 1",
+                str(tz.key),
+                True,
+            )
             counted = await self._recount(c, tz)
-        self._figures_state["zone"] = tz
+        self._figures_state.update(zone=tz, callbacks=True)
         return counted
 
     async def _recount(self, c: Any, tz: ZoneInfo) -> tuple[int, int]:
@@ -202,6 +365,16 @@ class FigureQueries:
         await c.executemany(
             "INSERT INTO rang_figures (day, extension, missed) VALUES ($1, $2, $3)",
             [(*k, v) for k, v in rang.items()],
+        )
+        rung: dict[int, list[str]] = defaultdict(list)
+        for r in await c.fetch(_TASK_RANG):
+            rung[r["task_id"]].append(r["extension"])
+        await c.executemany(
+            _CALLBACK_INSERT,
+            [
+                _callback_values(tz, r, rung.get(r["task_id"], ()))
+                for r in await c.fetch(_CALLBACK_ROW + " GROUP BY 1, 2, 3")
+            ],
         )
         return len(days), len(hours)
 

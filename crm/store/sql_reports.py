@@ -44,20 +44,87 @@ class ReportQueries:
     ) -> tuple[int, int] | None:
         """The figures' days for the period (``sql_figures``), or None to read the calls:
         the period is not whole days of the figures' zone at one offset, or is grouped by
-        days and hours of another offset, or (for a scope) it holds calls of an unowned
-        callback task, whose visibility hangs on who its calls rang (``_visible_task``),
-        which the figures do not keep."""
+        days and hours of another offset.  ``user_ids``: for a figure that counts by the
+        visibility rule, whose unowned callback tasks are visible by who their calls rang
+        (``_visible_task``), which ``call_figures`` does not keep: their calls are added
+        by ``_unowned_calls``, or while ``callback_figures`` are not counted (which finds
+        them) a period holding such calls is read from the calls."""
         found = await self.figure_days(c, since, until)  # type: ignore[attr-defined]
         if found is None or (utc_offset is not None and found[2] != utc_offset):
             return None
-        if user_ids is not None and await c.fetchval(
-            "SELECT 1 FROM call_figures f WHERE f.day >= $1 AND f.day < $2 "
-            "AND f.task_owner = 0 LIMIT 1",
-            found[0],
-            found[1],
+        if (
+            user_ids is not None
+            and await self.callback_days(c, since, until) is None  # type: ignore[attr-defined]
+            and await c.fetchval(
+                "SELECT 1 FROM call_figures f WHERE f.day >= $1 AND f.day < $2 "
+                "AND f.task_owner = 0 LIMIT 1",
+                found[0],
+                found[1],
+            )
         ):
             return None
         return found[0], found[1]
+
+    async def _unowned_calls(
+        self,
+        c: Any,
+        since: float,
+        until: float,
+        days: tuple[int, int],
+        user_ids: Any,
+        select: str,
+        group: str,
+        where: str = "TRUE",
+        *more: Any,
+    ) -> list[Any]:
+        """``select ... group by group`` over the calls a scope sees only because their
+        unowned callback task rang someone in it (their rep is not in it): what a scoped
+        figure adds to the ``call_figures`` rows ``_visible_figures`` keeps.  The tasks
+        come from ``callback_figures`` (those nobody owns, with calls in the days)."""
+        if user_ids is None or await self.callback_days(c, since, until) is None:  # type: ignore[attr-defined]
+            return []
+        ids = self._ids_in(3)  # type: ignore[attr-defined]
+        return await c.fetch(
+            f"SELECT {select} FROM callback_figures cf "
+            "JOIN callback_calls cc ON cc.task_id = cf.task_id "
+            "JOIN calls ON calls.id = cc.call_id "
+            "WHERE cf.task_owner = 0 AND cf.last_day >= $4 AND cf.day < $5 "
+            f"AND {self._rang_seen('cf.rang', 6)} "
+            "AND calls.started_at >= $1 AND calls.started_at < $2 "
+            f"AND NOT (COALESCE(calls.user_id, 0) {ids}) AND {where} GROUP BY {group}",
+            since,
+            until,
+            self._ids_param(user_ids),  # type: ignore[attr-defined]
+            days[0],
+            days[1],
+            await self._rang_patterns(c, user_ids),
+            *more,
+        )
+
+    def _rang_seen(self, column: str, n: int) -> str:
+        """SQL: the ``rang_text`` in ``column`` holds one of the patterns bound as $n
+        (``_rang_patterns``): an unowned task rang someone in the scope."""
+        if self.dialect == "postgres":  # type: ignore[attr-defined]
+            return (
+                f"EXISTS (SELECT 1 FROM unnest(${n}::text[]) AS p(x) "
+                f"WHERE strpos({column}, p.x) > 0)"
+            )
+        return f"EXISTS (SELECT 1 FROM json_each(${n}) WHERE instr({column}, value) > 0)"
+
+    async def _rang_patterns(self, c: Any, user_ids: Any) -> Any:
+        """``,ext,`` for each extension of the scope's users now (the current map, as
+        ``_visible_task`` reads it), bound for ``_rang_seen``."""
+        rows = await c.fetch(
+            f"SELECT extension FROM user_extensions WHERE user_id {self._ids_in(1)}",  # type: ignore[attr-defined]
+            self._ids_param(user_ids),  # type: ignore[attr-defined]
+        )
+        return self._texts_param([f",{r['extension']}," for r in rows])  # type: ignore[attr-defined]
+
+    def _floats_rows(self, n: int) -> str:
+        """SQL: one row (``value``) per number of the list bound as $n (``_ids_param``)."""
+        if self.dialect == "postgres":  # type: ignore[attr-defined]
+            return f"SELECT unnest(${n}::float8[])"
+        return f"SELECT value FROM json_each(${n})"
 
     def _figures_where(self, args: list[Any], days: tuple[int, int], user_ids: Any) -> str:
         args.extend(days)
@@ -82,7 +149,7 @@ class ReportQueries:
         # call_rang's partial index on missed rows: one range per extension and period,
         # counted in index order (no DISTINCT over the period).  A call counts once per
         # user, so users with several extensions get a COUNT(DISTINCT) of their own.
-        days = await self._days(c, since, until, user_ids=user_ids)
+        days = await self._days(c, since, until)
         args: list[Any] = [since, until] if days is None else list(days)
         scoped = ""
         if user_ids is not None:
@@ -132,41 +199,16 @@ class ReportQueries:
     ) -> MissedSummary:
         args: list[Any] = [since, until]
         inbound = "calls.direction = 'inbound' AND " + self._range_where(args, user_ids, 1)
-        tasks_cte = (
-            "WITH tasks AS (SELECT DISTINCT t.id AS id, t.time_to_callback AS ttc "
-            "FROM calls JOIN callback_calls cc ON cc.call_id = calls.id "
-            "JOIN callback_tasks t ON t.id = cc.task_id "
-            f"WHERE {inbound} AND calls.outcome {MISSED_SQL}) "
-        )
-        n = len(args)
         async with self._use() as c:  # type: ignore[attr-defined]
             lines = await self._missed_lines(c, since, until, user_ids, inbound, args)
-            tasks = await c.fetchrow(
-                f"{tasks_cte}SELECT COUNT(*) AS tasks, COUNT(ttc) AS returned, "
-                f"COALESCE(SUM(CASE WHEN ttc <= ${n + 1} THEN 1 ELSE 0 END), 0) AS in_sla "
-                "FROM tasks",
-                *args,
-                float(sla_seconds),
+            n_tasks, returned, in_sla, median = await self._task_figures(
+                c, since, until, float(sla_seconds), user_ids, inbound, args
             )
-            returned = int(tasks["returned"])
-            median: float | None = None
-            if returned:
-                # The median by ORDER BY/OFFSET works on both engines (SQLite has no
-                # percentile function); one or two rows come back.
-                middle = await c.fetch(
-                    f"{tasks_cte}SELECT ttc FROM tasks WHERE ttc IS NOT NULL "
-                    f"ORDER BY ttc LIMIT ${n + 1} OFFSET ${n + 2}",
-                    *args,
-                    1 if returned % 2 else 2,
-                    (returned - 1) // 2,
-                )
-                median = sum(float(r["ttc"]) for r in middle) / len(middle)
             by_rep = await self._missed_by_rep(c, since, until, user_ids)
         # Every inbound call is in exactly one line group (NULL did included): the totals
         # are the lines' sums, so the period is read once.
         total = sum(int(r["total"]) for r in lines)
         missed = sum(int(r["missed"]) for r in lines)
-        n_tasks = int(tasks["tasks"])
         return MissedSummary(
             since=since,
             until=until,
@@ -176,7 +218,7 @@ class ReportQueries:
             callbacks=n_tasks,
             returned=returned,
             median_time_to_callback=median,
-            returned_within_sla=_rate(int(tasks["in_sla"]), n_tasks) if n_tasks else None,
+            returned_within_sla=_rate(in_sla, n_tasks) if n_tasks else None,
             by_rep=by_rep,
             by_line=[
                 MissedByLine(
@@ -188,6 +230,87 @@ class ReportQueries:
                 for r in lines
             ],
         )
+
+    async def _task_figures(
+        self,
+        c: Any,
+        since: float,
+        until: float,
+        sla: float,
+        user_ids: Any,
+        inbound: str,
+        args: list[Any],
+    ) -> tuple[int, int, int, float | None]:
+        """(tasks, returned, returned within ``sla``, median time to callback) of the
+        callback tasks of the period's visible missed inbound calls.  From
+        ``callback_figures`` when it answers the period: a task whose calls are all missed
+        inbound calls of one day and one rep is counted from its row; the few others
+        ("spread": several days or reps) have their calls checked here."""
+        tasks_of_calls = (
+            "SELECT DISTINCT t.id AS id, t.time_to_callback AS ttc "
+            "FROM calls JOIN callback_calls cc ON cc.call_id = calls.id "
+            "JOIN callback_tasks t ON t.id = cc.task_id "
+            f"WHERE {inbound} AND calls.outcome {MISSED_SQL}"
+        )
+        days = await self.callback_days(c, since, until)  # type: ignore[attr-defined]
+        if days is None:
+            source, sargs = tasks_of_calls, list(args)
+        else:
+            sargs = [days[0], days[1]]
+            seen = ""
+            if user_ids is not None:
+                sargs += [self._ids_param(user_ids), await self._rang_patterns(c, user_ids)]  # type: ignore[attr-defined]
+                ids = self._ids_in(3)  # type: ignore[attr-defined]
+                seen = (
+                    f"(f.task_owner {ids} OR (f.task_owner = 0 AND {self._rang_seen('f.rang', 4)}))"
+                )
+            # Spread tasks: those with a visible missed inbound call in the period, read
+            # from the few spread rows to their calls (not from the period's calls).
+            spread = await c.fetch(
+                "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figures f "
+                f"{self._index_hint('callback_figures_spread')} "  # type: ignore[attr-defined]
+                "CROSS JOIN callback_calls cc CROSS JOIN calls "
+                "WHERE cc.task_id = f.task_id AND calls.id = cc.call_id "
+                "AND f.last_day >= $1 AND f.day < $2 AND (f.last_day > f.day OR f.user_id < 0) "
+                f"AND calls.direction = 'inbound' AND calls.outcome {MISSED_SQL} "
+                f"AND calls.started_at >= ${len(sargs) + 1} "
+                f"AND calls.started_at < ${len(sargs) + 2}"
+                + (f" AND (calls.user_id {self._ids_in(3)} OR {seen})" if seen else "")  # type: ignore[attr-defined]
+                + " GROUP BY f.task_id, f.time_to_callback",
+                *sargs,
+                since,
+                until,
+            )
+            simple = "f.day >= $1 AND f.day < $2 AND f.last_day = f.day AND f.user_id >= 0"
+            if seen:
+                simple += f" AND (f.user_id {self._ids_in(3)} OR {seen})"  # type: ignore[attr-defined]
+            sargs.append(self._ids_param([r["ttc"] for r in spread]))  # type: ignore[attr-defined]
+            source = (
+                f"SELECT f.time_to_callback AS ttc FROM callback_figures f WHERE {simple} "
+                f"UNION ALL {self._floats_rows(len(sargs))}"
+            )
+        n = len(sargs)
+        tasks = await c.fetchrow(
+            f"WITH tasks AS ({source}) SELECT COUNT(*) AS tasks, COUNT(ttc) AS returned, "
+            f"COALESCE(SUM(CASE WHEN ttc <= ${n + 1} THEN 1 ELSE 0 END), 0) AS in_sla "
+            "FROM tasks",
+            *sargs,
+            sla,
+        )
+        returned = int(tasks["returned"])
+        median: float | None = None
+        if returned:
+            # The median by ORDER BY/OFFSET works on both engines (SQLite has no
+            # percentile function); one or two rows come back.
+            middle = await c.fetch(
+                f"WITH tasks AS ({source}) SELECT ttc FROM tasks WHERE ttc IS NOT NULL "
+                f"ORDER BY ttc LIMIT ${n + 1} OFFSET ${n + 2}",
+                *sargs,
+                1 if returned % 2 else 2,
+                (returned - 1) // 2,
+            )
+            median = sum(float(r["ttc"]) for r in middle) / len(middle)
+        return int(tasks["tasks"]), returned, int(tasks["in_sla"]), median
 
     async def _missed_lines(
         self, c: Any, since: float, until: float, user_ids: Any, inbound: str, args: list[Any]
@@ -212,8 +335,18 @@ class ReportQueries:
             "GROUP BY f.did HAVING SUM(f.calls) > 0",
             *fargs,
         )
+        merged = {r["did"]: [int(r["total"]), int(r["missed"])] for r in rows}
+        for r in await self._unowned_calls(
+            c, since, until, days, user_ids,
+            "COALESCE(calls.did, '') AS did, COUNT(*) AS total, "
+            f"SUM(CASE WHEN calls.outcome {MISSED_SQL} THEN 1 ELSE 0 END) AS missed",
+            "COALESCE(calls.did, '')", "calls.direction = 'inbound'",
+        ):  # fmt: skip
+            line = merged.setdefault(r["did"], [0, 0])
+            line[0] += int(r["total"])
+            line[1] += int(r["missed"])
         # '' is the figures' "no line"; both engines sort NULL as the calls query did.
-        out = [{**dict(r), "did": r["did"] or None} for r in rows]
+        out = [{"did": did or None, "total": n, "missed": m} for did, (n, m) in merged.items()]
         nulls_first = self.dialect == "sqlite"  # type: ignore[attr-defined]
         return sorted(out, key=lambda r: ((r["did"] is None) != nulls_first, r["did"] or ""))
 
@@ -226,7 +359,7 @@ class ReportQueries:
         if user_ids is not None:
             args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
             mine = f" AND {{col}} {self._ids_in(3)}"  # type: ignore[attr-defined]
-        days = await self._days(c, since, until, user_ids=user_ids)
+        days = await self._days(c, since, until)
         if days is None:
             sql = (
                 "SELECT user_id, COUNT(*) AS n FROM calls WHERE calls.direction = 'inbound' "
@@ -285,10 +418,19 @@ class ReportQueries:
                 rows = await c.fetch(
                     "SELECT f.day AS day, f.outcome AS outcome, SUM(f.calls) AS n "
                     f"FROM call_figures f WHERE {fwhere} GROUP BY 1, 2 "
-                    "HAVING SUM(f.calls) > 0 ORDER BY 1, 2",
+                    "HAVING SUM(f.calls) > 0",
                     *fargs,
                 )
-                return [(_day_text(int(r["day"])), r["outcome"], int(r["n"])) for r in rows]
+                counts = {(int(r["day"]), r["outcome"]): int(r["n"]) for r in rows}
+                day = self._floor_div("calls.started_at + $7", 86400)  # type: ignore[attr-defined]
+                for r in await self._unowned_calls(
+                    c, since, until, days, user_ids,
+                    f"{day} AS day, calls.outcome AS outcome, COUNT(*) AS n", "1, 2", "TRUE",
+                    float(utc_offset),
+                ):  # fmt: skip
+                    key = (int(r["day"]), r["outcome"])
+                    counts[key] = counts.get(key, 0) + int(r["n"])
+                return [(_day_text(d), o, n) for (d, o), n in sorted(counts.items())]
         args: list[Any] = [float(utc_offset), since, until]
         where = self._range_where(args, user_ids, 2)
         # Grouped by day number, formatted here: the same UTC days as ``_day`` without
@@ -309,7 +451,7 @@ class ReportQueries:
             args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
             where += f" AND calls.user_id {self._ids_in(3)}"  # type: ignore[attr-defined]
         async with self._use() as c:  # type: ignore[attr-defined]
-            days = await self._days(c, since, until, user_ids=user_ids)
+            days = await self._days(c, since, until)
         if days is None:
             sql = (
                 "SELECT calls.user_id AS user_id, "
@@ -357,10 +499,18 @@ class ReportQueries:
                 fwhere = self._figures_where(fargs, days, user_ids)
                 rows = await c.fetch(
                     "SELECT f.hour AS hour, SUM(f.calls) AS n FROM hour_figures f "
-                    f"WHERE {fwhere} GROUP BY f.hour HAVING SUM(f.calls) > 0 ORDER BY 1",
+                    f"WHERE {fwhere} GROUP BY f.hour HAVING SUM(f.calls) > 0",
                     *fargs,
                 )
-                return [(int(r["hour"]), int(r["n"])) for r in rows]
+                hours = {int(r["hour"]): int(r["n"]) for r in rows}
+                hour = self._floor_div("calls.started_at + $7", 3600)  # type: ignore[attr-defined]
+                for r in await self._unowned_calls(
+                    c, since, until, days, user_ids, f"{hour} AS hour, COUNT(*) AS n", "1",
+                    "TRUE", float(utc_offset),
+                ):  # fmt: skip
+                    h = int(r["hour"]) % 24
+                    hours[h] = hours.get(h, 0) + int(r["n"])
+                return sorted(hours.items())
         args: list[Any] = [float(utc_offset), since, until]
         where = self._range_where(args, user_ids, 2)
         # Hours since the epoch, folded to the hour of the day here (UTC days are whole

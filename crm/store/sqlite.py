@@ -241,9 +241,9 @@ class SqliteStore(SqlStore):
             db: sqlite3.Connection = self._db._conn
             db.execute("BEGIN" if read_only else "BEGIN IMMEDIATE")
             try:
-                bound = SqliteStore(self._db, self._lock)
-                bound._conn = _ThreadConn(db)
+                bound = self._open(_ThreadConn(db))
                 result = _drive(work(bound))
+                _drive(bound._before_commit())
             except BaseException:
                 db.execute("ROLLBACK")
                 raise

@@ -4,7 +4,9 @@ leads, callbacks and events as one call at a time, all or nothing, on both engin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -42,18 +44,31 @@ async def _state(store: Store) -> dict[str, object]:
     }
 
 
+@contextlib.asynccontextmanager
+async def _one_and_many(
+    store_url: str, tmp_path: Path, tag: str
+) -> AsyncIterator[tuple[Store, Store]]:
+    """Two empty stores of the engine under test: one written call by call, one by
+    batches (``tag`` names the second PostgreSQL schema)."""
+    one = await open_store(store_url)
+    other_url = (
+        f"sqlite:///{tmp_path / f'other-{tag}.db'}"
+        if store_url.startswith("sqlite")
+        else store_url.replace("?schema=", f"?schema={tag}")
+    )
+    many = await open_store(other_url)
+    try:
+        yield one, many
+    finally:
+        await one.close()
+        await many.close()
+
+
 async def test_a_batch_writes_what_the_calls_one_by_one_write(
     store_url: str, tmp_path: Path, policy: LeadPolicy
 ) -> None:
     recs = burst()
-    one = await open_store(store_url)
-    other_url = (
-        f"sqlite:///{tmp_path / 'other.db'}"
-        if store_url.startswith("sqlite")
-        else store_url.replace("?schema=", "?schema=b")
-    )
-    many = await open_store(other_url)
-    try:
+    async with _one_and_many(store_url, tmp_path, "b") as (one, many):
         bus_one, bus_many = EventBus(), EventBus()
         sub_one, sub_many = bus_one.subscribe(maxsize=1000), bus_many.subscribe(maxsize=1000)
         for rec in recs:
@@ -65,9 +80,6 @@ async def test_a_batch_writes_what_the_calls_one_by_one_write(
         kinds_one = [sub_one.get_nowait().kind for _ in range(sub_one.pending())]
         kinds_many = [sub_many.get_nowait().kind for _ in range(sub_many.pending())]
         assert kinds_many == kinds_one and kinds_many.count("call_recorded") == 20
-    finally:
-        await one.close()
-        await many.close()
 
 
 async def test_a_batch_twice_is_still_one_row_per_call(store: Store, ingest: Ingest) -> None:
@@ -87,12 +99,21 @@ async def test_a_failing_call_rolls_the_whole_batch_back_and_publishes_nothing(
     real = store.__class__.upsert_call
     bad = recs[7].linkedid
 
-    async def upsert(self: Store, call, at):  # type: ignore[no-untyped-def]
+    async def upsert(self: Store, call, at, **kw):  # type: ignore[no-untyped-def]
         if call.linkedid == bad:
             raise RuntimeError("this call cannot be written")
-        return await real(self, call, at)
+        return await real(self, call, at, **kw)
+
+    real_many = store.__class__.insert_calls
+
+    async def insert(self: Store, calls, at):  # type: ignore[no-untyped-def]
+        written = await real_many(self, calls, at)  # the rows are in, then it fails
+        if any(call.linkedid == bad for call in calls):
+            raise RuntimeError("this call cannot be written")
+        return written
 
     monkeypatch.setattr(store.__class__, "upsert_call", upsert)
+    monkeypatch.setattr(store.__class__, "insert_calls", insert)
     with pytest.raises(RuntimeError, match="cannot be written"):
         await ingest.record_many(recs)
     assert await store.count_calls() == 0
@@ -153,3 +174,78 @@ async def test_a_read_only_transaction_reads_in_one_trip(store: Store, ingest: I
         return await tx.count_calls(), call.outcome if call else None
 
     assert await store.in_transaction(read, read_only=True) == (1, rec.outcome)
+
+
+async def test_a_batch_of_misses_and_callbacks_ends_as_one_by_one(
+    store_url: str, tmp_path: Path, policy: LeadPolicy
+) -> None:
+    """The callbacks of a batch's calls see the calls before them and not those after
+    them: a miss answered later in the batch opens its task, the answer closes it; an
+    answer written before an earlier miss makes that miss's task born closed."""
+    from .factories import T0, inbound, outbound
+
+    a, b, c = "+14155550111", "+14155550122", "+14155550133"
+    before = inbound(c, answered_by=None, at=T0 - 600)  # c's task open before the batch
+    recs = [
+        outbound("4155550133", c, at=T0 + 30),  # closes c's task
+        inbound(a, answered_by=None, at=T0),  # missed: opens a's task
+        inbound(a, answered_by=None, at=T0 + 60),  # joins it
+        outbound("4155550111", a, at=T0 + 120),  # calls back: closes it
+        outbound("4155550122", b, at=T0 + 300),  # b answered first in the batch ...
+        inbound(b, answered_by=None, at=T0 + 200),  # ... then b's earlier miss: born closed
+        inbound(a, answered_by=None, at=T0 + 400),  # a new miss of a: a new task
+    ]
+    async with _one_and_many(store_url, tmp_path, "c") as (one, many):
+        bus_one, bus_many = EventBus(), EventBus()
+        sub_one, sub_many = bus_one.subscribe(maxsize=100), bus_many.subscribe(maxsize=100)
+        await Ingest(one, policy).record(before)
+        await Ingest(many, policy).record(before)
+        for rec in recs:
+            await Ingest(one, policy, bus_one).record(rec)
+        await Ingest(many, policy, bus_many).record_many(recs)
+
+        async def tasks(store: Store) -> list[tuple[object, ...]]:
+            out = []
+            for t in await store.list_callbacks(status=None, limit=100):
+                closer = await store.get_call(t.closed_by_call) if t.closed_by_call else None
+                out.append((t.number_e164, t.status, t.missed_count, t.opened_at,
+                            closer.linkedid if closer else None))  # fmt: skip
+            return sorted(out, key=repr)
+
+        assert await tasks(many) == await tasks(one)
+        assert [t[1] for t in await tasks(one)] == ["closed", "open", "closed", "closed"]
+        assert await _state(many) == await _state(one)
+        kinds_one = [sub_one.get_nowait().kind for _ in range(sub_one.pending())]
+        kinds_many = [sub_many.get_nowait().kind for _ in range(sub_many.pending())]
+        assert kinds_many == kinds_one
+        assert "callback_opened" in kinds_one and "callback_closed" in kinds_one
+
+
+async def test_two_processes_writing_batches_on_the_same_numbers_make_one_lead_each(
+    store_url: str, policy: LeadPolicy
+) -> None:
+    """Each batch locks its numbers up front, in one order: two writers whose batches
+    share callers (in opposite orders) neither deadlock nor make twin leads."""
+    from .factories import T0, inbound
+
+    numbers = [f"+1415555{n:04d}" for n in range(30)]
+    first = [inbound(n, answered_by=None, at=T0 + i) for i, n in enumerate(numbers)]
+    second = [inbound(n, answered_by=None, at=T0 + 100 + i) for i, n in enumerate(numbers)]
+    second.reverse()
+    one, other = await open_store(store_url), await open_store(store_url)
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(
+                Ingest(one, policy).record_many(first),
+                Ingest(other, policy).record_many(second),
+            ),
+            30,
+        )
+        assert await one.count_calls() == 60
+        contacts = await one.list_contacts(limit=100)
+        assert sorted(p.e164 for c in contacts for p in c.phones) == sorted(numbers)
+        tasks = await one.list_callbacks(status=None, limit=100)
+        assert sorted(t.missed_count for t in tasks) == [2] * 30
+    finally:
+        await one.close()
+        await other.close()

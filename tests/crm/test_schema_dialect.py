@@ -19,7 +19,7 @@ CREATE TABLE t (
 ) {{without_rowid}};
 CREATE INDEX t_name ON t({{ci(name)}});
 SELECT {{int_div(t.at, 86400)}} FROM t;
-SELECT {{int_div(MAX(COALESCE(t.at, 0)), 3600)}} FROM t;
+SELECT {{int_div(MAX(COALESCE(t.at, 0)), 3600)}}, {{comma_list(t.x)}} FROM t;
 {{sqlite append_only_trigger}}
 SELECT 'lite';
 {{postgres append_only_trigger}}
@@ -41,6 +41,7 @@ def test_each_engine_gets_its_own_words() -> None:
     assert "SELECT CAST(t.at / 86400 AS INTEGER) FROM t" in lite
     assert "SELECT CAST(FLOOR(t.at / 86400) AS BIGINT) FROM t" in pg
     assert "CAST(MAX(COALESCE(t.at, 0)) / 3600 AS INTEGER)" in lite
+    assert "group_concat(DISTINCT t.x)" in lite and "string_agg(DISTINCT t.x, ',')" in pg
     assert "'lite'" in lite and "'pg'" not in lite and "pg only" not in lite
     assert "'pg'" in pg and "'pg only'" in pg and "'lite'" not in pg
     assert "{{" not in lite + pg

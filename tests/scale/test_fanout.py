@@ -43,7 +43,10 @@ async def test_events_reach_the_other_process_once_and_are_not_echoed(pg_url: st
         sub_b = bus_b.subscribe(extensions=["101"], maxsize=1000)
         big = "x" * 20_000  # far over the NOTIFY limit: goes through event_spill
         sent = [Event("call_progress", _progress(f"1.{i}"), frozenset({"101"})) for i in range(50)]
+        sent.insert(25, Event("call_progress", _progress("1.24"), frozenset({"101"})))
         sent.append(Event("call_progress", _progress("1.big", big), frozenset({"101"})))
+        # published in one turn: sent in one statement, which PostgreSQL would deliver
+        # the twice-published 1.24 from only once
         for event in sent:
             bus_a.publish(event)
         got = [await asyncio.wait_for(sub_b.get(), 10) for _ in sent]

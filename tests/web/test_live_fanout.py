@@ -169,8 +169,9 @@ async def test_the_hub_writes_to_a_waiting_connection_itself_once_per_turn(
     rt: Runtime, people: People
 ) -> None:
     """A connection whose handler waits gets its messages from the hub directly: every
-    message of one turn of the loop in one write, in order, the handler left asleep; a
-    browser that cannot take more gets them queued for its handler instead."""
+    message of one turn of the loop in one write (in a burst, of the flusher's window),
+    in order, the handler left asleep; a browser that cannot take more gets them queued
+    for its handler instead."""
     hub = LiveHub(rt)
     writes: list[bytes] = []
     full = False
@@ -195,14 +196,24 @@ async def test_the_hub_writes_to_a_waiting_connection_itself_once_per_turn(
         assert writes == [b"".join(f'data: {{"kind":"note","data":{n}}}\n\n'.encode()
                                    for n in range(3))]  # fmt: skip
         assert client.written == 3 and not waiting.done(), "the handler slept through it"
-        # a pop goes the same way, encoded once for every tab
+        # a pop goes the same way, encoded once for every tab; this soon after the last
+        # write (a burst), it waits for the flusher's window, then leaves in one write
         await _say(rt, hub, progress(ringing=("101",)))
         await asyncio.sleep(0)
-        assert b'"pop":"ringing"' in writes[-1] and not waiting.done()
+        assert len(writes) == 1
+        client.put("note", 5)
+        await asyncio.sleep(hub.flusher.window)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert len(writes) == 2 and not waiting.done()
+        assert b'"pop":"ringing"' in writes[-1] and writes[-1].endswith(
+            b'data: {"kind":"note","data":5}\n\n'
+        )
         # the browser stops reading: the next messages wait in its queue, in order
         full = True
         client.put("note", 3)
         client.put("note", 4)
+        await asyncio.sleep(hub.flusher.window)
         for _ in range(3):
             await asyncio.sleep(0)
         assert waiting.done()

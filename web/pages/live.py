@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 
 from aiohttp import HttpVersion11, web
 
@@ -26,16 +27,25 @@ WRITE_NOW_LIMIT = 64 * 1024
 """Bytes a browser may leave unread before its messages wait in its queue instead."""
 
 
-def _write_now(transport: asyncio.BaseTransport, frame: bytes) -> bool:
-    """Write one SSE frame as one HTTP/1.1 chunk (the framing of aiohttp's own chunked
-    writes, so the two interleave safely: the hub writes only while the handler waits),
-    unless the browser left or has not read what it was sent (then the handler writes
-    it, waiting for the browser without holding anybody else up)."""
-    assert isinstance(transport, asyncio.WriteTransport)
-    if transport.is_closing() or transport.get_write_buffer_size() > WRITE_NOW_LIMIT:
-        return False
-    transport.write(_chunk(frame))
-    return True
+def _writer(transport: asyncio.BaseTransport) -> Callable[[bytes], bool]:
+    """A function writing one SSE frame as one HTTP/1.1 chunk (the framing of aiohttp's
+    own chunked writes, so the two interleave safely: the hub writes only while the
+    handler waits), unless the browser left or has not read what it was sent (False: the
+    handler writes it, waiting for the browser without holding anybody else up).  The
+    transport's methods are looked up once: the hub calls this for every browser a
+    message goes to (uvloop's transports are no ``asyncio.WriteTransport`` subclass,
+    hence no type check)."""
+    write = transport.write  # type: ignore[attr-defined]
+    closing = transport.is_closing
+    buffered = transport.get_write_buffer_size  # type: ignore[attr-defined]
+
+    def write_now(frame: bytes) -> bool:
+        if closing() or buffered() > WRITE_NOW_LIMIT:
+            return False
+        write(_chunk(frame))
+        return True
+
+    return write_now
 
 
 @functools.lru_cache(maxsize=64)
@@ -85,7 +95,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     client = hub.connect(viewer)
     client.session = visitor(request).session
     if chunked and request.transport is not None:
-        client.attach(functools.partial(_write_now, request.transport), hub.flusher)
+        client.attach(_writer(request.transport), hub.flusher)
     loop = asyncio.get_running_loop()
     beat = loop.time() + hub.heartbeat
     written = client.written
