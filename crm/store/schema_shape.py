@@ -61,6 +61,7 @@ def normalise_expression(text: str) -> str:
     return re.sub(r"^lower\((\w+)\)(text_pattern_ops)?$", r"ci(\1)", text)
 
 
+# Alike in shape to presence.facts.QueueView: small frozen records, not one thing.
 @dataclass(frozen=True, order=True)
 class ColumnShape:
     name: str
