@@ -2,8 +2,8 @@
 millions of calls: only grouped rows cross the wire, never the calls themselves.
 
 A mixin of ``SqlStore``: it uses the store's connection handling and dialect hooks
-(``_use``, ``_ids_in``, ``_ids_param``, ``_visible_call``, ``_floor_div``, ``_index_hint``), and the
-``call_rang`` table ``upsert_call`` keeps (who each call rang).
+(``_use_report``, ``_ids_in``, ``_ids_param``, ``_visible_call``, ``_floor_div``,
+``_index_hint``), and the ``call_rang`` table ``upsert_call`` keeps (who each call rang).
 """
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ class ReportQueries:
     ) -> MissedSummary:
         args: list[Any] = [since, until]
         inbound = "calls.direction = 'inbound' AND " + self._range_where(args, user_ids, 1)
-        async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._use_report() as c:  # type: ignore[attr-defined]
             lines = await self._missed_lines(c, since, until, user_ids, inbound, args)
             n_tasks, returned, in_sla, median = await self._task_figures(
                 c, since, until, float(sla_seconds), user_ids, inbound, args
@@ -410,7 +410,7 @@ class ReportQueries:
         self, since: float, until: float, user_ids: Any = None, utc_offset: float = 0.0
     ) -> list[tuple[str, str, int]]:
         """(day ``YYYY-MM-DD``, outcome, count), by day then outcome."""
-        async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._use_report() as c:  # type: ignore[attr-defined]
             days = await self._days(c, since, until, utc_offset, user_ids=user_ids)
             if days is not None:
                 fargs: list[Any] = []
@@ -436,7 +436,7 @@ class ReportQueries:
         # Grouped by day number, formatted here: the same UTC days as ``_day`` without
         # formatting a date for each of the period's calls.
         day = self._floor_div("calls.started_at + $1", 86400)  # type: ignore[attr-defined]
-        async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._use_report() as c:  # type: ignore[attr-defined]
             rows = await c.fetch(
                 f"SELECT {day} AS day, calls.outcome AS outcome, COUNT(*) AS n FROM calls "
                 f"WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2",
@@ -450,7 +450,7 @@ class ReportQueries:
         if user_ids is not None:
             args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
             where += f" AND calls.user_id {self._ids_in(3)}"  # type: ignore[attr-defined]
-        async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._use_report() as c:  # type: ignore[attr-defined]
             days = await self._days(c, since, until)
         if days is None:
             sql = (
@@ -469,7 +469,7 @@ class ReportQueries:
                 f"WHERE f.user_id > 0 AND f.day >= $1 AND f.day < $2{scoped} "
                 "GROUP BY f.user_id HAVING SUM(f.calls) > 0"
             )
-        async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._use_report() as c:  # type: ignore[attr-defined]
             handled = {
                 r["user_id"]: (int(r["answered"]), float(r["talk"]))
                 for r in await c.fetch(sql, *args)
@@ -492,7 +492,7 @@ class ReportQueries:
         self, since: float, until: float, user_ids: Any = None, utc_offset: float = 0.0
     ) -> list[tuple[int, int]]:
         """(hour 0-23, calls started in it) for the hours that had calls."""
-        async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._use_report() as c:  # type: ignore[attr-defined]
             days = await self._days(c, since, until, utc_offset, user_ids=user_ids)
             if days is not None:
                 fargs: list[Any] = []
@@ -516,7 +516,7 @@ class ReportQueries:
         # Hours since the epoch, folded to the hour of the day here (UTC days are whole
         # hours), rather than formatting a time for each of the period's calls.
         hour = self._floor_div("calls.started_at + $1", 3600)  # type: ignore[attr-defined]
-        async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._use_report() as c:  # type: ignore[attr-defined]
             rows = await c.fetch(
                 f"SELECT {hour} AS hour, COUNT(*) AS n FROM calls WHERE {where} GROUP BY 1",
                 *args,
