@@ -26,6 +26,24 @@ def _rate(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
+_MEDIAN_BUCKET = 60
+"""Seconds of time to callback per bucket the audit's median is first looked for in."""
+
+
+def _median_places(counted: list[tuple[int, int]], returned: int) -> list[tuple[int, int, int]]:
+    """(bucket, offset in it, how many) of the one or two middle values of ``returned``
+    values counted per bucket (``counted``: (bucket, count) in bucket order)."""
+    wanted = [(returned - 1) // 2] if returned % 2 else [returned // 2 - 1, returned // 2]
+    places: dict[int, list[int]] = {}
+    below = 0
+    for b, k in counted:
+        for rank in wanted:
+            if below <= rank < below + k:
+                places.setdefault(b, []).append(rank - below)
+        below += k
+    return [(b, offsets[0], len(offsets)) for b, offsets in places.items()]
+
+
 class ReportQueries:
     def _visible_figures(self, n: int) -> str:
         """``_visible_call`` on ``call_figures`` rows (ids bound as parameter $n): the
@@ -253,8 +271,18 @@ class ReportQueries:
             f"WHERE {inbound} AND calls.outcome {MISSED_SQL}"
         )
         days = await self.callback_days(c, since, until)  # type: ignore[attr-defined]
+        n = len(args) if days is None else 0
+        # the median's second look: the tasks near one bucket only, as $n+4 <= ttc < $n+5
         if days is None:
-            source, sargs = tasks_of_calls, list(args)
+            sargs = list(args)
+
+            def source(near: bool = False) -> str:
+                if not near:
+                    return tasks_of_calls
+                return (
+                    f"{tasks_of_calls} AND t.time_to_callback >= ${n + 4} "
+                    f"AND t.time_to_callback < ${n + 5}"
+                )
         else:
             sargs = [days[0], days[1]]
             seen = ""
@@ -285,32 +313,56 @@ class ReportQueries:
             if seen:
                 simple += f" AND (f.user_id {self._ids_in(3)} OR {seen})"  # type: ignore[attr-defined]
             sargs.append(self._ids_param([r["ttc"] for r in spread]))  # type: ignore[attr-defined]
-            source = (
-                f"SELECT f.time_to_callback AS ttc FROM callback_figures f WHERE {simple} "
-                f"UNION ALL {self._floats_rows(len(sargs))}"
-            )
-        n = len(sargs)
-        tasks = await c.fetchrow(
-            f"WITH tasks AS ({source}) SELECT COUNT(*) AS tasks, COUNT(ttc) AS returned, "
+            floats = self._floats_rows(len(sargs))
+            n = len(sargs)
+            narrow = self._index_hint("callback_figures_ttc")  # type: ignore[attr-defined]
+
+            def source(near: bool = False) -> str:
+                hint, where = "", simple
+                if near:
+                    hint = narrow
+                    where = (
+                        f"f.time_to_callback >= ${n + 4} AND f.time_to_callback < ${n + 5} "
+                        f"AND {simple}"
+                    )
+                return (
+                    f"SELECT f.time_to_callback AS ttc FROM callback_figures f {hint} "
+                    f"WHERE {where} UNION ALL {floats}"
+                )
+
+        # One pass: the tasks per bucket of time to callback (NULL: not returned) give the
+        # counts and which bucket holds the median; that bucket's rows alone are then
+        # sorted (``callback_figures_ttc``), so the median is exactly the tasks' one.
+        bucket = self._floor_div("ttc", _MEDIAN_BUCKET)  # type: ignore[attr-defined]
+        buckets = await c.fetch(
+            f"WITH tasks AS ({source()}) SELECT {bucket} AS b, COUNT(*) AS n, "
             f"COALESCE(SUM(CASE WHEN ttc <= ${n + 1} THEN 1 ELSE 0 END), 0) AS in_sla "
-            "FROM tasks",
+            "FROM tasks GROUP BY 1",
             *sargs,
             sla,
         )
-        returned = int(tasks["returned"])
+        n_tasks = sum(int(r["n"]) for r in buckets)
+        in_sla = sum(int(r["in_sla"]) for r in buckets)
+        counted = sorted((int(r["b"]), int(r["n"])) for r in buckets if r["b"] is not None)
+        returned = sum(k for _, k in counted)
         median: float | None = None
         if returned:
-            # The median by ORDER BY/OFFSET works on both engines (SQLite has no
-            # percentile function); one or two rows come back.
-            middle = await c.fetch(
-                f"WITH tasks AS ({source}) SELECT ttc FROM tasks WHERE ttc IS NOT NULL "
-                f"ORDER BY ttc LIMIT ${n + 1} OFFSET ${n + 2}",
-                *sargs,
-                1 if returned % 2 else 2,
-                (returned - 1) // 2,
-            )
-            median = sum(float(r["ttc"]) for r in middle) / len(middle)
-        return int(tasks["tasks"]), returned, int(tasks["in_sla"]), median
+            middle: list[float] = []
+            for b, first, k in _median_places(counted, returned):
+                lo, hi = (b - 1) * _MEDIAN_BUCKET, (b + 2) * _MEDIAN_BUCKET
+                rows = await c.fetch(
+                    f"WITH tasks AS ({source(True)}) SELECT ttc FROM tasks "
+                    f"WHERE {bucket} = ${n + 1} ORDER BY ttc LIMIT ${n + 2} OFFSET ${n + 3}",
+                    *sargs,
+                    b,
+                    k,
+                    first,
+                    float(lo),
+                    float(hi),
+                )
+                middle.extend(float(r["ttc"]) for r in rows)
+            median = sum(middle) / len(middle)
+        return n_tasks, returned, in_sla, median
 
     async def _missed_lines(
         self, c: Any, since: float, until: float, user_ids: Any, inbound: str, args: list[Any]
