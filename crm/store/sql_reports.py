@@ -98,14 +98,14 @@ class ReportQueries:
         """``select ... group by group`` over the calls a scope sees only because their
         unowned callback task rang someone in it (their rep is not in it): what a scoped
         figure adds to the ``call_figures`` rows ``_visible_figures`` keeps.  The tasks
-        come from ``callback_figures`` (those nobody owns, with calls in the days)."""
+        come from ``callback_figures`` (those nobody owns, with calls in the days), their
+        calls from its copy of them (``callback_figure_calls``)."""
         if user_ids is None or await self.callback_days(c, since, until) is None:  # type: ignore[attr-defined]
             return []
         ids = self._ids_in(3)  # type: ignore[attr-defined]
         return await c.fetch(
             f"SELECT {select} FROM callback_figures cf "
-            "JOIN callback_calls cc ON cc.task_id = cf.task_id "
-            "JOIN calls ON calls.id = cc.call_id "
+            "JOIN callback_figure_calls calls ON calls.task_id = cf.task_id "
             "WHERE cf.task_owner = 0 AND cf.last_day >= $4 AND cf.day < $5 "
             f"AND {self._rang_seen('cf.rang', 6)} "
             "AND calls.started_at >= $1 AND calls.started_at < $2 "
@@ -293,12 +293,11 @@ class ReportQueries:
                     f"(f.task_owner {ids} OR (f.task_owner = 0 AND {self._rang_seen('f.rang', 4)}))"
                 )
             # Spread tasks: those with a visible missed inbound call in the period, read
-            # from the few spread rows to their calls (not from the period's calls).
+            # from the few spread rows to their calls' copy (not from the period's calls).
             spread = await c.fetch(
                 "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figures f "
                 f"{self._index_hint('callback_figures_spread')} "  # type: ignore[attr-defined]
-                "CROSS JOIN callback_calls cc CROSS JOIN calls "
-                "WHERE cc.task_id = f.task_id AND calls.id = cc.call_id "
+                "CROSS JOIN callback_figure_calls calls WHERE calls.task_id = f.task_id "
                 "AND f.last_day >= $1 AND f.day < $2 AND (f.last_day > f.day OR f.user_id < 0) "
                 f"AND calls.direction = 'inbound' AND calls.outcome {MISSED_SQL} "
                 f"AND calls.started_at >= ${len(sargs) + 1} "

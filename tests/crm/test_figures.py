@@ -177,7 +177,12 @@ async def _figure_rows(store: Store) -> tuple[list[Any], ...]:
                 "SELECT task_id, day, last_day, task_owner, user_id, time_to_callback "
                 "FROM callback_figures ORDER BY 1")
         ]  # fmt: skip
-    return calls, hours, rang, callbacks
+        callback_calls = [
+            tuple(r) for r in await c.fetch(
+                "SELECT task_id, call_id, started_at, direction, outcome, did, user_id "
+                "FROM callback_figure_calls ORDER BY 1, 2")
+        ]  # fmt: skip
+    return calls, hours, rang, callbacks, callback_calls
 
 
 async def _exact_median(store: Store, since: float, until: float) -> float | None:
@@ -251,8 +256,12 @@ async def test_figures_give_the_same_numbers_as_the_calls(
         if kind == "summary" and scope is None:
             exact = await _exact_median(store, since, figures["until"])
             assert figures["median_time_to_callback"] == pytest.approx(exact, abs=1e-9)
-    kinds = {(r[2] > r[1] or r[4] < 0) for r in (await _figure_rows(store))[3]}
+    rows = await _figure_rows(store)
+    kinds = {(r[2] > r[1] or r[4] < 0) for r in rows[3]}
     assert kinds == {False, True}
+    # and the calls of the tasks checked one by one (spread, nobody's) are copied
+    copied = {r[0] for r in rows[4]}
+    assert copied == {r[0] for r in rows[3] if r[3] == 0 or r[2] > r[1] or r[4] < 0}
     # Kept up to date in New York's days from here on.
     await _kept_equals_rebuilt(store)
 
