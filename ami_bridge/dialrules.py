@@ -37,6 +37,7 @@ class DialRuleError(ValueError):
     """A number or extension these rules cannot turn into a dial string; says why."""
 
 
+# Alike in shape to tracker.model.Channel: plain fields with defaults, not one thing.
 @dataclass(frozen=True, slots=True)
 class DialRules:
     """How one PBX link dials.

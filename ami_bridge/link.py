@@ -71,6 +71,7 @@ class Tracker(Protocol):
     def flush(self) -> list[Fact]: ...
 
 
+# Alike in shape to QueueSettings and QueueFigures on purpose: one typed default a line.
 @dataclass
 class LinkSettings:
     """Where the PBX is and how patiently to talk to it.  The secret never shows in a repr."""
@@ -262,6 +263,7 @@ class AmiLink:
     async; exceptions are logged and swallowed).  ``on_status`` is told of state changes.
     """
 
+    # Alike in shape to ClickToCall's __init__: keyword options, each its own setting.
     def __init__(
         self,
         settings: LinkSettings,

@@ -35,6 +35,7 @@ def _check_text(name: str, value: str, *, required: bool = False) -> None:
         raise ValueError(f"{name} must not contain a line break")
 
 
+# Alike in shape to crm.models.RecordingRow: both plain records, not one thing.
 @dataclass(frozen=True, slots=True)
 class OriginateRequest:
     """One click-to-call: ring ``channel`` (the rep's phone), then dial ``exten`` in ``context``.

@@ -147,14 +147,7 @@ class QueueBook:
 
     # -- list actions --------------------------------------------------------------------
     def queue_status(self, send: Send, reply: dict[str, str], now: float) -> None:
-        send(
-            {
-                "Response": "Success",
-                **reply,
-                "EventList": "start",
-                "Message": "Queue status will follow",
-            }
-        )
+        _list_start(send, reply, "Queue status will follow")
         n = 0
         for queue, members in sorted(self.queues.items()):
             waiting = self.entries.get(queue, {})
@@ -200,39 +193,16 @@ class QueueBook:
                     }
                 )
                 n += 1
-        send(
-            {"Event": "QueueStatusComplete", **reply, "EventList": "Complete", "ListItems": str(n)}
-        )
+        _list_end(send, reply, "QueueStatusComplete", n)
 
     def device_state_list(self, send: Send, reply: dict[str, str]) -> None:
-        send(
-            {
-                "Response": "Success",
-                **reply,
-                "EventList": "start",
-                "Message": "Device State Changes will follow",
-            }
-        )
+        _list_start(send, reply, "Device State Changes will follow")
         for device, state in sorted(self.devices.items()):
             send({"Event": "DeviceStateChange", **reply, "Device": device, "State": state})
-        send(
-            {
-                "Event": "DeviceStateListComplete",
-                **reply,
-                "EventList": "Complete",
-                "ListItems": str(len(self.devices)),
-            }
-        )
+        _list_end(send, reply, "DeviceStateListComplete", len(self.devices))
 
     def extension_state_list(self, send: Send, reply: dict[str, str]) -> None:
-        send(
-            {
-                "Response": "Success",
-                **reply,
-                "EventList": "start",
-                "Message": "Extension Statuses will follow",
-            }
-        )
+        _list_start(send, reply, "Extension Statuses will follow")
         codes = {
             "NOT_INUSE": ("0", "Idle"),
             "INUSE": ("1", "InUse"),
@@ -254,24 +224,10 @@ class QueueBook:
                     "StatusText": text,
                 }
             )
-        send(
-            {
-                "Event": "ExtensionStateListComplete",
-                **reply,
-                "EventList": "Complete",
-                "ListItems": str(len(self.hints)),
-            }
-        )
+        _list_end(send, reply, "ExtensionStateListComplete", len(self.hints))
 
     def show_contacts(self, send: Send, reply: dict[str, str]) -> None:
-        send(
-            {
-                "Response": "Success",
-                **reply,
-                "EventList": "start",
-                "Message": "A listing of Contacts follows, presented as ContactList events",
-            }
-        )
+        _list_start(send, reply, "A listing of Contacts follows, presented as ContactList events")
         for aor in sorted(self.contacts):
             send(
                 {
@@ -284,14 +240,7 @@ class QueueBook:
                     "Status": "Reachable",
                 }
             )
-        send(
-            {
-                "Event": "ContactListComplete",
-                **reply,
-                "EventList": "Complete",
-                "ListItems": str(len(self.contacts)),
-            }
-        )
+        _list_end(send, reply, "ContactListComplete", len(self.contacts))
 
     # -- changing actions (answer, then play the event) ----------------------------------
     def queue_pause(self, msg: Message, send: Send, play: Play, reply: dict[str, str]) -> None:
@@ -383,6 +332,16 @@ class QueueBook:
                 "StateInterface": member.fields.get("StateInterface", iface),
             }
         )
+
+
+def _list_start(send: Send, reply: dict[str, str], message: str) -> None:
+    """The reply that opens a list action's answer (its events follow)."""
+    send({"Response": "Success", **reply, "EventList": "start", "Message": message})
+
+
+def _list_end(send: Send, reply: dict[str, str], event: str, items: int) -> None:
+    """The event that closes a list action's answer, counting what was sent."""
+    send({"Event": event, **reply, "EventList": "Complete", "ListItems": str(items)})
 
 
 def _member_fields(msg: Message, queue: str, iface: str) -> dict[str, str]:

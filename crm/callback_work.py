@@ -81,6 +81,33 @@ class CallbackWork:
         users = frozenset({task.owner_id} if task.owner_id is not None else ())
         self.bus.publish(Event(kind, task, user_ids=users))
 
+    async def _open_task(self, user: User, task_id: int, scope: Scope) -> CallbackTask:
+        """The open task ``user`` may work on (not found, forbidden or closed raise)."""
+        task = await self._task_for(user, task_id, scope)
+        self._may_work(user, task)
+        if task.status != "open":
+            raise InvalidInput("this callback is already closed")
+        return task
+
+    async def _save(
+        self,
+        user: User,
+        task: CallbackTask,
+        action: str,
+        detail: dict[str, object],
+        kind: str,
+        attempt: CallbackAttempt | None = None,
+    ) -> CallbackTask:
+        """Store the changed task (and the try that changed it) with its audit entry in
+        one transaction, then tell the boards (``kind``)."""
+        async with self.store.transaction() as tx:
+            if attempt is not None:
+                await tx.add_callback_attempt(attempt)
+            await tx.save_callback(task)
+            await self.service.audit(user.username, action, f"callback:{task.id}", detail, tx)
+        self._publish(kind, task)
+        return task
+
     # -- changes -----------------------------------------------------------------------
     async def claim(self, user: User, task_id: int, scope: Scope) -> CallbackTask:
         """Take an unowned task (a manager may also take one from their team)."""
@@ -93,13 +120,9 @@ class CallbackWork:
             raise Forbidden("this callback belongs to another rep")
         before = task.owner_id
         task.owner_id, task.claimed_at = user.id, self.service.clock()
-        async with self.store.transaction() as tx:
-            await tx.save_callback(task)
-            await self.service.audit(
-                user.username, "callback.claimed", f"callback:{task_id}", {"from": before}, tx
-            )
-        self._publish("callback_updated", task)
-        return task
+        return await self._save(
+            user, task, "callback.claimed", {"from": before}, "callback_updated"
+        )
 
     async def attempt(
         self, user: User, task_id: int, scope: Scope, result: str, comment: str = ""
@@ -109,10 +132,7 @@ class CallbackWork:
             raise InvalidInput("result: choose one from the list")
         comment = comment.strip()
         check_text("comment", comment, NOTE_COMMENT_MAX)
-        task = await self._task_for(user, task_id, scope)
-        self._may_work(user, task)
-        if task.status != "open":
-            raise InvalidInput("this callback is already closed")
+        task = await self._open_task(user, task_id, scope)
         now = self.service.clock()
         if task.owner_id is None:
             task.owner_id, task.claimed_at = user.id, now
@@ -120,20 +140,14 @@ class CallbackWork:
         reason = CLOSING_ATTEMPTS.get(result)
         if reason is not None:
             self._close(task, user, reason, now)
-        async with self.store.transaction() as tx:
-            await tx.add_callback_attempt(
-                CallbackAttempt(None, task_id, user.id, now, result, comment)
-            )
-            await tx.save_callback(task)
-            await self.service.audit(
-                user.username,
-                "callback.attempt",
-                f"callback:{task_id}",
-                {"result": result, "closed": reason is not None},
-                tx,
-            )
-        self._publish("callback_closed" if reason else "callback_updated", task)
-        return task
+        return await self._save(
+            user,
+            task,
+            "callback.attempt",
+            {"result": result, "closed": reason is not None},
+            "callback_closed" if reason else "callback_updated",
+            CallbackAttempt(None, task_id, user.id, now, result, comment),
+        )
 
     async def snooze(self, user: User, task_id: int, scope: Scope, until: float) -> CallbackTask:
         """Quiet until ``until``: not overdue before then (signalled again after)."""
@@ -142,34 +156,20 @@ class CallbackWork:
             raise InvalidInput("snooze: choose a time in the future")
         if until - now > SNOOZE_MAX_SECONDS:
             raise InvalidInput("snooze: at most 90 days")
-        task = await self._task_for(user, task_id, scope)
-        self._may_work(user, task)
-        if task.status != "open":
-            raise InvalidInput("this callback is already closed")
+        task = await self._open_task(user, task_id, scope)
         task.snoozed_until, task.overdue_at = until, None
-        async with self.store.transaction() as tx:
-            await tx.save_callback(task)
-            await self.service.audit(
-                user.username, "callback.snoozed", f"callback:{task_id}", {"until": until}, tx
-            )
-        self._publish("callback_updated", task)
-        return task
+        return await self._save(
+            user, task, "callback.snoozed", {"until": until}, "callback_updated"
+        )
 
     async def close(self, user: User, task_id: int, scope: Scope, reason: str) -> CallbackTask:
         if reason not in CLOSE_REASONS:
             raise InvalidInput("reason: choose one from the list")
-        task = await self._task_for(user, task_id, scope)
-        self._may_work(user, task)
-        if task.status != "open":
-            raise InvalidInput("this callback is already closed")
+        task = await self._open_task(user, task_id, scope)
         self._close(task, user, reason, self.service.clock())
-        async with self.store.transaction() as tx:
-            await tx.save_callback(task)
-            await self.service.audit(
-                user.username, "callback.closed", f"callback:{task_id}", {"reason": reason}, tx
-            )
-        self._publish("callback_closed", task)
-        return task
+        return await self._save(
+            user, task, "callback.closed", {"reason": reason}, "callback_closed"
+        )
 
     @staticmethod
     def _close(task: CallbackTask, user: User, reason: str, now: float) -> None:

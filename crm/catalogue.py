@@ -26,6 +26,7 @@ class RecordingServices:
         oldest first."""
         return await self.store.recordings_to_check(max(1, min(limit, 10_000)))
 
+    # Same signature as recordings.catalog.RecordingCatalog on purpose: it implements it.
     async def update_recording(
         self,
         rec_id: int,

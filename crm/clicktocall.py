@@ -155,6 +155,7 @@ class ClickToCall:
     (``+1900*``).
     """
 
+    # Alike in shape to other services' __init__ (AmiLink, ReplayPbx): options kept.
     def __init__(
         self,
         service: Auditor,
@@ -213,6 +214,7 @@ class ClickToCall:
         return frozenset(exact), tuple(prefixes)
 
     # -- the click ---------------------------------------------------------------------
+    # Alike in shape to convert_lead and update_recording: keyword options, not one job.
     async def start(
         self,
         user: User,

@@ -165,6 +165,7 @@ class Journal:
 class HoldingSink:
     """A fact sink for ``AmiLink`` that never loses a finished call to a passing store error."""
 
+    # Alike in shape to OriginateDesk's and LinkManager's __init__: options kept as given.
     def __init__(
         self,
         handle: Handler,
@@ -284,6 +285,7 @@ class HoldingSink:
         """Try the held calls at once (the admin's "retry" button, or the store said it is back)."""
         self._wake.set()
 
+    # Alike in shape to Batcher.close: finish what is pending, then stop the task.
     async def close(self, timeout: float = 5.0) -> None:
         """Write what is batched, one last attempt to write what is held, then stop."""
         if self._batcher is not None:

@@ -20,6 +20,7 @@ SOURCE_NAMES: dict[LeadSource, str] = {
 """The sources in the order every table shows them, with the words a manager reads."""
 
 
+# Alike in shape to other figure records: one counter a line, each its own meaning.
 @dataclass
 class LeadFigures:
     """Leads, conversions and conversion time of one group (a source, a rep, all)."""

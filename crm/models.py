@@ -66,6 +66,7 @@ class LiveCallRow:
     updated_at: float
 
 
+# Alike in shape to CallFilter and tracker.model.Channel: plain records, a field a line.
 @dataclass(slots=True)
 class BackfillState:
     """A link's CDR backfill bookkeeping (``crm.backfill``): when the link was last known
@@ -229,6 +230,7 @@ class AuditEntry:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+# Alike in shape to BackfillState on purpose: optional typed fields, one a line.
 @dataclass(slots=True)
 class CallFilter:
     """What the calls list can be narrowed by; every field is optional."""
@@ -276,6 +278,7 @@ RECORDING_STATUSES: tuple[RecordingStatus, ...] = (
 )
 
 
+# Alike in shape to ami_bridge's OriginateRequest: both plain records, not one thing.
 @dataclass(slots=True)
 class RecordingRow:
     """One file a call's MixMonitor wrote, as the recordings module tracks it: ``path`` is

@@ -106,6 +106,7 @@ class RelayedLink:
     """An ``OriginateLink`` for a link this process does not consume: forwards the
     Originate to whichever process does and waits for its answer."""
 
+    # Alike in shape to HoldingSink's and LinkManager's __init__: options kept as given.
     def __init__(
         self,
         bus: EventBus,
@@ -169,6 +170,7 @@ class OriginateDesk:
     most once.  ``confirm`` waits until what was published has left the process (the
     fan-out's ``flush``): the acceptance goes out before the Originate does."""
 
+    # Alike in shape to ClickToCall's and RecordingWorker's __init__: options kept.
     def __init__(
         self,
         bus: EventBus,

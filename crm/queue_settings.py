@@ -42,6 +42,7 @@ class Threshold:
         return "red" if value >= self.red else "amber" if value >= self.amber else "ok"
 
 
+# Alike in shape to LinkSettings and QueueFigures on purpose: one typed default a line.
 @dataclass(frozen=True, slots=True)
 class QueueSettings:
     service_level_seconds: int = 20

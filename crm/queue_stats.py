@@ -62,6 +62,7 @@ def limits_for(book: QueueSettingsBook) -> list[float]:
     return [float(x) for x in sorted(found)]
 
 
+# Alike in shape to RepQueueFigures and QueueSettings on purpose: one counter a line.
 @dataclass(slots=True)
 class QueueFigures:
     """One queue's figures over a stretch of time (a period, a day, an hour of the day)."""

@@ -39,6 +39,7 @@ def orphan_record(row: LiveCallRow) -> CallRecord | None:
     outcome = "answered" if answered else unanswered
     ring_end = float(answered_at) if answered_at is not None else ended
     rang = tuple(snap.get("rung") or p.ringing)
+    # Alike in shape to HoldingSink.status and every CallRecord built: all fields named.
     return CallRecord(
         linkedid=row.linkedid,
         direction=p.direction,

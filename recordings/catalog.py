@@ -57,6 +57,7 @@ class RecordingCatalog(Protocol):
         """Rows the worker should look at: ``pending``, and ``missing`` not yet given up."""
         ...
 
+    # Keyword-only like crm's service methods (convert_lead, ...): alike only in shape.
     async def update_recording(
         self,
         rec_id: int,

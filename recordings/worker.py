@@ -42,6 +42,7 @@ def _examine(
 
 
 class RecordingWorker:
+    # Alike in shape to other services' __init__ (ClickToCall, ...): options kept.
     def __init__(
         self,
         catalog: RecordingCatalog,

@@ -26,6 +26,7 @@ def _inbound(caller: str, name: str, did: str, **rest: object) -> dict[str, obje
     return {"direction": "inbound", "caller": caller, "caller_name": name, "did": did, **rest}
 
 
+# The scenarios are alike in shape on purpose: each is one call's script and its truth.
 async def s15(lab: Lab) -> dict[str, object]:
     await lab.plan(
         {
@@ -258,6 +259,7 @@ async def s22(lab: Lab) -> dict[str, object]:
     return {"calls": [first, second]}
 
 
+# Alike in shape to record_presence's table and run_one: each script keeps its own.
 SCENARIOS = collections.OrderedDict(
     [
         ("15", ("15-blind-transfer-outside", s15, "102 blind-transfers to an outside number")),

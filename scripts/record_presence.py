@@ -48,63 +48,56 @@ async def act(lab: Lab, fields: dict[str, str], log: list[dict[str, object]]) ->
     return reply
 
 
+async def send(
+    lab: Lab, log: list[dict[str, object]], action: str, action_id: str, **headers: str
+) -> dict:
+    """``act`` with the action's name first, its ``headers`` in the order given, then its id."""
+    return await act(lab, {"Action": action, **headers, "ActionID": action_id}, log)
+
+
 async def resync(lab: Lab, tag: str, log: list[dict[str, object]]) -> None:
     for name in RESYNC:
         await act(lab, {"Action": name, "ActionID": f"resync-{tag}-{name}"}, log)
     await asyncio.sleep(1.0)
 
 
+# The scenarios are alike in shape on purpose: each is one rig script and its truth.
 async def s30(lab: Lab, log: list) -> dict[str, object]:
     await resync(lab, "idle", log)
-    await act(
+    await send(
         lab,
-        {
-            "Action": "QueuePause",
-            "Queue": "support",
-            "Interface": "PJSIP/103",
-            "Paused": "true",
-            "Reason": "lunch",
-            "ActionID": "pause-103",
-        },
         log,
+        "QueuePause",
+        "pause-103",
+        Queue="support",
+        Interface="PJSIP/103",
+        Paused="true",
+        Reason="lunch",
     )
     await asyncio.sleep(1.5)
     await resync(lab, "paused", log)
-    await act(
+    await send(
         lab,
-        {
-            "Action": "QueuePause",
-            "Queue": "support",
-            "Interface": "PJSIP/103",
-            "Paused": "false",
-            "ActionID": "unpause-103",
-        },
         log,
+        "QueuePause",
+        "unpause-103",
+        Queue="support",
+        Interface="PJSIP/103",
+        Paused="false",
     )
     await asyncio.sleep(1.5)
     # paused in every queue (no Queue header), with a reason, then back
-    await act(
+    await send(
         lab,
-        {
-            "Action": "QueuePause",
-            "Interface": "PJSIP/102",
-            "Paused": "true",
-            "Reason": "training",
-            "ActionID": "pause-102-all",
-        },
         log,
+        "QueuePause",
+        "pause-102-all",
+        Interface="PJSIP/102",
+        Paused="true",
+        Reason="training",
     )
     await asyncio.sleep(1.5)
-    await act(
-        lab,
-        {
-            "Action": "QueuePause",
-            "Interface": "PJSIP/102",
-            "Paused": "false",
-            "ActionID": "unpause-102-all",
-        },
-        log,
-    )
+    await send(lab, log, "QueuePause", "unpause-102-all", Interface="PJSIP/102", Paused="false")
     await asyncio.sleep(2.0)
     return {
         "final": {"support": {"102": "available", "103": "available"}},
@@ -118,32 +111,22 @@ async def s30(lab: Lab, log: list) -> dict[str, object]:
     }
 
 
+# Alike in shape to s30 and s32 on purpose: a rig script of actions, then its truth.
 async def s31(lab: Lab, log: list) -> dict[str, object]:
-    await act(
+    await send(
         lab,
-        {
-            "Action": "QueueAdd",
-            "Queue": "support",
-            "Interface": "PJSIP/101",
-            "MemberName": "Alice Adams",
-            "StateInterface": "PJSIP/101",
-            "Paused": "false",
-            "ActionID": "add-101",
-        },
         log,
+        "QueueAdd",
+        "add-101",
+        Queue="support",
+        Interface="PJSIP/101",
+        MemberName="Alice Adams",
+        StateInterface="PJSIP/101",
+        Paused="false",
     )
     await asyncio.sleep(1.5)
     await resync(lab, "added", log)
-    await act(
-        lab,
-        {
-            "Action": "QueueRemove",
-            "Queue": "support",
-            "Interface": "PJSIP/101",
-            "ActionID": "remove-101",
-        },
-        log,
-    )
+    await send(lab, log, "QueueRemove", "remove-101", Queue="support", Interface="PJSIP/101")
     await asyncio.sleep(1.5)
     # refusals the board must explain
     for fields in (
@@ -205,17 +188,15 @@ async def s31(lab: Lab, log: list) -> dict[str, object]:
 
 
 async def s32(lab: Lab, log: list) -> dict[str, object]:
-    await act(
+    await send(
         lab,
-        {
-            "Action": "QueuePause",
-            "Queue": "support",
-            "Interface": "PJSIP/103",
-            "Paused": "true",
-            "Reason": "coaching",
-            "ActionID": "pause-103",
-        },
         log,
+        "QueuePause",
+        "pause-103",
+        Queue="support",
+        Interface="PJSIP/103",
+        Paused="true",
+        Reason="coaching",
     )
     await lab.plan(
         {
@@ -232,16 +213,14 @@ async def s32(lab: Lab, log: list) -> dict[str, object]:
     await resync(lab, "waiting", log)  # both waiting, 102 ringing for Wendy
     await asyncio.sleep(4.0)
     await resync(lab, "talking", log)  # 102 talks to Wendy, Xavier waits alone (position 1)
-    await act(
+    await send(
         lab,
-        {
-            "Action": "QueuePause",
-            "Queue": "support",
-            "Interface": "PJSIP/103",
-            "Paused": "false",
-            "ActionID": "unpause-103",
-        },
         log,
+        "QueuePause",
+        "unpause-103",
+        Queue="support",
+        Interface="PJSIP/103",
+        Paused="false",
     )
     return {
         "calls": [
@@ -279,17 +258,15 @@ async def s32(lab: Lab, log: list) -> dict[str, object]:
 
 async def s33(lab: Lab, log: list) -> dict[str, object]:
     for ext in ("102", "103"):
-        await act(
+        await send(
             lab,
-            {
-                "Action": "QueuePause",
-                "Queue": "support",
-                "Interface": f"PJSIP/{ext}",
-                "Paused": "true",
-                "Reason": "meeting",
-                "ActionID": f"pause-{ext}",
-            },
             log,
+            "QueuePause",
+            f"pause-{ext}",
+            Queue="support",
+            Interface=f"PJSIP/{ext}",
+            Paused="true",
+            Reason="meeting",
         )
     await asyncio.sleep(1.0)
     await lab.carrier_call(
@@ -299,16 +276,14 @@ async def s33(lab: Lab, log: list) -> dict[str, object]:
     await resync(lab, "waiting", log)
     await asyncio.sleep(6.0)
     for ext in ("102", "103"):
-        await act(
+        await send(
             lab,
-            {
-                "Action": "QueuePause",
-                "Queue": "support",
-                "Interface": f"PJSIP/{ext}",
-                "Paused": "false",
-                "ActionID": f"unpause-{ext}",
-            },
             log,
+            "QueuePause",
+            f"unpause-{ext}",
+            Queue="support",
+            Interface=f"PJSIP/{ext}",
+            Paused="false",
         )
     return {
         "calls": [

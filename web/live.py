@@ -535,6 +535,9 @@ class LiveHub:
         """Events waiting for their turn, by the call they are about (``dispatch``)."""
         self._ended: OrderedDict[str, None] = OrderedDict()
         self.handled = 0
+        self._templates: dict[str, tuple[float, jinja2.Template]] = {}
+        self._contact_batch: dict[int, asyncio.Future[Contact | None]] | None = None
+        """Contacts asked for in this turn of the loop, read at its end (``_read_contact``)."""
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -900,12 +903,30 @@ class LiveHub:
         st = self._update_state(payload)
         if st is None:
             return
+        if self._superseded(st, payload):
+            return
         await self._refresh_users()
         if st.progress.state != "ended" and st.info is None:
             await self._await_info(st)
         self._broadcast(st)
         if st.progress.state == "ended":
             self._forget(st.linkedid)
+
+    def _superseded(self, st: LiveState, payload: Any) -> bool:
+        """Whether a later change of the call already waits in its lane (``dispatch``):
+        changes that arrived together (one read from the PBX, or while the hub was busy)
+        then go out as one message, the last one, which says everything the browser
+        shows (the state is kept from every change: who was rung, when it was
+        answered).  The end of a call is never folded: it closes the pops and rows."""
+        if st.progress.state == "ended":
+            return False
+        lane = self._lanes.get(st.linkedid)
+        return (
+            lane is not None
+            and len(lane) > 1
+            and lane[0].payload is payload  # handled from its lane, not directly
+            and lane[1].kind == "call_progress"
+        )
 
     def _broadcast(self, st: LiveState) -> None:
         """Offer a change of ``st`` to the connections it may concern."""
@@ -988,7 +1009,8 @@ class LiveHub:
         if line is None:
             data = {**view, "me": me, "pop": pop, "listed": listed}
             data["can_open"] = can_open
-            data["row_html"] = self._live_row(st, can_open, data, viewer.locale)
+            # the live list shows a row only while the call is listed (it removes it else)
+            data["row_html"] = self._live_row(st, can_open, data, viewer.locale) if listed else ""
             line = st.cache[key] = message_line("call_progress", data)
         return line
 
@@ -1337,13 +1359,56 @@ class LiveHub:
         cached = self._contacts.get(contact_id)
         if cached is not None and cached[0] > now and not fresh:
             return cached[1]
-        contact = await self.rt.store.get_contact(contact_id)
+        if fresh:  # the pop's details: on the store's reader, now (not behind a batch)
+            contact = await self.rt.store.get_contact(contact_id)
+        else:
+            contact = await asyncio.shield(self._read_contact(contact_id))
         if contact is not None and contact.erased:
             contact = None
         self._contacts[contact_id] = (now + INFO_TTL, contact)
         while len(self._contacts) > 2000:
             self._contacts.popitem(last=False)
         return contact
+
+    def _read_contact(self, contact_id: int) -> asyncio.Future[Contact | None]:
+        """The contact as the store has it now, read together with every other contact
+        asked for in this turn of the event loop: the calls a batch of writes finished
+        arrive together, and each wants its contact for its row (one query for them
+        all, not one each, on the loop that also reads the PBX; and not on the store's
+        reader, which the screen pops' lookups need)."""
+        batch = self._contact_batch
+        if batch is None:
+            batch = self._contact_batch = {}
+            asyncio.get_running_loop().call_soon(self._read_contacts)
+        read = batch.get(contact_id)
+        if read is None:
+            read = batch[contact_id] = asyncio.get_running_loop().create_future()
+        return read
+
+    def _read_contacts(self) -> None:
+        batch, self._contact_batch = self._contact_batch or {}, None
+        task = asyncio.ensure_future(self._read_contacts_now(batch))
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
+
+    async def _read_contacts_now(self, batch: dict[int, asyncio.Future[Contact | None]]) -> None:
+        found: dict[int, Contact] | None = None
+        error: Exception | None = None
+        try:
+            found = await self.rt.store.contacts_by_ids(batch)
+        except Exception as exc:
+            error = exc
+        finally:  # cancelled too (the hub closing): nobody waits for ever
+            for contact_id, read in batch.items():
+                if read.done():
+                    continue
+                if found is not None:
+                    read.set_result(found.get(contact_id))
+                elif error is not None:
+                    read.set_exception(error)
+                    read.exception()  # retrieved: each caller's own handler logs it
+                else:
+                    read.cancel()
 
     async def _refresh_users(self, force: bool = False) -> None:
         """Users (names, extensions) at most ``USERS_TTL`` old.  Only the first read, or
@@ -1397,13 +1462,24 @@ class LiveHub:
         if self.env is None:
             return ""
         try:
+            template = self._template(name)
             if locale is None:
-                return self.env.get_template(name).render(ctx)
+                return template.render(ctx)
             with i18n.using(*locale):
-                return self.env.get_template(name).render(ctx)
+                return template.render(ctx)
         except jinja2.TemplateError:
             log.exception("live: could not render %s", name)
             return ""
+
+    def _template(self, name: str) -> jinja2.Template:
+        """The template, asked of the environment at most once a second: asking checks
+        the file's time on disk (so an edited template shows), once per row rendered."""
+        assert self.env is not None
+        now = time.monotonic()
+        cached = self._templates.get(name)
+        if cached is None or cached[0] < now:
+            cached = self._templates[name] = (now + 1.0, self.env.get_template(name))
+        return cached[1]
 
 
 LIVE_HUB: web.AppKey[LiveHub] = web.AppKey("live_hub", LiveHub)

@@ -55,28 +55,41 @@ def format_number(value: str | None, region: str | None = None) -> str:
     """E.164 in the readable international form; extensions and odd strings as they are."""
     if not value:
         return ""
-    region = region or i18n.CURRENT_REGION.get()
     if value.startswith("+"):
-        try:
-            parsed = phonenumbers.parse(value, region)
-        except phonenumbers.NumberParseException:
-            return value
-        fmt = (
-            phonenumbers.PhoneNumberFormat.NATIONAL
-            if phonenumbers.region_code_for_number(parsed) == region
-            else phonenumbers.PhoneNumberFormat.INTERNATIONAL
-        )
-        return phonenumbers.format_number(parsed, fmt)
+        return _format_e164(value, region or i18n.CURRENT_REGION.get())
     return value
+
+
+@lru_cache(maxsize=4096)
+def _format_e164(value: str, region: str) -> str:
+    """Parsing a number costs more than the rest of a live row's rendering, and the same
+    numbers come back call after call."""
+    try:
+        parsed = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return value
+    fmt = (
+        phonenumbers.PhoneNumberFormat.NATIONAL
+        if phonenumbers.region_code_for_number(parsed) == region
+        else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    )
+    return phonenumbers.format_number(parsed, fmt)
 
 
 def dial_link(value: str | None, region: str | None = None) -> Markup:
     """A number as a click-to-call button (a form, so it works without JavaScript)."""
     if not value:
         return Markup("")
-    shown = escape(format_number(value, region))
+    return _dial_link(value, region or i18n.CURRENT_REGION.get(), i18n.CURRENT_LANGUAGE.get())
+
+
+@lru_cache(maxsize=4096)
+def _dial_link(value: str, region: str, language: str) -> Markup:
+    """``dial_link`` in one region and language (every live row has one, in every
+    update of the call)."""
+    shown = format_number(value, region)
     return Markup('<a class="dial" href="tel:{v}" data-dial="{v}" title="{t}">{s}</a>').format(
-        v=value, s=shown, t=_("Call %(number)s", number=format_number(value, region))
+        v=value, s=escape(shown), t=_("Call %(number)s", number=shown)
     )
 
 

@@ -11,6 +11,7 @@ from ..facts import CallRecord, Direction, HangupBy, Outcome
 from ..numbers import is_withheld, to_e164, valid_e164
 from ..profile import PbxProfile
 from ..tracker.model import split_channel_name, uniqueid_order
+from ..tracker.summary import unconnected_originate
 from .rows import CdrRow
 
 _CLID = re.compile(r'^\s*"?(?P<name>.*?)"?\s*<(?P<num>[^>]*)>\s*$')
@@ -265,36 +266,20 @@ class CdrCalls:
         _tech, resource = self._endpoint(row.channel)
         caller = self._extension(row.channel) or resource or None
         callee = clicked_number(_clid_name(row.clid), _clid_number(row.clid))
-        direction: Direction = "internal" if callee and profile.is_extension(callee) else "outbound"
         busy = row.disposition == "BUSY"
         rang_out = row.disposition == "NO ANSWER"
-        started_at = min(r.start for r in rows)
-        ended_at = max(r.end for r in rows)
-        return CallRecord(
+        # No caller_raw: the row's src is the Originate's CallerID, not the rep.
+        return unconnected_originate(
+            profile,
             linkedid=linkedid,
-            direction=direction,
             caller=caller,
-            caller_raw=None,  # the row's src is the Originate's CallerID, not the rep
-            caller_name=None,
             callee=callee,
-            callee_e164=valid_e164(callee, profile.default_region, profile.intl_prefixes)
-            if callee and direction == "outbound"
-            else None,
-            did=None,
-            rang=(caller,) if caller and rang_out else (),
-            answered=False,
-            answered_by=None,
-            final_agent=None,
-            transfers=(),
             outcome="busy" if busy else "failed",
             hangup_by="callee" if busy else "pbx",
-            started_at=started_at,
-            answered_at=None,
-            ended_at=ended_at,
+            started_at=min(r.start for r in rows),
+            ended_at=max(r.end for r in rows),
+            rang=(caller,) if caller and rang_out else (),
             ring_seconds=float(row.duration) if rang_out else 0.0,
-            talk_seconds=0.0,
-            recordings=(),
-            originate_id=None,
             complete=True,
             uniqueids=(row.uniqueid,),
             source="cdr",
@@ -444,6 +429,7 @@ class CdrCalls:
         callee_e164 = None
         if callee and not profile.is_extension(callee):
             callee_e164 = valid_e164(callee, profile.default_region, profile.intl_prefixes)
+        # Alike in shape to summary.unconnected_originate on purpose: all fields named.
         return CallRecord(
             linkedid=linkedid,
             direction=direction,

@@ -1,6 +1,7 @@
 """Who is free, ringing, talking or paused, and who waits in which queue: the pure
 presence tracker beside the call tracker (AMI events in, presence facts out)."""
 
+# The names presence.tracker imports too, on purpose: this is the package's public list.
 from .facts import (
     AgentChange,
     PresenceChange,

@@ -34,6 +34,7 @@ class RepCall:
     queue: str | None = None
 
 
+# Alike in shape to the other views here (and the tracker's _Channel): frozen records.
 @dataclass(frozen=True, slots=True)
 class RepView:
     extension: str

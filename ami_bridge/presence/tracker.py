@@ -91,6 +91,7 @@ _OFFLINE_CONTACT = {"Removed", "Unreachable"}
 _ENDPOINT_RE = re.compile(r"^(?:PJSIP|SIP|IAX2)/([^-/@]+)")
 
 
+# Alike in shape to facts.RepView on purpose: the tracker's state, not what it tells.
 @dataclass
 class _Channel:
     uniqueid: str
@@ -107,6 +108,7 @@ class _Channel:
     queue: str | None = None
 
 
+# Alike in shape to crm.ingest.Ingested: a plain record with defaults, not one thing.
 @dataclass
 class _Member:
     interface: str

@@ -6,9 +6,9 @@ one place, and change in one place.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..facts import CallProgress, CallRecord, Direction, Outcome
+from ..facts import CallProgress, CallRecord, Direction, HangupBy, Outcome
 from ..numbers import is_withheld, to_e164, valid_e164
 from ..protocol import Message, first
 from .model import EXTENSION, LOCAL, TRUNK, Call, Channel, split_channel_name, uniqueid_order
@@ -292,33 +292,63 @@ def synthetic_failed_originate(
     profile = tracker.profile
     dial = first(msg.get("Channel"))
     _tech, resource, _base = split_channel_name(dial + "-x") if dial else ("", "", "")
-    caller = profile.extension_map.get(resource) or resource or None
-    exten = first(msg.get("Exten")) or None
-    direction: Direction = "internal" if exten and profile.is_extension(exten) else "outbound"
-    outcome: Outcome = "busy" if reason == 5 else "failed"
-    return CallRecord(
+    return unconnected_originate(
+        profile,
         linkedid=f"originate-{action_id}",
+        caller=profile.extension_map.get(resource) or resource or None,
+        callee=first(msg.get("Exten")) or None,
+        outcome="busy" if reason == 5 else "failed",
+        hangup_by="pbx",
+        started_at=at,
+        ended_at=at,
+        originate_id=action_id,
+    )
+
+
+# Alike in shape to the CDR's full CallRecord on purpose: all fields named.
+def unconnected_originate(
+    profile: PbxProfile,
+    *,
+    linkedid: str,
+    caller: str | None,
+    callee: str | None,
+    outcome: Outcome,
+    hangup_by: HangupBy,
+    started_at: float,
+    ended_at: float,
+    rang: tuple[str, ...] = (),
+    ring_seconds: float = 0.0,
+    originate_id: str | None = None,
+    **rest: Any,
+) -> CallRecord:
+    """A rep's Originate that never reached anyone (refused, busy, rang out), whether the
+    tracker saw it fail or the CDR tells of it: a call to ``callee`` with no conversation
+    (``rest``: the record's other fields, as the source knows them)."""
+    direction: Direction = "internal" if callee and profile.is_extension(callee) else "outbound"
+    return CallRecord(
+        linkedid=linkedid,
         direction=direction,
         caller=caller,
         caller_raw=None,
         caller_name=None,
-        callee=exten,
-        callee_e164=valid_e164(exten, profile.default_region, profile.intl_prefixes)
-        if exten and direction == "outbound"
+        callee=callee,
+        callee_e164=valid_e164(callee, profile.default_region, profile.intl_prefixes)
+        if callee and direction == "outbound"
         else None,
         did=None,
-        rang=(),
+        rang=rang,
         answered=False,
         answered_by=None,
         final_agent=None,
         transfers=(),
         outcome=outcome,
-        hangup_by="pbx",
-        started_at=at,
+        hangup_by=hangup_by,
+        started_at=started_at,
         answered_at=None,
-        ended_at=at,
-        ring_seconds=0.0,
+        ended_at=ended_at,
+        ring_seconds=ring_seconds,
         talk_seconds=0.0,
         recordings=(),
-        originate_id=action_id,
+        originate_id=originate_id,
+        **rest,
     )

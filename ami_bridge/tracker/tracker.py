@@ -1004,9 +1004,7 @@ class CallTracker:
 
     def _on_varset(self, msg: Message, at: float, out: list[Fact]) -> None:
         ch = self._channel(msg, at)
-        if ch is None:
-            return
-        call = self._call_of(ch)
+        call = self._call_of(ch) if ch is not None else None
         if call is None:
             return
         var = first(msg.get("Variable"))
@@ -1038,9 +1036,7 @@ class CallTracker:
         ch = self._channels.get(uid)
         if ch is None:
             ch = self._channels.get(self._by_name.get(first(msg.get("Channel")), ""))
-        if ch is None:
-            return
-        call = self._call_of(ch)
+        call = self._call_of(ch) if ch is not None else None
         if call is None:
             return
         field = first(msg.get("UserField"))
@@ -1100,22 +1096,21 @@ class CallTracker:
                 return call
         return None
 
-    def _on_queue_join(self, msg: Message, at: float, out: list[Fact]) -> None:
+    def _queue_call(self, msg: Message, at: float) -> Call | None:
+        """The call a queue event is about, its queue noted (None: not a call we follow)."""
         ch = self._channel(msg, at)
-        if ch is None:
-            return
-        call = self._call_of(ch)
+        call = self._call_of(ch) if ch is not None else None
         if call is not None:
             call.queue = first(msg.get("Queue")) or call.queue
+        return call
+
+    def _on_queue_join(self, msg: Message, at: float, out: list[Fact]) -> None:
+        self._queue_call(msg, at)
 
     def _on_queue_abandon(self, msg: Message, at: float, out: list[Fact]) -> None:
-        ch = self._channel(msg, at)
-        if ch is None:
-            return
-        call = self._call_of(ch)
+        call = self._queue_call(msg, at)
         if call is not None:
             call.queue_abandoned = True
-            call.queue = first(msg.get("Queue")) or call.queue
 
     def _on_core_show_channel(self, msg: Message, at: float, out: list[Fact]) -> None:
         uid = first(msg.get("Uniqueid"))

@@ -38,6 +38,7 @@ class CallServices(ServiceCore):
             raise NotFound(f"call {call_id}")
         return call
 
+    # Alike in shape to list_contacts: a filter, a page and a scope; not one query.
     async def list_calls(
         self,
         flt: CallFilter | None = None,
@@ -62,6 +63,7 @@ class CallServices(ServiceCore):
         )
         return _page(calls, limit, lambda c: (c.started_at, c.id or 0))
 
+    # Same filters as Store.missed_calls on purpose: the service passes them through.
     async def missed_calls_audit(
         self,
         since: float | None = None,

@@ -57,6 +57,7 @@ class ServiceCore:
         entry = AuditEntry(None, self.clock(), actor, action, target, dict(detail or {}))
         return await (store or self.store).append_audit(entry)
 
+    # Same arguments as Store.list_audit on purpose: the filters pass through unchanged.
     async def list_audit(
         self,
         action: str | None = None,

@@ -105,6 +105,7 @@ class LeadServices(ContactServices):
             )
         return contact
 
+    # Keyword-only options, alike in shape to other services' signatures, not in job.
     async def convert_lead(
         self,
         contact_id: int,

@@ -183,6 +183,7 @@ class Store(
         """The earliest answered call with this remote number started at/after ``after``
         (none of ``not_ids``)."""
 
+    # Repeated by SqlStore and the services on purpose: this signature is their contract.
     @abstractmethod
     async def missed_calls(
         self,

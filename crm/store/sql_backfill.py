@@ -28,6 +28,7 @@ class BackfillQueries:
             rows = await c.fetch(f"SELECT {_COLS} FROM cdr_backfill ORDER BY link")
         return [_state(r) for r in rows]
 
+    # Alike in shape to save_backfill_state: each upsert moves its own columns.
     async def mark_link_alive(self, link: str, at: float) -> None:
         """The link was up at ``at``; the watermark only moves forward."""
         async with self._use() as c:  # type: ignore[attr-defined]

@@ -38,3 +38,39 @@ def grouped(
     for r in rows:
         out[r[key]].append(value(r))
     return out
+
+
+async def children(
+    store: Any,
+    c: Any,
+    ids: Sequence[int],
+    select: str,
+    key: str,
+    order: str,
+    value: Callable[[Row], T],
+) -> dict[int, list[T]]:
+    """The child rows of the parents ``ids`` (``select``, narrowed to ``key`` in ``ids``,
+    in ``order``), as ``value`` of each under its parent; every id has a list."""
+    if not ids:
+        return {}
+    rows = await c.fetch(
+        f"{select} WHERE {key} {store._ids_in(1)} ORDER BY {order}", store._ids_param(ids)
+    )
+    return grouped(ids, rows, key, value)
+
+
+def where_clause(conditions: Sequence[str]) -> str:
+    """`` WHERE a AND b`` for the conditions, or nothing when there is none."""
+    return " WHERE " + " AND ".join(conditions) if conditions else ""
+
+
+def rep_calls_where(store: Any, since: float, until: float, user_ids: Any) -> tuple[str, list[Any]]:
+    """WHERE text and its arguments ($1, $2, then $3 for ``user_ids``) for the calls a
+    rep had in ``[since, until)``, only those reps' when ``user_ids`` is given: what
+    every per-rep figure starts from."""
+    args: list[Any] = [since, until]
+    where = "calls.user_id IS NOT NULL AND calls.started_at >= $1 AND calls.started_at < $2"
+    if user_ids is not None:
+        args.append(store._ids_param(user_ids))
+        where += f" AND calls.user_id {store._ids_in(3)}"
+    return where, args

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..models import AgentEventRow, QueueCallGroup, QueueRepGroup
+from .sql_common import rep_calls_where
 
 WAIT_SQL = "calls.ring_seconds"
 """The wait of a queue call (see the module docstring)."""
@@ -146,11 +147,7 @@ class QueueQueries:
     ) -> dict[int, float]:
         """Talk time of every call (queue or not, any direction) per rep: what keeps them
         busy, for their occupancy."""
-        args: list[Any] = [since, until]
-        where = "calls.user_id IS NOT NULL AND calls.started_at >= $1 AND calls.started_at < $2"
-        if user_ids is not None:
-            args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
-            where += f" AND calls.user_id {self._ids_in(3)}"  # type: ignore[attr-defined]
+        where, args = rep_calls_where(self, since, until, user_ids)
         async with self._use() as c:  # type: ignore[attr-defined]
             rows = await c.fetch(
                 "SELECT calls.user_id AS user_id, SUM(calls.talk_seconds) AS talk "

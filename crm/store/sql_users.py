@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..models import Team, User
-from .sql_common import Row, grouped
+from .sql_common import Row, children
 
 USER_COLS = "id, username, display_name, role, password_hash, active, team_id, language, timezone"
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .sql import Conn
 
 
+# Alike in shape to sql_callbacks._task_args: each table's bind order, one a line.
 def _user_args(user: User) -> tuple[Any, ...]:
     """The user's columns in the order both the INSERT and the UPDATE bind them."""
     return (
@@ -32,6 +33,13 @@ def _user_args(user: User) -> tuple[Any, ...]:
     )
 
 
+_EXTENSIONS = "SELECT user_id, extension FROM user_extensions"
+
+
+def _extension(r: Row) -> str:
+    return r["extension"]
+
+
 class UserQueries:
     async def add_team(self, name: str) -> Team:
         async with self._use() as c:
@@ -44,14 +52,7 @@ class UserQueries:
         return [Team(r["id"], r["name"]) for r in rows]
 
     async def _extensions(self, c: Conn, user_ids: Sequence[int]) -> dict[int, list[str]]:
-        if not user_ids:
-            return {}
-        rows = await c.fetch(
-            "SELECT user_id, extension FROM user_extensions "
-            f"WHERE user_id {self._ids_in(1)} ORDER BY extension",
-            self._ids_param(user_ids),
-        )
-        return grouped(user_ids, rows, "user_id", lambda r: r["extension"])
+        return await children(self, c, user_ids, _EXTENSIONS, "user_id", "extension", _extension)
 
     async def _users(self, c: Conn, rows: list[Row]) -> list[User]:
         exts = await self._extensions(c, [r["id"] for r in rows])

@@ -21,10 +21,12 @@ from ami_bridge.facts import CallProgress
 from ami_bridge.replay import replay_facts
 from config.settings import load_settings, pbx_profile
 from crm.events import Event
+from crm.ingest import LiveCall
 from tests.crm.factories import inbound
 from tests.paths import SCENARIOS
 from web.app import create_app
 from web.live import LIVE_HUB, Client, LiveHub, Viewer, jsonable
+from web.render import make_env
 from web.runtime import Runtime, open_runtime
 
 from .conftest import PASSWORD, People, login, web_settings
@@ -114,6 +116,19 @@ async def streams(
 async def ring(rt: Runtime, *facts: CallProgress) -> None:
     for fact in facts:
         await rt.ingest.progress(fact)
+
+
+async def ring_apart(rt: Runtime, *facts: CallProgress) -> None:
+    """As a PBX sends a call's changes, apart: each one handled by the hub before the next
+    arrives (changes that arrive together go out as one message, the last)."""
+    hub = rt.extras["live_hub"]
+    for fact in facts:
+        before = hub.handled
+        await rt.ingest.progress(fact)
+        for _ in range(200):
+            if hub.handled > before:
+                break
+            await asyncio.sleep(0.005)
 
 
 # -- who gets the pop --------------------------------------------------------------------
@@ -308,6 +323,98 @@ async def test_a_slow_browser_never_blocks_the_ingest(rt: Runtime, people: Peopl
         await hub.close()
 
 
+async def _drained(client: Client) -> list[dict[str, Any]]:
+    """Every ``call_progress`` a connection got until it goes quiet."""
+    out: list[dict[str, Any]] = []
+    while lines := await client.wait(0.3):
+        out += [m["data"] for m in map(json.loads, lines) if m["kind"] == "call_progress"]
+    return out
+
+
+async def test_changes_that_arrive_together_go_out_as_one_message(
+    rt: Runtime, people: People
+) -> None:
+    """A call's changes that reach the hub together (read from the PBX at once, or while
+    the hub was busy) go to each browser as one message: the last state, with the row as
+    it now reads.  No call is lost, and the end of a call is never folded away."""
+    hub = LiveHub(rt, make_env(rt.settings))
+    await hub.start()
+    try:
+        alice = hub.connect(await hub.viewer_for(people.alice))  # 101
+        admin = hub.connect(await hub.viewer_for(people.admin))
+        calls = [f"together.{i}" for i in range(20)]
+        for lid in calls:  # published in one go: rings 101, then 101 and 102, answered
+            for fact in (
+                progress(ringing=("101",), linkedid=lid),
+                progress(ringing=("101", "102"), linkedid=lid),
+                progress("answered", ringing=(), answered_by="101", linkedid=lid),
+            ):
+                rt.bus.publish(Event("call_progress", LiveCall(fact, None, None, "none")))
+        got_alice, got_admin = await _drained(alice), await _drained(admin)
+        assert sorted(d["linkedid"] for d in got_alice) == sorted(calls)  # once each
+        assert sorted(d["linkedid"] for d in got_admin) == sorted(calls)
+        for data in got_alice:
+            assert (data["state"], data["me"], data["pop"]) == ("answered", "answered", "on_call")
+            assert data["rung"] == ["101", "102"]  # who was rung is kept from every change
+            assert data["listed"] and "on call" in data["row_html"]
+        assert all(d["state"] == "answered" and d["listed"] for d in got_admin)
+        assert len(hub.calls) == 20
+        # a call that rang and ended at once leaves no pop and no row behind
+        for fact in (progress(ringing=("101",), linkedid="brief"),
+                     progress("ended", ringing=(), linkedid="brief")):  # fmt: skip
+            rt.bus.publish(Event("call_progress", LiveCall(fact, None, None, "none")))
+        # and the ends of the twenty arrive together with a last change each
+        for lid in calls:
+            for fact in (progress("answered", ringing=(), answered_by="101", linkedid=lid),
+                         progress("ended", ringing=(), linkedid=lid)):  # fmt: skip
+                rt.bus.publish(Event("call_progress", LiveCall(fact, None, None, "none")))
+        ended = await _drained(alice)
+        assert sorted(d["linkedid"] for d in ended if d["state"] == "ended") == sorted(calls)
+        assert all(not d["listed"] and d["pop"] is None for d in ended if d["state"] == "ended")
+        assert [d for d in ended if d["linkedid"] == "brief" and d["state"] != "ended"] == []
+        assert hub.calls == {}
+        assert hub.live_calls_for(await hub.viewer_for(people.alice)) == []
+    finally:
+        await hub.close()
+
+
+async def test_calls_finished_together_read_their_contacts_at_once(
+    rt: Runtime, people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of finished calls reaches the hub at once: their contacts are read in one
+    query, and each row still names its own contact."""
+    names = [f"Customer {i}" for i in range(5)]
+    ids = [
+        (await rt.service.create_contact(name, "", "", [f"+1415555020{i}"])).id
+        for i, name in enumerate(names)
+    ]
+    hub = LiveHub(rt, make_env(rt.settings))
+    await hub.start()
+    reads: list[list[int]] = []
+    read_many = rt.store.contacts_by_ids
+
+    async def counted(ids: Any) -> Any:
+        reads.append(list(ids))
+        return await read_many(ids)
+
+    monkeypatch.setattr(rt.store, "contacts_by_ids", counted)
+    try:
+        admin = hub.connect(await hub.viewer_for(people.admin))
+        hub.connect(await hub.viewer_for(people.alice))  # (the hub has read the users)
+        recs = [inbound(f"+1415555020{i}", at=NOW - 60 + i) for i in range(5)]
+        await rt.ingest.record_many(recs)
+        rows: dict[str, str] = {}
+        while len(rows) < 5 and (lines := await admin.wait(1.0)):
+            for msg in map(json.loads, lines):
+                if msg["kind"] == "call_recorded":
+                    rows[msg["data"]["call"]["caller"]] = msg["data"]["row_html"]
+        for i, name in enumerate(names):
+            assert name in rows[f"+1415555020{i}"]
+        assert len(reads) == 1 and sorted(reads[0]) == sorted(ids)
+    finally:
+        await hub.close()
+
+
 def test_payloads_are_plain_json() -> None:
     fact = progress()
     data = jsonable(Event("x", fact))
@@ -398,7 +505,7 @@ async def test_a_blind_transfer_pops_on_the_targets_screen(
     live = [f for f in facts if isinstance(f, CallProgress)]
     assert live[-1].state == "ended"
     alice, bob, carol = await streams("alice"), await streams("bob"), await streams("carol")
-    await ring(rt, *live[:-1])
+    await ring_apart(rt, *live[:-1])
     linkedid = live[0].linkedid
     seen_bob, seen_carol = await _seen(bob, linkedid), await _seen(carol, linkedid)
     assert ("ringing", "ringing") in seen_carol
