@@ -10,15 +10,15 @@ CREATE INDEX callback_figures_ttc
 -- audit and the reports read a few thousand short rows next to each other instead of
 -- looking each call up among millions.
 CREATE TABLE callback_figure_calls (
-    task_id BIGINT NOT NULL REFERENCES callback_figures(task_id) ON DELETE CASCADE,
-    call_id BIGINT NOT NULL,
-    started_at DOUBLE PRECISION NOT NULL,
+    task_id {{bigint}} NOT NULL REFERENCES callback_figures(task_id) ON DELETE CASCADE,
+    call_id {{bigint}} NOT NULL,
+    started_at {{real}} NOT NULL,
     direction TEXT NOT NULL,
     outcome TEXT NOT NULL,
     did TEXT,
-    user_id BIGINT,
+    user_id {{bigint}},
     PRIMARY KEY (task_id, call_id)
-);
+) {{without_rowid}};
 
 INSERT INTO callback_figure_calls
 SELECT cc.task_id, calls.id, calls.started_at, calls.direction, calls.outcome, calls.did,
@@ -29,5 +29,7 @@ JOIN calls ON calls.id = cc.call_id
 WHERE f.task_owner = 0 OR f.last_day > f.day OR f.user_id < 0;
 
 -- planned from its statistics from the first audit on, not from an empty table's guess
+{{postgres planner_statistics}}
 ANALYZE callback_figure_calls;
 ANALYZE callback_figures;
+{{end}}
