@@ -73,6 +73,9 @@ ENGINE_BLOCKS: dict[str, str] = {
     "drop_constraint": "SQLite cannot drop a column's UNIQUE or a primary key: it rebuilds "
     "the table (foreign keys off while migrating, checked before commit) and makes its "
     "indexes again; PostgreSQL drops the constraint.",
+    "planner_statistics": "PostgreSQL only: it plans from statistics, which a table filled "
+    "by the migration lacks until autovacuum; SQLite plans without them (an ANALYZE there "
+    "would change every plan).",
 }
 
 ENGINE_ONLY_TABLES: dict[str, str] = {
