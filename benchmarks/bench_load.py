@@ -58,6 +58,7 @@ from crm.batching import MAX_CALLS, MAX_WAIT  # noqa: E402
 from crm.events import EventBus  # noqa: E402
 from crm.holding import HoldingSink  # noqa: E402
 from crm.ingest import Ingest, LiveSnapshot  # noqa: E402
+from crm.lanes import CallLanes  # noqa: E402
 from crm.policy import LeadPolicy  # noqa: E402
 from crm.store import Store, open_store  # noqa: E402
 
@@ -159,9 +160,12 @@ class Pipeline:
     holding: HoldingSink
     sink: Sink
     """What the link hands every fact to (counting, then the holding sink)."""
+    lanes: CallLanes | None = None
 
     async def close(self) -> None:
         await self.link.stop()
+        if self.lanes is not None:
+            await self.lanes.close()
         await self.holding.close()
         await self.store.close()
         status = self.holding.status  # read once, not per fact: it is not free
@@ -221,6 +225,7 @@ async def build_pipeline(
     )
     if batch:
         ingest.defer_live = holding.defer_live
+    lanes = CallLanes(holding, ingest.needs_lookup)  # as the link manager puts it in front
 
     async def sink(fact: Fact) -> None:
         counters.facts += 1
@@ -228,7 +233,7 @@ async def build_pipeline(
             counters.records += 1
             counters.per_call[fact.linkedid] += 1
             accepted.setdefault(fact.linkedid, time.perf_counter())
-        await holding(fact)
+        await lanes(fact)
         for extra in extra_sinks:
             result = extra(fact)
             if asyncio.iscoroutine(result):
@@ -236,7 +241,7 @@ async def build_pipeline(
 
     settings = LinkSettings(host=host, port=port, username="crm", secret="crmsecret")
     link = AmiLink(settings, tracker, sink)
-    return Pipeline(store, bus, ingest, tracker, link, counters, holding, sink)
+    return Pipeline(store, bus, ingest, tracker, link, counters, holding, sink, lanes)
 
 
 def _rss_mb() -> float:
@@ -489,6 +494,8 @@ async def run_writes(
         t0 = time.perf_counter()
         for fact in facts:
             await pipe.sink(fact)
+        if pipe.lanes is not None:
+            await pipe.lanes.drain()
         await pipe.holding.drain()
         seconds = time.perf_counter() - t0
         rows = await pipe.store.count_calls()

@@ -378,6 +378,7 @@ class _Traced:
             await rt.store._db._execute(
                 raw.set_trace_callback, lambda sql: self.statements.append((sql, ()))
             )
+            self._wrap_readers(rt.store._db)
             return True
         if rt.store.dialect != "postgres":
             return False
@@ -393,6 +394,22 @@ class _Traced:
             setattr(postgres._PgConn, name, traced)
             self.undo.append(lambda name=name, real=real: setattr(postgres._PgConn, name, real))
         return True
+
+    def _wrap_readers(self, root: Any) -> None:
+        """SQLite's read connections (the managers' figures' pool): their reads with
+        their arguments, as on PostgreSQL."""
+        from crm.store import sqlite
+
+        for name in ("fetch", "fetchrow"):
+            real = getattr(sqlite._SqliteConn, name)
+
+            def traced(conn: Any, sql: str, *args: Any, _real: Any = real) -> Any:
+                if conn._db is not root:
+                    self.statements.append((sqlite._q(sql), args))
+                return _real(conn, sql, *args)
+
+            setattr(sqlite._SqliteConn, name, traced)
+            self.undo.append(lambda name=name, real=real: setattr(sqlite._SqliteConn, name, real))
 
     def detach(self) -> None:
         for undo in self.undo:
@@ -414,11 +431,14 @@ async def _timed_plan(url: str, traced: _Traced) -> tuple[list[tuple[float, str]
         try:
             for sql, args in reads:
                 t1 = time.perf_counter()
-                db.execute(sql).fetchall()
+                db.execute(sql, args).fetchall()
                 timed.append(((time.perf_counter() - t1) * 1000, sql, args))
             timed.sort(key=lambda x: -x[0])
             if timed and timed[0][0] > 5:
-                plan = [row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + timed[0][1])]
+                plan = [
+                    row[-1]
+                    for row in db.execute("EXPLAIN QUERY PLAN " + timed[0][1], timed[0][2])
+                ]
         finally:
             db.close()
     else:

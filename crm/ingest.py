@@ -374,6 +374,11 @@ class Ingest:
             )
 
     # -- live calls ------------------------------------------------------------------
+    def needs_lookup(self, fact: CallProgress) -> bool:
+        """Whether ``progress(fact)`` reads the store (the call's first fact): the link
+        runs those side by side (``crm.lanes``)."""
+        return fact.linkedid not in self._pops
+
     async def progress(self, fact: CallProgress) -> LiveCall:
         """Name the caller for the screen pop (one lookup per call, then cached)."""
         pop = self._pops.get(fact.linkedid)

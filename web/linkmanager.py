@@ -47,6 +47,7 @@ from crm.closing import cancel_all, close_within
 from crm.events import Event
 from crm.holding import HoldingSink
 from crm.ingest import Ingest, LiveSnapshot
+from crm.lanes import CallLanes
 from crm.models import CallFilter, PbxLink, User
 from crm.originate_relay import OriginateDesk, RelayedLink, consumer_event
 from crm.policy import LeadPolicy
@@ -205,6 +206,8 @@ class RunningLink:
     ready: asyncio.Event
     owner: list[int | None]
     recovered: list[str] = field(default_factory=list)
+    lanes: CallLanes | None = None
+    """The sink's front: a call's first lookup does not hold up the others."""
 
 
 # Deliberately alike in shape to crm/originate_relay.py's and crm/holding.py's __init__:
@@ -396,7 +399,9 @@ class LinkManager:
                 return
             if backfill is not None:
                 backfill.traffic()
-            await sink(fact)
+            await lanes(fact)
+
+        lanes = CallLanes(sink, ingest.needs_lookup)
 
         def status(st: LinkStatus) -> None:
             self.statuses[cfg.name] = st
@@ -405,7 +410,8 @@ class LinkManager:
             rt.bus.publish(Event("link_status", st))
 
         link = AmiLink(settings_from_config(cfg.ami), watch, deliver, on_status=status)
-        running = RunningLink(cfg, None, link, ingest, watch, sink=sink, ready=ready, owner=owner)
+        running = RunningLink(cfg, None, link, ingest, watch, sink=sink, ready=ready, owner=owner,
+                              lanes=lanes)  # fmt: skip
         self.running[cfg.name] = running
         self._attach(link)
         return running
@@ -449,6 +455,8 @@ class LinkManager:
             if backfill is not None:
                 backfill.link_state("disconnected")
             with contextlib.suppress(Exception):
+                if running.lanes is not None:
+                    await running.lanes.close()  # their snapshots go with the last batch
                 await sink.close()
             if self.running.get(cfg.name) is running:
                 self.running.pop(cfg.name, None)

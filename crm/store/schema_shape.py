@@ -1,8 +1,9 @@
 """The shape of the database schema, engine-neutral, so the two engines can be compared.
 
-The SQLite and PostgreSQL migrations are written side by side; this module is where the
-few deliberate dialect differences are named, so that a test can prove that everything
-else is the same table by table, column by column and index by index:
+The migrations are written once for both engines, with the dialect differences named and
+expanded in ``crm.store.schema_dialect``; this module reads back what each engine made,
+so that a test can prove that the two schemas are the same table by table, column by
+column and index by index, once each engine's way of echoing them is taken out:
 
 * PostgreSQL ``bigint``/``integer``/``boolean`` and SQLite ``INTEGER`` are one family:
   SQLite keeps booleans as 0/1 integers.
@@ -11,9 +12,9 @@ else is the same table by table, column by column and index by index:
 * Primary keys are named by each engine its own way (``t_pkey``, or none for SQLite's
   rowid alias) and are compared as a column list, not by name; the same for the implicit
   index of a ``UNIQUE`` column constraint.
-* A case-insensitive index is ``x COLLATE NOCASE`` on SQLite and ``lower(x)
-  text_pattern_ops`` on PostgreSQL (so ``LIKE 'abc%'`` can use it): both read ``ci(x)``.
-* Tables only one engine has, in ``ENGINE_ONLY_TABLES``.
+* A case-insensitive index (``{{ci(x)}}`` in a migration) is ``x COLLATE NOCASE`` on
+  SQLite and ``lower(x) text_pattern_ops`` on PostgreSQL: both read ``ci(x)``.
+* Tables only one engine has, in ``schema_dialect.ENGINE_ONLY_TABLES``.
 * An index on an expression is compared by its expression with whitespace, quoting and
   PostgreSQL's casts taken out.
 """
@@ -22,11 +23,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-
-ENGINE_ONLY_TABLES: dict[str, str] = {
-    # Cross-process events too big for a NOTIFY payload; SQLite runs in one process.
-    "event_spill": "postgres",
-}
 
 TYPE_FAMILIES: dict[str, str] = {
     "integer": "integer",
@@ -91,7 +87,8 @@ class SchemaShape:
     """(table, columns) of UNIQUE constraints, whose index the engine names itself."""
 
 
-def _split_top_level(text: str) -> list[str]:
+def split_top_level(text: str) -> list[str]:
+    """``text`` split at the commas outside parentheses, each part stripped."""
     parts, depth, current = [], 0, ""
     for ch in text:
         if ch == "," and depth == 0:
@@ -115,6 +112,6 @@ def parse_index_sql(sql: str) -> tuple[tuple[str, ...], bool]:
     while depth:
         depth += {"(": 1, ")": -1}.get(sql[end], 0)
         end += 1
-    keys = tuple(normalise_expression(k) for k in _split_top_level(sql[start : end - 1]))
+    keys = tuple(normalise_expression(k) for k in split_top_level(sql[start : end - 1]))
     partial = re.search(r"\bWHERE\b", sql[end:], re.IGNORECASE) is not None
     return keys, partial

@@ -265,6 +265,17 @@ class SqlStore(CallBatchQueries, Store):
         """``_use`` for reads on the screen pop's path (``_read``)."""
         return self._on(self._read)
 
+    def _report(self) -> AbstractAsyncContextManager[Conn]:
+        """A connection for the managers' figures (seconds of SQL at millions of calls
+        under many managers): the engine's pool of readers where it keeps one apart
+        (SQLite), so they run side by side and neither the writer nor the screen pop's
+        reader waits behind them; else ``_acquire``."""
+        return self._acquire()
+
+    def _use_report(self) -> AbstractAsyncContextManager[Conn]:
+        """``_use`` for the managers' figures (``_report``)."""
+        return self._on(self._report)
+
     def _tx(self) -> AbstractAsyncContextManager[Conn]:
         """Several statements that must stay together even when called on the root."""
         return self._on(self._begin)

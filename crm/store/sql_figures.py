@@ -66,6 +66,15 @@ _CALLBACK_INSERT = (
     "INSERT INTO callback_figures (task_id, day, last_day, task_owner, user_id, "
     "time_to_callback, rang) VALUES ($1, $2, $3, $4, $5, $6, $7)"
 )
+# The calls of the tasks the audit checks call by call (spread, or nobody's), copied with
+# their ``callback_figures`` row: ``callback_figure_calls`` (migration 0019).
+_CALLBACK_CALLS = (
+    "INSERT INTO callback_figure_calls (task_id, call_id, started_at, direction, outcome, "
+    "did, user_id) SELECT cc.task_id, calls.id, calls.started_at, calls.direction, "
+    "calls.outcome, calls.did, calls.user_id FROM callback_figures f "
+    "JOIN callback_calls cc ON cc.task_id = f.task_id JOIN calls ON calls.id = cc.call_id "
+    "WHERE (f.task_owner = 0 OR f.last_day > f.day OR f.user_id < 0)"
+)
 _TASK_RANG = (
     "SELECT DISTINCT cc.task_id AS task_id, cr.extension AS extension FROM callback_tasks t "
     "JOIN callback_calls cc ON cc.task_id = t.id JOIN call_rang cr ON cr.call_id = cc.call_id "
@@ -175,12 +184,14 @@ class FigureQueries:
         zone = await self._zone(c)
         for task_id in task_ids:
             row = await c.fetchrow(_CALLBACK_ROW + " WHERE t.id = $1 GROUP BY 1, 2, 3", task_id)
+            await c.execute("DELETE FROM callback_figure_calls WHERE task_id = $1", task_id)
             await c.execute("DELETE FROM callback_figures WHERE task_id = $1", task_id)
             if row is not None:
                 rang = await c.fetch(_TASK_RANG + " AND t.id = $1", task_id)
                 await c.execute(
                     _CALLBACK_INSERT, *_callback_values(zone, row, (r["extension"] for r in rang))
                 )
+                await c.execute(_CALLBACK_CALLS + " AND f.task_id = $1", task_id)
 
     async def _count_task_calls(self, c: Any, task_ids: list[int], sign: int) -> None:
         """The same for every call linked to these callback tasks (their owner changes)."""
@@ -303,11 +314,17 @@ class FigureQueries:
             if self.dialect == "postgres":  # type: ignore[attr-defined]
                 await c.execute(
                     "LOCK TABLE figures_zone, call_figures, hour_figures, rang_figures, "
-                    "callback_figures IN EXCLUSIVE MODE"
+                    "callback_figures, callback_figure_calls IN EXCLUSIVE MODE"
                 )
             await self._flush_figures(c)  # so later changes in this transaction add up
             tz = ZoneInfo(zone) if zone else await self._zone(c)
-            for table in ("call_figures", "hour_figures", "rang_figures", "callback_figures"):
+            for table in (
+                "call_figures",
+                "hour_figures",
+                "rang_figures",
+                "callback_figure_calls",
+                "callback_figures",
+            ):
                 await c.execute(f"DELETE FROM {table}")
             await c.execute(
                 "UPDATE figures_zone SET zone = $1, callbacks_counted = $2 WHERE id = 1",
@@ -376,6 +393,7 @@ class FigureQueries:
                 for r in await c.fetch(_CALLBACK_ROW + " GROUP BY 1, 2, 3")
             ],
         )
+        await c.execute(_CALLBACK_CALLS)
         return len(days), len(hours)
 
 

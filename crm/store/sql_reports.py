@@ -2,8 +2,8 @@
 millions of calls: only grouped rows cross the wire, never the calls themselves.
 
 A mixin of ``SqlStore``: it uses the store's connection handling and dialect hooks
-(``_use``, ``_ids_in``, ``_ids_param``, ``_visible_call``, ``_floor_div``, ``_index_hint``), and the
-``call_rang`` table ``upsert_call`` keeps (who each call rang).
+(``_use_report``, ``_ids_in``, ``_ids_param``, ``_visible_call``, ``_floor_div``,
+``_index_hint``), and the ``call_rang`` table ``upsert_call`` keeps (who each call rang).
 """
 
 from __future__ import annotations
@@ -24,6 +24,24 @@ def _day_text(day_number: int) -> str:
 
 def _rate(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
+
+
+_MEDIAN_BUCKET = 60
+"""Seconds of time to callback per bucket the audit's median is first looked for in."""
+
+
+def _median_places(counted: list[tuple[int, int]], returned: int) -> list[tuple[int, int, int]]:
+    """(bucket, offset in it, how many) of the one or two middle values of ``returned``
+    values counted per bucket (``counted``: (bucket, count) in bucket order)."""
+    wanted = [(returned - 1) // 2] if returned % 2 else [returned // 2 - 1, returned // 2]
+    places: dict[int, list[int]] = {}
+    below = 0
+    for b, k in counted:
+        for rank in wanted:
+            if below <= rank < below + k:
+                places.setdefault(b, []).append(rank - below)
+        below += k
+    return [(b, offsets[0], len(offsets)) for b, offsets in places.items()]
 
 
 class ReportQueries:
@@ -80,14 +98,14 @@ class ReportQueries:
         """``select ... group by group`` over the calls a scope sees only because their
         unowned callback task rang someone in it (their rep is not in it): what a scoped
         figure adds to the ``call_figures`` rows ``_visible_figures`` keeps.  The tasks
-        come from ``callback_figures`` (those nobody owns, with calls in the days)."""
+        come from ``callback_figures`` (those nobody owns, with calls in the days), their
+        calls from its copy of them (``callback_figure_calls``)."""
         if user_ids is None or await self.callback_days(c, since, until) is None:  # type: ignore[attr-defined]
             return []
         ids = self._ids_in(3)  # type: ignore[attr-defined]
         return await c.fetch(
             f"SELECT {select} FROM callback_figures cf "
-            "JOIN callback_calls cc ON cc.task_id = cf.task_id "
-            "JOIN calls ON calls.id = cc.call_id "
+            "JOIN callback_figure_calls calls ON calls.task_id = cf.task_id "
             "WHERE cf.task_owner = 0 AND cf.last_day >= $4 AND cf.day < $5 "
             f"AND {self._rang_seen('cf.rang', 6)} "
             "AND calls.started_at >= $1 AND calls.started_at < $2 "
@@ -199,7 +217,7 @@ class ReportQueries:
     ) -> MissedSummary:
         args: list[Any] = [since, until]
         inbound = "calls.direction = 'inbound' AND " + self._range_where(args, user_ids, 1)
-        async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._use_report() as c:  # type: ignore[attr-defined]
             lines = await self._missed_lines(c, since, until, user_ids, inbound, args)
             n_tasks, returned, in_sla, median = await self._task_figures(
                 c, since, until, float(sla_seconds), user_ids, inbound, args
@@ -253,8 +271,18 @@ class ReportQueries:
             f"WHERE {inbound} AND calls.outcome {MISSED_SQL}"
         )
         days = await self.callback_days(c, since, until)  # type: ignore[attr-defined]
+        n = len(args) if days is None else 0
+        # the median's second look: the tasks near one bucket only, as $n+4 <= ttc < $n+5
         if days is None:
-            source, sargs = tasks_of_calls, list(args)
+            sargs = list(args)
+
+            def source(near: bool = False) -> str:
+                if not near:
+                    return tasks_of_calls
+                return (
+                    f"{tasks_of_calls} AND t.time_to_callback >= ${n + 4} "
+                    f"AND t.time_to_callback < ${n + 5}"
+                )
         else:
             sargs = [days[0], days[1]]
             seen = ""
@@ -265,12 +293,11 @@ class ReportQueries:
                     f"(f.task_owner {ids} OR (f.task_owner = 0 AND {self._rang_seen('f.rang', 4)}))"
                 )
             # Spread tasks: those with a visible missed inbound call in the period, read
-            # from the few spread rows to their calls (not from the period's calls).
+            # from the few spread rows to their calls' copy (not from the period's calls).
             spread = await c.fetch(
                 "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figures f "
                 f"{self._index_hint('callback_figures_spread')} "  # type: ignore[attr-defined]
-                "CROSS JOIN callback_calls cc CROSS JOIN calls "
-                "WHERE cc.task_id = f.task_id AND calls.id = cc.call_id "
+                "CROSS JOIN callback_figure_calls calls WHERE calls.task_id = f.task_id "
                 "AND f.last_day >= $1 AND f.day < $2 AND (f.last_day > f.day OR f.user_id < 0) "
                 f"AND calls.direction = 'inbound' AND calls.outcome {MISSED_SQL} "
                 f"AND calls.started_at >= ${len(sargs) + 1} "
@@ -285,32 +312,56 @@ class ReportQueries:
             if seen:
                 simple += f" AND (f.user_id {self._ids_in(3)} OR {seen})"  # type: ignore[attr-defined]
             sargs.append(self._ids_param([r["ttc"] for r in spread]))  # type: ignore[attr-defined]
-            source = (
-                f"SELECT f.time_to_callback AS ttc FROM callback_figures f WHERE {simple} "
-                f"UNION ALL {self._floats_rows(len(sargs))}"
-            )
-        n = len(sargs)
-        tasks = await c.fetchrow(
-            f"WITH tasks AS ({source}) SELECT COUNT(*) AS tasks, COUNT(ttc) AS returned, "
+            floats = self._floats_rows(len(sargs))
+            n = len(sargs)
+            narrow = self._index_hint("callback_figures_ttc")  # type: ignore[attr-defined]
+
+            def source(near: bool = False) -> str:
+                hint, where = "", simple
+                if near:
+                    hint = narrow
+                    where = (
+                        f"f.time_to_callback >= ${n + 4} AND f.time_to_callback < ${n + 5} "
+                        f"AND {simple}"
+                    )
+                return (
+                    f"SELECT f.time_to_callback AS ttc FROM callback_figures f {hint} "
+                    f"WHERE {where} UNION ALL {floats}"
+                )
+
+        # One pass: the tasks per bucket of time to callback (NULL: not returned) give the
+        # counts and which bucket holds the median; that bucket's rows alone are then
+        # sorted (``callback_figures_ttc``), so the median is exactly the tasks' one.
+        bucket = self._floor_div("ttc", _MEDIAN_BUCKET)  # type: ignore[attr-defined]
+        buckets = await c.fetch(
+            f"WITH tasks AS ({source()}) SELECT {bucket} AS b, COUNT(*) AS n, "
             f"COALESCE(SUM(CASE WHEN ttc <= ${n + 1} THEN 1 ELSE 0 END), 0) AS in_sla "
-            "FROM tasks",
+            "FROM tasks GROUP BY 1",
             *sargs,
             sla,
         )
-        returned = int(tasks["returned"])
+        n_tasks = sum(int(r["n"]) for r in buckets)
+        in_sla = sum(int(r["in_sla"]) for r in buckets)
+        counted = sorted((int(r["b"]), int(r["n"])) for r in buckets if r["b"] is not None)
+        returned = sum(k for _, k in counted)
         median: float | None = None
         if returned:
-            # The median by ORDER BY/OFFSET works on both engines (SQLite has no
-            # percentile function); one or two rows come back.
-            middle = await c.fetch(
-                f"WITH tasks AS ({source}) SELECT ttc FROM tasks WHERE ttc IS NOT NULL "
-                f"ORDER BY ttc LIMIT ${n + 1} OFFSET ${n + 2}",
-                *sargs,
-                1 if returned % 2 else 2,
-                (returned - 1) // 2,
-            )
-            median = sum(float(r["ttc"]) for r in middle) / len(middle)
-        return int(tasks["tasks"]), returned, int(tasks["in_sla"]), median
+            middle: list[float] = []
+            for b, first, k in _median_places(counted, returned):
+                lo, hi = (b - 1) * _MEDIAN_BUCKET, (b + 2) * _MEDIAN_BUCKET
+                rows = await c.fetch(
+                    f"WITH tasks AS ({source(True)}) SELECT ttc FROM tasks "
+                    f"WHERE {bucket} = ${n + 1} ORDER BY ttc LIMIT ${n + 2} OFFSET ${n + 3}",
+                    *sargs,
+                    b,
+                    k,
+                    first,
+                    float(lo),
+                    float(hi),
+                )
+                middle.extend(float(r["ttc"]) for r in rows)
+            median = sum(middle) / len(middle)
+        return n_tasks, returned, in_sla, median
 
     async def _missed_lines(
         self, c: Any, since: float, until: float, user_ids: Any, inbound: str, args: list[Any]
@@ -410,7 +461,7 @@ class ReportQueries:
         self, since: float, until: float, user_ids: Any = None, utc_offset: float = 0.0
     ) -> list[tuple[str, str, int]]:
         """(day ``YYYY-MM-DD``, outcome, count), by day then outcome."""
-        async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._use_report() as c:  # type: ignore[attr-defined]
             days = await self._days(c, since, until, utc_offset, user_ids=user_ids)
             if days is not None:
                 fargs: list[Any] = []
@@ -436,7 +487,7 @@ class ReportQueries:
         # Grouped by day number, formatted here: the same UTC days as ``_day`` without
         # formatting a date for each of the period's calls.
         day = self._floor_div("calls.started_at + $1", 86400)  # type: ignore[attr-defined]
-        async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._use_report() as c:  # type: ignore[attr-defined]
             rows = await c.fetch(
                 f"SELECT {day} AS day, calls.outcome AS outcome, COUNT(*) AS n FROM calls "
                 f"WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2",
@@ -450,7 +501,7 @@ class ReportQueries:
         if user_ids is not None:
             args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
             where += f" AND calls.user_id {self._ids_in(3)}"  # type: ignore[attr-defined]
-        async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._use_report() as c:  # type: ignore[attr-defined]
             days = await self._days(c, since, until)
         if days is None:
             sql = (
@@ -469,7 +520,7 @@ class ReportQueries:
                 f"WHERE f.user_id > 0 AND f.day >= $1 AND f.day < $2{scoped} "
                 "GROUP BY f.user_id HAVING SUM(f.calls) > 0"
             )
-        async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._use_report() as c:  # type: ignore[attr-defined]
             handled = {
                 r["user_id"]: (int(r["answered"]), float(r["talk"]))
                 for r in await c.fetch(sql, *args)
@@ -492,7 +543,7 @@ class ReportQueries:
         self, since: float, until: float, user_ids: Any = None, utc_offset: float = 0.0
     ) -> list[tuple[int, int]]:
         """(hour 0-23, calls started in it) for the hours that had calls."""
-        async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._use_report() as c:  # type: ignore[attr-defined]
             days = await self._days(c, since, until, utc_offset, user_ids=user_ids)
             if days is not None:
                 fargs: list[Any] = []
@@ -516,7 +567,7 @@ class ReportQueries:
         # Hours since the epoch, folded to the hour of the day here (UTC days are whole
         # hours), rather than formatting a time for each of the period's calls.
         hour = self._floor_div("calls.started_at + $1", 3600)  # type: ignore[attr-defined]
-        async with self._use() as c:  # type: ignore[attr-defined]
+        async with self._use_report() as c:  # type: ignore[attr-defined]
             rows = await c.fetch(
                 f"SELECT {hour} AS hour, COUNT(*) AS n FROM calls WHERE {where} GROUP BY 1",
                 *args,

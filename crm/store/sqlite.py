@@ -30,6 +30,9 @@ from .sql import Conn, Row, SqlStore
 T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
+REPORT_READERS = 4
+"""Read connections for the managers' figures: twice the CPUs of a small server, so one
+waiting on the disk leaves the CPUs busy; each keeps its own page cache."""
 FILE_MODE = 0o600
 """The database, its WAL and shared-memory index hold personal data, password hashes and
 (encrypted) secrets: readable by the CRM's own user only."""
@@ -155,6 +158,8 @@ class SqliteStore(SqlStore):
         lets it read the last commit while the writer's transaction runs, so a pop never
         waits behind a batch of finished calls being written."""
         self._read_lock = asyncio.Lock()
+        self._reports: _ReaderPool | None = None
+        """Read-only connections for the managers' figures (``_report``)."""
 
     @classmethod
     async def open(cls, path: str, migrate: bool = True) -> SqliteStore:
@@ -177,6 +182,7 @@ class SqliteStore(SqlStore):
         store = cls(db, asyncio.Lock())
         if path != ":memory:" and not path.startswith("file:"):
             store._reader = await _open_reader(path)
+            store._reports = _ReaderPool(path, REPORT_READERS)
         if migrate:
             await store.migrate()
         return store
@@ -203,6 +209,9 @@ class SqliteStore(SqlStore):
 
     def _read(self) -> AbstractAsyncContextManager[Conn]:
         return self._acquire_cm() if self._reader is None else self._read_cm()
+
+    def _report(self) -> AbstractAsyncContextManager[Conn]:
+        return self._acquire_cm() if self._reports is None else self._reports.use()
 
     @asynccontextmanager
     async def _begin_cm(self) -> AsyncIterator[Conn]:
@@ -287,6 +296,9 @@ class SqliteStore(SqlStore):
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
+        if self._reports is not None:
+            await self._reports.close()
+            self._reports = None
         await self._db.close()
 
     async def migrate(self) -> list[int]:
@@ -337,8 +349,43 @@ class SqliteStore(SqlStore):
                 raise
 
 
+class _ReaderPool:
+    """Up to ``size`` read-only connections, opened as needed, each with its own thread:
+    sqlite3 lets go of the GIL while a statement runs, so several managers' figures use
+    every CPU instead of waiting one behind another on a single connection."""
+
+    def __init__(self, path: str, size: int) -> None:
+        self._path = path
+        self._size = size
+        self._idle: list[aiosqlite.Connection] = []
+        self._opened: list[aiosqlite.Connection] = []
+        self._freed = asyncio.Condition()
+
+    @asynccontextmanager
+    async def use(self) -> AsyncIterator[Conn]:
+        async with self._freed:
+            while not self._idle and len(self._opened) >= self._size:
+                await self._freed.wait()
+            if self._idle:
+                db = self._idle.pop()
+            else:
+                self._opened.append(db := await _open_reader(self._path))
+        try:
+            yield _SqliteConn(db)
+        finally:
+            async with self._freed:
+                self._idle.append(db)
+                self._freed.notify()
+
+    async def close(self) -> None:
+        for db in self._opened:
+            await db.close()
+        self._opened.clear()
+        self._idle.clear()
+
+
 async def _open_reader(path: str) -> aiosqlite.Connection:
-    """The read-only second connection (``SqliteStore._reader``)."""
+    """A read-only connection (``SqliteStore._reader``, ``_ReaderPool``)."""
     uri = Path(path).resolve().as_uri() + "?mode=ro"
     reader = await aiosqlite.connect(uri, uri=True, isolation_level=None)
     reader.row_factory = aiosqlite.Row

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import random
+import statistics
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,6 +24,7 @@ from crm.models import CallFilter, User
 from crm.services import CrmService
 from crm.store import Store
 from crm.store.sql_figures import FigureQueries
+from crm.store.sql_reports import _median_places
 
 from .factories import inbound, internal, outbound
 
@@ -175,7 +177,49 @@ async def _figure_rows(store: Store) -> tuple[list[Any], ...]:
                 "SELECT task_id, day, last_day, task_owner, user_id, time_to_callback "
                 "FROM callback_figures ORDER BY 1")
         ]  # fmt: skip
-    return calls, hours, rang, callbacks
+        callback_calls = [
+            tuple(r) for r in await c.fetch(
+                "SELECT task_id, call_id, started_at, direction, outcome, did, user_id "
+                "FROM callback_figure_calls ORDER BY 1, 2")
+        ]  # fmt: skip
+    return calls, hours, rang, callbacks, callback_calls
+
+
+async def _exact_median(store: Store, since: float, until: float) -> float | None:
+    """The median time to callback of the tasks of the period's missed inbound calls,
+    from the tasks themselves."""
+    s: Any = store
+    async with s._use() as c:
+        rows = await c.fetch(
+            "SELECT DISTINCT t.id, t.time_to_callback AS ttc FROM calls "
+            "JOIN callback_calls cc ON cc.call_id = calls.id "
+            "JOIN callback_tasks t ON t.id = cc.task_id WHERE calls.direction = 'inbound' "
+            "AND calls.outcome IN ('missed', 'abandoned', 'busy', 'no_answer') "
+            "AND calls.started_at >= $1 AND calls.started_at < $2",
+            since,
+            until,
+        )
+    values = [float(r["ttc"]) for r in rows if r["ttc"] is not None]
+    return statistics.median(values) if values else None
+
+
+def test_the_median_is_found_in_its_buckets() -> None:
+    """``_median_places`` points at the middle value(s) of values counted per bucket,
+    the two middle ones of an even count in different buckets too."""
+    rng = random.Random(5)
+    for _ in range(300):
+        values = sorted(rng.choice([0.5, 59.9, 60.0, 61.0, 130.0, 900.0]) * rng.randrange(1, 4)
+                        for _ in range(rng.randrange(1, 12)))  # fmt: skip
+        per: dict[int, list[float]] = {}
+        for v in values:
+            per.setdefault(int(v // 60), []).append(v)
+        counted = sorted((b, len(vs)) for b, vs in per.items())
+        middle = [
+            x
+            for b, first, k in _median_places(counted, len(values))
+            for x in per[b][first : first + k]
+        ]
+        assert sum(middle) / len(middle) == pytest.approx(statistics.median(values))
 
 
 async def _kept_equals_rebuilt(store: Store) -> None:
@@ -206,8 +250,18 @@ async def test_figures_give_the_same_numbers_as_the_calls(
     # tasks counted from their row and tasks whose calls span days (checked one by one).
     team_summary = before[4][3]
     assert team_summary["callbacks"] > 0 and team_summary["median_time_to_callback"]
-    kinds = {(r[2] > r[1] or r[4] < 0) for r in (await _figure_rows(store))[3]}
+    # The median (found per minute of time to callback, then within the middle minute)
+    # is exactly the median of the period's tasks.
+    for kind, since, scope, figures in before:
+        if kind == "summary" and scope is None:
+            exact = await _exact_median(store, since, figures["until"])
+            assert figures["median_time_to_callback"] == pytest.approx(exact, abs=1e-9)
+    rows = await _figure_rows(store)
+    kinds = {(r[2] > r[1] or r[4] < 0) for r in rows[3]}
     assert kinds == {False, True}
+    # and the calls of the tasks checked one by one (spread, nobody's) are copied
+    copied = {r[0] for r in rows[4]}
+    assert copied == {r[0] for r in rows[3] if r[3] == 0 or r[2] > r[1] or r[4] < 0}
     # Kept up to date in New York's days from here on.
     await _kept_equals_rebuilt(store)
 

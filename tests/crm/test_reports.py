@@ -3,6 +3,8 @@ and a contact's timeline."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from crm.ingest import Ingest
@@ -131,3 +133,27 @@ async def test_contact_timeline(
     assert items[1].item.id == answered.call.id and items[3].item.id == missed.call.id
     assert items[2].item.status == "closed" and items[2].item.time_to_callback == 585.0
     assert [i.at for i in items] == sorted((i.at for i in items), reverse=True)
+
+
+async def test_managers_figures_do_not_wait_behind_a_write_transaction(
+    store: Store, service: CrmService, ingest: Ingest
+) -> None:
+    """Several managers opening the audit and the reports while a batch of calls is
+    being written get the last commit's figures at once, side by side (SQLite: a pool
+    of read connections apart from the writer's; PostgreSQL: the pool's)."""
+    await _reps(store)
+    await _traffic(ingest)
+    since, until = T0 - 60, T0 + DAY - 60
+    async with store.transaction() as tx:
+        await tx.add_user(User(None, "cara", "Cara Cole", "rep", ["104"]), T0)
+        reads = asyncio.gather(
+            *(service.missed_summary(since, until) for _ in range(6)),
+            store.per_rep(since, until),
+            store.calls_per_day(since, until),
+        )
+        *summaries, reps, days = await asyncio.wait_for(reads, 10)
+    assert {(s.total_inbound, s.missed, s.callbacks, s.returned) for s in summaries} == {
+        (5, 3, 3, 2)
+    }
+    assert "Cara Cole" not in {r.name for r in reps}, "the open transaction is not seen yet"
+    assert sum(n for _, _, n in days) == 7

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from crm.store import open_store
-from crm.store.schema_shape import ENGINE_ONLY_TABLES, SchemaShape, parse_index_sql, type_family
+from crm.store.schema_dialect import ENGINE_ONLY_TABLES
+from crm.store.schema_shape import SchemaShape, parse_index_sql, type_family
 
 
 async def _shapes(tmp_path: Path, pg_database: str) -> tuple[SchemaShape, SchemaShape]:

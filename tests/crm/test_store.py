@@ -34,12 +34,6 @@ async def test_migrations_applied_once(store: Store, store_url: str) -> None:
     await again.close()
 
 
-async def test_both_dialects_have_every_migration() -> None:
-    assert [m.version for m in migrations_for("sqlite")] == [
-        m.version for m in migrations_for("postgres")
-    ]
-
-
 async def test_users_and_extensions(store: Store) -> None:
     alice = await store.add_user(User(None, "alice", "Alice", "rep", ["101", "201"]), T0)
     assert alice.id is not None

@@ -1,7 +1,7 @@
-"""Versioned schema migrations: ``NNNN_name.sql`` for both engines, or
-``NNNN_name.sqlite.sql`` / ``NNNN_name.postgres.sql`` where the dialects differ.
-Applied versions are recorded in ``schema_version``; a version is never edited once
-shipped, a change is a new file."""
+"""Versioned schema migrations: one file per version, ``NNNN_name.sql``, written once for
+both engines (the placeholders where their SQL differs are named and expanded in
+``crm.store.schema_dialect``).  Applied versions are recorded in ``schema_version``; a
+version is never edited once shipped, a change is a new file."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-_NAME = re.compile(r"^(\d{4})_(\w+?)(?:\.(sqlite|postgres))?\.sql$")
+from ..schema_dialect import MigrationSyntaxError, expand
+
+_NAME = re.compile(r"^(\d{4})_(\w+)\.sql$")
+_PER_ENGINE = re.compile(r"^\d{4}_\w+\.(sqlite|postgres)\.sql$")
 HERE = Path(__file__).parent
 
 
@@ -21,19 +24,24 @@ class Migration:
 
 
 def migrations_for(dialect: str, folder: Path = HERE) -> list[Migration]:
-    """The scripts for ``dialect`` in version order, a dialect file beating a shared one."""
-    chosen: dict[int, tuple[bool, str, Path]] = {}
-    for path in folder.iterdir():
+    """The scripts for ``dialect`` in version order, each expanded from its one file."""
+    found: dict[int, Migration] = {}
+    for path in sorted(folder.iterdir()):
+        if _PER_ENGINE.match(path.name):
+            # The old two-file style: silently skipping it would lose the migration.
+            raise MigrationSyntaxError(
+                f"{path.name}: a migration is one file for both engines, NNNN_name.sql, "
+                "with placeholders where they differ (crm/store/schema_dialect.py)"
+            )
         match = _NAME.match(path.name)
         if not match:
             continue
-        version, name, variant = int(match[1]), match[2], match[3]
-        if variant not in (None, dialect):
-            continue
-        specific = variant is not None
-        if version not in chosen or (specific and not chosen[version][0]):
-            chosen[version] = (specific, name, path)
-    return [
-        Migration(version, name, path.read_text(encoding="utf-8"))
-        for version, (_, name, path) in sorted(chosen.items())
-    ]
+        version = int(match[1])
+        if version in found:
+            raise MigrationSyntaxError(f"{path.name}: version {version} is taken already")
+        try:
+            sql = expand(path.read_text(encoding="utf-8"), dialect)
+        except MigrationSyntaxError as exc:
+            raise MigrationSyntaxError(f"{path.name}: {exc}") from None
+        found[version] = Migration(version, match[2], sql)
+    return [found[v] for v in sorted(found)]

@@ -11,12 +11,12 @@
 -- ``callbacks_counted`` says whether the rows match the zone, else the audit reads the
 -- calls until ``run.py rebuild-figures`` recounts everything.
 CREATE TABLE callback_figures (
-    task_id BIGINT PRIMARY KEY REFERENCES callback_tasks(id) ON DELETE CASCADE,
-    day BIGINT NOT NULL,
-    last_day BIGINT NOT NULL,
-    task_owner BIGINT NOT NULL,
-    user_id BIGINT NOT NULL,
-    time_to_callback DOUBLE PRECISION,
+    task_id {{bigint}} PRIMARY KEY REFERENCES callback_tasks(id) ON DELETE CASCADE,
+    day {{bigint}} NOT NULL,
+    last_day {{bigint}} NOT NULL,
+    task_owner {{bigint}} NOT NULL,
+    user_id {{bigint}} NOT NULL,
+    time_to_callback {{real}},
     rang TEXT NOT NULL
 );
 CREATE INDEX callback_figures_day
@@ -29,8 +29,8 @@ CREATE INDEX callback_figures_spread
 ALTER TABLE figures_zone ADD COLUMN callbacks_counted BOOLEAN NOT NULL DEFAULT FALSE;
 
 INSERT INTO callback_figures
-SELECT t.id, CAST(FLOOR(MIN(calls.started_at) / 86400) AS BIGINT),
-       CAST(FLOOR(MAX(calls.started_at) / 86400) AS BIGINT), COALESCE(t.owner_id, 0),
+SELECT t.id, {{int_div(MIN(calls.started_at), 86400)}},
+       {{int_div(MAX(calls.started_at), 86400)}}, COALESCE(t.owner_id, 0),
        CASE WHEN COUNT(DISTINCT COALESCE(calls.user_id, 0)) = 1
              AND MIN(CASE WHEN calls.direction = 'inbound'
                            AND calls.outcome IN ('missed', 'abandoned', 'busy', 'no_answer')
@@ -38,7 +38,7 @@ SELECT t.id, CAST(FLOOR(MIN(calls.started_at) / 86400) AS BIGINT),
             THEN MIN(COALESCE(calls.user_id, 0)) ELSE -1 END,
        t.time_to_callback,
        CASE WHEN t.owner_id IS NULL
-            THEN COALESCE((SELECT ',' || string_agg(DISTINCT cr.extension, ',') || ',' FROM callback_calls rc
+            THEN COALESCE((SELECT ',' || {{comma_list(cr.extension)}} || ',' FROM callback_calls rc
                   JOIN call_rang cr ON cr.call_id = rc.call_id WHERE rc.task_id = t.id), '')
             ELSE '' END
 FROM callback_tasks t

@@ -5,8 +5,13 @@
 --
 -- SQLite cannot drop the UNIQUE of a column: the tables are rebuilt (the migration runner
 -- turns foreign keys off around migrations, so dropping ``calls`` does not cascade to
--- its notes, recordings, callbacks; it checks them before committing).
+-- its notes, recordings, callbacks; it checks them before committing).  The rebuild
+-- repeats 0001's columns of ``calls`` (SQLite's words, without the UNIQUE) and the
+-- indexes of 0001-0005 that the drop took with it: SQL has no "copy this table but one
+-- constraint", and this text is history (the SQLite databases migrated by it hold it in
+-- sqlite_master), so it stays as shipped.
 
+{{sqlite drop_constraint}}
 CREATE TABLE calls_new (
     id INTEGER PRIMARY KEY,
     linkedid TEXT NOT NULL,
@@ -50,9 +55,13 @@ INSERT INTO calls_new SELECT id, linkedid, direction, caller, caller_raw, caller
     pbx_link_id, ingested_at, updated_at FROM calls;
 DROP TABLE calls;
 ALTER TABLE calls_new RENAME TO calls;
+{{postgres drop_constraint}}
+ALTER TABLE calls DROP CONSTRAINT calls_linkedid_key;
+{{end}}
 
 CREATE UNIQUE INDEX calls_link_linkedid ON calls(COALESCE(pbx_link_id, 0), linkedid);
 CREATE INDEX calls_linkedid ON calls(linkedid);
+{{sqlite drop_constraint}}
 CREATE INDEX calls_started ON calls(started_at, id);
 CREATE INDEX calls_remote ON calls(remote_e164, started_at, id);
 CREATE INDEX calls_user ON calls(user_id, started_at, id);
@@ -66,7 +75,9 @@ CREATE INDEX calls_missed_did ON calls(did, started_at, id)
     WHERE direction = 'inbound' AND outcome IN ('missed', 'abandoned', 'busy', 'no_answer');
 CREATE INDEX calls_inbound_report ON calls(direction, started_at, outcome, did, answered, user_id);
 CREATE INDEX calls_report ON calls(started_at, outcome, user_id, answered, talk_seconds);
+{{end}}
 
+{{sqlite drop_constraint}}
 CREATE TABLE live_calls_new (
     linkedid TEXT NOT NULL,
     pbx_link_id INTEGER REFERENCES pbx_links(id) ON DELETE CASCADE,
@@ -76,6 +87,11 @@ CREATE TABLE live_calls_new (
 INSERT INTO live_calls_new SELECT linkedid, pbx_link_id, snapshot, updated_at FROM live_calls;
 DROP TABLE live_calls;
 ALTER TABLE live_calls_new RENAME TO live_calls;
+{{postgres drop_constraint}}
+ALTER TABLE live_calls DROP CONSTRAINT live_calls_pkey;
+{{end}}
 CREATE UNIQUE INDEX live_calls_key ON live_calls(COALESCE(pbx_link_id, 0), linkedid);
+{{sqlite drop_constraint}}
 CREATE INDEX live_calls_link ON live_calls(pbx_link_id);
 CREATE INDEX live_calls_updated ON live_calls(updated_at);
+{{end}}

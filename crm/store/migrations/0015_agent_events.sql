@@ -1,7 +1,7 @@
 CREATE TABLE agent_events (
-    id INTEGER PRIMARY KEY,
-    pbx_link_id INTEGER REFERENCES pbx_links(id) ON DELETE SET NULL,
-    ts REAL NOT NULL,
+    id {{id_pk}},
+    pbx_link_id {{bigint}} REFERENCES pbx_links(id) ON DELETE SET NULL,
+    ts {{real}} NOT NULL,
     kind TEXT NOT NULL CHECK (kind IN ('paused', 'unpaused', 'added', 'removed',
                                        'registered', 'unregistered')),
     queue TEXT,            -- NULL: about the device / extension, not one queue

@@ -17,36 +17,36 @@ CREATE TABLE figures_zone (
 INSERT INTO figures_zone (id, zone) VALUES (1, 'UTC');
 
 CREATE TABLE call_figures (
-    day INTEGER NOT NULL,
+    day {{bigint}} NOT NULL,
     direction TEXT NOT NULL,
     outcome TEXT NOT NULL,
     did TEXT NOT NULL,
-    user_id INTEGER NOT NULL,
-    task_owner INTEGER NOT NULL,
-    calls INTEGER NOT NULL,
-    answered INTEGER NOT NULL,
-    talk_seconds REAL NOT NULL,
+    user_id {{bigint}} NOT NULL,
+    task_owner {{bigint}} NOT NULL,
+    calls {{bigint}} NOT NULL,
+    answered {{bigint}} NOT NULL,
+    talk_seconds {{real}} NOT NULL,
     PRIMARY KEY (day, direction, outcome, did, user_id, task_owner)
 );
 
 CREATE TABLE hour_figures (
-    day INTEGER NOT NULL,
-    hour INTEGER NOT NULL,
-    user_id INTEGER NOT NULL,
-    task_owner INTEGER NOT NULL,
-    calls INTEGER NOT NULL,
+    day {{bigint}} NOT NULL,
+    hour {{bigint}} NOT NULL,
+    user_id {{bigint}} NOT NULL,
+    task_owner {{bigint}} NOT NULL,
+    calls {{bigint}} NOT NULL,
     PRIMARY KEY (day, hour, user_id, task_owner)
 );
 
 CREATE TABLE rang_figures (
-    day INTEGER NOT NULL,
+    day {{bigint}} NOT NULL,
     extension TEXT NOT NULL,
-    missed INTEGER NOT NULL,
+    missed {{bigint}} NOT NULL,
     PRIMARY KEY (extension, day)
 );
 
 INSERT INTO call_figures
-SELECT CAST(calls.started_at / 86400 AS INTEGER), calls.direction, calls.outcome,
+SELECT {{int_div(calls.started_at, 86400)}}, calls.direction, calls.outcome,
        COALESCE(calls.did, ''), COALESCE(calls.user_id, 0),
        CASE WHEN cc.task_id IS NULL THEN -1 ELSE COALESCE(t.owner_id, 0) END,
        COUNT(*), SUM(CASE WHEN calls.answered THEN 1 ELSE 0 END),
@@ -57,8 +57,8 @@ LEFT JOIN callback_tasks t ON t.id = cc.task_id
 GROUP BY 1, 2, 3, 4, 5, 6;
 
 INSERT INTO hour_figures
-SELECT CAST(calls.started_at / 86400 AS INTEGER),
-       CAST(calls.started_at / 3600 AS INTEGER) % 24,
+SELECT {{int_div(calls.started_at, 86400)}},
+       {{int_div(calls.started_at, 3600)}} % 24,
        COALESCE(calls.user_id, 0),
        CASE WHEN cc.task_id IS NULL THEN -1 ELSE COALESCE(t.owner_id, 0) END,
        COUNT(*)
@@ -68,5 +68,5 @@ LEFT JOIN callback_tasks t ON t.id = cc.task_id
 GROUP BY 1, 2, 3, 4;
 
 INSERT INTO rang_figures
-SELECT CAST(started_at / 86400 AS INTEGER), extension, COUNT(*)
+SELECT {{int_div(started_at, 86400)}}, extension, COUNT(*)
 FROM call_rang WHERE missed GROUP BY 1, 2;

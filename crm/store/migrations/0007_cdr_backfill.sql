@@ -7,14 +7,14 @@ ALTER TABLE calls ADD COLUMN source TEXT NOT NULL DEFAULT 'ami';
 
 CREATE TABLE cdr_backfill (
     link TEXT PRIMARY KEY,
-    alive_at DOUBLE PRECISION,
+    alive_at {{real}},
     file_id TEXT,
-    file_offset BIGINT,
-    last_run_at DOUBLE PRECISION,
-    last_window_start DOUBLE PRECISION,
-    last_window_end DOUBLE PRECISION,
+    file_offset {{bigint}},
+    last_run_at {{real}},
+    last_window_start {{real}},
+    last_window_end {{real}},
     last_count INTEGER NOT NULL DEFAULT 0,
     total_count INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
-    updated_at DOUBLE PRECISION NOT NULL
+    updated_at {{real}} NOT NULL
 );
