@@ -41,7 +41,9 @@ def scrape(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 @pytest.fixture
 async def live(aiohttp_client: Any, aiohttp_server: Any,
                tmp_path: Path) -> AsyncIterator[tuple[Runtime, ReplayPbx, Any]]:  # fmt: skip
-    pbx = ReplayPbx(INBOUND, speed=0, paused=True, secret=SECRET)
+    # At ten times real speed: a real PBX sends the ring and the answer seconds apart (at
+    # speed 0 they arrive in one loop turn, and the hub sends only the answered state).
+    pbx = ReplayPbx(INBOUND, speed=10, paused=True, secret=SECRET)
     await pbx.start()
     settings = web_settings(
         tmp_path,
