@@ -181,17 +181,33 @@ class FigureQueries:
         whether a task is "spread" depends on all its calls.  Called once the
         touched calls stand as they will commit (``_count_calls``, ``_flush_figures``) and
         after a task's time to callback changes."""
-        zone = await self._zone(c)
-        for task_id in task_ids:
-            row = await c.fetchrow(_CALLBACK_ROW + " WHERE t.id = $1 GROUP BY 1, 2, 3", task_id)
-            await c.execute("DELETE FROM callback_figure_calls WHERE task_id = $1", task_id)
-            await c.execute("DELETE FROM callback_figures WHERE task_id = $1", task_id)
-            if row is not None:
-                rang = await c.fetch(_TASK_RANG + " AND t.id = $1", task_id)
-                await c.execute(
-                    _CALLBACK_INSERT, *_callback_values(zone, row, (r["extension"] for r in rang))
-                )
-                await c.execute(_CALLBACK_CALLS + " AND f.task_id = $1", task_id)
+        if not task_ids:
+            return
+        ids_in = self._ids_in(1)  # type: ignore[attr-defined]
+        ids = self._ids_param(task_ids)  # type: ignore[attr-defined]
+        await c.execute(f"DELETE FROM callback_figure_calls WHERE task_id {ids_in}", ids)
+        await c.execute(f"DELETE FROM callback_figures WHERE task_id {ids_in}", ids)
+        await self._write_callbacks(c, await self._zone(c), ids_in, ids)
+
+    @staticmethod
+    async def _write_callbacks(
+        c: Any, zone: ZoneInfo, ids_in: str | None = None, *args: Any
+    ) -> None:
+        """Insert the ``callback_figures`` rows (and their ``callback_figure_calls``) of
+        the tasks whose id is ``ids_in`` (bound to ``args``; None: every task, the
+        rebuild): one read, one ``executemany`` and one copy, however many tasks."""
+        task, copied = (f"t.id {ids_in}", f"f.task_id {ids_in}") if ids_in else ("1 = 1",) * 2
+        rung: dict[int, list[str]] = defaultdict(list)
+        for r in await c.fetch(f"{_TASK_RANG} AND {task}", *args):
+            rung[r["task_id"]].append(r["extension"])
+        await c.executemany(
+            _CALLBACK_INSERT,
+            [
+                _callback_values(zone, r, rung.get(r["task_id"], ()))
+                for r in await c.fetch(f"{_CALLBACK_ROW} WHERE {task} GROUP BY 1, 2, 3", *args)
+            ],
+        )
+        await c.execute(f"{_CALLBACK_CALLS} AND {copied}", *args)
 
     async def _count_task_calls(self, c: Any, task_ids: list[int], sign: int) -> None:
         """The same for every call linked to these callback tasks (their owner changes)."""
@@ -383,17 +399,7 @@ class FigureQueries:
             "INSERT INTO rang_figures (day, extension, missed) VALUES ($1, $2, $3)",
             [(*k, v) for k, v in rang.items()],
         )
-        rung: dict[int, list[str]] = defaultdict(list)
-        for r in await c.fetch(_TASK_RANG):
-            rung[r["task_id"]].append(r["extension"])
-        await c.executemany(
-            _CALLBACK_INSERT,
-            [
-                _callback_values(tz, r, rung.get(r["task_id"], ()))
-                for r in await c.fetch(_CALLBACK_ROW + " GROUP BY 1, 2, 3")
-            ],
-        )
-        await c.execute(_CALLBACK_CALLS)
+        await self._write_callbacks(c, tz)
         return len(days), len(hours)
 
 
