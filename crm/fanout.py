@@ -100,42 +100,32 @@ class Fanout:
         while True:
             await self._ready.wait()
             self._ready.clear()
-            if getattr(self.channel, "send_many", None) is not None:
-                await self._send_batches()
-                continue
-            while self._outbox:
-                text = self._outbox.popleft()
-                try:
-                    await self.channel.send(text)
-                    self.sent += 1
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    self.failed += 1
-                    log.warning("fan-out: an event could not be sent: %s", exc)
-                    self._handled_one()
-                    await asyncio.sleep(0.5)
-                else:
-                    self._handled_one()
+            await self._send_queued()
 
-    async def _send_batches(self) -> None:
-        """Everything queued, in order, as few messages to the channel as it takes
-        (``send_many``: a burst of calls, hundreds of events, in one round trip)."""
+    async def _send_queued(self) -> None:
+        """Everything queued, in order, as few messages to the channel as it takes: a
+        channel with ``send_many`` takes a burst of calls, hundreds of events, in one
+        round trip; any other one event per ``send``."""
+        send_many = getattr(self.channel, "send_many", None)
+        size = BATCH if send_many is not None else 1
         while self._outbox:
-            texts = [self._outbox.popleft() for _ in range(min(BATCH, len(self._outbox)))]
-            failed: Exception | None = None
+            texts = [self._outbox.popleft() for _ in range(min(size, len(self._outbox)))]
+            failed = False
             try:
-                await self.channel.send_many(texts)  # type: ignore[attr-defined]
+                if send_many is not None:
+                    await send_many(texts)
+                else:
+                    await self.channel.send(texts[0])
                 self.sent += len(texts)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                failed = exc
+                failed = True
                 self.failed += len(texts)
-                log.warning("fan-out: %d events could not be sent: %s", len(texts), exc)
+                log.warning("fan-out: %d event(s) could not be sent: %s", len(texts), exc)
             for _ in texts:
                 self._handled_one()
-            if failed is not None:
+            if failed:
                 await asyncio.sleep(0.5)
 
     def _handled_one(self) -> None:
