@@ -283,6 +283,20 @@ class CallQueries:
                 where.append(f"{alias}.{column} {op} ${len(args)}")
         return where
 
+    def _page_terms(
+        self, args: list[Any], cursor: CallCursor | None, user_ids: UserIds
+    ) -> list[str]:
+        """The terms a page of calls (newest first) adds to its filters, binding their
+        values onto ``args``: visibility (``user_ids``) and where the last page ended."""
+        where: list[str] = []
+        if user_ids is not None:
+            args.append(self._ids_param(user_ids))
+            where.append(self._visible_call("calls", len(args), per_row=True))
+        if cursor is not None:
+            args.extend(cursor)
+            where.append(f"(calls.started_at, calls.id) < (${len(args) - 1}, ${len(args)})")
+        return where
+
     async def list_calls(
         self,
         flt: CallFilter,
@@ -294,12 +308,7 @@ class CallQueries:
         calls whose rep is one of them, or whose callback task is theirs or nobody's."""
         args: list[Any] = [limit]
         where = self._call_filter(flt, args)
-        if user_ids is not None:
-            args.append(self._ids_param(user_ids))
-            where.append(self._visible_call("calls", len(args), per_row=True))
-        if cursor is not None:
-            args.extend(cursor)
-            where.append(f"(calls.started_at, calls.id) < (${len(args) - 1}, ${len(args)})")
+        where += self._page_terms(args, cursor, user_ids)
         sql = f"SELECT {CALL_COLS} FROM calls"
         async with self._use_read() as c:
             if flt.number_digits:
@@ -410,12 +419,7 @@ class CallQueries:
                 "JOIN user_extensions ue ON ue.extension = rr.extension "
                 f"WHERE rr.call_id = calls.id AND ue.user_id = ${n}))"
             )
-        if user_ids is not None:
-            args.append(self._ids_param(user_ids))
-            where.append(self._visible_call("calls", len(args), per_row=True))
-        if cursor is not None:
-            args.extend(cursor)
-            where.append(f"(calls.started_at, calls.id) < (${len(args) - 1}, ${len(args)})")
+        where += self._page_terms(args, cursor, user_ids)
         if line:
             index = "calls_missed_did"
         elif outcome:
