@@ -50,18 +50,8 @@ if str(ROOT) not in sys.path:
 from ami_bridge.capture import read_capture  # noqa: E402
 from ami_bridge.protocol import Message, encode_action  # noqa: E402
 from ami_bridge.replay_pbx import ReplayPbx  # noqa: E402
+from benchmarks import harness  # noqa: E402
 from benchmarks.bench_load import BURST, _database, build_pipeline, overlapped  # noqa: E402
-from benchmarks.harness import (  # noqa: E402
-    cancel_all,
-    engines,
-    login,
-    play_on_cue,
-    reap,
-    reply,
-    serve_pipeline,
-    spawn,
-    until_ready,
-)
 from benchmarks.harness import percentile as _pct  # noqa: E402
 from crm.batching import MAX_CALLS  # noqa: E402
 
@@ -111,7 +101,7 @@ def _pbx_child(conn: Connection, rate: float, seconds: float) -> None:
     async def main() -> None:
         items, _calls, speed = timeline(rate, seconds)
         pbx = EncodedPbx(items, speed=speed, loops=1, paused=True)
-        await play_on_cue(conn, pbx, lambda seconds: (pbx.played, seconds, pbx.last_event),
+        await harness.play_on_cue(conn, pbx, lambda seconds: (pbx.played, seconds, pbx.last_event),
                           step=0.02)  # fmt: skip
 
     asyncio.run(main())
@@ -132,7 +122,7 @@ def _clients_child(conn: Connection, base: str, users: list[str]) -> None:
             jar = aiohttp.CookieJar(unsafe=True)
             timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
             async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as s:
-                await login(s, base, username)
+                await harness.login(s, base, username)
                 async with s.get(f"{base}/events") as resp:
                     assert resp.status == 200, resp.status
                     ready += 1
@@ -160,7 +150,7 @@ def _clients_child(conn: Connection, base: str, users: list[str]) -> None:
                                     pops += 1
 
         tasks = [asyncio.create_task(client(i, u)) for i, u in enumerate(users)]
-        await until_ready(tasks, lambda: ready >= len(users))
+        await harness.until_ready(tasks, lambda: ready >= len(users))
         conn.send(("ready", len(users)))
         loop = asyncio.get_running_loop()
         while not conn.poll():
@@ -168,7 +158,7 @@ def _clients_child(conn: Connection, base: str, users: list[str]) -> None:
             conn.send(("count", len(recorded)))
         await loop.run_in_executor(None, conn.recv)  # "stop"
         stop.set()
-        await cancel_all(tasks)
+        await harness.cancel_all(tasks)
         conn.send(("recorded", recorded, pops))
 
     asyncio.run(main())
@@ -177,7 +167,7 @@ def _clients_child(conn: Connection, base: str, users: list[str]) -> None:
 async def _serve(pipe: Any, work: Path, reps: int) -> tuple[Any, int, list[str]]:
     names = ("alice", "bob", "carol")  # the capture's phones 101, 102, 103
     made = [("boss", "admin", []), *((name, "rep", [str(101 + n)]) for n, name in enumerate(names))]
-    _rt, runner, port = await serve_pipeline(pipe, work, made)
+    _rt, runner, port = await harness.serve_pipeline(pipe, work, made)
     users = ["boss", *(names[n % len(names)] for n in range(reps))]  # tabs
     return runner, port, users
 
@@ -186,7 +176,7 @@ async def run(
     engine: str, rate: float, seconds: float, batch: bool, reps: int, batch_calls: int = MAX_CALLS
 ) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
-    pbx_conn, pbx = spawn(ctx, _pbx_child, rate, seconds)
+    pbx_conn, pbx = harness.spawn(ctx, _pbx_child, rate, seconds)
     cl_proc = None
     try:
         _, port = pbx_conn.recv()
@@ -200,8 +190,8 @@ async def run(
                 await pipe.link.start()
                 await pipe.link.wait_state("connected", timeout=10)
                 base = f"http://127.0.0.1:{web_port}"
-                cl_conn, cl_proc = spawn(ctx, _clients_child, base, users)
-                await reply(cl_conn)  # ready
+                cl_conn, cl_proc = harness.spawn(ctx, _clients_child, base, users)
+                await harness.reply(cl_conn)  # ready
                 t0 = time.perf_counter()
                 pbx_conn.send("go")
                 done: tuple[Any, ...] | None = None
@@ -232,7 +222,7 @@ async def run(
                 await pipe.close()
         pbx_conn.send("stop")
     finally:
-        reap(pbx, cl_proc)
+        harness.reap(pbx, cl_proc)
     last_event: dict[str, float] = done[3] if done else {}
     per_call = Counter(lid for lid, _ in recorded)
     lags = [(at - last_event[lid]) * 1000 for lid, at in recorded if lid in last_event]
@@ -274,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--batch-calls", type=int, default=MAX_CALLS, help="calls per transaction")
     args = ap.parse_args(argv)
     modes = [m.strip() == "batched" for m in args.modes.split(",") if m.strip()]
-    for engine in engines(args.engine):
+    for engine in harness.engines(args.engine):
         for rate in (float(x) for x in args.rates.split(",")):
             for batch in modes:
                 with contextlib.suppress(KeyboardInterrupt):

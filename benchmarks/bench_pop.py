@@ -39,18 +39,8 @@ if str(ROOT) not in sys.path:
 
 from ami_bridge.protocol import Message  # noqa: E402
 from ami_bridge.replay_pbx import ReplayPbx  # noqa: E402
+from benchmarks import harness  # noqa: E402
 from benchmarks.bench_load import BURST, _database, build_pipeline, overlapped  # noqa: E402
-from benchmarks.harness import (  # noqa: E402
-    cancel_all,
-    engines,
-    login,
-    play_on_cue,
-    reap,
-    reply,
-    serve_pipeline,
-    spawn,
-    until_ready,
-)
 from benchmarks.harness import percentile as _pct  # noqa: E402
 from web.eventloop import install  # noqa: E402
 
@@ -111,7 +101,7 @@ def _pbx_child(conn: Connection, copies: int, stagger: float, speed: float, loop
     async def main() -> None:
         items = overlapped(BURST, copies, stagger)
         pbx = StampingPbx(items, speed=speed, loops=loops, paused=True, loop_gap=1.0)
-        await play_on_cue(conn, pbx, lambda _seconds: (pbx.played, pbx.rang_at, pbx.ring_at))
+        await harness.play_on_cue(conn, pbx, lambda _s: (pbx.played, pbx.rang_at, pbx.ring_at))
 
     asyncio.run(main())
 
@@ -202,7 +192,7 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
         async def cookies(username: str, url: str) -> dict[str, str]:
             jar = aiohttp.CookieJar(unsafe=True)
             async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as s:
-                await login(s, url, username)
+                await harness.login(s, url, username)
                 return {c.key: c.value for c in jar}
 
         seq: dict[tuple[str, str], int] = {}
@@ -268,14 +258,14 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
         client = raw_client if readers == "raw" else aiohttp_client
         tasks = [asyncio.create_task(client(i, u, logins[k]))
                  for i, (u, k) in enumerate(zip(users, keys, strict=True))]  # fmt: skip
-        await until_ready(tasks, lambda: ready >= len(users))
+        await harness.until_ready(tasks, lambda: ready >= len(users))
         conn.send(("ready", len(users)))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, conn.recv)  # "go"
         cpu0 = time.process_time()
         await loop.run_in_executor(None, conn.recv)  # "stop"
         cpu = time.process_time() - cpu0
-        await cancel_all(tasks)
+        await harness.cancel_all(tasks)
         conn.send(("receipts", receipts, cpu))
 
     asyncio.run(main())
@@ -283,14 +273,15 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
 
 # -- the server: the load benchmark's pipeline with the web app on it ---------------------
 async def _serve(pipe: Any, work: Path, reps: dict[str, str]) -> tuple[Any, Any, int]:
-    return await serve_pipeline(pipe, work, [(user, "rep", [ext]) for user, ext in reps.items()])
+    users = [(username, "rep", [ext]) for username, ext in reps.items()]
+    return await harness.serve_pipeline(pipe, work, users)
 
 
 async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
               stagger: float, tabs: int = 1, profile: str | None = None,
               readers: str = "raw") -> dict[str, Any]:  # fmt: skip
     ctx = mp.get_context("spawn")
-    pbx_conn, pbx = spawn(ctx, _pbx_child, copies, stagger, speed, loops)
+    pbx_conn, pbx = harness.spawn(ctx, _pbx_child, copies, stagger, speed, loops)
     cl_proc = None
     try:
         _, port = pbx_conn.recv()
@@ -304,8 +295,8 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
                 await pipe.link.start()
                 await pipe.link.wait_state("connected", timeout=10)
                 base = f"http://127.0.0.1:{web_port}"
-                cl_conn, cl_proc = spawn(ctx, _clients_child, base, users, tabs, readers)
-                await reply(cl_conn)  # ready
+                cl_conn, cl_proc = harness.spawn(ctx, _clients_child, base, users, tabs, readers)
+                await harness.reply(cl_conn)  # ready
                 profiler = _profiler(profile)
                 t0 = time.perf_counter()
                 cpu0 = time.process_time()
@@ -326,7 +317,7 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
                     profiler.disable()
                     profiler.dump_stats(profile)
                 cl_conn.send("stop")
-                _, receipts, clients_cpu = await reply(cl_conn)
+                _, receipts, clients_cpu = await harness.reply(cl_conn)
                 hub = rt.extras.get("live_hub")
                 dropped = sum(getattr(c, "dropped", 0) for c in getattr(hub, "clients", ()))
                 counters = pipe.counters
@@ -334,7 +325,7 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
                 await pipe.close()
         pbx_conn.send("stop")
     finally:
-        reap(pbx, cl_proc)
+        harness.reap(pbx, cl_proc)
     rang_at: dict[tuple[str, str], float] = done[2] if done else {}
     ring_at: dict[tuple[str, str], float] = done[3] if done else {}
     tabs = {u: users.count(u) for u in set(users)}
@@ -434,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--profile", help="write a cProfile of the server's replay to this file")
     args = ap.parse_args(argv)
     install()
-    for engine in engines(args.engine):
+    for engine in harness.engines(args.engine):
         for n in (int(x) for x in args.clients.split(",")):
             with contextlib.suppress(KeyboardInterrupt):
                 print(_fmt(asyncio.run(run(engine, n, args.speed, args.copies, args.loops,

@@ -32,13 +32,7 @@ if str(ROOT) not in sys.path:
 
 import asyncpg  # noqa: E402
 
-from benchmarks.bench_pop import (  # noqa: E402
-    _clients_child,
-    _pbx_child,
-    add_replay_arguments,
-    how_measured,
-)
-from benchmarks.harness import PASSWORD, reap, reply, spawn  # noqa: E402
+from benchmarks import bench_pop, harness  # noqa: E402
 from benchmarks.harness import percentile as _pct  # noqa: E402
 from crm.policy import LeadPolicy  # noqa: E402
 from crm.services import CrmService  # noqa: E402
@@ -107,7 +101,7 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
               stagger: float, tabs: int, db: str,
               readers: str = "raw") -> dict[str, Any]:  # fmt: skip
     ctx = mp.get_context("spawn")
-    pbx_conn, pbx = spawn(ctx, _pbx_child, copies, stagger, speed, loops)
+    pbx_conn, pbx = harness.spawn(ctx, bench_pop._pbx_child, copies, stagger, speed, loops)
     cl_proc = None
     url = f"{db}?schema=pop_{processes}_{int(time.time() * 1000) % 10**9}"
     work = Path(tempfile.mkdtemp(prefix="bench-pop-cluster-"))
@@ -115,12 +109,14 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
         _, port = pbx_conn.recv()
         cluster = Cluster(work, url, [(EAST, port)], retry=1.0)
         try:
-            procs = await start_servers(cluster, processes, [(EAST, REPS.items())], PASSWORD)
+            offices = [(EAST, REPS.items())]
+            procs = await start_servers(cluster, processes, offices, harness.PASSWORD)
             holder = await _wait_holder(url)
             users = [list(REPS)[i % len(REPS)] for i in range(clients)]
             bases = [proc.url for proc in procs]
-            cl_conn, cl_proc = spawn(ctx, _clients_child, bases, users, tabs, readers)
-            await reply(cl_conn)  # ready
+            cl_conn, cl_proc = harness.spawn(ctx, bench_pop._clients_child, bases, users, tabs,
+                                             readers)  # fmt: skip
+            await harness.reply(cl_conn)  # ready
             expected_calls = 20 * copies * loops
             cpu0 = {p.pid: _cpu_seconds(p.pid) for p in procs}
             t0 = time.perf_counter()
@@ -141,13 +137,13 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
             elapsed = time.perf_counter() - t0
             cpu = {p.pid: _cpu_seconds(p.pid) - cpu0[p.pid] for p in procs}
             cl_conn.send("stop")
-            _, receipts, clients_cpu = await reply(cl_conn)
+            _, receipts, clients_cpu = await harness.reply(cl_conn)
         finally:
             cluster.stop_all()
         pbx_conn.send("stop")
         shutil.rmtree(work, ignore_errors=True)  # kept (servers' logs) when a run fails
     finally:
-        reap(pbx, cl_proc)
+        harness.reap(pbx, cl_proc)
     ring_at: dict[tuple[str, str], float] = done[3] if done else {}
     tabs_of = {u: users.count(u) for u in set(users)}
     local, remote = [], []
@@ -183,7 +179,7 @@ def _fmt(r: dict[str, Any]) -> str:
         f"{'':16}CPU: servers {r['server_cpu']:.1f} s (the link's {r['holder_cpu']:.1f} s), "
         f"clients {r['clients_cpu']:.1f} s; load average {r['load']:.1f} on "
         f"{os.cpu_count()} CPUs\n"
-        f"{'':16}{how_measured(r['readers'])} (servers: run.py serve)"
+        f"{'':16}{bench_pop.how_measured(r['readers'])} (servers: run.py serve)"
     )
 
 
@@ -191,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--processes", type=int, default=3)
     ap.add_argument("--clients", type=int, default=500)
-    add_replay_arguments(ap, speed=1.0, copies=5, loops=1, tabs=50)
+    bench_pop.add_replay_arguments(ap, speed=1.0, copies=5, loops=1, tabs=50)
     args = ap.parse_args(argv)
     install()
     with session_database() as db:
