@@ -126,7 +126,7 @@ def _clients_child(conn: Connection, base: str, users: list[str]) -> None:
                 async with s.get(f"{base}/events") as resp:
                     assert resp.status == 200, resp.status
                     ready += 1
-                    buf = b""
+                    lines = harness.SseLines()
                     while not stop.is_set():
                         try:
                             chunk = await asyncio.wait_for(resp.content.readany(), 0.5)
@@ -135,19 +135,16 @@ def _clients_child(conn: Connection, base: str, users: list[str]) -> None:
                         if not chunk:
                             break
                         now = time.monotonic()
-                        buf += chunk
-                        *frames, buf = buf.split(b"\n\n")
-                        for frame in frames:
-                            for line in frame.split(b"\n"):
-                                if not line.startswith(b"data: "):
-                                    continue
-                                msg = json.loads(line[6:])
-                                kind = msg.get("kind")
-                                if i == 0 and kind == "call_recorded":
-                                    call = (msg.get("data") or {}).get("call") or {}
-                                    recorded.append((str(call.get("linkedid")), now))
-                                elif i and kind == "call_progress":
-                                    pops += 1
+                        for line in lines.feed(chunk):
+                            if not line.startswith(b"data: "):
+                                continue
+                            msg = json.loads(line[6:])
+                            kind = msg.get("kind")
+                            if i == 0 and kind == "call_recorded":
+                                call = (msg.get("data") or {}).get("call") or {}
+                                recorded.append((str(call.get("linkedid")), now))
+                            elif i and kind == "call_progress":
+                                pops += 1
 
         tasks = [asyncio.create_task(client(i, u)) for i, u in enumerate(users)]
         await harness.until_ready(tasks, lambda: ready >= len(users))

@@ -237,23 +237,20 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
                 assert resp.status == 200, resp.status
                 ready += 1
                 seen: set[str] = set()
-                buf = b""
+                lines = harness.SseLines()
                 while True:
                     chunk = await resp.content.readany()
                     if not chunk:
                         break
                     now = time.monotonic()
-                    buf += chunk
-                    *frames, buf = buf.split(b"\n\n")
-                    for frame in frames:
-                        for line in frame.split(b"\n"):
-                            if not line.startswith(_POP_START):
-                                continue
-                            m = _POP_LINE.match(line)
-                            lid = m.group(1).decode() if m else _linkedid(line)
-                            if lid and lid not in seen:
-                                seen.add(lid)
-                                receipts.append((i, username, lid, now))
+                    for line in lines.feed(chunk):
+                        if not line.startswith(_POP_START):
+                            continue
+                        m = _POP_LINE.match(line)
+                        lid = m.group(1).decode() if m else _linkedid(line)
+                        if lid and lid not in seen:
+                            seen.add(lid)
+                            receipts.append((i, username, lid, now))
 
         client = raw_client if readers == "raw" else aiohttp_client
         tasks = [asyncio.create_task(client(i, u, logins[k]))
@@ -392,8 +389,14 @@ def _fmt(r: dict[str, Any]) -> str:
         f"{'':16}CPU: server {r['server_cpu_s']:.1f} s, clients {r['clients_cpu_s']:.1f} s "
         f"({1000 * r['server_cpu_s'] / max(1, r['pops_received']):.2f} / "
         f"{1000 * r['clients_cpu_s'] / max(1, r['pops_received']):.2f} ms per pop); "
-        f"load average {r['load']:.1f} on {os.cpu_count()} CPUs\n"
-        f"{'':16}{how_measured(r['readers'])}"
+    ) + conditions(r)
+
+
+def conditions(r: dict[str, Any]) -> str:
+    """The last of a run's figures: the machine's load and how the clients read (the end
+    of ``bench_pop_cluster``'s too)."""
+    return f"load average {r['load']:.1f} on {os.cpu_count()} CPUs\n{'':16}" + how_measured(
+        r["readers"]
     )
 
 

@@ -177,10 +177,8 @@ def _fmt(r: dict[str, Any]) -> str:
         f"{'':16}on the link's process: {n_l} pops p50/p99 {l50:.1f}/{l99:.1f} ms; "
         f"on the others: {n_r} pops p50/p99 {r50:.1f}/{r99:.1f} ms\n"
         f"{'':16}CPU: servers {r['server_cpu']:.1f} s (the link's {r['holder_cpu']:.1f} s), "
-        f"clients {r['clients_cpu']:.1f} s; load average {r['load']:.1f} on "
-        f"{os.cpu_count()} CPUs\n"
-        f"{'':16}{bench_pop.how_measured(r['readers'])} (servers: run.py serve)"
-    )
+        f"clients {r['clients_cpu']:.1f} s; "
+    ) + bench_pop.conditions(r) + " (servers: run.py serve)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -107,6 +107,18 @@ async def cancel_all(tasks: Collection[asyncio.Task[Any]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+class SseLines:
+    """An SSE stream's bytes in as they are read, the lines of each whole frame out (a
+    frame cut between two reads waits for its end)."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        *frames, self.buf = (self.buf + chunk).split(b"\n\n")
+        return [line for frame in frames for line in frame.split(b"\n")]
+
+
 # -- the web application -------------------------------------------------------------------
 async def serve(app: Any) -> tuple[Any, int]:
     """``app`` on a free loopback port, without an access log: its runner and port."""
