@@ -215,8 +215,7 @@ async def run(
                 _, recorded, pops = result
                 rows = await pipe.store.count_calls()
                 counters = pipe.counters
-                await runner.cleanup()
-                await pipe.close()
+                await harness.close_pipeline(runner, pipe)
         pbx_conn.send("stop")
     finally:
         harness.reap(pbx, cl_proc)

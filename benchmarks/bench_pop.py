@@ -318,8 +318,7 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
                 hub = rt.extras.get("live_hub")
                 dropped = sum(getattr(c, "dropped", 0) for c in getattr(hub, "clients", ()))
                 counters = pipe.counters
-                await runner.cleanup()
-                await pipe.close()
+                await harness.close_pipeline(runner, pipe)
         pbx_conn.send("stop")
     finally:
         harness.reap(pbx, cl_proc)

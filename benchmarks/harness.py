@@ -154,6 +154,12 @@ async def serve_pipeline(
     return rt, runner, port
 
 
+async def close_pipeline(runner: Any, pipe: Any) -> None:
+    """``serve_pipeline`` undone: the web application first, then the pipeline under it."""
+    await runner.cleanup()
+    await pipe.close()
+
+
 async def login(session: Any, base: str, username: str, **form: str) -> None:
     """Log ``session`` in as ``username`` through the login form, as a browser does
     (``form``: more fields, such as ``next``).  ``session`` is an aiohttp client session,

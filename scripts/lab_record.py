@@ -99,12 +99,20 @@ def run_scenarios(
     every: Iterable[str], run_one: Callable[[Lab, str, str], Awaitable[None]]
 ) -> None:
     """The command line ``RUN_DIR OUT [KEY...]``: run the scenarios named (default:
-    ``every``) on the rig up in RUN_DIR, writing each under OUT."""
+    ``every``) on the rig up in RUN_DIR, writing each under OUT.  ``--help``, or too few
+    arguments, says so and which keys there are, rather than failing on ``sys.argv``."""
+    every = list(every)
+    usage = f"usage: {os.path.basename(sys.argv[0])} RUN_DIR OUT [KEY...]  (KEY: {' '.join(every)})"
+    if sys.argv[1:2] in (["-h"], ["--help"]):
+        print(usage)
+        raise SystemExit(0)
+    if len(sys.argv) < 3:
+        raise SystemExit(usage)
     run_dir, out, keys = sys.argv[1], sys.argv[2], sys.argv[3:]
 
     async def main() -> None:
         async with Lab(run_dir) as lab:
-            for key in keys or list(every):
+            for key in keys or every:
                 await run_one(lab, key, out)
                 await asyncio.sleep(2)
 
