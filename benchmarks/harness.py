@@ -102,6 +102,7 @@ async def until_ready(tasks: Collection[asyncio.Task[Any]], ready: Callable[[], 
 
 
 async def cancel_all(tasks: Collection[asyncio.Task[Any]]) -> None:
+    """Stop the clients, waiting until each has let go of its connection."""
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -101,8 +101,8 @@ def run_scenarios(
     """The command line ``RUN_DIR OUT [KEY...]``: run the scenarios named (default:
     ``every``) on the rig up in RUN_DIR, writing each under OUT.  ``--help``, or too few
     arguments, says so and which keys there are, rather than failing on ``sys.argv``."""
-    every = list(every)
-    usage = f"usage: {os.path.basename(sys.argv[0])} RUN_DIR OUT [KEY...]  (KEY: {' '.join(every)})"
+    known = list(every)
+    usage = f"usage: {os.path.basename(sys.argv[0])} RUN_DIR OUT [KEY...]  (KEY: {' '.join(known)})"
     if sys.argv[1:2] in (["-h"], ["--help"]):
         print(usage)
         raise SystemExit(0)
@@ -112,7 +112,7 @@ def run_scenarios(
 
     async def main() -> None:
         async with Lab(run_dir) as lab:
-            for key in keys or every:
+            for key in keys or known:
                 await run_one(lab, key, out)
                 await asyncio.sleep(2)
 

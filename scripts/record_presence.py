@@ -30,6 +30,7 @@ RESYNC = (
     "PJSIPShowContacts",
 )
 """What the CRM's link sends after every (re)connect, in its order."""
+
 SCENARIOS = Scenarios()
 
 
