@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Any
 
 from ..models import MissedByLine, MissedByRep, MissedSummary, RepFigures
-from .sql_common import MISSED_SQL
+from .sql_common import MISSED_SQL, rep_calls_where
 
 _EPOCH = dt.date(1970, 1, 1)
 
@@ -465,11 +465,7 @@ class ReportQueries:
         return [(_day_text(d), o, n) for (d, o), n in sorted(counts.items())]
 
     async def per_rep(self, since: float, until: float, user_ids: Any = None) -> list[RepFigures]:
-        args: list[Any] = [since, until]
-        where = "calls.user_id IS NOT NULL AND calls.started_at >= $1 AND calls.started_at < $2"
-        if user_ids is not None:
-            args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
-            where += f" AND calls.user_id {self._ids_in(3)}"  # type: ignore[attr-defined]
+        where, args = rep_calls_where(self, since, until, user_ids)
         async with self._use_report() as c:  # type: ignore[attr-defined]
             days = await self._days(c, since, until)
         if days is None:
