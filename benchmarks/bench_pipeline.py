@@ -23,7 +23,8 @@ Printed per run: calls/s offered by the PBX and delivered to the admin's browser
 the first call delivered to the last), the same two over the middle 80 % of the calls
 ("steady": the first and last second ramp up and down, since a copy's 20 calls end
 over about a second, so even a PBX and a CRM that keep up exactly show about 274 over
-the whole of a 10 s run at 300 asked), the CPU seconds each process spent per call
+the whole of a 10 s run at 300 asked; the PBX offered what was asked when it played
+the timeline in the time scheduled, also printed), the CPU seconds each process spent per call
 (what counts on a shared machine: the CRM's must stay below one core), the lag from
 the PBX writing a call's last event to the browser reading that it was recorded
 (p50/p99/max), the link's largest backlog, and the exactly-once check: every call
@@ -130,9 +131,11 @@ def _pbx_child(conn: Connection, rate: float, seconds: float) -> None:
     async def main() -> None:
         items, _calls, speed = timeline(rate, seconds)
         pbx = EncodedPbx(items, speed=speed, loops=1, paused=True)
+        scheduled = (items[-1][1] - items[0][1]) / speed if items else 0.0
         await harness.play_on_cue(
             conn, pbx, lambda seconds: (pbx.played, seconds, pbx.last_event,
-                                        cpu_seconds() - pbx.cpu_at_go), step=0.02)  # fmt: skip
+                                        cpu_seconds() - pbx.cpu_at_go, scheduled),
+            step=0.02)  # fmt: skip
 
     asyncio.run(main())
 
@@ -259,6 +262,7 @@ async def run(
         "engine": engine, "batch": batch, "rate": rate, "expected": expected,
         "offered": expected / done[2] if done and done[2] else 0.0,
         "events": done[1] if done else 0, "pbx_seconds": done[2] if done else float("nan"),
+        "scheduled": done[5] if done else float("nan"),
         "delivered": len(per_call), "twice": sum(1 for n in per_call.values() if n > 1),
         "rows": rows, "written": counters.written,
         "calls_s": (len(times) - 1) / window if window else 0.0,
@@ -282,7 +286,8 @@ def _fmt(r: dict[str, Any]) -> str:
         f"{'':12}steady (middle 80 %): offered {r['offered_steady']:.0f}, delivered "
         f"{r['steady']:.0f} calls/s; CPU per call: CRM {r['crm_cpu_ms']:.2f} ms, "
         f"PBX {r['pbx_cpu_ms']:.2f} ms\n"
-        f"{'':12}{r['events']:,} events in {r['pbx_seconds']:.1f} s; exactly once: "
+        f"{'':12}{r['events']:,} events in {r['pbx_seconds']:.2f} s (scheduled "
+        f"{r['scheduled']:.2f} s: the PBX kept up if these agree); exactly once: "
         f"{'OK' if ok else 'FAIL'} (calls {r['expected']}, in the browser {r['delivered']}, "
         f"twice {r['twice']}, rows {r['rows']}); {r['reps']} reps read {r['pops']} pops"
     )
