@@ -210,8 +210,8 @@ class RunningLink:
     """The sink's front: a call's first lookup does not hold up the others."""
 
 
-# Deliberately alike in shape to crm/originate_relay.py's and crm/holding.py's __init__:
-# a constructor that keeps its keyword arguments; nothing to share but the idiom.
+# Deliberately alike in shape to crm/holding.py's HoldingSink.__init__: a constructor
+# that keeps its keyword arguments; nothing to share but the idiom.
 class LinkManager:
     def __init__(
         self,
