@@ -22,6 +22,15 @@ if TYPE_CHECKING:
     from .store import Store
 
 
+_UNSAID: Findings = {
+    "duration_seconds": None,
+    "media_path": None,
+    "size_bytes": None,
+    "error": None,
+}
+"""A fact a check does not mention, as the store takes it: None (kept; ``error``: none)."""
+
+
 class RecordingServices:
     store: Store
 
@@ -37,7 +46,7 @@ class RecordingServices:
         does).  False when the recording no longer exists (erased meanwhile)."""
         if status not in RECORDING_STATUSES:
             raise InvalidInput(f"recording status must be one of {', '.join(RECORDING_STATUSES)}")
-        return await self.store.update_recording(rec_id, status=status, at=at, **found)
+        return await self.store.update_recording(rec_id, status=status, at=at, **(_UNSAID | found))
 
     async def get_recording(self, rec_id: int) -> RecordingRow | None:
         return await self.store.get_recording(rec_id)

@@ -166,7 +166,6 @@ class Journal:
 class HoldingSink:
     """A fact sink for ``AmiLink`` that never loses a finished call to a passing store error."""
 
-    # Alike in shape to LinkManager's __init__: options kept as given, nothing to share.
     def __init__(
         self,
         handle: Handler,

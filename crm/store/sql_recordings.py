@@ -42,15 +42,14 @@ class RecordingQueries:
         rec_id: int,
         *,
         status: RecordingStatus,
+        duration_seconds: float | None,
+        media_path: str | None,
+        size_bytes: int | None,
+        error: str | None,
         at: float,
-        duration_seconds: float | None = None,
-        media_path: str | None = None,
-        size_bytes: int | None = None,
-        error: str | None = None,
     ) -> bool:
-        """Facts left out or None keep what was known (a file that went missing keeps its
-        duration); ``error`` is always replaced, so a good check clears an old error.  The
-        keywords are ``recordings.catalog.Findings``, which the service passes on as given."""
+        """Facts passed as None keep what was known (a file that went missing keeps its
+        duration); ``error`` is always replaced, so a good check clears an old error."""
         return await self._updated(
             "UPDATE call_recordings SET status = $2, "
             "duration_seconds = COALESCE($3, duration_seconds), "
