@@ -102,7 +102,7 @@ class RelayStatus:
     state: str = "relayed"
 
 
-@dataclass(eq=False)  # one per click: compared by identity, as any link is
+@dataclass(eq=False, repr=False)  # one per click: compared by identity, as any link is
 class RelayedLink:
     """An ``OriginateLink`` for a link this process does not consume: forwards the
     Originate to whichever process does and waits for its answer."""

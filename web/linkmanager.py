@@ -84,7 +84,7 @@ class LinkConfigError(ValueError):
 class LinkConfig:
     name: str
     team: str | None
-    ami: dict[str, Any] = field(hash=False)
+    ami: dict[str, Any] = field(hash=False, repr=False)  # holds the AMI secret
     default_owner: str | None = None
     """Username owning this link's unanswered calls' leads and callbacks; empty: the
     first manager of the link's team."""
@@ -210,7 +210,7 @@ class RunningLink:
     """The sink's front: a call's first lookup does not hold up the others."""
 
 
-@dataclass(eq=False)  # one per process, compared by identity
+@dataclass(eq=False, repr=False)  # one per process, by identity; repr never shows settings
 class LinkManager:
     rt: Runtime
     configs: list[LinkConfig]
