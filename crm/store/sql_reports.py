@@ -124,28 +124,29 @@ class ReportQueries:
     def _rang_seen(self, column: str, n: int, count: int) -> str:
         """SQL: the ``rang_text`` in ``column`` holds one of the patterns bound from $n on
         (the ``count`` values of ``_rang_patterns``): an unowned task rang someone in the
-        scope.  SQLite tests each pattern in line (``instr`` per pattern): a ``json_each``
-        of them per row cost twice as much, once for every unowned task of the period."""
+        scope.  SQLite tests each pattern in line (``instr`` per pattern), PostgreSQL
+        matches one regular expression of them: a list of them unnested or json_each'd
+        per row cost twice as much, once for every unowned task of the period."""
         if self.dialect == "postgres":  # type: ignore[attr-defined]
-            return (
-                f"EXISTS (SELECT 1 FROM unnest(${n}::text[]) AS p(x) "
-                f"WHERE strpos({column}, p.x) > 0)"
-            )
+            return f"COALESCE({column} ~ ${n}, FALSE)"
         tests = [f"instr({column}, ${n + i}) > 0" for i in range(count)]
         return "(" + (" OR ".join(tests) or "0") + ")"
 
     async def _rang_patterns(self, c: Any, user_ids: Any) -> list[Any]:
         """``,ext,`` for each extension of the scope's users now (the current map, as
-        ``_visible_task`` reads it), as the values to bind for ``_rang_seen``: one list
-        on PostgreSQL, one value per pattern on SQLite."""
+        ``_visible_task`` reads it), as the values to bind for ``_rang_seen``: one
+        regular expression on PostgreSQL, one value per pattern on SQLite."""
         rows = await c.fetch(
             f"SELECT extension FROM user_extensions WHERE user_id {self._ids_in(1)}",  # type: ignore[attr-defined]
             self._ids_param(user_ids),  # type: ignore[attr-defined]
         )
-        patterns = [f",{r['extension']}," for r in rows]
         if self.dialect == "postgres":  # type: ignore[attr-defined]
-            return [self._texts_param(patterns)]  # type: ignore[attr-defined]
-        return patterns
+            # ",(201|2\*5)," (None for no extension: matches nothing); every character
+            # but letters and digits escaped, so an extension is always literal text
+            exts = ["".join(ch if ch.isalnum() else "\\" + ch for ch in r["extension"])
+                    for r in rows]  # fmt: skip
+            return [",(" + "|".join(exts) + ")," if exts else None]
+        return [f",{r['extension']}," for r in rows]
 
     def _floats_rows(self, n: int) -> str:
         """SQL: one row (``value``) per number of the list bound as $n (``_ids_param``)."""
