@@ -677,19 +677,15 @@ class LiveHub:
                 else None
             ),
         }
-
-        def line_for(can_open: bool, locale: tuple[str, str, str]) -> str:
-            row = self.display.render(
-                "_call_row.html",
-                locale,
-                call=call,
-                contact=contact,
-                can_open_contact=can_open,
-                rep=self.details.by_id.get(call.user_id) if call.user_id else None,
-            )
-            return message_line("call_recorded", {**base, "row_html": row})
-
-        self._send_rows(lambda scope: can_see_call(scope, call, task), contact, line_for)
+        self._send_rows(
+            "call_recorded",
+            base,
+            lambda scope: can_see_call(scope, call, task),
+            contact,
+            "_call_row.html",
+            call=call,
+            rep=self.details.by_id.get(call.user_id) if call.user_id else None,
+        )
 
     async def _on_callback(self, kind: str, task: Any) -> None:
         if not isinstance(task, CallbackTask):
@@ -698,32 +694,30 @@ class LiveHub:
         await self.details.refresh_users()
         contact = await self.details.contact(task.contact_id)
         data = {"kind": kind.removeprefix("callback_"), "task": task_json(task, self.rt.clock())}
-
-        def line_for(can_open: bool, locale: tuple[str, str, str]) -> str:
-            row = None
-            if task.status == "open":
-                row = self.display.render(
-                    "_callback_row.html",
-                    locale,
-                    task=task,
-                    contact=contact,
-                    can_open_contact=can_open,
-                    owner=self.details.by_id.get(task.owner_id) if task.owner_id else None,
-                    now=self.rt.clock(),
-                )
-            return message_line(kind, {**data, "row_html": row})
-
-        self._send_rows(lambda scope: can_see_callback(scope, task), contact, line_for)
+        self._send_rows(
+            kind,
+            data,
+            lambda scope: can_see_callback(scope, task),
+            contact,
+            "_callback_row.html" if task.status == "open" else None,  # closed: no row
+            task=task,
+            owner=self.details.by_id.get(task.owner_id) if task.owner_id else None,
+            now=self.rt.clock(),
+        )
 
     def _send_rows(
         self,
+        kind: str,
+        data: dict[str, Any],
         sees: Callable[[Any], bool],
         contact: Contact | None,
-        line_for: Callable[[bool, tuple[str, str, str]], str],
+        template: str | None,
+        **values: Any,
     ) -> None:
-        """Send a list row (a recorded call, a callback) to every viewer who ``sees`` it:
-        one decision per viewer and one encoding per kind of row (may they open the
-        contact, their locale), as for the pops."""
+        """Send ``data`` with a list row (a recorded call, a callback: ``template`` with
+        ``values``; none without a template) to every viewer who ``sees`` it: one decision
+        per viewer and one encoding per kind of row (may they open the contact, their
+        locale), as for the pops."""
         lines: dict[tuple[bool, tuple[str, str, str]], str] = {}
         by_viewer: dict[Viewer, str | None] = {}
         for client in list(self.clients):
@@ -736,7 +730,16 @@ class LiveHub:
                     row_key = (can_open, viewer.locale)
                     line = lines.get(row_key)
                     if line is None:
-                        line = lines[row_key] = line_for(can_open, viewer.locale)
+                        row = None
+                        if template is not None:
+                            row = self.display.render(
+                                template,
+                                viewer.locale,
+                                contact=contact,
+                                can_open_contact=can_open,
+                                **values,
+                            )
+                        line = lines[row_key] = message_line(kind, {**data, "row_html": row})
                 by_viewer[viewer] = line
             line = by_viewer[viewer]
             if line is not None:
