@@ -50,8 +50,9 @@ if str(ROOT) not in sys.path:
 from ami_bridge.capture import read_capture  # noqa: E402
 from ami_bridge.protocol import Message, encode_action  # noqa: E402
 from ami_bridge.replay_pbx import ReplayPbx  # noqa: E402
+from benchmarks import harness  # noqa: E402
 from benchmarks.bench_load import BURST, _database, build_pipeline, overlapped  # noqa: E402
-from benchmarks.bench_pop import CSRF_RE, PASSWORD, _pct  # noqa: E402
+from benchmarks.harness import percentile as _pct  # noqa: E402
 from crm.batching import MAX_CALLS  # noqa: E402
 
 CALLS_PER_COPY = 20
@@ -100,17 +101,8 @@ def _pbx_child(conn: Connection, rate: float, seconds: float) -> None:
     async def main() -> None:
         items, _calls, speed = timeline(rate, seconds)
         pbx = EncodedPbx(items, speed=speed, loops=1, paused=True)
-        async with pbx:
-            conn.send(("port", pbx.port))
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, conn.recv)  # "go"
-            started = time.perf_counter()
-            pbx.resume()
-            while not pbx._done.is_set():
-                await asyncio.sleep(0.02)
-            await pbx.drain()
-            conn.send(("done", pbx.played, time.perf_counter() - started, pbx.last_event))
-            await loop.run_in_executor(None, conn.recv)  # "stop"
+        await harness.play_on_cue(conn, pbx, lambda seconds: (pbx.played, seconds, pbx.last_event),
+                          step=0.02)  # fmt: skip
 
     asyncio.run(main())
 
@@ -130,16 +122,11 @@ def _clients_child(conn: Connection, base: str, users: list[str]) -> None:
             jar = aiohttp.CookieJar(unsafe=True)
             timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
             async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as s:
-                html = await (await s.get(f"{base}/login")).text()
-                m = CSRF_RE.search(html)
-                assert m, "no CSRF token"
-                r = await s.post(f"{base}/login", allow_redirects=False, data={
-                    "username": username, "password": PASSWORD, "_csrf": m.group(1)})  # fmt: skip
-                assert r.status == 302, f"login {username}: {r.status}"
+                await harness.login(s, base, username)
                 async with s.get(f"{base}/events") as resp:
                     assert resp.status == 200, resp.status
                     ready += 1
-                    buf = b""
+                    lines = harness.SseLines()
                     while not stop.is_set():
                         try:
                             chunk = await asyncio.wait_for(resp.content.readany(), 0.5)
@@ -148,26 +135,19 @@ def _clients_child(conn: Connection, base: str, users: list[str]) -> None:
                         if not chunk:
                             break
                         now = time.monotonic()
-                        buf += chunk
-                        *frames, buf = buf.split(b"\n\n")
-                        for frame in frames:
-                            for line in frame.split(b"\n"):
-                                if not line.startswith(b"data: "):
-                                    continue
-                                msg = json.loads(line[6:])
-                                kind = msg.get("kind")
-                                if i == 0 and kind == "call_recorded":
-                                    call = (msg.get("data") or {}).get("call") or {}
-                                    recorded.append((str(call.get("linkedid")), now))
-                                elif i and kind == "call_progress":
-                                    pops += 1
+                        for line in lines.feed(chunk):
+                            if not line.startswith(b"data: "):
+                                continue
+                            msg = json.loads(line[6:])
+                            kind = msg.get("kind")
+                            if i == 0 and kind == "call_recorded":
+                                call = (msg.get("data") or {}).get("call") or {}
+                                recorded.append((str(call.get("linkedid")), now))
+                            elif i and kind == "call_progress":
+                                pops += 1
 
         tasks = [asyncio.create_task(client(i, u)) for i, u in enumerate(users)]
-        while ready < len(users):
-            await asyncio.sleep(0.05)
-            for t in tasks:
-                if t.done() and t.exception():
-                    raise t.exception()  # type: ignore[misc]
+        await harness.until_ready(tasks, lambda: ready >= len(users))
         conn.send(("ready", len(users)))
         loop = asyncio.get_running_loop()
         while not conn.poll():
@@ -175,48 +155,25 @@ def _clients_child(conn: Connection, base: str, users: list[str]) -> None:
             conn.send(("count", len(recorded)))
         await loop.run_in_executor(None, conn.recv)  # "stop"
         stop.set()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await harness.cancel_all(tasks)
         conn.send(("recorded", recorded, pops))
 
     asyncio.run(main())
 
 
 async def _serve(pipe: Any, work: Path, reps: int) -> tuple[Any, int, list[str]]:
-    from aiohttp import web
-
-    from config.settings import load_settings
-    from crm.services import CrmService
-    from web.app import create_app
-    from web.runtime import Runtime
-    from web.security import Signer, load_secret_key
-
-    settings = load_settings(env={}, demo=True)
-    settings["server"]["key_file"] = str(work / "key")
-    settings["recordings"]["directory"] = str(work / "monitor")
-    service = CrmService(pipe.store, pipe.ingest.policy)
-    await service.create_user("boss", "Boss", PASSWORD, "admin", [])
     names = ("alice", "bob", "carol")  # the capture's phones 101, 102, 103
-    for n, name in enumerate(names):
-        await service.create_user(name, name.title(), PASSWORD, "rep", [str(101 + n)])
+    made = [("boss", "admin", []), *((name, "rep", [str(101 + n)]) for n, name in enumerate(names))]
+    _rt, runner, port = await harness.serve_pipeline(pipe, work, made)
     users = ["boss", *(names[n % len(names)] for n in range(reps))]  # tabs
-    key = load_secret_key("", work / "key")
-    rt = Runtime(settings, pipe.store, service, pipe.bus, pipe.ingest, Signer(key))
-    runner = web.AppRunner(create_app(rt), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, runner.addresses[0][1], users
+    return runner, port, users
 
 
 async def run(
     engine: str, rate: float, seconds: float, batch: bool, reps: int, batch_calls: int = MAX_CALLS
 ) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
-    pbx_conn, pbx_child = ctx.Pipe()
-    pbx = ctx.Process(target=_pbx_child, args=(pbx_child, rate, seconds), daemon=True)
-    pbx.start()
+    pbx_conn, pbx = harness.spawn(ctx, _pbx_child, rate, seconds)
     cl_proc = None
     try:
         _, port = pbx_conn.recv()
@@ -229,15 +186,9 @@ async def run(
                 runner, web_port, users = await _serve(pipe, Path(tmp), reps)
                 await pipe.link.start()
                 await pipe.link.wait_state("connected", timeout=10)
-                cl_conn, cl_child = ctx.Pipe()
                 base = f"http://127.0.0.1:{web_port}"
-                cl_proc = ctx.Process(
-                    target=_clients_child, daemon=True, args=(cl_child, base, users)
-                )
-                cl_proc.start()
-                while not cl_conn.poll():
-                    await asyncio.sleep(0.05)
-                cl_conn.recv()  # ready
+                cl_conn, cl_proc = harness.spawn(ctx, _clients_child, base, users)
+                await harness.reply(cl_conn)  # ready
                 t0 = time.perf_counter()
                 pbx_conn.send("go")
                 done: tuple[Any, ...] | None = None
@@ -264,15 +215,10 @@ async def run(
                 _, recorded, pops = result
                 rows = await pipe.store.count_calls()
                 counters = pipe.counters
-                await runner.cleanup()
-                await pipe.close()
+                await harness.close_pipeline(runner, pipe)
         pbx_conn.send("stop")
     finally:
-        for proc in (pbx, cl_proc):
-            if proc is not None:
-                proc.join(10)
-                if proc.is_alive():
-                    proc.kill()
+        harness.reap(pbx, cl_proc)
     last_event: dict[str, float] = done[3] if done else {}
     per_call = Counter(lid for lid, _ in recorded)
     lags = [(at - last_event[lid]) * 1000 for lid, at in recorded if lid in last_event]
@@ -313,9 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=10, help="reps' SSE streams besides the admin")
     ap.add_argument("--batch-calls", type=int, default=MAX_CALLS, help="calls per transaction")
     args = ap.parse_args(argv)
-    engines = ("sqlite", "postgresql") if args.engine == "both" else (args.engine,)
     modes = [m.strip() == "batched" for m in args.modes.split(",") if m.strip()]
-    for engine in engines:
+    for engine in harness.engines(args.engine):
         for rate in (float(x) for x in args.rates.split(",")):
             for batch in modes:
                 with contextlib.suppress(KeyboardInterrupt):
