@@ -11,7 +11,9 @@ message that pops the call (stamped in the clients' process).  PBX, server and c
 in three processes, so no one's CPU is counted as another's wait; the stamps are
 ``time.monotonic()``, one clock for every process on the machine.
 
-Printed: pops expected and delivered (each ringing rep's every tab should get each call),
+Printed: pops expected and delivered (each ringing rep's every tab should get each call,
+in a message that shows the rep its pop: a call's end or a change seen without a pop
+never counts),
 latency p50/p99/max, and the pipeline's own figures (calls written, write p50/p99), so a
 slow pop can be told from a slow store.
 """
@@ -120,10 +122,22 @@ _POP_START = b'data: {"kind":"call_progress"'
 _POP_LINE = re.compile(rb'data: \{"kind":"call_progress","data":\{"linkedid":"([^"]+)"')
 
 
+_POP_SHOWN = (b'"pop":"ringing"', b'"pop":"on_call"')
+
+
 def _linkedid(line: bytes) -> str | None:
     """The linkedid of a ``call_progress`` line the quick pattern missed."""
     data = json.loads(line[6:]).get("data")
     return data.get("linkedid") if isinstance(data, dict) else None
+
+
+def _shows_pop(frame: bytes) -> bool:
+    """Whether a ``call_progress`` message shows the rep the pop (its ``pop`` is
+    ``ringing``, or ``on_call`` once they have the call), not only a change of a call
+    they see no pop of (it ended, somebody else answered): only such a message counts
+    as the pop delivered.  The hub's JSON escapes quotes inside strings, so the key
+    found here is the message's own."""
+    return any(shown in frame for shown in _POP_SHOWN)
 
 
 class _SseReader(asyncio.Protocol):
@@ -159,7 +173,7 @@ class _SseReader(asyncio.Protocol):
         *frames, self.buf = (self.buf + data).split(b"\n\n")
         for frame in frames:
             at = frame.find(_POP_START)
-            if at < 0:
+            if at < 0 or not _shows_pop(frame):
                 continue
             m = _POP_LINE.match(frame, at)
             lid = m.group(1).decode() if m else _linkedid(frame[at:])
@@ -264,7 +278,7 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
                     *frames, buf = buf.split(b"\n\n")
                     for frame in frames:
                         for line in frame.split(b"\n"):
-                            if not line.startswith(_POP_START):
+                            if not line.startswith(_POP_START) or not _shows_pop(line):
                                 continue
                             m = _POP_LINE.match(line)
                             lid = m.group(1).decode() if m else _linkedid(line)
