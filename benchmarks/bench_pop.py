@@ -390,12 +390,12 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
                 if profiler is not None:
                     profiler.disable()
                     profiler.dump_stats(profile)
+                hub = rt.extras.get("live_hub")  # counted while the browsers are connected
+                dropped = sum(getattr(c, "dropped", 0) for c in getattr(hub, "clients", ()))
                 cl_conn.send("stop")
                 while not cl_conn.poll():
                     await asyncio.sleep(0.05)
                 _, receipts, clients_cpu = cl_conn.recv()
-                hub = rt.extras.get("live_hub")
-                dropped = sum(getattr(c, "dropped", 0) for c in getattr(hub, "clients", ()))
                 counters = pipe.counters
                 await runner.cleanup()
                 await pipe.close()
@@ -463,7 +463,8 @@ def _fmt(r: dict[str, Any]) -> str:
     return (
         f"{r['engine']:10} {r['speed']:>4g}x {r['clients']:>4} SSE clients  pop p50/p99/max "
         f"{r['pop_p50_ms']:.1f}/{r['pop_p99_ms']:.1f}/{r['pop_max_ms']:.1f} ms  "
-        f"pops {r['pops_received']}/{r['pops_expected']}  calls "
+        f"pops {r['pops_received']}/{r['pops_expected']} ({r['dropped_by_hub']} messages "
+        f"dropped for browsers that did not read)  calls "
         f"{r['calls_written']}/{r['calls_expected']}  write p50/p99 "
         f"{r['write_p50_ms']:.1f}/{r['write_p99_ms']:.1f} ms  in {r['seconds']:.1f} s\n"
         f"{'':16}from DialBegin instead: p50/p99/max {r['dial_p50_ms']:.1f}/"

@@ -73,7 +73,7 @@ from .linkstate import link_down
 from .live_details import INFO_TTL, USERS_TTL, CallerDetails
 from .live_display import CallDisplay
 from .live_json import call_json, jsonable, remote_number, task_json
-from .live_state import LiveState, lane_of, popping, view_of
+from .live_state import LiveState, lane_of, shows_pop, view_of
 from .live_streams import (
     CLIENT_QUEUE,
     FLUSH_WINDOW,
@@ -548,8 +548,9 @@ class LiveHub:
             await self._await_info(st)
         if owed is None:
             self._broadcast(st)
-            st.popped |= popping(st.progress)
-        else:  # only the reps whose pop the later change would not show
+            st.popped |= shows_pop(st)
+            st.owed.clear()
+        else:  # only the reps whose pop the next change would not show
             self._offer(st, self._own_phones(owed))
             st.popped |= owed
         if st.progress.state == "ended":
@@ -562,10 +563,12 @@ class LiveHub:
         shows (the state is kept from every change: who was rung, when it was
         answered).  The end of a call is never folded: it closes the pops and rows.
 
-        None: this change goes to everyone it concerns.  Else it is folded, and the
-        set names the extensions it still goes to: those it shows the pop to, that no
-        message showed it to yet and the later change would not (it rang and ended at
-        once, or somebody else answered): a rep's pop is never folded away."""
+        None: this change goes to everyone it concerns.  Else it is folded, and the set
+        names the extensions it still goes to: a rep's pop is never folded away.  Those
+        this change shows the pop to that no message showed it to yet are owed it
+        (``LiveState.owed``): the next change owes it to those it shows it to as well
+        (checked again when it comes, against the change after it), this one is sent
+        now to the others (the call rang and ended at once, somebody else answered)."""
         if st.progress.state == "ended":
             return None
         lane = self._lanes.get(st.linkedid)
@@ -576,16 +579,14 @@ class LiveHub:
             and lane[1].kind == "call_progress"
         ):
             return None
-        owed = popping(st.progress) - st.popped
-        if not owed:
-            return owed
         later = getattr(lane[1].payload, "progress", lane[1].payload)
         if not isinstance(later, CallProgress):
             return None
-        shown = popping(later)
-        if later.state != "ended" and not later.answered_by:
-            shown |= st.rung  # still a pop for who was rung ("rung")
-        return owed - shown
+        owed = (shows_pop(st) | st.owed) - st.popped
+        if not owed:
+            return frozenset()
+        st.owed = owed & shows_pop(st, later)
+        return frozenset(owed - st.owed)
 
     def _own_phones(self, extensions: frozenset[str]) -> set[Client]:
         """The connections of the reps whose own phones are ``extensions``."""

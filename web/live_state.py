@@ -35,6 +35,9 @@ class LiveState:
     a later seed no longer finds it there."""
     popped: set[str] = field(default_factory=set)
     """Extensions a message of this call has shown its pop to (``LiveHub._fold``)."""
+    owed: set[str] = field(default_factory=set)
+    """Extensions no message showed the pop to yet whose pop a folded change left to the
+    next one (``LiveHub._fold``)."""
 
     def changed(self) -> None:
         self.version += 1
@@ -62,14 +65,20 @@ def holder_of(p: CallProgress) -> str | None:
     return p.agent or (None if p.answered_by in p.handed_on else p.answered_by)
 
 
-def popping(progress: CallProgress) -> frozenset[str]:
-    """The extensions a change of a call shows the screen pop to (``view_of``'s
-    ``ringing`` and ``on_call``): those ringing and whoever has the call now."""
-    if progress.state == "ended":
-        return frozenset()
-    holder = holder_of(progress)
-    out = frozenset(progress.ringing)
-    return out | {holder} if holder else out
+def shows_pop(st: LiveState, progress: CallProgress | None = None) -> set[str]:
+    """The extensions a change of a call (``progress``, else the call's current one)
+    shows the screen pop to, as ``view_of`` decides it for their phones: those ringing,
+    whoever has the call now, and, until somebody answers, those rung before."""
+    p = progress or st.progress
+    if p.state == "ended":
+        return set()
+    out = set(p.ringing)
+    holder = holder_of(p)
+    if holder:
+        out.add(holder)
+    if not p.answered_by:
+        out |= st.rung
+    return out
 
 
 def lane_of(event: Event) -> str:

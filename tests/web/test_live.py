@@ -388,7 +388,8 @@ async def test_a_ring_that_arrives_with_its_answer_still_pops_for_every_rep_rung
     """Folding changes that arrive together never folds a rep's pop away: the ring group
     rang 101 and 102 and 101 answered, all before the hub got to the call; bob (102)
     still gets the pop (then its close), alice gets one message, the call on her
-    phone; and a call that rang and was answered, then ended, pops for alice too."""
+    phone; a call that rang and was answered, then ended, pops for alice too; and a
+    ring group that stopped ringing before bob answered still pops for alice."""
     hub = LiveHub(rt, make_env(rt.settings))
     await hub.start()
     try:
@@ -398,7 +399,14 @@ async def test_a_ring_that_arrives_with_its_answer_still_pops_for_every_rep_rung
                      progress("answered", ringing=(), answered_by="101", linkedid="group"),
                      progress(ringing=("101", "102"), linkedid="short"),
                      progress("answered", ringing=(), answered_by="101", linkedid="short"),
-                     progress("ended", ringing=(), linkedid="short")):  # fmt: skip
+                     progress("ended", ringing=(), linkedid="short"),
+                     # the benchmark's ring group: both ring, then neither, bob answers
+                     progress(ringing=("101",), linkedid="hunt"),
+                     progress(ringing=("101", "102"), linkedid="hunt"),
+                     progress(ringing=("101",), linkedid="hunt"),
+                     progress(ringing=(), linkedid="hunt"),
+                     progress("answered", ringing=(), answered_by="102",
+                              linkedid="hunt")):  # fmt: skip
             rt.bus.publish(Event("call_progress", LiveCall(fact, None, None, "none")))
         got_alice, got_bob = await _drained(alice), await _drained(bob)
         seen_alice = [(d["linkedid"], d["state"], d["pop"]) for d in got_alice]
@@ -416,7 +424,12 @@ async def test_a_ring_that_arrives_with_its_answer_still_pops_for_every_rep_rung
             ("short", "ringing", "ringing", True),
             ("short", "ended", None, False),
         ]
-        assert list(hub.calls) == ["group"]
+        assert [x for x in seen_alice if x[0] == "hunt"] == [
+            ("hunt", "ringing", "ringing"),  # rung, nobody answered yet: the pop shows
+            ("hunt", "answered", None),
+        ]
+        assert [x[:3] for x in seen_bob if x[0] == "hunt"] == [("hunt", "answered", "on_call")]
+        assert list(hub.calls) == ["group", "hunt"]
     finally:
         await hub.close()
 
