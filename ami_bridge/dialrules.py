@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import phonenumbers
@@ -91,16 +91,7 @@ class DialRules:
     def from_config(cls, section: Mapping[str, Any]) -> DialRules:
         """From a settings section (e.g. ``[dialing]`` of one PBX link); missing keys
         keep their defaults, unknown keys are refused so a typo does not go unnoticed."""
-        known = {
-            "outside_prefix",
-            "international_prefix",
-            "home_region",
-            "channel_template",
-            "context",
-            "caller_id",
-            "extension_pattern",
-            "ring_timeout_s",
-        }
+        known = {f.name for f in fields(cls) if f.init}  # the settings are the fields
         unknown = sorted(set(section) - known)
         if unknown:
             raise DialRuleError(f"unknown dial rule setting(s): {', '.join(unknown)}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .numbers import to_e164, valid_e164
+
 
 @dataclass(frozen=True, slots=True)
 class PbxProfile:
@@ -48,3 +50,17 @@ class PbxProfile:
 
     def is_extension(self, text: str | None) -> bool:
         return text is not None and bool(self._ext_re.fullmatch(text))
+
+    # The tracker and the CDR name numbers alike, so both ask the profile (its region and
+    # international prefixes) rather than each spelling the call to ``numbers``.
+    def e164(self, number: str) -> str:
+        """An outside number as a record names it: E.164 when it reads as one, else as the
+        PBX gave it (a record keeps what it cannot read rather than losing the party)."""
+        return to_e164(number, self.default_region, self.intl_prefixes) or number
+
+    def callee_e164(self, callee: str | None) -> str | None:
+        """What a record matches a contact by: the dialled number in E.164, only for an
+        outside number someone can have (never an extension, never a short DID)."""
+        if not callee or self.is_extension(callee):
+            return None
+        return valid_e164(callee, self.default_region, self.intl_prefixes)

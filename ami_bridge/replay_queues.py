@@ -38,6 +38,16 @@ LIST_REPLIES = frozenset(
 """Events that only ever answer one client's list action: never part of a timeline."""
 
 _DEVICE_RE = re.compile(r"^PJSIP/([^-/]+)$")
+_EXTENSION_STATUS: dict[str, tuple[int, str]] = {
+    "NOT_INUSE": (0, "Idle"),
+    "INUSE": (1, "InUse"),
+    "BUSY": (2, "Busy"),
+    "UNAVAILABLE": (4, "Unavailable"),
+    "RINGING": (8, "Ringing"),
+    "ONHOLD": (16, "Hold"),
+}
+"""A device state as ``ExtensionStatus`` words it: Asterisk's extension-state bit (a
+number: the flags combine, 9 is in use and ringing) and its ``StatusText``."""
 _MEMBER_EVENTS = ("QueueMemberStatus", "QueueMemberPause", "QueueMemberAdded", "QueueCallerJoin")
 
 
@@ -203,16 +213,8 @@ class QueueBook:
 
     def extension_state_list(self, send: Send, reply: dict[str, str]) -> None:
         _list_start(send, reply, "Extension Statuses will follow")
-        codes = {
-            "NOT_INUSE": ("0", "Idle"),
-            "INUSE": ("1", "InUse"),
-            "BUSY": ("2", "Busy"),
-            "UNAVAILABLE": ("4", "Unavailable"),
-            "RINGING": ("8", "Ringing"),
-            "ONHOLD": ("16", "Hold"),
-        }
         for ext, hint in sorted(self.hints.items()):
-            code, text = codes.get(self.devices.get(hint, "NOT_INUSE"), ("0", "Idle"))
+            code, text = _EXTENSION_STATUS.get(self.devices.get(hint, "NOT_INUSE"), (0, "Idle"))
             send(
                 {
                     "Event": "ExtensionStatus",
@@ -220,7 +222,7 @@ class QueueBook:
                     "Exten": ext,
                     "Context": "ext-hints",
                     "Hint": hint,
-                    "Status": code,
+                    "Status": str(code),
                     "StatusText": text,
                 }
             )

@@ -31,7 +31,6 @@ import contextlib
 import json
 import multiprocessing as mp
 import random
-import re
 import sqlite3
 import statistics
 import sys
@@ -48,6 +47,7 @@ if str(ROOT) not in sys.path:
 
 import aiohttp  # noqa: E402
 
+from benchmarks.harness import PASSWORD, login, percentile, serve  # noqa: E402
 from config.settings import load_settings  # noqa: E402
 from crm.services import encode_cursor  # noqa: E402
 from crm.store import open_store  # noqa: E402
@@ -60,11 +60,9 @@ from crm.store.bulk import (  # noqa: E402
     owner_index,
 )
 
-PASSWORD = "bench-password-1"
 TEAMS, REPS_PER_TEAM = 4, 10
 PG_ADMIN_URL = "postgresql://127.0.0.1:5432/test"
 PG_DB = "bench_pages"
-CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
 
 
 def settings_for(url: str, work: Path) -> dict[str, Any]:
@@ -200,17 +198,12 @@ def _serve(url: str, work: str, conn: Connection, old: bool = False) -> None:
         FigureQueries.figure_days = none  # type: ignore[assignment,method-assign]
 
     async def main() -> None:
-        from aiohttp import web
-
         from web.app import create_app
         from web.runtime import open_runtime
 
         rt = await open_runtime(settings_for(url, Path(work)), with_link=False)
-        runner = web.AppRunner(create_app(rt), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        conn.send(runner.addresses[0][1])
+        runner, port = await serve(create_app(rt))
+        conn.send(port)
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)
         await runner.cleanup()
         await rt.close()
@@ -236,10 +229,7 @@ class Timing:
     """The first request, with no other client: the page's own cost."""
 
     def pct(self, p: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
+        return percentile(self.latencies, p) * 1000
 
     def line(self) -> str:
         n = len(self.latencies)
@@ -297,16 +287,6 @@ def pages(contacts: int, now: float, team1: Sequence[int]) -> list[Page]:
     ]  # fmt: skip
 
 
-async def login(session: aiohttp.ClientSession, base: str, username: str) -> None:
-    html = await (await session.get(f"{base}/login")).text()
-    m = CSRF_RE.search(html)
-    assert m, "no CSRF token on /login"
-    resp = await session.post(f"{base}/login", data={"username": username, "password": PASSWORD,
-                                                      "_csrf": m.group(1), "next": "/"},
-                              allow_redirects=False)  # fmt: skip
-    assert resp.status == 302, f"login as {username}: {resp.status}"
-
-
 async def measure(base: str, page: Page, clients: int, seconds: float,
                   timeout: float) -> Timing:  # fmt: skip
     """``clients`` sessions requesting the page back to back for ``seconds``; a request
@@ -320,7 +300,7 @@ async def measure(base: str, page: Page, clients: int, seconds: float,
         for attempt in range(5):
             # the server may still be busy with the previous page's timed-out requests
             try:
-                await login(s, base, page.user)
+                await login(s, base, page.user, next="/")
                 break
             except TimeoutError:
                 if attempt == 4:
@@ -478,14 +458,7 @@ async def explain(url: str, work: Path, chosen: Sequence[Page]) -> None:
         async with TestClient(server) as c:
             for page in chosen:
                 c.session.cookie_jar.clear()
-                html = await (await c.get("/login")).text()
-                m = CSRF_RE.search(html)
-                assert m
-                await c.post(
-                    "/login",
-                    data={"username": page.user, "password": PASSWORD, "_csrf": m.group(1)},
-                    allow_redirects=False,
-                )
+                await login(c, "", page.user)
                 traced.statements.clear()
                 path = page.path(random.Random(1))
                 t0 = time.perf_counter()

@@ -41,11 +41,11 @@ if str(ROOT) not in sys.path:
 
 from ami_bridge.protocol import Message  # noqa: E402
 from ami_bridge.replay_pbx import ReplayPbx  # noqa: E402
+from benchmarks import harness  # noqa: E402
 from benchmarks.bench_load import BURST, _database, build_pipeline, overlapped  # noqa: E402
+from benchmarks.harness import percentile as _pct  # noqa: E402
 from web.eventloop import install  # noqa: E402
 
-PASSWORD = "bench-password-1"
-CSRF_RE = re.compile(r'name="csrf-token" content="([^"]+)"')
 _EXT = re.compile(r"^[A-Z]+/(\d+)-")
 
 
@@ -103,16 +103,7 @@ def _pbx_child(conn: Connection, copies: int, stagger: float, speed: float, loop
     async def main() -> None:
         items = overlapped(BURST, copies, stagger)
         pbx = StampingPbx(items, speed=speed, loops=loops, paused=True, loop_gap=1.0)
-        async with pbx:
-            conn.send(("port", pbx.port))
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(None, conn.recv)  # "go"
-            pbx.resume()
-            while not pbx._done.is_set():
-                await asyncio.sleep(0.05)
-            await pbx.drain()
-            conn.send(("done", pbx.played, pbx.rang_at, pbx.ring_at))
-            await loop.run_in_executor(None, conn.recv)  # "stop"
+        await harness.play_on_cue(conn, pbx, lambda _s: (pbx.played, pbx.rang_at, pbx.ring_at))
 
     asyncio.run(main())
 
@@ -212,18 +203,10 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
 
         bases = [base] if isinstance(base, str) else list(base)
 
-        async def login(username: str, url: str) -> dict[str, str]:
+        async def cookies(username: str, url: str) -> dict[str, str]:
             jar = aiohttp.CookieJar(unsafe=True)
             async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as s:
-                html = await (await s.get(f"{url}/login")).text()
-                m = CSRF_RE.search(html)
-                assert m, "no CSRF token"
-                r = await s.post(
-                    f"{url}/login",
-                    allow_redirects=False,
-                    data={"username": username, "password": PASSWORD, "_csrf": m.group(1)},
-                )
-                assert r.status == 302, f"login {username}: {r.status}"
+                await harness.login(s, url, username)
                 return {c.key: c.value for c in jar}
 
         seq: dict[tuple[str, str], int] = {}
@@ -233,7 +216,7 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
             n = seq[username, url] = seq.get((username, url), -1) + 1
             keys.append((username, url, n // max(1, tabs)))
         for key in dict.fromkeys(keys):
-            logins[key] = await login(key[0], key[1])
+            logins[key] = await cookies(key[0], key[1])
 
         async def raw_client(i: int, username: str, cookies: dict[str, str]) -> None:
             nonlocal ready
@@ -268,41 +251,32 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
                 assert resp.status == 200, resp.status
                 ready += 1
                 seen: set[str] = set()
-                buf = b""
+                lines = harness.SseLines()
                 while True:
                     chunk = await resp.content.readany()
                     if not chunk:
                         break
                     now = time.monotonic()
-                    buf += chunk
-                    *frames, buf = buf.split(b"\n\n")
-                    for frame in frames:
-                        for line in frame.split(b"\n"):
-                            if not line.startswith(_POP_START) or not _shows_pop(line):
-                                continue
-                            m = _POP_LINE.match(line)
-                            lid = m.group(1).decode() if m else _linkedid(line)
-                            if lid and lid not in seen:
-                                seen.add(lid)
-                                receipts.append((i, username, lid, now))
+                    for line in lines.feed(chunk):
+                        if not line.startswith(_POP_START) or not _shows_pop(line):
+                            continue
+                        m = _POP_LINE.match(line)
+                        lid = m.group(1).decode() if m else _linkedid(line)
+                        if lid and lid not in seen:
+                            seen.add(lid)
+                            receipts.append((i, username, lid, now))
 
         client = raw_client if readers == "raw" else aiohttp_client
         tasks = [asyncio.create_task(client(i, u, logins[k]))
                  for i, (u, k) in enumerate(zip(users, keys, strict=True))]  # fmt: skip
-        while ready < len(users):
-            await asyncio.sleep(0.05)
-            for t in tasks:
-                if t.done() and t.exception():
-                    raise t.exception()  # type: ignore[misc]
+        await harness.until_ready(tasks, lambda: ready >= len(users))
         conn.send(("ready", len(users)))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, conn.recv)  # "go"
         cpu0 = time.process_time()
         await loop.run_in_executor(None, conn.recv)  # "stop"
         cpu = time.process_time() - cpu0
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await harness.cancel_all(tasks)
         conn.send(("receipts", receipts, cpu))
 
     asyncio.run(main())
@@ -310,46 +284,16 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
 
 # -- the server: the load benchmark's pipeline with the web app on it ---------------------
 async def _serve(pipe: Any, work: Path, reps: dict[str, str]) -> tuple[Any, Any, int]:
-    from aiohttp import web
-
-    from config.settings import load_settings
-    from crm.services import CrmService
-    from web.app import create_app
-    from web.runtime import Runtime
-    from web.security import Signer, load_secret_key
-
-    settings = load_settings(env={}, demo=True)
-    settings["server"]["key_file"] = str(work / "key")
-    settings["recordings"]["directory"] = str(work / "monitor")
-    service = CrmService(pipe.store, pipe.ingest.policy)
-    for username, ext in reps.items():
-        await service.create_user(username, username.title(), PASSWORD, "rep", [ext])
-    key = load_secret_key("", work / "key")
-    rt = Runtime(settings, pipe.store, service, pipe.bus, pipe.ingest, Signer(key))
-    runner = web.AppRunner(create_app(rt), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return rt, runner, runner.addresses[0][1]
-
-
-def _pct(values: Sequence[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+    users = [(username, "rep", [ext]) for username, ext in reps.items()]
+    return await harness.serve_pipeline(pipe, work, users)
 
 
 async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
               stagger: float, tabs: int = 1, profile: str | None = None,
               readers: str = "raw") -> dict[str, Any]:  # fmt: skip
     ctx = mp.get_context("spawn")
-    pbx_conn, pbx_child = ctx.Pipe()
-    pbx = ctx.Process(target=_pbx_child, args=(pbx_child, copies, stagger, speed, loops),
-                      daemon=True)  # fmt: skip
-    pbx.start()
+    pbx_conn, pbx = harness.spawn(ctx, _pbx_child, copies, stagger, speed, loops)
     cl_proc = None
-    cl_conn = None
     try:
         _, port = pbx_conn.recv()
         expected_calls = 20 * copies * loops
@@ -361,16 +305,9 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
                 rt, runner, web_port = await _serve(pipe, Path(tmp), reps)
                 await pipe.link.start()
                 await pipe.link.wait_state("connected", timeout=10)
-                cl_conn, cl_child = ctx.Pipe()
-                cl_proc = ctx.Process(
-                    target=_clients_child,
-                    daemon=True,
-                    args=(cl_child, f"http://127.0.0.1:{web_port}", users, tabs, readers),
-                )
-                cl_proc.start()
-                while not cl_conn.poll():
-                    await asyncio.sleep(0.05)
-                cl_conn.recv()  # ready
+                base = f"http://127.0.0.1:{web_port}"
+                cl_conn, cl_proc = harness.spawn(ctx, _clients_child, base, users, tabs, readers)
+                await harness.reply(cl_conn)  # ready
                 profiler = _profiler(profile)
                 t0 = time.perf_counter()
                 cpu0 = time.process_time()
@@ -393,19 +330,12 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
                 hub = rt.extras.get("live_hub")  # counted while the browsers are connected
                 dropped = sum(getattr(c, "dropped", 0) for c in getattr(hub, "clients", ()))
                 cl_conn.send("stop")
-                while not cl_conn.poll():
-                    await asyncio.sleep(0.05)
-                _, receipts, clients_cpu = cl_conn.recv()
+                _, receipts, clients_cpu = await harness.reply(cl_conn)
                 counters = pipe.counters
-                await runner.cleanup()
-                await pipe.close()
+                await harness.close_pipeline(runner, pipe)
         pbx_conn.send("stop")
     finally:
-        for proc in (pbx, cl_proc):
-            if proc is not None:
-                proc.join(10)
-                if proc.is_alive():
-                    proc.kill()
+        harness.reap(pbx, cl_proc)
     rang_at: dict[tuple[str, str], float] = done[2] if done else {}
     ring_at: dict[tuple[str, str], float] = done[3] if done else {}
     tabs = {u: users.count(u) for u in set(users)}
@@ -473,8 +403,34 @@ def _fmt(r: dict[str, Any]) -> str:
         f"{'':16}CPU: server {r['server_cpu_s']:.1f} s, clients {r['clients_cpu_s']:.1f} s "
         f"({1000 * r['server_cpu_s'] / max(1, r['pops_received']):.2f} / "
         f"{1000 * r['clients_cpu_s'] / max(1, r['pops_received']):.2f} ms per pop); "
-        f"load average {r['load']:.1f} on {os.cpu_count()} CPUs\n"
-        f"{'':16}{how_measured(r['readers'])}"
+    ) + conditions(r)
+
+
+def conditions(r: dict[str, Any]) -> str:
+    """The last of a run's figures: the machine's load and how the clients read (the end
+    of ``bench_pop_cluster``'s too)."""
+    return f"load average {r['load']:.1f} on {os.cpu_count()} CPUs\n{'':16}" + how_measured(
+        r["readers"]
+    )
+
+
+def add_replay_arguments(
+    ap: argparse.ArgumentParser, *, speed: float, copies: int, loops: int, tabs: int
+) -> None:
+    """The replayed traffic and how the clients connect and read, as this benchmark and
+    ``bench_pop_cluster`` take them (each with its own defaults)."""
+    ap.add_argument("--speed", type=float, default=speed)
+    ap.add_argument("--copies", type=int, default=copies,
+                    help="overlapped burst copies (x20 calls)")  # fmt: skip
+    ap.add_argument("--loops", type=int, default=loops)
+    ap.add_argument("--stagger", type=float, default=0.2)
+    ap.add_argument("--tabs", type=int, default=tabs,
+                    help="SSE connections sharing one login (tabs of one browser)")  # fmt: skip
+    ap.add_argument(
+        "--readers",
+        choices=("raw", "aiohttp"),
+        default="raw",
+        help="how the clients read their streams (raw: as cheaply as possible)",
     )
 
 
@@ -482,27 +438,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--engine", choices=("sqlite", "postgresql", "both"), default="sqlite")
     ap.add_argument("--clients", default="10,50,200", help="SSE clients, comma-separated runs")
-    ap.add_argument("--speed", type=float, default=10.0)
-    ap.add_argument("--copies", type=int, default=10, help="overlapped burst copies (x20 calls)")
-    ap.add_argument("--loops", type=int, default=2)
-    ap.add_argument("--stagger", type=float, default=0.2)
-    ap.add_argument(
-        "--tabs",
-        type=int,
-        default=1,
-        help="SSE connections sharing one login (tabs of one browser)",
-    )
+    add_replay_arguments(ap, speed=10.0, copies=10, loops=2, tabs=1)
     ap.add_argument("--profile", help="write a cProfile of the server's replay to this file")
-    ap.add_argument(
-        "--readers",
-        choices=("raw", "aiohttp"),
-        default="raw",
-        help="how the clients read their streams (raw: as cheaply as possible)",
-    )
     args = ap.parse_args(argv)
     install()
-    engines = ("sqlite", "postgresql") if args.engine == "both" else (args.engine,)
-    for engine in engines:
+    for engine in harness.engines(args.engine):
         for n in (int(x) for x in args.clients.split(",")):
             with contextlib.suppress(KeyboardInterrupt):
                 print(_fmt(asyncio.run(run(engine, n, args.speed, args.copies, args.loops,

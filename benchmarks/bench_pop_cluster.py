@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,34 +32,43 @@ if str(ROOT) not in sys.path:
 
 import asyncpg  # noqa: E402
 
-from benchmarks.bench_pop import (  # noqa: E402
-    PASSWORD,
-    _clients_child,
-    _pbx_child,
-    _pct,
-    how_measured,
-)
+from benchmarks import bench_pop, harness  # noqa: E402
+from benchmarks.harness import percentile as _pct  # noqa: E402
 from crm.policy import LeadPolicy  # noqa: E402
 from crm.services import CrmService  # noqa: E402
 from crm.store import open_store  # noqa: E402
 from crm.store.postgres import split_url  # noqa: E402
 from tests.crm.pg import session_database  # noqa: E402
-from tests.scale.cluster import EAST, Cluster, link_holder  # noqa: E402
+from tests.scale.cluster import EAST, Cluster, Office, Proc, link_holder  # noqa: E402
 from web.eventloop import install  # noqa: E402
 
 REPS = {"alice": "101", "bob": "102"}
 
 
-async def _seed(url: str) -> None:
-    store = await open_store(url, migrate=False)
+async def start_servers(
+    cluster: Cluster,
+    processes: int,
+    offices: Iterable[tuple[Office, Iterable[tuple[str, str]]]],
+    password: str,
+) -> list[Proc]:
+    """The cluster's database migrated and seeded (each office's link, its reps in its
+    team), then ``processes`` ``run.py serve`` processes, each answering its health check.
+    Shared with ``bench_scale``."""
+    cluster.migrate()
+    store = await open_store(cluster.pg_url, migrate=False)
     try:
         service = CrmService(store, LeadPolicy())
-        link = await store.ensure_pbx_link(EAST.link, EAST.team)
-        for username, ext in REPS.items():
-            await service.create_user(username, username.title(), PASSWORD, "rep", [ext],
-                                      team_id=link.team_id)  # fmt: skip
+        for office, reps in offices:
+            link = await store.ensure_pbx_link(office.link, office.team)
+            for username, ext in reps:
+                await service.create_user(username, username.title(), password, "rep", [ext],
+                                          team_id=link.team_id)  # fmt: skip
     finally:
         await store.close()
+    procs = [cluster.spawn() for _ in range(processes)]
+    for proc in procs:
+        await cluster.wait_healthy(proc)
+    return procs
 
 
 async def _count_calls(url: str) -> int:
@@ -92,10 +101,7 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
               stagger: float, tabs: int, db: str,
               readers: str = "raw") -> dict[str, Any]:  # fmt: skip
     ctx = mp.get_context("spawn")
-    pbx_conn, pbx_child = ctx.Pipe()
-    pbx = ctx.Process(target=_pbx_child, args=(pbx_child, copies, stagger, speed, loops),
-                      daemon=True)  # fmt: skip
-    pbx.start()
+    pbx_conn, pbx = harness.spawn(ctx, bench_pop._pbx_child, copies, stagger, speed, loops)
     cl_proc = None
     url = f"{db}?schema=pop_{processes}_{int(time.time() * 1000) % 10**9}"
     work = Path(tempfile.mkdtemp(prefix="bench-pop-cluster-"))
@@ -103,21 +109,14 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
         _, port = pbx_conn.recv()
         cluster = Cluster(work, url, [(EAST, port)], retry=1.0)
         try:
-            cluster.migrate()
-            await _seed(url)
-            procs = [cluster.spawn() for _ in range(processes)]
-            for proc in procs:
-                await cluster.wait_healthy(proc)
+            offices = [(EAST, REPS.items())]
+            procs = await start_servers(cluster, processes, offices, harness.PASSWORD)
             holder = await _wait_holder(url)
             users = [list(REPS)[i % len(REPS)] for i in range(clients)]
             bases = [proc.url for proc in procs]
-            cl_conn, cl_child = ctx.Pipe()
-            cl_proc = ctx.Process(target=_clients_child, daemon=True,
-                                  args=(cl_child, bases, users, tabs, readers))  # fmt: skip
-            cl_proc.start()
-            while not cl_conn.poll():
-                await asyncio.sleep(0.05)
-            cl_conn.recv()  # ready
+            cl_conn, cl_proc = harness.spawn(ctx, bench_pop._clients_child, bases, users, tabs,
+                                             readers)  # fmt: skip
+            await harness.reply(cl_conn)  # ready
             expected_calls = 20 * copies * loops
             cpu0 = {p.pid: _cpu_seconds(p.pid) for p in procs}
             t0 = time.perf_counter()
@@ -138,19 +137,13 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
             elapsed = time.perf_counter() - t0
             cpu = {p.pid: _cpu_seconds(p.pid) - cpu0[p.pid] for p in procs}
             cl_conn.send("stop")
-            while not cl_conn.poll():
-                await asyncio.sleep(0.05)
-            _, receipts, clients_cpu = cl_conn.recv()
+            _, receipts, clients_cpu = await harness.reply(cl_conn)
         finally:
             cluster.stop_all()
         pbx_conn.send("stop")
         shutil.rmtree(work, ignore_errors=True)  # kept (servers' logs) when a run fails
     finally:
-        for proc in (pbx, cl_proc):
-            if proc is not None:
-                proc.join(10)
-                if proc.is_alive():
-                    proc.kill()
+        harness.reap(pbx, cl_proc)
     ring_at: dict[tuple[str, str], float] = done[3] if done else {}
     tabs_of = {u: users.count(u) for u in set(users)}
     local, remote = [], []
@@ -184,28 +177,15 @@ def _fmt(r: dict[str, Any]) -> str:
         f"{'':16}on the link's process: {n_l} pops p50/p99 {l50:.1f}/{l99:.1f} ms; "
         f"on the others: {n_r} pops p50/p99 {r50:.1f}/{r99:.1f} ms\n"
         f"{'':16}CPU: servers {r['server_cpu']:.1f} s (the link's {r['holder_cpu']:.1f} s), "
-        f"clients {r['clients_cpu']:.1f} s; load average {r['load']:.1f} on "
-        f"{os.cpu_count()} CPUs\n"
-        f"{'':16}{how_measured(r['readers'])} (servers: run.py serve)"
-    )
+        f"clients {r['clients_cpu']:.1f} s; "
+    ) + bench_pop.conditions(r) + " (servers: run.py serve)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--processes", type=int, default=3)
     ap.add_argument("--clients", type=int, default=500)
-    ap.add_argument("--speed", type=float, default=1.0)
-    ap.add_argument("--copies", type=int, default=5, help="overlapped burst copies (x20 calls)")
-    ap.add_argument("--loops", type=int, default=1)
-    ap.add_argument("--stagger", type=float, default=0.2)
-    ap.add_argument("--tabs", type=int, default=50,
-                    help="SSE connections sharing one login (tabs of one browser)")  # fmt: skip
-    ap.add_argument(
-        "--readers",
-        choices=("raw", "aiohttp"),
-        default="raw",
-        help="how the clients read their streams (raw: as cheaply as possible)",
-    )
+    bench_pop.add_replay_arguments(ap, speed=1.0, copies=5, loops=1, tabs=50)
     args = ap.parse_args(argv)
     install()
     with session_database() as db:

@@ -27,10 +27,7 @@ from pathlib import Path
 
 from ami_bridge.protocol import Message, first
 from ami_bridge.replay_pbx import ReplayPbx
-from benchmarks.bench_pop_cluster import _count_calls
-from crm.policy import LeadPolicy
-from crm.services import CrmService
-from crm.store import open_store
+from benchmarks.bench_pop_cluster import _count_calls, start_servers
 from tests.crm.pg import session_database
 from tests.scale.cluster import (
     EAST,
@@ -64,19 +61,6 @@ class WiredPbx(ReplayPbx):
             self.wire[first(linkedid)].append(now)
 
 
-async def _seed(url: str) -> None:
-    store = await open_store(url, migrate=False)
-    try:
-        service = CrmService(store, LeadPolicy())
-        for office in (EAST, WEST):
-            link = await store.ensure_pbx_link(office.link, office.team)
-            for username, ext in REPS[office.link]:
-                await service.create_user(username, username.title(), PASSWORD, "rep", [ext],
-                                          team_id=link.team_id)  # fmt: skip
-    finally:
-        await store.close()
-
-
 async def _until(predicate, timeout: float, step: float = 0.02) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while True:
@@ -105,11 +89,8 @@ async def run(processes: int, copies: int, speed: float, db: str, with_clients: 
                       retry=1.0)  # fmt: skip
     clients: list[SseClient] = []
     try:
-        cluster.migrate()
-        await _seed(url)
-        procs = [cluster.spawn() for _ in range(processes)]
-        for proc in procs:
-            await cluster.wait_healthy(proc)
+        offices = [(office, REPS[office.link]) for office in (EAST, WEST)]
+        procs = await start_servers(cluster, processes, offices, PASSWORD)
         await _until(lambda: all(p.clients == 1 for p in pbxes.values()), 30)
         holders = {link: await link_holder(url, link) for link in pbxes}
         if with_clients:

@@ -37,6 +37,7 @@ from ami_bridge.facts import CallRecord
 from ami_bridge.profile import PbxProfile
 
 from .cdr_sources import CdrError, brief, read_cdr_table, read_master_csv
+from .closing import stop_task
 from .models import BackfillState
 from .store import Store
 
@@ -200,10 +201,8 @@ class CdrBackfill:
             self._ticker = asyncio.create_task(self._tick(), name=f"cdr-alive-{self.link}")
 
     async def close(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.gather(self._ticker, return_exceptions=True)
-            self._ticker = None
+        await stop_task(self._ticker)
+        self._ticker = None
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

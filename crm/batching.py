@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from .closing import stop_task
+
 log = logging.getLogger(__name__)
 
 C = TypeVar("C")
@@ -126,10 +128,8 @@ class Batcher(Generic[C, L]):
         """Write what is pending (at most ``timeout`` seconds), then stop."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.drain(), timeout)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self._calls:
             log.error("%d finished calls were never handed to the store", len(self._calls))
 

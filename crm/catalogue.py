@@ -4,18 +4,31 @@ old enough for retention.  The CRM keeps the facts; the recordings module touche
 
 The signatures repeat ``recordings.catalog.RecordingCatalog`` on purpose: that protocol
 is what ``recordings/`` is written against without importing the CRM, and these methods
-(which validate) are what satisfies it.
+(which validate) are what satisfies it.  What a check found is the protocol's one list,
+``Findings``, named here for type checkers only: the CRM needs nothing of ``recordings/``
+to run.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from .errors import InvalidInput
 from .models import RECORDING_STATUSES, RecordingRow, RecordingStatus
 
 if TYPE_CHECKING:
+    from recordings.catalog import Findings
+
     from .store import Store
+
+
+_UNSAID: Findings = {
+    "duration_seconds": None,
+    "media_path": None,
+    "size_bytes": None,
+    "error": None,
+}
+"""A fact a check does not mention, as the store takes it: None (kept; ``error``: none)."""
 
 
 class RecordingServices:
@@ -26,31 +39,14 @@ class RecordingServices:
         oldest first."""
         return await self.store.recordings_to_check(max(1, min(limit, 10_000)))
 
-    # Same signature as recordings.catalog.RecordingCatalog on purpose: it implements it.
     async def update_recording(
-        self,
-        rec_id: int,
-        *,
-        status: RecordingStatus,
-        duration_seconds: float | None = None,
-        media_path: str | None = None,
-        size_bytes: int | None = None,
-        error: str | None = None,
-        at: float,
+        self, rec_id: int, *, status: RecordingStatus, at: float, **found: Unpack[Findings]
     ) -> bool:
-        """Record a check's result; None keeps what was known, except ``error`` which is
-        replaced.  False when the recording no longer exists (erased meanwhile)."""
+        """Record a check's result (``Findings`` says what each fact left out or None
+        does).  False when the recording no longer exists (erased meanwhile)."""
         if status not in RECORDING_STATUSES:
             raise InvalidInput(f"recording status must be one of {', '.join(RECORDING_STATUSES)}")
-        return await self.store.update_recording(
-            rec_id,
-            status=status,
-            duration_seconds=duration_seconds,
-            media_path=media_path,
-            size_bytes=size_bytes,
-            error=error,
-            at=at,
-        )
+        return await self.store.update_recording(rec_id, status=status, at=at, **(_UNSAID | found))
 
     async def get_recording(self, rec_id: int) -> RecordingRow | None:
         return await self.store.get_recording(rec_id)

@@ -214,7 +214,7 @@ class ClickToCall:
         return frozenset(exact), tuple(prefixes)
 
     # -- the click ---------------------------------------------------------------------
-    # Alike in shape to convert_lead and update_recording: keyword options, not one job.
+    # Alike in shape to convert_lead and AmiLink.__init__: options, not one job to share.
     async def start(
         self,
         user: User,

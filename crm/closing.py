@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +54,13 @@ async def cancel_all(tasks: list[asyncio.Task[object]] | list[asyncio.Task[None]
                   len(still), timeout, ", ".join(t.get_name() for t in still))  # fmt: skip
         return False
     return True
+
+
+async def stop_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a part's own background task and wait until it has ended, whatever its
+    outcome: a closer that has already drained what it could must not leave the task
+    running nor be the one to raise what the task raised."""
+    if task is None:
+        return
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -56,6 +56,7 @@ from pathlib import Path
 from ami_bridge.facts import CallRecord, Fact
 
 from .batching import MAX_CALLS, MAX_WAIT, Batch, Batcher
+from .closing import stop_task
 from .eventjson import from_jsonable, jsonable
 from .ingest import LiveSnapshot
 
@@ -165,7 +166,6 @@ class Journal:
 class HoldingSink:
     """A fact sink for ``AmiLink`` that never loses a finished call to a passing store error."""
 
-    # Alike in shape to OriginateDesk's and LinkManager's __init__: options kept as given.
     def __init__(
         self,
         handle: Handler,
@@ -285,7 +285,6 @@ class HoldingSink:
         """Try the held calls at once (the admin's "retry" button, or the store said it is back)."""
         self._wake.set()
 
-    # Alike in shape to Batcher.close: finish what is pending, then stop the task.
     async def close(self, timeout: float = 5.0) -> None:
         """Write what is batched, one last attempt to write what is held, then stop."""
         if self._batcher is not None:
@@ -293,10 +292,8 @@ class HoldingSink:
         if self._held:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._write_held(), timeout)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await stop_task(self._task)
+        self._task = None
         if self._held:
             log.error("%d finished calls were never written: %s", len(self._held),
                       ", ".join(self._held))  # fmt: skip

@@ -377,7 +377,7 @@ class Ingest:
     def needs_lookup(self, fact: CallProgress) -> bool:
         """Whether ``progress(fact)`` reads the store (the call's first fact): the link
         runs those side by side (``crm.lanes``)."""
-        return fact.linkedid not in self._pops
+        return fact.linkedid not in self._pops and self._pop_number(fact) is not None
 
     async def progress(self, fact: CallProgress) -> LiveCall:
         """Name the caller for the screen pop (one lookup per call, then cached)."""
@@ -431,13 +431,22 @@ class Ingest:
         if fact.state == "ended":
             self._seen.pop(fact.linkedid, None)
 
-    async def _lookup(self, fact: CallProgress) -> tuple[int | None, str | None, str]:
+    def _pop_number(self, fact: CallProgress) -> str | None:
+        """The number the pop looks up (E.164), None when it reads nothing: an internal
+        call, an unknown or own number is named without the store, so its facts need
+        no lane of their own."""
         if fact.direction == "internal":
-            return None, None, "internal"
+            return None
         number = fact.caller if fact.direction == "inbound" else fact.callee
         e164 = normalize(number, self.policy.default_region)
         if e164 is None or self.policy.is_own_number(e164):
-            return None, None, "none"
+            return None
+        return e164
+
+    async def _lookup(self, fact: CallProgress) -> tuple[int | None, str | None, str]:
+        e164 = self._pop_number(fact)
+        if e164 is None:
+            return None, None, "internal" if fact.direction == "internal" else "none"
 
         # One statement: on a busy machine each trip to the database, not the lookup,
         # is what delays the pop.

@@ -38,7 +38,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from ami_bridge.facts import OriginateResult
@@ -102,23 +102,16 @@ class RelayStatus:
     state: str = "relayed"
 
 
+@dataclass(eq=False, repr=False)  # one per click: compared by identity, as any link is
 class RelayedLink:
     """An ``OriginateLink`` for a link this process does not consume: forwards the
     Originate to whichever process does and waits for its answer."""
 
-    # Alike in shape to HoldingSink's and LinkManager's __init__: options kept as given.
-    def __init__(
-        self,
-        bus: EventBus,
-        name: str,
-        *,
-        accept_timeout: float = ACCEPT_TIMEOUT,
-        result_margin: float = RESULT_MARGIN,
-    ) -> None:
-        self.bus = bus
-        self.name = name
-        self.accept_timeout = accept_timeout
-        self.result_margin = result_margin
+    bus: EventBus
+    name: str
+    _: KW_ONLY
+    accept_timeout: float = ACCEPT_TIMEOUT
+    result_margin: float = RESULT_MARGIN
 
     @property
     def status(self) -> RelayStatus:

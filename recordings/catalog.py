@@ -9,7 +9,7 @@ Times are epoch seconds (floats), like every other time in the CRM.
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypedDict, Unpack
 
 RecordingStatus = Literal["pending", "ready", "missing", "corrupt", "deleted"]
 STATUSES: tuple[RecordingStatus, ...] = ("pending", "ready", "missing", "corrupt", "deleted")
@@ -50,6 +50,19 @@ class RecordingRowLike(Protocol):
     def created_at(self) -> float: ...
 
 
+class Findings(TypedDict, total=False):
+    """What one check of a file found, as ``update_recording`` keywords.  A fact left out
+    or None keeps what was known (a file that went missing keeps its duration), except
+    ``error``, which is replaced (a good check clears an old error).  The one list of
+    them: ``crm.catalogue`` takes the same keywords through it."""
+
+    duration_seconds: float | None
+    media_path: str | None
+    """Base name of the transcoded file inside the media cache directory."""
+    size_bytes: int | None
+    error: str | None
+
+
 class RecordingCatalog(Protocol):
     """The catalogue service methods (implemented by ``crm.services.CrmService``)."""
 
@@ -57,17 +70,8 @@ class RecordingCatalog(Protocol):
         """Rows the worker should look at: ``pending``, and ``missing`` not yet given up."""
         ...
 
-    # Keyword-only like crm's service methods (convert_lead, ...): alike only in shape.
     async def update_recording(
-        self,
-        rec_id: int,
-        *,
-        status: RecordingStatus,
-        duration_seconds: float | None = None,
-        media_path: str | None = None,
-        size_bytes: int | None = None,
-        error: str | None = None,
-        at: float,
+        self, rec_id: int, *, status: RecordingStatus, at: float, **found: Unpack[Findings]
     ) -> bool:
         """False when the row no longer exists (erased meanwhile)."""
         ...

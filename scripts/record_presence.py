@@ -17,11 +17,10 @@ their replies are in the capture too, tagged ``resync-<moment>-<action>``.
 from __future__ import annotations
 
 import asyncio
-import collections
-import os
 import time
+from typing import Any
 
-from lab_record import Lab, run_scenarios, write_scenario
+from lab_record import Lab, Scenarios, record, run_scenarios
 
 RESYNC = (
     "CoreShowChannels",
@@ -31,6 +30,8 @@ RESYNC = (
     "PJSIPShowContacts",
 )
 """What the CRM's link sends after every (re)connect, in its order."""
+
+SCENARIOS = Scenarios()
 
 
 async def act(lab: Lab, fields: dict[str, str], log: list[dict[str, object]]) -> dict:
@@ -55,6 +56,27 @@ async def send(
     return await act(lab, {"Action": action, **headers, "ActionID": action_id}, log)
 
 
+async def pause(
+    lab: Lab,
+    log: list[dict[str, object]],
+    ext: str,
+    paused: bool,
+    *,
+    queue: str | None = "support",
+    reason: str | None = None,
+    action_id: str | None = None,
+) -> dict:
+    """``QueuePause`` of handset ``ext`` in ``queue`` (None: every queue), with
+    ``reason``; its ActionID says what it does (``pause-103``, ``unpause-102-all``)
+    unless ``action_id`` is given."""
+    headers = {"Queue": queue} if queue else {}
+    headers |= {"Interface": f"PJSIP/{ext}", "Paused": "true" if paused else "false"}
+    if reason:
+        headers["Reason"] = reason
+    action_id = action_id or f"{'pause' if paused else 'unpause'}-{ext}{'' if queue else '-all'}"
+    return await send(lab, log, "QueuePause", action_id, **headers)
+
+
 async def resync(lab: Lab, tag: str, log: list[dict[str, object]]) -> None:
     for name in RESYNC:
         await act(lab, {"Action": name, "ActionID": f"resync-{tag}-{name}"}, log)
@@ -62,42 +84,18 @@ async def resync(lab: Lab, tag: str, log: list[dict[str, object]]) -> None:
 
 
 # The scenarios are alike in shape on purpose: each is one rig script and its truth.
+@SCENARIOS("30-queue-pause", "Pause and unpause queue members, with reasons")
 async def s30(lab: Lab, log: list) -> dict[str, object]:
     await resync(lab, "idle", log)
-    await send(
-        lab,
-        log,
-        "QueuePause",
-        "pause-103",
-        Queue="support",
-        Interface="PJSIP/103",
-        Paused="true",
-        Reason="lunch",
-    )
+    await pause(lab, log, "103", True, reason="lunch")
     await asyncio.sleep(1.5)
     await resync(lab, "paused", log)
-    await send(
-        lab,
-        log,
-        "QueuePause",
-        "unpause-103",
-        Queue="support",
-        Interface="PJSIP/103",
-        Paused="false",
-    )
+    await pause(lab, log, "103", False)
     await asyncio.sleep(1.5)
     # paused in every queue (no Queue header), with a reason, then back
-    await send(
-        lab,
-        log,
-        "QueuePause",
-        "pause-102-all",
-        Interface="PJSIP/102",
-        Paused="true",
-        Reason="training",
-    )
+    await pause(lab, log, "102", True, queue=None, reason="training")
     await asyncio.sleep(1.5)
-    await send(lab, log, "QueuePause", "unpause-102-all", Interface="PJSIP/102", Paused="false")
+    await pause(lab, log, "102", False, queue=None)
     await asyncio.sleep(2.0)
     return {
         "final": {"support": {"102": "available", "103": "available"}},
@@ -111,7 +109,7 @@ async def s30(lab: Lab, log: list) -> dict[str, object]:
     }
 
 
-# Alike in shape to s30 and s32 on purpose: a rig script of actions, then its truth.
+@SCENARIOS("31-queue-add-remove", "Remove and add a member; refused actions")
 async def s31(lab: Lab, log: list) -> dict[str, object]:
     await send(
         lab,
@@ -129,48 +127,15 @@ async def s31(lab: Lab, log: list) -> dict[str, object]:
     await send(lab, log, "QueueRemove", "remove-101", Queue="support", Interface="PJSIP/101")
     await asyncio.sleep(1.5)
     # refusals the board must explain
-    for fields in (
-        {
-            "Action": "QueueRemove",
-            "Queue": "support",
-            "Interface": "PJSIP/103",
-            "ActionID": "remove-103-static",
-        },
-        {
-            "Action": "QueueAdd",
-            "Queue": "support",
-            "Interface": "PJSIP/102",
-            "ActionID": "add-102-again",
-        },
-        {
-            "Action": "QueueAdd",
-            "Queue": "nosuch",
-            "Interface": "PJSIP/101",
-            "ActionID": "add-nosuch",
-        },
-        {
-            "Action": "QueueRemove",
-            "Queue": "support",
-            "Interface": "PJSIP/101",
-            "ActionID": "remove-101-not-member",
-        },
-        {
-            "Action": "QueuePause",
-            "Queue": "nosuch",
-            "Interface": "PJSIP/102",
-            "Paused": "true",
-            "Reason": "x",
-            "ActionID": "pause-nosuch",
-        },
-        {
-            "Action": "QueuePause",
-            "Queue": "support",
-            "Interface": "PJSIP/101",
-            "Paused": "true",
-            "ActionID": "pause-101-not-member",
-        },
+    for action, action_id, queue, ext in (
+        ("QueueRemove", "remove-103-static", "support", "103"),
+        ("QueueAdd", "add-102-again", "support", "102"),
+        ("QueueAdd", "add-nosuch", "nosuch", "101"),
+        ("QueueRemove", "remove-101-not-member", "support", "101"),
     ):
-        await act(lab, fields, log)
+        await send(lab, log, action, action_id, Queue=queue, Interface=f"PJSIP/{ext}")
+    await pause(lab, log, "102", True, queue="nosuch", reason="x", action_id="pause-nosuch")
+    await pause(lab, log, "101", True, action_id="pause-101-not-member")
     await asyncio.sleep(2.0)
     await resync(lab, "end", log)
     return {
@@ -187,17 +152,9 @@ async def s31(lab: Lab, log: list) -> dict[str, object]:
     }
 
 
+@SCENARIOS("32-queue-waiting-answered", "Two callers wait; one per member answers")
 async def s32(lab: Lab, log: list) -> dict[str, object]:
-    await send(
-        lab,
-        log,
-        "QueuePause",
-        "pause-103",
-        Queue="support",
-        Interface="PJSIP/103",
-        Paused="true",
-        Reason="coaching",
-    )
+    await pause(lab, log, "103", True, reason="coaching")
     await lab.plan(
         {
             "14155550101/102": "answer:5:hold",
@@ -213,15 +170,7 @@ async def s32(lab: Lab, log: list) -> dict[str, object]:
     await resync(lab, "waiting", log)  # both waiting, 102 ringing for Wendy
     await asyncio.sleep(4.0)
     await resync(lab, "talking", log)  # 102 talks to Wendy, Xavier waits alone (position 1)
-    await send(
-        lab,
-        log,
-        "QueuePause",
-        "unpause-103",
-        Queue="support",
-        Interface="PJSIP/103",
-        Paused="false",
-    )
+    await pause(lab, log, "103", False)
     return {
         "calls": [
             {
@@ -256,18 +205,10 @@ async def s32(lab: Lab, log: list) -> dict[str, object]:
     }
 
 
+@SCENARIOS("33-queue-abandon-paused", "All members paused; the caller gives up")
 async def s33(lab: Lab, log: list) -> dict[str, object]:
     for ext in ("102", "103"):
-        await send(
-            lab,
-            log,
-            "QueuePause",
-            f"pause-{ext}",
-            Queue="support",
-            Interface=f"PJSIP/{ext}",
-            Paused="true",
-            Reason="meeting",
-        )
+        await pause(lab, log, ext, True, reason="meeting")
     await asyncio.sleep(1.0)
     await lab.carrier_call(
         "5552000", "+14155550103", "Yuri Gone", ring_timeout=60, talk=60, abandon_after=7
@@ -276,15 +217,7 @@ async def s33(lab: Lab, log: list) -> dict[str, object]:
     await resync(lab, "waiting", log)
     await asyncio.sleep(6.0)
     for ext in ("102", "103"):
-        await send(
-            lab,
-            log,
-            "QueuePause",
-            f"unpause-{ext}",
-            Queue="support",
-            Interface=f"PJSIP/{ext}",
-            Paused="false",
-        )
+        await pause(lab, log, ext, False)
     return {
         "calls": [
             {
@@ -305,6 +238,7 @@ async def s33(lab: Lab, log: list) -> dict[str, object]:
     }
 
 
+@SCENARIOS("34-unregister-register", "A handset unregisters and registers again")
 async def s34(lab: Lab, log: list) -> dict[str, object]:
     lab.sim_cli("pjsip send unregister reg102")
     await asyncio.sleep(3.0)
@@ -327,6 +261,7 @@ async def s34(lab: Lab, log: list) -> dict[str, object]:
     }
 
 
+@SCENARIOS("35-internal-device-states", "Device and extension states of a call")
 async def s35(lab: Lab, log: list) -> dict[str, object]:
     await lab.plan({"any/103": "answer:3:hangup:6"})
     await lab.phone_call("101", "103", talk=20)
@@ -354,30 +289,18 @@ async def s35(lab: Lab, log: list) -> dict[str, object]:
     }
 
 
-SCENARIOS = collections.OrderedDict(
-    [
-        ("30", ("30-queue-pause", s30, "Pause and unpause queue members, with reasons")),
-        ("31", ("31-queue-add-remove", s31, "Remove and add a member; refused actions")),
-        ("32", ("32-queue-waiting-answered", s32, "Two callers wait; one per member answers")),
-        ("33", ("33-queue-abandon-paused", s33, "All members paused; the caller gives up")),
-        ("34", ("34-unregister-register", s34, "A handset unregisters and registers again")),
-        ("35", ("35-internal-device-states", s35, "Device and extension states of a call")),
-    ]
-)
+async def _until_calls_end(cap: Any) -> None:
+    """Until the calls ended; a scenario without a call gives its last events 3 s."""
+    if cap.tracker.seen:
+        await cap.wait_idle()
+    else:
+        await asyncio.sleep(3.0)
 
 
 async def run_one(lab: Lab, key: str, outbase: str) -> None:
-    dirname, func, title = SCENARIOS[key]
-    lab.notes = []
     log: list[dict[str, object]] = []
-    t_start = time.time()
-    async with lab.capture(os.path.join(outbase, dirname)) as cap:
-        desc = await func(lab, log)
-        if cap.tracker.seen:
-            await cap.wait_idle()
-        else:
-            await asyncio.sleep(3.0)
-    write_scenario(lab, cap, dirname, title, t_start, desc, actions=log)
+    await record(lab, SCENARIOS, key, outbase, log,
+                 settle=_until_calls_end, extra=lambda _: {"actions": log})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,7 +84,7 @@ class LinkConfigError(ValueError):
 class LinkConfig:
     name: str
     team: str | None
-    ami: dict[str, Any] = field(hash=False)
+    ami: dict[str, Any] = field(hash=False, repr=False)  # holds the AMI secret
     default_owner: str | None = None
     """Username owning this link's unanswered calls' leads and callbacks; empty: the
     first manager of the link's team."""
@@ -210,33 +210,28 @@ class RunningLink:
     """The sink's front: a call's first lookup does not hold up the others."""
 
 
-# Deliberately alike in shape to crm/originate_relay.py's and crm/holding.py's __init__:
-# a constructor that keeps its keyword arguments; nothing to share but the idiom.
+@dataclass(eq=False, repr=False)  # one per process, by identity; repr never shows settings
 class LinkManager:
-    def __init__(
-        self,
-        rt: Runtime,
-        configs: list[LinkConfig],
-        *,
-        database_url: str | None = None,
-        retry: float = RETRY_SECONDS,
-        handover: float = HANDOVER_SECONDS,
-    ) -> None:
-        self.rt = rt
-        self.configs = configs
-        self.database_url = database_url
-        """A PostgreSQL URL: take a lock per link.  None: run every link (SQLite)."""
-        self.retry = retry
-        self.handover = handover
-        self.running: dict[str, RunningLink] = {}
-        self.statuses: dict[str, LinkStatus] = {}
-        self.takeovers = 0
-        self._tasks: list[asyncio.Task[None]] = []
-        self.desk: OriginateDesk | None = None
-        if database_url is not None:
-            fanout = rt.extras.get("fanout")
+    rt: Runtime
+    configs: list[LinkConfig]
+    _: KW_ONLY
+    database_url: str | None = None
+    """A PostgreSQL URL: take a lock per link.  None: run every link (SQLite)."""
+    retry: float = RETRY_SECONDS
+    handover: float = HANDOVER_SECONDS
+    running: dict[str, RunningLink] = field(init=False, default_factory=dict)
+    statuses: dict[str, LinkStatus] = field(init=False, default_factory=dict)
+    takeovers: int = field(init=False, default=0)
+    _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+    desk: OriginateDesk | None = field(init=False, default=None)
+    """Sends the Originates other processes relay for the links this one consumes
+    (PostgreSQL only: without it every link is this process's)."""
+
+    def __post_init__(self) -> None:
+        if self.database_url is not None:
+            fanout = self.rt.extras.get("fanout")
             confirm = fanout.flush if fanout is not None else None
-            self.desk = OriginateDesk(rt.bus, self._consumed, confirm=confirm)
+            self.desk = OriginateDesk(self.rt.bus, self._consumed, confirm=confirm)
 
     def _consumed(self, name: str) -> AmiLink | None:
         running = self.running.get(name)

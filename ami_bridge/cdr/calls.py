@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from ..dialrules import clicked_number
 from ..facts import CallRecord, Direction, HangupBy, Outcome
-from ..numbers import is_withheld, to_e164, valid_e164
+from ..numbers import is_withheld
 from ..profile import PbxProfile
 from ..tracker.model import split_channel_name, uniqueid_order
 from ..tracker.summary import unconnected_originate
@@ -183,8 +183,7 @@ class CdrCalls:
             number = self._outside_number(party, rows)
             if number is None:
                 return None
-            profile = self.profile
-            return to_e164(number, profile.default_region, profile.intl_prefixes) or number
+            return self.profile.e164(number)
         return self._extension(party)
 
     def _did(self, main: Sequence[CdrRow], rows: Sequence[CdrRow]) -> str | None:
@@ -342,7 +341,7 @@ class CdrCalls:
             raw = first.src or None
             caller = None
             if not is_withheld(raw):
-                caller = to_e164(raw, profile.default_region, profile.intl_prefixes) or raw
+                caller = profile.e164(raw)
             did = self._did(main, rows)
             callee = did
         else:
@@ -426,9 +425,6 @@ class CdrCalls:
         for r in rows:
             if r.lastapp == "Hangup" and r.lastdata.strip().isdigit():
                 cause = int(r.lastdata.strip())
-        callee_e164 = None
-        if callee and not profile.is_extension(callee):
-            callee_e164 = valid_e164(callee, profile.default_region, profile.intl_prefixes)
         # Alike in shape to summary.unconnected_originate on purpose: all fields named.
         return CallRecord(
             linkedid=linkedid,
@@ -437,7 +433,7 @@ class CdrCalls:
             caller_raw=raw,
             caller_name=name,
             callee=callee,
-            callee_e164=callee_e164,
+            callee_e164=profile.callee_e164(callee),
             did=did,
             rang=tuple(rang),
             answered=answering is not None,

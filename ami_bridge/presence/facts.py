@@ -16,6 +16,17 @@ RepState = Literal["offline", "available", "ringing", "on_call", "on_hold", "pau
 CallDirection = Literal["inbound", "outbound", "internal"]
 AgentKind = Literal["paused", "unpaused", "added", "removed", "registered", "unregistered"]
 
+__all__ = [
+    "AgentChange",
+    "PresenceChange",
+    "QueueCaller",
+    "QueueMember",
+    "QueueView",
+    "RepCall",
+    "RepView",
+]
+"""What ``ami_bridge.presence`` hands on (the literal types stay here, for type hints)."""
+
 
 @dataclass(frozen=True, slots=True)
 class RepCall:

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ..protocol import Message, first
 from .facts import (
@@ -108,24 +109,12 @@ class _Channel:
     queue: str | None = None
 
 
-# Alike in shape to crm.ingest.Ingested: a plain record with defaults, not one thing.
-@dataclass
-class _Member:
-    interface: str
-    extension: str
-    name: str | None = None
-    paused: bool = False
-    reason: str | None = None
-    status: int = 0
-    in_call: bool = False
-    calls_taken: int = 0
-
-
 @dataclass
 class _Queue:
     name: str
-    members: dict[str, _Member] = field(default_factory=dict)
-    """By interface (``PJSIP/102``)."""
+    members: dict[str, QueueMember] = field(default_factory=dict)
+    """By interface (``PJSIP/102``): the views themselves, replaced on every change, so a
+    queue's view is these, sorted (no mutable twin of ``QueueMember`` to copy from)."""
     waiting: dict[str, QueueCaller] = field(default_factory=dict)
     """By the caller channel's uniqueid."""
 
@@ -227,7 +216,7 @@ class PresenceTracker:
             state = "available"
         if state != rep.state:
             rep.state, rep.since = state, at
-        reason = next((m.reason for _, m in paused if m.reason), None)
+        reason = next((m.paused_reason for _, m in paused if m.paused_reason), None)
         name = rep.name or next(
             (
                 m.name
@@ -253,19 +242,7 @@ class PresenceTracker:
         q = self.queues.get(name)
         if q is None:
             return QueueView(queue=name, members=(), waiting=(), exists=False)
-        members = tuple(
-            QueueMember(
-                m.extension,
-                m.interface,
-                m.name,
-                m.paused,
-                m.reason,
-                m.status,
-                m.in_call,
-                m.calls_taken,
-            )
-            for m in sorted(q.members.values(), key=lambda m: m.extension)
-        )
+        members = tuple(sorted(q.members.values(), key=lambda m: m.extension))
         waiting = tuple(sorted(q.waiting.values(), key=lambda c: (c.position, c.joined_at)))
         return QueueView(queue=name, members=members, waiting=waiting)
 
@@ -430,16 +407,20 @@ class PresenceTracker:
             return
         m = q.members.get(iface)
         if m is None:
-            m = q.members[iface] = _Member(iface, ext)
+            m = QueueMember(
+                ext, iface, name=None, paused=False, paused_reason=None, status=0, in_call=False
+            )
             if name == "QueueMemberAdded" or (name == "QueueMember" and self._listed_once):
                 self._change(at, "added", ext, qname)
-        m.name = _known(first(msg.get("MemberName")) or first(msg.get("Name"))) or m.name
+        new: dict[str, Any] = {
+            "name": _known(first(msg.get("MemberName")) or first(msg.get("Name"))) or m.name
+        }
         if "Status" in msg:
-            m.status = _int(first(msg.get("Status")), m.status)
+            new["status"] = _int(first(msg.get("Status")), m.status)
         if "InCall" in msg:
-            m.in_call = first(msg.get("InCall")) == "1"
+            new["in_call"] = first(msg.get("InCall")) == "1"
         if "CallsTaken" in msg:
-            m.calls_taken = _int(first(msg.get("CallsTaken")), m.calls_taken)
+            new["calls_taken"] = _int(first(msg.get("CallsTaken")), m.calls_taken)
         if "Paused" in msg:
             paused = first(msg.get("Paused")) == "1"
             reason = _known(first(msg.get("PausedReason")) or first(msg.get("Reason"))) or None
@@ -447,8 +428,9 @@ class PresenceTracker:
                 self._change(
                     at, "paused" if paused else "unpaused", ext, qname, reason if paused else None
                 )
-            m.paused = paused
-            m.reason = reason if paused else None
+            new["paused"] = paused
+            new["paused_reason"] = reason if paused else None
+        q.members[iface] = replace(m, **new)
         if name == "QueueMember" and self._listing.queues is not None:
             members, _ = self._listing.queues.setdefault(qname, (set(), set()))
             members.add(iface)

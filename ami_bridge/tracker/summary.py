@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..facts import CallProgress, CallRecord, Direction, HangupBy, Outcome
-from ..numbers import is_withheld, to_e164, valid_e164
+from ..numbers import is_withheld
 from ..protocol import Message, first
 from .model import EXTENSION, LOCAL, TRUNK, Call, Channel, split_channel_name, uniqueid_order
 
@@ -48,7 +48,7 @@ def party_of(ch: Channel, call: Call, profile: PbxProfile) -> str:
     (the form every external number takes in a record), else whatever label it has."""
     label = label_of(ch, call)
     if ch.kind == TRUNK:
-        return to_e164(label, profile.default_region, profile.intl_prefixes) or label
+        return profile.e164(label)
     return label
 
 
@@ -56,7 +56,7 @@ def number_party(number: str | None, profile: PbxProfile) -> str | None:
     """A dialled number (a blind transfer's target) named as a record names parties."""
     if not number or profile.is_extension(number):
         return number or None
-    return to_e164(number, profile.default_region, profile.intl_prefixes) or number
+    return profile.e164(number)
 
 
 def direction_of(tracker: CallTracker, call: Call) -> Direction:
@@ -78,10 +78,7 @@ def _parties(tracker: CallTracker, call: Call, direction: Direction) -> Parties:
         return Parties(None, None, None, tracker.callee_number(call) or call.originate_exten, None)
     if direction == "inbound":
         raw = a.first_cid_num or a.cid_num
-        if is_withheld(raw):
-            caller = None
-        else:
-            caller = to_e164(raw, profile.default_region, profile.intl_prefixes) or raw
+        caller = None if is_withheld(raw) else profile.e164(raw)
         did = a.first_exten if a.first_exten not in ("", "s") else tracker.callee_number(call)
         return Parties(caller, raw or None, a.first_cid_name or a.cid_name or None, did, did)
     caller = a.extension or label_of(a, call)
@@ -248,9 +245,6 @@ def build_record(tracker: CallTracker, call: Call) -> CallRecord | None:
     if not call.complete and call.done_at is not None:
         ended_at = max(ended_at, min(call.done_at, call.last_event_at))
     profile = tracker.profile
-    callee_e164 = None
-    if parties.callee and not profile.is_extension(parties.callee):
-        callee_e164 = valid_e164(parties.callee, profile.default_region, profile.intl_prefixes)
     answered_by = call.answered_label
     final_agent = _final_party(tracker, call)
     return CallRecord(
@@ -260,7 +254,7 @@ def build_record(tracker: CallTracker, call: Call) -> CallRecord | None:
         caller_raw=parties.caller_raw,
         caller_name=parties.caller_name,
         callee=parties.callee,
-        callee_e164=callee_e164,
+        callee_e164=profile.callee_e164(parties.callee),
         did=parties.did,
         rang=rang_of(call),
         answered=call.answered_at is not None,
@@ -332,9 +326,7 @@ def unconnected_originate(
         caller_raw=None,
         caller_name=None,
         callee=callee,
-        callee_e164=valid_e164(callee, profile.default_region, profile.intl_prefixes)
-        if callee and direction == "outbound"
-        else None,
+        callee_e164=profile.callee_e164(callee),
         did=None,
         rang=rang,
         answered=False,

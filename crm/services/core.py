@@ -8,7 +8,7 @@ and audit without knowing the others; ``CrmService`` puts them together.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..errors import InvalidInput, NotFound
@@ -57,17 +57,11 @@ class ServiceCore:
         entry = AuditEntry(None, self.clock(), actor, action, target, dict(detail or {}))
         return await (store or self.store).append_audit(entry)
 
-    # Same arguments as Store.list_audit on purpose: the filters pass through unchanged.
-    async def list_audit(
-        self,
-        action: str | None = None,
-        actor: str | None = None,
-        since: float | None = None,
-        limit: int = 100,
-        before_id: int | None = None,
-    ) -> list[AuditEntry]:
-        # The store's own filters, passed through as they are: nothing to check here.
-        return await self.store.list_audit(action, actor, since, limit, before_id)
+    @property
+    def list_audit(self) -> Callable[..., Awaitable[list[AuditEntry]]]:
+        """``Store.list_audit`` itself (same arguments, newest first): its filters need
+        no checking here, so the service hands them over as they are."""
+        return self.store.list_audit
 
     # -- audited actions the web layer reports --------------------------------------
     async def recording_played(self, actor: str, call_id: int, recording_id: int) -> None:

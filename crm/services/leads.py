@@ -10,6 +10,7 @@ from typing import Any
 from ..access import Scope
 from ..errors import InvalidInput
 from ..models import LEAD_SOURCES, LEAD_STATUSES, Contact, LeadStatus, Page, User
+from ..store import ContactSearch
 from .contacts import ContactServices
 
 
@@ -71,14 +72,10 @@ class LeadServices(ContactServices):
         text, e164, digits = self._search_terms(query)
         found = await self.store.list_leads(
             [s for s in LEAD_STATUSES if s in wanted],
+            ContactSearch(text, e164, digits, owner_id, scope.ids() if scope else None),
             source,
-            text,
-            e164,
-            digits,
-            owner_id,
             limit + 1,
             after_id,
-            scope.ids() if scope else None,
         )
         if len(found) > limit:
             found = found[:limit]

@@ -8,8 +8,9 @@ Migrations run on open, and on their own through ``migrate(url)``.
 from __future__ import annotations
 
 from .interface import ANY_LINK, AnyLink, CallCursor, Store
+from .params import ContactSearch
 
-__all__ = ["ANY_LINK", "AnyLink", "CallCursor", "Store", "migrate", "open_store"]
+__all__ = ["ANY_LINK", "AnyLink", "CallCursor", "ContactSearch", "Store", "migrate", "open_store"]
 
 
 def _sqlite_path(url: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 UserIds = Sequence[int] | None
 """A visibility filter (``Scope.ids()``): None means no restriction."""
@@ -20,3 +21,17 @@ class AnyLink(enum.Enum):
 
 
 ANY_LINK = AnyLink.ANY
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSearch:
+    """What the contact lists (``search_contacts``, ``list_leads``) are narrowed by,
+    each term optional: a name, company or e-mail containing ``text``, or the number
+    ``e164``, or a number containing ``digits``; the owner; and visibility (owned by one
+    of ``user_ids``, or by nobody)."""
+
+    text: str | None = None
+    e164: str | None = None
+    digits: str | None = None
+    owner_id: int | None = None
+    user_ids: UserIds = None

@@ -12,16 +12,11 @@ from .sql_common import Row, dumps, loads, where_clause
 AUDIT_COLS = "id, at, actor, action, target, detail"
 
 
-# Alike in shape to the other row readers (_call_row, ...): one named column a line.
 def _audit_row(row: Row) -> AuditEntry:
-    return AuditEntry(
-        id=row["id"],
-        at=row["at"],
-        actor=row["actor"],
-        action=row["action"],
-        target=row["target"],
-        detail=dict(loads(row["detail"]) or {}),
-    )
+    """A row of ``AUDIT_COLS`` (the entry's fields by name, ``detail`` as JSON)."""
+    fields = dict(row)
+    fields["detail"] = dict(loads(fields["detail"]) or {})
+    return AuditEntry(**fields)
 
 
 class AuditQueries:

@@ -40,7 +40,7 @@ class CallBatchQueries:
         """The calls of these linkedids on that link (None: written with no link)."""
         if not linkedids:
             return {}
-        from .sql import CALL_COLS
+        from .sql_calls import CALL_COLS
 
         async with self._use() as c:  # type: ignore[attr-defined]
             rows = await c.fetch(

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..models import CallbackAttempt, CallbackStatus, CallbackTask
 from .params import UserIds
+from .sql_common import columns, values
 
 Row = Mapping[str, Any]
 
@@ -34,26 +35,15 @@ def task_row(row: Row, rung: tuple[int, ...] = ()) -> CallbackTask:
     return CallbackTask(**fields, rung_user_ids=rung)
 
 
+_TASK_FIELDS = [
+    "closed_by_call" if col == "closed_by_call_id" else col for col in columns(TASK_COLS)[1:]
+]
+"""The task's fields in the order of ``TASK_COLS`` but ``id``: how the INSERT and the
+UPDATE bind them."""
+
+
 def _task_args(task: CallbackTask) -> tuple[Any, ...]:
-    return (
-        task.number_e164,
-        task.contact_id,
-        task.owner_id,
-        task.opened_at,
-        task.due_at,
-        task.closed_at,
-        task.closed_by_user_id,
-        task.closed_by_call,
-        task.time_to_callback,
-        task.missed_count,
-        task.status,
-        task.attempts,
-        task.snoozed_until,
-        task.close_reason,
-        task.claimed_at,
-        task.overdue_at,
-        task.kind,
-    )
+    return values(task, _TASK_FIELDS)
 
 
 class CallbackQueries:

@@ -21,6 +21,17 @@ CONTACT_COLS = (
 """The columns ``sql_contacts._contact_row`` reads, in the order the INSERTs write them."""
 
 
+def columns(cols: str) -> list[str]:
+    """The names in a column list as the SELECTs spell it (``"id, name"``): the row
+    readers take a row's fields by these names."""
+    return [col.strip() for col in cols.split(",")]
+
+
+def values(obj: Any, names: Sequence[str]) -> tuple[Any, ...]:
+    """``obj``'s attributes ``names``, in order: the values an INSERT or UPDATE binds."""
+    return tuple(getattr(obj, name) for name in names)
+
+
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 

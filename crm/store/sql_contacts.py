@@ -12,37 +12,30 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..models import Contact, Lead, PhoneNumber
-from .params import UserIds
-from .sql_common import CONTACT_COLS, Row, children, dumps, loads
+from .params import ContactSearch, UserIds
+from .sql_common import CONTACT_COLS, Row, children, columns, dumps, loads
 
 if TYPE_CHECKING:
     from .sql import Conn
 
 
-# Alike in shape to the other row readers (_call_row, ...): one named column a line.
+_CONTACT_NAMES = columns(CONTACT_COLS)
+
+
 def _contact_row(row: Row, phones: list[PhoneNumber]) -> Contact:
-    lead = None
-    if row["lead_status"] is not None:
-        lead = Lead(
-            status=row["lead_status"],
-            source=row["lead_source"] or "manual",
-            created_at=row["lead_created_at"] or 0.0,
-        )
-    return Contact(
-        id=row["id"],
-        name=row["name"],
-        company=row["company"],
-        email=row["email"],
-        owner_id=row["owner_id"],
-        tags=list(loads(row["tags"]) or []),
-        custom=dict(loads(row["custom"]) or {}),
-        phones=phones,
-        lead=lead,
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        last_contact_at=row["last_contact_at"],
-        erased=bool(row["erased"]),
+    """The contact of a row of ``CONTACT_COLS``: the contact's fields by name, but the
+    three ``lead_*`` columns, which make its ``Lead`` (none without a status)."""
+    fields = {name: row[name] for name in _CONTACT_NAMES}
+    status, source, created_at = (
+        fields.pop(name) for name in ("lead_status", "lead_source", "lead_created_at")
     )
+    lead = None
+    if status is not None:
+        lead = Lead(status=status, source=source or "manual", created_at=created_at or 0.0)
+    fields["tags"] = list(loads(fields["tags"]) or [])
+    fields["custom"] = dict(loads(fields["custom"]) or {})
+    fields["erased"] = bool(fields["erased"])
+    return Contact(**fields, phones=phones, lead=lead)
 
 
 _PHONES = "SELECT contact_id, raw, e164, label FROM contact_phones"
@@ -176,17 +169,10 @@ class ContactQueries:
             rows = await c.fetch(f"SELECT {CONTACT_COLS} {self._BY_E164}", e164)
             return await self._contacts(c, rows)
 
-    def _contact_filters(
-        self,
-        args: list[Any],
-        text: str | None,
-        e164: str | None,
-        digits: str | None,
-        owner_id: int | None,
-        user_ids: UserIds,
-    ) -> list[str]:
+    def _contact_filters(self, args: list[Any], search: ContactSearch) -> list[str]:
         """The search and visibility terms of the contact lists (alias ``c``), binding
         their values onto ``args``: shared by ``search_contacts`` and ``list_leads``."""
+        text, e164, digits = search.text, search.e164, search.digits
         alternatives: list[str] = []
         if text:
             args.append("%" + text.lower().replace("%", "").replace("_", "") + "%")
@@ -207,15 +193,16 @@ class ContactQueries:
         where = ["NOT c.erased"]
         if alternatives:
             where.append("(" + " OR ".join(alternatives) + ")")
-        if owner_id is not None:
-            args.append(owner_id)
+        if search.owner_id is not None:
+            args.append(search.owner_id)
             where.append(f"c.owner_id = ${len(args)}")
-        if user_ids is not None:
-            args.append(self._ids_param(user_ids))
+        if search.user_ids is not None:
+            args.append(self._ids_param(search.user_ids))
             where.append(f"(c.owner_id IS NULL OR c.owner_id {self._ids_in(len(args))})")
         return where
 
-    # Alike in shape to list_leads and list_audit: optional filters, a page, a cursor.
+    # Alike in shape to list_audit: optional filters, a page, a cursor (tests and
+    # services name them as keywords).
     async def search_contacts(
         self,
         text: str | None = None,
@@ -229,8 +216,9 @@ class ContactQueries:
         """Contacts whose name/company contains ``text``, or having number ``e164``,
         or a number containing ``digits``; ordered by id.  With ``user_ids``, only
         contacts owned by one of them or by nobody."""
+        search = ContactSearch(text, e164, digits, owner_id, user_ids)
         args: list[Any] = [after_id or 0, limit]
-        where = ["c.id > $1", *self._contact_filters(args, text, e164, digits, owner_id, user_ids)]
+        where = ["c.id > $1", *self._contact_filters(args, search)]
         async with self._use() as c:
             rows = await c.fetch(
                 f"SELECT {CONTACT_COLS} FROM contacts c WHERE {' AND '.join(where)} "

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..models import LEAD_SOURCES, LEAD_STATUSES, Contact, LiveCallRow
+from .params import ContactSearch
 from .sql_common import CONTACT_COLS, loads
 
 
@@ -24,14 +25,10 @@ class FilterQueries:
     def _leads_sql(
         self,
         statuses: Sequence[str],
+        search: ContactSearch,
         source: str | None,
-        text: str | None,
-        e164: str | None,
-        digits: str | None,
-        owner_id: int | None,
         after_id: int | None,
         limit: int,
-        user_ids: Any,
     ) -> tuple[str, list[Any]]:
         """The leads query and its arguments, apart from ``list_leads`` so a test can
         ask the database for its plan."""
@@ -41,9 +38,7 @@ class FilterQueries:
         if source is not None and source not in LEAD_SOURCES:
             raise ValueError(f"list_leads: unknown lead source {source!r}")
         args: list[Any] = [after_id or 0, limit]
-        common = self._contact_filters(  # type: ignore[attr-defined]
-            args, text, e164, digits, owner_id, user_ids
-        )
+        common = self._contact_filters(args, search)  # type: ignore[attr-defined]
         if source is not None:
             args.append(source)
             common.append(f"c.lead_source = ${len(args)}")
@@ -62,21 +57,15 @@ class FilterQueries:
     async def list_leads(
         self,
         statuses: Sequence[str],
+        search: ContactSearch,
         source: str | None = None,
-        text: str | None = None,
-        e164: str | None = None,
-        digits: str | None = None,
-        owner_id: int | None = None,
         limit: int = 50,
         after_id: int | None = None,
-        user_ids: Any = None,
     ) -> list[Contact]:
-        """Contacts whose lead status is one of ``statuses`` (and source ``source``),
-        ordered by id after ``after_id``; ``text``/``e164``/``digits``/``owner_id``/
-        ``user_ids`` as in ``search_contacts``."""
-        sql, args = self._leads_sql(
-            statuses, source, text, e164, digits, owner_id, after_id, limit, user_ids
-        )
+        """Contacts whose lead status is one of ``statuses`` (and source ``source``)
+        passing ``search`` (as in ``search_contacts``), ordered by id after
+        ``after_id``."""
+        sql, args = self._leads_sql(statuses, search, source, after_id, limit)
         async with self._use() as c:  # type: ignore[attr-defined]
             rows = await c.fetch(sql, *args)
             return await self._contacts(c, rows)  # type: ignore[attr-defined,no-any-return]

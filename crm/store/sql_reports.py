@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Any
 
 from ..models import MissedByLine, MissedByRep, MissedSummary, RepFigures
-from .sql_common import MISSED_SQL
+from .sql_common import MISSED_SQL, rep_calls_where
 
 _EPOCH = dt.date(1970, 1, 1)
 
@@ -99,15 +99,17 @@ class ReportQueries:
         unowned callback task rang someone in it (their rep is not in it): what a scoped
         figure adds to the ``call_figures`` rows ``_visible_figures`` keeps.  The tasks
         come from ``callback_figures`` (those nobody owns, with calls in the days), their
-        calls from its copy of them (``callback_figure_calls``)."""
+        calls from its copy of them (``callback_figure_calls``).  ``more`` is bound from
+        $6 on (the patterns ``_rang_seen`` tests come after it)."""
         if user_ids is None or await self.callback_days(c, since, until) is None:  # type: ignore[attr-defined]
             return []
         ids = self._ids_in(3)  # type: ignore[attr-defined]
+        rang = await self._rang_patterns(c, user_ids)
         return await c.fetch(
             f"SELECT {select} FROM callback_figures cf "
             "JOIN callback_figure_calls calls ON calls.task_id = cf.task_id "
             "WHERE cf.task_owner = 0 AND cf.last_day >= $4 AND cf.day < $5 "
-            f"AND {self._rang_seen('cf.rang', 6)} "
+            f"AND {self._rang_seen('cf.rang', 6 + len(more), len(rang))} "
             "AND calls.started_at >= $1 AND calls.started_at < $2 "
             f"AND NOT (COALESCE(calls.user_id, 0) {ids}) AND {where} GROUP BY {group}",
             since,
@@ -115,28 +117,36 @@ class ReportQueries:
             self._ids_param(user_ids),  # type: ignore[attr-defined]
             days[0],
             days[1],
-            await self._rang_patterns(c, user_ids),
             *more,
+            *rang,
         )
 
-    def _rang_seen(self, column: str, n: int) -> str:
-        """SQL: the ``rang_text`` in ``column`` holds one of the patterns bound as $n
-        (``_rang_patterns``): an unowned task rang someone in the scope."""
+    def _rang_seen(self, column: str, n: int, count: int) -> str:
+        """SQL: the ``rang_text`` in ``column`` holds one of the patterns bound from $n on
+        (the ``count`` values of ``_rang_patterns``): an unowned task rang someone in the
+        scope.  SQLite tests each pattern in line (``instr`` per pattern), PostgreSQL
+        matches one regular expression of them: a list of them unnested or json_each'd
+        per row cost twice as much, once for every unowned task of the period."""
         if self.dialect == "postgres":  # type: ignore[attr-defined]
-            return (
-                f"EXISTS (SELECT 1 FROM unnest(${n}::text[]) AS p(x) "
-                f"WHERE strpos({column}, p.x) > 0)"
-            )
-        return f"EXISTS (SELECT 1 FROM json_each(${n}) WHERE instr({column}, value) > 0)"
+            return f"COALESCE({column} ~ ${n}, FALSE)"
+        tests = [f"instr({column}, ${n + i}) > 0" for i in range(count)]
+        return "(" + (" OR ".join(tests) or "0") + ")"
 
-    async def _rang_patterns(self, c: Any, user_ids: Any) -> Any:
+    async def _rang_patterns(self, c: Any, user_ids: Any) -> list[Any]:
         """``,ext,`` for each extension of the scope's users now (the current map, as
-        ``_visible_task`` reads it), bound for ``_rang_seen``."""
+        ``_visible_task`` reads it), as the values to bind for ``_rang_seen``: one
+        regular expression on PostgreSQL, one value per pattern on SQLite."""
         rows = await c.fetch(
             f"SELECT extension FROM user_extensions WHERE user_id {self._ids_in(1)}",  # type: ignore[attr-defined]
             self._ids_param(user_ids),  # type: ignore[attr-defined]
         )
-        return self._texts_param([f",{r['extension']}," for r in rows])  # type: ignore[attr-defined]
+        if self.dialect == "postgres":  # type: ignore[attr-defined]
+            # ",(201|2\*5)," (None for no extension: matches nothing); every character
+            # but letters and digits escaped, so an extension is always literal text
+            exts = ["".join(ch if ch.isalnum() else "\\" + ch for ch in r["extension"])
+                    for r in rows]  # fmt: skip
+            return [",(" + "|".join(exts) + ")," if exts else None]
+        return [f",{r['extension']}," for r in rows]
 
     def _floats_rows(self, n: int) -> str:
         """SQL: one row (``value``) per number of the list bound as $n (``_ids_param``)."""
@@ -287,10 +297,12 @@ class ReportQueries:
             sargs = [days[0], days[1]]
             seen = ""
             if user_ids is not None:
-                sargs += [self._ids_param(user_ids), await self._rang_patterns(c, user_ids)]  # type: ignore[attr-defined]
+                rang = await self._rang_patterns(c, user_ids)
+                sargs += [self._ids_param(user_ids), *rang]  # type: ignore[attr-defined]
                 ids = self._ids_in(3)  # type: ignore[attr-defined]
                 seen = (
-                    f"(f.task_owner {ids} OR (f.task_owner = 0 AND {self._rang_seen('f.rang', 4)}))"
+                    f"(f.task_owner {ids} OR "
+                    f"(f.task_owner = 0 AND {self._rang_seen('f.rang', 4, len(rang))}))"
                 )
             # Spread tasks: those with a visible missed inbound call in the period, read
             # from the few spread rows to their calls' copy (not from the period's calls).
@@ -461,48 +473,15 @@ class ReportQueries:
         self, since: float, until: float, user_ids: Any = None, utc_offset: float = 0.0
     ) -> list[tuple[str, str, int]]:
         """(day ``YYYY-MM-DD``, outcome, count), by day then outcome."""
-        async with self._use_report() as c:  # type: ignore[attr-defined]
-            days = await self._days(c, since, until, utc_offset, user_ids=user_ids)
-            if days is not None:
-                fargs: list[Any] = []
-                fwhere = self._figures_where(fargs, days, user_ids)
-                rows = await c.fetch(
-                    "SELECT f.day AS day, f.outcome AS outcome, SUM(f.calls) AS n "
-                    f"FROM call_figures f WHERE {fwhere} GROUP BY 1, 2 "
-                    "HAVING SUM(f.calls) > 0",
-                    *fargs,
-                )
-                counts = {(int(r["day"]), r["outcome"]): int(r["n"]) for r in rows}
-                day = self._floor_div("calls.started_at + $7", 86400)  # type: ignore[attr-defined]
-                for r in await self._unowned_calls(
-                    c, since, until, days, user_ids,
-                    f"{day} AS day, calls.outcome AS outcome, COUNT(*) AS n", "1, 2", "TRUE",
-                    float(utc_offset),
-                ):  # fmt: skip
-                    key = (int(r["day"]), r["outcome"])
-                    counts[key] = counts.get(key, 0) + int(r["n"])
-                return [(_day_text(d), o, n) for (d, o), n in sorted(counts.items())]
-        args: list[Any] = [float(utc_offset), since, until]
-        where = self._range_where(args, user_ids, 2)
-        # Grouped by day number, formatted here: the same UTC days as ``_day`` without
-        # formatting a date for each of the period's calls.
-        day = self._floor_div("calls.started_at + $1", 86400)  # type: ignore[attr-defined]
-        async with self._use_report() as c:  # type: ignore[attr-defined]
-            rows = await c.fetch(
-                f"SELECT {day} AS day, calls.outcome AS outcome, COUNT(*) AS n FROM calls "
-                f"WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2",
-                *args,
-            )
-        return [(_day_text(int(r["day"])), r["outcome"], int(r["n"])) for r in rows]
+        counts = await self._started(since, until, user_ids, utc_offset, "day", by_outcome=True)
+        return [(_day_text(d), o, n) for (d, o), n in sorted(counts.items())]
 
     async def per_rep(self, since: float, until: float, user_ids: Any = None) -> list[RepFigures]:
-        args: list[Any] = [since, until]
-        where = "calls.user_id IS NOT NULL AND calls.started_at >= $1 AND calls.started_at < $2"
-        if user_ids is not None:
-            args.append(self._ids_param(user_ids))  # type: ignore[attr-defined]
-            where += f" AND calls.user_id {self._ids_in(3)}"  # type: ignore[attr-defined]
+        where, args = rep_calls_where(self, since, until, user_ids)
         async with self._use_report() as c:  # type: ignore[attr-defined]
             days = await self._days(c, since, until)
+        # Alike in shape to _missed_by_rep on purpose: each figure has its own query of
+        # the calls and of the figures, chosen by the same test (``_days``).
         if days is None:
             sql = (
                 "SELECT calls.user_id AS user_id, "
@@ -543,37 +522,62 @@ class ReportQueries:
         self, since: float, until: float, user_ids: Any = None, utc_offset: float = 0.0
     ) -> list[tuple[int, int]]:
         """(hour 0-23, calls started in it) for the hours that had calls."""
+        counts: dict[int, int] = {}
+        for (h,), n in (await self._started(since, until, user_ids, utc_offset, "hour")).items():
+            # Hours since the epoch folded to the hour of the day (UTC days are whole
+            # hours); the figures' hours are of the day already.
+            counts[h % 24] = counts.get(h % 24, 0) + n
+        return sorted(counts.items())
+
+    async def _started(
+        self,
+        since: float,
+        until: float,
+        user_ids: Any,
+        utc_offset: float,
+        unit: str,
+        by_outcome: bool = False,
+    ) -> dict[tuple[Any, ...], int]:
+        """The calls started in the period, counted by ``unit`` (``day``: day number,
+        ``hour``: hour number since the epoch, or of the day from the figures) at
+        ``utc_offset``, and by outcome if ``by_outcome``: the keys are (unit[, outcome]).
+        From the figures (``call_figures`` by day, ``hour_figures`` by hour of the day)
+        where they serve, plus the calls ``_unowned_calls`` adds; else from the calls,
+        grouped by number, not by a date formatted for each of the period's calls."""
+        seconds, figures = {"day": (86400, "call_figures"), "hour": (3600, "hour_figures")}[unit]
+
+        def outcome(alias: str) -> str:
+            return f", {alias}.outcome AS outcome" if by_outcome else ""
+
+        group = "1, 2" if by_outcome else "1"
+        counts: dict[tuple[Any, ...], int] = {}
         async with self._use_report() as c:  # type: ignore[attr-defined]
             days = await self._days(c, since, until, utc_offset, user_ids=user_ids)
             if days is not None:
                 fargs: list[Any] = []
                 fwhere = self._figures_where(fargs, days, user_ids)
                 rows = await c.fetch(
-                    "SELECT f.hour AS hour, SUM(f.calls) AS n FROM hour_figures f "
-                    f"WHERE {fwhere} GROUP BY f.hour HAVING SUM(f.calls) > 0",
+                    f"SELECT f.{unit} AS {unit}{outcome('f')}, SUM(f.calls) AS n "
+                    f"FROM {figures} f WHERE {fwhere} GROUP BY {group} "
+                    "HAVING SUM(f.calls) > 0",
                     *fargs,
                 )
-                hours = {int(r["hour"]): int(r["n"]) for r in rows}
-                hour = self._floor_div("calls.started_at + $7", 3600)  # type: ignore[attr-defined]
-                for r in await self._unowned_calls(
-                    c, since, until, days, user_ids, f"{hour} AS hour, COUNT(*) AS n", "1",
+                number = self._floor_div("calls.started_at + $6", seconds)  # type: ignore[attr-defined]
+                rows += await self._unowned_calls(
+                    c, since, until, days, user_ids,
+                    f"{number} AS {unit}{outcome('calls')}, COUNT(*) AS n", group,
                     "TRUE", float(utc_offset),
-                ):  # fmt: skip
-                    h = int(r["hour"]) % 24
-                    hours[h] = hours.get(h, 0) + int(r["n"])
-                return sorted(hours.items())
-        args: list[Any] = [float(utc_offset), since, until]
-        where = self._range_where(args, user_ids, 2)
-        # Hours since the epoch, folded to the hour of the day here (UTC days are whole
-        # hours), rather than formatting a time for each of the period's calls.
-        hour = self._floor_div("calls.started_at + $1", 3600)  # type: ignore[attr-defined]
-        async with self._use_report() as c:  # type: ignore[attr-defined]
-            rows = await c.fetch(
-                f"SELECT {hour} AS hour, COUNT(*) AS n FROM calls WHERE {where} GROUP BY 1",
-                *args,
-            )
-        counts: dict[int, int] = {}
+                )  # fmt: skip
+            else:
+                args: list[Any] = [float(utc_offset), since, until]
+                where = self._range_where(args, user_ids, 2)
+                number = self._floor_div("calls.started_at + $1", seconds)  # type: ignore[attr-defined]
+                rows = await c.fetch(
+                    f"SELECT {number} AS {unit}{outcome('calls')}, COUNT(*) AS n "
+                    f"FROM calls WHERE {where} GROUP BY {group}",
+                    *args,
+                )
         for r in rows:
-            h = int(r["hour"]) % 24
-            counts[h] = counts.get(h, 0) + int(r["n"])
-        return sorted(counts.items())
+            key = (int(r[unit]), r["outcome"]) if by_outcome else (int(r[unit]),)
+            counts[key] = counts.get(key, 0) + int(r["n"])
+        return counts

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..models import Team, User
-from .sql_common import Row, children
+from .sql_common import Row, children, columns, values
 
 USER_COLS = "id, username, display_name, role, password_hash, active, team_id, language, timezone"
 
@@ -18,19 +18,10 @@ if TYPE_CHECKING:
     from .sql import Conn
 
 
-# Alike in shape to sql_callbacks._task_args: each table's bind order, one a line.
 def _user_args(user: User) -> tuple[Any, ...]:
-    """The user's columns in the order both the INSERT and the UPDATE bind them."""
-    return (
-        user.username,
-        user.display_name,
-        user.role,
-        user.password_hash,
-        user.active,
-        user.team_id,
-        user.language,
-        user.timezone,
-    )
+    """The user's columns in the order both the INSERT and the UPDATE bind them: those
+    of ``USER_COLS`` but ``id``."""
+    return values(user, columns(USER_COLS)[1:])
 
 
 _EXTENSIONS = "SELECT user_id, extension FROM user_extensions"

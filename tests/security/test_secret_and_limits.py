@@ -120,6 +120,11 @@ async def test_repr_of_the_runtime_hides_the_secret(pbx_rt: Runtime) -> None:
     ``settings`` with ``ami.secret`` in clear, so any ``log.debug("%r", rt)``, a
     traceback's locals (pytest, Sentry) or a REPL session shows the PBX password."""
     assert SECRET not in repr(pbx_rt)
+    # The link manager (a dataclass since issue 18) holds every link's ``[ami]`` settings.
+    manager = pbx_rt.extras["link_manager"]
+    assert SECRET not in repr(manager)
+    assert SECRET not in repr(manager.configs)
+    assert SECRET not in repr(list(manager.running.values()))
 
 
 # -- login rate limit ------------------------------------------------------------------
