@@ -11,7 +11,9 @@ message that pops the call (stamped in the clients' process).  PBX, server and c
 in three processes, so no one's CPU is counted as another's wait; the stamps are
 ``time.monotonic()``, one clock for every process on the machine.
 
-Printed: pops expected and delivered (each ringing rep's every tab should get each call),
+Printed: pops expected and delivered (each ringing rep's every tab should get each call,
+in a message that shows the rep its pop: a call's end or a change seen without a pop
+never counts),
 latency p50/p99/max, and the pipeline's own figures (calls written, write p50/p99), so a
 slow pop can be told from a slow store.
 """
@@ -111,10 +113,22 @@ _POP_START = b'data: {"kind":"call_progress"'
 _POP_LINE = re.compile(rb'data: \{"kind":"call_progress","data":\{"linkedid":"([^"]+)"')
 
 
+_POP_SHOWN = (b'"pop":"ringing"', b'"pop":"on_call"')
+
+
 def _linkedid(line: bytes) -> str | None:
     """The linkedid of a ``call_progress`` line the quick pattern missed."""
     data = json.loads(line[6:]).get("data")
     return data.get("linkedid") if isinstance(data, dict) else None
+
+
+def _shows_pop(frame: bytes) -> bool:
+    """Whether a ``call_progress`` message shows the rep the pop (its ``pop`` is
+    ``ringing``, or ``on_call`` once they have the call), not only a change of a call
+    they see no pop of (it ended, somebody else answered): only such a message counts
+    as the pop delivered.  The hub's JSON escapes quotes inside strings, so the key
+    found here is the message's own."""
+    return any(shown in frame for shown in _POP_SHOWN)
 
 
 class _SseReader(asyncio.Protocol):
@@ -150,7 +164,7 @@ class _SseReader(asyncio.Protocol):
         *frames, self.buf = (self.buf + data).split(b"\n\n")
         for frame in frames:
             at = frame.find(_POP_START)
-            if at < 0:
+            if at < 0 or not _shows_pop(frame):
                 continue
             m = _POP_LINE.match(frame, at)
             lid = m.group(1).decode() if m else _linkedid(frame[at:])
@@ -244,7 +258,7 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
                         break
                     now = time.monotonic()
                     for line in lines.feed(chunk):
-                        if not line.startswith(_POP_START):
+                        if not line.startswith(_POP_START) or not _shows_pop(line):
                             continue
                         m = _POP_LINE.match(line)
                         lid = m.group(1).decode() if m else _linkedid(line)
@@ -313,10 +327,10 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
                 if profiler is not None:
                     profiler.disable()
                     profiler.dump_stats(profile)
+                hub = rt.extras.get("live_hub")  # counted while the browsers are connected
+                dropped = sum(getattr(c, "dropped", 0) for c in getattr(hub, "clients", ()))
                 cl_conn.send("stop")
                 _, receipts, clients_cpu = await harness.reply(cl_conn)
-                hub = rt.extras.get("live_hub")
-                dropped = sum(getattr(c, "dropped", 0) for c in getattr(hub, "clients", ()))
                 counters = pipe.counters
                 await harness.close_pipeline(runner, pipe)
         pbx_conn.send("stop")
@@ -379,7 +393,8 @@ def _fmt(r: dict[str, Any]) -> str:
     return (
         f"{r['engine']:10} {r['speed']:>4g}x {r['clients']:>4} SSE clients  pop p50/p99/max "
         f"{r['pop_p50_ms']:.1f}/{r['pop_p99_ms']:.1f}/{r['pop_max_ms']:.1f} ms  "
-        f"pops {r['pops_received']}/{r['pops_expected']}  calls "
+        f"pops {r['pops_received']}/{r['pops_expected']} ({r['dropped_by_hub']} messages "
+        f"dropped for browsers that did not read)  calls "
         f"{r['calls_written']}/{r['calls_expected']}  write p50/p99 "
         f"{r['write_p50_ms']:.1f}/{r['write_p99_ms']:.1f} ms  in {r['seconds']:.1f} s\n"
         f"{'':16}from DialBegin instead: p50/p99/max {r['dial_p50_ms']:.1f}/"

@@ -103,3 +103,27 @@ def test_the_stamp_is_the_event_after_which_the_tracker_reports_the_phone_ringin
     assert pbx.ring_at == first_ringing
     later = [k for k, t in pbx.ring_at.items() if t > pbx.rang_at[k]]
     assert later, "the capture has dials that ring after their DialBegin (the old stamp)"
+
+
+async def test_only_a_message_that_shows_the_rep_the_pop_counts_as_delivered() -> None:
+    """A call that ended before its rep saw it ring (or that somebody else answered)
+    reaches the rep's browser, if at all, as a message without a pop: the benchmark must
+    not count that as the pop delivered.  Frames as the hub writes them
+    (``message_line``, ``sse_frame``), read by the benchmark's client."""
+    from web.live_streams import message_line, sse_frame
+
+    def frame(lid: str, state: str, pop: str | None) -> bytes:
+        data = {"linkedid": lid, "state": state, "me": None, "pop": pop,
+                "row_html": '<tr data-x="{&quot;pop&quot;:&quot;ringing&quot;}">'}  # fmt: skip
+        return sse_frame(message_line("call_progress", data))
+
+    got: list[str] = []
+    reader = bench_pop._SseReader(b"", lambda lid, at: got.append(lid))
+    reader.data_received(b"HTTP/1.1 200 OK\r\n\r\n")
+    reader.data_received(frame("gone", "ended", None) + frame("elsewhere", "answered", None))
+    assert got == []
+    reader.data_received(
+        frame("rings", "ringing", "ringing") + frame("mine", "answered", "on_call")
+    )
+    reader.data_received(frame("rings", "ended", None))
+    assert got == ["rings", "mine"]

@@ -73,7 +73,7 @@ from .linkstate import link_down
 from .live_details import INFO_TTL, USERS_TTL, CallerDetails
 from .live_display import CallDisplay
 from .live_json import call_json, jsonable, remote_number, task_json
-from .live_state import LiveState, lane_of, view_of
+from .live_state import LiveState, lane_of, shows_pop, view_of
 from .live_streams import (
     CLIENT_QUEUE,
     FLUSH_WINDOW,
@@ -540,30 +540,62 @@ class LiveHub:
         st = self._update_state(payload)
         if st is None:
             return
-        if self._superseded(st, payload):
+        owed = self._fold(st, payload)
+        if owed is not None and not owed:
             return
         await self.details.refresh_users()
         if st.progress.state != "ended" and st.info is None:
             await self._await_info(st)
-        self._broadcast(st)
+        if owed is None:
+            self._broadcast(st)
+            st.popped |= shows_pop(st)
+            st.owed.clear()
+        else:  # only the reps whose pop the next change would not show
+            self._offer(st, self._own_phones(owed))
+            st.popped |= owed
         if st.progress.state == "ended":
             self._forget(st.linkedid)
 
-    def _superseded(self, st: LiveState, payload: Any) -> bool:
+    def _fold(self, st: LiveState, payload: Any) -> frozenset[str] | None:
         """Whether a later change of the call already waits in its lane (``dispatch``):
         changes that arrived together (one read from the PBX, or while the hub was busy)
         then go out as one message, the last one, which says everything the browser
         shows (the state is kept from every change: who was rung, when it was
-        answered).  The end of a call is never folded: it closes the pops and rows."""
+        answered).  The end of a call is never folded: it closes the pops and rows.
+
+        None: this change goes to everyone it concerns.  Else it is folded, and the set
+        names the extensions it still goes to: a rep's pop is never folded away.  Those
+        this change shows the pop to that no message showed it to yet are owed it
+        (``LiveState.owed``): the next change owes it to those it shows it to as well
+        (checked again when it comes, against the change after it), this one is sent
+        now to the others (the call rang and ended at once, somebody else answered)."""
         if st.progress.state == "ended":
-            return False
+            return None
         lane = self._lanes.get(st.linkedid)
-        return (
+        if not (
             lane is not None
             and len(lane) > 1
             and lane[0].payload is payload  # handled from its lane, not directly
             and lane[1].kind == "call_progress"
-        )
+        ):
+            return None
+        later = getattr(lane[1].payload, "progress", lane[1].payload)
+        if not isinstance(later, CallProgress):
+            return None
+        owed = (shows_pop(st) | st.owed) - st.popped
+        if not owed:
+            return frozenset()
+        st.owed = owed & shows_pop(st, later)
+        return frozenset(owed - st.owed)
+
+    def _own_phones(self, extensions: frozenset[str]) -> set[Client]:
+        """The connections of the reps whose own phones are ``extensions``."""
+        out: set[Client] = set()
+        for ext in extensions:
+            for client in self._by_ext_clients.get(ext, ()):
+                if client.viewer.extensions & extensions:
+                    out.add(client)
+        return out
 
     def _broadcast(self, st: LiveState) -> None:
         """Offer a change of ``st`` to the connections it may concern."""

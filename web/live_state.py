@@ -33,6 +33,11 @@ class LiveState:
     from_store: bool = False
     """Known only from the store's ``live_calls`` (no bus event seen yet): dropped when
     a later seed no longer finds it there."""
+    popped: set[str] = field(default_factory=set)
+    """Extensions a message of this call has shown its pop to (``LiveHub._fold``)."""
+    owed: set[str] = field(default_factory=set)
+    """Extensions no message showed the pop to yet whose pop a folded change left to the
+    next one (``LiveHub._fold``)."""
 
     def changed(self) -> None:
         self.version += 1
@@ -52,6 +57,28 @@ class LiveState:
         if p.direction == "internal" and p.callee:
             out.add(p.callee)
         return frozenset(out)
+
+
+def holder_of(p: CallProgress) -> str | None:
+    """Who has the call now: the rep a transfer handed it to, else whoever answered it
+    (unless they handed it on)."""
+    return p.agent or (None if p.answered_by in p.handed_on else p.answered_by)
+
+
+def shows_pop(st: LiveState, progress: CallProgress | None = None) -> set[str]:
+    """The extensions a change of a call (``progress``, else the call's current one)
+    shows the screen pop to, as ``view_of`` decides it for their phones: those ringing,
+    whoever has the call now, and, until somebody answers, those rung before."""
+    p = progress or st.progress
+    if p.state == "ended":
+        return set()
+    out = set(p.ringing)
+    holder = holder_of(p)
+    if holder:
+        out.add(holder)
+    if not p.answered_by:
+        out |= st.rung
+    return out
 
 
 def lane_of(event: Event) -> str:
@@ -79,9 +106,7 @@ def view_of(viewer: Viewer, st: LiveState) -> tuple[str | None, str | None, bool
         return None, None, False
     me: str | None = None
     pop: str | None = None
-    # who has the call now: the rep a transfer handed it to, else whoever answered it
-    # (unless they handed it on)
-    holder = p.agent or (None if p.answered_by in p.handed_on else p.answered_by)
+    holder = holder_of(p)
     if p.direction != "inbound" and p.caller in mine:
         me = "caller"  # they placed it (or their click-to-call rings them first): no pop
     elif holder is not None and holder in mine:

@@ -19,14 +19,24 @@ role's).  Each runtime has its own registry, so several in one process (tests) n
 
 from __future__ import annotations
 
+import bisect
+import collections
 import ipaddress
+import itertools
+import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from crm.events import Event
 
@@ -46,13 +56,13 @@ class Metrics:
             "crm_calls_written", "Finished calls written to the database by this process.",
             registry=self.registry,
         )  # fmt: skip
-        self.pop_latency = Histogram(
+        self.pop_latency = _BulkHistogram(
             "crm_screen_pop_latency_seconds",
             "From reading the event that rings a rep's phone to writing the screen pop to "
             "their browser.",
-            buckets=POP_BUCKETS,
-            registry=self.registry,
+            POP_BUCKETS,
         )
+        self.registry.register(self.pop_latency)
         self._bound = False
 
     def bind(self, rt: Runtime) -> None:
@@ -70,8 +80,47 @@ class Metrics:
     def observe_pops(self, received: list[float], now: float | None = None) -> None:
         """Pops written to a browser just now, each with its event's receive time."""
         now = time.time() if now is None else now
-        for at in received:
-            self.pop_latency.observe(max(0.0, now - at))
+        self.pop_latency.observe_many(
+            (max(0.0, now - at), n) for at, n in collections.Counter(received).items()
+        )
+
+
+class _BulkHistogram(Collector):
+    """A histogram observed many values at a time, each with its count.
+
+    A change of a call pops every browser of the reps it rings at once, and those pops
+    share their event's receive time and their write's: hundreds of equal values per
+    write.  ``prometheus_client``'s ``Histogram`` takes one value per call (a lock and
+    a search of the buckets each), at 500 browsers a tenth of the hub's time; here each
+    distinct value is counted once with its number.  Scraped as the same histogram
+    (``_bucket``, ``_count``, ``_sum``)."""
+
+    def __init__(self, name: str, documentation: str, buckets: Iterable[float]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = (*sorted(float(b) for b in buckets), math.inf)
+        self.counts = [0] * len(self.bounds)
+        self.sum = 0.0
+
+    def observe_many(self, values: Iterable[tuple[float, int]]) -> None:
+        bounds, counts = self.bounds, self.counts
+        for value, n in values:
+            counts[bisect.bisect_left(bounds, value)] += n
+            self.sum += value * n
+
+    def describe(self) -> list[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def _family(self) -> HistogramMetricFamily:
+        cumulative = itertools.accumulate(self.counts)
+        buckets = [(floatToGoString(b), float(c))
+                   for b, c in zip(self.bounds, cumulative, strict=True)]  # fmt: skip
+        return HistogramMetricFamily(
+            self.name, self.documentation, buckets=buckets, sum_value=self.sum
+        )
 
 
 class _RuntimeCollector(Collector):

@@ -359,7 +359,8 @@ async def test_changes_that_arrive_together_go_out_as_one_message(
             assert data["listed"] and "on call" in data["row_html"]
         assert all(d["state"] == "answered" and d["listed"] for d in got_admin)
         assert len(hub.calls) == 20
-        # a call that rang and ended at once leaves no pop and no row behind
+        # a call that rang and ended at once still pops (then closes), and leaves no
+        # pop and no row behind
         for fact in (progress(ringing=("101",), linkedid="brief"),
                      progress("ended", ringing=(), linkedid="brief")):  # fmt: skip
             rt.bus.publish(Event("call_progress", LiveCall(fact, None, None, "none")))
@@ -369,11 +370,66 @@ async def test_changes_that_arrive_together_go_out_as_one_message(
                          progress("ended", ringing=(), linkedid=lid)):  # fmt: skip
                 rt.bus.publish(Event("call_progress", LiveCall(fact, None, None, "none")))
         ended = await _drained(alice)
-        assert sorted(d["linkedid"] for d in ended if d["state"] == "ended") == sorted(calls)
+        assert sorted(d["linkedid"] for d in ended if d["state"] == "ended") == sorted(
+            [*calls, "brief"]
+        )
         assert all(not d["listed"] and d["pop"] is None for d in ended if d["state"] == "ended")
-        assert [d for d in ended if d["linkedid"] == "brief" and d["state"] != "ended"] == []
+        brief = [(d["state"], d["pop"]) for d in ended if d["linkedid"] == "brief"]
+        assert brief == [("ringing", "ringing"), ("ended", None)]
         assert hub.calls == {}
         assert hub.live_calls_for(await hub.viewer_for(people.alice)) == []
+    finally:
+        await hub.close()
+
+
+async def test_a_ring_that_arrives_with_its_answer_still_pops_for_every_rep_rung(
+    rt: Runtime, people: People
+) -> None:
+    """Folding changes that arrive together never folds a rep's pop away: the ring group
+    rang 101 and 102 and 101 answered, all before the hub got to the call; bob (102)
+    still gets the pop (then its close), alice gets one message, the call on her
+    phone; a call that rang and was answered, then ended, pops for alice too; and a
+    ring group that stopped ringing before bob answered still pops for alice."""
+    hub = LiveHub(rt, make_env(rt.settings))
+    await hub.start()
+    try:
+        alice = hub.connect(await hub.viewer_for(people.alice))  # 101
+        bob = hub.connect(await hub.viewer_for(people.bob))  # 102
+        for fact in (progress(ringing=("101", "102"), linkedid="group"),
+                     progress("answered", ringing=(), answered_by="101", linkedid="group"),
+                     progress(ringing=("101", "102"), linkedid="short"),
+                     progress("answered", ringing=(), answered_by="101", linkedid="short"),
+                     progress("ended", ringing=(), linkedid="short"),
+                     # the benchmark's ring group: both ring, then neither, bob answers
+                     progress(ringing=("101",), linkedid="hunt"),
+                     progress(ringing=("101", "102"), linkedid="hunt"),
+                     progress(ringing=("101",), linkedid="hunt"),
+                     progress(ringing=(), linkedid="hunt"),
+                     progress("answered", ringing=(), answered_by="102",
+                              linkedid="hunt")):  # fmt: skip
+            rt.bus.publish(Event("call_progress", LiveCall(fact, None, None, "none")))
+        got_alice, got_bob = await _drained(alice), await _drained(bob)
+        seen_alice = [(d["linkedid"], d["state"], d["pop"]) for d in got_alice]
+        seen_bob = [(d["linkedid"], d["state"], d["pop"], d["listed"]) for d in got_bob]
+        assert [x for x in seen_alice if x[0] == "group"] == [("group", "answered", "on_call")]
+        assert [x for x in seen_alice if x[0] == "short"] == [
+            ("short", "answered", "on_call"),
+            ("short", "ended", None),
+        ]
+        assert [x for x in seen_bob if x[0] == "group"] == [
+            ("group", "ringing", "ringing", True),
+            ("group", "answered", None, False),
+        ]
+        assert [x for x in seen_bob if x[0] == "short"] == [
+            ("short", "ringing", "ringing", True),
+            ("short", "ended", None, False),
+        ]
+        assert [x for x in seen_alice if x[0] == "hunt"] == [
+            ("hunt", "ringing", "ringing"),  # rung, nobody answered yet: the pop shows
+            ("hunt", "answered", None),
+        ]
+        assert [x[:3] for x in seen_bob if x[0] == "hunt"] == [("hunt", "answered", "on_call")]
+        assert list(hub.calls) == ["group", "hunt"]
     finally:
         await hub.close()
 

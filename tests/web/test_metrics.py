@@ -174,3 +174,30 @@ async def test_every_link_the_process_consumes_is_listed(client: TestClient, rt:
     assert m[("crm_link_state", (("link", "west"), ("state", "disconnected")))] == 1
     health = await (await client.get("/healthz")).json()
     assert health["backlog_max"] == 10500 and health["ok"] is True
+
+
+def test_pops_written_together_scrape_as_prometheus_would_count_them_one_by_one() -> None:
+    """The hub hands the metrics the pops of one write at once (hundreds sharing their
+    event's time): the histogram scraped is the one ``prometheus_client`` would give
+    for the same pops observed one at a time."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from web.metrics import POP_BUCKETS, Metrics
+
+    batches = [([100.0] * 250 + [99.8] * 3, 100.004), ([90.0, 99.0, 99.5], 100.0), ([101.0], 100.0)]
+    metrics = Metrics()
+    registry = CollectorRegistry()
+    reference = Histogram("crm_screen_pop_latency_seconds", "", buckets=POP_BUCKETS,
+                          registry=registry)  # fmt: skip
+    for received, now in batches:
+        metrics.observe_pops(received, now)
+        for at in received:
+            reference.observe(max(0.0, now - at))
+    ours = scrape(generate_latest(metrics.registry).decode())
+    theirs = scrape(generate_latest(registry).decode())
+    keys = [k for k in theirs if k[0].startswith("crm_screen_pop_latency_seconds_")
+            and not k[0].endswith("_created")]  # fmt: skip
+    assert len(keys) == len(POP_BUCKETS) + 3  # the buckets, +Inf, count and sum
+    for key in keys:
+        assert ours[key] == pytest.approx(theirs[key]), key
+    assert ours[("crm_screen_pop_latency_seconds_count", ())] == 257
