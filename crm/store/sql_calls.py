@@ -434,7 +434,9 @@ class CallQueries:
             f"WHERE {' AND '.join(where)} "
             "ORDER BY calls.started_at DESC, calls.id DESC LIMIT $1"
         )
-        async with self._use() as c:
+        # the audit's page of rows beside its figures: on the managers' readers (SQLite),
+        # not queued behind every write and other read of the one main connection
+        async with self._use_report() as c:  # type: ignore[attr-defined]
             rows = await c.fetch(sql, *args)
             calls = await self._calls(c, rows)
         return [

@@ -99,15 +99,17 @@ class ReportQueries:
         unowned callback task rang someone in it (their rep is not in it): what a scoped
         figure adds to the ``call_figures`` rows ``_visible_figures`` keeps.  The tasks
         come from ``callback_figures`` (those nobody owns, with calls in the days), their
-        calls from its copy of them (``callback_figure_calls``)."""
+        calls from its copy of them (``callback_figure_calls``).  ``more`` is bound from
+        $6 on (the patterns ``_rang_seen`` tests come after it)."""
         if user_ids is None or await self.callback_days(c, since, until) is None:  # type: ignore[attr-defined]
             return []
         ids = self._ids_in(3)  # type: ignore[attr-defined]
+        rang = await self._rang_patterns(c, user_ids)
         return await c.fetch(
             f"SELECT {select} FROM callback_figures cf "
             "JOIN callback_figure_calls calls ON calls.task_id = cf.task_id "
             "WHERE cf.task_owner = 0 AND cf.last_day >= $4 AND cf.day < $5 "
-            f"AND {self._rang_seen('cf.rang', 6)} "
+            f"AND {self._rang_seen('cf.rang', 6 + len(more), len(rang))} "
             "AND calls.started_at >= $1 AND calls.started_at < $2 "
             f"AND NOT (COALESCE(calls.user_id, 0) {ids}) AND {where} GROUP BY {group}",
             since,
@@ -115,28 +117,36 @@ class ReportQueries:
             self._ids_param(user_ids),  # type: ignore[attr-defined]
             days[0],
             days[1],
-            await self._rang_patterns(c, user_ids),
             *more,
+            *rang,
         )
 
-    def _rang_seen(self, column: str, n: int) -> str:
-        """SQL: the ``rang_text`` in ``column`` holds one of the patterns bound as $n
-        (``_rang_patterns``): an unowned task rang someone in the scope."""
+    def _rang_seen(self, column: str, n: int, count: int) -> str:
+        """SQL: the ``rang_text`` in ``column`` holds one of the patterns bound from $n on
+        (the ``count`` values of ``_rang_patterns``): an unowned task rang someone in the
+        scope.  SQLite tests each pattern in line (``instr`` per pattern), PostgreSQL
+        matches one regular expression of them: a list of them unnested or json_each'd
+        per row cost twice as much, once for every unowned task of the period."""
         if self.dialect == "postgres":  # type: ignore[attr-defined]
-            return (
-                f"EXISTS (SELECT 1 FROM unnest(${n}::text[]) AS p(x) "
-                f"WHERE strpos({column}, p.x) > 0)"
-            )
-        return f"EXISTS (SELECT 1 FROM json_each(${n}) WHERE instr({column}, value) > 0)"
+            return f"COALESCE({column} ~ ${n}, FALSE)"
+        tests = [f"instr({column}, ${n + i}) > 0" for i in range(count)]
+        return "(" + (" OR ".join(tests) or "0") + ")"
 
-    async def _rang_patterns(self, c: Any, user_ids: Any) -> Any:
+    async def _rang_patterns(self, c: Any, user_ids: Any) -> list[Any]:
         """``,ext,`` for each extension of the scope's users now (the current map, as
-        ``_visible_task`` reads it), bound for ``_rang_seen``."""
+        ``_visible_task`` reads it), as the values to bind for ``_rang_seen``: one
+        regular expression on PostgreSQL, one value per pattern on SQLite."""
         rows = await c.fetch(
             f"SELECT extension FROM user_extensions WHERE user_id {self._ids_in(1)}",  # type: ignore[attr-defined]
             self._ids_param(user_ids),  # type: ignore[attr-defined]
         )
-        return self._texts_param([f",{r['extension']}," for r in rows])  # type: ignore[attr-defined]
+        if self.dialect == "postgres":  # type: ignore[attr-defined]
+            # ",(201|2\*5)," (None for no extension: matches nothing); every character
+            # but letters and digits escaped, so an extension is always literal text
+            exts = ["".join(ch if ch.isalnum() else "\\" + ch for ch in r["extension"])
+                    for r in rows]  # fmt: skip
+            return [",(" + "|".join(exts) + ")," if exts else None]
+        return [f",{r['extension']}," for r in rows]
 
     def _floats_rows(self, n: int) -> str:
         """SQL: one row (``value``) per number of the list bound as $n (``_ids_param``)."""
@@ -287,10 +297,12 @@ class ReportQueries:
             sargs = [days[0], days[1]]
             seen = ""
             if user_ids is not None:
-                sargs += [self._ids_param(user_ids), await self._rang_patterns(c, user_ids)]  # type: ignore[attr-defined]
+                rang = await self._rang_patterns(c, user_ids)
+                sargs += [self._ids_param(user_ids), *rang]  # type: ignore[attr-defined]
                 ids = self._ids_in(3)  # type: ignore[attr-defined]
                 seen = (
-                    f"(f.task_owner {ids} OR (f.task_owner = 0 AND {self._rang_seen('f.rang', 4)}))"
+                    f"(f.task_owner {ids} OR "
+                    f"(f.task_owner = 0 AND {self._rang_seen('f.rang', 4, len(rang))}))"
                 )
             # Spread tasks: those with a visible missed inbound call in the period, read
             # from the few spread rows to their calls' copy (not from the period's calls).
@@ -550,7 +562,7 @@ class ReportQueries:
                     "HAVING SUM(f.calls) > 0",
                     *fargs,
                 )
-                number = self._floor_div("calls.started_at + $7", seconds)  # type: ignore[attr-defined]
+                number = self._floor_div("calls.started_at + $6", seconds)  # type: ignore[attr-defined]
                 rows += await self._unowned_calls(
                     c, since, until, days, user_ids,
                     f"{number} AS {unit}{outcome('calls')}, COUNT(*) AS n", group,

@@ -24,7 +24,7 @@ from crm.models import CallFilter, User
 from crm.services import CrmService
 from crm.store import Store
 from crm.store.sql_figures import FigureQueries
-from crm.store.sql_reports import _median_places
+from crm.store.sql_reports import ReportQueries, _median_places
 
 from .factories import inbound, internal, outbound
 
@@ -317,8 +317,34 @@ async def test_figures_give_the_same_numbers_as_the_calls(
         task.time_to_callback = 5 * HOUR
         async with store.transaction() as tx:
             await tx.save_callback(task)
+    # Tasks nobody owns that rang the team (handed back to nobody): their calls reach the
+    # team's figures only through ``_unowned_calls``, the scope's extensions matched in
+    # the task's rang, and their days and hours are counted at New York's offset there.
+    async with s._use() as c:
+        rung = [r["id"] for r in await c.fetch(
+            "SELECT DISTINCT t.id FROM callback_tasks t "
+            "JOIN callback_calls cc ON cc.task_id = t.id JOIN call_rang cr "
+            "ON cr.call_id = cc.call_id WHERE cr.extension IN ('101', '102', '103') "
+            "AND t.owner_id IS NOT NULL ORDER BY t.id")]  # fmt: skip
+    assert len(rung) >= 6
+    for task_id in rung[::2]:
+        task = await store.get_callback(task_id)
+        assert task is not None
+        task.owner_id = None
+        async with store.transaction() as tx:
+            await tx.save_callback(task)
+    unowned: list[Any] = []
+    real_unowned = ReportQueries._unowned_calls
+
+    async def spy(self: Any, *args: Any) -> list[Any]:
+        rows = await real_unowned(self, *args)
+        unowned.extend(rows)
+        return rows
+
+    monkeypatch.setattr(ReportQueries, "_unowned_calls", spy)
     _, by_figures = await _both_ways(service, scopes, monkeypatch)
     assert by_figures > 0
+    assert unowned, "no figure came through the unowned tasks that rang the team"
     await _kept_equals_rebuilt(store)
     await store.rebuild_figures("UTC")
     PERIODS[:] = [_local_days("UTC", first, n) for first, n in ZONES["UTC"]]
