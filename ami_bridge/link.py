@@ -263,7 +263,7 @@ class AmiLink:
     async; exceptions are logged and swallowed).  ``on_status`` is told of state changes.
     """
 
-    # Alike in shape to ClickToCall's __init__: keyword options, each its own setting.
+    # Alike in shape to ClickToCall.start's signature: keyword options, each its own setting.
     def __init__(
         self,
         settings: LinkSettings,

@@ -444,7 +444,6 @@ class ReplayPbx:
     ``play_until()``.
     """
 
-    # Alike in shape to other services' __init__ (ClickToCall, ...): options kept.
     def __init__(
         self,
         capture: str | Path | Iterable[Timed] | None = None,

@@ -34,7 +34,7 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, InitVar, dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from ami_bridge.dialrules import DialRuleError, DialRules
@@ -145,6 +145,7 @@ def reason_words(result: OriginateResult) -> str:
     return _REASON_WORDS.get(result.reason, fallback)
 
 
+@dataclass(eq=False, repr=False)  # one per process, by identity; repr never shows settings
 class ClickToCall:
     """Click-to-call for one PBX link (its ``rules``).
 
@@ -155,46 +156,37 @@ class ClickToCall:
     (``+1900*``).
     """
 
-    # Alike in shape to other services' __init__ (AmiLink, ReplayPbx): options kept.
-    def __init__(
-        self,
-        service: Auditor,
-        link: OriginateLink | None,
-        rules: DialRules,
-        bus: EventBus,
-        *,
-        blocked: Iterable[str] = (),
-        per_user_per_minute: int = 10,
-        clock: Callable[[], float] = time.time,
-        default_region: str | None = None,
-        dedupe_seconds: float = 5.0,
-        request_key_seconds: float = 600.0,
-        correlation_var: str = "CRM_CALL_ID",
-        router: Router | None = None,
-    ) -> None:
-        if per_user_per_minute < 1:
+    service: Auditor
+    link: OriginateLink | None
+    rules: DialRules
+    bus: EventBus
+    _: KW_ONLY
+    blocked: InitVar[Iterable[str]] = ()
+    per_user_per_minute: int = 10
+    clock: Callable[[], float] = time.time
+    default_region: InitVar[str | None] = None
+    dedupe_seconds: float = 5.0
+    request_key_seconds: float = 600.0
+    correlation_var: str = "CRM_CALL_ID"
+    router: Router | None = None
+    region: str = field(init=False)
+    _blocked: frozenset[str] = field(init=False)
+    _blocked_prefixes: tuple[str, ...] = field(init=False)
+    _clicks: OrderedDict[str, _Click] = field(init=False, default_factory=OrderedDict)
+    refused_at: float | None = field(init=False, default=None)
+    """When the PBX last refused an Originate for want of permission (the admin
+    page says so until a click goes through)."""
+    _recent: dict[tuple[int, str], _Click] = field(init=False, default_factory=dict)
+    _keys: dict[tuple[int, str], _Click] = field(init=False, default_factory=dict)
+    _rates: dict[int, deque[float]] = field(init=False, default_factory=dict)
+    _follower: asyncio.Task[None] | None = field(init=False, default=None)
+
+    def __post_init__(self, blocked: Iterable[str], default_region: str | None) -> None:
+        if self.per_user_per_minute < 1:
             raise ValueError("per_user_per_minute must be at least 1")
-        self.service = service
-        self.link = link
-        self.router = router
-        self.rules = rules
-        self.bus = bus
-        self.clock = clock
-        policy = getattr(service, "policy", None)
+        policy = getattr(self.service, "policy", None)
         self.region = default_region or getattr(policy, "default_region", None) or "US"
-        self.per_user_per_minute = per_user_per_minute
-        self.dedupe_seconds = dedupe_seconds
-        self.request_key_seconds = request_key_seconds
-        self.correlation_var = correlation_var
         self._blocked, self._blocked_prefixes = self._read_blocked(blocked)
-        self._clicks: OrderedDict[str, _Click] = OrderedDict()
-        self.refused_at: float | None = None
-        """When the PBX last refused an Originate for want of permission (the admin
-        page says so until a click goes through)."""
-        self._recent: dict[tuple[int, str], _Click] = {}
-        self._keys: dict[tuple[int, str], _Click] = {}
-        self._rates: dict[int, deque[float]] = {}
-        self._follower: asyncio.Task[None] | None = None
 
     def _read_blocked(self, entries: Iterable[str]) -> tuple[frozenset[str], tuple[str, ...]]:
         exact: set[str] = set()

@@ -38,7 +38,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from ami_bridge.facts import OriginateResult
@@ -157,35 +157,28 @@ class RelayedLink:
         return failure(req.action_id, LINK_DOWN, time.time())
 
 
+@dataclass(eq=False, repr=False)  # one per process, by identity; repr never shows settings
 class OriginateDesk:
     """The consumer's side: sends the Originates other processes forward for the links
     this process consumes (``links(name)``: the running link, or None), each ActionID at
     most once.  ``confirm`` waits until what was published has left the process (the
     fan-out's ``flush``): the acceptance goes out before the Originate does."""
 
-    # Alike in shape to ClickToCall's and RecordingWorker's __init__: options kept.
-    def __init__(
-        self,
-        bus: EventBus,
-        links: Callable[[str], OriginateLink | None],
-        *,
-        confirm: Callable[[], Awaitable[None]] | None = None,
-        accept_window: float = ACCEPT_TIMEOUT,
-        clock: Callable[[], float] = time.monotonic,
-        max_seen: int = 10_000,
-    ) -> None:
-        self.bus = bus
-        self.links = links
-        self.confirm = confirm
-        self.accept_window = accept_window
-        self.clock = clock
-        self.max_seen = max_seen
-        self.sent = 0
-        """Originates this desk put on a link (tests, status)."""
-        self._seen: OrderedDict[str, None] = OrderedDict()
-        self._pending: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._follower: asyncio.Task[None] | None = None
+    bus: EventBus
+    links: Callable[[str], OriginateLink | None]
+    _: KW_ONLY
+    confirm: Callable[[], Awaitable[None]] | None = None
+    accept_window: float = ACCEPT_TIMEOUT
+    clock: Callable[[], float] = time.monotonic
+    max_seen: int = 10_000
+    sent: int = field(init=False, default=0)
+    """Originates this desk put on a link (tests, status)."""
+    _seen: OrderedDict[str, None] = field(init=False, default_factory=OrderedDict)
+    _pending: OrderedDict[str, tuple[float, dict[str, Any]]] = field(
+        init=False, default_factory=OrderedDict
+    )
+    _tasks: set[asyncio.Task[None]] = field(init=False, default_factory=set)
+    _follower: asyncio.Task[None] | None = field(init=False, default=None)
 
     def start(self) -> None:
         if self._follower is None or self._follower.done():

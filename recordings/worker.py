@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from pathlib import Path
 
 from .catalog import GAVE_UP, RecordingCatalog, RecordingRowLike
@@ -41,36 +42,32 @@ def _examine(
     return transcode_file(path, media_dir, token)
 
 
+@dataclass(eq=False, repr=False)  # by identity; repr never shows settings or the media key
 class RecordingWorker:
-    # Alike in shape to other services' __init__ (ClickToCall, ...): options kept.
-    def __init__(
-        self,
-        catalog: RecordingCatalog,
-        directory: str | os.PathLike[str],
-        media_dir: str | os.PathLike[str] = DEFAULT_MEDIA_DIR,
-        clock: Callable[[], float] = time.time,
-        executor: Executor | None = None,
-        *,
-        give_up_after: float = 24 * 3600.0,
-        retry_interval: float = 60.0,
-        settle_seconds: float = 5.0,
-        rescan_interval: float = 30.0,
-        batch_size: int = 100,
-        concurrency: int = 2,
-        key: bytes | None = None,
+    catalog: RecordingCatalog
+    directory: InitVar[str | os.PathLike[str]]
+    media_dir: Path = DEFAULT_MEDIA_DIR  # any str or os.PathLike: made a Path on the way in
+    clock: Callable[[], float] = time.time
+    executor: Executor | None = None
+    _: KW_ONLY
+    give_up_after: float = 24 * 3600.0
+    retry_interval: float = 60.0
+    settle_seconds: float = 5.0
+    rescan_interval: InitVar[float] = 30.0
+    batch_size: int = 100
+    concurrency: int = 2
+    key: InitVar[bytes | None] = None
+    locator: RecordingLocator = field(init=False)
+    _key: bytes | None = field(init=False)
+    _skipped: int = field(init=False, default=0)
+
+    def __post_init__(
+        self, directory: str | os.PathLike[str], rescan_interval: float, key: bytes | None
     ) -> None:
-        self.catalog = catalog
         self.locator = RecordingLocator(directory, rescan_interval=rescan_interval)
-        self.media_dir = Path(media_dir)
-        self.clock = clock
-        self.executor = executor
-        self.give_up_after = give_up_after
-        self.retry_interval = retry_interval
-        self.settle_seconds = settle_seconds
-        self.batch_size = batch_size
-        self.concurrency = max(1, concurrency)
+        self.media_dir = Path(self.media_dir)
+        self.concurrency = max(1, self.concurrency)
         self._key = key
-        self._skipped = 0
 
     async def run_once(self) -> int:
         """One round; returns how many rows got a new status or error."""

@@ -54,7 +54,7 @@ import dataclasses
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -64,7 +64,7 @@ from ami_bridge.facts import CallProgress
 from crm.access import can_see_call, can_see_callback, can_see_contact
 from crm.eventjson import from_jsonable
 from crm.events import Event, Subscription
-from crm.models import Call, CallbackTask, LiveCallRow, User
+from crm.models import Call, CallbackTask, Contact, LiveCallRow, User
 from crm.originate_relay import RELAY_KINDS
 from crm.phones import normalize
 
@@ -677,34 +677,15 @@ class LiveHub:
                 else None
             ),
         }
-        # one decision per viewer and one encoding per kind of row, as for the pops
-        lines: dict[tuple[bool, tuple[str, str, str]], str] = {}
-        by_viewer: dict[Viewer, str | None] = {}
-        for client in list(self.clients):
-            viewer = client.viewer
-            if viewer not in by_viewer:
-                scope = viewer.scope
-                line = None
-                if can_see_call(scope, call, task):
-                    can_open = contact is not None and can_see_contact(scope, contact)
-                    row_key = (can_open, viewer.locale)
-                    line = lines.get(row_key)
-                    if line is None:
-                        row = self.display.render(
-                            "_call_row.html",
-                            viewer.locale,
-                            call=call,
-                            contact=contact,
-                            can_open_contact=can_open,
-                            rep=self.details.by_id.get(call.user_id) if call.user_id else None,
-                        )
-                        line = lines[row_key] = message_line(
-                            "call_recorded", {**base, "row_html": row}
-                        )
-                by_viewer[viewer] = line
-            line = by_viewer[viewer]
-            if line is not None:
-                client.put_line(line)
+        self._send_rows(
+            "call_recorded",
+            base,
+            lambda scope: can_see_call(scope, call, task),
+            contact,
+            "_call_row.html",
+            call=call,
+            rep=self.details.by_id.get(call.user_id) if call.user_id else None,
+        )
 
     async def _on_callback(self, kind: str, task: Any) -> None:
         if not isinstance(task, CallbackTask):
@@ -713,6 +694,30 @@ class LiveHub:
         await self.details.refresh_users()
         contact = await self.details.contact(task.contact_id)
         data = {"kind": kind.removeprefix("callback_"), "task": task_json(task, self.rt.clock())}
+        self._send_rows(
+            kind,
+            data,
+            lambda scope: can_see_callback(scope, task),
+            contact,
+            "_callback_row.html" if task.status == "open" else None,  # closed: no row
+            task=task,
+            owner=self.details.by_id.get(task.owner_id) if task.owner_id else None,
+            now=self.rt.clock(),
+        )
+
+    def _send_rows(
+        self,
+        kind: str,
+        data: dict[str, Any],
+        sees: Callable[[Any], bool],
+        contact: Contact | None,
+        template: str | None,
+        **values: Any,
+    ) -> None:
+        """Send ``data`` with a list row (a recorded call, a callback: ``template`` with
+        ``values``; none without a template) to every viewer who ``sees`` it: one decision
+        per viewer and one encoding per kind of row (may they open the contact, their
+        locale), as for the pops."""
         lines: dict[tuple[bool, tuple[str, str, str]], str] = {}
         by_viewer: dict[Viewer, str | None] = {}
         for client in list(self.clients):
@@ -720,23 +725,19 @@ class LiveHub:
             if viewer not in by_viewer:
                 scope = viewer.scope
                 line = None
-                if can_see_callback(scope, task):
+                if sees(scope):
                     can_open = contact is not None and can_see_contact(scope, contact)
                     row_key = (can_open, viewer.locale)
                     line = lines.get(row_key)
                     if line is None:
                         row = None
-                        if task.status == "open":
+                        if template is not None:
                             row = self.display.render(
-                                "_callback_row.html",
+                                template,
                                 viewer.locale,
-                                task=task,
                                 contact=contact,
                                 can_open_contact=can_open,
-                                owner=self.details.by_id.get(task.owner_id)
-                                if task.owner_id
-                                else None,
-                                now=self.rt.clock(),
+                                **values,
                             )
                         line = lines[row_key] = message_line(kind, {**data, "row_html": row})
                 by_viewer[viewer] = line

@@ -352,26 +352,33 @@ def op(summary: str, ok: tuple[int, Schema | None, str], *, params: list[Schema]
 
 
 SCOPE_NOTE = "Only what your role sees in the UI: a rep their own, a manager their team's."
+
+
+def list_op(summary: str, page: str, words: str, tag: str, filters: list[Schema]) -> Schema:
+    """A list operation: every one pages the same way, answers 400 to a bad filter or
+    cursor and shows only what the caller's role sees, so that is said once here."""
+    return op(summary, (200, ref(page), words), params=[*filters, *PAGE_PARAMS],
+              errors=(400,), tag=tag, description=SCOPE_NOTE)  # fmt: skip
+
+
 # Deliberately alike (`duplicates` pairs its entries, e.g. /leads with /leads/{id}/convert):
 # every operation is one op(...) call of the same shape, data to read, not logic to share.
 PATHS: dict[str, dict[str, Schema]] = {
     "/me": {"get": op("Who the token or session belongs to", (200, ref("Me"), "You"), tag="me")},
     "/contacts": {
-        "get": op(
+        "get": list_op(
             "List or search contacts",
-            (200, ref("ContactPage"), "A page of contacts"),
-            params=[
+            "ContactPage",
+            "A page of contacts",
+            "contacts",
+            [
                 _param(
                     "q",
                     "query",
                     {"type": "string", "maxLength": 200},
                     "Name, company, e-mail or any number in any format.",
                 ),
-                *PAGE_PARAMS,
             ],
-            errors=(400,),
-            tag="contacts",
-            description=SCOPE_NOTE,
         ),
         "post": op(
             "Create a contact",
@@ -406,13 +413,12 @@ PATHS: dict[str, dict[str, Schema]] = {
         ),
     },
     "/leads": {
-        "get": op(
+        "get": list_op(
             "List leads (contacts with a lead status)",
-            (200, ref("ContactPage"), "A page of leads"),
-            params=[_param("status", "query", {"enum": LEAD_STATUSES}), *PAGE_PARAMS],
-            errors=(400,),
-            tag="leads",
-            description=SCOPE_NOTE,
+            "ContactPage",
+            "A page of leads",
+            "leads",
+            [_param("status", "query", {"enum": LEAD_STATUSES})],
         ),
     },
     "/leads/{id}/convert": {
@@ -425,13 +431,8 @@ PATHS: dict[str, dict[str, Schema]] = {
         ),
     },
     "/calls": {
-        "get": op(
-            "List calls, newest first",
-            (200, ref("CallPage"), "A page of calls"),
-            params=[*CALL_FILTERS, *PAGE_PARAMS],
-            errors=(400,),
-            tag="calls",
-            description=SCOPE_NOTE,
+        "get": list_op(
+            "List calls, newest first", "CallPage", "A page of calls", "calls", CALL_FILTERS
         ),
         "post": op(
             "Click-to-call: ring your phone, then the number",
@@ -448,17 +449,15 @@ PATHS: dict[str, dict[str, Schema]] = {
         ),
     },
     "/callbacks": {
-        "get": op(
+        "get": list_op(
             "Callback tasks, oldest due first",
-            (200, ref("CallbackPage"), "A page of callbacks"),
-            params=[
+            "CallbackPage",
+            "A page of callbacks",
+            "callbacks",
+            [
                 _param("status", "query", {"enum": ["open", "closed", "all"]}, "Default open."),
                 _param("owner", "query", {"type": "integer"}),
-                *PAGE_PARAMS,
             ],
-            errors=(400,),
-            tag="callbacks",
-            description=SCOPE_NOTE,
         ),
     },
     "/openapi.json": {

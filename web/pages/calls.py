@@ -328,8 +328,6 @@ def _message(request: web.Request) -> str:
     return ""
 
 
-# Deliberately alike in shape to contacts.contact_card: a detail page is its route, the
-# object the path names and one render; the two differ in everything they call.
 @routes.get(r"/calls/{call_id:\d+}")
 async def call_page(request: web.Request) -> web.StreamResponse:
     view, call = await call_in_path(request)

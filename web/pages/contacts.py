@@ -105,6 +105,12 @@ async def leads_list(request: web.Request) -> web.StreamResponse:
     )
 
 
+@routes.get(r"/leads/{contact_id:\d+}")
+async def lead_card(request: web.Request) -> web.StreamResponse:
+    """A lead is a contact with a lead status: its card is the contact's."""
+    raise web.HTTPFound(f"/contacts/{int(request.match_info['contact_id'])}")
+
+
 # -- one contact -----------------------------------------------------------------------
 async def visible_contact(view: RepView, contact_id: int) -> Contact:
     """The contact, if this viewer may open it; 404 otherwise (no hint it exists)."""
@@ -203,11 +209,6 @@ async def _card(
 async def contact_card(request: web.Request) -> web.StreamResponse:
     view, contact = await contact_in_path(request)
     return render(request, "contact.html", await _card(request, view, contact))
-
-
-@routes.get(r"/leads/{contact_id:\d+}")
-async def lead_card(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPFound(f"/contacts/{int(request.match_info['contact_id'])}")
 
 
 # -- create and edit -------------------------------------------------------------------
