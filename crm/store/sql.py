@@ -18,7 +18,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
 from .interface import Store
-from .sql_common import Row, dumps
+from .sql_common import Row, columns, dumps
 from .sql_figures import FigureTally
 
 T = TypeVar("T")
@@ -165,6 +165,31 @@ class SqlStore(Store):
         """Run an ``UPDATE ... RETURNING id``: True when it changed a row."""
         async with self._use() as c:
             return bool(await c.fetch(sql, *args))
+
+    async def _set_by_id(
+        self, table: str, assignments: str, row_id: int, *args: Any, only: str = ""
+    ) -> bool:
+        """``UPDATE table SET assignments`` on the row ``row_id`` (``$1``; ``args`` bind
+        from ``$2``), if it also meets ``only``: True when it changed.  One home for
+        the many "change this one row, say whether it was there" writes."""
+        where = f"id = $1 AND {only}" if only else "id = $1"
+        return await self._updated(
+            f"UPDATE {table} SET {assignments} WHERE {where} RETURNING id", row_id, *args
+        )
+
+    async def _inserted(self, table: str, obj: Any, cols: str, **encoded: Any) -> int:
+        """INSERT ``obj``'s attributes ``cols`` as a new row of ``table``: its new id.
+        ``encoded`` gives a column's value where it is not the attribute as it is (JSON
+        text); one home for the rows that are appended whole (notes, the audit log)."""
+        names = columns(cols)
+        row = [encoded[n] if n in encoded else getattr(obj, n) for n in names]
+        marks = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+        async with self._use() as c:
+            return int(
+                await c.fetchval(
+                    f"INSERT INTO {table} ({cols}) VALUES ({marks}) RETURNING id", *row
+                )
+            )
 
     def transaction(self) -> AbstractAsyncContextManager[Store]:
         return self._transaction()

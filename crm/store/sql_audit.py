@@ -20,18 +20,10 @@ def _audit_row(row: Row) -> AuditEntry:
 
 
 class AuditQueries:
-    # Alike in shape to add_note on purpose: an INSERT of the fields, RETURNING the id.
     async def append_audit(self, entry: AuditEntry) -> AuditEntry:
-        async with self._use() as c:
-            entry.id = await c.fetchval(
-                "INSERT INTO audit_log (at, actor, action, target, detail) "
-                "VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                entry.at,
-                entry.actor,
-                entry.action,
-                entry.target,
-                dumps(entry.detail),
-            )
+        entry.id = await self._inserted(
+            "audit_log", entry, "at, actor, action, target, detail", detail=dumps(entry.detail)
+        )
         return entry
 
     async def list_audit(

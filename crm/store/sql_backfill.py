@@ -3,13 +3,18 @@ position, and the last run's figures.  A mixin of ``SqlStore`` (uses ``_use``, `
 
 from __future__ import annotations
 
-from ..models import BackfillState
-from .sql_common import Row
+from typing import Any
 
-_COLS = (
-    "link, alive_at, file_id, file_offset, last_run_at, last_window_start, "
-    "last_window_end, last_count, total_count, last_error"
+from ..models import BackfillState
+from .sql_common import Row, columns
+
+_RUN_COLS = (
+    "file_id, file_offset, last_run_at, last_window_start, last_window_end, last_count, "
+    "total_count, last_error"
 )
+"""The columns ``save_backfill_state`` replaces: all but the link and its watermark."""
+
+_COLS = f"link, alive_at, {_RUN_COLS}"
 """``BackfillState``'s fields, so a row is one by name."""
 
 
@@ -28,42 +33,33 @@ class BackfillQueries:
             rows = await c.fetch(f"SELECT {_COLS} FROM cdr_backfill ORDER BY link")
         return [_state(r) for r in rows]
 
-    # Alike in shape to save_backfill_state: each upsert moves its own columns.
-    async def mark_link_alive(self, link: str, at: float) -> None:
-        """The link was up at ``at``; the watermark only moves forward."""
+    async def _upsert_backfill(self, row: dict[str, Any], updates: str) -> None:
+        """Write ``row`` (column: value) as its link's row, or, when the link has one,
+        change only ``updates`` (SQL that may read the new row as ``excluded``): the two
+        writers keep different columns, so each says which it moves."""
+        marks = ", ".join(f"${i}" for i in range(1, len(row) + 1))
         async with self._use() as c:  # type: ignore[attr-defined]
             await c.execute(
-                "INSERT INTO cdr_backfill (link, alive_at, updated_at) VALUES ($1, $2, $2) "
-                "ON CONFLICT (link) DO UPDATE SET alive_at = CASE "
-                "WHEN cdr_backfill.alive_at IS NULL OR cdr_backfill.alive_at < excluded.alive_at "
-                "THEN excluded.alive_at ELSE cdr_backfill.alive_at END, "
-                "updated_at = excluded.updated_at",
-                link,
-                at,
+                f"INSERT INTO cdr_backfill ({', '.join(row)}) VALUES ({marks}) "
+                f"ON CONFLICT (link) DO UPDATE SET {updates}",
+                *row.values(),
             )
 
+    async def mark_link_alive(self, link: str, at: float) -> None:
+        """The link was up at ``at``; the watermark only moves forward."""
+        await self._upsert_backfill(
+            {"link": link, "alive_at": at, "updated_at": at},
+            "alive_at = CASE "
+            "WHEN cdr_backfill.alive_at IS NULL OR cdr_backfill.alive_at < excluded.alive_at "
+            "THEN excluded.alive_at ELSE cdr_backfill.alive_at END, "
+            "updated_at = excluded.updated_at",
+        )
+
     async def save_backfill_state(self, state: BackfillState, at: float) -> None:
-        """Everything but the watermark, which only ``mark_link_alive`` moves."""
-        async with self._use() as c:  # type: ignore[attr-defined]
-            await c.execute(
-                "INSERT INTO cdr_backfill (link, alive_at, file_id, file_offset, last_run_at, "
-                "last_window_start, last_window_end, last_count, total_count, last_error, "
-                "updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-                "ON CONFLICT (link) DO UPDATE SET file_id = excluded.file_id, "
-                "file_offset = excluded.file_offset, last_run_at = excluded.last_run_at, "
-                "last_window_start = excluded.last_window_start, "
-                "last_window_end = excluded.last_window_end, last_count = excluded.last_count, "
-                "total_count = excluded.total_count, last_error = excluded.last_error, "
-                "updated_at = excluded.updated_at",
-                state.link,
-                state.alive_at,
-                state.file_id,
-                state.file_offset,
-                state.last_run_at,
-                state.last_window_start,
-                state.last_window_end,
-                state.last_count,
-                state.total_count,
-                state.last_error,
-                at,
-            )
+        """Everything but the watermark, which only ``mark_link_alive`` moves (it is
+        written only when the link has no row yet)."""
+        replaced = [*columns(_RUN_COLS), "updated_at"]
+        await self._upsert_backfill(
+            {**{col: getattr(state, col) for col in columns(_COLS)}, "updated_at": at},
+            ", ".join(f"{col} = excluded.{col}" for col in replaced),
+        )

@@ -201,16 +201,9 @@ class CallbackQueries:
             )
 
     async def add_callback_attempt(self, attempt: CallbackAttempt) -> CallbackAttempt:
-        async with self._use() as c:  # type: ignore[attr-defined]
-            attempt.id = await c.fetchval(
-                "INSERT INTO callback_attempts (task_id, user_id, at, result, comment) "
-                "VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                attempt.task_id,
-                attempt.user_id,
-                attempt.at,
-                attempt.result,
-                attempt.comment,
-            )
+        attempt.id = await self._inserted(  # type: ignore[attr-defined]
+            "callback_attempts", attempt, "task_id, user_id, at, result, comment"
+        )
         return attempt
 
     async def callback_attempts(self, task_ids: list[int]) -> list[CallbackAttempt]:

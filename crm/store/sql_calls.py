@@ -347,16 +347,14 @@ class CallQueries:
         self, call_id: int, contact_id: int | None, reason: str, at: float
     ) -> bool:
         """Link a call to another contact (a user's choice); False if no such call."""
-        async with self._use() as c:
-            rows = await c.fetch(
-                "UPDATE calls SET contact_id = $2, match_reason = $3, updated_at = $4 "
-                "WHERE id = $1 RETURNING id",
-                call_id,
-                contact_id,
-                reason,
-                at,
-            )
-        return bool(rows)
+        return await self._set_by_id(
+            "calls",
+            "contact_id = $2, match_reason = $3, updated_at = $4",
+            call_id,
+            contact_id,
+            reason,
+            at,
+        )
 
     async def count_calls(self) -> int:
         async with self._use() as c:

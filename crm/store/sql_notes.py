@@ -10,17 +10,9 @@ NOTE_COLS = "id, call_id, author_id, topic, result, comment, created_at, updated
 
 class NoteQueries:
     async def add_note(self, note: Note) -> Note:
-        async with self._use() as c:
-            note.id = await c.fetchval(
-                "INSERT INTO notes (call_id, author_id, topic, result, comment, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                note.call_id,
-                note.author_id,
-                note.topic,
-                note.result,
-                note.comment,
-                note.created_at,
-            )
+        note.id = await self._inserted(
+            "notes", note, "call_id, author_id, topic, result, comment, created_at"
+        )
         return note
 
     async def notes_for_call(self, call_id: int) -> list[Note]:

@@ -84,11 +84,7 @@ class RecordingQueries:
             limit,
         )
 
-    # Alike in shape to revoke_api_token: one UPDATE that says whether a row matched.
     async def mark_recording_deleted(self, rec_id: int, at: float) -> bool:
-        return await self._updated(
-            "UPDATE call_recordings SET status = 'deleted', checked_at = $2 "
-            "WHERE id = $1 RETURNING id",
-            rec_id,
-            at,
+        return await self._set_by_id(
+            "call_recordings", "status = 'deleted', checked_at = $2", rec_id, at
         )

@@ -75,9 +75,6 @@ class TokenQueries:
 
     async def revoke_api_token(self, token_id: int, at: float) -> bool:
         """False when there is no such live token."""
-        return await self._updated(
-            "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL "
-            "RETURNING id",
-            token_id,
-            at,
+        return await self._set_by_id(
+            "api_tokens", "revoked_at = $2", token_id, at, only="revoked_at IS NULL"
         )
