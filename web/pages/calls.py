@@ -118,11 +118,7 @@ async def calls_list(request: web.Request) -> web.StreamResponse:
             calls, next_cursor = page.items, page.next_cursor
         except InvalidInput as exc:
             errors.append(refusal(exc))
-    # One query for the page's contacts and one for their phones, not two per row.
-    found = await view.rt.store.contacts_by_ids(
-        c.contact_id for c in calls if c.contact_id is not None
-    )
-    contacts = {cid: ct for cid, ct in found.items() if not ct.erased}
+    contacts = await contacts_by_id(view.rt, (c.contact_id for c in calls))
     filtered = any(values.values())
     return render(
         request,

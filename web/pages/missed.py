@@ -24,6 +24,7 @@ from ..labels import label
 from ..refusals import refusal
 from ..render import format_time, render
 from ..runtime import Runtime
+from .rep_common import contacts_by_id
 from .reports import Period, period_csv, period_of
 
 routes = web.RouteTableDef()
@@ -129,12 +130,7 @@ class People:
 
 
 async def _views(rt: Runtime, rows: list[MissedCallRow], people: People) -> list[MissedView]:
-    # One query for the rows' contacts and one for their phones, not two per row (each a
-    # trip through the screen pop's reader); erased contacts show as none, as before.
-    found = await rt.store.contacts_by_ids(
-        r.call.contact_id for r in rows if r.call.contact_id is not None
-    )
-    contacts = {cid: ct for cid, ct in found.items() if not ct.erased}
+    contacts = await contacts_by_id(rt, (r.call.contact_id for r in rows))
     sla = rt.service.policy.callback_sla_seconds
     out = []
     for r in rows:

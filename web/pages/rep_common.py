@@ -171,12 +171,10 @@ def pager(request: web.Request, next_cursor: str | None, keep: Iterable[str]) ->
 
 
 async def contacts_by_id(rt: Runtime, ids: Iterable[int | None]) -> dict[int, Contact]:
-    out: dict[int, Contact] = {}
-    for cid in {i for i in ids if i is not None}:
-        contact = await rt.store.get_contact(cid)
-        if contact is not None and not contact.erased:
-            out[cid] = contact
-    return out
+    """The contacts a page's rows name, erased ones left out (shown as none): one query
+    for them and one for their phones, not two per row."""
+    found = await rt.store.contacts_by_ids({i for i in ids if i is not None})
+    return {cid: contact for cid, contact in found.items() if not contact.erased}
 
 
 def form_str(form: MultiDict[Any] | Mapping[str, Any], name: str, limit: int = 200) -> str:
