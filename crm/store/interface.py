@@ -31,6 +31,7 @@ from .sql_handover import HandoverQueries
 from .sql_leads import LeadQueries
 from .sql_links import LinkQueries
 from .sql_notes import NoteQueries
+from .sql_pop_names import PopNameQueries
 from .sql_queues import QueueQueries
 from .sql_recordings import RecordingQueries
 from .sql_reports import ReportQueries
@@ -45,8 +46,8 @@ T = TypeVar("T")
 
 
 class Store(
-    # calls (one by one, and a batch's reads and writes at once)
-    CallQueries, CallBatchQueries,
+    # calls (one by one, a batch's reads and writes at once, the pop's caller lookups)
+    CallQueries, CallBatchQueries, PopNameQueries,
     # teams and users, contacts, notes, the audit log (and a lead's history)
     UserQueries, ContactQueries, NoteQueries, AuditQueries,
     # reports and the figures they read, queue figures, the recordings catalogue, API

@@ -8,7 +8,7 @@ of calls in progress) one statement each.  On PostgreSQL each is a round trip, a
 trips, not the work, were the batch's time.  Here each is one statement per batch; the
 ingest keeps the answers for the batch and applies in Python what its earlier calls
 changed, so the calls mean what they would one by one.  The screen pop's lookup of a
-caller (``contact_names_by_e164``) is here too: one statement, on the reader.
+caller (``contact_names_by_e164``) is in ``sql_pop_names``.
 
 A mixin of ``SqlStore`` (``_use``, ``_tx``, ``_ids_in``, ``_ids_param``, ``_texts_in``,
 ``_texts_param``, ``_calls``, ``_users``).
@@ -85,14 +85,6 @@ class CallBatchQueries:
         for r in rows:
             out[r["e164"]].append(r["id"])
         return out
-
-    async def contact_names_by_e164(self, e164: str) -> list[tuple[int, str]]:
-        """(id, name) of the contacts having the number, as ``contact_ids_by_e164``
-        orders them: the screen pop's lookup in one statement, on the reader (SQLite's
-        second connection: never behind a batch being written)."""
-        async with self._use_read() as c:  # type: ignore[attr-defined]
-            rows = await c.fetch(f"SELECT c.id, c.name {self._BY_E164}", e164)  # type: ignore[attr-defined]
-        return [(r["id"], r["name"]) for r in rows]
 
     async def numbers_with_open_callbacks(self, numbers: Iterable[str]) -> set[str]:
         """Which of these numbers have an open callback task."""
