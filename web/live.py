@@ -77,6 +77,7 @@ from .live_state import LiveState, lane_of, shows_pop, view_of
 from .live_streams import (
     CLIENT_QUEUE,
     FLUSH_WINDOW,
+    Audience,
     Client,
     Flusher,
     Viewer,
@@ -98,6 +99,7 @@ __all__ = [  # what other modules and tests import from here, as before the spli
     "SEED_LIMIT",
     "STALE_CALL_SECONDS",
     "USERS_TTL",
+    "Audience",
     "CallDisplay",
     "CallerDetails",
     "Client",
@@ -149,18 +151,19 @@ class LiveHub:
         self.region = str(rt.settings.get("numbers", {}).get("default_region", "US"))
         self.calls: OrderedDict[str, LiveState] = OrderedDict()
         self.clients: set[Client] = set()
-        self._by_ext_clients: dict[str, set[Client]] = {}
-        """Connections by the extensions they may be concerned by (their own phones, and
-        a manager's team's): a call is offered only to the connections its extensions
+        self._audiences: dict[Viewer, Audience] = {}
+        """The connections of each distinct viewer (a user's tabs): every message is
+        decided, encoded and handed over once per audience, not per connection."""
+        self._by_ext: dict[str, set[Audience]] = {}
+        """Audiences by the extensions they may be concerned by (their own phones, and
+        a manager's team's): a call is offered only to the audiences its extensions
         lead to, plus ``_everything`` and those told of it (``_told``)."""
-        self._everything: set[Client] = set()
-        self._viewers: dict[Viewer, list[Any]] = {}
-        """Each distinct viewer once, with how many connections share it (``_intern``)."""
-        """Connections that list every call (an admin's)."""
-        self._managers: set[Client] = set()
-        """Managers' connections: they also list a call that concerns no extension yet."""
-        self._told: dict[str, set[Client]] = {}
-        """Connections told of a call (``Client.calls``) by linkedid: they hear how it ends."""
+        self._everything: set[Audience] = set()
+        """Audiences that list every call (an admin's)."""
+        self._managers: set[Audience] = set()
+        """Managers' audiences: they also list a call that concerns no extension yet."""
+        self._told: dict[str, set[Audience]] = {}
+        """Audiences told of a call (``Audience.calls``) by linkedid: they hear how it ends."""
         self._sub: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
         self._late: set[asyncio.Task[None]] = set()
@@ -169,9 +172,9 @@ class LiveHub:
         self.display = CallDisplay(env, self.region, self.details)
         """What each viewer's pop or row of a call says."""
         self._lanes: dict[str, deque[Event]] = {}
-        self._written_pops: list[float] = []
         self.flusher = Flusher()
         """Writes the messages of connections whose handler waits (``Client.attach``)."""
+        self.flusher.observe = self._observe
         """Events waiting for their turn, by the call they are about (``dispatch``)."""
         self._ended: OrderedDict[str, None] = OrderedDict()
         self.handled = 0
@@ -189,10 +192,10 @@ class LiveHub:
         for client in list(self.clients):
             client.close()
         self.clients.clear()
-        self._by_ext_clients.clear()
+        self._by_ext.clear()
         self._everything.clear()
         self._managers.clear()
-        self._viewers.clear()
+        self._audiences.clear()
         self._told.clear()
         if self._sub is not None:
             self._sub.close()
@@ -345,12 +348,13 @@ class LiveHub:
     def connect(self, viewer: Viewer) -> Client:
         """A new SSE connection; it gets the calls in progress that concern it at once
         (so a pop survives moving to another page) and the PBX link state."""
-        client = Client(self._intern(viewer))
+        audience = self._audience(viewer)
+        client = Client(audience.viewer)
+        audience.add(client)
         self.clients.add(client)
-        self._index(client)
         self._sweep()
         for st in list(self.calls.values()):
-            self._send_call(client, st)
+            self._offer(st, (audience,), only=client)
         status = self.rt.link_status
         if status is not None:
             client.put("link_status", self._link_json(status, viewer))
@@ -386,57 +390,55 @@ class LiveHub:
         client.close()
         if client in self.clients:
             self.clients.discard(client)
-            self._unindex(client)
+            audience = self._audiences.get(client.viewer)
+            if audience is not None:
+                audience.remove(client)
+                if not len(audience):
+                    self._unindex(audience)
 
-    def _intern(self, viewer: Viewer) -> Viewer:
-        """One ``Viewer`` object for equal viewers (the tabs of one user): the hub's
-        per-viewer lookups then compare by identity."""
-        entry = self._viewers.get(viewer)
-        if entry is None:
-            entry = self._viewers[viewer] = [viewer, 0]
-        entry[1] += 1
-        return entry[0]
+    def _audience(self, viewer: Viewer) -> Audience:
+        """The audience of equal viewers (the tabs of one user), indexed when new: the
+        hub's per-viewer lookups then compare by identity."""
+        audience = self._audiences.get(viewer)
+        if audience is None:
+            audience = self._audiences[viewer] = Audience(viewer, self.flusher)
+            if viewer.watch is None:
+                self._everything.add(audience)
+            elif viewer.role == "manager":
+                self._managers.add(audience)
+            for ext in viewer.extensions | (viewer.watch or frozenset()):
+                self._by_ext.setdefault(ext, set()).add(audience)
+        return audience
 
-    def _index(self, client: Client) -> None:
-        v = client.viewer
-        if v.watch is None:
-            self._everything.add(client)
-        elif v.role == "manager":
-            self._managers.add(client)
+    def _unindex(self, audience: Audience) -> None:
+        """Its last connection left."""
+        v = audience.viewer
+        if self._audiences.get(v) is audience:
+            del self._audiences[v]
+        self._everything.discard(audience)
+        self._managers.discard(audience)
         for ext in v.extensions | (v.watch or frozenset()):
-            self._by_ext_clients.setdefault(ext, set()).add(client)
-
-    def _unindex(self, client: Client) -> None:
-        v = client.viewer
-        entry = self._viewers.get(v)
-        if entry is not None:
-            entry[1] -= 1
-            if entry[1] <= 0:
-                del self._viewers[v]
-        self._everything.discard(client)
-        self._managers.discard(client)
-        for ext in v.extensions | (v.watch or frozenset()):
-            group = self._by_ext_clients.get(ext)
+            group = self._by_ext.get(ext)
             if group is not None:
-                group.discard(client)
+                group.discard(audience)
                 if not group:
-                    del self._by_ext_clients[ext]
-        for linkedid in client.calls:
+                    del self._by_ext[ext]
+        for linkedid in audience.calls:
             told = self._told.get(linkedid)
             if told is not None:
-                told.discard(client)
+                told.discard(audience)
                 if not told:
                     del self._told[linkedid]
 
-    def _concerned(self, st: LiveState) -> set[Client]:
-        """The connections a change of ``st`` may concern (``view_of`` decides): those
+    def _concerned(self, st: LiveState) -> set[Audience]:
+        """The audiences a change of ``st`` may concern (``view_of`` decides): those
         whose own or watched extensions it involves, every admin, every manager while
         it involves no extension, and those already told of it."""
         out = set(self._everything)
         audience = st.audience
         if not audience:
             out |= self._managers
-        by_ext = self._by_ext_clients
+        by_ext = self._by_ext
         for ext in audience:
             group = by_ext.get(ext)
             if group:
@@ -477,19 +479,19 @@ class LiveHub:
             await self._on_callback(kind, event.payload)
         elif kind == "click_progress":
             line = message_line(kind, jsonable(event.payload))
-            for client in list(self.clients):
-                if client.viewer.user_id in event.user_ids:
-                    client.put_line(line)
+            for audience in list(self._audiences.values()):
+                if audience.viewer.user_id in event.user_ids:
+                    audience.put_line(line)
         elif kind == "link_status":
             banner = self._banner()  # once per event, not per connection
             by_role: dict[bool, str] = {}
-            for client in list(self.clients):
-                admin = client.viewer.role == "admin"
+            for audience in list(self._audiences.values()):
+                admin = audience.viewer.role == "admin"
                 if admin not in by_role:
                     by_role[admin] = message_line(
-                        kind, self._link_json(event.payload, client.viewer, banner)
+                        kind, self._link_json(event.payload, audience.viewer, banner)
                     )
-                client.put_line(by_role[admin])
+                audience.put_line(by_role[admin])
         elif kind == "streams_close":
             self.close_streams(event.payload)
         elif kind == "originate_result":
@@ -498,13 +500,13 @@ class LiveHub:
             return  # work between processes (originate_request...), never for a browser
         else:
             line = message_line(kind, jsonable(event.payload))
-            for client in list(self.clients):
-                v = client.viewer
+            for audience in list(self._audiences.values()):
+                v = audience.viewer
                 if event.targeted:
                     if v.extensions & event.extensions or v.user_id in event.user_ids:
-                        client.put_line(line)
+                        audience.put_line(line)
                 elif v.supervisor:
-                    client.put_line(line)
+                    audience.put_line(line)
 
     def _update_state(self, payload: Any) -> LiveState | None:
         progress = getattr(payload, "progress", payload)
@@ -588,78 +590,65 @@ class LiveHub:
         st.owed = owed & shows_pop(st, later)
         return frozenset(owed - st.owed)
 
-    def _own_phones(self, extensions: frozenset[str]) -> set[Client]:
-        """The connections of the reps whose own phones are ``extensions``."""
-        out: set[Client] = set()
+    def _own_phones(self, extensions: frozenset[str]) -> set[Audience]:
+        """The audiences of the reps whose own phones are ``extensions``."""
+        out: set[Audience] = set()
         for ext in extensions:
-            for client in self._by_ext_clients.get(ext, ()):
-                if client.viewer.extensions & extensions:
-                    out.add(client)
+            for audience in self._by_ext.get(ext, ()):
+                if audience.viewer.extensions & extensions:
+                    out.add(audience)
         return out
 
     def _broadcast(self, st: LiveState) -> None:
         """Offer a change of ``st`` to the connections it may concern."""
         self._offer(st, self._concerned(st))
 
-    def _send_call(self, client: Client, st: LiveState) -> None:
-        self._offer(st, (client,))
-
-    def _offer(self, st: LiveState, clients: Iterable[Client]) -> None:
-        """Give each of ``clients`` the call as it now sees it, if it lists the call or
-        was told of it (then it hears that it no longer lists it).  Tabs of one user
-        (equal viewers) share one decision (``view_of``) and one encoded line, built only
-        if a connection needs it.  This loop runs for every connection a change of every
-        call concerns, hundreds at once: per connection it is a few set operations and
-        ``put_line``; who was told of the call is recorded for all of them at the end."""
+    def _offer(
+        self, st: LiveState, audiences: Iterable[Audience], only: Client | None = None
+    ) -> None:
+        """Give each of ``audiences`` the call as it now sees it, if it lists the call or
+        was told of it (then it hears that it no longer lists it): one decision
+        (``view_of``), one encoded line and one hand-over per audience, however many
+        tabs it has (``Audience``).  ``only``: a new connection of the (one) audience
+        gets the call alone (``connect``)."""
         linkedid = st.linkedid
-        popped_at = st.progress.received_at
-        written = self._written_pops
-        views: dict[Viewer, list[Any]] = {}
-        listing: list[Client] = []
-        unlisting: list[Client] = []
-        for client in clients:
-            viewer = client.viewer
-            view = views.get(viewer)
-            if view is None:
-                me, pop, listed = view_of(viewer, st)
-                # listed, its line (built on first use), a pop whose latency counts, me, pop
-                view = views[viewer] = [listed, None, pop == me == "ringing", me, pop]
-            if view[0]:
-                listing.append(client)
-            elif linkedid in client.calls:
-                unlisting.append(client)
+        listing: list[Audience] = []
+        unlisting: list[Audience] = []
+        for audience in audiences:
+            viewer = audience.viewer
+            me, pop, listed = view_of(viewer, st)
+            if listed:
+                listing.append(audience)
+            elif linkedid in audience.calls and only is None:
+                unlisting.append(audience)
             else:
                 continue
-            line = view[1]
-            if line is None:
-                line = view[1] = self.display.line(viewer, st, view[3], view[4], view[0])
-            if view[2] and linkedid not in client.popped:
-                client.popped.add(linkedid)  # the pop's latency is measured from its event
-                if client.put_line(line, popped_at) and popped_at is not None:
-                    written.append(popped_at)
+            line = self.display.line(viewer, st, me, pop, listed)
+            if only is not None:
+                only.put_line(line)
+            elif pop == me == "ringing" and linkedid not in audience.popped:
+                audience.popped.add(linkedid)  # the pop's latency is measured from its event
+                audience.put_line(line, st.progress.received_at)
             else:
-                client.put_line(line)
+                audience.put_line(line)
         if listing:
-            for client in listing:
-                client.calls.add(linkedid)
+            for audience in listing:
+                audience.calls.add(linkedid)
             self._told.setdefault(linkedid, set()).update(listing)
         if unlisting:
             group = self._told.get(linkedid)
-            for client in unlisting:
-                client.calls.discard(linkedid)
+            for audience in unlisting:
+                audience.calls.discard(linkedid)
                 if group is not None:
-                    group.discard(client)
+                    group.discard(audience)
             if group is not None and not group:
                 del self._told[linkedid]
-        if written:
-            asyncio.get_running_loop().call_soon(self._observe_written)
 
-    def _observe_written(self) -> None:
-        """The pops the hub wrote to browsers itself are delivered (``written``); run
-        after the ``Flusher`` wrote them, so the figures never hold up a write."""
-        stamps, self._written_pops = self._written_pops, []
+    def _observe(self, stamps: list[float]) -> None:
+        """The pops the hub wrote to browsers itself are delivered (``Flusher``, after
+        the writes, so the figures never hold up a write)."""
         metrics = getattr(self.rt, "metrics", None)
-        if stamps and metrics is not None:
+        if metrics is not None:
             metrics.observe_pops(stamps)
 
     def _forget(self, linkedid: str) -> None:
@@ -671,9 +660,9 @@ class LiveHub:
         if st is not None and st.info_task is not None and not st.info_task.done():
             st.info_task.cancel()
         self._told.pop(linkedid, None)
-        for client in self.clients:
-            client.calls.discard(linkedid)
-            client.popped.discard(linkedid)
+        for audience in self._audiences.values():
+            audience.calls.discard(linkedid)
+            audience.popped.discard(linkedid)
 
     def _sweep(self) -> None:
         """Drop calls whose end we never heard of (a link outage without resync)."""
@@ -751,31 +740,26 @@ class LiveHub:
         per viewer and one encoding per kind of row (may they open the contact, their
         locale), as for the pops."""
         lines: dict[tuple[bool, tuple[str, str, str]], str] = {}
-        by_viewer: dict[Viewer, str | None] = {}
-        for client in list(self.clients):
-            viewer = client.viewer
-            if viewer not in by_viewer:
-                scope = viewer.scope
-                line = None
-                if sees(scope):
-                    can_open = contact is not None and can_see_contact(scope, contact)
-                    row_key = (can_open, viewer.locale)
-                    line = lines.get(row_key)
-                    if line is None:
-                        row = None
-                        if template is not None:
-                            row = self.display.render(
-                                template,
-                                viewer.locale,
-                                contact=contact,
-                                can_open_contact=can_open,
-                                **values,
-                            )
-                        line = lines[row_key] = message_line(kind, {**data, "row_html": row})
-                by_viewer[viewer] = line
-            line = by_viewer[viewer]
-            if line is not None:
-                client.put_line(line)
+        for audience in list(self._audiences.values()):
+            viewer = audience.viewer
+            scope = viewer.scope
+            if not sees(scope):
+                continue
+            can_open = contact is not None and can_see_contact(scope, contact)
+            row_key = (can_open, viewer.locale)
+            line = lines.get(row_key)
+            if line is None:
+                row = None
+                if template is not None:
+                    row = self.display.render(
+                        template,
+                        viewer.locale,
+                        contact=contact,
+                        can_open_contact=can_open,
+                        **values,
+                    )
+                line = lines[row_key] = message_line(kind, {**data, "row_html": row})
+            audience.put_line(line)
 
     async def _await_info(self, st: LiveState) -> None:
         """Wait up to ``info_budget`` for the caller's details, once per call; a slower

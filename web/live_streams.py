@@ -1,6 +1,7 @@
 """One browser's stream of live updates (``web.live``) and how its bytes reach it:
-who is watching (``Viewer``), the connection's bounded queue (``Client``), and the
-writes the hub makes itself for idle connections (``Flusher``)."""
+who is watching (``Viewer``), the connection's bounded queue (``Client``), the
+connections of one viewer that share every message (``Audience``), and the writes the
+hub makes itself for idle connections (``Flusher``)."""
 
 from __future__ import annotations
 
@@ -61,12 +62,10 @@ class Client:
         self.written = 0
         """Messages the hub wrote to the browser itself (``attach``)."""
         self.closed = False
-        self.calls: set[str] = set()
-        """Linkedids this connection was told about (so it hears how they end)."""
+        self.audience: Audience | None = None
+        """The connections of its viewer (``Audience``), once the hub connected it."""
         self.session: str | None = None
         """The store's id of the login session this stream rides on (``web.sessions``)."""
-        self.popped: set[str] = set()
-        """Linkedids this connection got a ringing pop for (its latency is measured once)."""
         self.in_flight: list[float] = []
         """Receive times of the pops in the messages ``wait`` last returned: the SSE
         handler reports them (``LiveHub.written``) once it has written them."""
@@ -87,6 +86,8 @@ class Client:
         (wake, resume, write, wait again) cost the server more than the write itself."""
         self._write_now = write_now
         self._flusher = flusher
+        if self.audience is not None:
+            self.audience.attached(self)
 
     def put(self, kind: str, data: Any, received_at: float | None = None) -> bool:
         """Queue a message; ``received_at``: it is a screen pop, and when its event was
@@ -124,6 +125,30 @@ class Client:
             return
         for line in lines:
             self._enqueue(line, None)  # its pop was counted as written already
+
+    def take(self, lines: list[tuple[str, float | None]], frame: bytes) -> bool:
+        """Its audience's messages of this turn (``Audience.flush``), ``frame`` the SSE
+        frames of them all, built once for every connection of the audience: written
+        at once when the handler waits and the browser can take it (True: the pops in
+        them are delivered), else queued for the handler, in order.  Messages of its
+        own not written yet this turn (``put_line``) leave with them, after them."""
+        if self.closed:
+            return False
+        if self._outbox:
+            self._outbox[:0] = [line for line, _ in lines]
+            return True
+        write_now = self._write_now
+        if (
+            write_now is not None
+            and self._waiter is not None
+            and not self._queue
+            and write_now(frame)
+        ):
+            self.written += len(lines)
+            return True
+        for line, received_at in lines:
+            self._enqueue(line, received_at)
+        return False
 
     def _enqueue(self, line: str, received_at: float | None) -> None:
         if len(self._queue) >= self.maxsize:
@@ -174,6 +199,74 @@ class Client:
         self._wake()
 
 
+class Audience:
+    """The connections of one viewer (a user's tabs: equal ``Viewer``s), which see every
+    call and row alike: the hub decides and encodes each message once for them all and
+    hands it here once, not once per connection (``LiveHub._offer``), and remembers here
+    which calls they were told of and popped.  Connections the hub writes to itself
+    (``Client.attach``) get each turn's messages as one frame built once (``flush``):
+    per connection that is one write, nothing else; the others (HTTP/1.0, a test's
+    connection) get each message queued at once.  At 500 tabs of two reps, a pop was
+    500 decisions, queue checks and outbox appends before; now it is two."""
+
+    def __init__(self, viewer: Viewer, flusher: Flusher | None = None) -> None:
+        self.viewer = viewer
+        self.calls: set[str] = set()
+        """Linkedids its connections were told about (so they hear how they end)."""
+        self.popped: set[str] = set()
+        """Linkedids it got a ringing pop for (the pop's latency is measured once)."""
+        self._flusher = flusher
+        self._direct: dict[Client, None] = {}
+        """Connections the hub writes to (``Client.attach``), in the order they came."""
+        self._queued: dict[Client, None] = {}
+        """The other connections: each message goes to their queue at once."""
+        self._lines: list[tuple[str, float | None]] = []
+        """Messages for ``_direct`` this turn, with a pop's receive time."""
+
+    def __len__(self) -> int:
+        return len(self._direct) + len(self._queued)
+
+    def add(self, client: Client) -> None:
+        client.audience = self
+        self._queued[client] = None
+
+    def attached(self, client: Client) -> None:
+        if self._queued.pop(client, 0) is None:
+            self._direct[client] = None
+
+    def remove(self, client: Client) -> None:
+        self._queued.pop(client, None)
+        self._direct.pop(client, None)
+
+    def put_line(self, line: str, received_at: float | None = None) -> None:
+        """Give every connection a message encoded once (``message_line``)."""
+        for client in self._queued:
+            client.put_line(line, received_at)
+        if self._direct:
+            if not self._lines and self._flusher is not None:
+                self._flusher.add(self)
+            self._lines.append((line, received_at))
+
+    def flush(self) -> list[float]:
+        """Write this turn's messages to every attached connection: one frame for all
+        of them (a slow browser's are queued for its own handler: ``Client.take``).
+        Returns the receive times of the pops written, once per connection."""
+        lines, self._lines = self._lines, []
+        if not lines:
+            return []
+        frame = (
+            sse_frame(lines[0][0])
+            if len(lines) == 1
+            else b"".join(sse_frame(line) for line, _ in lines)
+        )
+        stamps = [at for _, at in lines if at is not None]
+        written: list[float] = []
+        for client in list(self._direct):
+            if client.take(lines, frame) and stamps:
+                written.extend(stamps)
+        return written
+
+
 class Flusher:
     """Writes what the hub handed idle connections (``Client.attach``) at the end of the
     event loop's turn: every message a connection got in one turn (several calls' events
@@ -189,11 +282,13 @@ class Flusher:
 
     def __init__(self, window: float = FLUSH_WINDOW) -> None:
         self.window = window
-        self._dirty: list[Client] = []
+        self.observe: Callable[[list[float]], None] | None = None
+        """Told the receive times of the pops an ``Audience`` wrote, after the writes."""
+        self._dirty: list[Client | Audience] = []
         self._due = float("-inf")
         """When the next flush may start."""
 
-    def add(self, client: Client) -> None:
+    def add(self, client: Client | Audience) -> None:
         if not self._dirty:
             loop = asyncio.get_running_loop()
             wait = self._due - time.monotonic()  # not loop.time(): uvloop's is per turn
@@ -208,13 +303,19 @@ class Flusher:
         if not dirty:
             return
         start = time.monotonic()
+        written: list[float] = []
         for client in dirty:
             try:
-                client.flush()
+                stamps = client.flush()
             except Exception:
                 log.exception("live: could not write to a browser")
+                continue
+            if stamps:
+                written.extend(stamps)
         end = time.monotonic()
         self._due = end + max(self.window, end - start)
+        if written and self.observe is not None:
+            self.observe(written)
 
 
 def message_line(kind: str, data: Any) -> str:
