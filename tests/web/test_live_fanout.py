@@ -223,3 +223,60 @@ async def test_the_hub_writes_to_a_waiting_connection_itself_once_per_turn(
         assert waiting.result() == ['{"kind":"note","data":3}', '{"kind":"note","data":4}']
     finally:
         await hub.close()
+
+
+async def test_tabs_of_one_viewer_share_one_frame_and_a_slow_tab_holds_up_no_other(
+    rt: Runtime, people: People, monkeypatch: Any
+) -> None:
+    """The tabs of one viewer are one audience: a change of a call is decided once for
+    them all (not once per tab), and the hub writes each reading tab the same frame
+    object, built once, one write per tab per flush.  A tab whose browser stopped
+    reading gets the messages queued for its own handler instead, and the others are
+    written at once all the same."""
+    hub = LiveHub(rt)
+    looked_at: list[int] = []
+    real_view_of = live_module.view_of
+
+    def counting_view_of(viewer: Any, st: Any) -> Any:
+        looked_at.append(viewer.user_id)
+        return real_view_of(viewer, st)
+
+    monkeypatch.setattr(live_module, "view_of", counting_view_of)
+    writes: dict[int, list[bytes]] = {}
+
+    def writer(n: int, reads: bool) -> Any:
+        def write_now(frame: bytes) -> bool:
+            if reads:
+                writes.setdefault(n, []).append(frame)
+            return reads
+
+        return write_now
+
+    try:
+        viewer = await hub.viewer_for(people.alice)
+        tabs = [hub.connect(viewer) for _ in range(20)]
+        waits = []
+        for n, tab in enumerate(tabs):
+            await tab.wait(0)  # what ``connect`` queued (the link state)
+            tab.attach(writer(n, reads=n != 7), hub.flusher)  # tab 7 stopped reading
+            waits.append(asyncio.ensure_future(tab.wait(3600.0)))
+        await asyncio.sleep(0)
+        looked_at.clear()
+        await _say(rt, hub, progress(ringing=("101",)), progress("answered", (), "101"))
+        assert looked_at == [people.alice.id] * 2, "one decision per change, not per tab"
+        for _ in range(3):
+            await asyncio.sleep(0)
+        readers = [n for n in range(20) if n != 7]
+        flushes = len(writes[0])  # 1, or 2 if the store's await let a flush in between
+        assert sorted(writes) == readers and all(len(writes[n]) == flushes for n in readers)
+        for i in range(flushes):
+            assert all(writes[n][i] is writes[0][i] for n in readers), "one frame for all"
+        sent = b"".join(writes[0])
+        assert sent.index(b'"pop":"ringing"') < sent.index(b'"pop":"on_call"')
+        assert all(not waits[n].done() for n in readers), "their handlers slept"
+        slow = await waits[7]  # the slow tab's handler has them, in order, to write itself
+        if len(slow) < 2:  # the handler woke at the first: the second waits queued
+            slow += await tabs[7].wait(3600.0)
+        assert len(slow) == 2 and '"pop":"ringing"' in slow[0] and '"pop":"on_call"' in slow[1]
+    finally:
+        await hub.close()
