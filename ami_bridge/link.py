@@ -379,7 +379,8 @@ class AmiLink:
         if flush:
             self._emit(self._guarded(self._tracker.flush, "flush"))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._facts.join(), drain_timeout)
+            async with asyncio.timeout(drain_timeout):
+                await self._facts.join()
         sink.cancel()
         await asyncio.wait({sink}, timeout=drain_timeout)
         self._tasks = []
@@ -443,10 +444,8 @@ class AmiLink:
                 await asyncio.sleep(0.05)
         self._lost = loop.create_future()
         heard_before = self._heard_at
-        await asyncio.wait_for(
-            loop.create_connection(lambda: _FastProtocol(self), s.host, s.port, ssl=s.ssl),
-            s.connect_timeout,
-        )
+        async with asyncio.timeout(s.connect_timeout):
+            await loop.create_connection(lambda: _FastProtocol(self), s.host, s.port, ssl=s.ssl)
         await self._login()
         await self._resync(heard_before)
         self._set_state("connected")

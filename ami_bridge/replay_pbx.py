@@ -601,7 +601,8 @@ class ReplayPbx:
                 if delay > 0.0005:
                     self._wake.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), delay)
+                        async with asyncio.timeout(delay):
+                            await self._wake.wait()
                     continue
             else:
                 burst += 1
@@ -665,7 +666,8 @@ class ReplayPbx:
 
     async def wait_done(self, timeout: float | None = None) -> None:
         """Until the timeline has played everything (and the sockets got it)."""
-        await asyncio.wait_for(self._done.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._done.wait()
         await self.drain()
 
     async def drain(self) -> None:

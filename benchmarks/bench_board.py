@@ -192,7 +192,8 @@ async def run(args: argparse.Namespace) -> None:
     try:
         for b in boards:
             await b.login()
-        await asyncio.wait_for(asyncio.gather(*(b.connected.wait() for b in boards)), 30)
+        async with asyncio.timeout(30):
+            await asyncio.gather(*(b.connected.wait() for b in boards))
         member_of = {}
         for q in range(args.queues):
             for k in range(5):

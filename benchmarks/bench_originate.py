@@ -59,7 +59,8 @@ class TimedPbx(ReplayPbx):
         if action_id not in self.arrived:
             fut = asyncio.get_running_loop().create_future()
             self.waiters[action_id] = fut
-            await asyncio.wait_for(fut, 5)
+            async with asyncio.timeout(5):
+                await fut
         return self.arrived[action_id]
 
 

@@ -162,7 +162,8 @@ def _clients_child(conn: Connection, base: str, users: list[str]) -> None:
                     lines = harness.SseLines()
                     while not stop.is_set():
                         try:
-                            chunk = await asyncio.wait_for(resp.content.readany(), 0.5)
+                            async with asyncio.timeout(0.5):
+                                chunk = await resp.content.readany()
                         except TimeoutError:
                             continue
                         if not chunk:

@@ -127,7 +127,8 @@ class Batcher(Generic[C, L]):
     async def close(self, timeout: float = 5.0) -> None:
         """Write what is pending (at most ``timeout`` seconds), then stop."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.drain(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.drain()
         await stop_task(self._task)
         self._task = None
         if self._calls:
@@ -163,7 +164,8 @@ class Batcher(Generic[C, L]):
                     break
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
             batch: Batch[C, L] = Batch(self._calls[: self.max_calls], list(self._live.values()))
             del self._calls[: self.max_calls]
             self._live = {}

@@ -291,7 +291,8 @@ class HoldingSink:
             await self._batcher.close(timeout)
         if self._held:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._write_held(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._write_held()
         await stop_task(self._task)
         self._task = None
         if self._held:
@@ -376,7 +377,8 @@ class HoldingSink:
         while self._held:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             if await self._write_held():
                 delay = self._retry_initial
             else:

@@ -103,7 +103,8 @@ class CallLanes:
         """Finish the lanes within ``timeout`` seconds, else cancel them (their facts are
         live updates: worthless once the link is gone); True when they all finished."""
         try:
-            await asyncio.wait_for(self.drain(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.drain()
             return True
         except TimeoutError:
             left = sum(len(queue) for queue, _ in self._lanes.values())

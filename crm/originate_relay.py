@@ -132,7 +132,8 @@ class RelayedLink:
                 if left <= 0:
                     break
                 try:
-                    event = await asyncio.wait_for(sub.get(), left)
+                    async with asyncio.timeout(left):
+                        event = await sub.get()
                 except TimeoutError:
                     break
                 payload = event.payload if isinstance(event.payload, dict) else {}

@@ -78,7 +78,8 @@ class BoardClient:
     async def wait(self, timeout: float) -> list[str]:
         if not self._queue and not self.closed:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
         self._wake.clear()
         out = list(self._queue)
         self._queue.clear()

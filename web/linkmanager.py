@@ -346,7 +346,8 @@ class LinkManager:
                 if gave_up[0]:
                     raise RuntimeError("the link is not registered in the database yet")
                 try:
-                    await asyncio.wait_for(ready.wait(), READY_WAIT)
+                    async with asyncio.timeout(READY_WAIT):
+                        await ready.wait()
                 except TimeoutError:
                     gave_up[0] = True
                     raise RuntimeError("the link is not registered in the database yet") from None
@@ -379,7 +380,8 @@ class LinkManager:
         async def record_when_ready(rec: CallRecord) -> Any:
             # A backfilled call is keyed by its link's id: never write it before that is
             # known (a failure keeps the backfill's window for its retry).
-            await asyncio.wait_for(ready.wait(), READY_WAIT)
+            async with asyncio.timeout(READY_WAIT):
+                await ready.wait()
             return await ingest.record(rec)
 
         backfill = cdr_backfill(rt, cfg.name, ingest, cfg.ami)
@@ -463,7 +465,8 @@ class LinkManager:
         them all as incomplete; any still up are updated in place when the tracker sees
         them end."""
         try:
-            await asyncio.wait_for(running.watch.listed_once.wait(), self.handover)
+            async with asyncio.timeout(self.handover):
+                await running.watch.listed_once.wait()
             listed: set[str] = running.watch.listed
         except TimeoutError:
             log.warning(

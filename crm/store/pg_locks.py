@@ -72,7 +72,8 @@ class SessionLock:
             conn = self._conn
             try:
                 assert conn is not None
-                await asyncio.wait_for(conn.fetchval("SELECT 1"), self.check_interval * 2)
+                async with asyncio.timeout(self.check_interval * 2):
+                    await conn.fetchval("SELECT 1")
             except Exception as exc:
                 if self.held:
                     log.error("lock %s: connection not answering (%s); giving up", self.name, exc)
@@ -91,10 +92,8 @@ class SessionLock:
         conn = self._conn
         if conn is not None and not conn.is_closed():
             try:
-                await asyncio.wait_for(
-                    conn.fetchval(f"SELECT pg_advisory_unlock({KEY_SQL})", self.name),
-                    self.release_timeout,
-                )
+                async with asyncio.timeout(self.release_timeout):
+                    await conn.fetchval(f"SELECT pg_advisory_unlock({KEY_SQL})", self.name)
             except Exception as exc:
                 # Not known to be released (the connection is busy, or the server slow):
                 # end the session, which releases it for certain, rather than wait on.
@@ -115,8 +114,8 @@ class SessionLock:
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
-                await asyncio.wait_for(conn.close(timeout=self.release_timeout),
-                                       self.release_timeout + 1)  # fmt: skip
+                async with asyncio.timeout(self.release_timeout + 1):
+                    await conn.close(timeout=self.release_timeout)
             except Exception:
                 conn.terminate()
 

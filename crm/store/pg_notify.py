@@ -177,7 +177,8 @@ class PgChannel:
                             self.channel)  # fmt: skip
             while True:
                 try:
-                    payload = await asyncio.wait_for(queue.get(), 10.0)
+                    async with asyncio.timeout(10.0):
+                        payload = await queue.get()
                 except TimeoutError:
                     await conn.fetchval("SELECT 1")  # a half-open socket fails here
                     continue

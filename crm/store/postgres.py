@@ -191,7 +191,8 @@ class PostgresStore(SqlStore):
         its connections are closed at once and the server rolls back what they had
         open (and drops their advisory locks)."""
         try:
-            await asyncio.wait_for(self._pool.close(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._pool.close()
         except TimeoutError:
             log.warning("the database pool did not close within %g s; terminating it", timeout)
             self._pool.terminate()

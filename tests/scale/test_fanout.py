@@ -88,3 +88,53 @@ async def test_listener_reconnects_after_its_connection_is_killed(pg_url: str) -
     finally:
         await fan_a.close()
         await fan_b.close()
+
+
+async def test_a_listener_cancelled_as_a_message_arrives_ends(pg_url: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A process closing its fan-out while an event comes in must see its listener end.
+
+    Python 3.11's ``asyncio.wait_for`` returned the message and dropped the cancellation
+    when both landed in the same turn: the listener ran on and ``Fanout.close`` waited for
+    it for ever (a click-relay test hung the CI run for 300 s that way).  Here the real
+    PostgreSQL notification and the cancellation arrive in the same turn, every time."""
+    from crm.store import pg_notify
+
+    store = await open_store(pg_url)  # migrated schema
+    await store.close()
+    real_connect = pg_notify.connect
+    task: asyncio.Task[None] | None = None
+
+    class CancelOnNotify:
+        def __init__(self, conn: asyncpg.Connection) -> None:
+            self._conn = conn
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._conn, name)
+
+        async def add_listener(self, channel: str, callback: object) -> None:
+            def then_cancel(*args: object) -> None:
+                callback(*args)  # type: ignore[operator]
+                assert task is not None
+                task.cancel()  # the close, in the same turn as the message
+
+            await self._conn.add_listener(channel, then_cancel)
+
+    async def connect(url: str, application_name: str) -> CancelOnNotify:
+        return CancelOnNotify(await real_connect(url, application_name))
+
+    monkeypatch.setattr(pg_notify, "connect", connect)
+    channel = PgChannel(pg_url)
+    got: list[str] = []
+    task = asyncio.create_task(channel.listen(got.append))
+    sender = await real_connect(pg_url, "test-sender")
+    try:
+        await asyncio.wait_for(channel.listening.wait(), 10)
+        await sender.execute("SELECT pg_notify($1, 'hello')", channel.channel)
+        done, _ = await asyncio.wait({task}, timeout=5)
+        assert task in done, "the listener ran on after being cancelled"
+        assert task.cancelled()
+    finally:
+        task.cancel()
+        await asyncio.wait({task}, timeout=5)
+        await sender.close()
+        await channel.close()
