@@ -17,11 +17,18 @@ futures, its ``Manager`` as the action front end), with four of its habits repla
 * A half-open TCP link looks healthy forever.  A watchdog Pings and closes the link
   when neither the Pong nor any other byte arrives before the deadline.
 * The facts the tracker returns wait in a queue for the (slower, async) sink that writes
-  them.  A PBX (or a peer) faster than the sink would grow that queue without limit, so
-  it is bounded (``queue_max``): when it is full the link stops reading the socket
-  (``transport.pause_reading()``), the kernel's buffers fill and TCP slows the sender
-  down; reading resumes when the sink has caught up to half the bound.  Nothing is
-  dropped; the backlog and how long it has been full are in ``LinkStatus``.
+  them.  A PBX that finds a client not reading drops it (Asterisk after its
+  ``writetimeout``, 100 ms by default), and with it every call in progress, so an
+  overload must never stop the reading: the link keeps reading and feeding the tracker,
+  and the backlog grows by what cannot be lost.  Past a tenth of ``queue_max`` a call's
+  newer live update (``CallProgress``) replaces its older one still waiting, in place
+  (a screen pop or a live row shows the latest state; the first lookup and the row are
+  still made), so an overloaded link holds about one fact per call, its record, not
+  one per event.  Only at ``queue_max`` itself, a last resort for memory, does the link
+  stop reading the socket (``transport.pause_reading()``: TCP slows the sender, or the
+  PBX drops the link); reading resumes when the sink has caught up to half the bound.
+  Nothing is dropped; the backlog, the live updates merged and how long the queue has
+  been full are in ``LinkStatus``.
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.manager import Manager
 from panoramisk.message import Message as PanoramiskMessage
 
-from .facts import CallProgress, Fact, OriginateResult, PbxIncompatible
+from .facts import CallProgress, CallRecord, Fact, OriginateResult, PbxIncompatible
 from .originate import (
     LINK_DOWN,
     OriginateRequest,
@@ -99,9 +106,11 @@ class LinkSettings:
     """A connection that stayed up this long resets the backoff; a flapping one does not."""
     originate_grace: float = 30.0
     """Seconds, on top of the request's ring timeout, to wait for OriginateResponse."""
-    queue_max: int = 10_000
+    queue_max: int = 100_000
     """Facts waiting for the sink at most; at the bound the link stops reading the
-    socket (TCP back-pressure) until the backlog is down to half of it."""
+    socket (TCP back-pressure) until the backlog is down to half of it.  A last resort:
+    past a tenth of it live updates merge per call, so the backlog of an overload is
+    about one finished call's record per call behind (see the module docstring)."""
     backlog_alarm: float = 10.0
     """Seconds the queue may stay full (filled, and not drained below a quarter since)
     before the link reports itself overloaded (``LinkStatus.overloaded``: ``/healthz``
@@ -148,6 +157,9 @@ class LinkStatus:
     """Times the link stopped reading the socket because the queue was full."""
     overloaded: bool = False
     """Full for longer than ``LinkSettings.backlog_alarm``: the sink cannot keep up."""
+    merged: int = 0
+    """Live updates replaced by a newer one of their call while both waited (the
+    backlog was past a tenth of ``backlog_max``): the sink falls behind."""
 
 
 _ONE_ANSWER = frozenset({"queueadd", "queueremove", "queuepause"})
@@ -291,7 +303,10 @@ class AmiLink:
         self._events_total = 0
         self._rate = _Rate()
         self._reconnects = 0
-        self._facts: asyncio.Queue[Fact] = asyncio.Queue()
+        self._facts: asyncio.Queue[Fact | _Latest] = asyncio.Queue()
+        self._latest: dict[str, _Latest] = {}
+        """Calls whose live update waits in the queue in a slot a newer one replaces."""
+        self._merged = 0
         self._full_since: float | None = None
         self._pauses = 0
         self._orphans: deque[Message] = deque()
@@ -325,6 +340,7 @@ class AmiLink:
             pauses=self._pauses,
             overloaded=self._full_since is not None
             and now - self._full_since >= self.settings.backlog_alarm,
+            merged=self._merged,
         )
 
     @property
@@ -740,11 +756,32 @@ class AmiLink:
     # -- facts
 
     def _emit(self, facts: list[Fact]) -> None:
+        queue = self._facts
+        merge_at = self.settings.queue_max // 10
         for fact in facts:
-            if isinstance(fact, PbxIncompatible) and self._too_old != fact.message:
+            kind = type(fact)
+            if kind is CallProgress:
+                if queue.qsize() >= merge_at:
+                    self._merge(fact)  # type: ignore[arg-type]
+                    continue
+            elif kind is CallRecord:
+                # the call's last update stays before its record: nothing merges into it
+                self._latest.pop(fact.linkedid, None)  # type: ignore[attr-defined]
+            elif isinstance(fact, PbxIncompatible) and self._too_old != fact.message:
                 self._too_old = fact.message
                 self._set_state(self._state, error=fact.message)
-            self._facts.put_nowait(fact)
+            queue.put_nowait(fact)
+
+    def _merge(self, fact: CallProgress) -> None:
+        """Behind by a tenth of the bound: the call's update waiting replaces its state
+        (its place in the queue stays), else this one waits in a slot for the next."""
+        slot = self._latest.get(fact.linkedid)
+        if slot is not None:
+            slot.fact = fact
+            self._merged += 1
+            return
+        slot = self._latest[fact.linkedid] = _Latest(fact)
+        self._facts.put_nowait(slot)
 
     def _guarded(self, fn: Callable[[], list[Fact]], what: str) -> list[Fact]:
         try:
@@ -764,7 +801,13 @@ class AmiLink:
 
     async def _deliver(self) -> None:
         while True:
-            fact = await self._facts.get()
+            item = await self._facts.get()
+            if type(item) is _Latest:
+                fact: Fact = item.fact
+                if self._latest.get(item.fact.linkedid) is item:
+                    del self._latest[item.fact.linkedid]  # handed over: nothing merges now
+            else:
+                fact = item
             try:
                 if self._on_fact is not None:
                     result = self._on_fact(fact)
@@ -784,6 +827,13 @@ class AmiLink:
                 task.add_done_callback(_log_task_error)
         except Exception:
             log.exception("%s failed", what)
+
+
+@dataclass(slots=True)
+class _Latest:
+    """A call's live update in the queue, replaced by a newer one while it waits."""
+
+    fact: CallProgress
 
 
 class _ErrorLog:
