@@ -20,8 +20,9 @@ futures, its ``Manager`` as the action front end), with four of its habits repla
   them.  A PBX that finds a client not reading drops it (Asterisk after its
   ``writetimeout``, 100 ms by default), and with it every call in progress, so an
   overload must never stop the reading: the link keeps reading and feeding the tracker,
-  and the backlog grows by what cannot be lost.  Past a tenth of ``queue_max`` a call's
-  newer live update (``CallProgress``) replaces its older one still waiting, in place
+  and the backlog grows by what cannot be lost.  Past ``merge_after`` facts (or a tenth
+  of ``queue_max``) a call's newer live update (``CallProgress``) replaces its older one
+  still waiting, in place
   (a screen pop or a live row shows the latest state; the first lookup and the row are
   still made), so an overloaded link holds about one fact per call, its record, not
   one per event.  Only at ``queue_max`` itself, a last resort for memory, does the link
@@ -111,6 +112,12 @@ class LinkSettings:
     socket (TCP back-pressure) until the backlog is down to half of it.  A last resort:
     past a tenth of it live updates merge per call, so the backlog of an overload is
     about one finished call's record per call behind (see the module docstring)."""
+    merge_after: int = 2_000
+    """Facts waiting beyond which (or beyond a tenth of ``queue_max``, if less) a call's
+    newer live update replaces its older one still waiting: about a second behind at
+    300 calls/s, where the older state is stale anyway and each update costs the sink a
+    live row and a screen pop per viewer; the sink catches up instead of falling
+    further behind.  Finished calls are never merged."""
     backlog_alarm: float = 10.0
     """Seconds the queue may stay full (filled, and not drained below a quarter since)
     before the link reports itself overloaded (``LinkStatus.overloaded``: ``/healthz``
@@ -159,7 +166,7 @@ class LinkStatus:
     """Full for longer than ``LinkSettings.backlog_alarm``: the sink cannot keep up."""
     merged: int = 0
     """Live updates replaced by a newer one of their call while both waited (the
-    backlog was past a tenth of ``backlog_max``): the sink falls behind."""
+    backlog was past ``LinkSettings.merge_after``): the sink fell behind."""
 
 
 _ONE_ANSWER = frozenset({"queueadd", "queueremove", "queuepause"})
@@ -214,11 +221,21 @@ class _Manager(Manager):
         raise RuntimeError("AmiLink owns the connection; use AmiLink.start()")
 
 
-class _FastProtocol(AMIProtocol):
-    """AMIProtocol whose receive path feeds the tracker directly (see module docstring)."""
+READ_SIZE = 1 << 20
+"""Bytes the link takes from the socket per read, at most.  asyncio reads 256 KiB per
+turn of the event loop; a loop busy with the sink (the store, the screen pops) turns
+a few dozen times a second, less than a busy PBX sends (16 MB/s at 300 calls/s with
+every event on), and a PBX drops a client whose data it cannot write.  A megabyte a
+turn keeps the socket drained while the sink falls behind."""
+
+
+class _FastProtocol(AMIProtocol, asyncio.BufferedProtocol):
+    """AMIProtocol whose receive path feeds the tracker directly (see module docstring),
+    reading into one buffer of its own (``READ_SIZE``: see there)."""
 
     def __init__(self, link: AmiLink) -> None:
         self.link = link
+        self._buffer = memoryview(bytearray(READ_SIZE))
         self.rx_chunks = 0
         self.held: deque[Message] = deque()
         """Messages read but not yet fed: the queue filled up in the middle of a chunk."""
@@ -240,6 +257,12 @@ class _FastProtocol(AMIProtocol):
         # Our own actions' list events (CoreShowChannel, OriginateResponse) must still
         # resolve their futures even when the tracker has no use for them.
         return not (self.responses and "ActionID:" in text)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(self._buffer[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
         self.rx_chunks += 1
@@ -757,7 +780,7 @@ class AmiLink:
 
     def _emit(self, facts: list[Fact]) -> None:
         queue = self._facts
-        merge_at = self.settings.queue_max // 10
+        merge_at = min(self.settings.merge_after, self.settings.queue_max // 10)
         for fact in facts:
             kind = type(fact)
             if kind is CallProgress:
@@ -918,7 +941,7 @@ _CONFIG_FLOATS = (
 def settings_from_config(ami: Mapping[str, Any]) -> LinkSettings:
     """``LinkSettings`` from the ``[ami]`` settings section (host, port, username, secret,
     tls, ping_interval, ping_timeout, backoff_initial, backoff_max, queue_max,
-    backlog_alarm; optionally tls_ca, a
+    merge_after, backlog_alarm; optionally tls_ca, a
     CA file for a self-signed PBX certificate, and tls_verify).  Missing keys keep their
     defaults; a wrong value is a ValueError naming the key, never showing the secret."""
     base = LinkSettings()
@@ -949,8 +972,12 @@ def settings_from_config(ami: Mapping[str, Any]) -> LinkSettings:
     queue_max = ami.get("queue_max", base.queue_max)
     if isinstance(queue_max, bool) or not isinstance(queue_max, int) or queue_max < 10:
         raise ValueError("ami.queue_max must be a whole number of at least 10")
+    merge_after = ami.get("merge_after", base.merge_after)
+    if isinstance(merge_after, bool) or not isinstance(merge_after, int) or merge_after < 1:
+        raise ValueError("ami.merge_after must be a whole number of at least 1")
     settings = LinkSettings(host=host, port=port, username=username, secret=secret,
-                            queue_max=queue_max, **floats)  # fmt: skip
+                            queue_max=queue_max, merge_after=merge_after,
+                            **floats)  # fmt: skip
     if settings.backoff_max < settings.backoff_initial:
         raise ValueError("ami.backoff_max must not be less than ami.backoff_initial")
     tls = ami.get("tls", False)
