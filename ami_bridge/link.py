@@ -22,7 +22,7 @@ futures, its ``Manager`` as the action front end), with four of its habits repla
   overload must never stop the reading: the link keeps reading and feeding the tracker,
   and the backlog grows by what cannot be lost.  Past ``merge_after`` facts (or a tenth
   of ``queue_max``) a call's newer live update (``CallProgress``) replaces its older one
-  still waiting, in place
+  still waiting, in place, unless the older one rings a phone the newer does not
   (a screen pop or a live row shows the latest state; the first lookup and the row are
   still made), so an overloaded link holds about one fact per call, its record, not
   one per event.  Only at ``queue_max`` itself, a last resort for memory, does the link
@@ -796,10 +796,12 @@ class AmiLink:
             queue.put_nowait(fact)
 
     def _merge(self, fact: CallProgress) -> None:
-        """Behind by a tenth of the bound: the call's update waiting replaces its state
-        (its place in the queue stays), else this one waits in a slot for the next."""
+        """Behind by ``merge_after``: this update replaces the call's update waiting (its
+        place in the queue stays), unless that one rings a phone this one does not: a
+        rep's screen pop is never merged away (a ring answered elsewhere, or a call that
+        rang and ended, still pops).  Else it waits in a slot for the next."""
         slot = self._latest.get(fact.linkedid)
-        if slot is not None:
+        if slot is not None and all(ext in fact.ringing for ext in slot.fact.ringing):
             slot.fact = fact
             self._merged += 1
             return

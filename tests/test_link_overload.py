@@ -5,7 +5,7 @@ A PBX gives up on a client that stops reading (Asterisk after the AMI user's
 in progress at that moment is lost with the link.  The link used to stop reading the
 socket once 10,000 facts waited for the store, so a CRM that fell behind at 300 calls/s
 lost a quarter of them (2,208 of 3,000 written).  Here the store is stuck until a fast
-replay PBX has sent a burst of calls that make several times more facts than the
+replay PBX has sent a burst of calls that make more facts than the
 link's bound: the link must keep reading, and once the store comes back every call is
 written exactly once, on the first connection.
 """
@@ -27,10 +27,11 @@ from ami_bridge.tracker import CallTracker
 from tests.paths import ASTERISK22
 
 BURST = ASTERISK22 / "11-burst-20-concurrent" / "raw.ami"
-LOOPS = 8
-"""Plays of the 20-call burst, each with fresh ids: 160 calls, about 8 MB of AMI."""
-QUEUE_MAX = 500
-"""The link's bound: fewer than the calls' facts (about 6 a call), more than the calls."""
+LOOPS = 16
+"""Plays of the 20-call burst, each with fresh ids: 320 calls, about 17 MB of AMI."""
+QUEUE_MAX = 1600
+"""The link's bound: fewer than the calls' facts (about 6 a call), more than they
+make once a call's updates merge behind (about 4 a call: no ring is merged away)."""
 
 
 class StuckStore:
@@ -84,3 +85,27 @@ async def test_a_stuck_store_behind_a_fast_pbx_loses_no_call(
     assert len(store.records) == 20 * LOOPS
     assert set(store.records.values()) == {1}  # every call exactly once
     assert store.progress >= 20 * LOOPS  # every call was shown live at least once
+
+
+def progress(state: str, ringing: tuple[str, ...], linkedid: str = "1.1") -> CallProgress:
+    return CallProgress(linkedid, state, "inbound", "+14155550199", None, "5551000",  # type: ignore[arg-type]
+                        "5551000", ringing, None, 1.0)  # fmt: skip
+
+
+async def test_behind_a_call_s_updates_merge_but_no_ring_is_merged_away() -> None:
+    link = AmiLink(LinkSettings(queue_max=100, merge_after=1), CallTracker(PbxProfile()))
+    other = progress("ringing", ("103",), linkedid="2.2")
+    more = progress("ringing", ("101", "102"))
+    answered = progress("answered", ())
+    ended = progress("ended", ())
+    link._emit([other])  # one fact waits: the link is behind by merge_after
+    link._emit([progress("ringing", ("101",)), more])  # 101 still rings: merged
+    link._emit([answered])  # 101 and 102 stop ringing: kept, so their pops show
+    link._emit([ended])  # nothing rang in the answered state: merged
+    link._emit([progress("answered", ("104",), linkedid="2.2")])  # 103 stops: kept
+    got = []
+    while link.backlog:
+        item = link._facts.get_nowait()
+        got.append(getattr(item, "fact", item))
+    assert got == [other, more, ended, progress("answered", ("104",), linkedid="2.2")]
+    assert link.status.merged == 2
