@@ -356,22 +356,7 @@ class ReportQueries:
                 f"(f.task_owner {ids} OR "
                 f"(f.task_owner = 0 AND {self._rang_seen('f.rang', 4, n_rang)}))"
             )
-        # Spread tasks: those with a visible missed inbound call in the period, read
-        # from the few spread rows to their calls' copy (not from the period's calls).
-        spread = await c.fetch(
-            "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figures f "
-            f"{self._index_hint('callback_figures_spread')} "  # type: ignore[attr-defined]
-            "CROSS JOIN callback_figure_calls calls WHERE calls.task_id = f.task_id "
-            "AND f.last_day >= $1 AND f.day < $2 AND (f.last_day > f.day OR f.user_id < 0) "
-            f"AND calls.direction = 'inbound' AND calls.outcome {MISSED_SQL} "
-            f"AND calls.started_at >= ${len(sargs) + 1} "
-            f"AND calls.started_at < ${len(sargs) + 2}"
-            + (f" AND (calls.user_id {self._ids_in(3)} OR {seen})" if seen else "")  # type: ignore[attr-defined]
-            + " GROUP BY f.task_id, f.time_to_callback",
-            *sargs,
-            since,
-            until,
-        )
+        spread = await self._spread_tasks(c, since, until, user_ids, sargs, seen)
         simple = "f.day >= $1 AND f.day < $2 AND f.last_day = f.day AND f.user_id >= 0"
         if seen:
             simple += f" AND (f.user_id {self._ids_in(3)} OR {seen})"  # type: ignore[attr-defined]
@@ -442,6 +427,59 @@ class ReportQueries:
                 middle.extend(float(r["ttc"]) for r in rows)
             median = sum(middle) / len(middle)
         return n_tasks, returned, in_sla, median
+
+    async def _spread_tasks(
+        self, c: Any, since: float, until: float, user_ids: Any, sargs: list[Any], seen: str
+    ) -> list[Any]:
+        """(id, ttc) of the spread tasks (several days or reps) with a visible missed
+        inbound call in the period, read from the few spread rows to their calls' copy
+        (not from the period's calls).  A scope's are those its team owns or nobody owns
+        (one range per owner of ``callback_figures_spread_owner``), and those with a call
+        of its reps (``callback_figure_calls_user``): not every spread task of the period
+        tested for the scope, most of which other teams own."""
+
+        def missed(n: int) -> str:
+            """The spread rows of the days, their missed inbound calls in [$n, $n+1)."""
+            return (
+                "(f.last_day > f.day OR f.user_id < 0) AND f.last_day >= $1 AND f.day < $2 "
+                f"AND calls.direction = 'inbound' AND calls.outcome {MISSED_SQL} "
+                f"AND calls.started_at >= ${n} AND calls.started_at < ${n + 1}"
+            )
+
+        hint = self._index_hint  # type: ignore[attr-defined]
+        if not seen:
+            return list(
+                await c.fetch(
+                    "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figures f "
+                    f"{hint('callback_figures_spread')} CROSS JOIN callback_figure_calls calls "
+                    f"WHERE calls.task_id = f.task_id AND {missed(3)} "
+                    "GROUP BY f.task_id, f.time_to_callback",
+                    *sargs,
+                    since,
+                    until,
+                )
+            )
+        owners = self._ids_param([*user_ids, 0])  # type: ignore[attr-defined]
+        found = await c.fetch(
+            "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figures f "
+            f"{hint('callback_figures_spread_owner')} CROSS JOIN callback_figure_calls calls "
+            f"WHERE calls.task_id = f.task_id AND f.task_owner {self._ids_in(len(sargs) + 3)} "  # type: ignore[attr-defined]
+            f"AND {missed(len(sargs) + 1)} AND {seen} GROUP BY f.task_id, f.time_to_callback",
+            *sargs,
+            since,
+            until,
+            owners,
+        )
+        by_reps = await c.fetch(
+            "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figure_calls calls "
+            f"{hint('callback_figure_calls_user')} CROSS JOIN callback_figures f "
+            f"WHERE f.task_id = calls.task_id AND calls.user_id {self._ids_in(3)} "  # type: ignore[attr-defined]
+            f"AND {missed(4)} GROUP BY f.task_id, f.time_to_callback",
+            *sargs[:3],
+            since,
+            until,
+        )
+        return list({r["id"]: r for r in [*found, *by_reps]}.values())
 
     async def _missed_lines(
         self, c: Any, since: float, until: float, user_ids: Any, inbound: str, args: list[Any]

@@ -64,6 +64,14 @@ FROM (
 ) tasks
 GROUP BY task_owner, day, user_id, rang, b;
 
+-- The audit's spread tasks (calls over several days or reps) of a team: those its team
+-- owns or nobody owns, one range per owner, and those with a call of its reps (both read
+-- by ``_spread_tasks``), instead of every spread task of the period tested for the team.
+CREATE INDEX callback_figures_spread_owner
+    ON callback_figures(task_owner, last_day, day) WHERE last_day > day OR user_id < 0;
+CREATE INDEX callback_figure_calls_user
+    ON callback_figure_calls(user_id, started_at, direction, outcome);
+
 -- planned from its statistics from the first audit on, not from an empty table's guess
 {{postgres planner_statistics}}
 ANALYZE callback_buckets;
