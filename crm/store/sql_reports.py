@@ -383,13 +383,13 @@ class ReportQueries:
         n = len(sargs)
         narrow = self._index_hint("callback_figures_ttc")  # type: ignore[attr-defined]
 
-        def one_bucket() -> str:
-            """The period's tasks with $n+1 <= ttc < $n+2 (one bucket)."""
+        def one_bucket(below: str = "<") -> str:
+            """The period's tasks with $n+1 <= ttc {below} $n+2 (in one bucket)."""
             return (
                 f"SELECT f.time_to_callback AS ttc FROM callback_figures f {narrow} "
-                f"WHERE f.time_to_callback >= ${n + 1} AND f.time_to_callback < ${n + 2} "
+                f"WHERE f.time_to_callback >= ${n + 1} AND f.time_to_callback {below} ${n + 2} "
                 f"AND {simple} UNION ALL SELECT * FROM ({floats}) spread "
-                f"WHERE value >= ${n + 1} AND value < ${n + 2}"
+                f"WHERE value >= ${n + 1} AND value {below} ${n + 2}"
             )
 
         counted = sorted((b, k) for b, k in per.items() if b >= 0 and k)
@@ -399,14 +399,12 @@ class ReportQueries:
         in_sla = sum(k for b, k in counted if bucket_range(b)[1] <= sla)
         holding = callback_bucket(sla)
         if per.get(holding):
-            lo, hi = bucket_range(holding)
+            # from the bucket's start to the SLA only (none when the SLA is a bound)
             in_sla += int(
                 await c.fetchval(
-                    f"WITH tasks AS ({one_bucket()}) SELECT COUNT(*) FROM tasks "
-                    f"WHERE ttc <= ${n + 3}",
+                    f"WITH tasks AS ({one_bucket('<=')}) SELECT COUNT(*) FROM tasks",
                     *sargs,
-                    lo,
-                    hi,
+                    bucket_range(holding)[0],
                     sla,
                 )
             )
