@@ -106,7 +106,7 @@ def bucket_range(b: int) -> tuple[float, float]:
     return low, CALLBACK_BOUNDS[b] if b < len(CALLBACK_BOUNDS) else _FAR
 
 
-_BUCKET_KEY = "task_owner, day, user_id, rang, bucket"
+_BUCKET_KEY = "task_owner, day, user_id, bucket"
 
 
 def rang_text(extensions: Iterable[str]) -> str:
@@ -215,14 +215,15 @@ class FigureQueries:
         # the rows as they stood leave their buckets, as they stand now join theirs
         gone: Counter[tuple[Any, ...]] = Counter()
         for r in await c.fetch(
-            "SELECT task_owner, day, user_id, rang, time_to_callback AS ttc "
+            "SELECT task_owner, day, user_id, time_to_callback AS ttc "
             f"FROM callback_figures WHERE task_id {ids_in} AND last_day = day AND user_id >= 0",
             ids,
         ):
             ttc = None if r["ttc"] is None else float(r["ttc"])
-            key = (int(r["task_owner"]), int(r["day"]), int(r["user_id"]), r["rang"])
+            key = (int(r["task_owner"]), int(r["day"]), int(r["user_id"]))
             gone[(*key, callback_bucket(ttc))] += 1
         await c.execute(f"DELETE FROM callback_figure_calls WHERE task_id {ids_in}", ids)
+        await c.execute(f"DELETE FROM callback_figure_rang WHERE task_id {ids_in}", ids)
         await c.execute(f"DELETE FROM callback_figures WHERE task_id {ids_in}", ids)
         await self._write_callbacks(c, await self._zone(c), ids_in, ids, gone=gone)
 
@@ -238,7 +239,8 @@ class FigureQueries:
         the tasks whose id is ``ids_in`` (bound to ``args``; None: every task, the
         rebuild): one read, one ``executemany`` and one copy, however many tasks.  Their
         ``callback_buckets`` counts are added, less the tasks' rows as they stood
-        (``gone``, per bucket row), in one ``executemany``."""
+        (``gone``, per bucket row), in one ``executemany``; and the unowned tasks' rows
+        of ``callback_figure_rang``, one per extension they rang."""
         task, copied = (f"t.id {ids_in}", f"f.task_id {ids_in}") if ids_in else ("1 = 1",) * 2
         rung: dict[int, list[str]] = defaultdict(list)
         for r in await c.fetch(f"{_TASK_RANG} AND {task}", *args):
@@ -250,12 +252,22 @@ class FigureQueries:
         await c.executemany(_CALLBACK_INSERT, rows)
         await c.execute(f"{_CALLBACK_CALLS} AND {copied}", *args)
         counts: Counter[tuple[Any, ...]] = Counter()
-        for _, day, last_day, owner, rep, ttc, rang in rows:
+        for _, day, last_day, owner, rep, ttc, _ in rows:
             if last_day == day and rep >= 0:  # counted from its row, not spread
-                counts[(owner, day, rep, rang, callback_bucket(ttc))] += 1
+                counts[(owner, day, rep, callback_bucket(ttc))] += 1
         counts.subtract(gone or {})
         await c.executemany(
-            f"INSERT INTO callback_buckets ({_BUCKET_KEY}, tasks) VALUES ($1, $2, $3, $4, $5, $6) "
+            "INSERT INTO callback_figure_rang (extension, last_day, task_id, day, user_id, "
+            "bucket) VALUES ($1, $2, $3, $4, $5, $6)",
+            [
+                (ext, last_day, task_id, day, rep, callback_bucket(ttc))
+                for task_id, day, last_day, owner, rep, ttc, _ in rows
+                if owner == 0
+                for ext in sorted(set(rung.get(task_id, ())))
+            ],
+        )
+        await c.executemany(
+            f"INSERT INTO callback_buckets ({_BUCKET_KEY}, tasks) VALUES ($1, $2, $3, $4, $5) "
             f"ON CONFLICT ({_BUCKET_KEY}) DO UPDATE SET "
             "tasks = callback_buckets.tasks + excluded.tasks",
             [(*k, n) for k, n in sorted(counts.items()) if n],
@@ -382,7 +394,8 @@ class FigureQueries:
             if self.dialect == "postgres":  # type: ignore[attr-defined]
                 await c.execute(
                     "LOCK TABLE figures_zone, call_figures, hour_figures, rang_figures, "
-                    "callback_figures, callback_figure_calls, callback_buckets IN EXCLUSIVE MODE"
+                    "callback_figures, callback_figure_calls, callback_buckets, "
+                    "callback_figure_rang IN EXCLUSIVE MODE"
                 )
             await self._flush_figures(c)  # so later changes in this transaction add up
             tz = ZoneInfo(zone) if zone else await self._zone(c)
@@ -391,6 +404,7 @@ class FigureQueries:
                 "hour_figures",
                 "rang_figures",
                 "callback_figure_calls",
+                "callback_figure_rang",
                 "callback_figures",
                 "callback_buckets",
             ):

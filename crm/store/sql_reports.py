@@ -101,16 +101,13 @@ class ReportQueries:
         figure adds to the ``call_figures`` rows ``_visible_figures`` keeps.  The tasks
         come from ``callback_figures`` (those nobody owns, with calls in the days), their
         calls from its copy of them (``callback_figure_calls``).  ``more`` is bound from
-        $6 on (the patterns ``_rang_seen`` tests come after it)."""
+        $6 on."""
         if user_ids is None or await self.callback_days(c, since, until) is None:  # type: ignore[attr-defined]
             return []
         ids = self._ids_in(3)  # type: ignore[attr-defined]
-        rang = await self._rang_patterns(c, user_ids)
         return await c.fetch(
-            f"SELECT {select} FROM callback_figures cf "
-            "JOIN callback_figure_calls calls ON calls.task_id = cf.task_id "
-            "WHERE cf.task_owner = 0 AND cf.last_day >= $4 AND cf.day < $5 "
-            f"AND {self._rang_seen('cf.rang', 6 + len(more), len(rang))} "
+            f"SELECT {select} FROM ({self._rang_tasks(3, '$4', '$5')}) seen "
+            "CROSS JOIN callback_figure_calls calls WHERE calls.task_id = seen.task_id "
             "AND calls.started_at >= $1 AND calls.started_at < $2 "
             f"AND NOT (COALESCE(calls.user_id, 0) {ids}) AND {where} GROUP BY {group}",
             since,
@@ -119,7 +116,18 @@ class ReportQueries:
             days[0],
             days[1],
             *more,
-            *rang,
+        )
+
+    def _rang_tasks(self, n: int, first: str, end: str, where: str = "TRUE") -> str:
+        """SQL: the tasks nobody owns with calls in the days [first, end) that rang an
+        extension of the users bound as $n now (``callback_figure_rang``: one range
+        per extension, not every unowned task's ``rang`` tested), as ``task_id`` and
+        ``bucket``; ``where`` on their rows (``r``)."""
+        return (
+            "SELECT DISTINCT r.task_id AS task_id, r.bucket AS bucket "
+            "FROM callback_figure_rang r WHERE r.extension IN "
+            f"(SELECT ue.extension FROM user_extensions ue WHERE ue.user_id {self._ids_in(n)}) "  # type: ignore[attr-defined]
+            f"AND r.last_day >= {first} AND r.day < {end} AND {where}"
         )
 
     def _rang_seen(self, column: str, n: int, count: int) -> str:
@@ -362,20 +370,29 @@ class ReportQueries:
             simple += f" AND (f.user_id {self._ids_in(3)} OR {seen})"  # type: ignore[attr-defined]
         spread_ttc = [None if r["ttc"] is None else float(r["ttc"]) for r in spread]
         # The tasks per bucket: the period's rows of ``callback_buckets`` (days x reps
-        # x owners x buckets, whatever the number of tasks), plus the spread ones.
+        # x owners x buckets, whatever the number of tasks), plus the spread ones; for
+        # a scope, those of its reps or owners, and the unowned ones that rang it (and
+        # are not of its reps: counted already) from ``callback_figure_rang``.
         bwhere = "b.day >= $1 AND b.day < $2"
         if seen:
-            bwhere += (
-                f" AND (b.user_id {self._ids_in(3)} OR b.task_owner {self._ids_in(3)} "  # type: ignore[attr-defined]
-                f"OR (b.task_owner = 0 AND {self._rang_seen('b.rang', 4, n_rang)}))"
-            )
+            ids = self._ids_in(3)  # type: ignore[attr-defined]
+            bwhere += f" AND (b.user_id {ids} OR b.task_owner {ids})"
         per: dict[int, int] = {}
         for r in await c.fetch(
             "SELECT b.bucket AS b, SUM(b.tasks) AS n FROM callback_buckets b "
             f"WHERE {bwhere} GROUP BY b.bucket",
-            *sargs,
+            *sargs[:3],
         ):
             per[int(r["b"])] = per.get(int(r["b"]), 0) + int(r["n"])
+        if seen:
+            unowned = self._rang_tasks(
+                3, "$1", "$2", f"r.last_day = r.day AND r.user_id >= 0 AND NOT (r.user_id {ids})"
+            )
+            for r in await c.fetch(
+                f"SELECT seen.bucket AS b, COUNT(*) AS n FROM ({unowned}) seen GROUP BY 1",
+                *sargs[:3],
+            ):
+                per[int(r["b"])] = per.get(int(r["b"]), 0) + int(r["n"])
         for ttc in spread_ttc:
             per[callback_bucket(ttc)] = per.get(callback_bucket(ttc), 0) + 1
         sargs.append(self._ids_param(spread_ttc))  # type: ignore[attr-defined]
@@ -431,10 +448,12 @@ class ReportQueries:
     ) -> list[Any]:
         """(id, ttc) of the spread tasks (several days or reps) with a visible missed
         inbound call in the period, read from the few spread rows to their calls' copy
-        (not from the period's calls).  A scope's are those its team owns or nobody owns
-        (one range per owner of ``callback_figures_spread_owner``), and those with a call
-        of its reps (``callback_figure_calls_user``): not every spread task of the period
-        tested for the scope, most of which other teams own."""
+        (not from the period's calls).  A scope's are those its team owns (one range per
+        owner of ``callback_figures_spread_owner``), those nobody owns that rang it (one
+        range per extension, ``_rang_tasks``) and those with a call of its reps
+        (``callback_figure_calls_user``): not every spread task of the period tested for
+        the scope, most of which other teams own.  ``seen``: the scope's test, '' for
+        none."""
 
         def missed(n: int) -> str:
             """The spread rows of the days, their missed inbound calls in [$n, $n+1)."""
@@ -457,16 +476,25 @@ class ReportQueries:
                     until,
                 )
             )
-        owners = self._ids_param([*user_ids, 0])  # type: ignore[attr-defined]
         found = await c.fetch(
             "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figures f "
             f"{hint('callback_figures_spread_owner')} CROSS JOIN callback_figure_calls calls "
-            f"WHERE calls.task_id = f.task_id AND f.task_owner {self._ids_in(len(sargs) + 3)} "  # type: ignore[attr-defined]
-            f"AND {missed(len(sargs) + 1)} AND {seen} GROUP BY f.task_id, f.time_to_callback",
-            *sargs,
+            f"WHERE calls.task_id = f.task_id AND f.task_owner {self._ids_in(3)} "  # type: ignore[attr-defined]
+            f"AND {missed(4)} GROUP BY f.task_id, f.time_to_callback",
+            *sargs[:3],
             since,
             until,
-            owners,
+        )
+        spread = "r.last_day > r.day OR r.user_id < 0"
+        unowned = await c.fetch(
+            "SELECT f.task_id AS id, f.time_to_callback AS ttc "
+            f"FROM ({self._rang_tasks(3, '$1', '$2', spread)}) seen "
+            "CROSS JOIN callback_figures f CROSS JOIN callback_figure_calls calls "
+            "WHERE f.task_id = seen.task_id AND calls.task_id = seen.task_id "
+            f"AND {missed(4)} GROUP BY f.task_id, f.time_to_callback",
+            *sargs[:3],
+            since,
+            until,
         )
         by_reps = await c.fetch(
             "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figure_calls calls "
@@ -477,7 +505,7 @@ class ReportQueries:
             since,
             until,
         )
-        return list({r["id"]: r for r in [*found, *by_reps]}.values())
+        return list({r["id"]: r for r in [*found, *unowned, *by_reps]}.values())
 
     async def _missed_lines(
         self, c: Any, since: float, until: float, user_ids: Any, inbound: str, args: list[Any]

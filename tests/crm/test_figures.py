@@ -183,7 +183,7 @@ async def _figure_rows(store: Store) -> tuple[list[Any], ...]:
         ]  # fmt: skip
         callbacks = [
             tuple(r) for r in await c.fetch(
-                "SELECT task_id, day, last_day, task_owner, user_id, time_to_callback "
+                "SELECT task_id, day, last_day, task_owner, user_id, time_to_callback, rang "
                 "FROM callback_figures ORDER BY 1")
         ]  # fmt: skip
         callback_calls = [
@@ -193,10 +193,15 @@ async def _figure_rows(store: Store) -> tuple[list[Any], ...]:
         ]  # fmt: skip
         buckets = [
             tuple(r) for r in await c.fetch(
-                "SELECT task_owner, day, user_id, rang, bucket, tasks FROM callback_buckets "
-                "WHERE tasks <> 0 ORDER BY 1, 2, 3, 4, 5")
+                "SELECT task_owner, day, user_id, bucket, tasks FROM callback_buckets "
+                "WHERE tasks <> 0 ORDER BY 1, 2, 3, 4")
         ]  # fmt: skip
-    return calls, hours, rang, callbacks, callback_calls, buckets
+        by_extension = [
+            tuple(r) for r in await c.fetch(
+                "SELECT extension, last_day, task_id, day, user_id, bucket "
+                "FROM callback_figure_rang ORDER BY 1, 2, 3")
+        ]  # fmt: skip
+    return calls, hours, rang, callbacks, callback_calls, buckets, by_extension
 
 
 async def _exact_median(store: Store, since: float, until: float) -> float | None:
@@ -244,10 +249,11 @@ def test_the_migration_buckets_as_the_code_does() -> None:
     text = (Path(where).parent / "0021_callback_buckets.sql").read_text()
     found = [
         (float(m[1]), int(m[2]))
-        for m in re.finditer(r"WHEN time_to_callback < (\d+) THEN (\d+)", text)
+        for m in re.finditer(r"WHEN (?:f\.)?time_to_callback < (\d+) THEN (\d+)", text)
     ]
-    assert found == [(b, callback_bucket(b - 0.5)) for b in CALLBACK_BOUNDS]
-    assert f"ELSE {len(CALLBACK_BOUNDS)} END" in text
+    # twice: callback_buckets' and callback_figure_rang's
+    assert found == [(b, callback_bucket(b - 0.5)) for b in CALLBACK_BOUNDS] * 2
+    assert text.count(f"ELSE {len(CALLBACK_BOUNDS)} END") == 2
     assert callback_bucket(None) == -1 and callback_bucket(CALLBACK_BOUNDS[-1]) == len(
         CALLBACK_BOUNDS
     )
@@ -295,7 +301,11 @@ async def test_figures_give_the_same_numbers_as_the_calls(
     assert copied == {r[0] for r in rows[3] if r[3] == 0 or r[2] > r[1] or r[4] < 0}
     # the buckets add tasks up (fewer rows than tasks), and count every task of a row
     counted = [r for r in rows[3] if r[2] == r[1] and r[4] >= 0]
-    assert sum(r[5] for r in rows[5]) == len(counted) > len(rows[5])
+    assert sum(r[4] for r in rows[5]) == len(counted) > len(rows[5])
+    # and the unowned tasks that rang someone are found by each extension they rang
+    assert {(e, r[0]) for r in rows[3] if r[3] == 0 for e in r[6].strip(",").split(",") if e} == {
+        (r[0], r[2]) for r in rows[6]
+    }
     # the SLAs asked for give different shares (the test can tell a wrong bucket)
     shares = {x[3][1] for x in before if x[0] == "sla" and x[2] is None}
     assert len(shares) >= 4
