@@ -124,10 +124,10 @@ class ReportQueries:
         per extension, not every unowned task's ``rang`` tested), as ``task_id`` and
         ``bucket``; ``where`` on their rows (``r``)."""
         return (
-            "SELECT DISTINCT r.task_id AS task_id, r.bucket AS bucket "
-            "FROM callback_figure_rang r WHERE r.extension IN "
+            "SELECT DISTINCT r.task_id AS task_id, r.bucket AS bucket FROM callback_figure_rang r "
+            f"{self._index_hint('callback_figure_rang_extension')} WHERE r.extension IN "  # type: ignore[attr-defined]
             f"(SELECT ue.extension FROM user_extensions ue WHERE ue.user_id {self._ids_in(n)}) "  # type: ignore[attr-defined]
-            f"AND r.last_day >= {first} AND r.day < {end} AND {where}"
+            f"AND r.last_day >= {first} AND r.day < {end} AND ({where})"
         )
 
     def _rang_seen(self, column: str, n: int, count: int) -> str:

@@ -74,9 +74,10 @@ CREATE TABLE callback_figure_rang (
     day {{bigint}} NOT NULL,
     user_id {{bigint}} NOT NULL,
     bucket {{bigint}} NOT NULL,
-    PRIMARY KEY (extension, last_day, task_id)
+    PRIMARY KEY (task_id, extension)
 ) {{without_rowid}};
-CREATE INDEX callback_figure_rang_task ON callback_figure_rang(task_id);
+CREATE INDEX callback_figure_rang_extension
+    ON callback_figure_rang(extension, last_day, day, user_id, bucket);
 
 INSERT INTO callback_figure_rang
 SELECT DISTINCT cr.extension, f.last_day, f.task_id, f.day, f.user_id,
