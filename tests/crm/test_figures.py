@@ -374,7 +374,19 @@ async def test_figures_give_the_same_numbers_as_the_calls(
             "ON cr.call_id = cc.call_id WHERE cr.extension IN ('101', '102', '103') "
             "AND t.owner_id IS NOT NULL ORDER BY t.id")]  # fmt: skip
     assert len(rung) >= 6
-    for task_id in rung[::2]:
+    # and spread ones (calls on several days or of several reps) that rang nobody in the
+    # team: the team must not see them
+    async with s._use() as c:
+        elsewhere = [r["task_id"] for r in await c.fetch(
+            "SELECT f.task_id FROM callback_figures f WHERE f.task_owner <> 0 "
+            "AND (f.last_day > f.day OR f.user_id < 0) AND EXISTS (SELECT 1 "
+            "FROM callback_calls cc JOIN call_rang cr ON cr.call_id = cc.call_id "
+            "WHERE cc.task_id = f.task_id) AND NOT EXISTS (SELECT 1 "
+            "FROM callback_calls cc JOIN call_rang cr ON cr.call_id = cc.call_id "
+            "WHERE cc.task_id = f.task_id AND cr.extension IN ('101', '102', '103')) "
+            "ORDER BY 1")]  # fmt: skip
+    assert len(elsewhere) >= 2
+    for task_id in rung[::2] + elsewhere[:4]:
         task = await store.get_callback(task_id)
         assert task is not None
         task.owner_id = None
