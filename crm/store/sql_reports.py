@@ -106,8 +106,8 @@ class ReportQueries:
             return []
         ids = self._ids_in(3)  # type: ignore[attr-defined]
         return await c.fetch(
-            f"SELECT {select} FROM ({self._rang_tasks(3, '$4', '$5')}) seen "
-            "CROSS JOIN callback_figure_calls calls WHERE calls.task_id = seen.task_id "
+            f"SELECT {select} FROM callback_figure_calls calls "
+            f"WHERE calls.task_id IN ({self._rang_tasks(3, '$4', '$5')}) "
             "AND calls.started_at >= $1 AND calls.started_at < $2 "
             f"AND NOT (COALESCE(calls.user_id, 0) {ids}) AND {where} GROUP BY {group}",
             since,
@@ -118,13 +118,17 @@ class ReportQueries:
             *more,
         )
 
-    def _rang_tasks(self, n: int, first: str, end: str, where: str = "TRUE") -> str:
+    def _rang_tasks(
+        self, n: int, first: str, end: str, where: str = "TRUE", bucket: bool = False
+    ) -> str:
         """SQL: the tasks nobody owns with calls in the days [first, end) that rang an
         extension of the users bound as $n now (``callback_figure_rang``: one range
-        per extension, not every unowned task's ``rang`` tested), as ``task_id`` and
-        ``bucket``; ``where`` on their rows (``r``)."""
+        per extension, not every unowned task's ``rang`` tested), as ``task_id`` (and
+        ``bucket``); ``where`` on their rows (``r``).  Used as ``IN (...)``, so both
+        engines look the few tasks up rather than join every row against them."""
+        also = ", r.bucket AS bucket" if bucket else ""
         return (
-            "SELECT DISTINCT r.task_id AS task_id, r.bucket AS bucket FROM callback_figure_rang r "
+            f"SELECT DISTINCT r.task_id AS task_id{also} FROM callback_figure_rang r "
             f"{self._index_hint('callback_figure_rang_extension')} WHERE r.extension IN "  # type: ignore[attr-defined]
             f"(SELECT ue.extension FROM user_extensions ue WHERE ue.user_id {self._ids_in(n)}) "  # type: ignore[attr-defined]
             f"AND r.last_day >= {first} AND r.day < {end} AND ({where})"
@@ -386,7 +390,11 @@ class ReportQueries:
             per[int(r["b"])] = per.get(int(r["b"]), 0) + int(r["n"])
         if seen:
             unowned = self._rang_tasks(
-                3, "$1", "$2", f"r.last_day = r.day AND r.user_id >= 0 AND NOT (r.user_id {ids})"
+                3,
+                "$1",
+                "$2",
+                f"r.last_day = r.day AND r.user_id >= 0 AND NOT (r.user_id {ids})",
+                bucket=True,
             )
             for r in await c.fetch(
                 f"SELECT seen.bucket AS b, COUNT(*) AS n FROM ({unowned}) seen GROUP BY 1",
@@ -487,10 +495,9 @@ class ReportQueries:
         )
         spread = "r.last_day > r.day OR r.user_id < 0"
         unowned = await c.fetch(
-            "SELECT f.task_id AS id, f.time_to_callback AS ttc "
-            f"FROM ({self._rang_tasks(3, '$1', '$2', spread)}) seen "
-            "CROSS JOIN callback_figures f CROSS JOIN callback_figure_calls calls "
-            "WHERE f.task_id = seen.task_id AND calls.task_id = seen.task_id "
+            "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figures f "
+            "CROSS JOIN callback_figure_calls calls WHERE calls.task_id = f.task_id "
+            f"AND f.task_id IN ({self._rang_tasks(3, '$1', '$2', spread)}) "
             f"AND {missed(4)} GROUP BY f.task_id, f.time_to_callback",
             *sargs[:3],
             since,
