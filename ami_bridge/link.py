@@ -17,11 +17,19 @@ futures, its ``Manager`` as the action front end), with four of its habits repla
 * A half-open TCP link looks healthy forever.  A watchdog Pings and closes the link
   when neither the Pong nor any other byte arrives before the deadline.
 * The facts the tracker returns wait in a queue for the (slower, async) sink that writes
-  them.  A PBX (or a peer) faster than the sink would grow that queue without limit, so
-  it is bounded (``queue_max``): when it is full the link stops reading the socket
-  (``transport.pause_reading()``), the kernel's buffers fill and TCP slows the sender
-  down; reading resumes when the sink has caught up to half the bound.  Nothing is
-  dropped; the backlog and how long it has been full are in ``LinkStatus``.
+  them.  A PBX that finds a client not reading drops it (Asterisk after its
+  ``writetimeout``, 100 ms by default), and with it every call in progress, so an
+  overload must never stop the reading: the link keeps reading and feeding the tracker,
+  and the backlog grows by what cannot be lost.  Past ``merge_after`` facts (or a tenth
+  of ``queue_max``) a call's newer live update (``CallProgress``) replaces its older one
+  still waiting, in place, unless the older one rings a phone the newer does not
+  (a screen pop or a live row shows the latest state; the first lookup and the row are
+  still made), so an overloaded link holds about one fact per call, its record, not
+  one per event.  Only at ``queue_max`` itself, a last resort for memory, does the link
+  stop reading the socket (``transport.pause_reading()``: TCP slows the sender, or the
+  PBX drops the link); reading resumes when the sink has caught up to half the bound.
+  Nothing is dropped; the backlog, the live updates merged and how long the queue has
+  been full are in ``LinkStatus``.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.manager import Manager
 from panoramisk.message import Message as PanoramiskMessage
 
-from .facts import CallProgress, Fact, OriginateResult, PbxIncompatible
+from .facts import CallProgress, CallRecord, Fact, OriginateResult, PbxIncompatible
 from .originate import (
     LINK_DOWN,
     OriginateRequest,
@@ -99,9 +107,17 @@ class LinkSettings:
     """A connection that stayed up this long resets the backoff; a flapping one does not."""
     originate_grace: float = 30.0
     """Seconds, on top of the request's ring timeout, to wait for OriginateResponse."""
-    queue_max: int = 10_000
+    queue_max: int = 100_000
     """Facts waiting for the sink at most; at the bound the link stops reading the
-    socket (TCP back-pressure) until the backlog is down to half of it."""
+    socket (TCP back-pressure) until the backlog is down to half of it.  A last resort:
+    past a tenth of it live updates merge per call, so the backlog of an overload is
+    about one finished call's record per call behind (see the module docstring)."""
+    merge_after: int = 2_000
+    """Facts waiting beyond which (or beyond a tenth of ``queue_max``, if less) a call's
+    newer live update replaces its older one still waiting: about a second behind at
+    300 calls/s, where the older state is stale anyway and each update costs the sink a
+    live row and a screen pop per viewer; the sink catches up instead of falling
+    further behind.  Finished calls are never merged."""
     backlog_alarm: float = 10.0
     """Seconds the queue may stay full (filled, and not drained below a quarter since)
     before the link reports itself overloaded (``LinkStatus.overloaded``: ``/healthz``
@@ -148,6 +164,9 @@ class LinkStatus:
     """Times the link stopped reading the socket because the queue was full."""
     overloaded: bool = False
     """Full for longer than ``LinkSettings.backlog_alarm``: the sink cannot keep up."""
+    merged: int = 0
+    """Live updates replaced by a newer one of their call while both waited (the
+    backlog was past ``LinkSettings.merge_after``): the sink fell behind."""
 
 
 _ONE_ANSWER = frozenset({"queueadd", "queueremove", "queuepause"})
@@ -202,11 +221,21 @@ class _Manager(Manager):
         raise RuntimeError("AmiLink owns the connection; use AmiLink.start()")
 
 
-class _FastProtocol(AMIProtocol):
-    """AMIProtocol whose receive path feeds the tracker directly (see module docstring)."""
+READ_SIZE = 1 << 20
+"""Bytes the link takes from the socket per read, at most.  asyncio reads 256 KiB per
+turn of the event loop; a loop busy with the sink (the store, the screen pops) turns
+a few dozen times a second, less than a busy PBX sends (16 MB/s at 300 calls/s with
+every event on), and a PBX drops a client whose data it cannot write.  A megabyte a
+turn keeps the socket drained while the sink falls behind."""
+
+
+class _FastProtocol(AMIProtocol, asyncio.BufferedProtocol):
+    """AMIProtocol whose receive path feeds the tracker directly (see module docstring),
+    reading into one buffer of its own (``READ_SIZE``: see there)."""
 
     def __init__(self, link: AmiLink) -> None:
         self.link = link
+        self._buffer = memoryview(bytearray(READ_SIZE))
         self.rx_chunks = 0
         self.held: deque[Message] = deque()
         """Messages read but not yet fed: the queue filled up in the middle of a chunk."""
@@ -228,6 +257,12 @@ class _FastProtocol(AMIProtocol):
         # Our own actions' list events (CoreShowChannel, OriginateResponse) must still
         # resolve their futures even when the tracker has no use for them.
         return not (self.responses and "ActionID:" in text)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(self._buffer[:nbytes]))
 
     def data_received(self, data: bytes) -> None:
         self.rx_chunks += 1
@@ -291,7 +326,10 @@ class AmiLink:
         self._events_total = 0
         self._rate = _Rate()
         self._reconnects = 0
-        self._facts: asyncio.Queue[Fact] = asyncio.Queue()
+        self._facts: asyncio.Queue[Fact | _Latest] = asyncio.Queue()
+        self._latest: dict[str, _Latest] = {}
+        """Calls whose live update waits in the queue in a slot a newer one replaces."""
+        self._merged = 0
         self._full_since: float | None = None
         self._pauses = 0
         self._orphans: deque[Message] = deque()
@@ -325,6 +363,7 @@ class AmiLink:
             pauses=self._pauses,
             overloaded=self._full_since is not None
             and now - self._full_since >= self.settings.backlog_alarm,
+            merged=self._merged,
         )
 
     @property
@@ -740,11 +779,34 @@ class AmiLink:
     # -- facts
 
     def _emit(self, facts: list[Fact]) -> None:
+        queue = self._facts
+        merge_at = min(self.settings.merge_after, self.settings.queue_max // 10)
         for fact in facts:
-            if isinstance(fact, PbxIncompatible) and self._too_old != fact.message:
+            kind = type(fact)
+            if kind is CallProgress:
+                if queue.qsize() >= merge_at:
+                    self._merge(fact)  # type: ignore[arg-type]
+                    continue
+            elif kind is CallRecord:
+                # the call's last update stays before its record: nothing merges into it
+                self._latest.pop(fact.linkedid, None)  # type: ignore[attr-defined]
+            elif isinstance(fact, PbxIncompatible) and self._too_old != fact.message:
                 self._too_old = fact.message
                 self._set_state(self._state, error=fact.message)
-            self._facts.put_nowait(fact)
+            queue.put_nowait(fact)
+
+    def _merge(self, fact: CallProgress) -> None:
+        """Behind by ``merge_after``: this update replaces the call's update waiting (its
+        place in the queue stays), unless that one rings a phone this one does not: a
+        rep's screen pop is never merged away (a ring answered elsewhere, or a call that
+        rang and ended, still pops).  Else it waits in a slot for the next."""
+        slot = self._latest.get(fact.linkedid)
+        if slot is not None and all(ext in fact.ringing for ext in slot.fact.ringing):
+            slot.fact = fact
+            self._merged += 1
+            return
+        slot = self._latest[fact.linkedid] = _Latest(fact)
+        self._facts.put_nowait(slot)
 
     def _guarded(self, fn: Callable[[], list[Fact]], what: str) -> list[Fact]:
         try:
@@ -764,7 +826,13 @@ class AmiLink:
 
     async def _deliver(self) -> None:
         while True:
-            fact = await self._facts.get()
+            item = await self._facts.get()
+            if type(item) is _Latest:
+                fact: Fact = item.fact
+                if self._latest.get(item.fact.linkedid) is item:
+                    del self._latest[item.fact.linkedid]  # handed over: nothing merges now
+            else:
+                fact = item
             try:
                 if self._on_fact is not None:
                     result = self._on_fact(fact)
@@ -784,6 +852,13 @@ class AmiLink:
                 task.add_done_callback(_log_task_error)
         except Exception:
             log.exception("%s failed", what)
+
+
+@dataclass(slots=True)
+class _Latest:
+    """A call's live update in the queue, replaced by a newer one while it waits."""
+
+    fact: CallProgress
 
 
 class _ErrorLog:
@@ -868,7 +943,7 @@ _CONFIG_FLOATS = (
 def settings_from_config(ami: Mapping[str, Any]) -> LinkSettings:
     """``LinkSettings`` from the ``[ami]`` settings section (host, port, username, secret,
     tls, ping_interval, ping_timeout, backoff_initial, backoff_max, queue_max,
-    backlog_alarm; optionally tls_ca, a
+    merge_after, backlog_alarm; optionally tls_ca, a
     CA file for a self-signed PBX certificate, and tls_verify).  Missing keys keep their
     defaults; a wrong value is a ValueError naming the key, never showing the secret."""
     base = LinkSettings()
@@ -899,8 +974,12 @@ def settings_from_config(ami: Mapping[str, Any]) -> LinkSettings:
     queue_max = ami.get("queue_max", base.queue_max)
     if isinstance(queue_max, bool) or not isinstance(queue_max, int) or queue_max < 10:
         raise ValueError("ami.queue_max must be a whole number of at least 10")
+    merge_after = ami.get("merge_after", base.merge_after)
+    if isinstance(merge_after, bool) or not isinstance(merge_after, int) or merge_after < 1:
+        raise ValueError("ami.merge_after must be a whole number of at least 1")
     settings = LinkSettings(host=host, port=port, username=username, secret=secret,
-                            queue_max=queue_max, **floats)  # fmt: skip
+                            queue_max=queue_max, merge_after=merge_after,
+                            **floats)  # fmt: skip
     if settings.backoff_max < settings.backoff_initial:
         raise ValueError("ami.backoff_max must not be less than ami.backoff_initial")
     tls = ami.get("tls", False)

@@ -127,24 +127,31 @@ class FrameReader:
             self._hold(rest)
         out: list[Message] = []
         skip = self._skip
+        limit = self._max
+        frames = 0
+        # The loop runs for every frame of a busy PBX, most of them skipped: what
+        # ``frame_event_name`` does is inlined here (a call per frame is a tenth of it).
         for part in parts:
             if not part:
                 continue
-            self.frames += 1
+            frames += 1
             if part.startswith(BANNER_PREFIX):  # the greeting is one line, not a frame
                 line, _, part = part.partition("\n")
                 out.append({"Banner": line.strip()})
                 if not part.strip():
                     continue
-            if len(part) > self._max:
+            if len(part) > limit:
                 self.dropped += 1
                 log.warning("dropped an oversized AMI frame (%d bytes)", len(part))
                 continue
-            if skip is not None:
-                name = frame_event_name(part)
-                if name is not None and skip(name, part):
+            if skip is not None and part.startswith("Event: "):
+                end = part.find("\r", 7)
+                if end < 0:
+                    end = part.find("\n", 7)
+                if skip(part[7:end] if end >= 0 else part[7:], part):
                     continue
             out.append(parse_frame(part.lstrip("\r\n")))
+        self.frames += frames
         return out
 
     def _hold(self, piece: str) -> None:

@@ -457,6 +457,7 @@ def test_settings_from_the_default_config() -> None:
     assert s.ssl is None
     assert (s.ping_interval, s.ping_timeout) == (10.0, 5.0)
     assert (s.backoff_initial, s.backoff_max) == (0.5, 30.0)
+    assert (s.queue_max, s.merge_after) == (100_000, 2_000)
     assert "crmsecret" not in repr(s)
     tls = settings_from_config({**ami, "tls": True, "port": "5039", "ping_timeout": 2})
     assert isinstance(tls.ssl, ssl.SSLContext) and tls.port == 5039 and tls.ping_timeout == 2.0
@@ -473,6 +474,7 @@ def test_bad_config_names_the_key_and_hides_the_secret() -> None:
         "tls": {"tls": "yes"},
         "host": {"host": " "},
         "secret": {"secret": "crmsecret\r\nAction: Logoff"},
+        "merge_after": {"merge_after": 0},
     }
     for key, change in cases.items():
         with pytest.raises(ValueError, match=key.strip()) as info:

@@ -30,8 +30,9 @@ A mixin of ``SqlStore`` (``_use``, ``_tx``, ``_floor_div``, ``_ids_in``, ``_ids_
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -80,6 +81,32 @@ _TASK_RANG = (
     "JOIN callback_calls cc ON cc.task_id = t.id JOIN call_rang cr ON cr.call_id = cc.call_id "
     "WHERE t.owner_id IS NULL"
 )
+
+
+CALLBACK_BOUNDS = (0.0, 60.0, 120.0, 180.0, 240.0, 300.0, 420.0, 600.0, 900.0, 1200.0,
+                   1500.0, 1800.0, 2100.0, 2400.0, 2700.0, 3000.0, 3600.0, 4200.0, 4800.0,
+                   5400.0, 6000.0, 7200.0, 9000.0, 10800.0, 14400.0, 21600.0, 28800.0,
+                   43200.0, 86400.0, 172800.0, 345600.0, 604800.0)  # fmt: skip
+"""Where the buckets of time to callback of ``callback_buckets`` (migration 0021) start:
+bucket i holds [CALLBACK_BOUNDS[i-1], CALLBACK_BOUNDS[i]) (0: below 0, the last: from the
+last bound on).  Minutes where most tasks are, wider after: a team's day has a few
+hundred tasks, so buckets must be few to add rows up; the one holding the median is read
+task by task, so no bucket may hold too many of them."""
+_FAR = 1e300
+
+
+def callback_bucket(ttc: float | None) -> int:
+    """The ``callback_buckets`` bucket of a time to callback (-1: not returned)."""
+    return -1 if ttc is None else bisect.bisect_right(CALLBACK_BOUNDS, ttc)
+
+
+def bucket_range(b: int) -> tuple[float, float]:
+    """[low, high) of time to callback of bucket ``b`` (>= 0)."""
+    low = CALLBACK_BOUNDS[b - 1] if b > 0 else -_FAR
+    return low, CALLBACK_BOUNDS[b] if b < len(CALLBACK_BOUNDS) else _FAR
+
+
+_BUCKET_KEY = "task_owner, day, user_id, bucket"
 
 
 def rang_text(extensions: Iterable[str]) -> str:
@@ -185,29 +212,66 @@ class FigureQueries:
             return
         ids_in = self._ids_in(1)  # type: ignore[attr-defined]
         ids = self._ids_param(task_ids)  # type: ignore[attr-defined]
+        # the rows as they stood leave their buckets, as they stand now join theirs
+        gone: Counter[tuple[Any, ...]] = Counter()
+        for r in await c.fetch(
+            "SELECT task_owner, day, user_id, time_to_callback AS ttc "
+            f"FROM callback_figures WHERE task_id {ids_in} AND last_day = day AND user_id >= 0",
+            ids,
+        ):
+            ttc = None if r["ttc"] is None else float(r["ttc"])
+            key = (int(r["task_owner"]), int(r["day"]), int(r["user_id"]))
+            gone[(*key, callback_bucket(ttc))] += 1
         await c.execute(f"DELETE FROM callback_figure_calls WHERE task_id {ids_in}", ids)
+        await c.execute(f"DELETE FROM callback_figure_rang WHERE task_id {ids_in}", ids)
         await c.execute(f"DELETE FROM callback_figures WHERE task_id {ids_in}", ids)
-        await self._write_callbacks(c, await self._zone(c), ids_in, ids)
+        await self._write_callbacks(c, await self._zone(c), ids_in, ids, gone=gone)
 
     @staticmethod
     async def _write_callbacks(
-        c: Any, zone: ZoneInfo, ids_in: str | None = None, *args: Any
+        c: Any,
+        zone: ZoneInfo,
+        ids_in: str | None = None,
+        *args: Any,
+        gone: Counter[tuple[Any, ...]] | None = None,
     ) -> None:
         """Insert the ``callback_figures`` rows (and their ``callback_figure_calls``) of
         the tasks whose id is ``ids_in`` (bound to ``args``; None: every task, the
-        rebuild): one read, one ``executemany`` and one copy, however many tasks."""
+        rebuild): one read, one ``executemany`` and one copy, however many tasks.  Their
+        ``callback_buckets`` counts are added, less the tasks' rows as they stood
+        (``gone``, per bucket row), in one ``executemany``; and the unowned tasks' rows
+        of ``callback_figure_rang``, one per extension they rang."""
         task, copied = (f"t.id {ids_in}", f"f.task_id {ids_in}") if ids_in else ("1 = 1",) * 2
         rung: dict[int, list[str]] = defaultdict(list)
         for r in await c.fetch(f"{_TASK_RANG} AND {task}", *args):
             rung[r["task_id"]].append(r["extension"])
+        rows = [
+            _callback_values(zone, r, rung.get(r["task_id"], ()))
+            for r in await c.fetch(f"{_CALLBACK_ROW} WHERE {task} GROUP BY 1, 2, 3", *args)
+        ]
+        await c.executemany(_CALLBACK_INSERT, rows)
+        await c.execute(f"{_CALLBACK_CALLS} AND {copied}", *args)
+        counts: Counter[tuple[Any, ...]] = Counter()
+        for _, day, last_day, owner, rep, ttc, _ in rows:
+            if last_day == day and rep >= 0:  # counted from its row, not spread
+                counts[(owner, day, rep, callback_bucket(ttc))] += 1
+        counts.subtract(gone or {})
         await c.executemany(
-            _CALLBACK_INSERT,
+            "INSERT INTO callback_figure_rang (extension, last_day, task_id, day, user_id, "
+            "bucket) VALUES ($1, $2, $3, $4, $5, $6)",
             [
-                _callback_values(zone, r, rung.get(r["task_id"], ()))
-                for r in await c.fetch(f"{_CALLBACK_ROW} WHERE {task} GROUP BY 1, 2, 3", *args)
+                (ext, last_day, task_id, day, rep, callback_bucket(ttc))
+                for task_id, day, last_day, owner, rep, ttc, _ in rows
+                if owner == 0
+                for ext in sorted(set(rung.get(task_id, ())))
             ],
         )
-        await c.execute(f"{_CALLBACK_CALLS} AND {copied}", *args)
+        await c.executemany(
+            f"INSERT INTO callback_buckets ({_BUCKET_KEY}, tasks) VALUES ($1, $2, $3, $4, $5) "
+            f"ON CONFLICT ({_BUCKET_KEY}) DO UPDATE SET "
+            "tasks = callback_buckets.tasks + excluded.tasks",
+            [(*k, n) for k, n in sorted(counts.items()) if n],
+        )
 
     async def _count_task_calls(self, c: Any, task_ids: list[int], sign: int) -> None:
         """The same for every call linked to these callback tasks (their owner changes)."""
@@ -330,7 +394,8 @@ class FigureQueries:
             if self.dialect == "postgres":  # type: ignore[attr-defined]
                 await c.execute(
                     "LOCK TABLE figures_zone, call_figures, hour_figures, rang_figures, "
-                    "callback_figures, callback_figure_calls IN EXCLUSIVE MODE"
+                    "callback_figures, callback_figure_calls, callback_buckets, "
+                    "callback_figure_rang IN EXCLUSIVE MODE"
                 )
             await self._flush_figures(c)  # so later changes in this transaction add up
             tz = ZoneInfo(zone) if zone else await self._zone(c)
@@ -339,7 +404,9 @@ class FigureQueries:
                 "hour_figures",
                 "rang_figures",
                 "callback_figure_calls",
+                "callback_figure_rang",
                 "callback_figures",
+                "callback_buckets",
             ):
                 await c.execute(f"DELETE FROM {table}")
             await c.execute(

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..models import MissedByLine, MissedByRep, MissedSummary, RepFigures
 from .sql_common import MISSED_SQL, rep_calls_where
+from .sql_figures import bucket_range, callback_bucket
 
 _EPOCH = dt.date(1970, 1, 1)
 
@@ -100,16 +101,13 @@ class ReportQueries:
         figure adds to the ``call_figures`` rows ``_visible_figures`` keeps.  The tasks
         come from ``callback_figures`` (those nobody owns, with calls in the days), their
         calls from its copy of them (``callback_figure_calls``).  ``more`` is bound from
-        $6 on (the patterns ``_rang_seen`` tests come after it)."""
+        $6 on."""
         if user_ids is None or await self.callback_days(c, since, until) is None:  # type: ignore[attr-defined]
             return []
         ids = self._ids_in(3)  # type: ignore[attr-defined]
-        rang = await self._rang_patterns(c, user_ids)
         return await c.fetch(
-            f"SELECT {select} FROM callback_figures cf "
-            "JOIN callback_figure_calls calls ON calls.task_id = cf.task_id "
-            "WHERE cf.task_owner = 0 AND cf.last_day >= $4 AND cf.day < $5 "
-            f"AND {self._rang_seen('cf.rang', 6 + len(more), len(rang))} "
+            f"SELECT {select} FROM callback_figure_calls calls "
+            f"WHERE calls.task_id IN ({self._rang_tasks(3, '$4', '$5')}) "
             "AND calls.started_at >= $1 AND calls.started_at < $2 "
             f"AND NOT (COALESCE(calls.user_id, 0) {ids}) AND {where} GROUP BY {group}",
             since,
@@ -118,7 +116,22 @@ class ReportQueries:
             days[0],
             days[1],
             *more,
-            *rang,
+        )
+
+    def _rang_tasks(
+        self, n: int, first: str, end: str, where: str = "TRUE", bucket: bool = False
+    ) -> str:
+        """SQL: the tasks nobody owns with calls in the days [first, end) that rang an
+        extension of the users bound as $n now (``callback_figure_rang``: one range
+        per extension, not every unowned task's ``rang`` tested), as ``task_id`` (and
+        ``bucket``); ``where`` on their rows (``r``).  Used as ``IN (...)``, so both
+        engines look the few tasks up rather than join every row against them."""
+        also = ", r.bucket AS bucket" if bucket else ""
+        return (
+            f"SELECT DISTINCT r.task_id AS task_id{also} FROM callback_figure_rang r "
+            f"{self._index_hint('callback_figure_rang_extension')} WHERE r.extension IN "  # type: ignore[attr-defined]
+            f"(SELECT ue.extension FROM user_extensions ue WHERE ue.user_id {self._ids_in(n)}) "  # type: ignore[attr-defined]
+            f"AND r.last_day >= {first} AND r.day < {end} AND ({where})"
         )
 
     def _rang_seen(self, column: str, n: int, count: int) -> str:
@@ -151,7 +164,7 @@ class ReportQueries:
     def _floats_rows(self, n: int) -> str:
         """SQL: one row (``value``) per number of the list bound as $n (``_ids_param``)."""
         if self.dialect == "postgres":  # type: ignore[attr-defined]
-            return f"SELECT unnest(${n}::float8[])"
+            return f"SELECT unnest(${n}::float8[]) AS value"
         return f"SELECT value FROM json_each(${n})"
 
     def _figures_where(self, args: list[Any], days: tuple[int, int], user_ids: Any) -> str:
@@ -281,69 +294,23 @@ class ReportQueries:
             f"WHERE {inbound} AND calls.outcome {MISSED_SQL}"
         )
         days = await self.callback_days(c, since, until)  # type: ignore[attr-defined]
-        n = len(args) if days is None else 0
-        # the median's second look: the tasks near one bucket only, as $n+4 <= ttc < $n+5
-        if days is None:
-            sargs = list(args)
+        if days is not None:
+            return await self._kept_task_figures(c, since, until, sla, user_ids, days)
+        n = len(args)
+        sargs = list(args)
 
-            def source(near: bool = False) -> str:
-                if not near:
-                    return tasks_of_calls
-                return (
-                    f"{tasks_of_calls} AND t.time_to_callback >= ${n + 4} "
-                    f"AND t.time_to_callback < ${n + 5}"
-                )
-        else:
-            sargs = [days[0], days[1]]
-            seen = ""
-            if user_ids is not None:
-                rang = await self._rang_patterns(c, user_ids)
-                sargs += [self._ids_param(user_ids), *rang]  # type: ignore[attr-defined]
-                ids = self._ids_in(3)  # type: ignore[attr-defined]
-                seen = (
-                    f"(f.task_owner {ids} OR "
-                    f"(f.task_owner = 0 AND {self._rang_seen('f.rang', 4, len(rang))}))"
-                )
-            # Spread tasks: those with a visible missed inbound call in the period, read
-            # from the few spread rows to their calls' copy (not from the period's calls).
-            spread = await c.fetch(
-                "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figures f "
-                f"{self._index_hint('callback_figures_spread')} "  # type: ignore[attr-defined]
-                "CROSS JOIN callback_figure_calls calls WHERE calls.task_id = f.task_id "
-                "AND f.last_day >= $1 AND f.day < $2 AND (f.last_day > f.day OR f.user_id < 0) "
-                f"AND calls.direction = 'inbound' AND calls.outcome {MISSED_SQL} "
-                f"AND calls.started_at >= ${len(sargs) + 1} "
-                f"AND calls.started_at < ${len(sargs) + 2}"
-                + (f" AND (calls.user_id {self._ids_in(3)} OR {seen})" if seen else "")  # type: ignore[attr-defined]
-                + " GROUP BY f.task_id, f.time_to_callback",
-                *sargs,
-                since,
-                until,
+        def source(near: bool = False) -> str:
+            """The tasks; ``near``: those as $n+4 <= ttc < $n+5 (the median's second look)."""
+            if not near:
+                return tasks_of_calls
+            return (
+                f"{tasks_of_calls} AND t.time_to_callback >= ${n + 4} "
+                f"AND t.time_to_callback < ${n + 5}"
             )
-            simple = "f.day >= $1 AND f.day < $2 AND f.last_day = f.day AND f.user_id >= 0"
-            if seen:
-                simple += f" AND (f.user_id {self._ids_in(3)} OR {seen})"  # type: ignore[attr-defined]
-            sargs.append(self._ids_param([r["ttc"] for r in spread]))  # type: ignore[attr-defined]
-            floats = self._floats_rows(len(sargs))
-            n = len(sargs)
-            narrow = self._index_hint("callback_figures_ttc")  # type: ignore[attr-defined]
-
-            def source(near: bool = False) -> str:
-                hint, where = "", simple
-                if near:
-                    hint = narrow
-                    where = (
-                        f"f.time_to_callback >= ${n + 4} AND f.time_to_callback < ${n + 5} "
-                        f"AND {simple}"
-                    )
-                return (
-                    f"SELECT f.time_to_callback AS ttc FROM callback_figures f {hint} "
-                    f"WHERE {where} UNION ALL {floats}"
-                )
 
         # One pass: the tasks per bucket of time to callback (NULL: not returned) give the
         # counts and which bucket holds the median; that bucket's rows alone are then
-        # sorted (``callback_figures_ttc``), so the median is exactly the tasks' one.
+        # sorted, so the median is exactly the tasks' one.
         bucket = self._floor_div("ttc", _MEDIAN_BUCKET)  # type: ignore[attr-defined]
         buckets = await c.fetch(
             f"WITH tasks AS ({source()}) SELECT {bucket} AS b, COUNT(*) AS n, "
@@ -374,6 +341,178 @@ class ReportQueries:
                 middle.extend(float(r["ttc"]) for r in rows)
             median = sum(middle) / len(middle)
         return n_tasks, returned, in_sla, median
+
+    async def _kept_task_figures(
+        self,
+        c: Any,
+        since: float,
+        until: float,
+        sla: float,
+        user_ids: Any,
+        days: tuple[int, int, float],
+    ) -> tuple[int, int, int, float | None]:
+        """``_task_figures`` from the kept figures: the tasks per bucket of time to
+        callback from ``callback_buckets`` (days x owners x reps x buckets rows, however
+        many tasks), the spread ones from their calls' copy; then the one bucket holding
+        the SLA and the one or two holding the median are read task by task
+        (``callback_figures_ttc``), so both are exact."""
+        sargs: list[Any] = [days[0], days[1]]
+        seen = ""
+        n_rang = 0
+        if user_ids is not None:
+            rang = await self._rang_patterns(c, user_ids)
+            n_rang = len(rang)
+            sargs += [self._ids_param(user_ids), *rang]  # type: ignore[attr-defined]
+            ids = self._ids_in(3)  # type: ignore[attr-defined]
+            seen = (
+                f"(f.task_owner {ids} OR "
+                f"(f.task_owner = 0 AND {self._rang_seen('f.rang', 4, n_rang)}))"
+            )
+        spread = await self._spread_tasks(c, since, until, user_ids, sargs, seen)
+        simple = "f.day >= $1 AND f.day < $2 AND f.last_day = f.day AND f.user_id >= 0"
+        if seen:
+            simple += f" AND (f.user_id {self._ids_in(3)} OR {seen})"  # type: ignore[attr-defined]
+        spread_ttc = [None if r["ttc"] is None else float(r["ttc"]) for r in spread]
+        # The tasks per bucket: the period's rows of ``callback_buckets`` (days x reps
+        # x owners x buckets, whatever the number of tasks), plus the spread ones; for
+        # a scope, those of its reps or owners, and the unowned ones that rang it (and
+        # are not of its reps: counted already) from ``callback_figure_rang``.
+        bwhere = "b.day >= $1 AND b.day < $2"
+        if seen:
+            ids = self._ids_in(3)  # type: ignore[attr-defined]
+            bwhere += f" AND (b.user_id {ids} OR b.task_owner {ids})"
+        per: dict[int, int] = {}
+        for r in await c.fetch(
+            "SELECT b.bucket AS b, SUM(b.tasks) AS n FROM callback_buckets b "
+            f"WHERE {bwhere} GROUP BY b.bucket",
+            *sargs[:3],
+        ):
+            per[int(r["b"])] = per.get(int(r["b"]), 0) + int(r["n"])
+        if seen:
+            unowned = self._rang_tasks(
+                3,
+                "$1",
+                "$2",
+                f"r.last_day = r.day AND r.user_id >= 0 AND NOT (r.user_id {ids})",
+                bucket=True,
+            )
+            for r in await c.fetch(
+                f"SELECT seen.bucket AS b, COUNT(*) AS n FROM ({unowned}) seen GROUP BY 1",
+                *sargs[:3],
+            ):
+                per[int(r["b"])] = per.get(int(r["b"]), 0) + int(r["n"])
+        for ttc in spread_ttc:
+            per[callback_bucket(ttc)] = per.get(callback_bucket(ttc), 0) + 1
+        sargs.append(self._ids_param(spread_ttc))  # type: ignore[attr-defined]
+        floats = self._floats_rows(len(sargs))
+        n = len(sargs)
+        narrow = self._index_hint("callback_figures_ttc")  # type: ignore[attr-defined]
+
+        def one_bucket(below: str = "<") -> str:
+            """The period's tasks with $n+1 <= ttc {below} $n+2 (in one bucket)."""
+            return (
+                f"SELECT f.time_to_callback AS ttc FROM callback_figures f {narrow} "
+                f"WHERE f.time_to_callback >= ${n + 1} AND f.time_to_callback {below} ${n + 2} "
+                f"AND {simple} UNION ALL SELECT * FROM ({floats}) spread "
+                f"WHERE value >= ${n + 1} AND value {below} ${n + 2}"
+            )
+
+        counted = sorted((b, k) for b, k in per.items() if b >= 0 and k)
+        n_tasks = sum(per.values())
+        returned = sum(k for _, k in counted)
+        # within the SLA: the buckets below it whole, the one holding it task by task
+        in_sla = sum(k for b, k in counted if bucket_range(b)[1] <= sla)
+        holding = callback_bucket(sla)
+        if per.get(holding):
+            # from the bucket's start to the SLA only (none when the SLA is a bound)
+            in_sla += int(
+                await c.fetchval(
+                    f"WITH tasks AS ({one_bucket('<=')}) SELECT COUNT(*) FROM tasks",
+                    *sargs,
+                    bucket_range(holding)[0],
+                    sla,
+                )
+            )
+        median: float | None = None
+        if returned:
+            middle: list[float] = []
+            for b, first, k in _median_places(counted, returned):
+                lo, hi = bucket_range(b)
+                rows = await c.fetch(
+                    f"WITH tasks AS ({one_bucket()}) SELECT ttc FROM tasks "
+                    f"ORDER BY ttc LIMIT ${n + 3} OFFSET ${n + 4}",
+                    *sargs,
+                    lo,
+                    hi,
+                    k,
+                    first,
+                )
+                middle.extend(float(r["ttc"]) for r in rows)
+            median = sum(middle) / len(middle)
+        return n_tasks, returned, in_sla, median
+
+    async def _spread_tasks(
+        self, c: Any, since: float, until: float, user_ids: Any, sargs: list[Any], seen: str
+    ) -> list[Any]:
+        """(id, ttc) of the spread tasks (several days or reps) with a visible missed
+        inbound call in the period, read from the few spread rows to their calls' copy
+        (not from the period's calls).  A scope's are those its team owns (one range per
+        owner of ``callback_figures_spread_owner``), those nobody owns that rang it (one
+        range per extension, ``_rang_tasks``) and those with a call of its reps
+        (``callback_figure_calls_user``): not every spread task of the period tested for
+        the scope, most of which other teams own.  ``seen``: the scope's test, '' for
+        none."""
+
+        def missed(n: int) -> str:
+            """The spread rows of the days, their missed inbound calls in [$n, $n+1)."""
+            return (
+                "(f.last_day > f.day OR f.user_id < 0) AND f.last_day >= $1 AND f.day < $2 "
+                f"AND calls.direction = 'inbound' AND calls.outcome {MISSED_SQL} "
+                f"AND calls.started_at >= ${n} AND calls.started_at < ${n + 1}"
+            )
+
+        hint = self._index_hint  # type: ignore[attr-defined]
+        if not seen:
+            return list(
+                await c.fetch(
+                    "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figures f "
+                    f"{hint('callback_figures_spread')} CROSS JOIN callback_figure_calls calls "
+                    f"WHERE calls.task_id = f.task_id AND {missed(3)} "
+                    "GROUP BY f.task_id, f.time_to_callback",
+                    *sargs,
+                    since,
+                    until,
+                )
+            )
+        found = await c.fetch(
+            "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figures f "
+            f"{hint('callback_figures_spread_owner')} CROSS JOIN callback_figure_calls calls "
+            f"WHERE calls.task_id = f.task_id AND f.task_owner {self._ids_in(3)} "  # type: ignore[attr-defined]
+            f"AND {missed(4)} GROUP BY f.task_id, f.time_to_callback",
+            *sargs[:3],
+            since,
+            until,
+        )
+        spread = "r.last_day > r.day OR r.user_id < 0"
+        unowned = await c.fetch(
+            "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figures f "
+            "CROSS JOIN callback_figure_calls calls WHERE calls.task_id = f.task_id "
+            f"AND f.task_id IN ({self._rang_tasks(3, '$1', '$2', spread)}) "
+            f"AND {missed(4)} GROUP BY f.task_id, f.time_to_callback",
+            *sargs[:3],
+            since,
+            until,
+        )
+        by_reps = await c.fetch(
+            "SELECT f.task_id AS id, f.time_to_callback AS ttc FROM callback_figure_calls calls "
+            f"{hint('callback_figure_calls_user')} CROSS JOIN callback_figures f "
+            f"WHERE f.task_id = calls.task_id AND calls.user_id {self._ids_in(3)} "  # type: ignore[attr-defined]
+            f"AND {missed(4)} GROUP BY f.task_id, f.time_to_callback",
+            *sargs[:3],
+            since,
+            until,
+        )
+        return list({r["id"]: r for r in [*found, *unowned, *by_reps]}.values())
 
     async def _missed_lines(
         self, c: Any, since: float, until: float, user_ids: Any, inbound: str, args: list[Any]

@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import random
+import re
 import statistics
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,9 +23,10 @@ import pytest
 from crm.access import Scope
 from crm.ingest import Ingest
 from crm.models import CallFilter, User
+from crm.reports import _ids
 from crm.services import CrmService
 from crm.store import Store
-from crm.store.sql_figures import FigureQueries
+from crm.store.sql_figures import CALLBACK_BOUNDS, FigureQueries, callback_bucket
 from crm.store.sql_reports import ReportQueries, _median_places
 
 from .factories import inbound, internal, outbound
@@ -94,6 +97,7 @@ ZONES = {
     "America/New_York": [("2026-11-01", 30), ("2026-11-02", 20), ("2026-11-20", 1)],
 }
 PERIODS: list[tuple[float, float, float]] = []
+SLAS = [-1.0, 0.0, 60.0, 1234.5, 3600.0, 5 * HOUR, 12 * HOUR, DAY, 2 * DAY, 1e9]
 
 
 async def _everything(service: CrmService, scopes: list[Scope | None]) -> list[Any]:
@@ -102,6 +106,11 @@ async def _everything(service: CrmService, scopes: list[Scope | None]) -> list[A
         for scope in scopes:
             summary = await service.missed_summary(since, until, scope)
             out.append(("summary", since, scope, dataclasses.asdict(summary)))
+            # the SLA count exact for any SLA: below every task, on a bucket's bounds,
+            # inside a bucket, past every task
+            for sla in SLAS:
+                other = await service.store.missed_summary(since, until, sla, _ids(scope))
+                out.append(("sla", since, scope, (sla, other.returned_within_sla)))
             out.append(("per_day", since, scope,
                         await service.calls_per_day(since, until, scope, offset)))  # fmt: skip
             out.append(("per_rep", since, scope,
@@ -174,7 +183,7 @@ async def _figure_rows(store: Store) -> tuple[list[Any], ...]:
         ]  # fmt: skip
         callbacks = [
             tuple(r) for r in await c.fetch(
-                "SELECT task_id, day, last_day, task_owner, user_id, time_to_callback "
+                "SELECT task_id, day, last_day, task_owner, user_id, time_to_callback, rang "
                 "FROM callback_figures ORDER BY 1")
         ]  # fmt: skip
         callback_calls = [
@@ -182,7 +191,17 @@ async def _figure_rows(store: Store) -> tuple[list[Any], ...]:
                 "SELECT task_id, call_id, started_at, direction, outcome, did, user_id "
                 "FROM callback_figure_calls ORDER BY 1, 2")
         ]  # fmt: skip
-    return calls, hours, rang, callbacks, callback_calls
+        buckets = [
+            tuple(r) for r in await c.fetch(
+                "SELECT task_owner, day, user_id, bucket, tasks FROM callback_buckets "
+                "WHERE tasks <> 0 ORDER BY 1, 2, 3, 4")
+        ]  # fmt: skip
+        by_extension = [
+            tuple(r) for r in await c.fetch(
+                "SELECT extension, last_day, task_id, day, user_id, bucket "
+                "FROM callback_figure_rang ORDER BY 1, 2, 3")
+        ]  # fmt: skip
+    return calls, hours, rang, callbacks, callback_calls, buckets, by_extension
 
 
 async def _exact_median(store: Store, since: float, until: float) -> float | None:
@@ -222,6 +241,24 @@ def test_the_median_is_found_in_its_buckets() -> None:
         assert sum(middle) / len(middle) == pytest.approx(statistics.median(values))
 
 
+def test_the_migration_buckets_as_the_code_does() -> None:
+    """Migration 0021 fills ``callback_buckets`` with a CASE over the bounds the code
+    keeps them by (``CALLBACK_BOUNDS``): the same bounds, the same bucket numbers."""
+    from crm.store.migrations import __file__ as where
+
+    text = (Path(where).parent / "0021_callback_buckets.sql").read_text()
+    found = [
+        (float(m[1]), int(m[2]))
+        for m in re.finditer(r"WHEN (?:f\.)?time_to_callback < (\d+) THEN (\d+)", text)
+    ]
+    # twice: callback_buckets' and callback_figure_rang's
+    assert found == [(b, callback_bucket(b - 0.5)) for b in CALLBACK_BOUNDS] * 2
+    assert text.count(f"ELSE {len(CALLBACK_BOUNDS)} END") == 2
+    assert callback_bucket(None) == -1 and callback_bucket(CALLBACK_BOUNDS[-1]) == len(
+        CALLBACK_BOUNDS
+    )
+
+
 async def _kept_equals_rebuilt(store: Store) -> None:
     kept = await _figure_rows(store)
     await store.rebuild_figures()  # in the zone they are kept in
@@ -248,7 +285,7 @@ async def test_figures_give_the_same_numbers_as_the_calls(
     assert summary["callbacks"] > 10 and summary["by_rep"] and len(summary["by_line"]) == 3
     # The audit's task figures were read both ways for the teams too, and the month has
     # tasks counted from their row and tasks whose calls span days (checked one by one).
-    team_summary = before[4][3]
+    team_summary = next(x[3] for x in before if x[0] == "summary" and x[2] == team)
     assert team_summary["callbacks"] > 0 and team_summary["median_time_to_callback"]
     # The median (found per minute of time to callback, then within the middle minute)
     # is exactly the median of the period's tasks.
@@ -262,6 +299,16 @@ async def test_figures_give_the_same_numbers_as_the_calls(
     # and the calls of the tasks checked one by one (spread, nobody's) are copied
     copied = {r[0] for r in rows[4]}
     assert copied == {r[0] for r in rows[3] if r[3] == 0 or r[2] > r[1] or r[4] < 0}
+    # the buckets add tasks up (fewer rows than tasks), and count every task of a row
+    counted = [r for r in rows[3] if r[2] == r[1] and r[4] >= 0]
+    assert sum(r[4] for r in rows[5]) == len(counted) > len(rows[5])
+    # and the unowned tasks that rang someone are found by each extension they rang
+    assert {(e, r[0]) for r in rows[3] if r[3] == 0 for e in r[6].strip(",").split(",") if e} == {
+        (r[0], r[2]) for r in rows[6]
+    }
+    # the SLAs asked for give different shares (the test can tell a wrong bucket)
+    shares = {x[3][1] for x in before if x[0] == "sla" and x[2] is None}
+    assert len(shares) >= 4
     # Kept up to date in New York's days from here on.
     await _kept_equals_rebuilt(store)
 
@@ -327,7 +374,19 @@ async def test_figures_give_the_same_numbers_as_the_calls(
             "ON cr.call_id = cc.call_id WHERE cr.extension IN ('101', '102', '103') "
             "AND t.owner_id IS NOT NULL ORDER BY t.id")]  # fmt: skip
     assert len(rung) >= 6
-    for task_id in rung[::2]:
+    # and spread ones (calls on several days or of several reps) that rang nobody in the
+    # team: the team must not see them
+    async with s._use() as c:
+        elsewhere = [r["task_id"] for r in await c.fetch(
+            "SELECT f.task_id FROM callback_figures f WHERE f.task_owner <> 0 "
+            "AND (f.last_day > f.day OR f.user_id < 0) AND EXISTS (SELECT 1 "
+            "FROM callback_calls cc JOIN call_rang cr ON cr.call_id = cc.call_id "
+            "WHERE cc.task_id = f.task_id) AND NOT EXISTS (SELECT 1 "
+            "FROM callback_calls cc JOIN call_rang cr ON cr.call_id = cc.call_id "
+            "WHERE cc.task_id = f.task_id AND cr.extension IN ('101', '102', '103')) "
+            "ORDER BY 1")]  # fmt: skip
+    assert len(elsewhere) >= 2
+    for task_id in rung[::2] + elsewhere[:4]:
         task = await store.get_callback(task_id)
         assert task is not None
         task.owner_id = None

@@ -91,7 +91,7 @@ async def test_metrics_after_a_real_call(aiohttp_client: Any,
     assert m[("crm_link_events_total", link)] == events
     assert m[("crm_link_reconnects_total", link)] == 0
     assert m[("crm_link_backlog", link)] == 0
-    assert m[("crm_link_backlog_max", link)] == 10000
+    assert m[("crm_link_backlog_max", link)] == 100000
     assert m[("crm_link_backlog_full", link)] == 0
     assert m[("crm_calls_written_total", ())] == 1
     assert m[("crm_calls_held", ())] == 0
@@ -169,11 +169,11 @@ async def test_every_link_the_process_consumes_is_listed(client: TestClient, rt:
         "west": SimpleNamespace(link=west, sink=idle)})  # fmt: skip
     m = scrape(await (await client.get("/metrics")).text())
     assert m[("crm_link_backlog_max", (("link", "east"),))] == 500
-    assert m[("crm_link_backlog_max", (("link", "west"),))] == 10000
+    assert m[("crm_link_backlog_max", (("link", "west"),))] == 100000
     assert m[("crm_link_up", (("link", "east"),))] == 0
     assert m[("crm_link_state", (("link", "west"), ("state", "disconnected")))] == 1
     health = await (await client.get("/healthz")).json()
-    assert health["backlog_max"] == 10500 and health["ok"] is True
+    assert health["backlog_max"] == 100500 and health["ok"] is True
 
 
 def test_pops_written_together_scrape_as_prometheus_would_count_them_one_by_one() -> None:
