@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from .closing import stop_task
+from .closing import finish_within, stop_task
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +126,7 @@ class Batcher(Generic[C, L]):
 
     async def close(self, timeout: float = 5.0) -> None:
         """Write what is pending (at most ``timeout`` seconds), then stop."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self.drain()
+        await finish_within(self.drain(), timeout)
         await stop_task(self._task)
         self._task = None
         if self._calls:

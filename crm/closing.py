@@ -40,6 +40,17 @@ async def close_within(aw: Awaitable[object], timeout: float, what: str) -> bool
     return False
 
 
+async def finish_within(aw: Awaitable[object], timeout: float) -> bool:
+    """Await ``aw`` for at most ``timeout`` seconds, cancelling it past that; True when it
+    finished.  For a closer's last drain, whose caller says what was left behind."""
+    try:
+        async with asyncio.timeout(timeout):
+            await aw
+    except TimeoutError:
+        return False
+    return True
+
+
 async def cancel_all(tasks: list[asyncio.Task[object]] | list[asyncio.Task[None]],
                      timeout: float, what: str) -> bool:  # fmt: skip
     """Cancel ``tasks`` and wait at most ``timeout`` for them to end."""

@@ -56,7 +56,7 @@ from pathlib import Path
 from ami_bridge.facts import CallRecord, Fact
 
 from .batching import MAX_CALLS, MAX_WAIT, Batch, Batcher
-from .closing import stop_task
+from .closing import finish_within, stop_task
 from .eventjson import from_jsonable, jsonable
 from .ingest import LiveSnapshot
 
@@ -290,9 +290,7 @@ class HoldingSink:
         if self._batcher is not None:
             await self._batcher.close(timeout)
         if self._held:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._write_held()
+            await finish_within(self._write_held(), timeout)
         await stop_task(self._task)
         self._task = None
         if self._held:

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 
 from ami_bridge.facts import CallProgress, CallRecord, Fact
 
-from .closing import CANCEL_GRACE, cancel_all
+from .closing import CANCEL_GRACE, cancel_all, finish_within
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +102,11 @@ class CallLanes:
     async def close(self, timeout: float = 2.0) -> bool:
         """Finish the lanes within ``timeout`` seconds, else cancel them (their facts are
         live updates: worthless once the link is gone); True when they all finished."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self.drain()
+        if await finish_within(self.drain(), timeout):
             return True
-        except TimeoutError:
-            left = sum(len(queue) for queue, _ in self._lanes.values())
-            log.warning("%d live update(s) of %d call(s) dropped at close", left,
-                        len(self._lanes))  # fmt: skip
-            await cancel_all([task for _, task in self._lanes.values()], CANCEL_GRACE,
-                             "call lanes")  # fmt: skip
-            return False
+        left = sum(len(queue) for queue, _ in self._lanes.values())
+        log.warning("%d live update(s) of %d call(s) dropped at close", left,
+                    len(self._lanes))  # fmt: skip
+        await cancel_all([task for _, task in self._lanes.values()], CANCEL_GRACE,
+                         "call lanes")  # fmt: skip
+        return False

@@ -8,6 +8,8 @@
 -- ``CALLBACK_BOUNDS`` (crm/store/sql_figures.py) the time to callback falls in; the CASE
 -- below is that list, and a test holds them equal.  The median and the SLA count then look
 -- at one bucket's tasks (``callback_figures_ttc``).
+-- Alike in shape to 0017's figure tables on purpose: the counted dimensions as the key, a
+-- count beside them.
 CREATE TABLE callback_buckets (
     task_owner {{bigint}} NOT NULL,
     day {{bigint}} NOT NULL,
