@@ -119,9 +119,9 @@ class LinkSettings:
     live row and a screen pop per viewer; the sink catches up instead of falling
     further behind.  Finished calls are never merged."""
     backlog_alarm: float = 10.0
-    """Seconds the queue may stay full (filled, and not drained below a quarter since)
-    before the link reports itself overloaded (``LinkStatus.overloaded``: ``/healthz``
-    is then not ok)."""
+    """Seconds the link may stay behind (merging, and not drained below a quarter of the
+    merge point since) or full before it reports itself overloaded
+    (``LinkStatus.overloaded``: ``/healthz`` is then not ok)."""
 
 
 def backoff_delay(settings: LinkSettings, attempt: int, spread: float = 0.0) -> float:
@@ -163,7 +163,11 @@ class LinkStatus:
     pauses: int = 0
     """Times the link stopped reading the socket because the queue was full."""
     overloaded: bool = False
-    """Full for longer than ``LinkSettings.backlog_alarm``: the sink cannot keep up."""
+    """Behind or full for longer than ``LinkSettings.backlog_alarm``: the sink cannot
+    keep up."""
+    behind_since: float | None = None
+    """Wall time the backlog reached the merge point (``LinkSettings.merge_after``), if it
+    has not drained below a quarter of it since; None: the sink keeps up."""
     merged: int = 0
     """Live updates replaced by a newer one of their call while both waited (the
     backlog was past ``LinkSettings.merge_after``): the sink fell behind."""
@@ -330,6 +334,7 @@ class AmiLink:
         self._latest: dict[str, _Latest] = {}
         """Calls whose live update waits in the queue in a slot a newer one replaces."""
         self._merged = 0
+        self._behind_since: float | None = None
         self._full_since: float | None = None
         self._pauses = 0
         self._orphans: deque[Message] = deque()
@@ -361,8 +366,11 @@ class AmiLink:
             backlog_max=self.settings.queue_max,
             full_since=self._full_since,
             pauses=self._pauses,
-            overloaded=self._full_since is not None
-            and now - self._full_since >= self.settings.backlog_alarm,
+            overloaded=any(
+                since is not None and now - since >= self.settings.backlog_alarm
+                for since in (self._behind_since, self._full_since)
+            ),
+            behind_since=self._behind_since,
             merged=self._merged,
         )
 
@@ -754,6 +762,9 @@ class AmiLink:
         if self._orphans and self._facts.qsize() <= self.settings.queue_max // 2:
             self._feed_orphans()
         backlog = self._facts.qsize()
+        if self._behind_since is not None and backlog <= self._merge_at() // 4:
+            self._behind_since = None
+            log.info("AMI link to %s: the sink caught up", self.status.endpoint)
         caught_up = backlog <= self.settings.queue_max // 4 and not self._orphans
         if self._full_since is not None and caught_up and (proto is None or not proto.paused):
             self._full_since = None
@@ -778,13 +789,21 @@ class AmiLink:
 
     # -- facts
 
+    def _merge_at(self) -> int:
+        return min(self.settings.merge_after, self.settings.queue_max // 10)
+
     def _emit(self, facts: list[Fact]) -> None:
         queue = self._facts
-        merge_at = min(self.settings.merge_after, self.settings.queue_max // 10)
+        merge_at = self._merge_at()
         for fact in facts:
             kind = type(fact)
             if kind is CallProgress:
                 if queue.qsize() >= merge_at:
+                    if self._behind_since is None:
+                        self._behind_since = time.time()
+                        log.warning("AMI link to %s: %d facts wait for the sink; a call's "
+                                    "live updates merge until it catches up",
+                                    self.status.endpoint, queue.qsize())  # fmt: skip
                     self._merge(fact)  # type: ignore[arg-type]
                     continue
             elif kind is CallRecord:

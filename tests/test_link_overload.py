@@ -59,7 +59,8 @@ async def test_a_stuck_store_behind_a_fast_pbx_loses_no_call(
     async with ReplayPbx(BURST, speed=0, loops=LOOPS, paused=True) as pbx:
         settings = LinkSettings(host="127.0.0.1", port=pbx.port, username="crm",
                                 secret="crmsecret", queue_max=QUEUE_MAX, tick_interval=0.05,
-                                ping_interval=0.5, ping_timeout=0.5)  # fmt: skip
+                                ping_interval=0.5, ping_timeout=0.5,
+                                backlog_alarm=0.2)  # fmt: skip
         link = AmiLink(settings, CallTracker(PbxProfile()), store)
         async with link:
             await link.wait_state("connected", timeout=5)
@@ -75,13 +76,18 @@ async def test_a_stuck_store_behind_a_fast_pbx_loses_no_call(
             assert status.state == "connected" and status.reconnects == 0, status.last_error
             assert status.pauses == 0 and most <= QUEUE_MAX
             assert status.merged > 0  # the store fell behind: live updates merged
+            await asyncio.sleep(0.25)  # behind for longer than backlog_alarm
+            status = link.status
+            assert status.behind_since is not None and status.overloaded  # /healthz: not ok
             store.gate.set()  # the store is back
             deadline = time.monotonic() + 30
             while len(store.records) < 20 * LOOPS:
                 assert time.monotonic() < deadline, f"{len(store.records)} calls written"
                 await asyncio.sleep(0.02)
             await asyncio.sleep(0.2)  # anything twice would come now
-            assert link.status.reconnects == 0
+            status = link.status
+            assert status.reconnects == 0
+            assert status.behind_since is None and not status.overloaded  # caught up
     assert len(store.records) == 20 * LOOPS
     assert set(store.records.values()) == {1}  # every call exactly once
     assert store.progress >= 20 * LOOPS  # every call was shown live at least once

@@ -152,8 +152,16 @@ class _RuntimeCollector(Collector):
         pauses = CounterMetricFamily("crm_link_read_pauses", "Times the link stopped reading "
                                      "the socket because the backlog was full.",
                                      labels=["link"])  # fmt: skip
+        behind = GaugeMetricFamily("crm_link_behind", "1 while the backlog is past the merge "
+                                   "point (ami.merge_after): the handling of the PBX's "
+                                   "events has fallen behind.", labels=["link"])  # fmt: skip
+        merged = CounterMetricFamily("crm_link_merged_updates", "Live updates of a call "
+                                     "replaced by a newer one while both waited (behind).",
+                                     labels=["link"])  # fmt: skip
         for name, link in sorted(self.rt.links.items()):
             st = link.status
+            behind.add_metric([name], 1.0 if st.behind_since is not None else 0.0)
+            merged.add_metric([name], float(st.merged))
             up.add_metric([name], 1.0 if st.state == "connected" else 0.0)
             for s in LINK_STATES:
                 state.add_metric([name, s], 1.0 if st.state == s else 0.0)
@@ -163,7 +171,8 @@ class _RuntimeCollector(Collector):
             backlog_max.add_metric([name], float(st.backlog_max))
             full.add_metric([name], 1.0 if st.full_since is not None else 0.0)
             pauses.add_metric([name], float(st.pauses))
-        yield from (up, state, events, reconnects, backlog, backlog_max, full, pauses)
+        yield from (up, state, events, reconnects, backlog, backlog_max, full, pauses, behind,
+                    merged)  # fmt: skip
         holding = self.rt.holding_status
         held = GaugeMetricFamily("crm_calls_held", "Finished calls waiting for the database "
                                  "(it refused them; retried).")  # fmt: skip

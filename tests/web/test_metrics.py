@@ -93,6 +93,8 @@ async def test_metrics_after_a_real_call(aiohttp_client: Any,
     assert m[("crm_link_backlog", link)] == 0
     assert m[("crm_link_backlog_max", link)] == 100000
     assert m[("crm_link_backlog_full", link)] == 0
+    assert m[("crm_link_behind", link)] == 0
+    assert m[("crm_link_merged_updates_total", link)] == 0
     assert m[("crm_calls_written_total", ())] == 1
     assert m[("crm_calls_held", ())] == 0
     assert m[("crm_sse_clients", ())] == 1

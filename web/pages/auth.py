@@ -113,8 +113,9 @@ async def health(request: web.Request) -> web.StreamResponse:
     holding = rt.holding_status
     held = holding.held if holding is not None else 0
     statuses = [link.status for link in rt.links.values()]
-    # facts received from the PBX and not handled yet; a queue full for longer than
-    # ``ami.backlog_alarm`` means this process cannot keep up with its PBX
+    # facts received from the PBX and not handled yet; a backlog past the merge point
+    # (``ami.merge_after``) or full for longer than ``ami.backlog_alarm`` means this
+    # process cannot keep up with its PBX
     overloaded = any(st.overloaded for st in statuses)
     too_old = status.pbx_too_old if status is not None else None
     down = link_down(rt)
@@ -125,6 +126,7 @@ async def health(request: web.Request) -> web.StreamResponse:
         "backlog": sum(st.backlog for st in statuses),
         "backlog_max": sum(st.backlog_max for st in statuses),
         "backlog_full": any(st.full_since is not None for st in statuses),
+        "behind": any(st.behind_since is not None for st in statuses),
         "overloaded": overloaded,
     }
     if too_old is not None:

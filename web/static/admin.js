@@ -33,7 +33,7 @@
     if ("backlog_max" in st) set("backlog_max", String(st.backlog_max));
     const flag = box.querySelector('[data-field="backlog_flag"]');
     if (flag && "full_since" in st) {
-      flag.hidden = !st.full_since;
+      flag.hidden = !(st.full_since || st.overloaded);
       flag.textContent = st.overloaded
         ? _("overloaded: the PBX sends more than this process can handle")
         : _("full: reading paused");
