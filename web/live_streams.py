@@ -119,7 +119,7 @@ class Client:
         lines, self._outbox = self._outbox, []
         if not lines or self.closed or self._write_now is None:
             return
-        frame = sse_frame(lines[0]) if len(lines) == 1 else b"".join(map(sse_frame, lines))
+        frame = sse_frames(lines)
         if self._write_now(frame):
             self.written += len(lines)
             return
@@ -254,11 +254,7 @@ class Audience:
         lines, self._lines = self._lines, []
         if not lines:
             return []
-        frame = (
-            sse_frame(lines[0][0])
-            if len(lines) == 1
-            else b"".join(sse_frame(line) for line, _ in lines)
-        )
+        frame = sse_frames([line for line, _ in lines])
         stamps = [at for _, at in lines if at is not None]
         written: list[float] = []
         for client in list(self._direct):
@@ -328,3 +324,8 @@ def sse_frame(line: str) -> bytes:
     """A message line as its SSE frame (one ``data:`` line): shared, like the line, by
     every connection it goes to at once."""
     return f"data: {line}\n\n".encode()
+
+
+def sse_frames(lines: list[str]) -> bytes:
+    """A turn's message lines as the bytes of one write (a single one's frame as cached)."""
+    return sse_frame(lines[0]) if len(lines) == 1 else b"".join(map(sse_frame, lines))

@@ -9,6 +9,7 @@ A mixin of ``SqlStore``: it uses the store's connection handling and dialect hoo
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from typing import Any
 
 from ..models import MissedByLine, MissedByRep, MissedSummary, RepFigures
@@ -370,7 +371,7 @@ class ReportQueries:
                 f"(f.task_owner {ids} OR "
                 f"(f.task_owner = 0 AND {self._rang_seen('f.rang', 4, n_rang)}))"
             )
-        spread = await self._spread_tasks(c, since, until, user_ids, sargs, seen)
+        spread = await self._spread_tasks(c, since, until, sargs, seen)
         simple = "f.day >= $1 AND f.day < $2 AND f.last_day = f.day AND f.user_id >= 0"
         if seen:
             simple += f" AND (f.user_id {self._ids_in(3)} OR {seen})"  # type: ignore[attr-defined]
@@ -383,13 +384,13 @@ class ReportQueries:
         if seen:
             ids = self._ids_in(3)  # type: ignore[attr-defined]
             bwhere += f" AND (b.user_id {ids} OR b.task_owner {ids})"
-        per: dict[int, int] = {}
+        per: Counter[int] = Counter()
         for r in await c.fetch(
             "SELECT b.bucket AS b, SUM(b.tasks) AS n FROM callback_buckets b "
             f"WHERE {bwhere} GROUP BY b.bucket",
             *sargs[:3],
         ):
-            per[int(r["b"])] = per.get(int(r["b"]), 0) + int(r["n"])
+            per[int(r["b"])] += int(r["n"])
         if seen:
             unowned = self._rang_tasks(
                 3,
@@ -402,9 +403,8 @@ class ReportQueries:
                 f"SELECT seen.bucket AS b, COUNT(*) AS n FROM ({unowned}) seen GROUP BY 1",
                 *sargs[:3],
             ):
-                per[int(r["b"])] = per.get(int(r["b"]), 0) + int(r["n"])
-        for ttc in spread_ttc:
-            per[callback_bucket(ttc)] = per.get(callback_bucket(ttc), 0) + 1
+                per[int(r["b"])] += int(r["n"])
+        per.update(callback_bucket(ttc) for ttc in spread_ttc)
         sargs.append(self._ids_param(spread_ttc))  # type: ignore[attr-defined]
         floats = self._floats_rows(len(sargs))
         n = len(sargs)
@@ -454,7 +454,7 @@ class ReportQueries:
         return n_tasks, returned, in_sla, median
 
     async def _spread_tasks(
-        self, c: Any, since: float, until: float, user_ids: Any, sargs: list[Any], seen: str
+        self, c: Any, since: float, until: float, sargs: list[Any], seen: str
     ) -> list[Any]:
         """(id, ttc) of the spread tasks (several days or reps) with a visible missed
         inbound call in the period, read from the few spread rows to their calls' copy
