@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 import web.live as live_module
 from crm.events import Event
 from web.live import LiveHub
@@ -15,6 +17,20 @@ from web.runtime import Runtime
 
 from .conftest import People
 from .test_live import progress
+
+
+@pytest.fixture
+def looked_at(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The user ids the hub decided a call's view for (``view_of``), in order."""
+    seen: list[int] = []
+    real_view_of = live_module.view_of
+
+    def counting_view_of(viewer: Any, st: Any) -> Any:
+        seen.append(viewer.user_id)
+        return real_view_of(viewer, st)
+
+    monkeypatch.setattr(live_module, "view_of", counting_view_of)
+    return seen
 
 
 async def _say(rt: Runtime, hub: LiveHub, *facts: Any) -> None:
@@ -48,17 +64,9 @@ async def test_a_message_is_encoded_once_for_every_tab_that_sees_it(
 
 
 async def test_a_call_is_offered_only_to_the_connections_it_concerns(
-    rt: Runtime, people: People, monkeypatch: Any
+    rt: Runtime, people: People, looked_at: list[int]
 ) -> None:
     hub = LiveHub(rt)
-    looked_at: list[int] = []
-    real_view_of = live_module.view_of
-
-    def counting_view_of(viewer: Any, st: Any) -> Any:
-        looked_at.append(viewer.user_id)
-        return real_view_of(viewer, st)
-
-    monkeypatch.setattr(live_module, "view_of", counting_view_of)
     try:
         assert people.bob.id is not None and people.alice.id is not None
         bobs = [hub.connect(await hub.viewer_for(people.bob)) for _ in range(200)]
@@ -226,7 +234,7 @@ async def test_the_hub_writes_to_a_waiting_connection_itself_once_per_turn(
 
 
 async def test_tabs_of_one_viewer_share_one_frame_and_a_slow_tab_holds_up_no_other(
-    rt: Runtime, people: People, monkeypatch: Any
+    rt: Runtime, people: People, looked_at: list[int]
 ) -> None:
     """The tabs of one viewer are one audience: a change of a call is decided once for
     them all (not once per tab), and the hub writes each reading tab the same frame
@@ -234,14 +242,6 @@ async def test_tabs_of_one_viewer_share_one_frame_and_a_slow_tab_holds_up_no_oth
     reading gets the messages queued for its own handler instead, and the others are
     written at once all the same."""
     hub = LiveHub(rt)
-    looked_at: list[int] = []
-    real_view_of = live_module.view_of
-
-    def counting_view_of(viewer: Any, st: Any) -> Any:
-        looked_at.append(viewer.user_id)
-        return real_view_of(viewer, st)
-
-    monkeypatch.setattr(live_module, "view_of", counting_view_of)
     writes: dict[int, list[bytes]] = {}
 
     def writer(n: int, reads: bool) -> Any:
