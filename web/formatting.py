@@ -12,7 +12,7 @@ per-request.
 from __future__ import annotations
 
 import datetime as dt
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -84,9 +84,45 @@ def local(value: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(value, tzinfo())
 
 
+_CLOCK_TAILS = (("HH:mm:ss", "%H:%M:%S"), ("HH:mm", "%H:%M"))
+_DAY_FIELDS = frozenset("GyYuUQqMLlwWdDFgEec")
+"""LDML field letters that depend on the calendar day alone (no hour, zone or period)."""
+
+
+def _day_fields_only(pattern: str) -> bool:
+    """Whether an LDML pattern's fields (ASCII letters outside 'quotes') depend on the
+    calendar day alone."""
+    if pattern.count("'") % 2:
+        return False
+    fields = "".join(pattern.split("'")[::2])
+    return {c for c in fields if c.isascii() and c.isalpha()} <= _DAY_FIELDS
+
+
+@cache
+def _split(pattern: str) -> tuple[str, str] | None:
+    """A pattern as its day part (LDML, may be empty) and its clock part (strftime, may be
+    empty), when it is "<day fields> HH:mm[:ss]" or day fields alone, as every style is;
+    else None."""
+    for tail, clock in _CLOCK_TAILS:
+        if pattern == tail:
+            return "", clock
+        if pattern.endswith(" " + tail) and _day_fields_only(head := pattern[: -len(tail) - 1]):
+            return head, " " + clock
+    return (pattern, "") if _day_fields_only(pattern) else None
+
+
+@lru_cache(maxsize=8192)
+def _day_text(language: str, pattern: str, day: dt.date) -> str:
+    """One day in one LDML pattern of day fields: the same few days fill a page's rows."""
+    moment = dt.datetime(day.year, day.month, day.day, 12)
+    return _babel_datetime(moment, pattern, locale=_locale(language))
+
+
 def format_time(value: float | None, style: str = "datetime") -> str:
     """An epoch in the reader's time zone and language; ``style`` is one of STYLES (an old
-    strftime pattern is read as the style it meant, or applied as it is)."""
+    strftime pattern is read as the style it meant, or applied as it is). The day part
+    goes through Babel once per day and pattern, the clock (digits in every language) is
+    strftime's: a table formats one or two times a row."""
     if value is None or value == "":
         return ""
     style = _STRFTIME_STYLES.get(style, style)
@@ -95,7 +131,12 @@ def format_time(value: float | None, style: str = "datetime") -> str:
     pattern = patterns(language).get(style)
     if pattern is None:
         return when.strftime(style)
-    return _babel_datetime(when, pattern, locale=_locale(language))
+    parts = _split(pattern)
+    if parts is None:
+        return _babel_datetime(when, pattern, locale=_locale(language))
+    day, clock = parts
+    text = when.strftime(clock)
+    return _day_text(language, day, when.date()) + text if day else text
 
 
 def format_date(value: dt.date | None) -> str:
@@ -103,8 +144,7 @@ def format_date(value: dt.date | None) -> str:
     if value is None:
         return ""
     language = i18n.CURRENT_LANGUAGE.get()
-    moment = dt.datetime(value.year, value.month, value.day, 12)
-    return _babel_datetime(moment, patterns(language)["date"], locale=_locale(language))
+    return _day_text(language, patterns(language)["date"], value)
 
 
 def format_day_month(day: str) -> str:
@@ -125,7 +165,13 @@ def format_duration(seconds: float | None) -> str:
     """Seconds as "45s", "3m 05s", "1h 02m", in the reader's language."""
     if seconds is None or seconds == "":
         return ""
-    s = round(float(seconds))
+    return _duration(i18n.CURRENT_LANGUAGE.get(), round(float(seconds)))
+
+
+@lru_cache(maxsize=8192)
+def _duration(language: str, s: int) -> str:
+    """``format_duration`` of whole seconds in ``language`` (the current one: ``_`` reads
+    it); rows repeat the same few ring and callback times."""
     if s < 60:
         return _("%(s)ds", s=s)
     if s < 3600:

@@ -25,6 +25,7 @@ from web.i18n import _
 from web.labels import LABELS, PHRASES, label
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+STATIC = Path(__file__).resolve().parent / "static"
 ENV_KEY: web.AppKey[jinja2.Environment] = web.AppKey("jinja_env", jinja2.Environment)
 
 
@@ -97,11 +98,39 @@ format_time = formatting.format_time
 format_duration = formatting.format_duration
 
 
+_WORDS: dict[tuple[str, str], Markup] = {}
+"""``_("...")`` without variables, per language, as the template gets it."""
+
+
+@jinja2.pass_context
+def template_gettext(context: jinja2.runtime.Context, message: str, /, **variables: Any) -> str:
+    """The templates' ``_``: jinja2's newstyle gettext (the translation as Markup, always
+    %-formatted, so "%%" is "%"), with the plain words kept per language: a table calls it
+    for every cell, and each call went through two context calls and a format."""
+    autoescape = context.eval_ctx.autoescape
+    key = (i18n.CURRENT_LANGUAGE.get(), message)
+    if not variables and autoescape:
+        cached = _WORDS.get(key)
+        if cached is not None:
+            return cached
+    text = i18n.raw_gettext(message)
+    rv = (Markup(text) if autoescape else text) % variables
+    if not variables and autoescape:
+        if len(_WORDS) > 20_000:  # only literals reach here; a bound all the same
+            _WORDS.clear()
+        _WORDS[key] = rv
+    return rv
+
+
 def make_env(settings: dict[str, Any]) -> jinja2.Environment:
+    """The one environment of the app. Templates are compiled once and never checked for
+    changes again (``auto_reload`` off): like the catalogs, an edit shows after a restart,
+    and no page stats its templates on every request."""
     region = str(settings.get("numbers", {}).get("default_region", "US"))
     tz = str(settings.get("server", {}).get("display_tz", "UTC"))
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
+        auto_reload=False,
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -109,6 +138,7 @@ def make_env(settings: dict[str, Any]) -> jinja2.Environment:
         extensions=["jinja2.ext.i18n"],
     )
     env.install_gettext_callables(i18n.raw_gettext, i18n.raw_ngettext, newstyle=True)  # type: ignore[attr-defined]
+    env.globals["_"] = template_gettext
     env.filters["number"] = format_number
     env.filters["dial"] = dial_link
     env.filters["time"] = formatting.format_time
@@ -138,11 +168,25 @@ def page_i18n(language: str, timezone: str) -> Markup:
     return Markup(text.replace("</", "<\\/"))
 
 
+_STATIC_URLS: dict[tuple[str, str], tuple[tuple[int, int], str]] = {}
+
+
 def _static(request: web.Request) -> Any:
     resource = request.app.router["static"]
 
     def url(filename: str) -> str:
-        return str(resource.url_for(filename=filename))
+        """The file's URL with its version (a hash of its bytes, aiohttp's
+        ``append_version``), worked out again only when the file changed: aiohttp reads
+        and hashes the whole file on every call, five files on every page."""
+        try:
+            st = (STATIC / filename).stat()
+        except OSError:
+            return str(resource.url_for(filename=filename))
+        stamp, key = (st.st_mtime_ns, st.st_size), (resource.canonical, filename)
+        known = _STATIC_URLS.get(key)
+        if known is None or known[0] != stamp:
+            known = _STATIC_URLS[key] = (stamp, str(resource.url_for(filename=filename)))
+        return known[1]
 
     return url
 
