@@ -156,9 +156,7 @@ def format_day_month(day: str) -> str:
     language = i18n.CURRENT_LANGUAGE.get()
     if language == "en":
         return day[5:]
-    pattern = str(_locale(language).datetime_skeletons["Md"].pattern)
-    return _babel_datetime(dt.datetime(value.year, value.month, value.day, 12), pattern,
-                           locale=_locale(language))  # fmt: skip
+    return _day_text(language, str(_locale(language).datetime_skeletons["Md"].pattern), value)
 
 
 def format_duration(seconds: float | None) -> str:
