@@ -151,6 +151,7 @@ def make_env(settings: dict[str, Any]) -> jinja2.Environment:
     env.filters["tr"] = lambda v: i18n.gettext(str(v)) if v else ""
     env.globals["region"] = region
     env.globals["install_tz"] = tz
+    env.extend(rendered_pieces={})  # see piece()
     return env
 
 
@@ -199,6 +200,31 @@ def _link_down(request: web.Request) -> Any:
 
     rt = request.app.get(RUNTIME)
     return link_down(rt) if rt is not None else None
+
+
+PIECES_KEPT = 5_000
+"""Rendered pieces kept per environment: a few pages of rows for every manager."""
+
+
+def piece(request: web.Request, template: str, macro: str, item: tuple[Any, ...]) -> Markup:
+    """``macro`` of ``template`` called with ``item`` alone, kept for the reader's language,
+    time zone and region: the managers reload the same pages, whose rows cost more than
+    the rest of the page. ``item`` must be everything the macro reads (a flat tuple of
+    values, so its equality is the rendering's); the key holds it whole, so a changed
+    value (a renamed rep, a closed callback) is a new key, never a stale row."""
+    env = request.app[ENV_KEY]
+    kept: dict[tuple[Any, ...], Markup] = env.rendered_pieces  # type: ignore[attr-defined]
+    key = (
+        template, macro, item, i18n.CURRENT_LANGUAGE.get(), i18n.CURRENT_TIMEZONE.get(),
+        i18n.CURRENT_REGION.get(),
+    )  # fmt: skip
+    html = kept.get(key)
+    if html is None:
+        html = Markup(getattr(env.get_template(template).module, macro)(item))
+        if len(kept) >= PIECES_KEPT:
+            del kept[next(iter(kept))]  # the oldest
+        kept[key] = html
+    return html
 
 
 def render(

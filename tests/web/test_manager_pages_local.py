@@ -383,3 +383,31 @@ async def test_the_reports_in_russian_in_tokyo(
     assert cells(html, 'id="per-rep"') == REPORT_REPS_RU
     assert cells(html, 'class="compact hours"') == HOURS_RU_TOKYO
     assert BUSIEST_RU in unescape(html)
+
+
+async def test_a_row_seen_before_shows_what_changed_since(
+    client: TestClient, rt: Runtime, people: People
+) -> None:
+    """The same rows again after the reader's language and zone, a callback and a rep's
+    extensions changed: each row shows the change at once."""
+    await month(rt, people)
+    await rt.service.set_preferences(people.manager.id, "ru", "Asia/Tokyo", "test")
+    await login(client, "maria")
+    assert audit_rows(await (await client.get(f"/missed?{PERIOD}")).text()) == (
+        EXPECTED_AUDIT_RU_TOKYO
+    )
+    await rt.service.set_preferences(people.manager.id, "ja", "America/Los_Angeles", "test")
+    assert audit_rows(await (await client.get(f"/missed?{PERIOD}")).text()) == (
+        EXPECTED_AUDIT_JA_LA
+    )
+    await rt.service.set_preferences(people.manager.id, "ru", "Asia/Tokyo", "test")
+    await rt.service.set_extensions(people.bob.id, ["109"], "test")
+    # Bob calls back the caller whose task was still his and open (25 Nov UTC)
+    await rt.ingest.handle(outbound("4155550308", "+14155550308", caller="109",
+                                    at=START + 24 * DAY + 23 * HOUR))  # fmt: skip
+    rows = audit_rows(await (await client.get(f"/missed?{PERIOD}")).text())
+    assert rows[1][3] == "Alice Rep (101) 102"
+    assert rows[1][6:] == ["перезвонили", "Bob Rep через 1 ч 03 мин"]
+    assert [r[3] for r in rows] == [
+        r[3].replace("Bob Rep (102)", "102") for r in EXPECTED_AUDIT_RU_TOKYO
+    ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
@@ -22,7 +22,7 @@ from ..app import current_user, roles, runtime
 from ..i18n import N_, _
 from ..labels import label
 from ..refusals import refusal
-from ..render import format_time, render
+from ..render import format_time, piece, render
 from ..runtime import Runtime
 from .rep_common import contacts_by_id
 from .reports import Period, period_csv, period_of
@@ -113,6 +113,35 @@ class MissedView:
     within_sla: bool | None
 
 
+class AuditRow(NamedTuple):
+    """What one row of the audit's table shows, and all it reads (``_missed_row.html``):
+    the key its rendering is kept under (``render.piece``)."""
+
+    call_id: int | None
+    started_at: float
+    contact_id: int | None
+    contact_name: str | None
+    caller: str | None
+    did: str | None
+    rung: tuple[str, ...]
+    ring_seconds: float
+    outcome: str
+    task_status: str | None
+    owner: str
+    called_back_by: str
+    time_to_callback: float | None
+    within_sla: bool | None
+
+    @classmethod
+    def of(cls, v: MissedView) -> AuditRow:
+        c, contact = v.row.call, v.contact
+        return cls(
+            c.id, c.started_at, contact.id if contact else None, contact.name if contact else None,
+            c.caller, c.did, tuple(v.rung), c.ring_seconds, c.outcome, v.row.task_status,
+            v.owner, v.called_back_by, v.row.time_to_callback, v.within_sla,
+        )  # fmt: skip
+
+
 class People:
     """Names for user ids and extensions, read once per request."""
 
@@ -194,7 +223,10 @@ async def missed(request: web.Request) -> web.StreamResponse:
         "errors": errors,
         "summary": summary,
         "sla_minutes": rt.service.policy.callback_sla_minutes,
-        "rows": await _views(rt, page.items, people),
+        "rows": [
+            piece(request, "_missed_row.html", "row", AuditRow.of(v))
+            for v in await _views(rt, page.items, people)
+        ],
         "next_cursor": page.next_cursor,
         "first_page": cursor is None,
         "query": query,
