@@ -1,0 +1,320 @@
+"""Where a screen pop's time goes: stamps along its path inside the server's process, and
+the run's pauses (garbage collections, event-loop lateness), for ``bench_pop``.
+
+Every stamp is ``time.monotonic()``, the one clock every process on the machine shares, so
+the PBX's write (its own process) and the client's read (another) line up with them.  The
+stages of one pop (one call ringing one rep's phone, read by one tab):
+
+* ``pbx->fact``: the replay PBX wrote the event that rings the phone; the link read it and
+  the tracker turned it into a fact ringing the extension (``AmiLink._emit``);
+* ``fact->taken``: the fact waited in the link's queue for its one consumer
+  (``AmiLink._on_fact``);
+* ``taken->lookup``: it waited for a lane (``crm.lanes``: at most 32 lookups at once)
+  before the ingest started on it (``Ingest.progress``);
+* ``lookup->bus``: the ingest looked the caller up (the store's pop readers) and
+  published it on the bus (``EventBus.publish``);
+* ``bus->hub``: the hub's lane took it, waited for the caller's details, decided who sees
+  what and handed the line to the rep's audience (``Audience.put_line``);
+* ``hub->flush``: the line waited for the hub's next flush (the burst window, the loop's
+  other work);
+* ``flush->write``: the flush reached this tab's socket (its place among the audience's
+  tabs, each one write);
+* ``write->read``: the kernel and the clients' process, until the client read it.
+
+A pop a tab's own handler wrote (its socket's buffer was full: ``Client.take`` queued it)
+has no write stamp; those are counted.  The tracer wraps methods of the product's classes
+in the server's process only (no product code knows of it), and costs a dict or list
+write per stamp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ami_bridge.facts import CallProgress
+from benchmarks.harness import percentile as _pct
+
+STAGES = ("pbx->fact", "fact->taken", "taken->lookup", "lookup->bus", "bus->hub",
+          "hub->flush", "flush->write", "write->read")  # fmt: skip
+LAG_STEP = 0.005
+"""Seconds between the loop watcher's ticks (``Pauses``)."""
+LATE = 0.020
+"""A tick this much later than due is recorded as the loop's lateness."""
+
+
+class Pauses:
+    """The process's garbage collections and its event loop's lateness, as (start,
+    seconds) in ``time.monotonic()``: what a late pop may have waited behind."""
+
+    def __init__(self) -> None:
+        self.gcs: list[tuple[float, float, int]] = []
+        self.late: list[tuple[float, float]] = []
+        self._gc_start = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0
+
+    def start(self) -> None:
+        gc.callbacks.append(self._on_gc)
+        loop = asyncio.get_running_loop()
+        self._due = time.monotonic() + LAG_STEP
+        self._handle = loop.call_later(LAG_STEP, self._tick)
+
+    def stop(self) -> None:
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if phase == "start":
+            self._gc_start = now
+        else:
+            self.gcs.append((self._gc_start, now - self._gc_start, int(info["generation"])))
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now - self._due > LATE:
+            self.late.append((self._due, now - self._due))
+        self._due = now + LAG_STEP
+        self._handle = asyncio.get_running_loop().call_later(LAG_STEP, self._tick)
+
+    def summary(self, t0: float, t1: float) -> dict[str, Any]:
+        """What fell between ``t0`` and ``t1``."""
+        gcs = [g for g in self.gcs if t0 <= g[0] <= t1]
+        late = [s for s in self.late if t0 <= s[0] <= t1]
+        return {
+            "gc_count": len(gcs),
+            "gc_full": [round(d * 1000, 1) for _, d, gen in gcs if gen == 2],
+            "gc_ms": sum(d for _, d, _ in gcs) * 1000,
+            "gc_max_ms": max((d for _, d, _ in gcs), default=0.0) * 1000,
+            "late": [(round(at - t0, 2), round(d * 1000, 1)) for at, d in late],
+        }
+
+
+class Stages:
+    """The server's stamps of every pop, by (linkedid, extension) and per tab's socket
+    (its client port: the clients' process knows its own)."""
+
+    def __init__(self) -> None:
+        self.fact: dict[tuple[str, str], float] = {}
+        self.taken: dict[tuple[str, str], float] = {}
+        self.lookup: dict[tuple[str, str], float] = {}
+        self.bus: dict[tuple[str, str], float] = {}
+        self.hub: dict[tuple[str, str], float] = {}
+        self.flush: dict[tuple[str, str], float] = {}
+        self.written: dict[tuple[str, str], dict[int, float]] = {}
+        self.refused = 0
+        """Writes the hub tried and left to the handler (the socket's buffer was full)."""
+        self.pauses = Pauses()
+        self._current: list[dict[int, float]] = []
+        self._undo: list[Callable[[], None]] = []
+
+    # -- installing ---------------------------------------------------------------------
+    def install(self, link: Any = None, bus: Any = None, ingest: Any = None) -> None:
+        """Wrap the product's methods (undone by ``uninstall``): the link's ``_emit`` and
+        ``_on_fact``, the ingest's ``progress``, the bus's ``publish`` (these objects
+        only), the audiences' ``put_line`` and ``flush`` and the SSE handler's writer
+        (every instance)."""
+        from web import live_streams
+        from web.pages import live as live_page
+
+        if link is not None:
+            self._wrap(link, "_emit", self._on_emit)
+            self._wrap(link, "_on_fact", lambda f: self._stamp_fact(f, self.taken))
+        if ingest is not None:
+            self._wrap(ingest, "progress", lambda f: self._stamp_fact(f, self.lookup))
+        if bus is not None:
+            self._wrap(bus, "publish", self._on_publish)
+        self._wrap_class(live_streams.Audience, "put_line", self._audience_put_line)
+        self._wrap_class(live_streams.Audience, "flush", self._audience_flush)
+        original = live_page._writer
+
+        def writer(transport: asyncio.BaseTransport) -> Callable[[bytes], bool]:
+            return self._writer(transport, original(transport))
+
+        live_page._writer = writer
+        self._undo.append(lambda: setattr(live_page, "_writer", original))
+
+    def uninstall(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+    def _wrap(self, obj: Any, name: str, make: Callable[[Callable[..., Any]], Any]) -> None:
+        original = getattr(obj, name)
+        setattr(obj, name, make(original))
+        self._undo.append(lambda: setattr(obj, name, original))
+
+    def _wrap_class(self, cls: type, name: str, make: Callable[[Any], Any]) -> None:
+        original = cls.__dict__[name]
+        setattr(cls, name, make(original))
+        self._undo.append(lambda: setattr(cls, name, original))
+
+    # -- the wrappers ---------------------------------------------------------------------
+    def _on_emit(self, emit: Callable[[list[Any]], None]) -> Callable[[list[Any]], None]:
+        stamps = self.fact
+
+        def wrapped(facts: list[Any]) -> None:
+            now = time.monotonic()
+            for fact in facts:
+                if type(fact) is CallProgress:
+                    for ext in fact.ringing:
+                        stamps.setdefault((fact.linkedid, ext), now)
+            emit(facts)
+
+        return wrapped
+
+    @staticmethod
+    def _stamp_fact(
+        call: Callable[[Any], Any], stamps: dict[tuple[str, str], float]
+    ) -> Callable[[Any], Any]:
+        def wrapped(fact: Any) -> Any:
+            if type(fact) is CallProgress:
+                now = time.monotonic()
+                for ext in fact.ringing:
+                    stamps.setdefault((fact.linkedid, ext), now)
+            return call(fact)
+
+        return wrapped
+
+    def _on_publish(self, publish: Callable[[Any], int]) -> Callable[[Any], int]:
+        stamps = self.bus
+
+        def wrapped(event: Any) -> int:
+            if event.kind == "call_progress":
+                now = time.monotonic()
+                progress = getattr(event.payload, "progress", event.payload)
+                for ext in getattr(progress, "ringing", ()) or ():
+                    stamps.setdefault((progress.linkedid, ext), now)
+            return publish(event)
+
+        return wrapped
+
+    def _audience_put_line(self, put_line: Callable[..., None]) -> Callable[..., None]:
+        stamps = self.hub
+
+        def wrapped(audience: Any, line: str, received_at: float | None = None) -> None:
+            if received_at is not None:
+                key = (_linkedid(line), _ext(audience))
+                stamps.setdefault(key, time.monotonic())
+            put_line(audience, line, received_at)
+
+        return wrapped
+
+    def _audience_flush(self, flush: Callable[[Any], list[float]]) -> Callable[[Any], Any]:
+        def wrapped(audience: Any) -> list[float]:
+            pops = [_linkedid(line) for line, at in audience._lines if at is not None]
+            if not pops:
+                return flush(audience)
+            now = time.monotonic()
+            ext = _ext(audience)
+            writes: dict[int, float] = {}
+            for lid in pops:
+                self.flush.setdefault((lid, ext), now)
+                self.written.setdefault((lid, ext), writes)
+            self._current.append(writes)
+            try:
+                return flush(audience)
+            finally:
+                self._current.pop()
+
+        return wrapped
+
+    def _writer(
+        self, transport: asyncio.BaseTransport, write_now: Callable[[bytes], bool]
+    ) -> Callable[[bytes], bool]:
+        port = int(transport.get_extra_info("peername")[1])
+        current = self._current
+
+        def wrapped(frame: bytes) -> bool:
+            ok = write_now(frame)
+            if current:
+                if ok:
+                    current[-1].setdefault(port, time.monotonic())
+                else:
+                    self.refused += 1
+            return ok
+
+        return wrapped
+
+    # -- the figures ------------------------------------------------------------------------
+    def split(
+        self,
+        receipts: Iterable[tuple[str, str, int, float]],
+        ring_at: dict[tuple[str, str], float],
+    ) -> dict[str, Any]:
+        """Each received pop (linkedid, extension, client port, read at) split into the
+        stages; the slowest 1 % of pops' mean per stage (where the tail's time goes)."""
+        rows: list[tuple[float, list[float]]] = []
+        unstamped = 0
+        for lid, ext, port, at in receipts:
+            key = (lid, ext)
+            ring = ring_at.get(key)
+            written = self.written.get(key, {}).get(port)
+            marks = (ring, self.fact.get(key), self.taken.get(key), self.lookup.get(key),
+                     self.bus.get(key), self.hub.get(key), self.flush.get(key), written,
+                     at)  # fmt: skip
+            if any(m is None for m in marks):
+                unstamped += 1
+                continue
+            ms = [(b - a) * 1000 for a, b in itertools.pairwise(marks)]  # type: ignore[operator]
+            rows.append(((at - ring) * 1000, ms))  # type: ignore[operator]
+        rows.sort(key=lambda r: r[0])
+        tail = rows[int(len(rows) * 0.99) :] or rows
+        per_stage = {}
+        for i, name in enumerate(STAGES):
+            values = [ms[i] for _, ms in rows]
+            per_stage[name] = (_pct(values, 50), _pct(values, 99), max(values, default=0.0),
+                               sum(ms[i] for _, ms in tail) / max(1, len(tail)))  # fmt: skip
+        return {"split": per_stage, "split_count": len(rows), "unstamped": unstamped,
+                "refused": self.refused}  # fmt: skip
+
+
+def _linkedid(line: str) -> str:
+    return str(json.loads(line)["data"]["linkedid"])
+
+
+def _ext(audience: Any) -> str:
+    return min(audience.viewer.extensions)
+
+
+def by_second(
+    pops: Iterable[tuple[float, float]], start: float, width: float = 1.0
+) -> list[tuple[int, int, float, float, float]]:
+    """Latency over the run: pops (rang at, ms) by the ``width``-second slice of the run
+    their phone rang in: (slice, count, p50, p99, max)."""
+    slices: dict[int, list[float]] = {}
+    for at, ms in pops:
+        slices.setdefault(int((at - start) // width), []).append(ms)
+    return [(s, len(v), _pct(v, 50), _pct(v, 99), max(v)) for s, v in sorted(slices.items())]
+
+
+def format_split(r: dict[str, Any]) -> str:
+    lines = [f"{'':16}stages (p50/p99/max ms; mean in the slowest 1 %), {r['split_count']} pops "
+             f"stamped, {r['unstamped']} written by their handler or unstamped, "
+             f"{r['refused']} writes left to a handler:"]  # fmt: skip
+    for name, (p50, p99, mx, tail) in r["split"].items():
+        lines.append(f"{'':18}{name:13} {p50:7.1f} {p99:7.1f} {mx:7.1f}   tail {tail:7.1f}")
+    return "\n".join(lines)
+
+
+def format_seconds(rows: list[tuple[int, int, float, float, float]]) -> str:
+    out = [f"{'':16}by second of the run (pops, p50/p99/max ms):"]
+    for s, n, p50, p99, mx in rows:
+        out.append(f"{'':18}{s:3d}s {n:6d}  {p50:6.1f} {p99:6.1f} {mx:6.1f}")
+    return "\n".join(out)
+
+
+def format_pauses(name: str, p: dict[str, Any]) -> str:
+    late = ", ".join(f"{d:g} ms at {at:g}s" for at, d in p["late"][:12])
+    more = f" (+{len(p['late']) - 12})" if len(p["late"]) > 12 else ""
+    return (f"{'':16}{name}: {p['gc_count']} GCs, {p['gc_ms']:.0f} ms in all, longest "
+            f"{p['gc_max_ms']:.1f} ms, full {p['gc_full']}; loop late > {LATE * 1000:g} ms: "
+            f"{len(p['late'])}{': ' + late + more if late else ''}")  # fmt: skip
