@@ -377,7 +377,8 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
             pipe = await build_pipeline(url, "127.0.0.1", port)
             with tempfile.TemporaryDirectory(prefix="bench-pop-") as tmp:
                 rt, runner, web_port = await _serve(pipe, Path(tmp), reps)
-                stages.install(pipe.link, pipe.bus, pipe.ingest)
+                hub = rt.extras.get("live_hub")
+                stages.install(pipe.link, pipe.bus, pipe.ingest, hub)
                 await pipe.link.start()
                 await pipe.link.wait_state("connected", timeout=10)
                 base = f"http://127.0.0.1:{web_port}"

@@ -13,8 +13,10 @@ stages of one pop (one call ringing one rep's phone, read by one tab):
   before the ingest started on it (``Ingest.progress``);
 * ``lookup->bus``: the ingest looked the caller up (the store's pop readers) and
   published it on the bus (``EventBus.publish``);
-* ``bus->hub``: the hub's lane took it, waited for the caller's details, decided who sees
-  what and handed the line to the rep's audience (``Audience.put_line``);
+* ``bus->lane``: the hub's subscription and the call's lane took it (``_on_progress``);
+* ``lane->hub``: the hub waited for the caller's details (at most ``INFO_BUDGET``),
+  decided who sees what and handed the line to the rep's audience
+  (``Audience.put_line``);
 * ``hub->flush``: the line waited for the hub's next flush (the burst window, the loop's
   other work);
 * ``flush->write``: the flush reached this tab's socket (its place among the audience's
@@ -30,6 +32,7 @@ write per stamp.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import itertools
 import json
@@ -40,7 +43,7 @@ from typing import Any
 from ami_bridge.facts import CallProgress
 from benchmarks.harness import percentile as _pct
 
-STAGES = ("pbx->fact", "fact->taken", "taken->lookup", "lookup->bus", "bus->hub",
+STAGES = ("pbx->fact", "fact->taken", "taken->lookup", "lookup->bus", "bus->lane", "lane->hub",
           "hub->flush", "flush->write", "write->read")  # fmt: skip
 LAG_STEP = 0.005
 """Seconds between the loop watcher's ticks (``Pauses``)."""
@@ -108,9 +111,15 @@ class Stages:
         self.taken: dict[tuple[str, str], float] = {}
         self.lookup: dict[tuple[str, str], float] = {}
         self.bus: dict[tuple[str, str], float] = {}
+        self.lane: dict[tuple[str, str], float] = {}
         self.hub: dict[tuple[str, str], float] = {}
         self.flush: dict[tuple[str, str], float] = {}
         self.written: dict[tuple[str, str], dict[int, float]] = {}
+        self.held: dict[str, tuple[float, float, int]] = {}
+        """The link's consumer held by each kind of fact: seconds in all, longest, how
+        many over 10 ms."""
+        self.reader_wait: list[float] = []
+        self.reader_hold: list[float] = []
         self.refused = 0
         """Writes the hub tried and left to the handler (the socket's buffer was full)."""
         self.pauses = Pauses()
@@ -118,7 +127,9 @@ class Stages:
         self._undo: list[Callable[[], None]] = []
 
     # -- installing ---------------------------------------------------------------------
-    def install(self, link: Any = None, bus: Any = None, ingest: Any = None) -> None:
+    def install(
+        self, link: Any = None, bus: Any = None, ingest: Any = None, hub: Any = None
+    ) -> None:
         """Wrap the product's methods (undone by ``uninstall``): the link's ``_emit`` and
         ``_on_fact``, the ingest's ``progress``, the bus's ``publish`` (these objects
         only), the audiences' ``put_line`` and ``flush`` and the SSE handler's writer
@@ -128,11 +139,16 @@ class Stages:
 
         if link is not None:
             self._wrap(link, "_emit", self._on_emit)
-            self._wrap(link, "_on_fact", lambda f: self._stamp_fact(f, self.taken))
+            self._wrap(link, "_on_fact", lambda f: self._timed(self._stamp_fact(f, self.taken)))
         if ingest is not None:
             self._wrap(ingest, "progress", lambda f: self._stamp_fact(f, self.lookup))
         if bus is not None:
             self._wrap(bus, "publish", self._on_publish)
+        if hub is not None:
+            self._wrap(hub, "_on_progress", self._on_lane)
+        pool = getattr(getattr(ingest, "store", None), "_reader", None)
+        if pool is not None:
+            self._wrap(pool, "use", self._on_reader)
         self._wrap_class(live_streams.Audience, "put_line", self._audience_put_line)
         self._wrap_class(live_streams.Audience, "flush", self._audience_flush)
         original = live_page._writer
@@ -171,6 +187,40 @@ class Stages:
 
         return wrapped
 
+    def _timed(self, on_fact: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """The link's one consumer: how long each kind of fact held it (a fact behind
+        one that waits, for the store say, waits as long)."""
+        held = self.held
+
+        async def wrapped(fact: Any) -> None:
+            start = time.monotonic()
+            result = on_fact(fact)
+            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                await result
+            took = time.monotonic() - start
+            name = type(fact).__name__
+            total, most, slow = held.get(name, (0.0, 0.0, 0))
+            held[name] = (total + took, max(most, took), slow + (took > 0.010))
+
+        return wrapped
+
+    def _on_reader(self, use: Callable[[], Any]) -> Callable[[], Any]:
+        """SQLite's pop readers: how long a read waited for a connection, and held it."""
+        waits, holds = self.reader_wait, self.reader_hold
+
+        @contextlib.asynccontextmanager
+        async def wrapped() -> Any:
+            start = time.monotonic()
+            async with use() as conn:
+                got = time.monotonic()
+                waits.append(got - start)
+                try:
+                    yield conn
+                finally:
+                    holds.append(time.monotonic() - got)
+
+        return wrapped
+
     @staticmethod
     def _stamp_fact(
         call: Callable[[Any], Any], stamps: dict[tuple[str, str], float]
@@ -194,6 +244,19 @@ class Stages:
                 for ext in getattr(progress, "ringing", ()) or ():
                     stamps.setdefault((progress.linkedid, ext), now)
             return publish(event)
+
+        return wrapped
+
+    def _on_lane(self, on_progress: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        stamps = self.lane
+
+        def wrapped(payload: Any) -> Any:
+            progress = getattr(payload, "progress", payload)
+            if type(progress) is CallProgress:
+                now = time.monotonic()
+                for ext in progress.ringing:
+                    stamps.setdefault((progress.linkedid, ext), now)
+            return on_progress(payload)
 
         return wrapped
 
@@ -259,8 +322,8 @@ class Stages:
             ring = ring_at.get(key)
             written = self.written.get(key, {}).get(port)
             marks = (ring, self.fact.get(key), self.taken.get(key), self.lookup.get(key),
-                     self.bus.get(key), self.hub.get(key), self.flush.get(key), written,
-                     at)  # fmt: skip
+                     self.bus.get(key), self.lane.get(key), self.hub.get(key),
+                     self.flush.get(key), written, at)  # fmt: skip
             if any(m is None for m in marks):
                 unstamped += 1
                 continue
@@ -274,7 +337,14 @@ class Stages:
             per_stage[name] = (_pct(values, 50), _pct(values, 99), max(values, default=0.0),
                                sum(ms[i] for _, ms in tail) / max(1, len(tail)))  # fmt: skip
         return {"split": per_stage, "split_count": len(rows), "unstamped": unstamped,
-                "refused": self.refused}  # fmt: skip
+                "refused": self.refused, "held": dict(self.held),
+                "pop_readers": (len(self.reader_wait), *_ms(self.reader_wait),
+                            *_ms(self.reader_hold))}  # fmt: skip
+
+
+def _ms(values: list[float]) -> tuple[float, float, float]:
+    ms = [v * 1000 for v in values]
+    return _pct(ms, 50), _pct(ms, 99), sum(ms)
 
 
 def _linkedid(line: str) -> str:
@@ -302,6 +372,14 @@ def format_split(r: dict[str, Any]) -> str:
              f"{r['refused']} writes left to a handler:"]  # fmt: skip
     for name, (p50, p99, mx, tail) in r["split"].items():
         lines.append(f"{'':18}{name:13} {p50:7.1f} {p99:7.1f} {mx:7.1f}   tail {tail:7.1f}")
+    held = "; ".join(f"{k} {t * 1000:.0f} ms in all, longest {m * 1000:.1f} ms, {n} over 10 ms"
+                     for k, (t, m, n) in r.get("held", {}).items())  # fmt: skip
+    lines.append(f"{'':16}the link's consumer held by: {held}")
+    if r.get("pop_readers"):
+        n, w50, w99, wsum, h50, h99, hsum = r["pop_readers"]
+        lines.append(f"{'':16}pop readers: {n} uses, waited p50/p99 {w50:.1f}/{w99:.1f} ms "
+                     f"({wsum:.0f} ms in all), held p50/p99 {h50:.1f}/{h99:.1f} ms "
+                     f"({hsum:.0f} ms in all)")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -83,6 +83,15 @@ class Store(
         lock; PostgreSQL: one connection, no BEGIN/COMMIT round trips)."""
 
     @abstractmethod
+    async def pop_read(self, work: Callable[[Store], Awaitable[T]]) -> T:
+        """``work``'s reads on the screen pop's path, on one connection of the pop's
+        readers (SQLite: read-only, not behind a write) taken once for them all.  As for
+        ``in_transaction``, ``work`` must await nothing but that store: SQLite runs it
+        whole in the reader's thread (one hop instead of one a statement, each a wait
+        for the thread and the GIL while the loop writes to hundreds of browsers), or,
+        when it waits for anything else, statement by statement."""
+
+    @abstractmethod
     async def close(self) -> None: ...
 
     @abstractmethod

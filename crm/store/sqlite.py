@@ -268,6 +268,26 @@ class SqliteStore(SqlStore):
         async with self._lock:
             return await run_in_thread(run)  # type: ignore[no-any-return]
 
+    async def pop_read(self, work: Callable[[Store], Awaitable[T]]) -> T:
+        """One of the pop's readers, ``work`` driven in its thread in one hop
+        (``in_transaction``'s way); work that waits for something else than the store
+        is run again the ordinary way (it only reads)."""
+        if self._conn is not None or self._reader is None:
+            return await super().pop_read(work)
+        async with self._reader.use() as conn:
+            reader = conn._db
+            run_in_thread = conn._in_thread
+            if run_in_thread is not None:
+
+                def run() -> T:
+                    return _drive(work(self._bound(_ThreadConn(reader._conn))))
+
+                try:
+                    return await run_in_thread(run)  # type: ignore[no-any-return]
+                except Suspended:
+                    pass
+            return await work(self._bound(conn))
+
     async def describe_schema(self) -> SchemaShape:
         """The schema as the migrations left it (for the engine-parity test)."""
         shape = SchemaShape()
