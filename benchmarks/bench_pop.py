@@ -3,13 +3,28 @@ tracker -> ingest -> store, ``benchmarks.bench_load``) with the web application 
 N logged-in reps connected to ``/events``, as in the CRM process.
 
     .venv/bin/python -m benchmarks.bench_pop [--engine sqlite|postgresql] [--clients 50]
-        [--speed 10] [--copies 10] [--loops 2] [--stagger 0.2]
+        [--speed 10] [--copies 10] [--loops 2] [--stagger 0.2] [--client-procs 1]
+        [--details]
 
 Latency is measured from the replay PBX writing the ``DialBegin`` that makes a rep's
 phone ring (stamped in the PBX's process) to an SSE client reading the ``call_progress``
 message that pops the call (stamped in the clients' process).  PBX, server and clients run
 in three processes, so no one's CPU is counted as another's wait; the stamps are
 ``time.monotonic()``, one clock for every process on the machine.
+
+Where the clients live changes the figure.  ``--client-procs 1`` (the default, and how
+every figure before stop 24 was taken) keeps all the SSE clients in one process: at 500
+clients it reads the 250 tabs a pop goes to one after another, on the same 2 CPUs as the
+server, and a tab it reads last is stamped late by the clients' own queue.  Browsers are
+separate machines, so ``--client-procs 2`` (or more) spreading them over processes is a
+fair measure too, but not the same one: say which was used with every figure (the last
+line printed does).
+
+``--details`` prints where the time went (``benchmarks.pop_stages``): each pop split into
+stages by stamps taken in the server's process (PBX write -> fact -> link's consumer ->
+ingest's lookup -> bus -> hub's lane -> audience -> flush -> socket write -> client read),
+the latency by second of the run, the garbage collections and event-loop lateness of the
+server and of the clients, and the SQLite pop readers' waits.
 
 Printed: pops expected and delivered (each ringing rep's every tab should get each call,
 in a message that shows the rep its pop: a call's end or a change seen without a pop

@@ -3,13 +3,16 @@
 with N real ``run.py serve`` processes on one database, as a large team runs the CRM.
 
     .venv/bin/python -m benchmarks.bench_pop_cluster [--processes 3] [--clients 500]
-        [--speed 1] [--copies 5] [--loops 1] [--tabs 50]
+        [--speed 1] [--copies 5] [--loops 1] [--tabs 50] [--client-procs 1] [--details]
 
 One PBX link (office ``east``: alice on 101, bob on 102) is consumed by whichever
 process takes its lock; the SSE clients are spread evenly over every process, so most
 pops cross processes (PostgreSQL LISTEN/NOTIFY, ``crm.fanout``) before reaching their
 browser.  PBX, servers and clients are separate processes, as in ``bench_pop``; the
 figures are split by whether the client sat on the link's process or another.
+``--client-procs`` spreads the clients over processes as in ``bench_pop`` (say which
+with every figure); ``--details`` prints the latency by second and the clients' pauses
+(the servers are ``run.py`` processes: their stages are not stamped here).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import asyncpg  # noqa: E402
 
 from benchmarks import bench_pop, harness  # noqa: E402
 from benchmarks.harness import percentile as _pct  # noqa: E402
+from benchmarks.pop_stages import by_second  # noqa: E402
 from crm.policy import LeadPolicy  # noqa: E402
 from crm.services import CrmService  # noqa: E402
 from crm.store import open_store  # noqa: E402
@@ -98,11 +102,11 @@ async def _wait_holder(url: str, timeout: float = 60.0) -> int:
 
 
 async def run(processes: int, clients: int, speed: float, copies: int, loops: int,
-              stagger: float, tabs: int, db: str,
-              readers: str = "raw") -> dict[str, Any]:  # fmt: skip
+              stagger: float, tabs: int, db: str, readers: str = "raw",
+              client_procs: int = 1) -> dict[str, Any]:  # fmt: skip
     ctx = mp.get_context("spawn")
     pbx_conn, pbx = harness.spawn(ctx, bench_pop._pbx_child, copies, stagger, speed, loops)
-    cl_proc = None
+    group: bench_pop.Clients | None = None
     url = f"{db}?schema=pop_{processes}_{int(time.time() * 1000) % 10**9}"
     work = Path(tempfile.mkdtemp(prefix="bench-pop-cluster-"))
     try:
@@ -114,13 +118,13 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
             holder = await _wait_holder(url)
             users = [list(REPS)[i % len(REPS)] for i in range(clients)]
             bases = [proc.url for proc in procs]
-            cl_conn, cl_proc = harness.spawn(ctx, bench_pop._clients_child, bases, users, tabs,
-                                             readers)  # fmt: skip
-            await harness.reply(cl_conn)  # ready
+            group = bench_pop.Clients(ctx, client_procs, bases, users, tabs, readers)
+            await group.ready()
             expected_calls = 20 * copies * loops
             cpu0 = {p.pid: _cpu_seconds(p.pid) for p in procs}
+            m0 = time.monotonic()
             t0 = time.perf_counter()
-            cl_conn.send("go")
+            group.go()
             pbx_conn.send("go")
             done: tuple[Any, ...] | None = None
             written = 0
@@ -135,23 +139,26 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
                         break
             await asyncio.sleep(1.0)  # the last pops in flight
             elapsed = time.perf_counter() - t0
+            m1 = time.monotonic()
             cpu = {p.pid: _cpu_seconds(p.pid) - cpu0[p.pid] for p in procs}
-            cl_conn.send("stop")
-            _, receipts, clients_cpu = await harness.reply(cl_conn)
+            got = await group.stop()
+            receipts, clients_cpu = got["receipts"], got["cpu"]
         finally:
             cluster.stop_all()
         pbx_conn.send("stop")
         shutil.rmtree(work, ignore_errors=True)  # kept (servers' logs) when a run fails
     finally:
-        harness.reap(pbx, cl_proc)
+        harness.reap(pbx, *(group.procs if group is not None else ()))
     ring_at: dict[tuple[str, str], float] = done[3] if done else {}
     tabs_of = {u: users.count(u) for u in set(users)}
     local, remote = [], []
+    over_time = []
     holder_index = [p.pid for p in procs].index(holder) if holder in cpu else -1
     for i, user, lid, at in receipts:
         t = ring_at.get((lid, REPS[user]))
         if t is not None:
             (local if i % len(procs) == holder_index else remote).append((at - t) * 1000)
+            over_time.append((t, (at - t) * 1000))
     every = local + remote
     expected_pops = sum(tabs_of[u] for u in tabs_of for (_, ext) in ring_at if ext == REPS[u])
     return {
@@ -163,6 +170,8 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
         "remote": (len(remote), _pct(remote, 50), _pct(remote, 99)),
         "server_cpu": sum(cpu.values()), "holder_cpu": cpu.get(holder, 0.0),
         "clients_cpu": clients_cpu, "load": os.getloadavg()[0], "readers": readers,
+        "client_procs": client_procs, "by_second": by_second(over_time, m0),
+        "client_pauses": bench_pop.client_pauses(got, m0, m1),
     }  # fmt: skip
 
 
@@ -170,15 +179,19 @@ def _fmt(r: dict[str, Any]) -> str:
     n_l, l50, l99 = r["local"]
     n_r, r50, r99 = r["remote"]
     return (
-        f"postgresql {r['speed']:>4g}x {r['clients']:>4} SSE clients on {r['processes']} "
-        f"processes  pop p50/p99/max {r['p50']:.1f}/{r['p99']:.1f}/{r['max']:.1f} ms  pops "
-        f"{r['pops_received']}/{r['pops_expected']}  calls {r['calls_written']}/"
-        f"{r['calls_expected']}  in {r['seconds']:.1f} s\n"
-        f"{'':16}on the link's process: {n_l} pops p50/p99 {l50:.1f}/{l99:.1f} ms; "
-        f"on the others: {n_r} pops p50/p99 {r50:.1f}/{r99:.1f} ms\n"
-        f"{'':16}CPU: servers {r['server_cpu']:.1f} s (the link's {r['holder_cpu']:.1f} s), "
-        f"clients {r['clients_cpu']:.1f} s; "
-    ) + bench_pop.conditions(r) + " (servers: run.py serve)"
+        (
+            f"postgresql {r['speed']:>4g}x {r['clients']:>4} SSE clients on {r['processes']} "
+            f"processes  pop p50/p99/max {r['p50']:.1f}/{r['p99']:.1f}/{r['max']:.1f} ms  pops "
+            f"{r['pops_received']}/{r['pops_expected']}  calls {r['calls_written']}/"
+            f"{r['calls_expected']}  in {r['seconds']:.1f} s\n"
+            f"{'':16}on the link's process: {n_l} pops p50/p99 {l50:.1f}/{l99:.1f} ms; "
+            f"on the others: {n_r} pops p50/p99 {r50:.1f}/{r99:.1f} ms\n"
+            f"{'':16}CPU: servers {r['server_cpu']:.1f} s (the link's {r['holder_cpu']:.1f} s), "
+            f"clients {r['clients_cpu']:.1f} s; "
+        )
+        + bench_pop.conditions(r)
+        + " (servers: run.py serve)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,8 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with session_database() as db:
         result = asyncio.run(run(args.processes, args.clients, args.speed, args.copies,
                                  args.loops, args.stagger, args.tabs, db,
-                                 args.readers))  # fmt: skip
+                                 args.readers, args.client_procs))  # fmt: skip
     print(_fmt(result), flush=True)
+    if args.details:
+        print(bench_pop.details(result), flush=True)
     return 0
 
 
