@@ -84,6 +84,32 @@ async def _count_calls(url: str) -> int:
         await conn.close()
 
 
+async def _written_pops(url: str) -> list[tuple[float, float]]:
+    """A server's own figure of its pops (``crm_screen_pop_latency_seconds``: from its
+    link reading the event, in whichever process, to the frame written to the browser's
+    socket), as (bucket's upper bound in ms, pops at most that late): with the clients'
+    figures it tells a server that wrote late from clients that read late."""
+    import aiohttp
+
+    name = "crm_screen_pop_latency_seconds_bucket"
+    out = []
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
+        for line in (await resp.text()).splitlines():
+            if line.startswith(name + "{"):
+                bound = line.split('le="', 1)[1].split('"', 1)[0]
+                out.append((float(bound) * 1000, float(line.rsplit(" ", 1)[1])))
+    return out
+
+
+def _bucket_of(buckets: list[tuple[float, float]], share: float) -> float:
+    """The upper bound of the bucket the ``share`` (0-1) of the pops falls in."""
+    total = buckets[-1][1] if buckets else 0.0
+    for bound, count in buckets:
+        if count >= share * total:
+            return bound
+    return float("nan")
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far (``/proc``)."""
     with open(f"/proc/{pid}/stat") as fh:
@@ -140,6 +166,7 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
             await asyncio.sleep(1.0)  # the last pops in flight
             elapsed = time.perf_counter() - t0
             m1 = time.monotonic()
+            server_buckets = [await _written_pops(proc.url) for proc in procs]
             cpu = {p.pid: _cpu_seconds(p.pid) - cpu0[p.pid] for p in procs}
             got = await group.stop()
             receipts, clients_cpu = got["receipts"], got["cpu"]
@@ -171,6 +198,10 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
         "server_cpu": sum(cpu.values()), "holder_cpu": cpu.get(holder, 0.0),
         "clients_cpu": clients_cpu, "load": os.getloadavg()[0], "readers": readers,
         "client_procs": client_procs, "by_second": by_second(over_time, m0),
+        "server_written": [
+            (p.pid == holder, int(b[-1][1]) if b else 0, _bucket_of(b, 0.5), _bucket_of(b, 0.99))
+            for p, b in zip(procs, server_buckets, strict=True)
+        ],
         "client_pauses": bench_pop.client_pauses(got, m0, m1),
     }  # fmt: skip
 
@@ -208,6 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(_fmt(result), flush=True)
     if args.details:
         print(bench_pop.details(result), flush=True)
+        for link, n, p50, p99 in result["server_written"]:
+            print(
+                f"{'':16}{'the link' if link else 'another'}'s process wrote {n} pops, "
+                f"read to written p50 <= {p50:g} ms, p99 <= {p99:g} ms (its histogram)"
+            )
     return 0
 
 
