@@ -197,6 +197,13 @@ class PostgresStore(SqlStore):
             log.warning("the database pool did not close within %g s; terminating it", timeout)
             self._pool.terminate()
 
+    async def data_version(self) -> str:
+        """The current snapshot (``xmin:xmax:in-progress``): a new one whenever a write
+        transaction starts or ends, in any process; a statement run after reading it
+        sees every commit it does."""
+        async with self._use() as c:
+            return str(await c.fetchval("SELECT pg_current_snapshot()::text"))
+
     async def lock_number(self, e164: str) -> None:
         async with self._use() as c:
             await c.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", e164)
