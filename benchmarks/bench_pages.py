@@ -21,6 +21,12 @@ EXPLAIN QUERY PLAN, PostgreSQL's EXPLAIN ANALYZE), to say *why* it is slow.
 ``--old`` serves the reports from the calls as before the figures kept by ingest
 (``crm.store.sql_figures``); ``--save`` and ``--baseline`` keep one run's figures and print
 another's ratio to them, so old and new are measured on the same data and machine.
+
+``--writes N``: a third process ingests N finished calls a second (each its own
+transaction, as the link's process does) while the pages are measured, so figures kept
+per state of the database (``crm.figures_memo``) are measured as a live call centre sees
+them, not only on a store nobody writes to.  The calls are the bulk contacts' (no new
+leads), so the store stays reusable; the server says how many times it computed figures.
 """
 
 from __future__ import annotations
@@ -145,7 +151,8 @@ async def prepare(args: argparse.Namespace, work: Path) -> str:
     finally:
         await rt.close()
     have = await _counts(url)
-    if have == (args.contacts, args.calls):
+    # ``--writes`` runs add a few thousand live calls to a reused store
+    if have[0] == args.contacts and args.calls <= have[1] <= args.calls * 1.01:
         print(f"reusing {url}: {have[0]:,} contacts, {have[1]:,} calls")
         return url
     if have != (0, 0):
@@ -205,8 +212,47 @@ def _serve(url: str, work: str, conn: Connection, old: bool = False) -> None:
         runner, port = await serve(create_app(rt))
         conn.send(port)
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        conn.send(rt.service.figures_memo.computed)
         await runner.cleanup()
         await rt.close()
+
+    asyncio.run(main())
+
+
+def _write_calls(url: str, rate: float, contacts: int, conn: Connection) -> None:
+    """``rate`` finished inbound calls a second, ingested one transaction each until told
+    to stop; sends back how many."""
+    from ami_bridge.facts import CallRecord
+    from crm.ingest import Ingest
+    from crm.policy import LeadPolicy
+
+    async def main() -> None:
+        store = await open_store(url)
+        reps = await _reps(url)
+        ingest = Ingest(store, LeadPolicy(own_numbers=("5551000",)))
+        rng = random.Random(7)
+        stop = asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        written, started = 0, time.monotonic()
+        while not stop.done():
+            now = time.time()
+            ext = rng.choice(reps).extension
+            answered = rng.random() < 0.7
+            caller = contact_number(rng.randrange(1, contacts + 1))
+            await ingest.handle(CallRecord(
+                linkedid=f"bench-write-{now:.6f}", direction="inbound", caller=caller,
+                caller_raw=caller, caller_name=None, callee="5551000", callee_e164=None,
+                did="5551000", rang=(ext,), answered=answered,
+                answered_by=ext if answered else None, final_agent=ext if answered else None,
+                transfers=(), outcome="answered" if answered else "missed",
+                hangup_by="caller" if answered else "pbx", started_at=now - 40,
+                answered_at=now - 30 if answered else None, ended_at=now,
+                ring_seconds=10.0, talk_seconds=30.0 if answered else 0.0,
+                recordings=(), originate_id=None,
+            ))  # fmt: skip
+            written += 1
+            await asyncio.sleep(max(0.0, started + written / rate - time.monotonic()))
+        await store.close()
+        conn.send(written)
 
     asyncio.run(main())
 
@@ -538,6 +584,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--save", help="write the figures to this JSON file")
     ap.add_argument("--baseline", help="a JSON file from --save: print the ratio to it")
+    ap.add_argument("--writes", type=float, default=0.0,
+                    help="calls a second ingested by another process while measuring")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -548,6 +596,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_serve, args=(url, str(work), child, args.old), daemon=True)
     proc.start()
+    writer = None
+    if args.writes > 0:
+        w_parent, w_child = ctx.Pipe()
+        writer = ctx.Process(target=_write_calls, daemon=True,
+                             args=(url, args.writes, args.contacts, w_child))  # fmt: skip
+        writer.start()
+    computed = requests = written = 0
     try:
         port = parent.recv()
         base = f"http://127.0.0.1:{port}"
@@ -560,10 +615,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return out
 
         results = asyncio.run(run_all())
+        requests = sum(len(r.latencies) + r.errors + 1 for r in results)
     finally:
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                w_parent.send("stop")
+                written = w_parent.recv()
+            writer.join(30)
         with contextlib.suppress(Exception):
             parent.send("stop")
+            computed = parent.recv()
         proc.join(30)
+    if args.writes > 0:
+        print(f"{written:,} calls written meanwhile ({args.writes:g}/s asked)")
+    print(f"figures computed {computed:,} times for {requests:,} page requests "
+          "(the rest served at an unchanged state of the database)")  # fmt: skip
     baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else {}
     _report(results, args.clients, baseline)
     if args.save:
