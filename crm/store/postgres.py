@@ -93,7 +93,22 @@ class PostgresStore(SqlStore):
         store = cls(pool)
         if migrate:
             await store.migrate()
+            await store._warn_without_autovacuum()
         return store
+
+    async def _warn_without_autovacuum(self) -> None:
+        """The planner's statistics come from autovacuum; without them the figure
+        tables, which grow with every call, keep the sizes they had when last analysed,
+        and the managers' pages take plans that were right for an empty table (seconds
+        instead of milliseconds).  Said once, at start, where the admin reads."""
+        async with self._use() as c:
+            on = await c.fetchval("SELECT current_setting('autovacuum')")
+        if on != "on":
+            log.warning(
+                "PostgreSQL's autovacuum is off: run ANALYZE on this database daily "
+                "(or 'run.py rebuild-figures'), or the managers' pages will slow down "
+                "as calls accumulate"
+            )
 
     def _bound(self, conn: Conn) -> SqlStore:
         bound = PostgresStore(self._pool)

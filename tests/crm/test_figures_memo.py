@@ -5,6 +5,8 @@ older than it: any commit, by this store or by another process's, shows at once
 from __future__ import annotations
 
 import asyncio
+import logging
+import uuid
 from collections.abc import Hashable
 
 import pytest
@@ -178,3 +180,21 @@ async def test_another_process_writing_a_call_shows_at_once(
     assert [n for _, _, n in await service.calls_per_day(T0 - 60, T0 + DAY)] == [1]
     assert sum(n for _, n in await service.busiest_hours(T0 - 60, T0 + DAY)) == 1
     assert [r.answered for r in await service.per_rep(T0 - 60, T0 + DAY)] == [1]
+
+
+async def test_the_admin_is_told_at_start_when_postgresql_keeps_no_statistics(
+    pg_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Figures tables analysed when empty and never again plan like empty ones."""
+    import asyncpg
+
+    con = await asyncpg.connect(pg_database)
+    try:
+        autovacuum = await con.fetchval("SELECT current_setting('autovacuum')")
+    finally:
+        await con.close()
+    caplog.set_level(logging.WARNING, logger="crm.store.postgres")
+    store = await open_store(f"{pg_database}?schema=t_{uuid.uuid4().hex[:12]}")
+    await store.close()
+    warned = "autovacuum is off" in caplog.text
+    assert warned == (autovacuum != "on"), (autovacuum, caplog.text)
