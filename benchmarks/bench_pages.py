@@ -5,7 +5,7 @@ time for D seconds; p50/p99 per page.
     .venv/bin/python -m benchmarks.bench_pages [--contacts 1000000] [--calls 5000000]
         [--clients 16] [--seconds 10] [--engine sqlite|postgresql] [--reuse]
         [--db /tmp/crm-bench-pages.db] [--pg-db bench_pages] [--explain]
-        [--old] [--save FILE] [--baseline FILE]
+        [--old] [--save FILE] [--baseline FILE] [--writes N] [--managers K]
 
 The data (``crm.store.bulk``) is 90 days of calls over 40 reps in 4 teams, most of them
 with the caller's own rep, missed calls with their callback tasks.  Loading the full size
@@ -27,6 +27,8 @@ transaction, as the link's process does) while the pages are measured, so figure
 per state of the database (``crm.figures_memo``) are measured as a live call centre sees
 them, not only on a store nobody writes to.  The calls are the bulk contacts' (no new
 leads), so the store stays reusable; the server says how many times it computed figures.
+``--managers K`` deals the manager pages' clients round the managers of K teams (each sees
+their own team's figures) instead of all logging in as m1.
 """
 
 from __future__ import annotations
@@ -263,6 +265,16 @@ class Page:
     name: str
     user: str
     path: Callable[[random.Random], str]
+    team_bound: bool = False
+    """The path names m1's own reps: never spread over other managers (``--managers``)."""
+
+    def user_of(self, client: int, managers: int) -> str:
+        """Client ``client``'s login: with ``managers`` > 1 the manager pages' clients are
+        dealt round the managers of that many teams, each seeing their own team (so the
+        figures are not all one team's)."""
+        if self.user != "m1" or self.team_bound or managers <= 1:
+            return self.user
+        return f"m{client % managers + 1}"
 
 
 @dataclass
@@ -309,7 +321,7 @@ def pages(contacts: int, now: float, team1: Sequence[int]) -> list[Page]:
         Page("calls, filtered missed inbound (manager)", "m1",
              lambda r: "/calls?direction=inbound&outcome=missed"),
         Page("calls, filtered one rep (manager)", "m1",
-             lambda r: f"/calls?rep={r.choice(team1)}"),
+             lambda r: f"/calls?rep={r.choice(team1)}", team_bound=True),
         Page("calls, deep keyset page -60 d (manager)", "m1",
              lambda r: f"/calls?cursor={deep}"),
         Page("calls, own (rep)", "r02", lambda r: "/calls"),
@@ -334,19 +346,19 @@ def pages(contacts: int, now: float, team1: Sequence[int]) -> list[Page]:
 
 
 async def measure(base: str, page: Page, clients: int, seconds: float,
-                  timeout: float) -> Timing:  # fmt: skip
+                  timeout: float, managers: int = 1) -> Timing:  # fmt: skip
     """``clients`` sessions requesting the page back to back for ``seconds``; a request
     that takes longer than ``timeout`` counts as an error (a user would have given up)."""
     timing = Timing(page.name)
     sessions = []
     limit = aiohttp.ClientTimeout(total=timeout)
-    for _ in range(clients):
+    for i in range(clients):
         s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=limit)
         sessions.append(s)
         for attempt in range(5):
             # the server may still be busy with the previous page's timed-out requests
             try:
-                await login(s, base, page.user, next="/")
+                await login(s, base, page.user_of(i, managers), next="/")
                 break
             except TimeoutError:
                 if attempt == 4:
@@ -584,6 +596,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--save", help="write the figures to this JSON file")
     ap.add_argument("--baseline", help="a JSON file from --save: print the ratio to it")
+    ap.add_argument("--managers", type=int, default=1, choices=range(1, TEAMS + 1),
+                    help="deal the manager pages' clients round the managers of this many "
+                    "teams (default: all are m1)")  # fmt: skip
     ap.add_argument("--writes", type=float, default=0.0,
                     help="calls a second ingested by another process while measuring")
     args = ap.parse_args(argv)
@@ -610,7 +625,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         async def run_all() -> list[Timing]:
             out = []
             for page in chosen:
-                out.append(await measure(base, page, args.clients, args.seconds, args.timeout))
+                out.append(await measure(base, page, args.clients, args.seconds, args.timeout,
+                                         args.managers))  # fmt: skip
                 print(out[-1].line(), flush=True)
             return out
 
