@@ -205,6 +205,14 @@ def _serve(url: str, work: str, conn: Connection, old: bool = False) -> None:
             return None
 
         FigureQueries.figure_days = none  # type: ignore[assignment,method-assign]
+        # ... and computes them for every request, as before the memo
+        from crm.figures_memo import FiguresMemo
+
+        async def every_time(self: Any, key: Any, compute: Any) -> Any:
+            self.computed += 1
+            return await compute()
+
+        FiguresMemo.get = every_time  # type: ignore[method-assign]
 
     async def main() -> None:
         from web.app import create_app
@@ -592,7 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--old",
         action="store_true",
-        help="serve the reports from the calls, as before the figures (0017)",
+        help="serve the reports from the calls, as before the figures (0017) and the memo",
     )
     ap.add_argument("--save", help="write the figures to this JSON file")
     ap.add_argument("--baseline", help="a JSON file from --save: print the ratio to it")
