@@ -13,7 +13,7 @@ where it is written (``docs/design.md`` lists them); both engines share them thr
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
@@ -93,6 +93,13 @@ class Store(
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    @abstractmethod
+    async def data_version(self) -> Hashable | None:
+        """A value that changes whenever anything is committed to the database, by this
+        process or another, and that a read started after it sees at least: what
+        ``crm.figures_memo`` keeps figures under.  None where the engine cannot tell
+        (an in-memory SQLite database)."""
 
     @abstractmethod
     async def schema_version(self) -> int: ...

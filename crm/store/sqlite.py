@@ -165,6 +165,10 @@ class SqliteStore(SqlStore):
         waits behind a batch of finished calls being written."""
         self._reports: _ReaderPool | None = None
         """Read-only connections for the managers' figures (``_report``)."""
+        self._versions: _ReaderPool | None = None
+        """One read-only connection that only asks ``PRAGMA data_version``: the value
+        is per connection, and changes when another connection commits, so it must
+        always be the same one, and one that never writes."""
 
     @classmethod
     async def open(cls, path: str, migrate: bool = True) -> SqliteStore:
@@ -189,6 +193,7 @@ class SqliteStore(SqlStore):
             store._reader = _ReaderPool(path, POP_READERS)
             await store._reader.open_one()
             store._reports = _ReaderPool(path, REPORT_READERS)
+            store._versions = _ReaderPool(path, 1)
         if migrate:
             await store.migrate()
         return store
@@ -325,7 +330,16 @@ class SqliteStore(SqlStore):
         if self._reports is not None:
             await self._reports.close()
             self._reports = None
+        if self._versions is not None:
+            await self._versions.close()
+            self._versions = None
         await self._db.close()
+
+    async def data_version(self) -> int | None:
+        if self._versions is None:
+            return None
+        async with self._versions.use() as c:
+            return int(await c.fetchval("PRAGMA data_version"))
 
     async def migrate(self) -> list[int]:
         """Apply every pending migration, each in its own transaction."""
