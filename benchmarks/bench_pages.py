@@ -484,7 +484,8 @@ async def _timed_plan(url: str, traced: _Traced) -> tuple[list[tuple[float, str]
             timed.sort(key=lambda x: -x[0])
             if timed and timed[0][0] > 5:
                 plan = [
-                    row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + timed[0][1], timed[0][2])
+                    row[-1]
+                    for row in db.execute("EXPLAIN QUERY PLAN " + timed[0][1], timed[0][2])
                 ]
         finally:
             db.close()
@@ -592,12 +593,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--db", default="/tmp/crm-bench-pages.db", help="the SQLite file")
     ap.add_argument("--pg-db", default=PG_DB, help="the PostgreSQL database's name")
     ap.add_argument("--reuse", action="store_true", help="keep and reuse the loaded store")
-    ap.add_argument(
-        "--work", default="/tmp/crm-bench-pages", help="the server's key file and recordings folder"
-    )
-    ap.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds after which a request counts as failed"
-    )
+    ap.add_argument("--work", default="/tmp/crm-bench-pages",
+                    help="the server's key file and recordings folder")
+    ap.add_argument("--timeout", type=float, default=60.0,
+                    help="seconds after which a request counts as failed")
     ap.add_argument("--only", default="", help="measure only pages whose name contains this")
     ap.add_argument("--explain", action="store_true", help="SQL time and plan per page")
     ap.add_argument(
