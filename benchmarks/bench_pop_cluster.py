@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 
 import asyncpg  # noqa: E402
 
-from benchmarks import bench_pop, harness  # noqa: E402
+from benchmarks import bench_pop, harness, pop_stages  # noqa: E402
 from benchmarks.harness import percentile as _pct  # noqa: E402
 from benchmarks.pop_stages import by_second  # noqa: E402
 from crm.policy import LeadPolicy  # noqa: E402
@@ -127,9 +127,27 @@ async def _wait_holder(url: str, timeout: float = 60.0) -> int:
     raise TimeoutError("no process took the PBX link")
 
 
+def _stamp_servers(cluster: Cluster, work: Path) -> Path:
+    """Start every server with ``pop_stages.SITE`` as its ``sitecustomize``: each writes
+    its pops' stamps to ``work/stages/<pid>.json``."""
+    site = work / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(pop_stages.SITE)
+    out = work / "stages"
+    out.mkdir()
+    env = cluster._env
+
+    def stamped() -> dict[str, str]:
+        return {**env(), "PYTHONPATH": str(site), "POP_STAGES_OUT": str(out),
+                "POP_STAGES_ROOT": str(ROOT)}  # fmt: skip
+
+    cluster._env = stamped  # type: ignore[method-assign]
+    return out
+
+
 async def run(processes: int, clients: int, speed: float, copies: int, loops: int,
               stagger: float, tabs: int, db: str, readers: str = "raw",
-              client_procs: int = 1) -> dict[str, Any]:  # fmt: skip
+              client_procs: int = 1, details: bool = False) -> dict[str, Any]:  # fmt: skip
     ctx = mp.get_context("spawn")
     pbx_conn, pbx = harness.spawn(ctx, bench_pop._pbx_child, copies, stagger, speed, loops)
     group: bench_pop.Clients | None = None
@@ -138,6 +156,7 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
     try:
         _, port = pbx_conn.recv()
         cluster = Cluster(work, url, [(EAST, port)], retry=1.0)
+        stamps = _stamp_servers(cluster, work) if details else None
         try:
             offices = [(EAST, REPS.items())]
             procs = await start_servers(cluster, processes, offices, harness.PASSWORD)
@@ -170,6 +189,10 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
             cpu = {p.pid: _cpu_seconds(p.pid) - cpu0[p.pid] for p in procs}
             got = await group.stop()
             receipts, clients_cpu = got["receipts"], got["cpu"]
+            servers: list[Any] = []
+            if stamps is not None:
+                await asyncio.sleep(1.0)  # the servers' last stamps written
+                servers = [pop_stages.load_server(str(stamps / f"{p.pid}.json")) for p in procs]
         finally:
             cluster.stop_all()
         pbx_conn.send("stop")
@@ -180,12 +203,14 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
     tabs_of = {u: users.count(u) for u in set(users)}
     local, remote = [], []
     over_time = []
+    split_in = []  # server, linkedid, extension, client port, read at
     holder_index = [p.pid for p in procs].index(holder) if holder in cpu else -1
     for i, user, lid, at in receipts:
         t = ring_at.get((lid, REPS[user]))
         if t is not None:
             (local if i % len(procs) == holder_index else remote).append((at - t) * 1000)
             over_time.append((t, (at - t) * 1000))
+            split_in.append((i % len(procs), lid, REPS[user], got["ports"].get(i, -1), at))
     every = local + remote
     expected_pops = sum(tabs_of[u] for u in tabs_of for (_, ext) in ring_at if ext == REPS[u])
     return {
@@ -198,12 +223,25 @@ async def run(processes: int, clients: int, speed: float, copies: int, loops: in
         "server_cpu": sum(cpu.values()), "holder_cpu": cpu.get(holder, 0.0),
         "clients_cpu": clients_cpu, "load": os.getloadavg()[0], "readers": readers,
         "client_procs": client_procs, "by_second": by_second(over_time, m0),
+        "remote_split": _split_by_server(servers, split_in, ring_at, holder_index)
+        if servers else None,
         "server_written": [
             (p.pid == holder, int(b[-1][1]) if b else 0, _bucket_of(b, 0.5), _bucket_of(b, 0.99))
             for p, b in zip(procs, server_buckets, strict=True)
         ],
         "client_pauses": bench_pop.client_pauses(got, m0, m1),
     }  # fmt: skip
+
+
+def _split_by_server(servers: list[Any], split_in: list[Any], ring_at: dict[Any, float],
+                     holder_index: int) -> dict[str, Any]:  # fmt: skip
+    """The stages of the pops read from the link's process and from the others."""
+    local = [r for r in split_in if r[0] == holder_index]
+    others = [r for r in split_in if r[0] != holder_index]
+    return {"the link's process": pop_stages.split_remote(servers, local, ring_at),
+            "the others": pop_stages.split_remote(servers, others, ring_at),
+            "the others, the fan-out's hop": pop_stages.split_hop(servers[holder_index],
+                                                                 servers, others)}  # fmt: skip
 
 
 def _fmt(r: dict[str, Any]) -> str:
@@ -235,10 +273,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     with session_database() as db:
         result = asyncio.run(run(args.processes, args.clients, args.speed, args.copies,
                                  args.loops, args.stagger, args.tabs, db,
-                                 args.readers, args.client_procs))  # fmt: skip
+                                 args.readers, args.client_procs,
+                                 args.details))  # fmt: skip
     print(_fmt(result), flush=True)
     if args.details:
         print(bench_pop.details(result), flush=True)
+        for where, split in (result["remote_split"] or {}).items():
+            print(f"{'':16}stages of the pops read from {where} (p50/p99/max ms; mean in the "
+                  "slowest 1 %):")  # fmt: skip
+            for name, (p50, p99, mx, tail) in split.items():
+                print(f"{'':18}{name:13} {p50:7.1f} {p99:7.1f} {mx:7.1f}   tail {tail:7.1f}")
         for link, n, p50, p99 in result["server_written"]:
             print(
                 f"{'':16}{'the link' if link else 'another'}'s process wrote {n} pops, "

@@ -36,6 +36,7 @@ import contextlib
 import gc
 import itertools
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -123,6 +124,8 @@ class Stages:
         self.refused = 0
         """Writes the hub tried and left to the handler (the socket's buffer was full)."""
         self.pauses = Pauses()
+        self.hop: dict[str, dict[tuple[str, str], float]] = {}
+        """The fan-out's stamps in a server of its own (``install_in_server``)."""
         self._current: list[dict[int, float]] = []
         self._undo: list[Callable[[], None]] = []
 
@@ -396,3 +399,157 @@ def format_pauses(name: str, p: dict[str, Any]) -> str:
     return (f"{'':16}{name}: {p['gc_count']} GCs, {p['gc_ms']:.0f} ms in all, longest "
             f"{p['gc_max_ms']:.1f} ms, full {p['gc_full']}; loop late > {LATE * 1000:g} ms: "
             f"{len(p['late'])}{': ' + late + more if late else ''}")  # fmt: skip
+
+
+# -- in a server of its own (``bench_pop_cluster``) -----------------------------------------
+SITE = """import os, sys
+if os.environ.get("POP_STAGES_OUT"):
+    sys.path.insert(0, os.environ["POP_STAGES_ROOT"])
+    from benchmarks.pop_stages import install_in_server
+    install_in_server(os.path.join(os.environ["POP_STAGES_OUT"], f"{os.getpid()}.json"))
+"""
+"""A ``sitecustomize`` that stamps a ``run.py serve`` process (``install_in_server``)
+when the benchmark sets ``POP_STAGES_OUT`` (a folder: one file per process id), no
+product code knowing of it."""
+
+
+def install_in_server(out: str, every: float = 0.5) -> Stages:
+    """Stamp this server's pops from the moment its bus publishes them (another
+    process's, through the fan-out, or its own link's) to the socket write, and write
+    the stamps to ``out`` (JSON) every ``every`` seconds from a thread of its own."""
+    import threading
+
+    from crm.events import EventBus
+    from crm.fanout import Fanout
+    from crm.store.pg_notify import PgChannel
+    from web.live import LiveHub
+
+    stages = Stages()
+    stages._wrap_class(EventBus, "publish", lambda p: _unbound(stages._on_publish, p))
+    hop = stages.hop = {"sending": {}, "sent": {}, "received": {}}
+    original_send = PgChannel.send_many
+
+    async def send_many(self: Any, texts: list[str]) -> None:
+        keys = [k for text in texts for k in _ringing_keys(text)]
+        now = time.monotonic()
+        for key in keys:
+            hop["sending"].setdefault(key, now)
+        await original_send(self, texts)
+        now = time.monotonic()
+        for key in keys:
+            hop["sent"].setdefault(key, now)
+
+    original_on_message = Fanout._on_message
+
+    def on_message(self: Any, text: str) -> None:
+        now = time.monotonic()
+        for key in _ringing_keys(text):
+            hop["received"].setdefault(key, now)
+        original_on_message(self, text)
+
+    stages._wrap_class(PgChannel, "send_many", lambda _m: send_many)
+    stages._wrap_class(Fanout, "_on_message", lambda _m: on_message)
+    stages._wrap_class(LiveHub, "_on_progress", lambda p: _unbound(stages._on_lane, p))
+    stages.install()
+
+    def dump() -> None:
+        while True:
+            time.sleep(every)
+            data = {name: {"|".join(k): v for k, v in dict(getattr(stages, name)).items()}
+                    for name in ("bus", "lane", "hub", "flush")}  # fmt: skip
+            data["written"] = {"|".join(k): dict(v) for k, v in dict(stages.written).items()}
+            for name, stamps in hop.items():
+                data[name] = {"|".join(k): v for k, v in dict(stamps).items()}
+            with open(out + ".tmp", "w") as fh:
+                json.dump(data, fh)
+            os.replace(out + ".tmp", out)
+
+    threading.Thread(target=dump, name="pop-stages", daemon=True).start()
+    return stages
+
+
+def _ringing_keys(text: str) -> list[tuple[str, str]]:
+    """The (linkedid, extension) a fan-out message of a ``call_progress`` rings."""
+    if '"call_progress"' not in text:
+        return []
+    payload = json.loads(text).get("payload") or {}
+    progress = payload.get("progress", payload)
+    return [(progress["linkedid"], ext) for ext in progress.get("ringing") or ()]
+
+
+def _unbound(make: Callable[[Any], Any], method: Any) -> Any:
+    """A class-level wrap of a method that ``make`` wraps as a plain function of its
+    argument: the instance is passed through."""
+
+    def wrapped(self: Any, arg: Any) -> Any:
+        return make(lambda a: method(self, a))(arg)
+
+    return wrapped
+
+
+def load_server(path: str) -> Stages:
+    """A server's stamps as ``install_in_server`` wrote them."""
+    stages = Stages()
+    with open(path) as fh:
+        data = json.load(fh)
+    for name in ("bus", "lane", "hub", "flush"):
+        getattr(stages, name).update({tuple(k.split("|")): v for k, v in data[name].items()})
+    stages.written.update(
+        {tuple(k.split("|")): {int(p): t for p, t in v.items()} for k, v in data["written"].items()}
+    )
+    stages.hop = {name: {tuple(k.split("|")): v for k, v in data.get(name, {}).items()}
+                  for name in ("sending", "sent", "received")}  # fmt: skip
+    return stages
+
+
+def split_hop(
+    link: Stages, servers: list[Stages], receipts: Iterable[tuple[int, str, str, int, float]]
+) -> dict[str, tuple[float, float, float, float]]:
+    """The fan-out's hop of the pops read from the other processes: the link's process's
+    bus to its send (``Fanout``'s queue), the ``NOTIFY`` statement, PostgreSQL's delivery
+    and the other's loop to its listener, its decoding to its bus."""
+    names = ("bus->sending", "sending->sent", "sent->received", "received->bus")
+    rows: list[tuple[float, list[float]]] = []
+    for i, lid, ext, _port, at in receipts:
+        key = (lid, ext)
+        other = servers[i]
+        marks = (link.bus.get(key), link.hop["sending"].get(key), link.hop["sent"].get(key),
+                 other.hop["received"].get(key), other.bus.get(key))  # fmt: skip
+        if any(m is None for m in marks):
+            continue
+        ms = [(b - a) * 1000 for a, b in itertools.pairwise(marks)]  # type: ignore[operator]
+        rows.append((at, ms))
+    out = {}
+    for j, name in enumerate(names):
+        values = [ms[j] for _, ms in rows]
+        out[name] = (_pct(values, 50), _pct(values, 99), max(values, default=0.0), 0.0)
+    return out
+
+
+def split_remote(
+    servers: list[Stages],
+    receipts: Iterable[tuple[int, str, str, int, float]],
+    ring_at: dict[tuple[str, str], float],
+) -> dict[str, tuple[float, float, float, float]]:
+    """Like ``Stages.split`` for pops read from server ``i`` (receipts: server, linkedid,
+    extension, client port, read at), from its bus on: what its link's process and the
+    fan-out took is ``pbx->bus``."""
+    names = ("pbx->bus", "bus->lane", "lane->hub", "hub->flush", "flush->write", "write->read")
+    rows: list[tuple[float, list[float]]] = []
+    for i, lid, ext, port, at in receipts:
+        s = servers[i]
+        key = (lid, ext)
+        marks = (ring_at.get(key), s.bus.get(key), s.lane.get(key), s.hub.get(key),
+                 s.flush.get(key), s.written.get(key, {}).get(port), at)  # fmt: skip
+        if any(m is None for m in marks):
+            continue
+        ms = [(b - a) * 1000 for a, b in itertools.pairwise(marks)]  # type: ignore[operator]
+        rows.append(((at - marks[0]) * 1000, ms))  # type: ignore[operator]
+    rows.sort(key=lambda r: r[0])
+    tail = rows[int(len(rows) * 0.99) :] or rows
+    out = {}
+    for j, name in enumerate(names):
+        values = [ms[j] for _, ms in rows]
+        out[name] = (_pct(values, 50), _pct(values, 99), max(values, default=0.0),
+                     sum(ms[j] for _, ms in tail) / max(1, len(tail)))  # fmt: skip
+    return out
