@@ -5,7 +5,7 @@ time for D seconds; p50/p99 per page.
     .venv/bin/python -m benchmarks.bench_pages [--contacts 1000000] [--calls 5000000]
         [--clients 16] [--seconds 10] [--engine sqlite|postgresql] [--reuse]
         [--db /tmp/crm-bench-pages.db] [--pg-db bench_pages] [--explain]
-        [--old] [--save FILE] [--baseline FILE]
+        [--old] [--save FILE] [--baseline FILE] [--writes N] [--managers K]
 
 The data (``crm.store.bulk``) is 90 days of calls over 40 reps in 4 teams, most of them
 with the caller's own rep, missed calls with their callback tasks.  Loading the full size
@@ -21,6 +21,14 @@ EXPLAIN QUERY PLAN, PostgreSQL's EXPLAIN ANALYZE), to say *why* it is slow.
 ``--old`` serves the reports from the calls as before the figures kept by ingest
 (``crm.store.sql_figures``); ``--save`` and ``--baseline`` keep one run's figures and print
 another's ratio to them, so old and new are measured on the same data and machine.
+
+``--writes N``: a third process ingests N finished calls a second (each its own
+transaction, as the link's process does) while the pages are measured, so figures kept
+per state of the database (``crm.figures_memo``) are measured as a live call centre sees
+them, not only on a store nobody writes to.  The calls are the bulk contacts' (no new
+leads), so the store stays reusable; the server says how many times it computed figures.
+``--managers K`` deals the manager pages' clients round the managers of K teams (each sees
+their own team's figures) instead of all logging in as m1.
 """
 
 from __future__ import annotations
@@ -145,7 +153,8 @@ async def prepare(args: argparse.Namespace, work: Path) -> str:
     finally:
         await rt.close()
     have = await _counts(url)
-    if have == (args.contacts, args.calls):
+    # ``--writes`` runs add a few thousand live calls to a reused store
+    if have[0] == args.contacts and args.calls <= have[1] <= args.calls * 1.01:
         print(f"reusing {url}: {have[0]:,} contacts, {have[1]:,} calls")
         return url
     if have != (0, 0):
@@ -196,6 +205,14 @@ def _serve(url: str, work: str, conn: Connection, old: bool = False) -> None:
             return None
 
         FigureQueries.figure_days = none  # type: ignore[assignment,method-assign]
+        # ... and computes them for every request, as before the memo
+        from crm.figures_memo import FiguresMemo
+
+        async def every_time(self: Any, key: Any, compute: Any) -> Any:
+            self.computed += 1
+            return await compute()
+
+        FiguresMemo.get = every_time  # type: ignore[method-assign]
 
     async def main() -> None:
         from web.app import create_app
@@ -205,8 +222,49 @@ def _serve(url: str, work: str, conn: Connection, old: bool = False) -> None:
         runner, port = await serve(create_app(rt))
         conn.send(port)
         await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        # (None: code from before the memo, when measuring "before" with this script)
+        memo = getattr(rt.service, "figures_memo", None)
+        conn.send(None if memo is None else memo.computed)
         await runner.cleanup()
         await rt.close()
+
+    asyncio.run(main())
+
+
+def _write_calls(url: str, rate: float, contacts: int, conn: Connection) -> None:
+    """``rate`` finished inbound calls a second, ingested one transaction each until told
+    to stop; sends back how many."""
+    from ami_bridge.facts import CallRecord
+    from crm.ingest import Ingest
+    from crm.policy import LeadPolicy
+
+    async def main() -> None:
+        store = await open_store(url)
+        reps = await _reps(url)
+        ingest = Ingest(store, LeadPolicy(own_numbers=("5551000",)))
+        rng = random.Random(7)
+        stop = asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        written, started = 0, time.monotonic()
+        while not stop.done():
+            now = time.time()
+            ext = rng.choice(reps).extension
+            answered = rng.random() < 0.7
+            caller = contact_number(rng.randrange(1, contacts + 1))
+            await ingest.handle(CallRecord(
+                linkedid=f"bench-write-{now:.6f}", direction="inbound", caller=caller,
+                caller_raw=caller, caller_name=None, callee="5551000", callee_e164=None,
+                did="5551000", rang=(ext,), answered=answered,
+                answered_by=ext if answered else None, final_agent=ext if answered else None,
+                transfers=(), outcome="answered" if answered else "missed",
+                hangup_by="caller" if answered else "pbx", started_at=now - 40,
+                answered_at=now - 30 if answered else None, ended_at=now,
+                ring_seconds=10.0, talk_seconds=30.0 if answered else 0.0,
+                recordings=(), originate_id=None,
+            ))  # fmt: skip
+            written += 1
+            await asyncio.sleep(max(0.0, started + written / rate - time.monotonic()))
+        await store.close()
+        conn.send(written)
 
     asyncio.run(main())
 
@@ -217,6 +275,16 @@ class Page:
     name: str
     user: str
     path: Callable[[random.Random], str]
+    team_bound: bool = False
+    """The path names m1's own reps: never spread over other managers (``--managers``)."""
+
+    def user_of(self, client: int, managers: int) -> str:
+        """Client ``client``'s login: with ``managers`` > 1 the manager pages' clients are
+        dealt round the managers of that many teams, each seeing their own team (so the
+        figures are not all one team's)."""
+        if self.user != "m1" or self.team_bound or managers <= 1:
+            return self.user
+        return f"m{client % managers + 1}"
 
 
 @dataclass
@@ -263,7 +331,7 @@ def pages(contacts: int, now: float, team1: Sequence[int]) -> list[Page]:
         Page("calls, filtered missed inbound (manager)", "m1",
              lambda r: "/calls?direction=inbound&outcome=missed"),
         Page("calls, filtered one rep (manager)", "m1",
-             lambda r: f"/calls?rep={r.choice(team1)}"),
+             lambda r: f"/calls?rep={r.choice(team1)}", team_bound=True),
         Page("calls, deep keyset page -60 d (manager)", "m1",
              lambda r: f"/calls?cursor={deep}"),
         Page("calls, own (rep)", "r02", lambda r: "/calls"),
@@ -288,19 +356,19 @@ def pages(contacts: int, now: float, team1: Sequence[int]) -> list[Page]:
 
 
 async def measure(base: str, page: Page, clients: int, seconds: float,
-                  timeout: float) -> Timing:  # fmt: skip
+                  timeout: float, managers: int = 1) -> Timing:  # fmt: skip
     """``clients`` sessions requesting the page back to back for ``seconds``; a request
     that takes longer than ``timeout`` counts as an error (a user would have given up)."""
     timing = Timing(page.name)
     sessions = []
     limit = aiohttp.ClientTimeout(total=timeout)
-    for _ in range(clients):
+    for i in range(clients):
         s = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=limit)
         sessions.append(s)
         for attempt in range(5):
             # the server may still be busy with the previous page's timed-out requests
             try:
-                await login(s, base, page.user, next="/")
+                await login(s, base, page.user_of(i, managers), next="/")
                 break
             except TimeoutError:
                 if attempt == 4:
@@ -534,10 +602,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--old",
         action="store_true",
-        help="serve the reports from the calls, as before the figures (0017)",
+        help="serve the reports from the calls, as before the figures (0017) and the memo",
     )
     ap.add_argument("--save", help="write the figures to this JSON file")
     ap.add_argument("--baseline", help="a JSON file from --save: print the ratio to it")
+    ap.add_argument("--managers", type=int, default=1, choices=range(1, TEAMS + 1),
+                    help="deal the manager pages' clients round the managers of this many "
+                    "teams (default: all are m1)")  # fmt: skip
+    ap.add_argument("--writes", type=float, default=0.0,
+                    help="calls a second ingested by another process while measuring")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -548,6 +621,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_serve, args=(url, str(work), child, args.old), daemon=True)
     proc.start()
+    writer = None
+    if args.writes > 0:
+        w_parent, w_child = ctx.Pipe()
+        writer = ctx.Process(target=_write_calls, daemon=True,
+                             args=(url, args.writes, args.contacts, w_child))  # fmt: skip
+        writer.start()
+    computed: int | None = 0
+    requests = written = 0
     try:
         port = parent.recv()
         base = f"http://127.0.0.1:{port}"
@@ -555,15 +636,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         async def run_all() -> list[Timing]:
             out = []
             for page in chosen:
-                out.append(await measure(base, page, args.clients, args.seconds, args.timeout))
+                out.append(await measure(base, page, args.clients, args.seconds, args.timeout,
+                                         args.managers))  # fmt: skip
                 print(out[-1].line(), flush=True)
             return out
 
         results = asyncio.run(run_all())
+        requests = sum(len(r.latencies) + r.errors + 1 for r in results)
     finally:
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                w_parent.send("stop")
+                written = w_parent.recv()
+            writer.join(30)
         with contextlib.suppress(Exception):
             parent.send("stop")
+            computed = parent.recv()
         proc.join(30)
+    if args.writes > 0:
+        print(f"{written:,} calls written meanwhile ({args.writes:g}/s asked)")
+    if computed is not None:
+        print(f"figures computed {computed:,} times for {requests:,} page requests "
+              "(the rest served at an unchanged state of the database)")  # fmt: skip
     baseline = json.loads(Path(args.baseline).read_text()) if args.baseline else {}
     _report(results, args.clients, baseline)
     if args.save:

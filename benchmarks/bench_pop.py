@@ -3,13 +3,28 @@ tracker -> ingest -> store, ``benchmarks.bench_load``) with the web application 
 N logged-in reps connected to ``/events``, as in the CRM process.
 
     .venv/bin/python -m benchmarks.bench_pop [--engine sqlite|postgresql] [--clients 50]
-        [--speed 10] [--copies 10] [--loops 2] [--stagger 0.2]
+        [--speed 10] [--copies 10] [--loops 2] [--stagger 0.2] [--client-procs 1]
+        [--details]
 
 Latency is measured from the replay PBX writing the ``DialBegin`` that makes a rep's
 phone ring (stamped in the PBX's process) to an SSE client reading the ``call_progress``
 message that pops the call (stamped in the clients' process).  PBX, server and clients run
 in three processes, so no one's CPU is counted as another's wait; the stamps are
 ``time.monotonic()``, one clock for every process on the machine.
+
+Where the clients live changes the figure.  ``--client-procs 1`` (the default, and how
+every figure before stop 24 was taken) keeps all the SSE clients in one process: at 500
+clients it reads the 250 tabs a pop goes to one after another, on the same 2 CPUs as the
+server, and a tab it reads last is stamped late by the clients' own queue.  Browsers are
+separate machines, so ``--client-procs 2`` (or more) spreading them over processes is a
+fair measure too, but not the same one: say which was used with every figure (the last
+line printed does).
+
+``--details`` prints where the time went (``benchmarks.pop_stages``): each pop split into
+stages by stamps taken in the server's process (PBX write -> fact -> link's consumer ->
+ingest's lookup -> bus -> hub's lane -> audience -> flush -> socket write -> client read),
+the latency by second of the run, the garbage collections and event-loop lateness of the
+server and of the clients, and the SQLite pop readers' waits.
 
 Printed: pops expected and delivered (each ringing rep's every tab should get each call,
 in a message that shows the rep its pop: a call's end or a change seen without a pop
@@ -23,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -44,6 +60,7 @@ from ami_bridge.replay_pbx import ReplayPbx  # noqa: E402
 from benchmarks import harness  # noqa: E402
 from benchmarks.bench_load import BURST, _database, build_pipeline, overlapped  # noqa: E402
 from benchmarks.harness import percentile as _pct  # noqa: E402
+from benchmarks.pop_stages import by_second  # noqa: E402
 from web.eventloop import install  # noqa: E402
 
 _EXT = re.compile(r"^[A-Z]+/(\d+)-")
@@ -178,11 +195,17 @@ class _SseReader(asyncio.Protocol):
 
 
 def _clients_child(conn: Connection, base: str | list[str], users: list[str], tabs: int,
-                   readers: str = "raw") -> None:  # fmt: skip
+                   readers: str = "raw", indices: list[int] | None = None) -> None:  # fmt: skip
     """One SSE connection per entry of ``users`` (a username may repeat); every ``tabs``
     connections of one user share one login (tabs of one browser), so 500 connections
     need not mean 500 argon2 password checks before the run.  Several ``base`` URLs
-    (web processes): connection ``i`` goes to ``base[i % len(base)]``.
+    (web processes): connection ``i`` goes to ``base[i % len(base)]``.  ``indices``: the
+    connections' numbers in the whole run when the clients are spread over several
+    processes (``spawn_clients``), else 0, 1, 2...
+
+    Sent back at "stop": the receipts (connection, user, linkedid, read at), the CPU
+    used, each connection's local port (the server's stamps name a socket by it:
+    ``benchmarks.pop_stages``) and this process's pauses (GCs, its loop's lateness).
 
     A reader only stamps and finds the linkedid of the messages it gets: 500 connections
     in one process on a 2-core box are 500 browsers on 500 machines, and decoding every
@@ -195,8 +218,13 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
 
     install()
 
+    from benchmarks.pop_stages import Pauses
+
+    numbers = indices if indices is not None else list(range(len(users)))
+
     async def main() -> None:
         receipts: list[tuple[int, str, str, float]] = []  # client, user, linkedid, at
+        ports: dict[int, int] = {}
         ready = 0
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
         logins: dict[tuple[str, str, int], dict[str, str]] = {}
@@ -211,7 +239,7 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
 
         seq: dict[tuple[str, str], int] = {}
         keys = []
-        for i, username in enumerate(users):
+        for i, username in zip(numbers, users, strict=True):
             url = bases[i % len(bases)]
             n = seq[username, url] = seq.get((username, url), -1) + 1
             keys.append((username, url, n // max(1, tabs)))
@@ -234,6 +262,7 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
             transport, reader = await loop.create_connection(
                 lambda: _SseReader(request, on_pop), host, int(port)
             )
+            ports[i] = int(transport.get_extra_info("sockname")[1])
             try:
                 status = await reader.status
                 assert b" 200 " in status + b" ", status
@@ -249,6 +278,8 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
             url = bases[i % len(bases)]
             async with session as s, s.get(f"{url}/events") as resp:
                 assert resp.status == 200, resp.status
+                if resp.connection is not None and resp.connection.transport is not None:
+                    ports[i] = int(resp.connection.transport.get_extra_info("sockname")[1])
                 ready += 1
                 seen: set[str] = set()
                 lines = harness.SseLines()
@@ -268,18 +299,80 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
 
         client = raw_client if readers == "raw" else aiohttp_client
         tasks = [asyncio.create_task(client(i, u, logins[k]))
-                 for i, (u, k) in enumerate(zip(users, keys, strict=True))]  # fmt: skip
+                 for i, u, k in zip(numbers, users, keys, strict=True)]  # fmt: skip
         await harness.until_ready(tasks, lambda: ready >= len(users))
         conn.send(("ready", len(users)))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, conn.recv)  # "go"
+        pauses = Pauses()
+        pauses.start()
+        # A browser's garbage collector is not the server's latency: this process's
+        # collections (one of 40 ms in its 500 readers' heap) stamped whole bursts of
+        # pops late.  What the readers keep is the receipts: nothing to collect.
+        gc.freeze()
+        gc.disable()
         cpu0 = time.process_time()
         await loop.run_in_executor(None, conn.recv)  # "stop"
         cpu = time.process_time() - cpu0
+        gc.enable()
+        pauses.stop()
         await harness.cancel_all(tasks)
-        conn.send(("receipts", receipts, cpu))
+        conn.send(("receipts", receipts, cpu, ports, pauses.gcs, pauses.late))
 
     asyncio.run(main())
+
+
+class Clients:
+    """The SSE clients spread over ``processes`` processes (``_clients_child`` each):
+    connection ``i`` lives in process ``i % processes``.  Browsers are separate
+    machines; one process reading 500 sockets on this 2-CPU box reads the 250 tabs a
+    pop goes to one after another, and stamps the last of them late by as long as that
+    takes (the clients' own queue, not the server's), so the benchmark can spread them."""
+
+    def __init__(self, ctx: Any, processes: int, base: str | list[str], users: list[str],
+                 tabs: int, readers: str) -> None:  # fmt: skip
+        self.processes = max(1, processes)
+        self.children: list[tuple[Connection, Any]] = []
+        for p in range(self.processes):
+            indices = list(range(p, len(users), self.processes))
+            mine = [users[i] for i in indices]
+            self.children.append(harness.spawn(ctx, _clients_child, base, mine, tabs, readers,
+                                               indices))  # fmt: skip
+
+    @property
+    def procs(self) -> list[Any]:
+        return [proc for _, proc in self.children]
+
+    async def ready(self) -> None:
+        for conn, _ in self.children:
+            await harness.reply(conn)
+
+    def go(self) -> None:
+        for conn, _ in self.children:
+            conn.send("go")
+
+    async def stop(self) -> dict[str, Any]:
+        """Every process's receipts, ports and pauses together; CPU summed."""
+        out: dict[str, Any] = {"receipts": [], "cpu": 0.0, "ports": {}, "gcs": [], "late": []}
+        for conn, _ in self.children:
+            conn.send("stop")
+        for conn, _ in self.children:
+            _, receipts, cpu, ports, gcs, late = await harness.reply(conn)
+            out["receipts"].extend(receipts)
+            out["cpu"] += cpu
+            out["ports"].update(ports)
+            out["gcs"].extend(gcs)
+            out["late"].extend(late)
+        return out
+
+
+def client_pauses(got: dict[str, Any], t0: float, t1: float) -> dict[str, Any]:
+    """The clients' processes' pauses in the run (``Pauses.summary``), all together."""
+    from benchmarks.pop_stages import Pauses
+
+    pauses = Pauses()
+    pauses.gcs, pauses.late = got["gcs"], got["late"]
+    return pauses.summary(t0, t1)
 
 
 # -- the server: the load benchmark's pipeline with the web app on it ---------------------
@@ -290,10 +383,13 @@ async def _serve(pipe: Any, work: Path, reps: dict[str, str]) -> tuple[Any, Any,
 
 async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
               stagger: float, tabs: int = 1, profile: str | None = None,
-              readers: str = "raw") -> dict[str, Any]:  # fmt: skip
+              readers: str = "raw", client_procs: int = 1) -> dict[str, Any]:  # fmt: skip
+    from benchmarks.pop_stages import Stages
+
     ctx = mp.get_context("spawn")
     pbx_conn, pbx = harness.spawn(ctx, _pbx_child, copies, stagger, speed, loops)
-    cl_proc = None
+    group: Clients | None = None
+    stages = Stages()
     try:
         _, port = pbx_conn.recv()
         expected_calls = 20 * copies * loops
@@ -303,15 +399,19 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
             pipe = await build_pipeline(url, "127.0.0.1", port)
             with tempfile.TemporaryDirectory(prefix="bench-pop-") as tmp:
                 rt, runner, web_port = await _serve(pipe, Path(tmp), reps)
+                hub = rt.extras.get("live_hub")
+                stages.install(pipe.link, pipe.bus, pipe.ingest, hub)
                 await pipe.link.start()
                 await pipe.link.wait_state("connected", timeout=10)
                 base = f"http://127.0.0.1:{web_port}"
-                cl_conn, cl_proc = harness.spawn(ctx, _clients_child, base, users, tabs, readers)
-                await harness.reply(cl_conn)  # ready
+                group = Clients(ctx, client_procs, base, users, tabs, readers)
+                await group.ready()
                 profiler = _profiler(profile)
+                stages.pauses.start()
+                m0 = time.monotonic()
                 t0 = time.perf_counter()
                 cpu0 = time.process_time()
-                cl_conn.send("go")
+                group.go()
                 pbx_conn.send("go")
                 done: tuple[Any, ...] | None = None
                 deadline = t0 + 120 + 40 * loops / max(speed, 0.1)
@@ -324,27 +424,34 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
                 await asyncio.sleep(1.0)  # the last pops in flight
                 elapsed = time.perf_counter() - t0
                 server_cpu = time.process_time() - cpu0
+                m1 = time.monotonic()
+                stages.pauses.stop()
                 if profiler is not None:
                     profiler.disable()
                     profiler.dump_stats(profile)
                 hub = rt.extras.get("live_hub")  # counted while the browsers are connected
                 dropped = sum(getattr(c, "dropped", 0) for c in getattr(hub, "clients", ()))
-                cl_conn.send("stop")
-                _, receipts, clients_cpu = await harness.reply(cl_conn)
+                got = await group.stop()
+                receipts, clients_cpu = got["receipts"], got["cpu"]
                 counters = pipe.counters
                 await harness.close_pipeline(runner, pipe)
         pbx_conn.send("stop")
     finally:
-        harness.reap(pbx, cl_proc)
+        stages.uninstall()
+        harness.reap(pbx, *(group.procs if group is not None else ()))
     rang_at: dict[tuple[str, str], float] = done[2] if done else {}
     ring_at: dict[tuple[str, str], float] = done[3] if done else {}
     tabs = {u: users.count(u) for u in set(users)}
     latencies = []  # from the PBX saying the phone rings
     from_dial = []  # from the DialBegin to it (the replayed timeline's gap included)
-    for _client, user, lid, at in receipts:
+    over_time = []  # (rang at, ms)
+    split_in = []  # (linkedid, extension, client port, read at)
+    for client, user, lid, at in receipts:
         t = ring_at.get((lid, reps[user]))
         if t is not None:
             latencies.append((at - t) * 1000)
+            over_time.append((t, (at - t) * 1000))
+            split_in.append((lid, reps[user], got["ports"].get(client, -1), at))
         t = rang_at.get((lid, reps[user]))
         if t is not None:
             from_dial.append((at - t) * 1000)
@@ -362,7 +469,11 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
         "gap_late": sum(1 for g in gaps if g > 100), "gap_count": len(gaps),
         "write_p50_ms": _pct(write_ms, 50), "write_p99_ms": _pct(write_ms, 99),
         "server_cpu_s": server_cpu, "clients_cpu_s": clients_cpu,
-        "load": os.getloadavg()[0], "readers": readers,
+        "load": os.getloadavg()[0], "readers": readers, "client_procs": client_procs,
+        **stages.split(split_in, ring_at),
+        "by_second": by_second(over_time, m0),
+        "server_pauses": stages.pauses.summary(m0, m1),
+        "client_pauses": client_pauses(got, m0, m1),
     }  # fmt: skip
 
 
@@ -371,11 +482,12 @@ def _loop_name() -> str:
     return type(asyncio.get_event_loop_policy()).__module__.split(".")[0]
 
 
-def how_measured(readers: str) -> str:
+def how_measured(readers: str, client_procs: int = 1) -> str:
     """One line saying how the clients read the pops (printed with the figures)."""
     how = ("raw asyncio protocol, stamped on read, linkedid found by prefix"
            if readers == "raw" else "one aiohttp client each, SSE parsed per line")  # fmt: skip
-    return f"clients: one process, {how}; server and clients on {_loop_name()}"
+    where = "one process" if client_procs == 1 else f"spread over {client_procs} processes"
+    return f"clients: {where}, {how}; server and clients on {_loop_name()}"
 
 
 def _profiler(path: str | None) -> Any:
@@ -410,8 +522,23 @@ def conditions(r: dict[str, Any]) -> str:
     """The last of a run's figures: the machine's load and how the clients read (the end
     of ``bench_pop_cluster``'s too)."""
     return f"load average {r['load']:.1f} on {os.cpu_count()} CPUs\n{'':16}" + how_measured(
-        r["readers"]
+        r["readers"], r.get("client_procs", 1)
     )
+
+
+def details(r: dict[str, Any], server: str = "server") -> str:
+    """Where the time went (``benchmarks.pop_stages``): the stages when the server's
+    process was stamped, the latency by second of the run, every process's pauses."""
+    from benchmarks.pop_stages import format_pauses, format_seconds, format_split
+
+    out = []
+    if "split" in r:
+        out.append(format_split(r))
+    out.append(format_seconds(r["by_second"]))
+    if "server_pauses" in r:
+        out.append(format_pauses(server, r["server_pauses"]))
+    out.append(format_pauses("clients", r["client_pauses"]))
+    return "\n".join(out)
 
 
 def add_replay_arguments(
@@ -426,6 +553,14 @@ def add_replay_arguments(
     ap.add_argument("--stagger", type=float, default=0.2)
     ap.add_argument("--tabs", type=int, default=tabs,
                     help="SSE connections sharing one login (tabs of one browser)")  # fmt: skip
+    ap.add_argument("--client-procs", type=int, default=1,
+                    help="processes the SSE clients are spread over (browsers are separate "
+                         "machines; 1: all in one, as measured before stop 24)")  # fmt: skip
+    ap.add_argument(
+        "--details",
+        action="store_true",
+        help="print the pop's stages, the latency by second and the pauses",
+    )
     ap.add_argument(
         "--readers",
         choices=("raw", "aiohttp"),
@@ -445,10 +580,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for engine in harness.engines(args.engine):
         for n in (int(x) for x in args.clients.split(",")):
             with contextlib.suppress(KeyboardInterrupt):
-                print(_fmt(asyncio.run(run(engine, n, args.speed, args.copies, args.loops,
-                                           args.stagger, args.tabs, args.profile,
-                                           args.readers))),
-                      flush=True)  # fmt: skip
+                r = asyncio.run(run(engine, n, args.speed, args.copies, args.loops,
+                                    args.stagger, args.tabs, args.profile, args.readers,
+                                    args.client_procs))  # fmt: skip
+                print(_fmt(r), flush=True)
+                if args.details:
+                    print(details(r), flush=True)
     return 0
 
 

@@ -8,9 +8,9 @@ calls a link hands over and gives them to one flush function a batch at a time:
 * a batch goes out when ``max_calls`` wait, or ``max_wait`` seconds after its first call
   arrived, whichever comes first, so a quiet PBX's call is written within ``max_wait``
   (a few milliseconds) and a busy one's share a commit;
-* while one batch is being written the next fills; once it is full, ``add_call`` waits
-  for room, so the link's own bound (``AmiLink``'s queue, then TCP) slows the PBX down
-  instead of memory growing;
+* while one batch is being written the next ones fill; once ``max_pending`` calls wait
+  (``max_calls`` unless told), ``add_call`` waits for room, so memory stays bounded (the
+  link keeps reading into its own queue, ``AmiLink``);
 * batches are flushed one at a time, in the order their calls arrived;
 * snapshots of calls in progress (``live_calls``) ride along with the next batch,
   latest per call only: a busy PBX sends several per call, and each used to be a
@@ -65,11 +65,14 @@ class Batcher(Generic[C, L]):
         max_calls: int = MAX_CALLS,
         max_wait: float = MAX_WAIT,
         live_key: Callable[[L], Hashable] = id,
+        max_pending: int | None = None,
     ) -> None:
         if max_calls < 1:
             raise ValueError("max_calls must be at least 1")
         self._flush = flush
         self.max_calls = max_calls
+        self.max_pending = max(max_calls, max_pending or max_calls)
+        """Calls that may wait for their batch before ``add_call`` waits for room."""
         self.max_wait = max(0.0, max_wait)
         self._live_key = live_key
         self._calls: list[C] = []
@@ -93,9 +96,9 @@ class Batcher(Generic[C, L]):
         return len(self._calls)
 
     async def add_call(self, call: C) -> None:
-        """Queue a finished call; waits only while a full batch waits for the one being
-        written (the backpressure that keeps memory flat)."""
-        while len(self._calls) >= self.max_calls:
+        """Queue a finished call; waits only while ``max_pending`` calls wait for the
+        batch being written (the backpressure that keeps memory flat)."""
+        while len(self._calls) >= self.max_pending:
             self._room.clear()
             self._kick()
             await self._room.wait()

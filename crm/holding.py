@@ -62,6 +62,15 @@ from .ingest import LiveSnapshot
 
 log = logging.getLogger(__name__)
 
+PENDING_BATCHES = 8
+"""Batches of finished calls that may wait while one is written before the link's
+consumer waits for room.  A burst's calls end together (200 at once at ten times a
+burst's pace): with room for one batch only, the consumer waited for the store's
+writes, and every fact behind it, screen pops of new calls included, waited as long
+(issue 17).  The link reads on into its own queue meanwhile, so a smaller bound here
+saved no memory; these calls are in memory either way (as they were in the link's
+queue), and the backfill from the CDR covers a crash."""
+
 Handler = Callable[[Fact], Awaitable[object]]
 BatchWriter = Callable[[Sequence[CallRecord], Sequence[LiveSnapshot]], Awaitable[object]]
 """Writes calls and live snapshots in one transaction, all or nothing (``Ingest.record_many``)."""
@@ -186,7 +195,8 @@ class HoldingSink:
         self._batcher: Batcher[CallRecord, LiveSnapshot] | None = None
         if write_many is not None:
             self._batcher = Batcher(self._flush, max_calls=batch_calls, max_wait=batch_wait,
-                                    live_key=_live_key)  # fmt: skip
+                                    live_key=_live_key,
+                                    max_pending=PENDING_BATCHES * batch_calls)  # fmt: skip
         self._journal = Journal(journal) if journal is not None else None
         self._retry_initial = retry_initial
         self._retry_max = retry_max

@@ -105,6 +105,63 @@ async def test_a_full_batch_makes_the_link_wait_instead_of_growing() -> None:
     await batcher.close()
 
 
+async def test_calls_wait_for_their_batch_up_to_max_pending_then_the_link_waits() -> None:
+    gate = asyncio.Event()
+    batches: list[list[int]] = []
+
+    async def slow(batch: Batch[int, tuple[str, int]]) -> None:
+        await gate.wait()
+        batches.append(list(batch.calls))
+
+    batcher: Batcher[int, tuple[str, int]] = Batcher(slow, max_calls=5, max_wait=0.0,
+                                                     max_pending=15)  # fmt: skip
+    for n in range(5):
+        await batcher.add_call(n)
+    await until(lambda: batcher.pending == 0, 2.0, "the first batch taken")
+    for n in range(5, 20):
+        await batcher.add_call(n)  # three batches wait while the first is written
+    blocked = asyncio.create_task(batcher.add_call(20))
+    await asyncio.sleep(0.05)
+    assert not blocked.done() and batcher.pending == 15
+    gate.set()
+    await asyncio.wait_for(blocked, 2.0)
+    await batcher.drain()
+    assert batches[0] == [0, 1, 2, 3, 4] and all(len(b) <= 5 for b in batches)
+    assert [x for b in batches for x in b] == list(range(21))
+    await batcher.close()
+
+
+async def test_a_burst_of_finished_calls_does_not_hold_up_the_link_while_a_batch_is_written(
+    tmp_path: Path,
+) -> None:
+    """The link's one consumer hands every fact to the sink in turn: a finished call that
+    waited for the store's write held up every fact behind it, the screen pops of new
+    calls too (issue 17: 200 calls ending at once at 10x).  The holding sink takes a
+    burst's calls while a batch is written; they are all written, in order."""
+    store = await open_store(f"sqlite:///{tmp_path / 'crm.db'}")
+    ingest = Ingest(store, POLICY)
+    gate = asyncio.Event()
+
+    async def slow_write(recs: list[CallRecord], live: list[LiveSnapshot]) -> None:
+        await gate.wait()
+        await ingest.record_many(recs, live)
+
+    sink = HoldingSink(ingest.handle, write_many=slow_write, batch_calls=5, batch_wait=0.0)
+    recs = replay_file(BURST)
+    try:
+        async with asyncio.timeout(5):
+            for rec in recs:
+                await sink(rec)  # none waits for the first batch's write
+        assert await store.count_calls() == 0
+        gate.set()
+        await sink.drain()
+        assert await store.count_calls() == len(recs) == 20
+    finally:
+        gate.set()
+        await sink.close()
+        await store.close()
+
+
 async def test_live_snapshots_keep_only_the_latest_per_call() -> None:
     rec = Recorder()
     batcher: Batcher[int, tuple[str, int]] = Batcher(

@@ -127,3 +127,31 @@ async def test_only_a_message_that_shows_the_rep_the_pop_counts_as_delivered() -
     )
     reader.data_received(frame("rings", "ended", None))
     assert got == ["rings", "mine"]
+
+
+def test_a_pops_stages_add_up_to_its_latency_and_the_slow_ones_are_found_by_second() -> None:
+    """``--details``: each pop's stages (stamps from the PBX's write to the client's read)
+    sum to the latency the benchmark reports, and the latency by second of the run puts
+    a late pop in the second its phone rang."""
+    from benchmarks.pop_stages import STAGES, Stages, by_second
+
+    stages = Stages()
+    key = ("100.1", "101")
+    marks = [10.0, 10.010, 10.012, 10.020, 10.021, 10.030, 10.100, 10.105, 10.107]
+    stamps = (stages.fact, stages.taken, stages.lookup, stages.bus, stages.lane, stages.hub,
+              stages.flush)  # fmt: skip
+    for stamp, at in zip(stamps, marks[1:8], strict=True):
+        stamp[key] = at
+    stages.written[key] = {40001: marks[8]}
+    read_at = 10.150
+    got = stages.split([("100.1", "101", 40001, read_at)], {key: marks[0]})
+    assert got["split_count"] == 1 and got["unstamped"] == 0
+    assert list(got["split"]) == list(STAGES)
+    p50s = [p50 for p50, _, _, _ in got["split"].values()]
+    assert sum(p50s) == pytest.approx((read_at - marks[0]) * 1000)
+    assert got["split"]["lane->hub"][0] == pytest.approx(70.0)  # the details' wait
+    # a pop whose socket the hub never wrote (its handler did) is counted, not split
+    assert stages.split([("100.1", "101", 40002, read_at)], {key: 10.0})["unstamped"] == 1
+    rows = by_second([(10.2, 30.0), (10.4, 50.0), (12.5, 900.0)], start=10.0)
+    assert [(s, n) for s, n, *_ in rows] == [(0, 2), (2, 1)]
+    assert rows[1][4] == 900.0

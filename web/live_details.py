@@ -12,19 +12,38 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from ami_bridge.facts import iso_utc
-from crm.models import CallFilter, Contact, User
+from crm.models import Call, CallbackTask, CallFilter, Contact, User
 from crm.phones import normalize
 
 from .live_json import remote_number, task_json
 from .live_state import LiveState
 
 if TYPE_CHECKING:
+    from crm.store import Store
+
     from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 INFO_TTL = 20.0
 USERS_TTL = 30.0
+
+
+async def _caller_reads(
+    store: Store, *, contact_id: int | None, e164: str | None
+) -> tuple[Contact | None, list[Call], CallbackTask | None]:
+    """What a pop's details read (the contact, its or the number's last call, the
+    number's open callback), as one piece of work on the store's pop reader
+    (``Store.pop_read``): one hop to its thread, not one a statement."""
+    contact = await store.get_contact(contact_id) if contact_id is not None else None
+    if contact is not None and not contact.erased:
+        calls = await store.list_calls(CallFilter(contact_id=contact.id), 1)
+    elif e164:
+        calls = await store.list_calls(CallFilter(number_e164=e164), 1)
+    else:
+        calls = []
+    task = await store.open_callback_for_number(e164) if e164 else None
+    return contact, calls, task
 
 
 class CallerDetails:
@@ -83,9 +102,14 @@ class CallerDetails:
             fetch.exception()  # retrieved: whoever awaited it logged it
 
     async def _fetch_info(self, contact_id: int | None, e164: str | None) -> dict[str, Any]:
-        store = self.rt.store
+        contact, calls, task = await self.rt.store.pop_read(
+            functools.partial(_caller_reads, contact_id=contact_id, e164=e164)
+        )
+        if contact is not None and contact.erased:
+            contact = None
+        if contact_id is not None:
+            self._keep_contact(contact_id, contact)
         info: dict[str, Any] = {}
-        contact = await self.contact(contact_id, fresh=True)
         if contact is not None:
             owner = self.by_id.get(contact.owner_id) if contact.owner_id else None
             info["contact"] = {
@@ -98,11 +122,6 @@ class CallerDetails:
                 "is_lead": contact.lead is not None and contact.lead.status != "converted",
                 "lead_status": contact.lead.status if contact.lead else None,
             }
-            calls = await store.list_calls(CallFilter(contact_id=contact.id), 1)
-        elif e164:
-            calls = await store.list_calls(CallFilter(number_e164=e164), 1)
-        else:
-            calls = []
         if calls:
             last = calls[0]
             rep = self.by_id.get(last.user_id) if last.user_id else None
@@ -116,14 +135,12 @@ class CallerDetails:
                 "rep": rep.display_name if rep else None,
                 "rep_id": last.user_id,
             }
-        if e164:
-            task = await store.open_callback_for_number(e164)
-            if task is not None:
-                owner = self.by_id.get(task.owner_id) if task.owner_id else None
-                info["open_callback"] = {
-                    **task_json(task, self.rt.clock()),
-                    "owner": owner.display_name if owner else None,
-                }
+        if task is not None:
+            owner = self.by_id.get(task.owner_id) if task.owner_id else None
+            info["open_callback"] = {
+                **task_json(task, self.rt.clock()),
+                "owner": owner.display_name if owner else None,
+            }
         return info
 
     def drop_info(self, contact_id: int | None, e164: str | None) -> None:
@@ -150,10 +167,15 @@ class CallerDetails:
             contact = await asyncio.shield(self._read_contact(contact_id))
         if contact is not None and contact.erased:
             contact = None
-        self.contacts[contact_id] = (now + INFO_TTL, contact)
+        self._keep_contact(contact_id, contact, now)
+        return contact
+
+    def _keep_contact(
+        self, contact_id: int, contact: Contact | None, now: float | None = None
+    ) -> None:
+        self.contacts[contact_id] = ((now or time.monotonic()) + INFO_TTL, contact)
         while len(self.contacts) > 2000:
             self.contacts.popitem(last=False)
-        return contact
 
     def _read_contact(self, contact_id: int) -> asyncio.Future[Contact | None]:
         """The contact as the store has it now, read together with every other contact

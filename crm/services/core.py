@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..errors import InvalidInput, NotFound
+from ..figures_memo import FiguresMemo
 from ..models import AuditEntry, PhoneNumber, User
 from ..phones import normalize
 from ..policy import LeadPolicy
@@ -25,6 +26,8 @@ class ServiceCore:
         self.store = store
         self.policy = policy
         self.clock = clock
+        self.figures_memo = FiguresMemo(store.data_version)
+        """The managers' figures at the database's current version (``crm.reports``)."""
 
     # -- numbers ---------------------------------------------------------------------
     def phone(self, raw: str | PhoneNumber, label: str = "") -> PhoneNumber:

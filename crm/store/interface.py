@@ -13,7 +13,7 @@ where it is written (``docs/design.md`` lists them); both engines share them thr
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
@@ -83,7 +83,23 @@ class Store(
         lock; PostgreSQL: one connection, no BEGIN/COMMIT round trips)."""
 
     @abstractmethod
+    async def pop_read(self, work: Callable[[Store], Awaitable[T]]) -> T:
+        """``work``'s reads on the screen pop's path, on one connection of the pop's
+        readers (SQLite: read-only, not behind a write) taken once for them all.  As for
+        ``in_transaction``, ``work`` must await nothing but that store: SQLite runs it
+        whole in the reader's thread (one hop instead of one a statement, each a wait
+        for the thread and the GIL while the loop writes to hundreds of browsers), or,
+        when it waits for anything else, statement by statement."""
+
+    @abstractmethod
     async def close(self) -> None: ...
+
+    @abstractmethod
+    async def data_version(self) -> Hashable | None:
+        """A value that changes whenever anything is committed to the database, by this
+        process or another, and that a read started after it sees at least: what
+        ``crm.figures_memo`` keeps figures under.  None where the engine cannot tell
+        (an in-memory SQLite database)."""
 
     @abstractmethod
     async def schema_version(self) -> int: ...

@@ -93,7 +93,22 @@ class PostgresStore(SqlStore):
         store = cls(pool)
         if migrate:
             await store.migrate()
+            await store._warn_without_autovacuum()
         return store
+
+    async def _warn_without_autovacuum(self) -> None:
+        """The planner's statistics come from autovacuum; without them the figure
+        tables, which grow with every call, keep the sizes they had when last analysed,
+        and the managers' pages take plans that were right for an empty table (seconds
+        instead of milliseconds).  Said once, at start, where the admin reads."""
+        async with self._use() as c:
+            on = await c.fetchval("SELECT current_setting('autovacuum')")
+        if on != "on":
+            log.warning(
+                "PostgreSQL's autovacuum is off: run ANALYZE on this database daily "
+                "(or 'run.py rebuild-figures'), or the managers' pages will slow down "
+                "as calls accumulate"
+            )
 
     def _bound(self, conn: Conn) -> SqlStore:
         bound = PostgresStore(self._pool)
@@ -196,6 +211,13 @@ class PostgresStore(SqlStore):
         except TimeoutError:
             log.warning("the database pool did not close within %g s; terminating it", timeout)
             self._pool.terminate()
+
+    async def data_version(self) -> str:
+        """The current snapshot (``xmin:xmax:in-progress``): a new one whenever a write
+        transaction starts or ends, in any process; a statement run after reading it
+        sees every commit it does."""
+        async with self._use() as c:
+            return str(await c.fetchval("SELECT pg_current_snapshot()::text"))
 
     async def lock_number(self, e164: str) -> None:
         async with self._use() as c:

@@ -229,6 +229,12 @@ class SqlStore(Store):
         async with self.transaction() as tx:
             return await work(tx)
 
+    async def pop_read(self, work: Callable[[Store], Awaitable[T]]) -> T:
+        if self._conn is not None:
+            return await work(self)
+        async with self._read() as conn:
+            return await work(self._bound(conn))
+
     async def schema_version(self) -> int:
         async with self._use() as c:
             return int(await c.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))

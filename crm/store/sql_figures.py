@@ -152,6 +152,18 @@ class FigureTally:
         self.rang.clear()
 
 
+FIGURE_TABLES = (
+    "call_figures",
+    "hour_figures",
+    "rang_figures",
+    "callback_figure_calls",
+    "callback_figure_rang",
+    "callback_figures",
+    "callback_buckets",
+)
+"""What ``rebuild_figures`` recounts from the calls."""
+
+
 class FigureQueries:
     _figures_state: dict[str, Any]
     """Shared by the root store and the stores its transactions hand out."""
@@ -399,15 +411,7 @@ class FigureQueries:
                 )
             await self._flush_figures(c)  # so later changes in this transaction add up
             tz = ZoneInfo(zone) if zone else await self._zone(c)
-            for table in (
-                "call_figures",
-                "hour_figures",
-                "rang_figures",
-                "callback_figure_calls",
-                "callback_figure_rang",
-                "callback_figures",
-                "callback_buckets",
-            ):
+            for table in FIGURE_TABLES:
                 await c.execute(f"DELETE FROM {table}")
             await c.execute(
                 "UPDATE figures_zone SET zone = $1, callbacks_counted = $2 WHERE id = 1",
@@ -415,6 +419,13 @@ class FigureQueries:
                 True,
             )
             counted = await self._recount(c, tz)
+        if self.dialect == "postgres":  # type: ignore[attr-defined]
+            # Every row is new: the planner's statistics still describe the old tables
+            # (after a bulk load, empty ones), and autovacuum may be off or a minute
+            # away.  Without them a team's audit joined the callback figures row by
+            # row: 10 s instead of 50 ms at 5,000,000 calls.
+            async with self._use() as c:  # type: ignore[attr-defined]
+                await c.execute(f"ANALYZE {', '.join(FIGURE_TABLES)}")
         self._figures_state.update(zone=tz, callbacks=True)
         return counted
 

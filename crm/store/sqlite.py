@@ -165,6 +165,10 @@ class SqliteStore(SqlStore):
         waits behind a batch of finished calls being written."""
         self._reports: _ReaderPool | None = None
         """Read-only connections for the managers' figures (``_report``)."""
+        self._versions: _ReaderPool | None = None
+        """One read-only connection that only asks ``PRAGMA data_version``: the value
+        is per connection, and changes when another connection commits, so it must
+        always be the same one, and one that never writes."""
 
     @classmethod
     async def open(cls, path: str, migrate: bool = True) -> SqliteStore:
@@ -189,6 +193,7 @@ class SqliteStore(SqlStore):
             store._reader = _ReaderPool(path, POP_READERS)
             await store._reader.open_one()
             store._reports = _ReaderPool(path, REPORT_READERS)
+            store._versions = _ReaderPool(path, 1)
         if migrate:
             await store.migrate()
         return store
@@ -268,6 +273,26 @@ class SqliteStore(SqlStore):
         async with self._lock:
             return await run_in_thread(run)  # type: ignore[no-any-return]
 
+    async def pop_read(self, work: Callable[[Store], Awaitable[T]]) -> T:
+        """One of the pop's readers, ``work`` driven in its thread in one hop
+        (``in_transaction``'s way); work that waits for something else than the store
+        is run again the ordinary way (it only reads)."""
+        if self._conn is not None or self._reader is None:
+            return await super().pop_read(work)
+        async with self._reader.use() as conn:
+            reader = conn._db
+            run_in_thread = conn._in_thread
+            if run_in_thread is not None:
+
+                def run() -> T:
+                    return _drive(work(self._bound(_ThreadConn(reader._conn))))
+
+                try:
+                    return await run_in_thread(run)  # type: ignore[no-any-return]
+                except Suspended:
+                    pass
+            return await work(self._bound(conn))
+
     async def describe_schema(self) -> SchemaShape:
         """The schema as the migrations left it (for the engine-parity test)."""
         shape = SchemaShape()
@@ -305,7 +330,16 @@ class SqliteStore(SqlStore):
         if self._reports is not None:
             await self._reports.close()
             self._reports = None
+        if self._versions is not None:
+            await self._versions.close()
+            self._versions = None
         await self._db.close()
+
+    async def data_version(self) -> int | None:
+        if self._versions is None:
+            return None
+        async with self._versions.use() as c:
+            return int(await c.fetchval("PRAGMA data_version"))
 
     async def migrate(self) -> list[int]:
         """Apply every pending migration, each in its own transaction."""
