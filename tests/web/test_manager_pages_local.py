@@ -344,13 +344,20 @@ def figures(html: str) -> dict[str, str]:
     return {name: unescape(value).strip() for name, value in found}
 
 
+async def page_as(
+    client: TestClient, rt: Runtime, people: People, language: str, zone: str, path: str
+) -> str:
+    """The generated month, then ``path`` as the manager reading in ``language`` and ``zone``."""
+    await month(rt, people)
+    await rt.service.set_preferences(people.manager.id, language, zone, "test")
+    await login(client, "maria")
+    return await (await client.get(f"{path}?{PERIOD}")).text()
+
+
 async def test_the_audit_in_russian_in_tokyo(
     client: TestClient, rt: Runtime, people: People
 ) -> None:
-    await month(rt, people)
-    await rt.service.set_preferences(people.manager.id, "ru", "Asia/Tokyo", "test")
-    await login(client, "maria")
-    html = await (await client.get(f"/missed?{PERIOD}")).text()
+    html = await page_as(client, rt, people, "ru", "Asia/Tokyo", "/missed")
     assert audit_rows(html) == EXPECTED_AUDIT_RU_TOKYO
     assert figures(html) == FIGURES_RU
     assert cells(html, '<div class="grid">') == PER_REP_RU
@@ -362,10 +369,7 @@ async def test_the_audit_in_russian_in_tokyo(
 async def test_the_audit_in_japanese_in_los_angeles(
     client: TestClient, rt: Runtime, people: People
 ) -> None:
-    await month(rt, people)
-    await rt.service.set_preferences(people.manager.id, "ja", "America/Los_Angeles", "test")
-    await login(client, "maria")
-    html = await (await client.get(f"/missed?{PERIOD}")).text()
+    html = await page_as(client, rt, people, "ja", "America/Los_Angeles", "/missed")
     assert audit_rows(html) == EXPECTED_AUDIT_JA_LA
     assert figures(html) == FIGURES_JA
 
@@ -373,10 +377,7 @@ async def test_the_audit_in_japanese_in_los_angeles(
 async def test_the_reports_in_russian_in_tokyo(
     client: TestClient, rt: Runtime, people: People
 ) -> None:
-    await month(rt, people)
-    await rt.service.set_preferences(people.manager.id, "ru", "Asia/Tokyo", "test")
-    await login(client, "maria")
-    html = await (await client.get(f"/reports?{PERIOD}")).text()
+    html = await page_as(client, rt, people, "ru", "Asia/Tokyo", "/reports")
     head = unescape(re.sub(r"<[^>]+>", " ", html.split('class="page-head"', 1)[1]))
     assert HEAD_RU in re.sub(r"\s+", " ", head)
     assert cells(html, 'id="per-day"') == PER_DAY_RU_TOKYO
