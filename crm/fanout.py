@@ -9,6 +9,10 @@ processes sent on the local bus, marked with their origin so they are never sent
 Publishing stays synchronous and never waits for the database: the tap encodes the event
 and queues it (bounded: when the sender falls far behind, the oldest are dropped and
 counted), a single task sends them in order.
+
+Every message carries its sender's sequence number: no two are ever the same text, so a
+channel that folds identical messages of one transaction into one (PostgreSQL's NOTIFY
+does) can take a whole burst at once, and a receiver can count what it missed.
 """
 
 from __future__ import annotations
@@ -51,6 +55,10 @@ class Fanout:
         self.received = 0
         self.dropped = 0
         self.failed = 0
+        self.missed = 0
+        """Events of other processes this one never got (gaps in their sequence numbers:
+        a listener that was reconnecting, a sender that dropped or failed them)."""
+        self._last_seq: dict[str, int] = {}
         self._outbox: deque[str] = deque()
         self._ready = asyncio.Event()
         self._queued = 0
@@ -88,6 +96,7 @@ class Fanout:
             return  # it came from another process: that one already told everybody
         data = event_to_json(event)
         data["origin"] = self.origin
+        data["seq"] = self._queued
         if len(self._outbox) >= self.maxsize:
             self._outbox.popleft()
             self.dropped += 1
@@ -162,6 +171,7 @@ class Fanout:
         origin = data.get("origin")
         if not isinstance(origin, str) or origin == self.origin:
             return
+        self._count_missed(origin, data.get("seq"))
         try:
             event = event_from_json(data, origin=origin)
         except (KeyError, TypeError, ValueError) as exc:
@@ -169,3 +179,12 @@ class Fanout:
             return
         self.received += 1
         self.bus.publish(event)
+
+    def _count_missed(self, origin: str, seq: object) -> None:
+        if not isinstance(seq, int):
+            return  # a sender from before sequence numbers
+        last = self._last_seq.get(origin)
+        self._last_seq[origin] = seq
+        if last is not None and seq > last + 1:
+            self.missed += seq - last - 1
+            log.warning("fan-out: %d event(s) of another process were missed", seq - last - 1)

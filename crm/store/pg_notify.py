@@ -56,6 +56,8 @@ class PgChannel:
         self.channel = channel_name(split_url(url)[1])
         self.reconnect_max = reconnect_max
         self.sent = 0
+        self.statements = 0
+        """Round trips taken to send (a burst should take few)."""
         self.spilled = 0
         self.received = 0
         self.reconnects = 0
@@ -92,17 +94,20 @@ class PgChannel:
 
     async def _send_many(self, texts: list[str]) -> None:
         run: list[str] = []
+        in_run: set[str] = set()
         for text in texts:
             big = len(text.encode()) > NOTIFY_LIMIT
             # a big one is spilled on its own; PostgreSQL delivers identical payloads
             # notified in one transaction once, so a repeat starts a new statement
-            if big or text in run:
+            # (``crm.fanout`` numbers its messages: it never repeats one)
+            if big or text in in_run:
                 await self._notify_all(run)
-                run = []
+                run, in_run = [], set()
             if big:
                 await self._send(text)
             else:
                 run.append(text)
+                in_run.add(text)
         await self._notify_all(run)
 
     async def _notify_all(self, texts: list[str]) -> None:
@@ -113,10 +118,12 @@ class PgChannel:
             await conn.execute(
                 "SELECT pg_notify($1, t) FROM unnest($2::text[]) AS t", self.channel, texts
             )
+            self.statements += 1
             self.sent += len(texts)
 
     async def _send(self, text: str) -> None:
         conn = await self._sender()
+        self.statements += 1
         if len(text.encode()) <= NOTIFY_LIMIT:
             await conn.execute("SELECT pg_notify($1, $2)", self.channel, text)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import asyncpg
 
@@ -45,8 +46,9 @@ async def test_events_reach_the_other_process_once_and_are_not_echoed(pg_url: st
         sent = [Event("call_progress", _progress(f"1.{i}"), frozenset({"101"})) for i in range(50)]
         sent.insert(25, Event("call_progress", _progress("1.24"), frozenset({"101"})))
         sent.append(Event("call_progress", _progress("1.big", big), frozenset({"101"})))
-        # published in one turn: sent in one statement, which PostgreSQL would deliver
-        # the twice-published 1.24 from only once
+        # published in one turn: sent in one statement (each message numbered: PostgreSQL
+        # delivers identical payloads of one transaction once, and a burst's repeats had
+        # split it into a round trip each), the big one spilled in a second
         for event in sent:
             bus_a.publish(event)
         got = [await asyncio.wait_for(sub_b.get(), 10) for _ in sent]
@@ -58,6 +60,66 @@ async def test_events_reach_the_other_process_once_and_are_not_echoed(pg_url: st
         assert sub_a.pending() == len(sent)  # its own events, none came back
         assert fan_b.sent == 0 and fan_a.received == 0  # B never re-sent what it got
         assert fan_a.channel.spilled == 1  # type: ignore[attr-defined]
+        assert fan_a.channel.statements == 2  # type: ignore[attr-defined]
+        assert fan_b.missed == 0
+    finally:
+        await fan_a.close()
+        await fan_b.close()
+
+
+class _Wire:
+    """An in-memory channel shared by several fan-outs, losing the messages ``lose``
+    says to (a listener reconnecting, a send that failed)."""
+
+    def __init__(self) -> None:
+        self.listeners: list[Callable[[str], object]] = []
+        self.lose: Callable[[str], bool] = lambda _text: False
+
+    def channel(self) -> _WireChannel:
+        return _WireChannel(self)
+
+
+class _WireChannel:
+    def __init__(self, wire: _Wire) -> None:
+        self.wire = wire
+
+    async def send(self, text: str) -> None:
+        if not self.wire.lose(text):
+            for listener in self.wire.listeners:
+                listener(text)
+
+    async def listen(self, on_message: Callable[[str], object]) -> None:
+        self.wire.listeners.append(on_message)
+        await asyncio.Event().wait()
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_events_lost_on_the_way_are_counted_by_the_receiver() -> None:
+    wire = _Wire()
+    bus_a, bus_b = EventBus(), EventBus()
+    fan_a, fan_b = Fanout(bus_a, wire.channel()), Fanout(bus_b, wire.channel())
+    await fan_a.start()
+    await fan_b.start()
+    try:
+        sub_b = bus_b.subscribe(maxsize=100)
+        await asyncio.sleep(0)  # both listening
+        wire.lose = lambda text: '"3.2"' in text or '"3.3"' in text
+        for i in range(1, 6):
+            bus_a.publish(Event("call_progress", _progress(f"3.{i}"), frozenset({"101"})))
+        await fan_a.drain()
+        got = [sub_b.get_nowait().payload.progress.linkedid for _ in range(sub_b.pending())]
+        assert got == ["3.1", "3.4", "3.5"]
+        assert fan_b.missed == 2 and fan_b.received == 3
+        # identical events are told apart (PostgreSQL would fold equal payloads)
+        texts: list[str] = []
+        wire.lose = lambda text: texts.append(text) is not None
+        same = Event("call_progress", _progress("3.6"), frozenset({"101"}))
+        bus_a.publish(same)
+        bus_a.publish(same)
+        await fan_a.drain()
+        assert len(texts) == 2 and texts[0] != texts[1]
     finally:
         await fan_a.close()
         await fan_b.close()
