@@ -158,6 +158,10 @@ class PresenceTracker:
         self._dirty_reps: set[str] = set()
         self._dirty_queues: set[str] = set()
         self._changes: list[AgentChange] = []
+        self._shown: dict[tuple[str, str], RepView | QueueView] = {}
+        """The view last reported per ("rep", extension) or ("queue", name): one that
+        did not change is not reported again (a rep ringing in twenty calls of a burst
+        touched their view in each one's events, and every board heard it each time)."""
 
     # -- the tracker protocol ----------------------------------------------------------
     def wants(self, name: str, frame_text: str) -> bool:
@@ -263,9 +267,15 @@ class PresenceTracker:
         out: list[Fact] = list(self._changes)
         self._changes.clear()
         for ext in sorted(self._dirty_reps):
-            out.append(PresenceChange(at=at, rep=self.rep_view(ext, at)))
+            rep = self.rep_view(ext, at)
+            if self._shown.get(("rep", ext)) != rep:
+                self._shown["rep", ext] = rep
+                out.append(PresenceChange(at=at, rep=rep))
         for q in sorted(self._dirty_queues):
-            out.append(PresenceChange(at=at, queue=self.queue_view(q)))
+            queue = self.queue_view(q)
+            if self._shown.get(("queue", q)) != queue:
+                self._shown["queue", q] = queue
+                out.append(PresenceChange(at=at, queue=queue))
         self._dirty_reps.clear()
         self._dirty_queues.clear()
         return out

@@ -184,3 +184,25 @@ def test_trunk_channels_are_skipped_before_parsing() -> None:
     assert not t.wants("Newchannel", "Event: Newchannel\r\nChannel: Local/102@x-0001;1\r\n")
     assert t.wants("Newstate", "Event: Newstate\r\nChannel: PJSIP/102-00000001\r\n")
     assert not t.wants("VarSet", "Event: VarSet\r\n")
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
+    + ["11-burst-20-concurrent", "20-queue-second-member"],
+)
+def test_each_change_reported_is_a_change_and_the_last_is_the_current_view(scenario: str) -> None:
+    """A rep ringing in twenty calls at once had their unchanged view told to every board
+    twenty times; each board heard it and each web process got it through the fan-out."""
+    r = replay(scenario)
+    last: dict[tuple[str, str], object] = {}
+    repeats = 0
+    for change in r.changes:
+        key = ("rep", change.rep.extension) if change.rep else ("queue", change.queue.queue)
+        view = change.rep or change.queue
+        repeats += last.get(key) == view
+        last[key] = view
+    assert r.changes and repeats == 0
+    for (kind, name), view in last.items():
+        now = r.tracker.rep_view(name, r.end) if kind == "rep" else r.queue(name)
+        assert view == now, (kind, name)
