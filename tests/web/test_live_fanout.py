@@ -6,6 +6,7 @@ a message is queued (no timer in between).  Counted, never timed."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -278,5 +279,49 @@ async def test_tabs_of_one_viewer_share_one_frame_and_a_slow_tab_holds_up_no_oth
         if len(slow) < 2:  # the handler woke at the first: the second waits queued
             slow += await tabs[7].wait(3600.0)
         assert len(slow) == 2 and '"pop":"ringing"' in slow[0] and '"pop":"on_call"' in slow[1]
+    finally:
+        await hub.close()
+
+
+async def test_in_a_burst_the_writes_space_out_and_after_it_a_pop_leaves_at_once(
+    rt: Runtime, people: People
+) -> None:
+    """Each write is a system call here and in the browser's machine: while messages keep
+    coming, the pause between two writes doubles up to the flusher's longest, each write
+    carrying every message since; the first message after a quiet spell is written in
+    the turn it came in."""
+    hub = LiveHub(rt)
+    hub.flusher.window, hub.flusher.window_max = 0.01, 0.08
+    writes: list[bytes] = []
+
+    def write_now(frame: bytes) -> bool:
+        writes.append(frame)
+        return True
+
+    try:
+        client = hub.connect(await hub.viewer_for(people.alice))
+        await client.wait(0)
+        client.attach(write_now, hub.flusher)
+        waiting = asyncio.ensure_future(client.wait(3600.0))
+        await asyncio.sleep(0)
+        end = time.monotonic() + 0.5
+        sent = 0
+        while time.monotonic() < end:
+            client.put("note", sent)
+            sent += 1
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.2)  # the last pause ends, then a quiet spell
+        # 0.5 s of messages: 0.01, 0.02, 0.04 then 0.08 s apart is about ten writes
+        # (a write every 10 ms would be fifty)
+        assert 4 <= len(writes) <= 14, len(writes)
+        body = b"".join(writes)
+        assert body == b"".join(f'data: {{"kind":"note","data":{n}}}\n\n'.encode()
+                                for n in range(sent))  # fmt: skip
+        before = len(writes)
+        client.put("note", "alone")
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert len(writes) == before + 1 and b"alone" in writes[-1]
+        assert not waiting.done(), "the handler slept through it"
     finally:
         await hub.close()
