@@ -46,7 +46,7 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -149,45 +149,54 @@ def _shows_pop(frame: bytes) -> bool:
 
 
 class _SseReader(asyncio.Protocol):
-    """A browser's ``/events`` stream read as raw bytes: the request written by hand, each
-    packet stamped the moment it is read (``data_received``), and a ``call_progress``
-    message's linkedid found by its prefix (the hub's JSON starts with the kind and the
-    call's linkedid; anything else is decoded in full).  No HTTP client, no task per
-    connection: a real browser runs on its own machine, and 500 aiohttp readers sharing
-    this box's 2 CPUs with the server queued behind each other for tens of ms (counted as
-    the server's latency).  The hub writes every SSE frame whole inside one HTTP chunk, so
-    splitting the raw bytes at blank lines finds every frame's ``data:`` line intact."""
+    """A browser's ``/events`` stream read as raw bytes: the request written by hand and
+    each packet kept with the moment it was read (``data_received``); the packets are
+    parsed after the run (``pops``).  No HTTP client, no task per connection, no parsing
+    while the server runs: a real browser runs on its own machine, and the readers of
+    500 connections share this box's 2 CPUs with the server, so every microsecond they
+    spend per message is taken from the server being measured (500 aiohttp readers
+    queued behind each other for tens of ms; parsing each packet as it came cost the
+    readers more CPU than the server spent on the pops).  The hub writes every SSE frame
+    whole inside one HTTP chunk, so splitting the raw bytes at blank lines finds every
+    frame's ``data:`` line intact."""
 
-    def __init__(self, request: bytes, on_pop: Callable[[str, float], None]) -> None:
+    def __init__(self, request: bytes) -> None:
         self.request = request
-        self.on_pop = on_pop
         self.status: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.head = b""
-        self.buf = b""
-        self.seen: set[str] = set()
+        self.reads: list[tuple[float, bytes]] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport.write(self.request)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
-        if not self.status.done():
-            self.head += data
-            end = self.head.find(b"\r\n\r\n")
-            if end < 0:
-                return
+        if self.status.done():
+            self.reads.append((time.monotonic(), data))
+            return
+        self.head += data
+        end = self.head.find(b"\r\n\r\n")
+        if end >= 0:
             self.status.set_result(self.head[:end].split(b"\r\n", 1)[0])
-            data = self.head[end + 4 :]
-        *frames, self.buf = (self.buf + data).split(b"\n\n")
-        for frame in frames:
-            at = frame.find(_POP_START)
-            if at < 0 or not _shows_pop(frame):
-                continue
-            m = _POP_LINE.match(frame, at)
-            lid = m.group(1).decode() if m else _linkedid(frame[at:])
-            if lid and lid not in self.seen:
-                self.seen.add(lid)
-                self.on_pop(lid, now)
+            self.reads.append((time.monotonic(), self.head[end + 4 :]))
+
+    def pops(self) -> list[tuple[str, float]]:
+        """Each call this connection was shown the pop of, once, with when the packet
+        that completed the pop's frame was read."""
+        out: list[tuple[str, float]] = []
+        seen: set[str] = set()
+        buf = b""
+        for now, data in self.reads:
+            *frames, buf = (buf + data).split(b"\n\n")
+            for frame in frames:
+                at = frame.find(_POP_START)
+                if at < 0 or not _shows_pop(frame):
+                    continue
+                m = _POP_LINE.match(frame, at)
+                lid = m.group(1).decode() if m else _linkedid(frame[at:])
+                if lid and lid not in seen:
+                    seen.add(lid)
+                    out.append((lid, now))
+        return out
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.status.done():
@@ -255,12 +264,9 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
                 f"Accept: text/event-stream\r\nCookie: {cookie}\r\n\r\n"
             ).encode()
 
-            def on_pop(lid: str, at: float) -> None:
-                receipts.append((i, username, lid, at))
-
             loop = asyncio.get_running_loop()
             transport, reader = await loop.create_connection(
-                lambda: _SseReader(request, on_pop), host, int(port)
+                lambda: _SseReader(request), host, int(port)
             )
             ports[i] = int(transport.get_extra_info("sockname")[1])
             try:
@@ -270,6 +276,7 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
                 await asyncio.Event().wait()  # until cancelled: the protocol reads
             finally:
                 transport.close()
+                receipts.extend((i, username, lid, at) for lid, at in reader.pops())
 
         async def aiohttp_client(i: int, username: str, cookies: dict[str, str]) -> None:
             nonlocal ready
@@ -308,7 +315,7 @@ def _clients_child(conn: Connection, base: str | list[str], users: list[str], ta
         pauses.start()
         # A browser's garbage collector is not the server's latency: this process's
         # collections (one of 40 ms in its 500 readers' heap) stamped whole bursts of
-        # pops late.  What the readers keep is the receipts: nothing to collect.
+        # pops late.  What the readers keep is their reads: nothing to collect.
         gc.freeze()
         gc.disable()
         cpu0 = time.process_time()
@@ -484,7 +491,7 @@ def _loop_name() -> str:
 
 def how_measured(readers: str, client_procs: int = 1) -> str:
     """One line saying how the clients read the pops (printed with the figures)."""
-    how = ("raw asyncio protocol, stamped on read, linkedid found by prefix"
+    how = ("raw asyncio protocol, each read stamped and kept, parsed after the run"
            if readers == "raw" else "one aiohttp client each, SSE parsed per line")  # fmt: skip
     where = "one process" if client_procs == 1 else f"spread over {client_procs} processes"
     return f"clients: {where}, {how}; server and clients on {_loop_name()}"
