@@ -57,10 +57,11 @@ if str(ROOT) not in sys.path:
 from ami_bridge.capture import read_capture  # noqa: E402
 from ami_bridge.protocol import Message, encode_action  # noqa: E402
 from ami_bridge.replay_pbx import ReplayPbx  # noqa: E402
-from benchmarks import harness  # noqa: E402
+from benchmarks import bench_pop, harness  # noqa: E402
 from benchmarks.bench_load import BURST, _database, build_pipeline, overlapped  # noqa: E402
 from benchmarks.harness import percentile as _pct  # noqa: E402
 from crm.batching import MAX_CALLS  # noqa: E402
+from web.eventloop import install  # noqa: E402
 
 CALLS_PER_COPY = 20
 
@@ -128,6 +129,8 @@ class EncodedPbx(ReplayPbx):
 
 
 def _pbx_child(conn: Connection, rate: float, seconds: float) -> None:
+    install()
+
     async def main() -> None:
         items, _calls, speed = timeline(rate, seconds)
         pbx = EncodedPbx(items, speed=speed, loops=1, paused=True)
@@ -143,6 +146,8 @@ def _pbx_child(conn: Connection, rate: float, seconds: float) -> None:
 def _clients_child(conn: Connection, base: str, users: list[str]) -> None:
     """One SSE stream per user; the first is the admin, whose ``call_recorded`` count."""
     import aiohttp
+
+    install()
 
     async def main() -> None:
         recorded: list[tuple[str, float]] = []
@@ -204,8 +209,9 @@ async def _serve(pipe: Any, work: Path, reps: int) -> tuple[Any, int, list[str]]
 
 
 async def run(
-    engine: str, rate: float, seconds: float, batch: bool, reps: int, batch_calls: int = MAX_CALLS
-) -> dict[str, Any]:
+    engine: str, rate: float, seconds: float, batch: bool, reps: int,
+    batch_calls: int = MAX_CALLS, profile: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
     ctx = mp.get_context("spawn")
     pbx_conn, pbx = harness.spawn(ctx, _pbx_child, rate, seconds)
     cl_proc = None
@@ -224,6 +230,7 @@ async def run(
                 cl_conn, cl_proc = harness.spawn(ctx, _clients_child, base, users)
                 await harness.reply(cl_conn)  # ready
                 t0, cpu0 = time.perf_counter(), cpu_seconds()
+                profiler = bench_pop.start_profiler(profile)
                 pbx_conn.send("go")
                 done: tuple[Any, ...] | None = None
                 delivered = 0
@@ -242,6 +249,9 @@ async def run(
                     if done is not None and delivered >= expected:
                         break
                 crm_cpu = cpu_seconds() - cpu0
+                if profiler is not None:
+                    profiler.disable()
+                    profiler.dump_stats(profile)
                 await asyncio.sleep(0.5)  # anything late, or twice
                 cl_conn.send("stop")
                 result: tuple[Any, ...] = ("",)
@@ -290,7 +300,8 @@ def _fmt(r: dict[str, Any]) -> str:
         f"{'':12}{r['events']:,} events in {r['pbx_seconds']:.2f} s (scheduled "
         f"{r['scheduled']:.2f} s: the PBX kept up if these agree); exactly once: "
         f"{'OK' if ok else 'FAIL'} (calls {r['expected']}, in the browser {r['delivered']}, "
-        f"twice {r['twice']}, rows {r['rows']}); {r['reps']} reps read {r['pops']} pops"
+        f"twice {r['twice']}, rows {r['rows']}); {r['reps']} reps read {r['pops']} pops; "
+        f"every process on {r['loop']}"
     )
 
 
@@ -302,15 +313,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--modes", default="batched", help="single, batched, or both")
     ap.add_argument("--reps", type=int, default=10, help="reps' SSE streams besides the admin")
     ap.add_argument("--batch-calls", type=int, default=MAX_CALLS, help="calls per transaction")
+    ap.add_argument("--profile", help="write a cProfile of the CRM's event loop to this file")
     args = ap.parse_args(argv)
     modes = [m.strip() == "batched" for m in args.modes.split(",") if m.strip()]
+    loop = install()  # the CRM's loop as ``run.py serve`` runs it
     for engine in harness.engines(args.engine):
         for rate in (float(x) for x in args.rates.split(",")):
             for batch in modes:
                 with contextlib.suppress(KeyboardInterrupt):
-                    result = asyncio.run(
-                        run(engine, rate, args.seconds, batch, args.reps, args.batch_calls)
-                    )
+                    job = run(engine, rate, args.seconds, batch, args.reps, args.batch_calls,
+                              args.profile)  # fmt: skip
+                    result = asyncio.run(job)
+                    result["loop"] = loop
                     print(_fmt(result), flush=True)
     return 0
 

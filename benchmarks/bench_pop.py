@@ -413,7 +413,7 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
                 base = f"http://127.0.0.1:{web_port}"
                 group = Clients(ctx, client_procs, base, users, tabs, readers)
                 await group.ready()
-                profiler = _profiler(profile)
+                profiler = start_profiler(profile)
                 stages.pauses.start()
                 m0 = time.monotonic()
                 t0 = time.perf_counter()
@@ -497,8 +497,8 @@ def how_measured(readers: str, client_procs: int = 1) -> str:
     return f"clients: {where}, {how}; server and clients on {_loop_name()}"
 
 
-def _profiler(path: str | None) -> Any:
-    """cProfile of this (the server's) process for the replay, when asked."""
+def start_profiler(path: str | None) -> Any:
+    """cProfile of this (the server's) event loop for the replay, when asked (started)."""
     if not path:
         return None
     import cProfile
