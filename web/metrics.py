@@ -182,6 +182,16 @@ class _RuntimeCollector(Collector):
         clients = GaugeMetricFamily("crm_sse_clients", "Browser connections to /events.")
         clients.add_metric([], float(len(hub.clients) if hub is not None else 0))
         yield clients
+        fanout: Any = self.rt.extras.get("fanout")
+        if fanout is not None:
+            fan = CounterMetricFamily(
+                "crm_fanout_events", "Events between this process and the others on the "
+                "database (several web processes): sent, received, and lost: dropped "
+                "(too far behind), failed (the database refused), missed (another "
+                "process's events that never came).", labels=["outcome"])  # fmt: skip
+            for outcome in ("sent", "received", "dropped", "failed", "missed"):
+                fan.add_metric([outcome], float(getattr(fanout, outcome)))
+            yield fan
 
 
 def is_local(remote: str | None, forwarded: bool) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import asyncpg
 
@@ -14,6 +13,7 @@ from crm.ingest import LiveCall
 from crm.store import open_store
 from crm.store.pg_notify import PgChannel
 from crm.store.postgres import split_url
+from tests.fanout_wire import Wire
 
 
 def _progress(linkedid: str, name: str = "Ann") -> LiveCall:
@@ -67,37 +67,8 @@ async def test_events_reach_the_other_process_once_and_are_not_echoed(pg_url: st
         await fan_b.close()
 
 
-class _Wire:
-    """An in-memory channel shared by several fan-outs, losing the messages ``lose``
-    says to (a listener reconnecting, a send that failed)."""
-
-    def __init__(self) -> None:
-        self.listeners: list[Callable[[str], object]] = []
-        self.lose: Callable[[str], bool] = lambda _text: False
-
-    def channel(self) -> _WireChannel:
-        return _WireChannel(self)
-
-
-class _WireChannel:
-    def __init__(self, wire: _Wire) -> None:
-        self.wire = wire
-
-    async def send(self, text: str) -> None:
-        if not self.wire.lose(text):
-            for listener in self.wire.listeners:
-                listener(text)
-
-    async def listen(self, on_message: Callable[[str], object]) -> None:
-        self.wire.listeners.append(on_message)
-        await asyncio.Event().wait()
-
-    async def close(self) -> None:
-        return None
-
-
 async def test_events_lost_on_the_way_are_counted_by_the_receiver() -> None:
-    wire = _Wire()
+    wire = Wire()
     bus_a, bus_b = EventBus(), EventBus()
     fan_a, fan_b = Fanout(bus_a, wire.channel()), Fanout(bus_b, wire.channel())
     await fan_a.start()

@@ -178,6 +178,36 @@ async def test_every_link_the_process_consumes_is_listed(client: TestClient, rt:
     assert health["backlog_max"] == 100500 and health["ok"] is True
 
 
+async def test_events_another_process_never_got_are_counted(
+    client: TestClient, rt: Runtime
+) -> None:
+    """Several web processes: an event lost between them (a listener reconnecting) is a
+    pop some rep never saw, so the operator must be able to see that it happened."""
+    from crm.events import Event, EventBus
+    from crm.fanout import Fanout
+    from tests.fanout_wire import Wire
+
+    wire = Wire()
+    other = Fanout(EventBus(), wire.channel())
+    mine = Fanout(rt.bus, wire.channel())
+    await other.start()
+    await mine.start()
+    rt.extras["fanout"] = mine
+    try:
+        await asyncio.sleep(0)
+        wire.lose = lambda text: '"9.2"' in text
+        for i in (1, 2, 3):
+            other.bus.publish(Event("note", {"call": f"9.{i}"}))
+        await other.drain()
+        m = scrape(await (await client.get("/metrics")).text())
+        assert m[("crm_fanout_events_total", (("outcome", "received"),))] == 2
+        assert m[("crm_fanout_events_total", (("outcome", "missed"),))] == 1
+        assert m[("crm_fanout_events_total", (("outcome", "sent"),))] == 0
+    finally:
+        await mine.close()
+        await other.close()
+
+
 def test_pops_written_together_scrape_as_prometheus_would_count_them_one_by_one() -> None:
     """The hub hands the metrics the pops of one write at once (hundreds sharing their
     event's time): the histogram scraped is the one ``prometheus_client`` would give
