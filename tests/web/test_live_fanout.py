@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 import web.live as live_module
 from crm.events import Event
 from web.live import LiveHub
+from web.live_streams import Client
 from web.runtime import Runtime
 
 from .conftest import People
@@ -174,6 +176,18 @@ async def test_a_slow_caller_lookup_holds_up_only_its_own_call(
         await hub.close()
 
 
+async def _waiting_with_writer(
+    hub: LiveHub, people: People, write_now: Callable[[bytes], bool]
+) -> tuple[Client, asyncio.Future[list[str]]]:
+    """Alice's connection, its handler waiting, the hub writing to it through ``write_now``."""
+    client = hub.connect(await hub.viewer_for(people.alice))
+    await client.wait(0)
+    client.attach(write_now, hub.flusher)
+    waiting = asyncio.ensure_future(client.wait(3600.0))
+    await asyncio.sleep(0)
+    return client, waiting
+
+
 async def test_the_hub_writes_to_a_waiting_connection_itself_once_per_turn(
     rt: Runtime, people: People
 ) -> None:
@@ -195,11 +209,7 @@ async def test_the_hub_writes_to_a_waiting_connection_itself_once_per_turn(
     # loaded test machine still sends the pop below inside it (5 ms is not).
     hub.flusher.window = 0.5
     try:
-        client = hub.connect(await hub.viewer_for(people.alice))
-        await client.wait(0)
-        client.attach(write_now, hub.flusher)
-        waiting = asyncio.ensure_future(client.wait(3600.0))
-        await asyncio.sleep(0)
+        client, waiting = await _waiting_with_writer(hub, people, write_now)
         for n in range(3):
             client.put("note", n)
         assert writes == []  # not yet: at the end of this turn
@@ -299,11 +309,7 @@ async def test_in_a_burst_the_writes_space_out_and_after_it_a_pop_leaves_at_once
         return True
 
     try:
-        client = hub.connect(await hub.viewer_for(people.alice))
-        await client.wait(0)
-        client.attach(write_now, hub.flusher)
-        waiting = asyncio.ensure_future(client.wait(3600.0))
-        await asyncio.sleep(0)
+        client, waiting = await _waiting_with_writer(hub, people, write_now)
         end = time.monotonic() + 0.5
         sent = 0
         while time.monotonic() < end:
