@@ -117,16 +117,29 @@ async def test_only_a_message_that_shows_the_rep_the_pop_counts_as_delivered() -
                 "row_html": '<tr data-x="{&quot;pop&quot;:&quot;ringing&quot;}">'}  # fmt: skip
         return sse_frame(message_line("call_progress", data))
 
-    got: list[str] = []
-    reader = bench_pop._SseReader(b"", lambda lid, at: got.append(lid))
+    reader = bench_pop._SseReader(b"")
     reader.data_received(b"HTTP/1.1 200 OK\r\n\r\n")
     reader.data_received(frame("gone", "ended", None) + frame("elsewhere", "answered", None))
-    assert got == []
+    assert reader.pops() == []
     reader.data_received(
         frame("rings", "ringing", "ringing") + frame("mine", "answered", "on_call")
     )
     reader.data_received(frame("rings", "ended", None))
-    assert got == ["rings", "mine"]
+    assert [lid for lid, _ in reader.pops()] == ["rings", "mine"]
+
+
+async def test_a_pop_split_over_two_reads_is_stamped_by_the_read_that_completed_it() -> None:
+    """The readers keep each read and parse after the run: a pop's stamp must still be
+    the moment its last byte was read, as when they parsed on the spot."""
+    from web.live_streams import message_line, sse_frame
+
+    whole = sse_frame(message_line("call_progress", {"linkedid": "split", "pop": "ringing"}))
+    reader = bench_pop._SseReader(b"")
+    reader.data_received(b"HTTP/1.1 200 OK\r\n\r\n" + whole[:20])
+    reader.data_received(whole[20:])
+    assert [data for _, data in reader.reads] == [whole[:20], whole[20:]]
+    reader.reads = [(1.0, whole[:20]), (2.0, whole[20:])]  # the moments they were read
+    assert reader.pops() == [("split", 2.0)]
 
 
 def test_a_pops_stages_add_up_to_its_latency_and_the_slow_ones_are_found_by_second() -> None:
