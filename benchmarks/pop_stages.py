@@ -38,7 +38,7 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ami_bridge.facts import CallProgress
@@ -101,6 +101,21 @@ class Pauses:
             "gc_max_ms": max((d for _, d, _ in gcs), default=0.0) * 1000,
             "late": [(round(at - t0, 2), round(d * 1000, 1)) for at, d in late],
         }
+
+
+def stage_table(
+    rows: list[tuple[float, list[float]]], names: Sequence[str]
+) -> dict[str, tuple[float, float, float, float]]:
+    """Per stage of ``names``: p50, p99 and max of its ms over the pops ``rows`` ((latency,
+    ms per stage)), and its mean in the slowest 1 % of the pops by latency."""
+    rows = sorted(rows, key=lambda r: r[0])
+    tail = rows[int(len(rows) * 0.99) :] or rows
+    out = {}
+    for i, name in enumerate(names):
+        values = [ms[i] for _, ms in rows]
+        out[name] = (_pct(values, 50), _pct(values, 99), max(values, default=0.0),
+                     sum(ms[i] for _, ms in tail) / max(1, len(tail)))  # fmt: skip
+    return out
 
 
 class Stages:
@@ -332,15 +347,8 @@ class Stages:
                 continue
             ms = [(b - a) * 1000 for a, b in itertools.pairwise(marks)]  # type: ignore[operator]
             rows.append(((at - ring) * 1000, ms))  # type: ignore[operator]
-        rows.sort(key=lambda r: r[0])
-        tail = rows[int(len(rows) * 0.99) :] or rows
-        per_stage = {}
-        for i, name in enumerate(STAGES):
-            values = [ms[i] for _, ms in rows]
-            per_stage[name] = (_pct(values, 50), _pct(values, 99), max(values, default=0.0),
-                               sum(ms[i] for _, ms in tail) / max(1, len(tail)))  # fmt: skip
-        return {"split": per_stage, "split_count": len(rows), "unstamped": unstamped,
-                "refused": self.refused, "held": dict(self.held),
+        return {"split": stage_table(rows, STAGES), "split_count": len(rows),
+                "unstamped": unstamped, "refused": self.refused, "held": dict(self.held),
                 "pop_readers": (len(self.reader_wait), *_ms(self.reader_wait),
                             *_ms(self.reader_hold))}  # fmt: skip
 
@@ -545,11 +553,4 @@ def split_remote(
             continue
         ms = [(b - a) * 1000 for a, b in itertools.pairwise(marks)]  # type: ignore[operator]
         rows.append(((at - marks[0]) * 1000, ms))  # type: ignore[operator]
-    rows.sort(key=lambda r: r[0])
-    tail = rows[int(len(rows) * 0.99) :] or rows
-    out = {}
-    for j, name in enumerate(names):
-        values = [ms[j] for _, ms in rows]
-        out[name] = (_pct(values, 50), _pct(values, 99), max(values, default=0.0),
-                     sum(ms[j] for _, ms in tail) / max(1, len(tail)))  # fmt: skip
-    return out
+    return stage_table(rows, names)
