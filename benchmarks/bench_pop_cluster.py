@@ -281,8 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for where, split in (result["remote_split"] or {}).items():
             print(f"{'':16}stages of the pops read from {where} (p50/p99/max ms; mean in the "
                   "slowest 1 %):")  # fmt: skip
-            for name, (p50, p99, mx, tail) in split.items():
-                print(f"{'':18}{name:13} {p50:7.1f} {p99:7.1f} {mx:7.1f}   tail {tail:7.1f}")
+            print("\n".join(pop_stages.table_lines(split)), flush=True)
         for link, n, p50, p99 in result["server_written"]:
             print(
                 f"{'':16}{'the link' if link else 'another'}'s process wrote {n} pops, "

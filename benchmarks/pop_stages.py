@@ -377,12 +377,17 @@ def by_second(
     return [(s, len(v), _pct(v, 50), _pct(v, 99), max(v)) for s, v in sorted(slices.items())]
 
 
+def table_lines(table: dict[str, tuple[float, float, float, float]]) -> list[str]:
+    """A ``stage_table`` as the benchmarks print it, a line per stage."""
+    return [f"{'':18}{name:13} {p50:7.1f} {p99:7.1f} {mx:7.1f}   tail {tail:7.1f}"
+            for name, (p50, p99, mx, tail) in table.items()]  # fmt: skip
+
+
 def format_split(r: dict[str, Any]) -> str:
     lines = [f"{'':16}stages (p50/p99/max ms; mean in the slowest 1 %), {r['split_count']} pops "
              f"stamped, {r['unstamped']} written by their handler or unstamped, "
              f"{r['refused']} writes left to a handler:"]  # fmt: skip
-    for name, (p50, p99, mx, tail) in r["split"].items():
-        lines.append(f"{'':18}{name:13} {p50:7.1f} {p99:7.1f} {mx:7.1f}   tail {tail:7.1f}")
+    lines += table_lines(r["split"])
     held = "; ".join(f"{k} {t * 1000:.0f} ms in all, longest {m * 1000:.1f} ms, {n} over 10 ms"
                      for k, (t, m, n) in r.get("held", {}).items())  # fmt: skip
     lines.append(f"{'':16}the link's consumer held by: {held}")
