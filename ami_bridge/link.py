@@ -45,7 +45,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from panoramisk.actions import Action
 from panoramisk.ami_protocol import AMIProtocol
@@ -61,6 +61,9 @@ from .originate import (
     result_from_event,
 )
 from .protocol import FrameReader, Message, encode_action, first
+
+if TYPE_CHECKING:
+    from .tracker_process import TrackerProcess
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +121,9 @@ class LinkSettings:
     300 calls/s, where the older state is stale anyway and each update costs the sink a
     live row and a screen pop per viewer; the sink catches up instead of falling
     further behind.  Finished calls are never merged."""
+    tracker_process: bool = False
+    """Run the tracker in a process of its own (``ami_bridge.tracker_process``); the
+    link manager builds it so, the link follows whatever tracker it is given."""
     backlog_alarm: float = 10.0
     """Seconds the link may stay behind (merging, and not drained below a quarter of the
     merge point since) or full before it reports itself overloaded
@@ -244,11 +250,16 @@ class _FastProtocol(AMIProtocol, asyncio.BufferedProtocol):
         self.held: deque[Message] = deque()
         """Messages read but not yet fed: the queue filled up in the middle of a chunk."""
         self.paused = False
+        link._connections += 1
+        self.number = link._connections
+        """Which connection of the link this is (the tracker process keeps a frame
+        reader per connection)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.reader = FrameReader(skip=self._skip)
-        self._wants = self.link._tracker.wants
+        if self.link._worker is None:
+            self.reader = FrameReader(skip=self._skip)
+            self._wants = self.link._tracker.wants
         self.link._wire(self)
 
     def _skip(self, name: str, text: str) -> bool:
@@ -342,6 +353,14 @@ class AmiLink:
         self._tasks: list[asyncio.Task[None]] = []
         self._originated: OrderedDict[str, None] = OrderedDict()
         self._errors = _ErrorLog()
+        self._connections = 0
+        self._worker: TrackerProcess | None = getattr(tracker, "worker", None)
+        """The tracker runs in a process of its own (``ami_bridge.tracker_process``):
+        the link sends it the bytes it reads and gets the facts back."""
+        if self._worker is not None:
+            self._worker.on_out = self._on_worker_out
+            self._worker.on_facts = self._emit
+            self._worker.on_died = self._on_worker_died
 
     def __repr__(self) -> str:
         s = self.settings
@@ -403,6 +422,8 @@ class AmiLink:
     async def start(self) -> None:
         if self._tasks:
             return
+        if self._worker is not None and not self._worker.alive:
+            await self._worker.start()
         self._tasks = [
             asyncio.create_task(self._supervise(), name="ami-link-supervisor"),
             asyncio.create_task(self._ticker(), name="ami-link-ticker"),
@@ -423,7 +444,15 @@ class AmiLink:
         await asyncio.wait({supervisor, ticker}, timeout=drain_timeout)
         self._teardown()
         self._feed_orphans(bounded=False)  # closing: the drain below delivers what it can
-        if flush:
+        if self._worker is not None:
+            # what the process was sent is answered first, then (flush) the open calls
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(drain_timeout):
+                    if flush:
+                        self._emit(await self._worker.flush())
+                    else:
+                        await self._worker.settle()
+        elif flush:
             self._emit(self._guarded(self._tracker.flush, "flush"))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(drain_timeout):
@@ -431,6 +460,8 @@ class AmiLink:
         sink.cancel()
         await asyncio.wait({sink}, timeout=drain_timeout)
         self._tasks = []
+        if self._worker is not None:
+            await self._worker.stop()
         self._set_state("disconnected")
 
     async def __aenter__(self) -> AmiLink:
@@ -489,6 +520,8 @@ class AmiLink:
             self._feed_orphans()
             if self._orphans or self._facts.qsize() > s.queue_max // 2:
                 await asyncio.sleep(0.05)
+        if self._worker is not None and not self._worker.alive:
+            await self._worker.start()  # the last one died: a new tracker, resynced below
         self._lost = loop.create_future()
         heard_before = self._heard_at
         async with asyncio.timeout(s.connect_timeout):
@@ -669,6 +702,16 @@ class AmiLink:
     # -- receive path
 
     def _on_data(self, proto: _FastProtocol, data: bytes) -> None:
+        if self._worker is not None:
+            self._heard_at = time.time()
+            worker = self._worker
+            try:
+                worker.send_data(proto.number, data, self._heard_at)
+            except ConnectionError:
+                return  # the process died: ``_on_worker_died`` reconnects
+            if worker.inflight > worker.inflight_max:
+                self._pause(proto)
+            return
         reader = proto.reader
         before = reader.frames
         msgs = reader.feed(data)
@@ -770,6 +813,9 @@ class AmiLink:
             self._full_since = None
         if proto is None or not proto.paused or backlog > self.settings.queue_max // 2:
             return
+        worker = self._worker
+        if worker is not None and worker.inflight > worker.inflight_max // 2:
+            return  # the tracker process is still behind: its next answer looks again
         proto.paused = False
         if proto.held:
             held, proto.held = proto.held, deque()
@@ -779,6 +825,55 @@ class AmiLink:
         if not proto.closed:
             with contextlib.suppress(Exception):
                 proto.transport.resume_reading()
+
+    def _on_worker_out(self, conn: int, frames: int, had_event: bool, items: list[Any]) -> None:
+        """The tracker process's answer to one read: its facts and the frames the link
+        handles itself (responses, our actions' list events, Shutdown), in order."""
+        now = time.time()
+        if frames:
+            self._events_total += frames
+            self._rate.add(now, frames)
+        if had_event:
+            self._last_event_at = now
+        proto = self._proto
+        if proto is not None and proto.number != conn:
+            proto = None  # a closed connection's answers: their actions failed with it
+        facts: list[Fact] = []
+        observe = getattr(self._tracker, "observe", None)
+        for item in items:
+            if not isinstance(item, dict):
+                facts.append(item)
+                continue
+            if facts:
+                self._emit(facts)
+                facts = []
+            try:
+                if observe is not None and "Event" in item:
+                    observe(item)
+                if proto is None:
+                    continue
+                if "Event" not in item or first(item.get("ActionID")) in proto.responses:
+                    self._resolve(proto, item)
+                if item.get("Event") == "Shutdown":
+                    log.warning("the PBX is shutting down (%s)", first(item.get("Shutdown")))
+                    proto.close()
+            except Exception:
+                self._errors.report(first(item.get("Event")) or "response", item)
+        if facts:
+            self._emit(facts)
+        if proto is not None and self._facts.qsize() >= self.settings.queue_max:
+            self._pause(proto)
+        else:
+            self._maybe_resume()
+
+    def _on_worker_died(self, why: str) -> None:
+        """Reconnect: ``_connect_and_serve`` starts a new process, whose tracker learns
+        the calls still up from the resync."""
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(LinkDown(why))  # the reason the watchdog reports
+        proto = self._proto
+        if proto is not None:
+            proto.close(abort=True)
 
     def _resolve(self, proto: _FastProtocol, msg: Message) -> None:
         """Hand a response (or one of our actions' list events) to panoramisk's futures."""
@@ -962,7 +1057,7 @@ _CONFIG_FLOATS = (
 def settings_from_config(ami: Mapping[str, Any]) -> LinkSettings:
     """``LinkSettings`` from the ``[ami]`` settings section (host, port, username, secret,
     tls, ping_interval, ping_timeout, backoff_initial, backoff_max, queue_max,
-    merge_after, backlog_alarm; optionally tls_ca, a
+    merge_after, backlog_alarm, tracker_process; optionally tls_ca, a
     CA file for a self-signed PBX certificate, and tls_verify).  Missing keys keep their
     defaults; a wrong value is a ValueError naming the key, never showing the secret."""
     base = LinkSettings()
@@ -996,9 +1091,12 @@ def settings_from_config(ami: Mapping[str, Any]) -> LinkSettings:
     merge_after = ami.get("merge_after", base.merge_after)
     if isinstance(merge_after, bool) or not isinstance(merge_after, int) or merge_after < 1:
         raise ValueError("ami.merge_after must be a whole number of at least 1")
+    tracker_process = ami.get("tracker_process", base.tracker_process)
+    if not isinstance(tracker_process, bool):
+        raise ValueError("ami.tracker_process must be true or false")
     settings = LinkSettings(host=host, port=port, username=username, secret=secret,
                             queue_max=queue_max, merge_after=merge_after,
-                            **floats)  # fmt: skip
+                            tracker_process=tracker_process, **floats)  # fmt: skip
     if settings.backoff_max < settings.backoff_initial:
         raise ValueError("ami.backoff_max must not be less than ami.backoff_initial")
     tls = ami.get("tls", False)

@@ -38,6 +38,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ from ami_bridge.protocol import Message  # noqa: E402
 from ami_bridge.replay import replay_facts  # noqa: E402
 from ami_bridge.replay_pbx import IdAllocator, ReplayPbx  # noqa: E402
 from ami_bridge.tracker import CallTracker  # noqa: E402
+from ami_bridge.tracker_process import TrackerProcess  # noqa: E402
 from benchmarks.harness import engines, play_on_cue  # noqa: E402
 from crm.batching import MAX_CALLS, MAX_WAIT  # noqa: E402
 from crm.events import EventBus  # noqa: E402
@@ -179,12 +181,15 @@ async def build_pipeline(
     batch: bool = True,
     batch_calls: int = MAX_CALLS,
     batch_wait: float = MAX_WAIT,
+    tracker_process: bool = False,
 ) -> Pipeline:
     """Store + ingest + holding sink + tracker + link, wired as the link manager wires a
     PBX link (``web.linkmanager``): the link's row, calls in progress kept in
     ``live_calls``, finished calls through a journaled ``HoldingSink``, batched
     (``batch=False``: one transaction per call and per live snapshot, as before
     ``crm.batching``).  A call counts as written once its transaction committed.
+    ``tracker_process``: the link's tracker runs in a process of its own
+    (``ami_bridge.tracker_process``), as the ``[ami] tracker_process`` setting runs it.
     ``extra_sinks`` get every fact after the ingest (an SSE stage subscribes to
     ``pipeline.bus``)."""
     store = await open_store(url)
@@ -193,7 +198,9 @@ async def build_pipeline(
     policy = LeadPolicy(own_numbers=("5551000",))
     ingest = Ingest(store, policy, bus, pbx_link_id=row.id, keep_live=True)
     counters = Counters()
-    tracker = CallTracker(PbxProfile())
+    tracker: Any = CallTracker(PbxProfile())
+    if tracker_process:  # ``[ami] tracker_process``: read, parse and track on another core
+        tracker = TrackerProcess(partial(CallTracker, PbxProfile()))
     accepted: dict[str, float] = {}
 
     def committed(recs: Sequence[CallRecord]) -> None:

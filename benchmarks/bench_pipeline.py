@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import json
 import multiprocessing as mp
+import os
 import resource
 import sys
 import tempfile
@@ -70,6 +71,17 @@ def cpu_seconds() -> float:
     """This process's CPU time, every thread (the SQLite driver's included)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu(pid: int | None) -> float:
+    """Another process's CPU seconds so far (the tracker process), from /proc."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def steady_rate(times: Sequence[float], share: float = 0.8) -> float:
@@ -210,7 +222,7 @@ async def _serve(pipe: Any, work: Path, reps: int) -> tuple[Any, int, list[str]]
 
 async def run(
     engine: str, rate: float, seconds: float, batch: bool, reps: int,
-    batch_calls: int = MAX_CALLS, profile: str | None = None,
+    batch_calls: int = MAX_CALLS, profile: str | None = None, tracker_process: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     ctx = mp.get_context("spawn")
     pbx_conn, pbx = harness.spawn(ctx, _pbx_child, rate, seconds)
@@ -220,8 +232,9 @@ async def run(
         expected = copies_for(rate, seconds) * CALLS_PER_COPY
         async with _database(engine) as url:
             pipe = await build_pipeline(
-                url, "127.0.0.1", port, batch=batch, batch_calls=batch_calls
-            )
+                url, "127.0.0.1", port, batch=batch, batch_calls=batch_calls,
+                tracker_process=tracker_process,
+            )  # fmt: skip
             with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
                 runner, web_port, users = await _serve(pipe, Path(tmp), reps)
                 await pipe.link.start()
@@ -229,7 +242,9 @@ async def run(
                 base = f"http://127.0.0.1:{web_port}"
                 cl_conn, cl_proc = harness.spawn(ctx, _clients_child, base, users)
                 await harness.reply(cl_conn)  # ready
+                worker = getattr(pipe.tracker, "worker", None)
                 t0, cpu0 = time.perf_counter(), cpu_seconds()
+                wcpu0 = process_cpu(worker.pid) if worker is not None else 0.0
                 profiler = bench_pop.start_profiler(profile)
                 pbx_conn.send("go")
                 done: tuple[Any, ...] | None = None
@@ -249,6 +264,7 @@ async def run(
                     if done is not None and delivered >= expected:
                         break
                 crm_cpu = cpu_seconds() - cpu0
+                tracker_cpu = process_cpu(worker.pid) - wcpu0 if worker is not None else 0.0
                 if profiler is not None:
                     profiler.disable()
                     profiler.dump_stats(profile)
@@ -280,6 +296,8 @@ async def run(
         "offered_steady": steady_rate(list(last_event.values())),
         "steady": steady_rate(times),
         "crm_cpu_ms": crm_cpu * 1000 / max(1, len(per_call)),
+        "tracker_cpu_ms": tracker_cpu * 1000 / max(1, len(per_call)),
+        "tracker_process": tracker_process,
         "pbx_cpu_ms": (done[4] if done else 0.0) * 1000 / expected,
         "lag_p50": _pct(lags, 50), "lag_p99": _pct(lags, 99), "lag_max": max(lags, default=0.0),
         "backlog": max_backlog, "pops": pops, "reps": reps,
@@ -295,8 +313,9 @@ def _fmt(r: dict[str, Any]) -> str:
         f"lag p50/p99/max {r['lag_p50']:.0f}/{r['lag_p99']:.0f}/{r['lag_max']:.0f} ms; "
         f"backlog<= {r['backlog']}\n"
         f"{'':12}steady (middle 80 %): offered {r['offered_steady']:.0f}, delivered "
-        f"{r['steady']:.0f} calls/s; CPU per call: CRM {r['crm_cpu_ms']:.2f} ms, "
-        f"PBX {r['pbx_cpu_ms']:.2f} ms\n"
+        f"{r['steady']:.0f} calls/s; CPU per call: CRM {r['crm_cpu_ms']:.2f} ms"
+        + (f" + its tracker process {r['tracker_cpu_ms']:.2f} ms" if r["tracker_process"] else "")
+        + f", PBX {r['pbx_cpu_ms']:.2f} ms\n"
         f"{'':12}{r['events']:,} events in {r['pbx_seconds']:.2f} s (scheduled "
         f"{r['scheduled']:.2f} s: the PBX kept up if these agree); exactly once: "
         f"{'OK' if ok else 'FAIL'} (calls {r['expected']}, in the browser {r['delivered']}, "
@@ -314,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=10, help="reps' SSE streams besides the admin")
     ap.add_argument("--batch-calls", type=int, default=MAX_CALLS, help="calls per transaction")
     ap.add_argument("--profile", help="write a cProfile of the CRM's event loop to this file")
+    ap.add_argument("--tracker-process", action="store_true",
+                    help="run the link's tracker in a process of its own ([ami] tracker_process)")
     args = ap.parse_args(argv)
     modes = [m.strip() == "batched" for m in args.modes.split(",") if m.strip()]
     loop = install()  # the CRM's loop as ``run.py serve`` runs it
@@ -322,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for batch in modes:
                 with contextlib.suppress(KeyboardInterrupt):
                     job = run(engine, rate, args.seconds, batch, args.reps, args.batch_calls,
-                              args.profile)  # fmt: skip
+                              args.profile, args.tracker_process)  # fmt: skip
                     result = asyncio.run(job)
                     result["loop"] = loop
                     print(_fmt(result), flush=True)

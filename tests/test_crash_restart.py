@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from ami_bridge.facts import CallRecord
 from tests.waiting import until
 
@@ -119,7 +121,27 @@ class PbxProcess:
             self.popen.wait(5)
 
 
-def write_settings(path: Path, pbx_port: int, cdr_csv: Path) -> None:
+def tracker_children(pid: int) -> list[int]:
+    """The tracker processes (``ami_bridge.tracker_process``) a CRM process started."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                if b"ami_bridge.tracker_process" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    out.append(int(child))
+    return out
+
+
+def alive(pid: int) -> bool:
+    """Running, not merely a zombie awaiting its (gone) parent's wait."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def write_settings(path: Path, pbx_port: int, cdr_csv: Path, tracker_process: bool) -> None:
     path.write_text(
         "\n".join([
             "[server]",
@@ -136,6 +158,7 @@ def write_settings(path: Path, pbx_port: int, cdr_csv: Path) -> None:
             "ping_timeout = 1.0",
             "backoff_initial = 0.1",
             "backoff_max = 0.5",
+            f"tracker_process = {'true' if tracker_process else 'false'}",
             "[pbx]",
             "finish_grace = 0.3",
             *LAB_PBX,  # the lab PBX the captures were recorded on (config/demo.toml)
@@ -219,7 +242,12 @@ def overlaps(call: CallRecord, outages: list[tuple[float, float]]) -> bool:
                for down, back in outages)  # fmt: skip
 
 
-async def test_crm_sigkilled_mid_burst_keeps_every_call_it_showed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tracker_process", [False, True], ids=["one-process", "tracker-process"])
+async def test_crm_sigkilled_mid_burst_keeps_every_call_it_showed(
+    tmp_path: Path, tracker_process: bool
+) -> None:
+    """With ``tracker_process`` the tracker's own process is orphaned by each kill: it
+    must end by itself (its socket to the CRM closes), and the new CRM's starts afresh."""
     rng = random.Random(SEED)
     timeline = office_timeline(EAST, COPIES, shared_allocator())
     expected = {c.linkedid: c for c in expected_calls(timeline)}
@@ -229,7 +257,7 @@ async def test_crm_sigkilled_mid_burst_keeps_every_call_it_showed(tmp_path: Path
     master_csv.parent.mkdir()
     pbx = PbxProcess(pbx_port, master_csv)
     config = tmp_path / "crm.toml"
-    write_settings(config, pbx_port, master_csv)
+    write_settings(config, pbx_port, master_csv, tracker_process)
     db = tmp_path / "crm.db"
     crm = Crm(tmp_path, config)
     crm.command("migrate")
@@ -261,8 +289,13 @@ async def test_crm_sigkilled_mid_burst_keeps_every_call_it_showed(tmp_path: Path
         for _kill in range(KILLS):
             await asyncio.sleep(rng.uniform(4.0, 8.0))
             down = (await pbx.state())["now"]
+            trackers = tracker_children(proc.popen.pid)
+            assert len(trackers) == int(tracker_process), trackers
             proc.popen.send_signal(signal.SIGKILL)
             proc.popen.wait(10)
+            if trackers:  # orphaned: it must notice and end, not track on for nobody
+                await until(lambda t=trackers: not any(alive(pid) for pid in t), 10,
+                            "the killed CRM's tracker process ended")  # fmt: skip
             note(client)
             await client.close()
             await asyncio.sleep(rng.uniform(2.0, 4.0))

@@ -32,15 +32,16 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import KW_ONLY, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ami_bridge.facts import CallRecord, Fact
 from ami_bridge.link import AmiLink, LinkStatus, settings_from_config
-from ami_bridge.presence import AgentChange, PresenceChange, PresenceTracker
-from ami_bridge.presence.combined import WithPresence
+from ami_bridge.presence import AgentChange, PresenceChange
+from ami_bridge.presence.combined import calls_and_presence
 from ami_bridge.protocol import Message, first
-from ami_bridge.tracker import CallTracker
+from ami_bridge.tracker_process import TrackerProcess
 from config.settings import pbx_profile
 from crm.batching import MAX_CALLS, MAX_WAIT
 from crm.closing import cancel_all, close_within
@@ -147,8 +148,8 @@ class ListingWatch:
     Delegates everything to the pure tracker; only watches the CoreShowChannel events
     go by, so the link manager knows which kept calls are still up after a takeover."""
 
-    def __init__(self, tracker: Tracker) -> None:
-        self.inner = tracker
+    def __init__(self, tracker: Tracker | TrackerProcess) -> None:
+        self.inner: Any = tracker
         self.listed: set[str] = set()
         self.listings = 0
         self.listed_once = asyncio.Event()
@@ -157,7 +158,17 @@ class ListingWatch:
     def wants(self, name: str, frame_text: str) -> bool:
         return self.inner.wants(name, frame_text)
 
+    @property
+    def worker(self) -> Any:
+        """The tracker's own process, when it runs in one (the link then calls
+        ``observe`` with the listing events it gets back, instead of ``feed``)."""
+        return getattr(self.inner, "worker", None)
+
     def feed(self, msg: Message, at: float) -> list[Fact]:
+        self.observe(msg)
+        return self.inner.feed(msg, at)
+
+    def observe(self, msg: Message) -> None:
         name = first(msg.get("Event")) if msg.get("Event") is not None else None
         if name == "CoreShowChannel":
             if self._current is None:
@@ -170,7 +181,6 @@ class ListingWatch:
             self._current = None
             self.listings += 1
             self.listed_once.set()
-        return self.inner.feed(msg, at)
 
     def tick(self, at: float) -> list[Fact]:
         return self.inner.tick(at)
@@ -331,8 +341,13 @@ class LinkManager:
         root = rt.ingest
         ingest = Ingest(rt.store, root.policy, rt.bus, root.clock, keep_live=True)
         profile = pbx_profile(rt.settings)
-        calls = CallTracker(profile)
-        watch = ListingWatch(WithPresence(calls, PresenceTracker(profile.is_extension)))
+        link_settings = settings_from_config(cfg.ami)
+        tracker: Tracker | TrackerProcess = (
+            TrackerProcess(partial(calls_and_presence, profile))
+            if link_settings.tracker_process
+            else calls_and_presence(profile)
+        )
+        watch = ListingWatch(tracker)
         ready = asyncio.Event()
         owner: list[int | None] = [None]
 
@@ -406,7 +421,7 @@ class LinkManager:
                 backfill.link_state(st.state)
             rt.bus.publish(Event("link_status", st))
 
-        link = AmiLink(settings_from_config(cfg.ami), watch, deliver, on_status=status)
+        link = AmiLink(link_settings, watch, deliver, on_status=status)
         running = RunningLink(cfg, None, link, ingest, watch, sink=sink, ready=ready, owner=owner,
                               lanes=lanes)  # fmt: skip
         self.running[cfg.name] = running

@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..profile import PbxProfile
 from ..protocol import Message
 from .tracker import PresenceTracker
+
+
+def calls_and_presence(profile: PbxProfile) -> WithPresence:
+    """The tracker a link feeds, from the PBX's profile alone (picklable as
+    ``partial(calls_and_presence, profile)``: the tracker process builds it so)."""
+    from ..tracker import CallTracker
+
+    return WithPresence(CallTracker(profile), PresenceTracker(profile.is_extension))
 
 
 class WithPresence:

@@ -1,0 +1,231 @@
+"""The link with its tracker in a process of its own (``[ami] tracker_process``), against
+the replay PBX over real TCP: the same facts as in one process, across a drop, with
+click-to-call's answers coming back through the child, and a killed child replaced."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from ami_bridge.facts import CallProgress, CallRecord, Fact
+from ami_bridge.link import AmiLink, settings_from_config
+from ami_bridge.originate import OriginateRequest
+from ami_bridge.presence import PresenceChange
+from ami_bridge.presence.combined import calls_and_presence
+from ami_bridge.profile import PbxProfile
+from ami_bridge.replay import replay_file
+from ami_bridge.replay_pbx import OriginateScript, ReplayPbx
+from ami_bridge.tracker import CallTracker
+from ami_bridge.tracker_process import TrackerProcess
+from crm.models import CallFilter
+from web.runtime import open_runtime
+
+from .test_link import BURST, CLICK, INBOUND, is_answer, settings, until
+from .web.conftest import web_settings
+
+pytestmark = pytest.mark.timeout(60)
+
+PROFILE = PbxProfile(finish_grace=0.1)
+
+
+def in_a_process(profile: PbxProfile = PROFILE) -> TrackerProcess:
+    return TrackerProcess(functools.partial(CallTracker, profile))
+
+
+def summary(facts: list[Fact]) -> list[tuple[object, ...]]:
+    """What a user sees of the facts: every call's record, and each live update's state
+    (who rings, who answered), in order; not when they were read."""
+    out: list[tuple[object, ...]] = []
+    for f in facts:
+        if isinstance(f, CallRecord):
+            out.append(("record", f.linkedid, f.direction, f.caller, f.callee, f.answered,
+                        f.answered_by, f.outcome, f.rang))  # fmt: skip
+        elif isinstance(f, CallProgress):
+            out.append(("progress", f.linkedid, f.state, f.ringing, f.answered_by))
+        else:
+            out.append((type(f).__name__,))
+    return out
+
+
+async def play(capture: Path, tracker: object) -> list[Fact]:
+    facts: list[Fact] = []
+    async with (
+        ReplayPbx(capture, speed=0, paused=True) as pbx,
+        AmiLink(settings(pbx), tracker, facts.append) as link,  # type: ignore[arg-type]
+    ):
+        await link.wait_state("connected")
+        pbx.resume()
+        await pbx.wait_done(5)
+        expected = len(replay_file(capture))
+        await until(lambda: sum(isinstance(f, CallRecord) for f in facts) >= expected, 10)
+        await asyncio.sleep(0.3)  # a duplicate would come with the next ticks
+    return facts
+
+
+async def test_the_burst_gives_the_same_facts_as_in_one_process() -> None:
+    """20 overlapping calls: every record and every live update, in the same order."""
+    alone = await play(BURST, CallTracker(PROFILE))
+    split = await play(BURST, in_a_process())
+    records = [f for f in split if isinstance(f, CallRecord)]
+    assert len(records) == 20 == len({r.linkedid for r in records})
+    assert summary(split) == summary(alone)
+    # every call's first update (its pop) carries when the parent read its event: the
+    # pop latency figure starts there
+    firsts: dict[str, CallProgress] = {}
+    for f in split:
+        if isinstance(f, CallProgress):
+            firsts.setdefault(f.linkedid, f)
+    assert len(firsts) == 20
+    assert all(f.received_at is not None for f in firsts.values())
+
+
+async def test_calls_and_presence_cross_the_process_too() -> None:
+    """The link manager's tracker (calls and presence) built from its recipe."""
+    facts = await play(INBOUND, TrackerProcess(functools.partial(calls_and_presence, PROFILE)))
+    assert [f.linkedid for f in facts if isinstance(f, CallRecord)] == ["1795341294.0"]
+    assert any(isinstance(f, PresenceChange) for f in facts)
+
+
+async def test_a_drop_mid_call_neither_loses_nor_doubles_the_call() -> None:
+    facts: list[Fact] = []
+    tracker = in_a_process()
+    async with (
+        ReplayPbx(INBOUND, speed=0, paused=True) as pbx,
+        AmiLink(settings(pbx), tracker, facts.append) as link,
+    ):
+        await link.wait_state("connected")
+        await pbx.play_until(is_answer)
+        await until(lambda: any(isinstance(f, CallProgress) and f.state == "answered"
+                                for f in facts))  # fmt: skip
+        pbx.drop_clients()
+        await until(lambda: link.status.reconnects == 1)
+        await link.wait_state("connected")
+        assert pbx.actions["coreshowchannels"] == 2  # the resync went through the child
+        pbx.resume()
+        await pbx.wait_done(2)
+        await until(lambda: any(isinstance(f, CallRecord) for f in facts))
+        await asyncio.sleep(0.3)
+        assert tracker.starts == 1  # a dropped link is no reason for a new tracker
+    records = [f for f in facts if isinstance(f, CallRecord)]
+    assert [r.linkedid for r in records] == ["1795341294.0"]
+    assert records[0].answered and records[0].answered_by == "101"
+
+
+async def test_click_to_call_answers_come_back_through_the_child() -> None:
+    """The Originate's response and its OriginateResponse event (which carries our
+    ActionID) are parsed by the child and resolve the link's action."""
+    facts: list[Fact] = []
+    async with ReplayPbx(None, speed=0) as pbx:
+        pbx.script_originate(OriginateScript.from_capture(CLICK, "c2c-0001"))
+        async with AmiLink(settings(pbx), in_a_process(), facts.append) as link:
+            await link.wait_state("connected")
+            req = OriginateRequest(
+                action_id="c2c-0001",
+                channel="PJSIP/103",
+                exten="4155550123",
+                context="from-internal",
+                caller_id='"Call to 4155550123" <4155550123>',
+                account="crm-c2c-0001",
+            )
+            result = await asyncio.wait_for(link.originate(req), 5)
+            await until(lambda: any(isinstance(f, CallRecord) for f in facts), 5)
+    assert result.success and result.reason_text == "answered"
+    assert result.uniqueid == "1795341391.15"
+    [record] = [f for f in facts if isinstance(f, CallRecord)]
+    assert record.originate_id == "c2c-0001"
+
+
+async def test_a_killed_tracker_process_is_replaced_and_the_call_still_recorded() -> None:
+    """SIGKILL the child mid-call: the link says why, starts a new one and reconnects;
+    the new tracker learns the call from the resync and records it once."""
+    facts: list[Fact] = []
+    tracker = in_a_process()
+    async with (
+        ReplayPbx(INBOUND, speed=0, paused=True) as pbx,
+        AmiLink(settings(pbx), tracker, facts.append) as link,
+    ):
+        await link.wait_state("connected")
+        await pbx.play_until(is_answer)
+        await until(lambda: any(isinstance(f, CallProgress) and f.state == "answered"
+                                for f in facts))  # fmt: skip
+        first_pid = tracker.pid
+        assert first_pid is not None
+        os.kill(first_pid, signal.SIGKILL)
+        await until(lambda: link.status.reconnects == 1, 10)
+        status = await link.wait_state("connected", timeout=10)
+        assert tracker.starts == 2 and tracker.pid != first_pid
+        assert "tracker process ended" in (status.last_error or "")
+        pbx.resume()
+        await pbx.wait_done(2)
+        await until(lambda: any(isinstance(f, CallRecord) for f in facts), 5)
+        await asyncio.sleep(0.3)
+    records = [f for f in facts if isinstance(f, CallRecord)]
+    assert [r.linkedid for r in records] == ["1795341294.0"]
+
+
+async def test_stop_with_flush_records_the_calls_still_in_their_grace() -> None:
+    """Stopping right after a call ended (its record waits out a 30 s grace for late
+    events): the events already sent to the child are tracked first, then the flush
+    gives the record; the child is gone afterwards."""
+    facts: list[Fact] = []
+    tracker = in_a_process(PbxProfile(finish_grace=30.0))
+    async with ReplayPbx(INBOUND, speed=0, paused=True) as pbx:
+        link = AmiLink(settings(pbx), tracker, facts.append)
+        await link.start()
+        await link.wait_state("connected")
+        pbx.resume()
+        await pbx.wait_done(5)
+        await link.stop(flush=True)
+    records = [f for f in facts if isinstance(f, CallRecord)]
+    assert [r.linkedid for r in records] == ["1795341294.0"]
+    assert not tracker.alive
+
+
+def test_the_setting_is_true_or_false() -> None:
+    base = {"host": "pbx", "secret": "s"}
+    assert settings_from_config(base).tracker_process is False
+    assert settings_from_config({**base, "tracker_process": True}).tracker_process is True
+    with pytest.raises(ValueError, match=r"ami\.tracker_process must be true or false"):
+        settings_from_config({**base, "tracker_process": "yes"})
+
+
+async def test_the_link_manager_runs_the_tracker_in_its_process(tmp_path: Path) -> None:
+    """``[ami] tracker_process = true`` in the product: the call is stored, and the
+    channel listing (which the link manager's recovery needs) is seen in the parent."""
+    [expected] = replay_file(INBOUND)
+    async with ReplayPbx(INBOUND, speed=0, paused=True, secret="s3") as pbx:
+        cfg = web_settings(tmp_path, pbx={"finish_grace": 0.1})
+        cfg["ami"].update(host="127.0.0.1", port=pbx.port, username="crm", secret="s3",
+                          tracker_process=True)  # fmt: skip
+        rt = await open_runtime(cfg)
+        try:
+            manager = rt.extras["link_manager"]
+            deadline = time.monotonic() + 20
+            while not manager.running or any(
+                r.link.status.state != "connected" for r in manager.running.values()
+            ):
+                assert time.monotonic() < deadline, "the link never came up"
+                await asyncio.sleep(0.05)
+            [running] = manager.running.values()
+            assert isinstance(running.watch.worker, TrackerProcess)
+            assert running.watch.worker.alive and running.watch.worker.pid != os.getpid()
+            await asyncio.wait_for(running.watch.listed_once.wait(), 5)
+            pbx.resume()
+            await pbx.wait_done(5)
+            deadline = time.monotonic() + 10
+            while await rt.store.count_calls() < 1:
+                assert time.monotonic() < deadline, "the call was never stored"
+                await asyncio.sleep(0.05)
+            [call] = await rt.store.list_calls(CallFilter())
+            assert call.linkedid == expected.linkedid and call.complete
+            assert call.outcome == expected.outcome
+            worker = running.watch.worker
+        finally:
+            await rt.close()
+        assert not worker.alive
