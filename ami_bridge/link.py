@@ -30,6 +30,10 @@ futures, its ``Manager`` as the action front end), with four of its habits repla
   PBX drops the link); reading resumes when the sink has caught up to half the bound.
   Nothing is dropped; the backlog, the live updates merged and how long the queue has
   been full are in ``LinkStatus``.
+* Given a ``TrackerProcess`` (``[ami] tracker_process``), the link reads and sends: the
+  splitting, parsing and tracking happen in that process, on another core, and its
+  answers (facts, and the responses this side resolves) come back in order
+  (``ami_bridge.tracker_process``).
 """
 
 from __future__ import annotations
@@ -171,6 +175,8 @@ class LinkStatus:
     overloaded: bool = False
     """Behind or full for longer than ``LinkSettings.backlog_alarm``: the sink cannot
     keep up."""
+    tracker_restarts: int = 0
+    """Times the tracker's own process (``[ami] tracker_process``) died and was replaced."""
     behind_since: float | None = None
     """Wall time the backlog reached the merge point (``LinkSettings.merge_after``), if it
     has not drained below a quarter of it since; None: the sink keeps up."""
@@ -391,6 +397,7 @@ class AmiLink:
             ),
             behind_since=self._behind_since,
             merged=self._merged,
+            tracker_restarts=max(0, self._worker.starts - 1) if self._worker else 0,
         )
 
     @property
@@ -422,8 +429,6 @@ class AmiLink:
     async def start(self) -> None:
         if self._tasks:
             return
-        if self._worker is not None and not self._worker.alive:
-            await self._worker.start()
         self._tasks = [
             asyncio.create_task(self._supervise(), name="ami-link-supervisor"),
             asyncio.create_task(self._ticker(), name="ami-link-ticker"),
@@ -710,7 +715,7 @@ class AmiLink:
             except ConnectionError:
                 return  # the process died: ``_on_worker_died`` reconnects
             if worker.inflight > worker.inflight_max:
-                self._pause(proto)
+                self._pause(proto, f"{worker.inflight} bytes wait for the tracker process")
             return
         reader = proto.reader
         before = reader.frames
@@ -783,16 +788,16 @@ class AmiLink:
             except Exception:
                 self._errors.report(first(msg.get("Event")) or "event", msg)
 
-    def _pause(self, proto: _FastProtocol) -> None:
+    def _pause(self, proto: _FastProtocol, behind: str | None = None) -> None:
         if proto.paused:
             return
         proto.paused = True
         self._pauses += 1
         if self._full_since is None:
             self._full_since = time.time()
-            log.warning("AMI link to %s: %d facts wait for the sink; not reading the "
-                        "socket until it catches up", self.status.endpoint,
-                        self._facts.qsize())  # fmt: skip
+            behind = behind or f"{self._facts.qsize()} facts wait for the sink"
+            log.warning("AMI link to %s: %s; not reading the socket until it catches up",
+                        self.status.endpoint, behind)  # fmt: skip
         with contextlib.suppress(Exception):
             proto.transport.pause_reading()
 

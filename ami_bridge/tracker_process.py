@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copyreg
+import dataclasses
 import logging
 import os
 import pickle
@@ -44,6 +46,7 @@ import sys
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from .protocol import FrameReader, Message, first
@@ -62,6 +65,25 @@ _HEADER = struct.Struct("!I")
 ROOT = Path(__file__).resolve().parents[1]
 
 Factory = Callable[[], Any]
+
+
+def _by_fields(obj: Any) -> tuple[type, tuple[Any, ...]]:
+    return type(obj), tuple(getattr(obj, name) for name in type(obj).__match_args__)
+
+
+def fast_pickling(*modules: ModuleType) -> None:
+    """Pickle the facts of ``modules`` as their constructor's arguments: a frozen slots
+    dataclass otherwise unpickles through a Python loop over its fields, which cost the
+    parent's event loop about a twentieth of its time at 300 calls/s."""
+    for module in modules:
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and value.__module__ == module.__name__
+                and dataclasses.is_dataclass(value)
+                and all(f.init and not f.kw_only for f in dataclasses.fields(value))
+            ):
+                copyreg.pickle(value, _by_fields)
 
 
 def _frame(obj: Any) -> bytes:
@@ -83,6 +105,13 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
             return None
         got += k
     return bytes(buf)
+
+
+def _recv(sock: socket.socket) -> Any:
+    """The next object the parent sent; None once it went away."""
+    head = _recv_exact(sock, _HEADER.size)
+    body = _recv_exact(sock, _HEADER.unpack(head)[0]) if head is not None else None
+    return None if body is None else pickle.loads(body)
 
 
 # -- the child ------------------------------------------------------------------------
@@ -159,23 +188,19 @@ class _Child:
 def child_main(sock: socket.socket) -> None:
     """The child's whole life: build the tracker, answer commands until told to stop or
     the parent goes away (its end of the socket closes)."""
-    head = _recv_exact(sock, _HEADER.size)
-    body = _recv_exact(sock, _HEADER.unpack(head)[0]) if head is not None else None
-    if body is None:
+    start = _recv(sock)
+    if start is None:
         return
-    factory, log_level = pickle.loads(body)
+    factory, log_level = start
+    from . import facts as call_facts
+    from .presence import facts as presence_facts
+
+    fast_pickling(call_facts, presence_facts)
     fmt = "%(asctime)s %(levelname)s tracker process: %(name)s: %(message)s"
     logging.basicConfig(level=log_level, stream=sys.stderr, format=fmt)
     child = _Child(factory())
     _send(sock, ("hello", tuple(getattr(child.tracker, "resync_actions", ()))))
-    while True:
-        head = _recv_exact(sock, _HEADER.size)
-        if head is None:
-            return
-        body = _recv_exact(sock, _HEADER.unpack(head)[0])
-        if body is None:
-            return
-        cmd = pickle.loads(body)
+    while (cmd := _recv(sock)) is not None:
         kind = cmd[0]
         if kind == "data":
             _, conn, data, now = cmd

@@ -4,20 +4,25 @@ calls per second, with every call exactly once at the end.
 
     .venv/bin/python -m benchmarks.bench_pipeline [--engine sqlite|postgresql|both]
         [--rates 100,300,400] [--seconds 20] [--modes single,batched] [--reps 10]
+        [--tracker-process] [--profile FILE]
 
 The burst capture (20 overlapping calls, 116 AMI events a call) is overlapped with fresh
 ids as many times as it takes to offer ``rate`` finished calls per second for
 ``seconds`` seconds.  Three processes, so no stage's CPU is counted as another's wait:
 
-* the PBX: a replay PBX whose frames are encoded before the clock starts (the Python
+* the PBX: a replay PBX whose timeline is prepared before the clock starts, every frame
+  encoded and the frames due within a millisecond joined into one write (the Python
   replay PBX of ``bench_load`` spends about 50 us of its own CPU per event renaming and
-  encoding, which caps it near 18 k events/s = 160 calls/s, below what is measured here);
-  it stamps when it wrote each call's last event;
+  encoding, which caps it near 18 k events/s = 160 calls/s; a write per event still cost
+  1.4 ms a call); it stamps when it wrote each call's last event;
 * the CRM: ``bench_load.build_pipeline`` (the link manager's wiring: link row,
   ``live_calls``, journaled holding sink, batched or one transaction per call) with the
-  web application on top, as in the CRM process;
+  web application on top, as in the CRM process; ``--tracker-process`` runs the link's
+  tracker in a process of its own, as ``[ami] tracker_process`` does;
 * the browsers: an admin's ``/events`` stream (every call's ``call_recorded``) plus
-  ``--reps`` reps' streams (their screen pops), stamping every message they read.
+  ``--reps`` reps' streams (their screen pops).  The admin's reads are kept with their
+  time and parsed after the run, the reps' only counted: on the CRM's own two CPUs,
+  parsing every message as it came cost the simulated browsers 1 ms a call.
 
 Printed per run: calls/s offered by the PBX and delivered to the admin's browser (from
 the first call delivered to the last), the same two over the middle 80 % of the calls
@@ -28,7 +33,8 @@ the timeline in the time scheduled, also printed), the CPU seconds each process 
 (what counts on a shared machine: the CRM's must stay below one core), the lag from
 the PBX writing a call's last event to the browser reading that it was recorded
 (p50/p99/max), the link's largest backlog, and the exactly-once check: every call
-delivered to the browser once, and one row each.
+delivered to the browser once, and one row each; then the CRM process's CPU by thread
+(its event loop, the SQLite connections' threads) and how busy its event loop was.
 "Sustained" means the lag stays flat (the p99 is not the length of the run) and nothing
 is missing.
 """
@@ -84,6 +90,25 @@ def process_cpu(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of this process's threads, by name (/proc; threads of one name summed)."""
+    import re
+    import threading
+
+    names = {t.native_id: re.sub(r"[_-]?\d+", "", t.name) for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = names.get(int(task.name), "other")
+        fields = stat.rsplit(")", 1)[1].split()
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def steady_rate(times: Sequence[float], share: float = 0.8) -> float:
     """Calls a second over the middle ``share`` of the calls, by time: the rate held
     once the first copies are through and before the last ones wind down."""
@@ -114,30 +139,68 @@ def timeline(rate: float, seconds: float) -> tuple[list[tuple[Message, float]], 
     return overlapped(BURST, copies, stagger), copies * CALLS_PER_COPY, speed
 
 
+Group = tuple[float, bytes, int, list[str]]
+
+
 class EncodedPbx(ReplayPbx):
-    """The replay PBX with every frame encoded up front, stamping each call's last event."""
+    """The replay PBX with its timeline prepared up front: every frame encoded, and the
+    frames due within the same millisecond joined into one write, stamping when each
+    call's last event was written.  A real PBX is another machine; this one shares the
+    CRM's two CPUs, so it is made as cheap as it can be (a write and a timeline step per
+    event cost it 1.4 ms of CPU a call, about a fifth of what the CRM spends); the CRM
+    reads the same bytes in the same order at the same times, to the millisecond."""
+
+    GROUP = 0.001
 
     def __init__(self, items: list[tuple[Message, float]], **kwargs: Any) -> None:
         super().__init__(items, **kwargs)
-        self._frames = {id(m): encode_action(m) for m, _ in self._events}
         self.last_event: dict[str, float] = {}
         self.cpu_at_go = cpu_seconds()
+        self._groups = self._prepare([(m, at) for m, at in self._timeline_items()])
+
+    def _prepare(self, timed: list[tuple[Message, float]]) -> list[Group]:
+        """(seconds after the start, the frames' bytes, how many, the linkedids in them)."""
+        groups: list[Group] = []
+        if not timed:
+            return groups
+        first_at = timed[0][1]
+        frames: list[bytes] = []
+        linkedids: list[str] = []
+        due = 0.0
+        for msg, at in timed:
+            offset = (at - first_at) / self.speed
+            if frames and offset - due >= self.GROUP:
+                groups.append((due, b"".join(frames), len(frames), linkedids))
+                frames, linkedids = [], []
+            if not frames:
+                due = offset
+            frames.append(encode_action(msg))
+            linkedid = msg.get("Linkedid")
+            if isinstance(linkedid, str):
+                linkedids.append(linkedid)
+        groups.append((due, b"".join(frames), len(frames), linkedids))
+        return groups
 
     def resume(self) -> None:
         self.cpu_at_go = cpu_seconds()  # the replay's own CPU, not the encoding's
         super().resume()
 
-    def _emit(self, msg: Message, at: float) -> None:
-        if at > self.now:
-            self.now = at
-        self.played += 1
-        data = self._frames.get(id(msg)) or encode_action(msg)
-        for session in tuple(self._sessions):
-            if session.wants_event(msg):
-                session.send_bytes(data)
-        linkedid = msg.get("Linkedid")
-        if isinstance(linkedid, str):
-            self.last_event[linkedid] = time.monotonic()
+    async def _timeline(self) -> None:
+        loop = asyncio.get_running_loop()
+        await self._running.wait()
+        start = loop.time()
+        for due, data, count, linkedids in self._groups:
+            delay = start + due - loop.time()
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            for session in tuple(self._sessions):
+                if session.logged_in and session.events_on and not session.muted:
+                    session.send_bytes(data)
+            self.played += count
+            now = time.monotonic()
+            for linkedid in linkedids:
+                self.last_event[linkedid] = now
+        self._done.set()
 
 
 def _pbx_child(conn: Connection, rate: float, seconds: float) -> None:
@@ -155,20 +218,55 @@ def _pbx_child(conn: Connection, rate: float, seconds: float) -> None:
     asyncio.run(main())
 
 
+RECORDED = b'"kind":"call_recorded"'
+PROGRESS = b'"kind":"call_progress"'
+
+
+class _Counter:
+    """Counts a marker in a stream read in chunks (one cut across two reads too)."""
+
+    def __init__(self, marker: bytes) -> None:
+        self.marker = marker
+        self.count = 0
+        self._tail = b""
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._tail + chunk
+        self.count += data.count(self.marker)
+        self._tail = data[-(len(self.marker) - 1) :]
+
+
+def recorded_calls(reads: list[tuple[float, bytes]]) -> list[tuple[str, float]]:
+    """The admin's ``call_recorded`` messages, each with the time of the read that
+    completed it (parsed after the run, as ``bench_pop``'s readers do: parsing while
+    reading cost the simulated browsers more CPU than the server spent, on the same
+    two CPUs)."""
+    out: list[tuple[str, float]] = []
+    lines = harness.SseLines()
+    for at, chunk in reads:
+        for line in lines.feed(chunk):
+            if line.startswith(b"data: ") and RECORDED in line:
+                call = (json.loads(line[6:]).get("data") or {}).get("call") or {}
+                out.append((str(call.get("linkedid")), at))
+    return out
+
+
 def _clients_child(conn: Connection, base: str, users: list[str]) -> None:
-    """One SSE stream per user; the first is the admin, whose ``call_recorded`` count."""
+    """One SSE stream per user; the first is the admin's, whose reads are kept with their
+    time and parsed after the run; the reps' streams count their pops."""
     import aiohttp
 
     install()
 
     async def main() -> None:
-        recorded: list[tuple[str, float]] = []
-        pops = 0
+        reads: list[tuple[float, bytes]] = []
+        recorded = _Counter(RECORDED)
+        pops = [_Counter(PROGRESS) for _ in users]
         stop = asyncio.Event()
         ready = 0
 
         async def client(i: int, username: str) -> None:
-            nonlocal ready, pops
+            nonlocal ready
             jar = aiohttp.CookieJar(unsafe=True)
             timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
             async with aiohttp.ClientSession(cookie_jar=jar, timeout=timeout) as s:
@@ -176,7 +274,6 @@ def _clients_child(conn: Connection, base: str, users: list[str]) -> None:
                 async with s.get(f"{base}/events") as resp:
                     assert resp.status == 200, resp.status
                     ready += 1
-                    lines = harness.SseLines()
                     while not stop.is_set():
                         try:
                             async with asyncio.timeout(0.5):
@@ -185,29 +282,25 @@ def _clients_child(conn: Connection, base: str, users: list[str]) -> None:
                             continue
                         if not chunk:
                             break
-                        now = time.monotonic()
-                        for line in lines.feed(chunk):
-                            if not line.startswith(b"data: "):
-                                continue
-                            msg = json.loads(line[6:])
-                            kind = msg.get("kind")
-                            if i == 0 and kind == "call_recorded":
-                                call = (msg.get("data") or {}).get("call") or {}
-                                recorded.append((str(call.get("linkedid")), now))
-                            elif i and kind == "call_progress":
-                                pops += 1
+                        if i == 0:
+                            reads.append((time.monotonic(), chunk))
+                            recorded.feed(chunk)
+                        else:
+                            pops[i].feed(chunk)
 
         tasks = [asyncio.create_task(client(i, u)) for i, u in enumerate(users)]
         await harness.until_ready(tasks, lambda: ready >= len(users))
         conn.send(("ready", len(users)))
+        cpu0 = cpu_seconds()
         loop = asyncio.get_running_loop()
         while not conn.poll():
             await asyncio.sleep(0.1)
-            conn.send(("count", len(recorded)))
+            conn.send(("count", recorded.count))
         await loop.run_in_executor(None, conn.recv)  # "stop"
         stop.set()
         await harness.cancel_all(tasks)
-        conn.send(("recorded", recorded, pops))
+        cpu = cpu_seconds() - cpu0
+        conn.send(("recorded", recorded_calls(reads), sum(c.count for c in pops), cpu))
 
     asyncio.run(main())
 
@@ -243,7 +336,8 @@ async def run(
                 cl_conn, cl_proc = harness.spawn(ctx, _clients_child, base, users)
                 await harness.reply(cl_conn)  # ready
                 worker = getattr(pipe.tracker, "worker", None)
-                t0, cpu0 = time.perf_counter(), cpu_seconds()
+                t0, cpu0, main0 = time.perf_counter(), cpu_seconds(), time.thread_time()
+                threads0 = thread_cpu()
                 wcpu0 = process_cpu(worker.pid) if worker is not None else 0.0
                 profiler = bench_pop.start_profiler(profile)
                 pbx_conn.send("go")
@@ -264,6 +358,8 @@ async def run(
                     if done is not None and delivered >= expected:
                         break
                 crm_cpu = cpu_seconds() - cpu0
+                main_cpu, wall = time.thread_time() - main0, time.perf_counter() - t0
+                threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu().items()}
                 tracker_cpu = process_cpu(worker.pid) - wcpu0 if worker is not None else 0.0
                 if profiler is not None:
                     profiler.disable()
@@ -273,7 +369,7 @@ async def run(
                 result: tuple[Any, ...] = ("",)
                 while result[0] != "recorded":
                     result = await asyncio.get_running_loop().run_in_executor(None, cl_conn.recv)
-                _, recorded, pops = result
+                _, recorded, pops, clients_cpu = result
                 rows = await pipe.store.count_calls()
                 counters = pipe.counters
                 await harness.close_pipeline(runner, pipe)
@@ -297,8 +393,12 @@ async def run(
         "steady": steady_rate(times),
         "crm_cpu_ms": crm_cpu * 1000 / max(1, len(per_call)),
         "tracker_cpu_ms": tracker_cpu * 1000 / max(1, len(per_call)),
+        "main_cpu_ms": main_cpu * 1000 / max(1, len(per_call)),
+        "main_busy": main_cpu / wall if wall else 0.0,
+        "threads": {k: v * 1000 / max(1, len(per_call)) for k, v in threads.items() if v},
         "tracker_process": tracker_process,
         "pbx_cpu_ms": (done[4] if done else 0.0) * 1000 / expected,
+        "clients_cpu_ms": clients_cpu * 1000 / expected,
         "lag_p50": _pct(lags, 50), "lag_p99": _pct(lags, 99), "lag_max": max(lags, default=0.0),
         "backlog": max_backlog, "pops": pops, "reps": reps,
     }  # fmt: skip
@@ -313,14 +413,17 @@ def _fmt(r: dict[str, Any]) -> str:
         f"lag p50/p99/max {r['lag_p50']:.0f}/{r['lag_p99']:.0f}/{r['lag_max']:.0f} ms; "
         f"backlog<= {r['backlog']}\n"
         f"{'':12}steady (middle 80 %): offered {r['offered_steady']:.0f}, delivered "
-        f"{r['steady']:.0f} calls/s; CPU per call: CRM {r['crm_cpu_ms']:.2f} ms"
+        f"{r['steady']:.0f} calls/s; CPU per call: CRM {r['crm_cpu_ms']:.2f} ms (its event "
+        f"loop {r['main_cpu_ms']:.2f} ms, busy {100 * r['main_busy']:.0f} % of the run)"
         + (f" + its tracker process {r['tracker_cpu_ms']:.2f} ms" if r["tracker_process"] else "")
-        + f", PBX {r['pbx_cpu_ms']:.2f} ms\n"
+        + f", PBX {r['pbx_cpu_ms']:.2f} ms, browsers {r['clients_cpu_ms']:.2f} ms\n"
         f"{'':12}{r['events']:,} events in {r['pbx_seconds']:.2f} s (scheduled "
         f"{r['scheduled']:.2f} s: the PBX kept up if these agree); exactly once: "
         f"{'OK' if ok else 'FAIL'} (calls {r['expected']}, in the browser {r['delivered']}, "
         f"twice {r['twice']}, rows {r['rows']}); {r['reps']} reps read {r['pops']} pops; "
-        f"every process on {r['loop']}"
+        f"every process on {r['loop']}\n"
+        f"{'':12}the CRM's threads, CPU ms a call: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["threads"].items(), key=lambda kv: -kv[1]))
     )
 
 

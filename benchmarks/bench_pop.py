@@ -390,7 +390,8 @@ async def _serve(pipe: Any, work: Path, reps: dict[str, str]) -> tuple[Any, Any,
 
 async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
               stagger: float, tabs: int = 1, profile: str | None = None,
-              readers: str = "raw", client_procs: int = 1) -> dict[str, Any]:  # fmt: skip
+              readers: str = "raw", client_procs: int = 1,
+              tracker_process: bool = False) -> dict[str, Any]:  # fmt: skip
     from benchmarks.pop_stages import Stages
 
     ctx = mp.get_context("spawn")
@@ -403,7 +404,7 @@ async def run(engine: str, clients: int, speed: float, copies: int, loops: int,
         reps = {"alice": "101", "bob": "102"}
         users = [list(reps)[i % len(reps)] for i in range(clients)]
         async with _database(engine) as url:
-            pipe = await build_pipeline(url, "127.0.0.1", port)
+            pipe = await build_pipeline(url, "127.0.0.1", port, tracker_process=tracker_process)
             with tempfile.TemporaryDirectory(prefix="bench-pop-") as tmp:
                 rt, runner, web_port = await _serve(pipe, Path(tmp), reps)
                 hub = rt.extras.get("live_hub")
@@ -582,6 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--clients", default="10,50,200", help="SSE clients, comma-separated runs")
     add_replay_arguments(ap, speed=10.0, copies=10, loops=2, tabs=1)
     ap.add_argument("--profile", help="write a cProfile of the server's replay to this file")
+    ap.add_argument("--tracker-process", action="store_true",
+                    help="run the link's tracker in a process of its own ([ami] tracker_process)")
     args = ap.parse_args(argv)
     install()
     for engine in harness.engines(args.engine):
@@ -589,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 r = asyncio.run(run(engine, n, args.speed, args.copies, args.loops,
                                     args.stagger, args.tabs, args.profile, args.readers,
-                                    args.client_procs))  # fmt: skip
+                                    args.client_procs, args.tracker_process))  # fmt: skip
                 print(_fmt(r), flush=True)
                 if args.details:
                     print(details(r), flush=True)

@@ -161,6 +161,7 @@ async def test_a_killed_tracker_process_is_replaced_and_the_call_still_recorded(
         status = await link.wait_state("connected", timeout=10)
         assert tracker.starts == 2 and tracker.pid != first_pid
         assert "tracker process ended" in (status.last_error or "")
+        assert status.tracker_restarts == 1  # the admin page and /metrics say so
         pbx.resume()
         await pbx.wait_done(2)
         await until(lambda: any(isinstance(f, CallRecord) for f in facts), 5)
@@ -229,3 +230,73 @@ async def test_the_link_manager_runs_the_tracker_in_its_process(tmp_path: Path) 
         finally:
             await rt.close()
         assert not worker.alive
+
+
+async def test_a_call_that_ends_while_its_tracker_process_is_dead_is_still_written(
+    tmp_path: Path,
+) -> None:
+    """The child is killed mid-call and the call hangs up before the new one runs: no
+    tracker sees the end, the new one's channel list no longer has it, and the link
+    manager writes it from what was kept (incomplete), once."""
+    [expected] = replay_file(INBOUND)
+    async with ReplayPbx(INBOUND, speed=0, paused=True, secret="s3") as pbx:
+        cfg = web_settings(tmp_path, pbx={"finish_grace": 0.1})
+        cfg["ami"].update(host="127.0.0.1", port=pbx.port, username="crm", secret="s3",
+                          tracker_process=True, backoff_initial=0.5, backoff_max=0.5)  # fmt: skip
+        rt = await open_runtime(cfg)
+        try:
+            manager = rt.extras["link_manager"]
+            deadline = time.monotonic() + 20
+            while not manager.running or any(
+                r.link.status.state != "connected" for r in manager.running.values()
+            ):
+                assert time.monotonic() < deadline, "the link never came up"
+                await asyncio.sleep(0.05)
+            [running] = manager.running.values()
+            worker = running.watch.worker
+            await pbx.play_until(is_answer)
+            deadline = time.monotonic() + 10
+            while not await rt.store.live_calls_for_link(running.ingest.pbx_link_id):
+                assert time.monotonic() < deadline, "the call in progress was never kept"
+                await asyncio.sleep(0.05)
+            os.kill(worker.pid, signal.SIGKILL)
+            pbx.resume()  # the call ends at once, while no tracker runs
+            await pbx.wait_done(5)
+            deadline = time.monotonic() + 20
+            while await rt.store.count_calls() < 1:
+                assert time.monotonic() < deadline, "the call left behind was never written"
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.5)  # a second write would land by now
+            [call] = await rt.store.list_calls(CallFilter())
+            assert call.linkedid == expected.linkedid
+            assert not call.complete  # nobody saw it end: its figures are flagged
+            assert call.answered and worker.starts == 2
+            assert not await rt.store.live_calls_for_link(running.ingest.pbx_link_id)
+        finally:
+            await rt.close()
+
+
+def test_facts_cross_as_their_constructor_arguments_and_come_back_equal() -> None:
+    """``fast_pickling``: every kind of fact the burst and the queue captures give, and
+    the nested ones (a transfer in a record), unpickle equal to what was sent."""
+    import pickle
+
+    from ami_bridge import facts as call_facts
+    from ami_bridge.capture import read_capture
+    from ami_bridge.presence import facts as presence_facts
+    from ami_bridge.tracker_process import fast_pickling
+
+    from .paths import ASTERISK22
+
+    out: list[Fact] = []
+    for capture in sorted(ASTERISK22.glob("*/raw.ami")):
+        tracker = calls_and_presence(PROFILE)
+        for msg, at in read_capture(capture):
+            if "Event" in msg:
+                out += tracker.feed(msg, at)
+        out += tracker.flush()
+    kinds = {type(f).__name__ for f in out}
+    assert {"CallRecord", "CallProgress", "PresenceChange"} <= kinds
+    assert any(isinstance(f, CallRecord) and f.transfers for f in out)
+    fast_pickling(call_facts, presence_facts)
+    assert pickle.loads(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)) == out

@@ -158,8 +158,12 @@ class _RuntimeCollector(Collector):
         merged = CounterMetricFamily("crm_link_merged_updates", "Live updates of a call "
                                      "replaced by a newer one while both waited (behind).",
                                      labels=["link"])  # fmt: skip
+        restarts = CounterMetricFamily("crm_link_tracker_restarts", "Times the link's tracker "
+                                       "process (ami.tracker_process) died and was "
+                                       "replaced.", labels=["link"])  # fmt: skip
         for name, link in sorted(self.rt.links.items()):
             st = link.status
+            restarts.add_metric([name], float(st.tracker_restarts))
             behind.add_metric([name], 1.0 if st.behind_since is not None else 0.0)
             merged.add_metric([name], float(st.merged))
             up.add_metric([name], 1.0 if st.state == "connected" else 0.0)
@@ -172,7 +176,7 @@ class _RuntimeCollector(Collector):
             full.add_metric([name], 1.0 if st.full_since is not None else 0.0)
             pauses.add_metric([name], float(st.pauses))
         yield from (up, state, events, reconnects, backlog, backlog_max, full, pauses, behind,
-                    merged)  # fmt: skip
+                    merged, restarts)  # fmt: skip
         holding = self.rt.holding_status
         held = GaugeMetricFamily("crm_calls_held", "Finished calls waiting for the database "
                                  "(it refused them; retried).")  # fmt: skip

@@ -88,7 +88,11 @@ async def sample_data(rt: Runtime, site: Site) -> dict[str, Any]:
         outbound("4155550300", "+14155550300", at=start + 7 * step),
     ]
     recorded = [await rt.ingest.record(c) for c in calls]
-    await rt.ingest.record(inbound("+14155550177", answered_by=None, at=now - 5 * 3600))
+    # hers and overdue whatever the time of day (only her phone rang): the calls above are
+    # "earlier today", less than an hour ago just after midnight UTC, so none is overdue
+    await rt.ingest.record(
+        inbound("+14155550177", answered_by=None, at=now - 5 * 3600, rang=("101",))
+    )
     first = recorded[3].call
     await s.add_note(
         first.id or 0,

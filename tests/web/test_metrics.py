@@ -95,6 +95,7 @@ async def test_metrics_after_a_real_call(aiohttp_client: Any,
     assert m[("crm_link_backlog_full", link)] == 0
     assert m[("crm_link_behind", link)] == 0
     assert m[("crm_link_merged_updates_total", link)] == 0
+    assert m[("crm_link_tracker_restarts_total", link)] == 0  # no tracker process here
     assert m[("crm_calls_written_total", ())] == 1
     assert m[("crm_calls_held", ())] == 0
     assert m[("crm_sse_clients", ())] == 1

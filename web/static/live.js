@@ -1,12 +1,64 @@
 // Live lists on the home and calls pages: calls in progress, finished calls, callbacks.
-// The rows come rendered by the server (the same templates as on page load); this file
-// only puts them in place.  Without it the pages are simply static until reloaded.
+// Finished calls and callbacks come rendered by the server (the same templates as on page
+// load); a call in progress changes several times a second on a busy PBX, so its row is
+// built here from the update's fields, cell for cell as _live_row.html renders it on page
+// load (tests/browser/test_live_row.py compares the two).  Without this file the pages
+// are simply static until reloaded.
 "use strict";
 (function () {
   const crm = window.crm;
   if (!crm) return;
   const q = (sel, root) => (root || document).querySelector(sel);
   const qa = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+  const _ = crm._;
+  const el = crm.el;
+  const muted = (text) => el("span", { class: "muted" }, text);
+
+  // A call in progress as _live_row.html renders it (text only: nothing parsed as HTML).
+  function liveRow(d) {
+    const num = el("td", { class: "c-num num" });
+    if (d.direction === "internal") {
+      num.append(crm.dialLink(d.caller, d.number_display) || "");
+      if (d.caller_user) num.append(" ", muted(d.caller_user));
+    } else {
+      num.append(crm.dialLink(d.number, d.number_display) || "");
+    }
+    if (d.caller_name && d.direction === "inbound") {
+      num.append(el("div", { class: "muted small" }, d.caller_name));
+    }
+    const who = el("td", { class: "c-who" });
+    const c = d.contact;
+    if (c && c.other_rep) who.append(muted(_("known contact of another rep")));
+    else if (c && c.pending) who.append(muted(_("looking up…")));
+    else if (c) {
+      who.append(d.can_open ? el("a", { href: c.url }, c.name) : String(c.name || ""));
+      if (c.is_lead) who.append(" ", el("span", { class: "badge lead" }, _("lead")));
+      if (c.company) who.append(el("div", { class: "muted small" }, c.company));
+    } else if (d.direction === "internal") who.append(muted(_("internal")));
+    else who.append(muted(_("unknown number")));
+    const state = el("td", { class: "c-outcome c-state" });
+    if (d.state === "answered") {
+      state.append(el("span", { class: "badge answered" }, _("on call")));
+      const by = d.answered_by_name || (d.direction !== "inbound" && d.caller_user);
+      if (by) state.append(" ", by);
+      if (d.answered_by && d.direction !== "outbound") {
+        state.append(" ", muted(_("ext %(answered_by)s", { answered_by: d.answered_by })));
+      }
+    } else if (d.state === "ringing") {
+      state.append(el("span", { class: "badge ringing" }, _("ringing")));
+      if (d.ringing && d.ringing.length) {
+        state.append(" ", muted(_("ext %(ringing)s", { ringing: d.ringing.join(", ") })));
+      } else if (d.direction === "inbound") state.append(" ", muted(_("waiting")));
+    } else {
+      state.append(el("span", { class: "badge" }, _("ended")));
+    }
+    return el("tr", { class: "live-row state-" + d.state, "data-linkedid": d.linkedid },
+      el("td", { class: "c-dir" }, el("span", { class: "badge " + d.direction }, crm.words(d.direction))),
+      num, who, state,
+      el("td", { class: "c-since nowrap opt" },
+        el("span", { class: "since", "data-since": d.started_at }, crm.formatTime(d.started_at, "time_s"))));
+  }
+  crm.liveRow = liveRow;
 
   function setEmpty(table) {
     if (!table) return;
@@ -42,9 +94,8 @@
     for (const table of qa("[data-live-list]")) {
       const tbody = q("tbody", table);
       const old = q('tr[data-linkedid="' + CSS.escape(d.linkedid) + '"]', tbody);
-      if (d.listed && d.row_html) {
-        const row = crm.rowFromHTML(d.row_html);
-        if (!row) continue;
+      if (d.listed) {
+        const row = liveRow(d);
         if (old) old.replaceWith(row);
         else { tbody.prepend(row); flash(row); }
         crm.updated(row);
