@@ -269,11 +269,7 @@ class _FastProtocol(AMIProtocol, asyncio.BufferedProtocol):
         self.link._wire(self)
 
     def _skip(self, name: str, text: str) -> bool:
-        try:
-            if self._wants(name, text):
-                return False
-        except Exception:
-            log.exception("tracker.wants failed on %s; keeping the event", name)
+        if tracker_wants(self._wants, name, text):
             return False
         # Our own actions' list events (CoreShowChannel, OriginateResponse) must still
         # resolve their futures even when the tracker has no use for them.
@@ -760,10 +756,9 @@ class AmiLink:
                 self._last_event_at = now
                 if responses and "ActionID" in msg and first(msg["ActionID"]) in responses:
                     self._resolve(proto, msg)
-                ts = msg.get("Timestamp")
-                facts = feed(msg, _timestamp(ts, now) if ts else now)
+                facts = feed_event(feed, msg, now)
                 if facts:
-                    self._emit(_stamped(facts, now))
+                    self._emit(facts)
                 if msg["Event"] == "Shutdown":
                     log.warning("the PBX is shutting down (%s)", first(msg.get("Shutdown")))
                     proto.close()
@@ -781,10 +776,9 @@ class AmiLink:
                 continue
             now = time.time()
             try:
-                ts = msg.get("Timestamp")
-                facts = feed(msg, _timestamp(ts, now) if ts else now)
+                facts = feed_event(feed, msg, now)
                 if facts:
-                    self._emit(_stamped(facts, now))
+                    self._emit(facts)
             except Exception:
                 self._errors.report(first(msg.get("Event")) or "event", msg)
 
@@ -997,6 +991,25 @@ class _ErrorLog:
         skipped = self._suppressed.pop(key, 0)
         more = f" ({skipped} more like it suppressed)" if skipped else ""
         log.exception("handling AMI %s failed; skipped%s: %r", key, more, msg)
+
+
+def tracker_wants(wants: Callable[[str, str], bool], name: str, text: str) -> bool:
+    """Whether the tracker wants an event parsed; one whose ``wants`` fails is kept."""
+    try:
+        return wants(name, text)
+    except Exception:
+        log.exception("tracker.wants failed on %s; keeping the event", name)
+        return True
+
+
+def feed_event(
+    feed: Callable[[Message, float], list[Fact]], msg: Message, now: float
+) -> list[Fact]:
+    """An event to the tracker at its ``Timestamp`` (read at ``now``), its live updates
+    stamped with ``now``."""
+    ts = msg.get("Timestamp")
+    facts = feed(msg, _timestamp(ts, now) if ts else now)
+    return _stamped(facts, now) if facts else facts
 
 
 def _stamped(facts: list[Fact], received_at: float) -> list[Fact]:

@@ -49,6 +49,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .link import _ErrorLog, feed_event, tracker_wants
 from .protocol import FrameReader, Message, first
 
 log = logging.getLogger(__name__)
@@ -121,8 +122,6 @@ class _Child:
     """The tracker's side: bytes in, facts and the link's frames out, in order."""
 
     def __init__(self, tracker: Any) -> None:
-        from .link import _ErrorLog  # the link's rate-limited error log, in this process
-
         self.tracker = tracker
         self.reader: FrameReader | None = None
         self.conn: int | None = None
@@ -130,18 +129,12 @@ class _Child:
         self._wants = tracker.wants
 
     def _skip(self, name: str, text: str) -> bool:
-        try:
-            if self._wants(name, text):
-                return False
-        except Exception:
-            log.exception("tracker.wants failed on %s; keeping the event", name)
+        if tracker_wants(self._wants, name, text):
             return False
         # our own actions' list events: the link resolves its futures with them
         return "ActionID:" not in text and name != "Shutdown"
 
     def data(self, conn: int, data: bytes, now: float) -> tuple[int, bool, list[Any]]:
-        from .link import _stamped, _timestamp
-
         if conn != self.conn or self.reader is None:
             # a new connection: a partial frame of the last one must not join its bytes
             self.reader = FrameReader(skip=self._skip)
@@ -165,10 +158,7 @@ class _Child:
                 had_event = True
                 if "ActionID" in msg or msg["Event"] == "Shutdown":
                     out.append(msg)
-                ts = msg.get("Timestamp")
-                facts = feed(msg, _timestamp(ts, now) if ts else now)
-                if facts:
-                    out.extend(_stamped(facts, now))
+                out.extend(feed_event(feed, msg, now))
             except Exception:
                 self.errors.report(first(msg.get("Event")) or "response", msg)
         return reader.frames - before, had_event, out

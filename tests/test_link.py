@@ -276,21 +276,25 @@ async def test_originate_in_flight_is_not_resent_after_reconnect() -> None:
                 await link.originate(req)
 
 
+def click_request() -> OriginateRequest:
+    """The Originate the click-to-call capture answers (its ActionID is scripted)."""
+    return OriginateRequest(
+        action_id="c2c-0001",
+        channel="PJSIP/103",
+        exten="4155550123",
+        context="from-internal",
+        caller_id='"Call to 4155550123" <4155550123>',
+        account="crm-c2c-0001",
+    )
+
+
 async def test_originate_success_against_the_recorded_click_to_call() -> None:
     async with ReplayPbx(None, speed=0) as pbx:
         pbx.script_originate(OriginateScript.from_capture(CLICK, "c2c-0001"))
         tracker = RecordingTracker()
         async with AmiLink(settings(pbx), tracker) as link:
             await link.wait_state("connected")
-            req = OriginateRequest(
-                action_id="c2c-0001",
-                channel="PJSIP/103",
-                exten="4155550123",
-                context="from-internal",
-                caller_id='"Call to 4155550123" <4155550123>',
-                account="crm-c2c-0001",
-            )
-            result = await asyncio.wait_for(link.originate(req), 2)
+            result = await asyncio.wait_for(link.originate(click_request()), 2)
             await until(lambda: tracker.names().count("Hangup") == 2)
         assert result.success and result.action_id == "c2c-0001"
         assert result.reason == 4 and result.reason_text == "answered"

@@ -5,17 +5,19 @@ click-to-call's answers coming back through the child, and a killed child replac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ami_bridge.facts import CallProgress, CallRecord, Fact
 from ami_bridge.link import AmiLink, settings_from_config
-from ami_bridge.originate import OriginateRequest
 from ami_bridge.presence import PresenceChange
 from ami_bridge.presence.combined import calls_and_presence
 from ami_bridge.profile import PbxProfile
@@ -24,9 +26,9 @@ from ami_bridge.replay_pbx import OriginateScript, ReplayPbx
 from ami_bridge.tracker import CallTracker
 from ami_bridge.tracker_process import TrackerProcess
 from crm.models import CallFilter
-from web.runtime import open_runtime
+from web.runtime import Runtime, open_runtime
 
-from .test_link import BURST, CLICK, INBOUND, is_answer, settings, until
+from .test_link import BURST, CLICK, INBOUND, click_request, is_answer, settings, until
 from .web.conftest import web_settings
 
 pytestmark = pytest.mark.timeout(60)
@@ -36,6 +38,26 @@ PROFILE = PbxProfile(finish_grace=0.1)
 
 def in_a_process(profile: PbxProfile = PROFILE) -> TrackerProcess:
     return TrackerProcess(functools.partial(CallTracker, profile))
+
+
+def answered(facts: list[Fact]) -> bool:
+    return any(isinstance(f, CallProgress) and f.state == "answered" for f in facts)
+
+
+@contextlib.asynccontextmanager
+async def answered_call(
+    tracker: TrackerProcess, facts: list[Fact]
+) -> AsyncIterator[tuple[ReplayPbx, AmiLink]]:
+    """The inbound capture played up to its answer through a link to ``tracker``, paused
+    there (the test goes on from the answer)."""
+    async with (
+        ReplayPbx(INBOUND, speed=0, paused=True) as pbx,
+        AmiLink(settings(pbx), tracker, facts.append) as link,
+    ):
+        await link.wait_state("connected")
+        await pbx.play_until(is_answer)
+        await until(lambda: answered(facts))
+        yield pbx, link
 
 
 def summary(facts: list[Fact]) -> list[tuple[object, ...]]:
@@ -95,14 +117,7 @@ async def test_calls_and_presence_cross_the_process_too() -> None:
 async def test_a_drop_mid_call_neither_loses_nor_doubles_the_call() -> None:
     facts: list[Fact] = []
     tracker = in_a_process()
-    async with (
-        ReplayPbx(INBOUND, speed=0, paused=True) as pbx,
-        AmiLink(settings(pbx), tracker, facts.append) as link,
-    ):
-        await link.wait_state("connected")
-        await pbx.play_until(is_answer)
-        await until(lambda: any(isinstance(f, CallProgress) and f.state == "answered"
-                                for f in facts))  # fmt: skip
+    async with answered_call(tracker, facts) as (pbx, link):
         pbx.drop_clients()
         await until(lambda: link.status.reconnects == 1)
         await link.wait_state("connected")
@@ -125,15 +140,7 @@ async def test_click_to_call_answers_come_back_through_the_child() -> None:
         pbx.script_originate(OriginateScript.from_capture(CLICK, "c2c-0001"))
         async with AmiLink(settings(pbx), in_a_process(), facts.append) as link:
             await link.wait_state("connected")
-            req = OriginateRequest(
-                action_id="c2c-0001",
-                channel="PJSIP/103",
-                exten="4155550123",
-                context="from-internal",
-                caller_id='"Call to 4155550123" <4155550123>',
-                account="crm-c2c-0001",
-            )
-            result = await asyncio.wait_for(link.originate(req), 5)
+            result = await asyncio.wait_for(link.originate(click_request()), 5)
             await until(lambda: any(isinstance(f, CallRecord) for f in facts), 5)
     assert result.success and result.reason_text == "answered"
     assert result.uniqueid == "1795341391.15"
@@ -146,14 +153,7 @@ async def test_a_killed_tracker_process_is_replaced_and_the_call_still_recorded(
     the new tracker learns the call from the resync and records it once."""
     facts: list[Fact] = []
     tracker = in_a_process()
-    async with (
-        ReplayPbx(INBOUND, speed=0, paused=True) as pbx,
-        AmiLink(settings(pbx), tracker, facts.append) as link,
-    ):
-        await link.wait_state("connected")
-        await pbx.play_until(is_answer)
-        await until(lambda: any(isinstance(f, CallProgress) and f.state == "answered"
-                                for f in facts))  # fmt: skip
+    async with answered_call(tracker, facts) as (pbx, link):
         first_pid = tracker.pid
         assert first_pid is not None
         os.kill(first_pid, signal.SIGKILL)
@@ -196,24 +196,35 @@ def test_the_setting_is_true_or_false() -> None:
         settings_from_config({**base, "tracker_process": "yes"})
 
 
+def product_settings(tmp_path: Path, pbx: ReplayPbx, **ami: object) -> dict[str, Any]:
+    """The product's settings, its one link to ``pbx`` with its tracker in a process."""
+    cfg = web_settings(tmp_path, pbx={"finish_grace": 0.1})
+    cfg["ami"].update(host="127.0.0.1", port=pbx.port, username="crm", secret="s3",
+                      tracker_process=True, **ami)  # fmt: skip
+    return cfg
+
+
+async def connected_link(rt: Runtime) -> Any:
+    """The link manager's running link, once connected."""
+    manager = rt.extras["link_manager"]
+    deadline = time.monotonic() + 20
+    while not manager.running or any(
+        r.link.status.state != "connected" for r in manager.running.values()
+    ):
+        assert time.monotonic() < deadline, "the link never came up"
+        await asyncio.sleep(0.05)
+    [running] = manager.running.values()
+    return running
+
+
 async def test_the_link_manager_runs_the_tracker_in_its_process(tmp_path: Path) -> None:
     """``[ami] tracker_process = true`` in the product: the call is stored, and the
     channel listing (which the link manager's recovery needs) is seen in the parent."""
     [expected] = replay_file(INBOUND)
     async with ReplayPbx(INBOUND, speed=0, paused=True, secret="s3") as pbx:
-        cfg = web_settings(tmp_path, pbx={"finish_grace": 0.1})
-        cfg["ami"].update(host="127.0.0.1", port=pbx.port, username="crm", secret="s3",
-                          tracker_process=True)  # fmt: skip
-        rt = await open_runtime(cfg)
+        rt = await open_runtime(product_settings(tmp_path, pbx))
         try:
-            manager = rt.extras["link_manager"]
-            deadline = time.monotonic() + 20
-            while not manager.running or any(
-                r.link.status.state != "connected" for r in manager.running.values()
-            ):
-                assert time.monotonic() < deadline, "the link never came up"
-                await asyncio.sleep(0.05)
-            [running] = manager.running.values()
+            running = await connected_link(rt)
             assert isinstance(running.watch.worker, TrackerProcess)
             assert running.watch.worker.alive and running.watch.worker.pid != os.getpid()
             await asyncio.wait_for(running.watch.listed_once.wait(), 5)
@@ -240,19 +251,9 @@ async def test_a_call_that_ends_while_its_tracker_process_is_dead_is_still_writt
     manager writes it from what was kept (incomplete), once."""
     [expected] = replay_file(INBOUND)
     async with ReplayPbx(INBOUND, speed=0, paused=True, secret="s3") as pbx:
-        cfg = web_settings(tmp_path, pbx={"finish_grace": 0.1})
-        cfg["ami"].update(host="127.0.0.1", port=pbx.port, username="crm", secret="s3",
-                          tracker_process=True, backoff_initial=0.5, backoff_max=0.5)  # fmt: skip
-        rt = await open_runtime(cfg)
+        rt = await open_runtime(product_settings(tmp_path, pbx, backoff_max=0.5))
         try:
-            manager = rt.extras["link_manager"]
-            deadline = time.monotonic() + 20
-            while not manager.running or any(
-                r.link.status.state != "connected" for r in manager.running.values()
-            ):
-                assert time.monotonic() < deadline, "the link never came up"
-                await asyncio.sleep(0.05)
-            [running] = manager.running.values()
+            running = await connected_link(rt)
             worker = running.watch.worker
             await pbx.play_until(is_answer)
             deadline = time.monotonic() + 10
