@@ -11,6 +11,9 @@ its lock, another process gets it, connects, and the PBX's channel list (the lin
 resync) tells it which calls are still up: those the tracker finishes, the rest of the
 kept calls are written as incomplete records (``crm.recovery``).  If the lock's own
 connection drops, the holder stops the link at once: someone else may hold it now.
+With ``[ami] tracker_process`` the tracker runs in a child process
+(``ami_bridge.tracker_process``); when one dies, its successor's first channel list
+finishes the calls it left behind the same way.
 
 Click-to-call follows the links: ``link_for`` picks the link of a rep (their team's, else
 the one their calls came through, else the only one) and answers with this process's
