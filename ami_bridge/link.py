@@ -454,7 +454,7 @@ class AmiLink:
                     else:
                         await self._worker.settle()
         elif flush:
-            self._emit(self._guarded(self._tracker.flush, "flush"))
+            self._emit(guarded(self._tracker.flush, "flush"))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(drain_timeout):
                 await self._facts.join()
@@ -568,7 +568,7 @@ class AmiLink:
         """Tell the tracker what is alive now, so calls that ended while down get closed
         (at ``heard_before``, the last time the previous connection heard the PBX)."""
         alive = heard_before if heard_before is not None else time.time()
-        self._guarded(lambda: self._tracker.begin_resync(alive) or [], "begin_resync")
+        guarded(lambda: self._tracker.begin_resync(alive) or [], "begin_resync")
         try:
             resp = await self._request(
                 {"Action": "CoreShowChannels"}, timeout=self.settings.resync_timeout
@@ -921,13 +921,6 @@ class AmiLink:
         slot = self._latest[fact.linkedid] = _Latest(fact)
         self._facts.put_nowait(slot)
 
-    def _guarded(self, fn: Callable[[], list[Fact]], what: str) -> list[Fact]:
-        try:
-            return fn() or []
-        except Exception:
-            log.exception("tracker.%s failed; skipped", what)
-            return []
-
     async def _ticker(self) -> None:
         """Let the tracker release finished calls even when the PBX is quiet (or down)."""
         while True:
@@ -935,7 +928,7 @@ class AmiLink:
             if self._facts.qsize() >= self.settings.queue_max:
                 continue  # the queue is full: release finished calls on a later tick
             now = time.time()
-            self._emit(self._guarded(lambda now=now: self._tracker.tick(now), "tick"))
+            self._emit(guarded(lambda now=now: self._tracker.tick(now), "tick"))
 
     async def _deliver(self) -> None:
         while True:
@@ -991,6 +984,15 @@ class _ErrorLog:
         skipped = self._suppressed.pop(key, 0)
         more = f" ({skipped} more like it suppressed)" if skipped else ""
         log.exception("handling AMI %s failed; skipped%s: %r", key, more, msg)
+
+
+def guarded(fn: Callable[[], Any], what: str) -> Any:
+    """A call into the tracker that may fail: logged and skipped (its result, else [])."""
+    try:
+        return fn() or []
+    except Exception:
+        log.exception("tracker.%s failed; skipped", what)
+        return []
 
 
 def tracker_wants(wants: Callable[[str, str], bool], name: str, text: str) -> bool:

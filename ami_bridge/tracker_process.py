@@ -49,7 +49,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .link import _ErrorLog, feed_event, tracker_wants
+from .link import _ErrorLog, feed_event, guarded, tracker_wants
 from .protocol import FrameReader, Message, first
 
 log = logging.getLogger(__name__)
@@ -163,16 +163,9 @@ class _Child:
                 self.errors.report(first(msg.get("Event")) or "response", msg)
         return reader.frames - before, had_event, out
 
-    def guarded(self, fn: Callable[[], Any], what: str) -> Any:
-        try:
-            return fn()
-        except Exception:
-            log.exception("tracker.%s failed; skipped", what)
-            return None
-
     def open_ids(self) -> frozenset[str]:
         fn = getattr(self.tracker, "open_ids", None)
-        return frozenset(self.guarded(fn, "open_ids") or ()) if fn is not None else frozenset()
+        return frozenset(guarded(fn, "open_ids")) if fn is not None else frozenset()
 
 
 def child_main(sock: socket.socket) -> None:
@@ -197,12 +190,12 @@ def child_main(sock: socket.socket) -> None:
             frames, had_event, out = child.data(conn, data, now)
             _send(sock, ("out", conn, len(data), frames, had_event, out))
         elif kind == "tick":
-            facts = child.guarded(lambda at=cmd[1]: child.tracker.tick(at), "tick") or []
+            facts = guarded(lambda at=cmd[1]: child.tracker.tick(at), "tick")
             _send(sock, ("tick", facts, child.open_ids()))
         elif kind == "resync":
-            child.guarded(lambda at=cmd[1]: child.tracker.begin_resync(at), "begin_resync")
+            guarded(lambda at=cmd[1]: child.tracker.begin_resync(at), "begin_resync")
         elif kind == "flush":
-            facts = child.guarded(child.tracker.flush, "flush") or []
+            facts = guarded(child.tracker.flush, "flush")
             _send(sock, ("answer", facts, child.open_ids()))
         elif kind == "sync":
             _send(sock, ("answer", [], child.open_ids()))

@@ -46,7 +46,6 @@ import asyncio
 import contextlib
 import json
 import multiprocessing as mp
-import os
 import resource
 import sys
 import tempfile
@@ -84,10 +83,9 @@ def process_cpu(pid: int | None) -> float:
     if pid is None:
         return 0.0
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return harness.proc_cpu(Path(f"/proc/{pid}/stat"))
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def thread_cpu() -> dict[str, float]:
@@ -97,15 +95,13 @@ def thread_cpu() -> dict[str, float]:
 
     names = {t.native_id: re.sub(r"[_-]?\d+", "", t.name) for t in threading.enumerate()}
     out: dict[str, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
     for task in Path("/proc/self/task").iterdir():
         try:
-            stat = (task / "stat").read_text()
+            cpu = harness.proc_cpu(task / "stat")
         except OSError:
             continue
         name = names.get(int(task.name), "other")
-        fields = stat.rsplit(")", 1)[1].split()
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        out[name] = out.get(name, 0.0) + cpu
     return out
 
 

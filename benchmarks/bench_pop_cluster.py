@@ -112,9 +112,7 @@ def _bucket_of(buckets: list[tuple[float, float]], share: float) -> float:
 
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU of a process so far (``/proc``)."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return harness.proc_cpu(Path(f"/proc/{pid}/stat"))
 
 
 async def _wait_holder(url: str, timeout: float = 60.0) -> int:

@@ -10,6 +10,7 @@ replays a PBX should not pay for the web application.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -62,6 +63,12 @@ def reap(*procs: SpawnProcess | None) -> None:
             proc.join(10)
             if proc.is_alive():
                 proc.kill()
+
+
+def proc_cpu(stat: Path) -> float:
+    """User + system CPU seconds from a ``/proc`` stat file (a process's or a thread's)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def play_on_cue(

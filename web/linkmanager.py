@@ -78,9 +78,6 @@ HANDOVER_SECONDS = 30.0
 """How long a new link waits for the PBX's channel list before it writes the calls it
 took over as incomplete anyway (a PBX that does not answer must not leave them on every
 live list)."""
-RELIST_POLL = 0.5
-"""How often the link manager looks whether a replaced tracker process's first channel
-listing came (then it finishes the calls the dead one left behind)."""
 
 
 class LinkConfigError(ValueError):
@@ -161,6 +158,8 @@ class ListingWatch:
         self.listed_start = 0
         """Which of the tracker process's starts the last listing came after (0: no
         process): a listing after a restart tells which calls the dead one left."""
+        self.relisted = asyncio.Event()
+        """Set at every complete listing (the link manager clears it)."""
         self.listed_once = asyncio.Event()
         self._current: set[str] | None = None
 
@@ -190,6 +189,7 @@ class ListingWatch:
             self._current = None
             self.listings += 1
             self.listed_start = getattr(self.worker, "starts", 0)
+            self.relisted.set()
             self.listed_once.set()
 
     def tick(self, at: float) -> list[Fact]:
@@ -500,29 +500,29 @@ class LinkManager:
             )  # fmt: skip
             listed = set()
         await asyncio.sleep(0)  # let the link queue the listing's facts first
-        try:
-            running.recovered = await finish_orphans(running.ingest, listed)
-        except Exception:
-            log.exception("link %s: could not finish the calls left behind",
-                          running.config.name)  # fmt: skip
-        worker = running.watch.worker
-        if worker is None:
+        await self._finish_left_behind(running, listed)
+        watch = running.watch
+        if watch.worker is None:
             return
         # A tracker process that died took its calls with it: after the new one's first
         # listing, the calls that ended meanwhile are left behind the same way.
-        done = worker.starts
+        done = watch.worker.starts
         while True:
-            await asyncio.sleep(RELIST_POLL)
-            if running.watch.listed_start <= done:
+            await watch.relisted.wait()
+            watch.relisted.clear()
+            if watch.listed_start <= done:
                 continue
-            done = running.watch.listed_start
+            done = watch.listed_start
             log.warning("link %s: the tracker process was replaced; finishing the calls "
                         "it left behind", running.config.name)  # fmt: skip
-            try:
-                running.recovered += await finish_orphans(running.ingest, running.watch.listed)
-            except Exception:
-                log.exception("link %s: could not finish the calls left behind",
-                              running.config.name)  # fmt: skip
+            await self._finish_left_behind(running, watch.listed)
+
+    async def _finish_left_behind(self, running: RunningLink, listed: set[str]) -> None:
+        try:
+            running.recovered += await finish_orphans(running.ingest, listed)
+        except Exception:
+            log.exception("link %s: could not finish the calls left behind",
+                          running.config.name)  # fmt: skip
 
     # -- click-to-call -----------------------------------------------------------------
     async def link_name_for(self, user: User) -> str | None:
