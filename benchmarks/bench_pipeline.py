@@ -319,7 +319,7 @@ async def run(
     try:
         _, port = pbx_conn.recv()
         expected = copies_for(rate, seconds) * CALLS_PER_COPY
-        async with _database(engine) as url:
+        async with _database(engine) as url, harness.autovacuum_stand_in(url) as analysed:
             pipe = await build_pipeline(
                 url, "127.0.0.1", port, batch=batch, batch_calls=batch_calls,
                 tracker_process=tracker_process,
@@ -396,7 +396,7 @@ async def run(
         "pbx_cpu_ms": (done[4] if done else 0.0) * 1000 / expected,
         "clients_cpu_ms": clients_cpu * 1000 / expected,
         "lag_p50": _pct(lags, 50), "lag_p99": _pct(lags, 99), "lag_max": max(lags, default=0.0),
-        "backlog": max_backlog, "pops": pops, "reps": reps,
+        "backlog": max_backlog, "pops": pops, "reps": reps, "analysed": Counter(analysed),
     }  # fmt: skip
 
 
@@ -420,6 +420,12 @@ def _fmt(r: dict[str, Any]) -> str:
         f"every process on {r['loop']}\n"
         f"{'':12}the CRM's threads, CPU ms a call: "
         + ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["threads"].items(), key=lambda kv: -kv[1]))
+        + (
+            f"\n{'':12}the server's autovacuum is off: analysed as its rule says (tables x "
+            "times): " + ", ".join(f"{k} x{n}" for k, n in sorted(r["analysed"].items()))
+            if r["analysed"]
+            else ""
+        )
     )
 
 

@@ -232,6 +232,11 @@ _RANG_POSTGRES = (
     "FROM calls CROSS JOIN LATERAL jsonb_array_elements_text(calls.rang) AS r(value) "
     "WHERE r.value IS NOT NULL ON CONFLICT DO NOTHING"
 )
+# Who each task's calls rang (``callback_rang``, as ``link_callback_call`` keeps it).
+_TASK_RANG_SQL = (
+    "INSERT INTO callback_rang (task_id, extension) SELECT DISTINCT rc.task_id, cr.extension "
+    "FROM callback_calls rc JOIN call_rang cr ON cr.call_id = rc.call_id"
+)
 
 
 # -- SQLite ----------------------------------------------------------------------------
@@ -285,6 +290,7 @@ def load_sqlite(path: str, spec: BulkSpec, progress: Any = None) -> dict[str, in
             counts[names[kind]] += len(buf)
             flush(*target[kind], buf)
         con.execute(_RANG_SQLITE)
+        con.execute(_TASK_RANG_SQL)
         con.execute(_NUMBERS_SQL + " ON CONFLICT DO NOTHING")
         if progress:
             progress("indexes", len(indexes))
@@ -315,10 +321,14 @@ _NUMBERS_SQL = (
 
 # -- PostgreSQL ------------------------------------------------------------------------
 async def load_postgres(url: str, spec: BulkSpec, progress: Any = None) -> dict[str, int]:
-    """The same rows with ``COPY``; identity sequences are moved past the loaded ids."""
+    """The same rows with ``COPY``; identity sequences are moved past the loaded ids.
+    A ``schema=`` in the URL is the store's (``split_url``)."""
     import asyncpg
 
-    con = await asyncpg.connect(url)
+    from .postgres import split_url
+
+    dsn, schema = split_url(url)
+    con = await asyncpg.connect(dsn, server_settings={"search_path": schema} if schema else None)
     counts = dict.fromkeys(("contacts", "calls", "tasks", "links"), 0)
     try:
         async def copy(table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
@@ -357,6 +367,7 @@ async def load_postgres(url: str, spec: BulkSpec, progress: Any = None) -> dict[
             counts["links"] = len(pending_links)
             await copy("callback_calls", LINK_COLUMNS, pending_links)
             await con.execute(_RANG_POSTGRES)
+            await con.execute(_TASK_RANG_SQL)
             await con.execute(_NUMBERS_SQL + " ON CONFLICT DO NOTHING")
             await con.execute(
                 "UPDATE contacts SET last_contact_at = m.last FROM (SELECT contact_id, "

@@ -2,7 +2,7 @@
 answers close them) and ``crm.callback_work`` (claim, attempt, snooze, close, overdue).
 
 Who may see an unowned task is decided here as in ``crm.access``: the users whose
-extensions its calls rang (``call_rang`` joined to ``user_extensions``), never everyone.
+extensions its calls rang (``callback_rang`` joined to ``user_extensions``), never everyone.
 A mixin of ``SqlStore`` (uses ``_use``, ``_tx``, ``_ids_in``, ``_ids_param``)."""
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ TASK_COLS = (
     "close_reason, claimed_at, overdue_at, kind"
 )
 _RUNG_USERS = (
-    "SELECT DISTINCT ue.user_id FROM callback_calls rc "
-    "JOIN call_rang cr ON cr.call_id = rc.call_id "
-    "JOIN user_extensions ue ON ue.extension = cr.extension WHERE rc.task_id = $1"
+    "SELECT DISTINCT ue.user_id FROM callback_rang r "
+    "JOIN user_extensions ue ON ue.extension = r.extension WHERE r.task_id = $1"
 )
+"""The users a task's calls rang, from ``callback_rang`` (migration 0022): a few rows per
+task however many times its number called."""
 
 
 def task_row(row: Row, rung: tuple[int, ...] = ()) -> CallbackTask:
@@ -53,9 +54,8 @@ class CallbackQueries:
         ids_in = self._ids_in(n)  # type: ignore[attr-defined]
         return (
             f"({alias}.owner_id {ids_in} OR ({alias}.owner_id IS NULL AND EXISTS ("
-            "SELECT 1 FROM callback_calls xc JOIN call_rang xr ON xr.call_id = xc.call_id "
-            "JOIN user_extensions xu ON xu.extension = xr.extension "
-            f"WHERE xc.task_id = {alias}.id AND xu.user_id {ids_in})))"
+            "SELECT 1 FROM callback_rang xr JOIN user_extensions xu ON xu.extension = xr.extension "
+            f"WHERE xr.task_id = {alias}.id AND xu.user_id {ids_in})))"
         )
 
     async def add_callback(self, task: CallbackTask) -> CallbackTask:
@@ -134,6 +134,12 @@ class CallbackQueries:
             rows = await c.fetch(
                 "INSERT INTO callback_calls (task_id, call_id) VALUES ($1, $2) "
                 "ON CONFLICT (task_id, call_id) DO NOTHING RETURNING task_id",
+                task_id,
+                call_id,
+            )
+            await c.execute(
+                "INSERT INTO callback_rang (task_id, extension) SELECT $1, extension "
+                "FROM call_rang WHERE call_id = $2 ON CONFLICT (task_id, extension) DO NOTHING",
                 task_id,
                 call_id,
             )

@@ -99,7 +99,8 @@ class CallQueries:
 
     async def _write_rang(self, c: Conn, calls: Sequence[Call], fresh: bool = False) -> None:
         """Replace the calls' ``call_rang`` rows (who they rang, for the reports);
-        ``fresh``: rows just inserted have none."""
+        ``fresh``: rows just inserted have none.  The callback tasks of calls written
+        again get their ``callback_rang`` redone from their calls."""
         if not fresh:
             for call in calls:
                 await c.execute("DELETE FROM call_rang WHERE call_id = $1", call.id)
@@ -117,6 +118,33 @@ class CallQueries:
                 for ext in dict.fromkeys(call.rang)
                 if ext is not None
             ],
+        )
+        if not fresh:
+            await self._redo_callback_rang(c, [call.id for call in calls if call.id is not None])
+
+    async def _redo_callback_rang(self, c: Conn, call_ids: Sequence[int]) -> None:
+        """``callback_rang`` of the tasks these calls belong to, made again from all their
+        calls: a call written again may ring fewer extensions than before.  Only calls
+        written again pay this; a new call's link adds its own rows."""
+        if not call_ids:
+            return
+        tasks = [
+            r["task_id"]
+            for r in await c.fetch(
+                f"SELECT DISTINCT task_id FROM callback_calls WHERE call_id {self._ids_in(1)}",
+                self._ids_param(call_ids),
+            )
+        ]
+        if not tasks:
+            return
+        await c.execute(
+            f"DELETE FROM callback_rang WHERE task_id {self._ids_in(1)}", self._ids_param(tasks)
+        )
+        await c.execute(
+            "INSERT INTO callback_rang (task_id, extension) SELECT DISTINCT rc.task_id, "
+            "cr.extension FROM callback_calls rc JOIN call_rang cr ON cr.call_id = rc.call_id "
+            f"WHERE rc.task_id {self._ids_in(1)}",
+            self._ids_param(tasks),
         )
 
     async def upsert_call(self, call: Call, at: float, *, new: bool = False) -> Call:

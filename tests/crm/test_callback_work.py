@@ -15,7 +15,7 @@ from crm.events import EventBus
 from crm.ingest import Ingest
 from crm.models import User
 from crm.services import CrmService
-from crm.store import Store
+from crm.store import Store, open_store
 
 from .conftest import Clock
 from .factories import T0, inbound, outbound
@@ -90,6 +90,60 @@ async def test_a_rep_never_rung_does_not_see_an_unowned_callback(
     assert call is None
     loaded = await store.get_callback(task.id or 0)
     assert loaded is not None and loaded.rung_user_ids == (o.alice.id,)
+
+
+async def test_who_a_task_rang_follows_its_calls_however_often_the_number_calls(
+    store: Store, store_url: str, service: CrmService, ingest: Ingest
+) -> None:
+    """Who a task's calls rang (``callback_rang``, migration 0022) decides who sees a task
+    nobody owns and who hears of its changes: it grows miss by miss, shrinks when a call
+    written again rang fewer phones, and the migration makes it from the calls alike."""
+    o = await _office(service)
+    n = "+14155550331"
+
+    async def rung() -> tuple[int, ...]:
+        [task] = await store.list_callbacks()
+        assert task.id is not None
+        loaded = await store.get_callback(task.id)
+        assert loaded is not None
+        return loaded.rung_user_ids
+
+    async def seen_by() -> list[str]:
+        [task] = await store.list_callbacks()
+        task.owner_id = None
+        await store.save_callback(task)
+        out = []
+        for user in (o.alice, o.bob, o.carol):
+            scope = await service.scope_for(user)
+            if await service.open_callbacks(scope=scope):
+                out.append(user.username)
+        return out
+
+    for i in range(40):  # a number that keeps calling: nobody's phone, then alice's
+        ring = ("9999",) if i % 2 else ("9999", "101")
+        await ingest.handle(inbound(n, answered_by=None, rang=ring, at=T0 + i))
+    assert await rung() == (o.alice.id,)
+    await ingest.handle(
+        inbound(n, answered_by=None, rang=("101", "103"), linkedid="again.1", at=T0 + 90)
+    )
+    assert await rung() == (o.alice.id, o.carol.id)
+    assert await seen_by() == ["alice", "carol"]
+    # a resync writes that call again: it rang only 102 after all
+    await ingest.handle(inbound(n, answered_by=None, rang=("102",), linkedid="again.1", at=T0 + 90))
+    assert await rung() == (o.alice.id, o.bob.id)
+    assert await seen_by() == ["alice", "bob"]
+
+    # a database from before 0022: the migration fills the table from the calls
+    async with store._use() as c:  # type: ignore[attr-defined]
+        await c.execute("DROP TABLE callback_rang")
+        await c.execute("DELETE FROM schema_version WHERE version = 22")
+    again = await open_store(store_url)
+    try:
+        [task] = await again.list_callbacks()
+        loaded = await again.get_callback(task.id or 0)
+        assert loaded is not None and loaded.rung_user_ids == (o.alice.id, o.bob.id)
+    finally:
+        await again.close()
 
 
 async def test_claim_attempt_snooze_close(
