@@ -18,7 +18,11 @@ ids as many times as it takes to offer ``rate`` finished calls per second for
 * the CRM: ``bench_load.build_pipeline`` (the link manager's wiring: link row,
   ``live_calls``, journaled holding sink, batched or one transaction per call) with the
   web application on top, as in the CRM process; ``--tracker-process`` runs the link's
-  tracker in a process of its own, as ``[ami] tracker_process`` does;
+  tracker in a process of its own, as ``[ami] tracker_process`` does; on a PostgreSQL
+  server with autovacuum off (the local test server) ``harness.autovacuum_stand_in``
+  analyses the tables as autovacuum's rule would, every naptime: a production database
+  has autovacuum, and without statistics the lookups of a batch's calls scanned every
+  call of the link (printed when it ran);
 * the browsers: an admin's ``/events`` stream (every call's ``call_recorded``) plus
   ``--reps`` reps' streams (their screen pops).  The admin's reads are kept with their
   time and parsed after the run, the reps' only counted: on the CRM's own two CPUs,
