@@ -143,7 +143,7 @@ class CallQueries:
         await c.execute(
             "INSERT INTO callback_rang (task_id, extension) SELECT DISTINCT rc.task_id, "
             "cr.extension FROM callback_calls rc JOIN call_rang cr ON cr.call_id = rc.call_id "
-            f"WHERE rc.task_id {self._ids_in(1)}",
+            f"WHERE rc.task_id {self._ids_in(1)} ON CONFLICT (task_id, extension) DO NOTHING",
             self._ids_param(tasks),
         )
 
