@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from html import unescape
 
@@ -196,6 +197,23 @@ async def test_saving_the_pbx_settings_restarts_the_link(
         assert live["state"] == "connected" and "secret" not in str(live)
         page = await (await client.get("/admin")).text()
         assert 'class="state connected"' in page
+        assert not re.search(r'name="tracker_process"[^>]*checked', page)
+        assert rt.link._worker is None
+
+        # the admin moves the tracking to a process of its own, and back
+        resp = await client.post("/admin/pbx", data={**form, "tracker_process": "on"})
+        assert "the link is reconnecting" in await resp.text()
+        assert rt.settings["ami"]["tracker_process"] is True
+        assert rt.link is not None and rt.link._worker is not None
+        await rt.link.wait_state("connected")
+        assert rt.link._worker.pid != os.getpid()
+        page = await (await client.get("/admin")).text()
+        assert re.search(r'name="tracker_process"[^>]*checked', page)
+        stored = await rt.service.get_setting("ami")
+        assert stored["tracker_process"] is True
+        await client.post("/admin/pbx", data=form)
+        assert rt.link is not None and rt.link._worker is None
+        assert rt.settings["ami"]["tracker_process"] is False
     finally:
         await pbx.close()
 

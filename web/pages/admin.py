@@ -145,8 +145,9 @@ def _shown_ami(rt: Runtime, form: dict[str, Any] | None = None) -> dict[str, Any
     ami = rt.settings.get("ami", {})
     shown = {k: ami.get(k, "") for k in AMI_FIELDS}
     shown["tls"] = bool(ami.get("tls", False))
+    shown["tracker_process"] = bool(ami.get("tracker_process", False))
     if form is not None:
-        shown.update({k: form[k] for k in AMI_FIELDS if k in form})
+        shown.update({k: form[k] for k in (*AMI_FIELDS, "tracker_process") if k in form})
     shown["has_secret"] = bool(ami.get("secret"))
     return shown
 
@@ -199,6 +200,7 @@ async def _typed_ami(request: web.Request) -> dict[str, Any]:
     form = await request.post()
     typed: dict[str, Any] = {k: str(form.get(k, "")) for k in AMI_FIELDS}
     typed["tls"] = form.get("tls") in ("on", "1", "true")
+    typed["tracker_process"] = form.get("tracker_process") in ("on", "1", "true")
     return typed
 
 
@@ -212,6 +214,7 @@ async def _ami_form(request: web.Request) -> tuple[dict[str, Any], dict[str, Any
         "port": str(form.get("port", "")).strip(),
         "username": str(form.get("username", "")).strip(),
         "tls": form.get("tls") in ("on", "1", "true"),
+        "tracker_process": form.get("tracker_process") in ("on", "1", "true"),
     }
     if not _HOST.match(typed["host"]):
         raise InvalidInput(_("host: a host name or an IP address"))
@@ -224,6 +227,7 @@ async def _ami_form(request: web.Request) -> tuple[dict[str, Any], dict[str, Any
         "port": port,
         "username": typed["username"],
         "tls": typed["tls"],
+        "tracker_process": typed["tracker_process"],
     }
     secret = str(form.get("secret", ""))
     stored = rt.settings.get("ami", {})
