@@ -19,6 +19,7 @@ import random
 from collections.abc import Iterable
 from typing import get_args
 
+import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
@@ -77,6 +78,14 @@ def captures() -> tuple[tuple[str, tuple[tuple[Message, float], ...]], ...]:
     for path in sorted(root.glob("*/*.json")):
         out.append((str(path.relative_to(root)), tuple(read_capture(path))))
     return tuple(out)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> None:
+    """The cacofonisk streams are there, checked once before Hypothesis starts: inside
+    it, each example failed again after reading every capture, and shrank, for minutes
+    per test instead of one clear line."""
+    cacofonisk_dir()
 
 
 def profile_for(name: str) -> PbxProfile:
@@ -278,6 +287,7 @@ def test_garbage_header_names_and_values_reach_the_tracker_harmlessly(
 # --------------------------------------------------------------------------- tracker
 
 
+@pytest.mark.usefixtures("corpus")
 @FUZZ
 @given(
     capture_index,
@@ -300,6 +310,7 @@ def test_tracker_survives_dropped_duplicated_reordered_events(
     run_tracker(CallTracker(profile_for(name)), zip(events, times, strict=True), ordered=True)
 
 
+@pytest.mark.usefixtures("corpus")
 @FUZZ
 @given(capture_index, st.integers(0, 2**32))
 def test_tracker_survives_a_full_shuffle_with_times_attached(which: int, seed: int) -> None:
@@ -314,6 +325,7 @@ def test_tracker_survives_a_full_shuffle_with_times_attached(which: int, seed: i
 bad_times = st.sampled_from([math.nan, math.inf, -math.inf, -1e18, 0.0, 1e18])
 
 
+@pytest.mark.usefixtures("corpus")
 @FUZZ
 @given(capture_index, st.integers(0, 2**32), st.lists(bad_times, min_size=1, max_size=5))
 def test_tracker_survives_absurd_event_times(which: int, seed: int, absurd: list[float]) -> None:
@@ -324,6 +336,7 @@ def test_tracker_survives_absurd_event_times(which: int, seed: int, absurd: list
     run_tracker(CallTracker(profile_for(name)), timed, ordered=False)
 
 
+@pytest.mark.usefixtures("corpus")
 @FUZZ
 @given(
     capture_index, st.integers(0, 2**32), st.floats(0.01, 0.5), st.lists(header_value, min_size=1)
@@ -358,6 +371,7 @@ def test_tracker_survives_mangled_header_values(
     run_tracker(CallTracker(profile_for(name)), mangled, ordered=True)
 
 
+@pytest.mark.usefixtures("corpus")
 @FUZZ
 @given(capture_index, st.integers(0, 2**32), st.integers(1, 6), st.floats(0.5, 1.0))
 def test_cut_streams_with_resyncs_close_every_call_once(
@@ -397,6 +411,7 @@ def test_cut_streams_with_resyncs_close_every_call_once(
         check_fact(fact, ordered=True)
 
 
+@pytest.mark.usefixtures("corpus")
 def test_long_stream_keeps_tracker_state_bounded() -> None:
     """Hours of traffic with an event lost now and then: a periodic resync against an
     idle PBX leaves nothing behind, and between resyncs only live calls are held."""
@@ -432,6 +447,7 @@ def test_long_stream_keeps_tracker_state_bounded() -> None:
     assert len(tracker._finished) <= 20_001
 
 
+@pytest.mark.usefixtures("corpus")
 def test_wire_round_trip_of_every_capture_through_reader_and_tracker() -> None:
     """Every recorded stream re-encoded and cut into 7-byte reads gives the same records
     as feeding its messages directly."""
