@@ -24,6 +24,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .sql_common import TASK_RANG_FROM_CALLS
+
 CONTACT_COLUMNS = ("id", "name", "company", "email", "owner_id", "tags", "custom", "lead_status",
                    "lead_source", "lead_created_at", "created_at", "updated_at",
                    "last_contact_at", "erased")  # fmt: skip
@@ -232,11 +234,6 @@ _RANG_POSTGRES = (
     "FROM calls CROSS JOIN LATERAL jsonb_array_elements_text(calls.rang) AS r(value) "
     "WHERE r.value IS NOT NULL ON CONFLICT DO NOTHING"
 )
-# Who each task's calls rang (``callback_rang``, as ``link_callback_call`` keeps it).
-_TASK_RANG_SQL = (
-    "INSERT INTO callback_rang (task_id, extension) SELECT DISTINCT rc.task_id, cr.extension "
-    "FROM callback_calls rc JOIN call_rang cr ON cr.call_id = rc.call_id"
-)
 
 
 # -- SQLite ----------------------------------------------------------------------------
@@ -290,7 +287,7 @@ def load_sqlite(path: str, spec: BulkSpec, progress: Any = None) -> dict[str, in
             counts[names[kind]] += len(buf)
             flush(*target[kind], buf)
         con.execute(_RANG_SQLITE)
-        con.execute(_TASK_RANG_SQL)
+        con.execute(TASK_RANG_FROM_CALLS)
         con.execute(_NUMBERS_SQL + " ON CONFLICT DO NOTHING")
         if progress:
             progress("indexes", len(indexes))
@@ -367,7 +364,7 @@ async def load_postgres(url: str, spec: BulkSpec, progress: Any = None) -> dict[
             counts["links"] = len(pending_links)
             await copy("callback_calls", LINK_COLUMNS, pending_links)
             await con.execute(_RANG_POSTGRES)
-            await con.execute(_TASK_RANG_SQL)
+            await con.execute(TASK_RANG_FROM_CALLS)
             await con.execute(_NUMBERS_SQL + " ON CONFLICT DO NOTHING")
             await con.execute(
                 "UPDATE contacts SET last_contact_at = m.last FROM (SELECT contact_id, "

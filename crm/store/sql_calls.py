@@ -17,7 +17,7 @@ from ami_bridge.facts import Transfer
 
 from ..models import MISSED_OUTCOMES, Call, CallFilter, MissedCallRow
 from .params import ANY_LINK, AnyLink, CallCursor, UserIds
-from .sql_common import MISSED_SQL, Row, columns, dumps, loads
+from .sql_common import MISSED_SQL, TASK_RANG_FROM_CALLS, Row, columns, dumps, loads
 
 if TYPE_CHECKING:
     from .sql import Conn
@@ -126,24 +126,15 @@ class CallQueries:
         """``callback_rang`` of the tasks these calls belong to, made again from all their
         calls: a call written again may ring fewer extensions than before.  Only calls
         written again pay this; a new call's link adds its own rows."""
-        if not call_ids:
-            return
-        tasks = [
-            r["task_id"]
-            for r in await c.fetch(
-                f"SELECT DISTINCT task_id FROM callback_calls WHERE call_id {self._ids_in(1)}",
-                self._ids_param(call_ids),
-            )
-        ]
+        tasks = await self._tasks_of(c, list(call_ids))  # type: ignore[attr-defined]
         if not tasks:
             return
         await c.execute(
             f"DELETE FROM callback_rang WHERE task_id {self._ids_in(1)}", self._ids_param(tasks)
         )
         await c.execute(
-            "INSERT INTO callback_rang (task_id, extension) SELECT DISTINCT rc.task_id, "
-            "cr.extension FROM callback_calls rc JOIN call_rang cr ON cr.call_id = rc.call_id "
-            f"WHERE rc.task_id {self._ids_in(1)} ON CONFLICT (task_id, extension) DO NOTHING",
+            f"{TASK_RANG_FROM_CALLS} WHERE rc.task_id {self._ids_in(1)} "
+            "ON CONFLICT (task_id, extension) DO NOTHING",
             self._ids_param(tasks),
         )
 

@@ -14,6 +14,13 @@ T = TypeVar("T")
 MISSED_SQL = "IN ('missed', 'abandoned', 'busy', 'no_answer')"
 """``models.MISSED_OUTCOMES`` as SQL."""
 
+TASK_RANG_FROM_CALLS = (
+    "INSERT INTO callback_rang (task_id, extension) SELECT DISTINCT rc.task_id, cr.extension "
+    "FROM callback_calls rc JOIN call_rang cr ON cr.call_id = rc.call_id"
+)
+"""``callback_rang`` (migration 0022) made from the tasks' calls: the bulk loader's for every
+task, a call written again's for its tasks (with a WHERE)."""
+
 CONTACT_COLS = (
     "id, name, company, email, owner_id, tags, custom, lead_status, lead_source, "
     "lead_created_at, created_at, updated_at, last_contact_at, erased"

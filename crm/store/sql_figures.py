@@ -76,10 +76,11 @@ _CALLBACK_CALLS = (
     "JOIN callback_calls cc ON cc.task_id = f.task_id JOIN calls ON calls.id = cc.call_id "
     "WHERE (f.task_owner = 0 OR f.last_day > f.day OR f.user_id < 0)"
 )
+# The extensions an unowned task's calls rang, as ``callback_rang`` (0022) keeps them with
+# the task's links: not joined again from all its calls at every recount of the task.
 _TASK_RANG = (
-    "SELECT DISTINCT cc.task_id AS task_id, cr.extension AS extension FROM callback_tasks t "
-    "JOIN callback_calls cc ON cc.task_id = t.id JOIN call_rang cr ON cr.call_id = cc.call_id "
-    "WHERE t.owner_id IS NULL"
+    "SELECT r.task_id AS task_id, r.extension AS extension FROM callback_tasks t "
+    "JOIN callback_rang r ON r.task_id = t.id WHERE t.owner_id IS NULL"
 )
 
 
